@@ -1,0 +1,258 @@
+//! File fingerprints: decide whether a file must be read again.
+//!
+//! Stat data (size, mtime_ns, inode, ctime_ns) only decides whether to
+//! re-hash; the BLAKE3 content hash is what stages put in their keys. A file
+//! whose mtime lies within [`RACY_WINDOW_NS`] of the moment its hash was
+//! recorded is "racily clean" (git's term): a second write in the same
+//! timestamp tick would not change its stat data, so it is re-hashed until
+//! it has been recorded well after its last change.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::params;
+
+use super::{Cache, CacheError, Hash, now_ns};
+
+/// Timestamps closer than this to the recording instant are not trusted.
+/// Two seconds covers coarse file systems (FAT, some network mounts) and
+/// the kernel's jiffy-grained clock for mtimes.
+pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    size: u64,
+    mtime_ns: i64,
+    ino: u64,
+    ctime_ns: i64,
+}
+
+impl Stat {
+    fn of(meta: &std::fs::Metadata) -> Stat {
+        Stat {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ino: meta.ino(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// A file's content hash with the stat facts stages need.
+#[derive(Debug, Clone)]
+pub struct FileHash {
+    pub hash: Hash,
+    pub size: u64,
+    /// Any execute bit set.
+    pub executable: bool,
+}
+
+/// How much real reading a hashing pass did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct HashStats {
+    pub files: usize,
+    pub hashed: usize,
+    pub bytes_hashed: u64,
+}
+
+impl HashStats {
+    pub fn add(&mut self, other: HashStats) {
+        self.files += other.files;
+        self.hashed += other.hashed;
+        self.bytes_hashed += other.bytes_hashed;
+    }
+}
+
+/// BLAKE3 of a file's bytes, read (not mapped: an editor truncating the file
+/// mid-read would SIGBUS a mapping).
+pub fn hash_file(path: &Path) -> std::io::Result<Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+impl Cache {
+    /// Content hashes of `paths` (absolute), reading only files whose
+    /// fingerprint changed or is racy. New fingerprints are recorded.
+    pub fn hash_files(
+        &mut self,
+        paths: &[PathBuf],
+    ) -> Result<(Vec<FileHash>, HashStats), CacheError> {
+        let started = now_ns();
+        let mut stats = HashStats {
+            files: paths.len(),
+            ..HashStats::default()
+        };
+        let mut known: HashMap<String, (Stat, Hash, i64)> = HashMap::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT size, mtime_ns, ino, ctime_ns, hash, recorded_ns FROM files WHERE path = ?1",
+            )?;
+            for p in paths {
+                let key = p.to_string_lossy().into_owned();
+                let row = stmt.query_row(params![key], |r| {
+                    Ok((
+                        Stat {
+                            size: r.get::<_, i64>(0)? as u64,
+                            mtime_ns: r.get(1)?,
+                            ino: r.get::<_, i64>(2)? as u64,
+                            ctime_ns: r.get(3)?,
+                        },
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                });
+                if let Ok((stat, hash, recorded)) = row
+                    && let Ok(hash) = Hash::try_from(hash)
+                {
+                    known.insert(key, (stat, hash, recorded));
+                }
+            }
+        }
+
+        let mut results: Vec<Option<FileHash>> = vec![None; paths.len()];
+        let mut stats_now: Vec<Stat> = Vec::with_capacity(paths.len());
+        let mut to_hash: Vec<usize> = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let meta = std::fs::metadata(p).map_err(|source| CacheError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let stat = Stat::of(&meta);
+            stats_now.push(stat);
+            let executable = meta.mode() & 0o111 != 0;
+            let key = p.to_string_lossy();
+            match known.get(key.as_ref()) {
+                Some((old, hash, recorded))
+                    if *old == stat && stat.mtime_ns < recorded - RACY_WINDOW_NS =>
+                {
+                    results[i] = Some(FileHash {
+                        hash: *hash,
+                        size: stat.size,
+                        executable,
+                    });
+                }
+                _ => {
+                    to_hash.push(i);
+                    results[i] = Some(FileHash {
+                        hash: [0; 32],
+                        size: stat.size,
+                        executable,
+                    });
+                }
+            }
+        }
+
+        let hashed = hash_in_parallel(paths, &to_hash)?;
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO files (path, size, mtime_ns, ino, ctime_ns, hash, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (i, hash) in to_hash.iter().zip(hashed) {
+                let s = stats_now[*i];
+                stats.hashed += 1;
+                stats.bytes_hashed += s.size;
+                if let Some(r) = results[*i].as_mut() {
+                    r.hash = hash;
+                }
+                stmt.execute(params![
+                    paths[*i].to_string_lossy(),
+                    s.size as i64,
+                    s.mtime_ns,
+                    s.ino as i64,
+                    s.ctime_ns,
+                    &hash[..],
+                    started
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok((
+            results.into_iter().map(|r| r.expect("filled")).collect(),
+            stats,
+        ))
+    }
+}
+
+/// Hashes `paths[i]` for each i in `which`, on all cores.
+fn hash_in_parallel(paths: &[PathBuf], which: &[usize]) -> Result<Vec<Hash>, CacheError> {
+    if which.is_empty() {
+        return Ok(Vec::new());
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(which.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: Vec<std::sync::Mutex<Option<std::io::Result<Hash>>>> =
+        which.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if j >= which.len() {
+                        break;
+                    }
+                    let r = hash_file(&paths[which[j]]);
+                    *out[j].lock().expect("poisoned") = Some(r);
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .enumerate()
+        .map(|(j, m)| {
+            m.into_inner()
+                .expect("poisoned")
+                .expect("every slot hashed")
+                .map_err(|source| CacheError::Io {
+                    path: paths[which[j]].clone(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_old_file_is_not_reread_but_racy_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(&dir.path().join(".lbuild")).unwrap();
+        let f = dir.path().join("a.py");
+        std::fs::write(&f, "x = 1\n").unwrap();
+
+        // Just written: racy, hashed every time.
+        let (_, s1) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        let (_, s2) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        assert_eq!((s1.hashed, s2.hashed), (1, 1));
+
+        // Backdate the file: now the recorded fingerprint is trusted.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let (h3, s3) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        let (h4, s4) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        assert_eq!((s3.hashed, s4.hashed), (1, 0));
+        assert_eq!(h3[0].hash, h4[0].hash);
+        assert_eq!(h4[0].hash, *blake3::hash(b"x = 1\n").as_bytes());
+    }
+}

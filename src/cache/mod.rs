@@ -1,0 +1,312 @@
+//! The SQLite cache under `.lbuild/`: schema migrations, stage records and
+//! the reuse-store index. File fingerprints live in [`fingerprint`].
+//!
+//! This module owns the database connection and its on-disk format; it does
+//! not decide what a stage's key is (each stage does, see `stages`).
+
+pub mod fingerprint;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+pub use fingerprint::{FileHash, HashStats};
+
+pub type Hash = [u8; 32];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cannot create the cache directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the cache database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the cache database {path} was written by a newer lbuild (schema {found}, this lbuild knows {known})\n  hint: upgrade lbuild, or run `lbuild clean` to start a fresh cache"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error(
+        "cannot migrate the cache database {path}: {source}\n  hint: run `lbuild clean` to start a fresh cache"
+    )]
+    Migrate {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
+    #[error("cache database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+/// The open cache of one project.
+pub struct Cache {
+    pub(crate) conn: Connection,
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// Opens (creating and migrating if needed) `DIR/cache.sqlite`.
+    pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+        std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("cache.sqlite");
+        let open_err = |source| CacheError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        // Editors run `lbuild` while `lbuild watch` runs: wait for the other
+        // writer instead of failing with "database is locked".
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if found > MIGRATIONS.len() as i64 {
+            return Err(CacheError::TooNew {
+                path,
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+        migrations
+            .to_latest(&mut conn)
+            .map_err(|source| CacheError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Cache {
+            conn,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The recorded output of `stage` for `key`, if any; marks it used.
+    pub fn stage_output(&self, stage: &str, key: &Hash) -> Result<Option<String>, CacheError> {
+        let out: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT output FROM stages WHERE stage = ?1 AND key = ?2",
+                params![stage, &key[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if out.is_some() {
+            self.conn.execute(
+                "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3",
+                params![stage, &key[..], now_s()],
+            )?;
+        }
+        Ok(out)
+    }
+
+    pub fn record_stage(&self, stage: &str, key: &Hash, output: &str) -> Result<(), CacheError> {
+        let now = now_s();
+        self.conn.execute(
+            "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, last_used_s = excluded.last_used_s",
+            params![stage, &key[..], output, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn forget_stage(&self, stage: &str, key: &Hash) -> Result<(), CacheError> {
+        self.conn.execute(
+            "DELETE FROM stages WHERE stage = ?1 AND key = ?2",
+            params![stage, &key[..]],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes stage records not used for `days` days and returns their
+    /// (stage, key) so the caller can remove their on-disk outputs.
+    pub fn gc_stages(&self, days: u64) -> Result<Vec<(String, Hash)>, CacheError> {
+        let cutoff = now_s() - (days as i64) * 86_400;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT stage, key FROM stages WHERE last_used_s < ?1")?;
+        let rows = stmt
+            .query_map(params![cutoff], |r| {
+                let stage: String = r.get(0)?;
+                let key: Vec<u8> = r.get(1)?;
+                Ok((stage, key))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        self.conn
+            .execute("DELETE FROM stages WHERE last_used_s < ?1", params![cutoff])?;
+        self.conn.execute(
+            "DELETE FROM files WHERE recorded_ns < ?1",
+            params![cutoff.saturating_mul(1_000_000_000)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, k)| Some((s, k.try_into().ok()?)))
+            .collect())
+    }
+
+    /// Keys of every recorded run of `stage`.
+    pub fn stage_keys(&self, stage: &str) -> Result<Vec<Hash>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key FROM stages WHERE stage = ?1")?;
+        let keys = stmt
+            .query_map(params![stage], |r| r.get::<_, Vec<u8>>(0))?
+            .filter_map(|k| k.ok().and_then(|k| k.try_into().ok()))
+            .collect();
+        Ok(keys)
+    }
+
+    /// The reuse store's index: where each (content, executable, settings)
+    /// sits in `store.zip`, with the BLAKE3 of its compressed bytes.
+    pub fn packed_lookup(&self) -> Result<Vec<PackedEntry>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, content_hash, executable, settings, raw_hash FROM packed")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })?
+            .filter_map(|r| r.ok())
+            .filter_map(|(name, c, executable, s, raw)| {
+                Some(PackedEntry {
+                    name,
+                    content_hash: c.try_into().ok()?,
+                    executable,
+                    settings: s.try_into().ok()?,
+                    raw_hash: raw.try_into().ok()?,
+                })
+            })
+            .collect();
+        Ok(rows)
+    }
+
+    /// Replaces the reuse-store index (the store itself was just replaced).
+    pub fn replace_packed(&mut self, entries: &[PackedEntry]) -> Result<(), CacheError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM packed", [])?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR REPLACE INTO packed (name, content_hash, executable, settings, raw_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for e in entries {
+                stmt.execute(params![
+                    e.name,
+                    &e.content_hash[..],
+                    e.executable,
+                    &e.settings[..],
+                    &e.raw_hash[..]
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn clear_packed(&self) -> Result<(), CacheError> {
+        self.conn.execute("DELETE FROM packed", [])?;
+        Ok(())
+    }
+}
+
+/// One entry of the reuse store.
+#[derive(Debug, Clone)]
+pub struct PackedEntry {
+    pub name: String,
+    pub content_hash: Hash,
+    pub executable: bool,
+    pub settings: Hash,
+    pub raw_hash: Hash,
+}
+
+pub(crate) fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+pub fn hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_records_round_trip_and_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = [7u8; 32];
+        assert_eq!(cache.stage_output("sources", &key).unwrap(), None);
+        cache.record_stage("sources", &key, "{}").unwrap();
+        assert_eq!(
+            cache.stage_output("sources", &key).unwrap().as_deref(),
+            Some("{}")
+        );
+        cache.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(cache);
+        let err = Cache::open(dir.path())
+            .err()
+            .expect("newer schema must fail");
+        assert!(err.to_string().contains("newer lbuild"), "{err}");
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let h = [0xabu8; 32];
+        assert_eq!(unhex(&hex(&h)), Some(h));
+    }
+}

@@ -1,0 +1,57 @@
+//! The library's error type: one enum over the modules' own errors, each
+//! message saying what went wrong, where, and what to do next.
+
+use std::path::PathBuf;
+
+use crate::archive::ArchiveError;
+use crate::cache::CacheError;
+use crate::manifest::ManifestError;
+use crate::stages::deps::DepsError;
+use crate::stages::walk::WalkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    #[error(transparent)]
+    Deps(#[from] DepsError),
+    /// Bad input found while planning the build (not a manifest syntax error).
+    #[error("{message}\n  hint: {hint}")]
+    Input { message: String, hint: String },
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// 2 for input the user must fix (manifest, sources), 1 for the rest.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            context,
+            path,
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,18 @@
+//! lbuild: reproducible, incremental zips for Python AWS Lambda functions.
+//!
+//! `main.rs` only parses arguments and maps errors to exit codes; the work
+//! lives here so tests and benchmarks can call it. See ARCHITECTURE.md.
+
+pub mod archive;
+pub mod cache;
+pub mod cli;
+pub mod error;
+pub mod init;
+pub mod lock;
+pub mod manifest;
+pub mod pipeline;
+pub mod report;
+pub mod stages;
+pub mod watch;
+
+pub use error::{Error, Result};

@@ -1,0 +1,276 @@
+//! The package stage: every entry of deps, sources and config into one
+//! reproducible zip, written atomically to the output path.
+//!
+//! Owns the merge (one archive path, one claimant), the archive settings
+//! (level, the single DOS time), the atomic write and the reuse store
+//! (`.lbuild/store.zip`, a hard link to the last zip built, indexed in the
+//! cache so unchanged entries are copied, not deflated again).
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Entry, KeyBuilder, StageReport, Status};
+use crate::Error;
+use crate::archive::{self, Settings, Store};
+use crate::cache::{Cache, hex};
+use crate::manifest::{MtimeMode, Plan};
+use crate::report::Reporter;
+
+pub const NAME: &str = "package";
+
+/// The zip a build produced (or found already in place).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZipInfo {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub code_sha256: String,
+    pub size: u64,
+    pub entries: usize,
+    /// (mtime_ns, inode) of the file when recorded: a match means it is
+    /// still the file lbuild wrote.
+    stat: (i64, u64),
+}
+
+/// Entries of one input stage, with the stage's name for error messages.
+pub struct Input<'a> {
+    pub stage: &'static str,
+    pub entries: &'a [Entry],
+}
+
+pub fn run(
+    plan: &Plan,
+    cache: &mut Cache,
+    reporter: &Reporter,
+    inputs: &[Input<'_>],
+) -> crate::Result<(ZipInfo, StageReport)> {
+    let started = Instant::now();
+    let entries = merge(inputs)?;
+    let settings = Settings {
+        level: plan.output.level,
+        time: archive::dos_time_from_unix(zip_time(plan)?),
+    };
+    let mut key = KeyBuilder::new(NAME);
+    key.add_backend()
+        .add("level", settings.level)
+        .add(
+            "time",
+            format!(
+                "{:04x}{:04x}",
+                settings.time.datepart(),
+                settings.time.timepart()
+            ),
+        )
+        .add_entries(&entries);
+    let (key_hash, explain) = key.finish();
+
+    let recorded = cache
+        .stage_output(NAME, &key_hash)?
+        .and_then(|s| serde_json::from_str::<ZipInfo>(&s).ok());
+    if let Some(info) = recorded.and_then(|r| still_in_place(r, &plan.output.path)) {
+        cache.record_stage(
+            NAME,
+            &key_hash,
+            &serde_json::to_string(&info).unwrap_or_default(),
+        )?;
+        let report = StageReport {
+            name: NAME,
+            status: Status::Cached,
+            key: hex(&key_hash),
+            ms: started.elapsed().as_millis() as u64,
+            details: serde_json::json!({"entries": entries.len()}),
+            explain,
+        };
+        return Ok((info, report));
+    }
+
+    let out = &plan.output.path;
+    let out_dir = out.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir)
+        .map_err(Error::io("cannot create the output directory", out_dir))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".lbuild-")
+        .suffix(".zip.tmp")
+        .tempfile_in(out_dir)
+        .map_err(Error::io("cannot create a temporary file in", out_dir))?;
+
+    let store_path = plan.cache_dir.join("store.zip");
+    let store = Store::new(&store_path, cache.packed_lookup()?, &settings);
+    let spinner = reporter.spinner("packaging");
+    spinner.set_message(format!("{} entries", entries.len()));
+    let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref())?;
+    drop(spinner);
+
+    let (sha256, size) = sha256_of(tmp.path())?;
+    // tempfile makes 0600 files; a deployment artifact is world-readable.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(Error::io("cannot set permissions on", tmp.path()))?;
+    tmp.persist(out)
+        .map_err(|e| Error::io("cannot move the new zip into place at", out)(e.error))?;
+    let meta = std::fs::metadata(out).map_err(Error::io("cannot stat", out))?;
+
+    refresh_store(cache, out, &store_path, &written.packed)?;
+
+    let info = ZipInfo {
+        path: out.clone(),
+        code_sha256: base64::engine::general_purpose::STANDARD.encode(sha256),
+        sha256: sha256.iter().map(|b| format!("{b:02x}")).collect(),
+        size,
+        entries: entries.len(),
+        stat: (meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), meta.ino()),
+    };
+    cache.record_stage(
+        NAME,
+        &key_hash,
+        &serde_json::to_string(&info).unwrap_or_default(),
+    )?;
+    let report = StageReport {
+        name: NAME,
+        status: Status::Ran,
+        key: hex(&key_hash),
+        ms: started.elapsed().as_millis() as u64,
+        details: serde_json::json!({
+            "entries": written.entries,
+            "reused": written.reused,
+            "compressed": written.compressed,
+            "rejected": written.rejected,
+        }),
+        explain,
+    };
+    Ok((info, report))
+}
+
+/// All entries sorted by archive name; an archive path claimed twice is an
+/// error naming both claimants.
+fn merge(inputs: &[Input<'_>]) -> crate::Result<Vec<Entry>> {
+    let mut all: Vec<(&'static str, &Entry)> = inputs
+        .iter()
+        .flat_map(|i| i.entries.iter().map(move |e| (i.stage, e)))
+        .collect();
+    all.sort_by(|a, b| a.1.name.as_bytes().cmp(b.1.name.as_bytes()));
+    for w in all.windows(2) {
+        if w[0].1.name == w[1].1.name {
+            return Err(Error::Input {
+                message: format!(
+                    "archive path {:?} is claimed twice: by {} ({}) and by {} ({})",
+                    w[0].1.name,
+                    w[0].0,
+                    w[0].1.path.display(),
+                    w[1].0,
+                    w[1].1.path.display()
+                ),
+                hint:
+                    "exclude one of them (sources exclude, config files, or dependencies exclude)"
+                        .into(),
+            });
+        }
+    }
+    Ok(all.into_iter().map(|(_, e)| e.clone()).collect())
+}
+
+/// The instant every entry is stamped with, in seconds since the epoch.
+fn zip_time(plan: &Plan) -> crate::Result<i64> {
+    let from_env = || -> crate::Result<Option<i64>> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.trim().is_empty() => {
+                v.trim().parse::<i64>().map(Some).map_err(|_| Error::Input {
+                    message: format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
+                    hint: "set it to an integer, e.g. $(git log -1 --format=%ct), or unset it"
+                        .into(),
+                })
+            }
+            _ => Ok(None),
+        }
+    };
+    match plan.output.mtime {
+        // Unset: honour the reproducible-builds convention when present.
+        None => Ok(from_env()?.unwrap_or(0)),
+        Some(MtimeMode::Fixed) => Ok(0),
+        Some(MtimeMode::SourceDateEpoch) => from_env()?.ok_or_else(|| Error::Input {
+            message: "[output] mtime = \"source-date-epoch\" but SOURCE_DATE_EPOCH is not set"
+                .into(),
+            hint: "export SOURCE_DATE_EPOCH (seconds since 1970), or use mtime = \"fixed\"".into(),
+        }),
+        Some(MtimeMode::Git) => git_commit_time(&plan.project_dir),
+    }
+}
+
+fn git_commit_time(dir: &Path) -> crate::Result<i64> {
+    let out = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(dir)
+        .output();
+    let text = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    text.parse().map_err(|_| Error::Input {
+        message: format!(
+            "[output] mtime = \"git\" but {} has no git commit to read a time from",
+            dir.display()
+        ),
+        hint: "commit first, or use mtime = \"fixed\"".into(),
+    })
+}
+
+/// The recorded zip if the file at `path` is still it.
+fn still_in_place(mut info: ZipInfo, path: &Path) -> Option<ZipInfo> {
+    if info.path != path {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    let stat = (meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), meta.ino());
+    if meta.len() == info.size && stat == info.stat {
+        return Some(info);
+    }
+    // Touched or copied over: trust it only if its bytes are still ours.
+    let (sha, _) = sha256_of(path).ok()?;
+    let sha: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    (sha == info.sha256).then(|| {
+        info.stat = stat;
+        info
+    })
+}
+
+fn sha256_of(path: &Path) -> crate::Result<([u8; 32], u64)> {
+    let mut f = std::fs::File::open(path).map_err(Error::io("cannot read", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io("cannot read", path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((h.finalize().into(), size))
+}
+
+/// Makes the zip just written the reuse store for the next build: a hard
+/// link (no extra disk), or a copy across file systems.
+fn refresh_store(
+    cache: &mut Cache,
+    zip: &Path,
+    store: &Path,
+    packed: &[crate::cache::PackedEntry],
+) -> crate::Result<()> {
+    let staging = store.with_extension("zip.new");
+    let _ = std::fs::remove_file(&staging);
+    let linked = std::fs::hard_link(zip, &staging).is_ok() || std::fs::copy(zip, &staging).is_ok();
+    if !linked {
+        // No store is only slower, never wrong.
+        cache.clear_packed()?;
+        return Ok(());
+    }
+    std::fs::rename(&staging, store).map_err(Error::io("cannot update", store))?;
+    cache.replace_packed(packed)?;
+    Ok(())
+}
