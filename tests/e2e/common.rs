@@ -1,0 +1,222 @@
+//! `TestProject`: a temp project directory with helpers to write files, run
+//! lbuild hermetically and read the zip back.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const HELLO_MANIFEST: &str = r#"[function]
+name = "hello"
+handler = "app.handler"
+runtime = "python3.12"
+
+[config]
+files = ["config/*.json"]
+"#;
+
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+/// The lbuild binary under test.
+pub fn lbuild_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lbuild"))
+}
+
+/// A command with a scrubbed environment: no user config, fixed locale and
+/// time zone, no SOURCE_DATE_EPOCH, no cache dir override.
+pub fn hermetic(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("LBUILD_CACHE_DIR")
+        .env("TZ", "UTC")
+        .env("LC_ALL", "C")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_NO_INPUT", "1")
+}
+
+impl TestProject {
+    /// An empty project.
+    pub fn empty() -> Self {
+        TestProject {
+            dir: tempfile::Builder::new()
+                .prefix("lbuild-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// The hello project: handler, helper module and one config file.
+    pub fn hello() -> Self {
+        let p = Self::empty();
+        p.write("lambda.toml", HELLO_MANIFEST);
+        p.write(
+            "app.py",
+            "from util import greet\n\ndef handler(event, context):\n    return greet()\n",
+        );
+        p.write("util.py", "def greet():\n    return 'hi'\n");
+        p.write("config/settings.json", "{\"a\": 1}\n");
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+        self.write_bytes(rel, contents.as_bytes())
+    }
+
+    pub fn write_bytes(&self, rel: &str, contents: &[u8]) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+        self
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).unwrap();
+    }
+
+    /// Sets a file's mtime to `secs` after the epoch.
+    pub fn set_mtime(&self, rel: &str, secs: u64) {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(self.path().join(rel))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(lbuild_bin());
+        hermetic(&mut c).current_dir(self.path());
+        c
+    }
+
+    /// Runs lbuild with `args`, returning the raw output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `lbuild --json` and expects success; returns the parsed JSON.
+    pub fn build_json(&self) -> serde_json::Value {
+        let out = self.run(&["--json"]);
+        assert!(
+            out.status.success(),
+            "lbuild failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Runs lbuild expecting failure; returns stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "lbuild unexpectedly succeeded:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn zip_path(&self, name: &str) -> PathBuf {
+        self.path().join("dist").join(format!("{name}.zip"))
+    }
+
+    pub fn zip_bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.zip_path(name)).unwrap()
+    }
+}
+
+/// Stage statuses from a `--json` build, by name: "ran" | "cached" | "skipped".
+pub fn statuses(json: &serde_json::Value) -> Vec<(String, String)> {
+    json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn status_of(json: &serde_json::Value, stage: &str) -> String {
+    statuses(json)
+        .into_iter()
+        .find(|(n, _)| n == stage)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no stage {stage} in {json}"))
+}
+
+pub fn stage_details<'a>(json: &'a serde_json::Value, stage: &str) -> &'a serde_json::Value {
+    &json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == stage)
+        .unwrap()["details"]
+}
+
+/// Reads a zip back with Python's zipfile: one JSON object per entry.
+pub fn python_entries(zip: &Path) -> Vec<serde_json::Value> {
+    let script = r#"
+import json, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+out = []
+for i in z.infolist():
+    out.append(dict(name=i.filename, date_time=list(i.date_time), external_attr=i.external_attr,
+                    extra=i.extra.hex(), flag_bits=i.flag_bits, create_system=i.create_system,
+                    compress_type=i.compress_type, comment=i.comment.hex(), is_dir=i.is_dir(),
+                    file_size=i.file_size, compress_size=i.compress_size,
+                    data=z.read(i).decode('latin-1')))
+print(json.dumps(dict(entries=out, comment=z.comment.hex())))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python zipfile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["comment"], "", "archive comment must be empty");
+    v["entries"].as_array().unwrap().clone()
+}
+
+pub fn entry_names(zip: &Path) -> Vec<String> {
+    python_entries(zip)
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `unzip -t` must report no errors.
+pub fn unzip_test(zip: &Path) {
+    let out = Command::new("unzip").arg("-t").arg(zip).output().unwrap();
+    assert!(
+        out.status.success(),
+        "unzip -t failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
