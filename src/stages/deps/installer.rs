@@ -1,0 +1,535 @@
+//! The two installers lbuild drives — uv and `python3 -m pip` — and the
+//! Lambda target they install for.
+//!
+//! Owns: finding an installer and its version (part of the deps key), the
+//! platform tags for a runtime's glibc (pip needs every older manylinux tag
+//! spelled out; uv takes one `ARCH-manylinux_2_N` name), running the
+//! install with a spinner showing the installer's current line, and turning
+//! a failed install into an error that names the package and the target.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::DepsError;
+use crate::manifest::{Architecture, InstallerChoice, Runtime};
+use crate::report::Reporter;
+
+/// Where and for what the wheels must run.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub runtime: Runtime,
+    pub arch: Architecture,
+}
+
+/// The manylinux_2_N levels uv's `--python-platform` accepts (uv 0.13:
+/// `manylinux2014` = 2_17, then 2_28 and 2_31 to 2_40).
+const UV_GLIBC_LEVELS: &[u32] = &[17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40];
+
+impl Target {
+    pub fn glibc_minor(self) -> u32 {
+        self.runtime.glibc().1
+    }
+
+    /// "python3.12 x86_64 manylinux_2_34"
+    pub fn describe(self) -> String {
+        let (major, minor) = self.runtime.glibc();
+        format!(
+            "{} {} manylinux_{major}_{minor}",
+            self.runtime.name(),
+            self.arch.as_str()
+        )
+    }
+
+    /// Every platform tag a wheel for this target may carry, best first,
+    /// as `packaging.tags` lists them for a glibc: `manylinux_2_N` from the
+    /// runtime's glibc down to the oldest for the machine, with the legacy
+    /// aliases (manylinux2014 = 2_17, manylinux2010 = 2_12, manylinux1 =
+    /// 2_5) next to their level. pip (23.x at least) does not expand
+    /// `--platform manylinux_2_34_x86_64` to older levels by itself: given
+    /// only that tag it refuses a manylinux2014 wheel.
+    pub fn pip_platforms(self) -> Vec<String> {
+        let m = self.arch.manylinux_machine();
+        let oldest = match self.arch {
+            Architecture::X86_64 => 5,
+            Architecture::Arm64 => 17,
+        };
+        let mut out = Vec::new();
+        for n in (oldest..=self.glibc_minor()).rev() {
+            out.push(format!("manylinux_2_{n}_{m}"));
+            match n {
+                17 => out.push(format!("manylinux2014_{m}")),
+                12 => out.push(format!("manylinux2010_{m}")),
+                5 => out.push(format!("manylinux1_{m}")),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// uv's `--python-platform`: the highest level uv knows that the
+    /// runtime's glibc satisfies.
+    pub fn uv_platform(self) -> String {
+        format!(
+            "{}-manylinux_2_{}",
+            self.arch.manylinux_machine(),
+            self.uv_level()
+        )
+    }
+
+    fn uv_level(self) -> u32 {
+        UV_GLIBC_LEVELS
+            .iter()
+            .copied()
+            .filter(|l| *l <= self.glibc_minor())
+            .max()
+            .unwrap_or(17)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Uv,
+    Pip,
+}
+
+/// A working installer, found on this machine.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    pub kind: Kind,
+    program: PathBuf,
+    /// "uv 0.13.9 (x86_64-unknown-linux-gnu)" or "pip 23.2.1 (python 3.11)".
+    pub version: String,
+    /// For pip: the `X.Y` of the python3 that runs it.
+    pub host_python: Option<String>,
+}
+
+/// The first executable `name` on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+const UV_HINT: &str = "install uv with `python3 -m pip install uv` (or see https://docs.astral.sh/uv/getting-started/installation/), or set installer = \"pip\" (or \"auto\") in [dependencies]";
+const PIP_HINT: &str = "install pip for python3 (`python3 -m ensurepip --upgrade`, or your system's python3-pip package), or install uv and set installer = \"uv\" (or \"auto\") in [dependencies]";
+
+/// Picks the installer `choice` asks for.
+pub fn detect(choice: InstallerChoice) -> Result<Installer, DepsError> {
+    match choice {
+        InstallerChoice::Uv => uv().map_err(|reason| DepsError::InstallerMissing {
+            installer: "uv",
+            reason,
+            hint: UV_HINT,
+        }),
+        InstallerChoice::Pip => pip().map_err(|reason| DepsError::InstallerMissing {
+            installer: "pip",
+            reason,
+            hint: PIP_HINT,
+        }),
+        InstallerChoice::Auto => uv().or_else(|uv_reason| {
+            pip().map_err(|pip_reason| DepsError::InstallerMissing {
+                installer: "uv or pip",
+                reason: format!("{uv_reason}; {pip_reason}"),
+                hint: "install uv (`python3 -m pip install uv`, much faster) or pip for python3",
+            })
+        }),
+    }
+}
+
+fn uv() -> Result<Installer, String> {
+    let program = find_on_path("uv").ok_or("uv is not on PATH")?;
+    let out = Command::new(&program)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.lines().next().unwrap_or("").trim().to_string();
+    if !out.status.success() || !version.starts_with("uv ") {
+        return Err(format!(
+            "`{} --version` failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(Installer {
+        kind: Kind::Uv,
+        program,
+        version,
+        host_python: None,
+    })
+}
+
+fn pip() -> Result<Installer, String> {
+    let program = find_on_path("python3").ok_or("python3 is not on PATH")?;
+    let out = Command::new(&program)
+        .args(["-m", "pip", "--version"])
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "pip 23.2.1 from /abs/path/pip (python 3.11)": the path is the
+    // machine's, not part of what pip does, so it stays out of the key.
+    let mut words = text.split_whitespace();
+    let (Some("pip"), Some(version)) = (words.next(), words.next()) else {
+        return Err(format!(
+            "`python3 -m pip --version` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    };
+    let host_python = text
+        .rsplit_once("(python ")
+        .and_then(|(_, v)| v.split(')').next())
+        .map(str::to_string);
+    Ok(Installer {
+        kind: Kind::Pip,
+        program,
+        version: format!(
+            "pip {version} (python {})",
+            host_python.as_deref().unwrap_or("?")
+        ),
+        host_python,
+    })
+}
+
+impl Installer {
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Uv => "uv",
+            Kind::Pip => "pip",
+        }
+    }
+
+    /// The environment variables through which this installer takes index
+    /// options (they change what gets installed, so they join the key).
+    pub fn index_env_vars(&self) -> &'static [&'static str] {
+        match self.kind {
+            Kind::Uv => &[
+                "UV_INDEX_URL",
+                "UV_DEFAULT_INDEX",
+                "UV_EXTRA_INDEX_URL",
+                "UV_INDEX",
+                "UV_FIND_LINKS",
+                "UV_NO_INDEX",
+            ],
+            Kind::Pip => &[
+                "PIP_INDEX_URL",
+                "PIP_EXTRA_INDEX_URL",
+                "PIP_FIND_LINKS",
+                "PIP_NO_INDEX",
+            ],
+        }
+    }
+
+    /// The full command line for installing `requirements` into `dir`.
+    pub fn command(
+        &self,
+        target: Target,
+        requirements: &Path,
+        index_args: &[String],
+        dir: &Path,
+    ) -> Command {
+        let mut cmd = Command::new(&self.program);
+        match self.kind {
+            Kind::Uv => {
+                cmd.args(["pip", "install", "--target"])
+                    .arg(dir)
+                    .args(["--python-platform", &target.uv_platform()])
+                    .args(["--python-version", &target.runtime.version()])
+                    .args(["--only-binary", ":all:"])
+                    .arg("--no-installer-metadata")
+                    .arg("--no-compile-bytecode")
+                    // Own copies: nothing in the tree is a hard link into
+                    // uv's cache that a later uv run could touch.
+                    .args(["--link-mode", "copy"]);
+            }
+            Kind::Pip => {
+                cmd.args(["-m", "pip", "install", "--target"]).arg(dir);
+                for p in target.pip_platforms() {
+                    cmd.args(["--platform", &p]);
+                }
+                cmd.args(["--implementation", "cp"])
+                    .args(["--python-version", &target.runtime.version()])
+                    .arg("--only-binary=:all:")
+                    .arg("--no-compile")
+                    .arg("--no-warn-script-location")
+                    .arg("--disable-pip-version-check")
+                    .arg("--no-input");
+            }
+        }
+        cmd.arg("-r").arg(requirements).args(index_args);
+        cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .env("NO_COLOR", "1")
+            // Settings that contradict --target.
+            .env_remove("PIP_USER")
+            .env_remove("PIP_PREFIX")
+            .env_remove("PIP_TARGET")
+            .env_remove("PIP_REQUIRE_VIRTUALENV")
+            .env_remove("PIP_NO_COMPILE");
+        cmd
+    }
+
+    /// Runs the install; on failure the error names the package (best
+    /// effort) and the target, with the installer's own message.
+    pub fn install(
+        &self,
+        target: Target,
+        requirements: &Path,
+        index_args: &[String],
+        dir: &Path,
+        cwd: &Path,
+        reporter: &Reporter,
+    ) -> Result<(), DepsError> {
+        let mut cmd = self.command(target, requirements, index_args, dir);
+        cmd.current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spinner = reporter.spinner(&format!("installing dependencies ({})", self.name()));
+        let mut child = cmd.spawn().map_err(|e| DepsError::InstallerMissing {
+            installer: self.name(),
+            reason: format!("cannot run {}: {e}", self.program.display()),
+            hint: if self.kind == Kind::Uv {
+                UV_HINT
+            } else {
+                PIP_HINT
+            },
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i == 1, s)))
+        .map(|(is_err, s)| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    if tx.send((is_err, line)).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+        drop(tx);
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        for (is_err, line) in rx {
+            let shown = line.trim();
+            if !shown.is_empty() {
+                spinner.set_message(shown.chars().take(120).collect::<String>());
+            }
+            if is_err {
+                stderr.push(line);
+            } else {
+                stdout.push(line);
+            }
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        let status = child.wait().map_err(|e| DepsError::InstallerMissing {
+            installer: self.name(),
+            reason: format!("lost the installer process: {e}"),
+            hint: "run the build again",
+        })?;
+        drop(spinner);
+        if status.success() {
+            return Ok(());
+        }
+        // The installer's own words: stderr, else (old pips) stdout.
+        let lines = if stderr.iter().any(|l| !l.trim().is_empty()) {
+            stderr
+        } else {
+            stdout
+        };
+        let lines: Vec<&String> = lines
+            .iter()
+            .filter(|l| !l.contains("Running pip as the 'root' user"))
+            .collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        let output: String = tail.iter().map(|l| format!("  | {l}\n")).collect();
+        let joined: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let shown = requirements.strip_prefix(cwd).unwrap_or(requirements);
+        Err(DepsError::Install(Box::new(super::InstallFailure {
+            installer: self.version.clone(),
+            what: culprit(&joined).map_or_else(
+                || format!("the requirements in {}", shown.display()),
+                |p| format!("{p} (from {})", shown.display()),
+            ),
+            target: target.describe(),
+            status: status
+                .code()
+                .map_or_else(|| "killed by a signal".into(), |c| format!("exit {c}")),
+            output,
+            hint: self.hint(target, &joined),
+        })))
+    }
+
+    fn hint(&self, target: Target, output: &str) -> String {
+        let has = |needles: &[&str]| needles.iter().any(|n| output.contains(n));
+        let mut hint = if has(&[
+            "Failed to fetch",
+            "Could not fetch URL",
+            "Connection refused",
+            "connect error",
+            "Network is unreachable",
+            "Temporary failure in name resolution",
+            "NewConnectionError",
+            "dns error",
+        ]) {
+            "the package index could not be reached: check the network or proxy, and index_url / find_links in lambda.toml or requirements.txt".to_string()
+        } else if has(&[
+            "not found in the package registry",
+            "not found in the provided package locations",
+        ]) {
+            "the index has no package of that name: check its spelling in requirements.txt"
+                .to_string()
+        } else if has(&[
+            "has no wheels with a matching",
+            "matching platform tag",
+            "Could not find a version that satisfies",
+            "No matching distribution",
+        ]) {
+            format!(
+                "no binary wheel of it fits {}: pin a version that publishes one (tags cp3{} or abi3/py3, manylinux_2_N with N <= {}, {}), or change runtime/architecture in lambda.toml; if it is a typo, fix the name",
+                target.describe(),
+                target.runtime.minor,
+                target.glibc_minor(),
+                target.arch.manylinux_machine()
+            )
+        } else if has(&[
+            "conflict",
+            "No solution found",
+            "unsatisfiable",
+            "ResolutionImpossible",
+        ]) {
+            "the requirements cannot all be satisfied together: adjust the pins named above"
+                .to_string()
+        } else {
+            "see the installer's message above".to_string()
+        };
+        if self.kind == Kind::Uv && target.uv_level() != target.glibc_minor() {
+            hint.push_str(&format!(
+                "; note: uv cannot target manylinux_2_{} exactly, so lbuild asks it for {}: installer = \"pip\" also accepts wheels up to manylinux_2_{}",
+                target.glibc_minor(),
+                target.uv_platform(),
+                target.glibc_minor()
+            ));
+        }
+        hint
+    }
+}
+
+/// The package an installer complains about, from its message (best effort).
+pub fn culprit(output: &str) -> Option<String> {
+    let clean = |s: &str| {
+        s.trim_matches(|c: char| {
+            c == '`' || c == '\'' || c == '"' || c == ',' || c == '.' || c == ':'
+        })
+        .to_string()
+    };
+    let after = |marker: &str| -> Option<String> {
+        let i = output.find(marker)?;
+        let word = output[i + marker.len()..].split_whitespace().next()?;
+        let w = clean(word);
+        (!w.is_empty()).then_some(w)
+    };
+    after("satisfies the requirement ")
+        .or_else(|| after("No matching distribution found for "))
+        .or_else(|| after("there is no version of "))
+        .or_else(|| {
+            after("Because ").filter(|w| !matches!(w.as_str(), "you" | "only" | "all" | "there"))
+        })
+        .or_else(|| after("we only found wheels for "))
+        .or_else(|| {
+            let i = output.find("Cannot install ")?;
+            let rest = &output[i + "Cannot install ".len()..];
+            Some(rest.split(" because").next()?.trim().to_string())
+        })
+        .or_else(|| {
+            // uv: "Failed to fetch: https://host/simple/NAME/"
+            let url = after("Failed to fetch: ")?;
+            let name = url.trim_end_matches('/').rsplit('/').next()?.to_string();
+            url.contains("/simple/").then_some(name)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(runtime: &str, arch: Architecture) -> Target {
+        Target {
+            runtime: Runtime::parse(runtime).unwrap(),
+            arch,
+        }
+    }
+
+    #[test]
+    fn pip_gets_every_older_manylinux_tag() {
+        let t = target("python3.12", Architecture::X86_64);
+        let p = t.pip_platforms();
+        assert_eq!(p[0], "manylinux_2_34_x86_64");
+        for tag in [
+            "manylinux_2_28_x86_64",
+            "manylinux2014_x86_64",
+            "manylinux_2_17_x86_64",
+            "manylinux2010_x86_64",
+            "manylinux1_x86_64",
+        ] {
+            assert!(p.contains(&tag.to_string()), "{tag} missing from {p:?}");
+        }
+        let old = target("python3.11", Architecture::X86_64).pip_platforms();
+        assert_eq!(old[0], "manylinux_2_26_x86_64");
+        assert!(!old.contains(&"manylinux_2_28_x86_64".to_string()));
+        let arm = target("python3.12", Architecture::Arm64).pip_platforms();
+        assert_eq!(arm.last().unwrap(), "manylinux2014_aarch64");
+        assert!(arm.iter().all(|p| p.ends_with("_aarch64")));
+    }
+
+    #[test]
+    fn uv_gets_the_highest_level_it_knows() {
+        assert_eq!(
+            target("python3.12", Architecture::X86_64).uv_platform(),
+            "x86_64-manylinux_2_34"
+        );
+        assert_eq!(
+            target("python3.13", Architecture::Arm64).uv_platform(),
+            "aarch64-manylinux_2_34"
+        );
+        assert_eq!(
+            target("python3.11", Architecture::X86_64).uv_platform(),
+            "x86_64-manylinux_2_17"
+        );
+        assert_eq!(
+            target("python3.12", Architecture::Arm64).describe(),
+            "python3.12 arm64 manylinux_2_34"
+        );
+    }
+
+    #[test]
+    fn culprits_from_real_messages() {
+        let pip = "ERROR: Could not find a version that satisfies the requirement newglibc==1.0 (from versions: none)\nERROR: No matching distribution found for newglibc==1.0\n";
+        assert_eq!(culprit(pip).as_deref(), Some("newglibc==1.0"));
+        let uv = "error: No solution found when resolving dependencies\n  cause: Because nothere was not found in the provided package locations and you require nothere==1.0, we can conclude that your requirements are unsatisfiable.\n";
+        assert_eq!(culprit(uv).as_deref(), Some("nothere"));
+        let uv_net = "error: Request failed after 3 retries in 10.6s\n  cause: Failed to fetch: http://127.0.0.1:9/simple/nativepkg/\n";
+        assert_eq!(culprit(uv_net).as_deref(), Some("nativepkg"));
+        assert_eq!(culprit("something else entirely"), None);
+    }
+}

@@ -1,0 +1,497 @@
+//! The deps stage: requirements.txt -> binary wheels for the Lambda target,
+//! installed into a cached tree under `.lbuild/deps/KEY/`.
+//!
+//! The key covers everything that can change the installed tree: the
+//! requirements files (and what they include with `-r`/`-c`), the target
+//! (runtime, architecture, glibc), the installer and its version, the index
+//! options (manifest, requirements files, the installer's environment
+//! variables, and the listing of local `find_links` directories), the
+//! `exclude` list, and lbuild's output-format version. Trees of several keys
+//! stay side by side, so switching branches back reinstalls nothing.
+//!
+//! An install goes to a temporary directory inside `.lbuild/deps/`, is
+//! normalised ([`normalize`]) and only then renamed into place; the stage is
+//! recorded with its list of entries, so a build whose key is cached stats
+//! the tree instead of hashing it. Submodules: [`requirements`] (reading
+//! the files), [`installer`] (uv / pip and the target's platform tags),
+//! [`normalize`] (what stays in the tree).
+
+pub mod installer;
+pub mod normalize;
+pub mod requirements;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
+use crate::Error;
+use crate::cache::{Cache, Hash, hex};
+use crate::manifest::{DepsPlan, Plan};
+use crate::report::Reporter;
+use installer::{Installer, Kind, Target};
+
+pub const NAME: &str = "deps";
+
+/// Bump when [`normalize`] changes what it leaves in a tree: installed
+/// trees of older versions are then not reused.
+const NORMALIZE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error("cannot use {installer} to install dependencies: {reason}\n  hint: {hint}")]
+    InstallerMissing {
+        installer: &'static str,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Install(Box<InstallFailure>),
+    #[error(
+        "{path}:{line}: {message}\n  hint: fix the line; included files are relative to the file that includes them"
+    )]
+    Requirements {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A failed install: the package (best effort), the target, and the
+/// installer's own message.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{installer} could not install {what} for {target} ({status}); it said:\n{output}  hint: {hint}"
+)]
+pub struct InstallFailure {
+    pub installer: String,
+    pub what: String,
+    pub target: String,
+    pub status: String,
+    pub output: String,
+    pub hint: String,
+}
+
+/// What the cache records for one deps key: the tree's entries with the
+/// stat facts that say the tree is still as installed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    installer: String,
+    distributions: Vec<String>,
+    excluded: Vec<String>,
+    files: Vec<RecordedFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RecordedFile {
+    name: String,
+    #[serde(with = "super::hash_hex")]
+    hash: Hash,
+    size: u64,
+    executable: bool,
+    mtime_ns: i64,
+}
+
+pub fn run(
+    plan: &Plan,
+    cache: &mut Cache,
+    reporter: &Reporter,
+) -> crate::Result<(Vec<Entry>, StageReport)> {
+    let started = Instant::now();
+    let Some(deps) = &plan.deps else {
+        return Ok((
+            Vec::new(),
+            StageReport {
+                name: NAME,
+                status: Status::Skipped,
+                key: String::new(),
+                ms: started.elapsed().as_millis() as u64,
+                details: serde_json::json!({}),
+                explain: Vec::new(),
+            },
+        ));
+    };
+    let reqs = requirements::read(&deps.requirements)?;
+    let installer = installer::detect(deps.raw.installer)?;
+    let target = Target {
+        runtime: plan.runtime,
+        arch: plan.architecture,
+    };
+    let index_args = index_args(plan, deps);
+
+    let mut key = KeyBuilder::new(NAME);
+    key.add("normalize", NORMALIZE_VERSION)
+        .add("target", target.describe())
+        .add("installer", &installer.version);
+    for f in &reqs.files {
+        key.add(
+            &format!("requirements {}", relative(&plan.project_dir, &f.path)),
+            hex(&f.hash),
+        );
+    }
+    for o in &reqs.index_options {
+        key.add("requirements option", keyed_secret(o));
+    }
+    // As written (relative find_links stay relative: the key does not
+    // change when the project moves); local directories' listings follow.
+    let raw = &deps.raw;
+    if let Some(url) = &raw.index_url {
+        key.add("index_url", keyed_secret(url));
+    }
+    for url in &raw.extra_index_urls {
+        key.add("extra_index_url", keyed_secret(url));
+    }
+    for link in &raw.find_links {
+        key.add("find_links", keyed_secret(link));
+    }
+    key.add("no_index", raw.no_index);
+    for var in installer.index_env_vars() {
+        if let Some(v) = std::env::var_os(var) {
+            key.add(var, keyed_secret(&v.to_string_lossy()));
+        }
+    }
+    let local_links = raw
+        .find_links
+        .iter()
+        .filter(|l| !l.contains("://"))
+        .map(|l| plan.project_dir.join(l))
+        .chain(reqs.local_find_links.iter().cloned());
+    for dir in local_links {
+        add_listing(&mut key, cache, &plan.project_dir, &dir)?;
+    }
+    let mut exclude: Vec<String> = deps
+        .raw
+        .exclude
+        .iter()
+        .map(|n| normalize::canonical_name(n))
+        .collect();
+    exclude.sort();
+    exclude.dedup();
+    key.add("exclude", exclude.join(","));
+    let (key_hash, explain) = key.finish();
+    let tree = tree_dir(&plan.cache_dir, &key_hash);
+
+    let details = |ran: bool, record: &Record| {
+        let mut d = serde_json::json!({
+            "installer": installer.name(),
+            "installer_version": installer.version,
+            "installer_ran": ran,
+            "target": target.describe(),
+            "distributions": record.distributions.len(),
+            "files": record.files.len(),
+        });
+        if !record.excluded.is_empty() {
+            d["excluded"] = serde_json::json!(record.excluded);
+        }
+        d
+    };
+
+    let recorded = cache
+        .stage_output(NAME, &key_hash)?
+        .and_then(|s| serde_json::from_str::<Record>(&s).ok());
+    if let Some(record) = recorded {
+        if let Some(entries) = still_installed(&tree, &record) {
+            let report = StageReport {
+                name: NAME,
+                status: Status::Cached,
+                key: hex(&key_hash),
+                ms: started.elapsed().as_millis() as u64,
+                details: details(false, &record),
+                explain,
+            };
+            return Ok((entries, report));
+        }
+        reporter.detail(format!(
+            "deps tree {} was changed or removed since it was installed; installing again",
+            tree.display()
+        ));
+    }
+
+    // About to install: this is when loose pins drift.
+    for u in &reqs.unpinned {
+        reporter.warn(format!(
+            "{}:{}: {:?} is not pinned with == (builds will drift as new versions appear); pin it, e.g. with the version `pip freeze` shows",
+            relative(&plan.project_dir, &u.path),
+            u.line,
+            u.requirement
+        ));
+    }
+    if installer.kind == Kind::Pip
+        && reqs.count > 0
+        && installer.host_python.as_deref() != Some(plan.runtime.version().as_str())
+    {
+        reporter.warn(format!(
+            "pip evaluates dependency markers (python_version, ...) with the Python running it ({}), not the target {}: a dependency declared only for some Python versions may be wrongly added or left out; install uv (`python3 -m pip install uv`) for exact results",
+            installer.host_python.as_deref().unwrap_or("unknown"),
+            plan.runtime.name()
+        ));
+    }
+
+    let (ran, normalized) = install(
+        plan,
+        deps,
+        &installer,
+        target,
+        &index_args,
+        &reqs,
+        &tree,
+        reporter,
+    )?;
+    for name in &normalized.unmatched_excludes {
+        reporter.warn(format!(
+            "[dependencies] exclude: no installed distribution is named {name:?} (nothing removed); check the spelling"
+        ));
+    }
+    let files = walk::files_under(&tree, &tree, &tree, &[], |_| true)?;
+    let (entries, _) = hash_entries(cache, files)?;
+    let record = Record {
+        installer: installer.version.clone(),
+        distributions: normalized.distributions,
+        excluded: normalized.excluded,
+        files: entries
+            .iter()
+            .map(|e| {
+                let mtime_ns = std::fs::metadata(&e.path)
+                    .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+                    .unwrap_or(0);
+                RecordedFile {
+                    name: e.name.clone(),
+                    hash: e.hash,
+                    size: e.size,
+                    executable: e.executable,
+                    mtime_ns,
+                }
+            })
+            .collect(),
+    };
+    cache.record_stage(
+        NAME,
+        &key_hash,
+        &serde_json::to_string(&record).unwrap_or_default(),
+    )?;
+    let report = StageReport {
+        name: NAME,
+        status: Status::Ran,
+        key: hex(&key_hash),
+        ms: started.elapsed().as_millis() as u64,
+        details: details(ran, &record),
+        explain,
+    };
+    Ok((entries, report))
+}
+
+/// Installs into a temporary directory next to the final tree, normalises
+/// it, then renames it into place: a failure at any point leaves nothing
+/// under the key's directory. Returns whether the installer ran and what
+/// normalising did.
+#[allow(clippy::too_many_arguments)]
+fn install(
+    plan: &Plan,
+    deps: &DepsPlan,
+    installer: &Installer,
+    target: Target,
+    index_args: &[String],
+    reqs: &requirements::Requirements,
+    tree: &Path,
+    reporter: &Reporter,
+) -> crate::Result<(bool, normalize::Normalized)> {
+    let deps_dir = plan.cache_dir.join("deps");
+    std::fs::create_dir_all(&deps_dir).map_err(Error::io("cannot create", &deps_dir))?;
+    remove_stale_temporaries(&deps_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(&deps_dir)
+        .map_err(Error::io(
+            "cannot create a temporary directory in",
+            &deps_dir,
+        ))?;
+    let staging = tmp.path().join("tree");
+    let ran = reqs.count > 0;
+    if ran {
+        installer.install(
+            target,
+            &deps.requirements,
+            index_args,
+            &staging,
+            &plan.project_dir,
+            reporter,
+        )?;
+    }
+    std::fs::create_dir_all(&staging).map_err(Error::io("cannot create", &staging))?;
+    let normalized = normalize::normalize(&staging, &deps.raw.exclude)?;
+    // The tree's own directories: ordinary permissions, whatever the umask.
+    let _ = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
+    if tree.exists() {
+        std::fs::remove_dir_all(tree).map_err(Error::io("cannot remove the stale tree", tree))?;
+    }
+    std::fs::rename(&staging, tree)
+        .map_err(Error::io("cannot move the installed tree to", tree))?;
+    Ok((ran, normalized))
+}
+
+/// Leftovers of installs that were killed (the project lock is held, so no
+/// other build is using them).
+fn remove_stale_temporaries(deps_dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(deps_dir) {
+        for item in rd.flatten() {
+            if item.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_dir_all(item.path());
+            }
+        }
+    }
+}
+
+/// The recorded entries, if every file is still there as installed
+/// (size, mtime, mode): a stat per file, no hashing.
+fn still_installed(tree: &Path, record: &Record) -> Option<Vec<Entry>> {
+    if !tree.is_dir() {
+        return None;
+    }
+    record
+        .files
+        .iter()
+        .map(|f| {
+            let path = tree.join(&f.name);
+            let m = std::fs::symlink_metadata(&path).ok()?;
+            let same = m.is_file()
+                && m.len() == f.size
+                && m.mtime() * 1_000_000_000 + m.mtime_nsec() == f.mtime_ns
+                && (m.mode() & 0o111 != 0) == f.executable;
+            same.then(|| Entry {
+                name: f.name.clone(),
+                path,
+                hash: f.hash,
+                size: f.size,
+                executable: f.executable,
+            })
+        })
+        .collect()
+}
+
+/// The manifest's index options as installer arguments (identical for uv
+/// and pip). Relative `find_links` are relative to lambda.toml's directory.
+fn index_args(plan: &Plan, deps: &DepsPlan) -> Vec<String> {
+    let raw = &deps.raw;
+    let mut args = Vec::new();
+    if let Some(url) = &raw.index_url {
+        args.push(format!("--index-url={url}"));
+    }
+    for url in &raw.extra_index_urls {
+        args.push(format!("--extra-index-url={url}"));
+    }
+    for link in &raw.find_links {
+        let resolved = if link.contains("://") {
+            link.clone()
+        } else {
+            plan.project_dir.join(link).to_string_lossy().into_owned()
+        };
+        args.push(format!("--find-links={resolved}"));
+    }
+    if raw.no_index {
+        args.push("--no-index".into());
+    }
+    args
+}
+
+/// Adds the listing of a local find-links directory (file names and
+/// content hashes, top level only, as installers read it).
+fn add_listing(
+    key: &mut KeyBuilder,
+    cache: &mut Cache,
+    project_dir: &Path,
+    dir: &Path,
+) -> crate::Result<()> {
+    let label = format!("find-links {}", relative(project_dir, dir));
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        key.add(&label, "missing");
+        return Ok(());
+    };
+    let mut files: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let (entries, _) = hash_entries(cache, files)?;
+    key.add(&label, entries.len());
+    for e in &entries {
+        key.add(&format!("  {}", e.name), hex(&e.hash));
+    }
+    Ok(())
+}
+
+/// A value for the key whose readable form (`lbuild -v`) hides URL
+/// credentials; the hash still covers the whole value.
+fn keyed_secret(value: &str) -> String {
+    let redacted = redact_url_credentials(value);
+    if redacted == value {
+        value.to_string()
+    } else {
+        let h = blake3::hash(value.as_bytes());
+        format!("{redacted} #{}", &h.to_hex()[..16])
+    }
+}
+
+/// `https://user:token@host/x` -> `https://***@host/x` (each URL in `s`).
+fn redact_url_credentials(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `path` relative to `base` when inside it, for stable, readable keys.
+fn relative(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Where the tree installed for deps key `key` lives.
+pub fn tree_dir(cache_dir: &std::path::Path, key: &crate::cache::Hash) -> std::path::PathBuf {
+    cache_dir.join("deps").join(crate::cache::hex(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_the_readable_key() {
+        assert_eq!(
+            redact_url_credentials("--index-url https://me:s3cret@pypi.example.com/simple"),
+            "--index-url https://***@pypi.example.com/simple"
+        );
+        assert_eq!(
+            redact_url_credentials("https://pypi.org/simple"),
+            "https://pypi.org/simple"
+        );
+        let k = keyed_secret("https://me:s3cret@host/simple");
+        assert!(!k.contains("s3cret") && k.starts_with("https://***@host/simple #"));
+        assert_ne!(k, keyed_secret("https://me:other@host/simple"));
+    }
+}
