@@ -1,1 +1,601 @@
-//! (tests land with their issue)
+//! The deps stage end to end, hermetic: the tests write their own wheels
+//! into a wheelhouse inside the project (`find_links = ["wheels"]`,
+//! `no_index = true`), give uv and pip caches of their own, and read the
+//! zips back. uv must be installed (`python3 -m pip install uv`; `.ci/run`
+//! does it): these tests fail rather than skip without it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use base64::Engine;
+use sha2::Digest;
+
+use crate::common::{TestProject, entry_names, python_entries, stage_details, status_of};
+
+// ------------------------------------------------------------ wheels
+
+/// A wheel is a zip: the package's files plus `NAME-VER.dist-info/`
+/// with METADATA, WHEEL and RECORD (and entry_points.txt if given).
+struct Wheel {
+    name: &'static str,
+    version: &'static str,
+    tag: &'static str,
+    /// (path, contents, executable)
+    files: Vec<(String, Vec<u8>, bool)>,
+    entry_points: Option<&'static str>,
+}
+
+impl Wheel {
+    fn write_into(&self, dir: &Path) -> PathBuf {
+        let info = format!("{}-{}.dist-info", self.name, self.version);
+        let pure = self.tag.ends_with("none-any");
+        let mut files = self.files.clone();
+        files.push((
+            format!("{info}/METADATA"),
+            format!(
+                "Metadata-Version: 2.1\nName: {}\nVersion: {}\n",
+                self.name, self.version
+            )
+            .into_bytes(),
+            false,
+        ));
+        files.push((
+            format!("{info}/WHEEL"),
+            format!(
+                "Wheel-Version: 1.0\nGenerator: lbuild-tests\nRoot-Is-Purelib: {pure}\nTag: {}\n",
+                self.tag
+            )
+            .into_bytes(),
+            false,
+        ));
+        if let Some(ep) = self.entry_points {
+            files.push((
+                format!("{info}/entry_points.txt"),
+                ep.as_bytes().to_vec(),
+                false,
+            ));
+        }
+        let mut record = String::new();
+        for (path, data, _) in &files {
+            let digest = sha2::Sha256::digest(data);
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+            record.push_str(&format!("{path},sha256={b64},{}\n", data.len()));
+        }
+        record.push_str(&format!("{info}/RECORD,,\n"));
+        files.push((format!("{info}/RECORD"), record.into_bytes(), false));
+
+        let path = dir.join(format!("{}-{}-{}.whl", self.name, self.version, self.tag));
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (name, data, exec) in &files {
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .last_modified_time(zip::DateTime::default())
+                .unix_permissions(if *exec { 0o755 } else { 0o644 });
+            zip.start_file(name.as_str(), opts).unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    }
+}
+
+/// The wheelhouse every test uses:
+/// - `purepkg 1.0` pure Python with a console script (`bin/purecli`);
+/// - `nativepkg 1.0` twice, `cp312-cp312-manylinux2014_{x86_64,aarch64}`,
+///   each with an executable `.so`-named file holding its machine's name;
+/// - `newglibc 1.0`, tagged only `py3-none-manylinux_2_28_x86_64` (so only
+///   the glibc level decides whether it fits).
+fn write_wheelhouse(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    Wheel {
+        name: "purepkg",
+        version: "1.0",
+        tag: "py3-none-any",
+        files: vec![(
+            "purepkg/__init__.py".into(),
+            b"def main():\n    print('hi')\n".to_vec(),
+            false,
+        )],
+        entry_points: Some("[console_scripts]\npurecli = purepkg:main\n"),
+    }
+    .write_into(dir);
+    for (tag, machine) in [
+        ("cp312-cp312-manylinux2014_x86_64", "x86_64"),
+        ("cp312-cp312-manylinux2014_aarch64", "aarch64"),
+    ] {
+        Wheel {
+            name: "nativepkg",
+            version: "1.0",
+            tag,
+            files: vec![
+                (
+                    "nativepkg/__init__.py".into(),
+                    b"from ._native import *\n".to_vec(),
+                    false,
+                ),
+                (
+                    format!("nativepkg/_native.cpython-312-{machine}-linux-gnu.so"),
+                    format!("fake ELF for {machine}\n").into_bytes(),
+                    true,
+                ),
+            ],
+            entry_points: None,
+        }
+        .write_into(dir);
+    }
+    Wheel {
+        name: "newglibc",
+        version: "1.0",
+        tag: "py3-none-manylinux_2_28_x86_64",
+        files: vec![("newglibc/__init__.py".into(), b"NEW = 1\n".to_vec(), false)],
+        entry_points: None,
+    }
+    .write_into(dir);
+}
+
+// ------------------------------------------------------------ projects
+
+/// A project with a wheelhouse under `wheels/` and installer caches in a
+/// temp dir of their own (outside the project: uv's cache holds .py files
+/// the sources globs would otherwise pick up).
+struct DepsProject {
+    p: TestProject,
+    caches: tempfile::TempDir,
+}
+
+fn manifest(installer: &str, runtime: &str, arch: &str, extra: &str) -> String {
+    format!(
+        r#"[function]
+name = "fn"
+handler = "app.handler"
+runtime = "{runtime}"
+architecture = "{arch}"
+
+[dependencies]
+installer = "{installer}"
+find_links = ["wheels"]
+no_index = true
+{extra}
+"#
+    )
+}
+
+fn require_uv() {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("uv").is_file()))
+        .unwrap_or(false);
+    assert!(
+        on_path,
+        "uv is required by the deps tests (both installers are exercised): install it with `python3 -m pip install uv`"
+    );
+}
+
+impl DepsProject {
+    fn new(installer: &str, runtime: &str, arch: &str, requirements: &str) -> Self {
+        require_uv();
+        let p = TestProject::empty();
+        p.write("lambda.toml", &manifest(installer, runtime, arch, ""));
+        p.write(
+            "app.py",
+            "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+        );
+        p.write("requirements.txt", requirements);
+        write_wheelhouse(&p.path().join("wheels"));
+        DepsProject {
+            p,
+            caches: tempfile::Builder::new()
+                .prefix("lbuild-caches-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    fn set_manifest(&self, installer: &str, runtime: &str, arch: &str, extra: &str) {
+        self.p
+            .write("lambda.toml", &manifest(installer, runtime, arch, extra));
+    }
+
+    /// lbuild with the installers boxed in: own caches, no user config,
+    /// no index settings from the environment, no Python downloads.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.p.cmd();
+        cmd.env("UV_CACHE_DIR", self.caches.path().join("uv"))
+            .env("PIP_CACHE_DIR", self.caches.path().join("pip"))
+            .env("UV_NO_CONFIG", "1")
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .env("PIP_CONFIG_FILE", "/dev/null");
+        for var in [
+            "PIP_INDEX_URL",
+            "PIP_EXTRA_INDEX_URL",
+            "PIP_FIND_LINKS",
+            "PIP_NO_INDEX",
+            "UV_INDEX_URL",
+            "UV_DEFAULT_INDEX",
+            "UV_EXTRA_INDEX_URL",
+            "UV_INDEX",
+            "UV_FIND_LINKS",
+            "UV_NO_INDEX",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(args).output().unwrap()
+    }
+
+    fn build(&self) -> serde_json::Value {
+        let out = self.run(&["--json"]);
+        assert!(
+            out.status.success(),
+            "lbuild failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs a build expected to fail; returns (exit code, stderr).
+    fn fail(&self) -> (i32, String) {
+        let out = self.run(&[]);
+        assert!(
+            !out.status.success(),
+            "lbuild unexpectedly succeeded:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn zip(&self) -> PathBuf {
+        self.p.zip_path("fn")
+    }
+
+    fn zip_bytes(&self) -> Vec<u8> {
+        self.p.zip_bytes("fn")
+    }
+
+    /// The contents of one zip entry, read back with Python's zipfile.
+    fn entry(&self, name: &str) -> Option<String> {
+        python_entries(&self.zip())
+            .into_iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["data"].as_str().unwrap().to_string())
+    }
+}
+
+fn deps_ran(json: &serde_json::Value) -> bool {
+    stage_details(json, "deps")["installer_ran"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no installer_ran in {json}"))
+}
+
+fn deps_key(json: &serde_json::Value) -> String {
+    json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "deps")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn host_python() -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Names no installer leftovers may have in a zip.
+fn assert_no_leftovers(names: &[String]) {
+    for n in names {
+        let base = n.rsplit('/').next().unwrap();
+        assert!(!n.starts_with("bin/"), "console script packaged: {n}");
+        assert!(
+            !n.contains("__pycache__") && !n.ends_with(".pyc"),
+            "byte-code packaged: {n}"
+        );
+        assert!(
+            !matches!(
+                base,
+                "direct_url.json" | "INSTALLER" | "REQUESTED" | "uv_cache.json" | ".lock"
+            ),
+            "installer leftover packaged: {n}"
+        );
+    }
+}
+
+// ------------------------------------------------------------ tests
+
+const ALL: &str = "purepkg==1.0\nnativepkg==1.0\n";
+
+/// For each installer: the x86_64 and aarch64 builds of the same
+/// requirements get their own machine's wheel, a cp311 host gets cp312
+/// wheels, and switching architectures back reinstalls nothing.
+fn right_platform_wheel_per_architecture(installer: &str) {
+    let d = DepsProject::new(installer, "python3.12", "x86_64", ALL);
+    let x86 = d.build();
+    assert_eq!(status_of(&x86, "deps"), "ran");
+    assert!(deps_ran(&x86));
+    assert_eq!(stage_details(&x86, "deps")["installer"], installer);
+    assert_eq!(
+        stage_details(&x86, "deps")["target"],
+        "python3.12 x86_64 manylinux_2_34"
+    );
+    let names = entry_names(&d.zip());
+    assert!(
+        names.contains(&"nativepkg/_native.cpython-312-x86_64-linux-gnu.so".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("aarch64")), "{names:?}");
+    assert_no_leftovers(&names);
+    let x86_zip = d.zip_bytes();
+
+    d.set_manifest(installer, "python3.12", "arm64", "");
+    let arm = d.build();
+    assert_eq!(status_of(&arm, "deps"), "ran");
+    assert_eq!(
+        stage_details(&arm, "deps")["target"],
+        "python3.12 arm64 manylinux_2_34"
+    );
+    assert_eq!(
+        d.entry("nativepkg/_native.cpython-312-aarch64-linux-gnu.so")
+            .as_deref(),
+        Some("fake ELF for aarch64\n")
+    );
+    assert!(!entry_names(&d.zip()).iter().any(|n| n.contains("x86_64")));
+
+    // Back to x86_64: both keys stayed cached.
+    d.set_manifest(installer, "python3.12", "x86_64", "");
+    let again = d.build();
+    assert_eq!(status_of(&again, "deps"), "cached");
+    assert!(!deps_ran(&again));
+    assert_eq!(d.zip_bytes(), x86_zip, "incremental must equal cold");
+}
+
+#[test]
+fn uv_installs_the_wheel_of_each_architecture_and_cp312_on_any_host() {
+    // The point of the test on this machine: the host is not python3.12.
+    eprintln!("host python3 is {}", host_python());
+    right_platform_wheel_per_architecture("uv");
+}
+
+#[test]
+fn pip_installs_the_wheel_of_each_architecture_and_cp312_on_any_host() {
+    right_platform_wheel_per_architecture("pip");
+}
+
+/// `newglibc` exists only as manylinux_2_28: python3.12 (glibc 2.34) takes
+/// it, python3.11 (glibc 2.26) must refuse it with a clear error.
+fn manylinux_2_28_only_fits_python312(installer: &str) {
+    let d = DepsProject::new(installer, "python3.12", "x86_64", "newglibc==1.0\n");
+    d.build();
+    assert_eq!(
+        d.entry("newglibc/__init__.py").as_deref(),
+        Some("NEW = 1\n")
+    );
+
+    d.set_manifest(installer, "python3.11", "x86_64", "");
+    let (code, err) = d.fail();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("newglibc"), "package not named:\n{err}");
+    assert!(
+        err.contains("for python3.11 x86_64 manylinux_2_26"),
+        "target not named:\n{err}"
+    );
+    assert!(
+        err.contains("  | "),
+        "installer's own message missing:\n{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn uv_takes_a_manylinux_2_28_wheel_for_python312_and_refuses_it_for_python311() {
+    manylinux_2_28_only_fits_python312("uv");
+}
+
+#[test]
+fn pip_takes_a_manylinux_2_28_wheel_for_python312_and_refuses_it_for_python311() {
+    manylinux_2_28_only_fits_python312("pip");
+}
+
+/// The same wheels through uv and through pip, and through uv again in a
+/// project at another path: byte-identical zips, no installer leftovers,
+/// RECORD rewritten to what is packaged, the `.so`'s execute bit kept.
+#[test]
+fn pip_and_uv_give_byte_identical_zips_without_installer_leftovers() {
+    let reqs = "purepkg==1.0\nnativepkg==1.0\nnewglibc==1.0\n";
+    let d = DepsProject::new("uv", "python3.12", "x86_64", reqs);
+    d.build();
+    let uv_zip = d.zip_bytes();
+    let entries = python_entries(&d.zip());
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_no_leftovers(&names);
+    assert!(names.contains(&"purepkg-1.0.dist-info/entry_points.txt".to_string()));
+    let so = entries
+        .iter()
+        .find(|e| e["name"] == "nativepkg/_native.cpython-312-x86_64-linux-gnu.so")
+        .expect(".so packaged");
+    assert_eq!(so["external_attr"], 0o100755u64 << 16, "execute bit lost");
+    let record = d.entry("purepkg-1.0.dist-info/RECORD").unwrap();
+    assert_eq!(
+        record
+            .lines()
+            .map(|l| l.split(',').next().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "purepkg-1.0.dist-info/METADATA",
+            "purepkg-1.0.dist-info/RECORD",
+            "purepkg-1.0.dist-info/WHEEL",
+            "purepkg-1.0.dist-info/entry_points.txt",
+            "purepkg/__init__.py",
+        ],
+        "RECORD lists exactly the packaged files:\n{record}"
+    );
+
+    d.set_manifest("pip", "python3.12", "x86_64", "");
+    let pip = d.build();
+    assert!(deps_ran(&pip), "a different installer is a different key");
+    assert_eq!(stage_details(&pip, "deps")["installer"], "pip");
+    assert_eq!(
+        d.zip_bytes(),
+        uv_zip,
+        "pip and uv zips differ: {:?} vs {:?}",
+        entry_names(&d.zip()),
+        names
+    );
+
+    let elsewhere = DepsProject::new("uv", "python3.12", "x86_64", reqs);
+    elsewhere.build();
+    assert_eq!(
+        elsewhere.zip_bytes(),
+        uv_zip,
+        "the project's path leaked into the zip"
+    );
+}
+
+#[test]
+fn deps_rerun_only_when_requirements_change_and_a_revert_reuses_the_tree() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "-r base.txt\n");
+    d.p.write("base.txt", "purepkg==1.0\n");
+    let first = d.build();
+    assert!(deps_ran(&first));
+    let first_zip = d.zip_bytes();
+
+    // Handler edit: deps untouched.
+    d.p.write(
+        "app.py",
+        "def handler(event, context):\n    return 'edited'\n",
+    );
+    let edited = d.build();
+    assert_eq!(status_of(&edited, "deps"), "cached");
+    assert!(!deps_ran(&edited));
+    assert_eq!(status_of(&edited, "sources"), "ran");
+
+    // Nothing changed: everything cached.
+    let noop = d.build();
+    assert_eq!(status_of(&noop, "deps"), "cached");
+    assert_eq!(status_of(&noop, "package"), "cached");
+
+    // An included file changes: deps run again.
+    d.p.write("base.txt", "purepkg==1.0\nnativepkg==1.0\n");
+    let more = d.build();
+    assert_eq!(status_of(&more, "deps"), "ran");
+    assert!(deps_ran(&more));
+    assert!(entry_names(&d.zip()).contains(&"nativepkg/__init__.py".to_string()));
+
+    // Revert both: the first deps tree is reused, no installer run, and the
+    // zip is the one a cold build gives.
+    d.p.write("base.txt", "purepkg==1.0\n");
+    d.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+    );
+    let reverted = d.build();
+    assert_eq!(status_of(&reverted, "deps"), "cached");
+    assert!(!deps_ran(&reverted));
+    assert_eq!(deps_key(&reverted), deps_key(&first));
+    assert_eq!(d.zip_bytes(), first_zip);
+}
+
+#[test]
+fn a_missing_wheel_for_the_target_fails_clearly_and_keeps_the_last_zip() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "newglibc==1.0\n");
+    d.build();
+    let good = d.zip_bytes();
+    let deps_dir = d.p.path().join(".lbuild/deps");
+    let trees_before = std::fs::read_dir(&deps_dir).unwrap().count();
+
+    // newglibc has no aarch64 wheel.
+    d.set_manifest("uv", "python3.12", "arm64", "");
+    let (code, err) = d.fail();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("could not install newglibc"), "{err}");
+    assert!(err.contains("for python3.12 arm64 manylinux_2_34"), "{err}");
+    assert!(
+        err.contains("  | "),
+        "installer's own message missing:\n{err}"
+    );
+    assert_eq!(d.zip_bytes(), good, "the last good zip was touched");
+    let left: Vec<String> = std::fs::read_dir(&deps_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), trees_before, "half-written tree left: {left:?}");
+
+    // A second failure is not "cached": the installer runs (and fails) again.
+    assert_eq!(d.fail().0, 1);
+}
+
+#[test]
+fn exclude_drops_distributions_with_their_files_by_pep503_name() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", ALL);
+    d.set_manifest(
+        "uv",
+        "python3.12",
+        "x86_64",
+        "exclude = [\"PurePkg\", \"not_installed\"]",
+    );
+    let out = d.run(&["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        stage_details(&json, "deps")["excluded"],
+        serde_json::json!(["purepkg==1.0"])
+    );
+    let names = entry_names(&d.zip());
+    assert!(!names.iter().any(|n| n.starts_with("purepkg")), "{names:?}");
+    assert!(names.contains(&"nativepkg/__init__.py".to_string()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"not-installed\""),
+        "an exclude that matches nothing is worth a warning:\n{stderr}"
+    );
+}
+
+#[test]
+fn unpinned_requirements_are_warned_about() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg\nnativepkg==1.0\n");
+    let out = d.run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: requirements.txt:1: \"purepkg\" is not pinned with =="),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("nativepkg==1.0\" is not pinned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_forced_installer_that_is_missing_says_how_to_install_it() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", ALL);
+    let empty = tempfile::tempdir().unwrap();
+    let out = d.p.cmd().env("PATH", empty.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("uv is not on PATH"), "{err}");
+    assert!(err.contains("pip install uv"), "{err}");
+    assert!(!d.zip().exists());
+}
