@@ -246,8 +246,9 @@ pub fn run(
         reporter,
     )?;
     for name in &normalized.unmatched_excludes {
-        reporter.warn(format!(
-            "[dependencies] exclude: no installed distribution is named {name:?} (nothing removed); check the spelling"
+        // Often deliberate (boto3 "just in case"), so only shown with -v.
+        reporter.detail(format!(
+            "[dependencies] exclude: no installed distribution is named {name:?}; nothing removed"
         ));
     }
     let files = walk::files_under(&tree, &tree, &tree, &[], |_| true)?;
