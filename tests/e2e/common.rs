@@ -176,7 +176,7 @@ for i in z.infolist():
     out.append(dict(name=i.filename, date_time=list(i.date_time), external_attr=i.external_attr,
                     extra=i.extra.hex(), flag_bits=i.flag_bits, create_system=i.create_system,
                     compress_type=i.compress_type, comment=i.comment.hex(), is_dir=i.is_dir(),
-                    file_size=i.file_size, compress_size=i.compress_size,
+                    file_size=i.file_size, compress_size=i.compress_size, header_offset=i.header_offset,
                     data=z.read(i).decode('latin-1')))
 print(json.dumps(dict(entries=out, comment=z.comment.hex())))
 "#;
