@@ -63,15 +63,14 @@ impl TestProject {
         self.dir.path()
     }
 
-    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+    pub fn write(&self, rel: &str, contents: &str) {
         self.write_bytes(rel, contents.as_bytes())
     }
 
-    pub fn write_bytes(&self, rel: &str, contents: &[u8]) -> &Self {
+    pub fn write_bytes(&self, rel: &str, contents: &[u8]) {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
-        self
     }
 
     pub fn remove(&self, rel: &str) {
