@@ -93,6 +93,7 @@ pub fn run(
     let out_dir = out.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir)
         .map_err(Error::io("cannot create the output directory", out_dir))?;
+    remove_stale_temp_files(out_dir);
     let tmp = tempfile::Builder::new()
         .prefix(".lbuild-")
         .suffix(".zip.tmp")
@@ -143,6 +144,21 @@ pub fn run(
         explain,
     };
     Ok((info, report))
+}
+
+/// Temp zips left by a build that was killed (we hold the project lock, so
+/// none is in progress).
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in read.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".lbuild-") && name.ends_with(".zip.tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// All entries sorted by archive name; an archive path claimed twice is an

@@ -331,3 +331,15 @@ fn cache_dir_override_is_honoured() {
     assert!(cache.path().join("cache.sqlite").exists());
     assert!(!p.path().join(".lbuild").exists());
 }
+
+#[test]
+fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
+    let p = TestProject::hello();
+    p.write("dist/.lbuild-abc123.zip.tmp", "partial");
+    p.build_json();
+    let names: Vec<_> = std::fs::read_dir(p.path().join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["hello.zip"]);
+}
