@@ -210,3 +210,17 @@ fn no_manifest_anywhere_suggests_init() {
         "{err}"
     );
 }
+
+#[test]
+fn json_mode_reports_the_error_on_stdout_too() {
+    let p = TestProject::hello();
+    p.remove("app.py");
+    let out = p.run(&["--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2);
+    assert!(
+        v["error"].as_str().unwrap().contains("module not found"),
+        "{v}"
+    );
+}
