@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{Entry, KeyBuilder, StageReport, Status};
 use crate::Error;
 use crate::archive::{self, Settings, Store};
-use crate::cache::{Cache, hex};
+use crate::cache::Cache;
 use crate::manifest::{MtimeMode, Plan};
 use crate::report::Reporter;
 
@@ -78,14 +78,8 @@ pub fn run(
             &key_hash,
             &serde_json::to_string(&info).unwrap_or_default(),
         )?;
-        let report = StageReport {
-            name: NAME,
-            status: Status::Cached,
-            key: hex(&key_hash),
-            ms: started.elapsed().as_millis() as u64,
-            details: serde_json::json!({"entries": entries.len()}),
-            explain,
-        };
+        let details = serde_json::json!({"entries": entries.len()});
+        let report = StageReport::new(NAME, Status::Cached, &key_hash, started, details, explain);
         return Ok((info, report));
     }
 
@@ -130,19 +124,13 @@ pub fn run(
         &key_hash,
         &serde_json::to_string(&info).unwrap_or_default(),
     )?;
-    let report = StageReport {
-        name: NAME,
-        status: Status::Ran,
-        key: hex(&key_hash),
-        ms: started.elapsed().as_millis() as u64,
-        details: serde_json::json!({
-            "entries": written.entries,
-            "reused": written.reused,
-            "compressed": written.compressed,
-            "rejected": written.rejected,
-        }),
-        explain,
-    };
+    let details = serde_json::json!({
+        "entries": written.entries,
+        "reused": written.reused,
+        "compressed": written.compressed,
+        "rejected": written.rejected,
+    });
+    let report = StageReport::new(NAME, Status::Ran, &key_hash, started, details, explain);
     Ok((info, report))
 }
 
