@@ -343,3 +343,20 @@ fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
         .collect();
     assert_eq!(names, ["hello.zip"]);
 }
+
+#[test]
+fn verbose_explains_what_each_key_is_made_of() {
+    let p = TestProject::hello();
+    let out = p.run(&["-v"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "include = **/*.py",
+        "app.py = ",
+        "deflate = zlib-rs",
+        "level = 6",
+        "lbuild-format = ",
+    ] {
+        assert!(err.contains(needle), "-v output lacks {needle:?}:\n{err}");
+    }
+}
