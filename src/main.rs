@@ -4,11 +4,18 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = lbuild::cli::Cli::parse();
+    let json = cli.global.json;
     match lbuild::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let code = e.exit_code();
+            if json {
+                // Editors read stdout: give them the failure in the same shape.
+                let doc = serde_json::json!({"error": e.to_string(), "exit_code": code});
+                println!("{doc}");
+            }
             eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            ExitCode::from(code as u8)
         }
     }
 }

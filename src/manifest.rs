@@ -350,8 +350,10 @@ fn parse_hint(message: &str) -> Option<String> {
         Some("add the key; `lbuild init` writes a complete manifest".into())
     } else if message.contains("unknown variant") {
         Some("use one of the values listed above".into())
+    } else if message.contains("invalid type") {
+        Some("give the value the type shown in lambda.toml.example".into())
     } else {
-        None
+        Some("fix the TOML syntax at that position (https://toml.io); lambda.toml.example shows every key".into())
     }
 }
 

@@ -111,6 +111,26 @@ pub struct StageReport {
     pub explain: Vec<String>,
 }
 
+impl StageReport {
+    pub fn new(
+        name: &'static str,
+        status: Status,
+        key: &Hash,
+        started: std::time::Instant,
+        details: serde_json::Value,
+        explain: Vec<String>,
+    ) -> Self {
+        StageReport {
+            name,
+            status,
+            key: hex(key),
+            ms: started.elapsed().as_millis() as u64,
+            details,
+            explain,
+        }
+    }
+}
+
 pub(crate) mod hash_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -167,16 +187,12 @@ pub fn settle_listing(
         )?;
         Status::Ran
     };
-    Ok(StageReport {
-        name: stage,
-        status,
-        key: hex(&key),
-        ms: started.elapsed().as_millis() as u64,
-        details: serde_json::json!({
-            "files": entries.len(),
-            "hashed": stats.hashed,
-            "bytes_hashed": stats.bytes_hashed,
-        }),
-        explain,
-    })
+    let details = serde_json::json!({
+        "files": entries.len(),
+        "hashed": stats.hashed,
+        "bytes_hashed": stats.bytes_hashed,
+    });
+    Ok(StageReport::new(
+        stage, status, &key, started, details, explain,
+    ))
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{Entry, KeyBuilder, StageReport, Status};
 use crate::Error;
 use crate::archive::{self, Settings, Store};
-use crate::cache::{Cache, hex};
+use crate::cache::Cache;
 use crate::manifest::{MtimeMode, Plan};
 use crate::report::Reporter;
 
@@ -78,14 +78,8 @@ pub fn run(
             &key_hash,
             &serde_json::to_string(&info).unwrap_or_default(),
         )?;
-        let report = StageReport {
-            name: NAME,
-            status: Status::Cached,
-            key: hex(&key_hash),
-            ms: started.elapsed().as_millis() as u64,
-            details: serde_json::json!({"entries": entries.len()}),
-            explain,
-        };
+        let details = serde_json::json!({"entries": entries.len()});
+        let report = StageReport::new(NAME, Status::Cached, &key_hash, started, details, explain);
         return Ok((info, report));
     }
 
@@ -93,6 +87,7 @@ pub fn run(
     let out_dir = out.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir)
         .map_err(Error::io("cannot create the output directory", out_dir))?;
+    remove_stale_temp_files(out_dir);
     let tmp = tempfile::Builder::new()
         .prefix(".lbuild-")
         .suffix(".zip.tmp")
@@ -129,20 +124,29 @@ pub fn run(
         &key_hash,
         &serde_json::to_string(&info).unwrap_or_default(),
     )?;
-    let report = StageReport {
-        name: NAME,
-        status: Status::Ran,
-        key: hex(&key_hash),
-        ms: started.elapsed().as_millis() as u64,
-        details: serde_json::json!({
-            "entries": written.entries,
-            "reused": written.reused,
-            "compressed": written.compressed,
-            "rejected": written.rejected,
-        }),
-        explain,
-    };
+    let details = serde_json::json!({
+        "entries": written.entries,
+        "reused": written.reused,
+        "compressed": written.compressed,
+        "rejected": written.rejected,
+    });
+    let report = StageReport::new(NAME, Status::Ran, &key_hash, started, details, explain);
     Ok((info, report))
+}
+
+/// Temp zips left by a build that was killed (we hold the project lock, so
+/// none is in progress).
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in read.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".lbuild-") && name.ends_with(".zip.tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// All entries sorted by archive name; an archive path claimed twice is an

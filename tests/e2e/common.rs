@@ -63,15 +63,14 @@ impl TestProject {
         self.dir.path()
     }
 
-    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+    pub fn write(&self, rel: &str, contents: &str) {
         self.write_bytes(rel, contents.as_bytes())
     }
 
-    pub fn write_bytes(&self, rel: &str, contents: &[u8]) -> &Self {
+    pub fn write_bytes(&self, rel: &str, contents: &[u8]) {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
-        self
     }
 
     pub fn remove(&self, rel: &str) {
@@ -176,7 +175,7 @@ for i in z.infolist():
     out.append(dict(name=i.filename, date_time=list(i.date_time), external_attr=i.external_attr,
                     extra=i.extra.hex(), flag_bits=i.flag_bits, create_system=i.create_system,
                     compress_type=i.compress_type, comment=i.comment.hex(), is_dir=i.is_dir(),
-                    file_size=i.file_size, compress_size=i.compress_size,
+                    file_size=i.file_size, compress_size=i.compress_size, header_offset=i.header_offset,
                     data=z.read(i).decode('latin-1')))
 print(json.dumps(dict(entries=out, comment=z.comment.hex())))
 "#;
