@@ -199,14 +199,14 @@ pub fn run(
         .and_then(|s| serde_json::from_str::<Record>(&s).ok());
     if let Some(record) = recorded {
         if let Some(entries) = still_installed(&tree, &record) {
-            let report = StageReport {
-                name: NAME,
-                status: Status::Cached,
-                key: hex(&key_hash),
-                ms: started.elapsed().as_millis() as u64,
-                details: details(false, &record),
+            let report = StageReport::new(
+                NAME,
+                Status::Cached,
+                &key_hash,
+                started,
+                details(false, &record),
                 explain,
-            };
+            );
             return Ok((entries, report));
         }
         reporter.detail(format!(
@@ -278,14 +278,14 @@ pub fn run(
         &key_hash,
         &serde_json::to_string(&record).unwrap_or_default(),
     )?;
-    let report = StageReport {
-        name: NAME,
-        status: Status::Ran,
-        key: hex(&key_hash),
-        ms: started.elapsed().as_millis() as u64,
-        details: details(ran, &record),
+    let report = StageReport::new(
+        NAME,
+        Status::Ran,
+        &key_hash,
+        started,
+        details(ran, &record),
         explain,
-    };
+    );
     Ok((entries, report))
 }
 
