@@ -166,33 +166,40 @@ fn uv() -> Result<Installer, String> {
 
 fn pip() -> Result<Installer, String> {
     let program = find_on_path("python3").ok_or("python3 is not on PATH")?;
+    // What `python3 -m pip --version` says, minus pip's absolute path (the
+    // machine's, not part of what pip does) and about 250 ms: every build
+    // asks, cached or not, and importing only `pip/__init__.py` is cheap.
     let out = Command::new(&program)
-        .args(["-m", "pip", "--version"])
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .args([
+            "-c",
+            "import sys, pip; print('pip', pip.__version__, '%d.%d' % sys.version_info[:2])",
+        ])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    // "pip 23.2.1 from /abs/path/pip (python 3.11)": the path is the
-    // machine's, not part of what pip does, so it stays out of the key.
-    let mut words = text.split_whitespace();
-    let (Some("pip"), Some(version)) = (words.next(), words.next()) else {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [_, version, python] = words[..] else {
         return Err(format!(
-            "`python3 -m pip --version` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "pip is not importable by {}: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
         ));
     };
-    let host_python = text
-        .rsplit_once("(python ")
-        .and_then(|(_, v)| v.split(')').next())
-        .map(str::to_string);
+    if !out.status.success() || words[0] != "pip" {
+        return Err(format!(
+            "cannot ask {} for pip's version",
+            program.display()
+        ));
+    }
     Ok(Installer {
         kind: Kind::Pip,
         program,
-        version: format!(
-            "pip {version} (python {})",
-            host_python.as_deref().unwrap_or("?")
-        ),
-        host_python,
+        version: format!("pip {version} (python {python})"),
+        host_python: Some(python.to_string()),
     })
 }
 
