@@ -599,3 +599,51 @@ fn a_forced_installer_that_is_missing_says_how_to_install_it() {
     assert!(err.contains("pip install uv"), "{err}");
     assert!(!d.zip().exists());
 }
+
+/// An index nobody listens on (connections refused at once; retries off):
+/// the error names the package, the target and says the index is
+/// unreachable, for both installers.
+#[test]
+fn an_unreachable_index_is_reported_with_package_and_target() {
+    for installer in ["uv", "pip"] {
+        let d = DepsProject::new(installer, "python3.12", "x86_64", "purepkg==1.0\n");
+        d.p.write(
+            "lambda.toml",
+            &format!(
+                "[function]\nname = \"fn\"\nhandler = \"app.handler\"\n\n[dependencies]\ninstaller = \"{installer}\"\nindex_url = \"http://127.0.0.1:9/simple\"\n"
+            ),
+        );
+        let out =
+            d.p.cmd()
+                .env("UV_CACHE_DIR", d.caches.path().join("uv"))
+                .env("PIP_CACHE_DIR", d.caches.path().join("pip"))
+                .env("UV_HTTP_RETRIES", "0")
+                // pip names the connection error only when it retries.
+                .env("PIP_RETRIES", "1")
+                .env("PIP_TIMEOUT", "2")
+                .env("UV_NO_CONFIG", "1")
+                .env("UV_PYTHON_DOWNLOADS", "never")
+                .env("PIP_CONFIG_FILE", "/dev/null")
+                .env_remove("PIP_FIND_LINKS")
+                .env_remove("UV_FIND_LINKS")
+                .output()
+                .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{installer}: {err}");
+        assert!(
+            err.contains("could not install purepkg"),
+            "{installer}: {err}"
+        );
+        assert!(err.contains("python3.12 x86_64 manylinux_2_34"), "{err}");
+        assert!(err.contains("could not be reached"), "{installer}: {err}");
+    }
+}
+
+#[test]
+fn requirements_without_requirements_install_nothing() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "# nothing yet\n");
+    let json = d.build();
+    assert_eq!(status_of(&json, "deps"), "ran");
+    assert!(!deps_ran(&json), "no installer run for an empty list");
+    assert_eq!(entry_names(&d.zip()), ["app.py"]);
+}

@@ -413,7 +413,7 @@ impl Installer {
             "No matching distribution",
         ]) {
             format!(
-                "no binary wheel of it fits {}: pin a version that publishes one (tags cp3{} or abi3/py3, manylinux_2_N with N <= {}, {}), or change runtime/architecture in lambda.toml; if it is a typo, fix the name",
+                "no binary wheel of it fits {} on the indexes searched: pin a version that publishes one (tags cp3{} or abi3/py3, manylinux_2_N with N <= {}, {}), or change runtime/architecture in lambda.toml (pip says the same when the name is misspelt or the index cannot be reached: check those too)",
                 target.describe(),
                 target.runtime.minor,
                 target.glibc_minor(),
