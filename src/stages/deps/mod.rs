@@ -127,55 +127,7 @@ pub fn run(
     };
     let index_args = index_args(plan, deps);
 
-    let mut key = KeyBuilder::new(NAME);
-    key.add("normalize", NORMALIZE_VERSION)
-        .add("target", target.describe())
-        .add("installer", &installer.version);
-    for f in &reqs.files {
-        key.add(
-            &format!("requirements {}", relative(&plan.project_dir, &f.path)),
-            hex(&f.hash),
-        );
-    }
-    for o in &reqs.index_options {
-        key.add("requirements option", keyed_secret(o));
-    }
-    // As written (relative find_links stay relative: the key does not
-    // change when the project moves); local directories' listings follow.
-    let raw = &deps.raw;
-    if let Some(url) = &raw.index_url {
-        key.add("index_url", keyed_secret(url));
-    }
-    for url in &raw.extra_index_urls {
-        key.add("extra_index_url", keyed_secret(url));
-    }
-    for link in &raw.find_links {
-        key.add("find_links", keyed_secret(link));
-    }
-    key.add("no_index", raw.no_index);
-    for var in installer.index_env_vars() {
-        if let Some(v) = std::env::var_os(var) {
-            key.add(var, keyed_secret(&v.to_string_lossy()));
-        }
-    }
-    let local_links = raw
-        .find_links
-        .iter()
-        .filter(|l| !l.contains("://"))
-        .map(|l| plan.project_dir.join(l))
-        .chain(reqs.local_find_links.iter().cloned());
-    for dir in local_links {
-        add_listing(&mut key, cache, &plan.project_dir, &dir)?;
-    }
-    let mut exclude: Vec<String> = deps
-        .raw
-        .exclude
-        .iter()
-        .map(|n| normalize::canonical_name(n))
-        .collect();
-    exclude.sort();
-    exclude.dedup();
-    key.add("exclude", exclude.join(","));
+    let key = stage_key(plan, deps, &reqs, &installer, target, cache)?;
     let (key_hash, explain) = key.finish();
     let tree = tree_dir(&plan.cache_dir, &key_hash);
 
@@ -287,6 +239,68 @@ pub fn run(
         explain,
     );
     Ok((entries, report))
+}
+
+/// The deps key: everything that can change the installed tree (see the
+/// module docs), each input also listed for `lbuild -v`.
+fn stage_key(
+    plan: &Plan,
+    deps: &DepsPlan,
+    reqs: &requirements::Requirements,
+    installer: &Installer,
+    target: Target,
+    cache: &mut Cache,
+) -> crate::Result<KeyBuilder> {
+    let mut key = KeyBuilder::new(NAME);
+    key.add("normalize", NORMALIZE_VERSION)
+        .add("target", target.describe())
+        .add("installer", &installer.version);
+    for f in &reqs.files {
+        key.add(
+            &format!("requirements {}", relative(&plan.project_dir, &f.path)),
+            hex(&f.hash),
+        );
+    }
+    for o in &reqs.index_options {
+        key.add("requirements option", keyed_secret(o));
+    }
+    // As written (relative find_links stay relative: the key does not
+    // change when the project moves); local directories' listings follow.
+    let raw = &deps.raw;
+    if let Some(url) = &raw.index_url {
+        key.add("index_url", keyed_secret(url));
+    }
+    for url in &raw.extra_index_urls {
+        key.add("extra_index_url", keyed_secret(url));
+    }
+    for link in &raw.find_links {
+        key.add("find_links", keyed_secret(link));
+    }
+    key.add("no_index", raw.no_index);
+    for var in installer.index_env_vars() {
+        if let Some(v) = std::env::var_os(var) {
+            key.add(var, keyed_secret(&v.to_string_lossy()));
+        }
+    }
+    let local_links = raw
+        .find_links
+        .iter()
+        .filter(|l| !l.contains("://"))
+        .map(|l| plan.project_dir.join(l))
+        .chain(reqs.local_find_links.iter().cloned());
+    for dir in local_links {
+        add_listing(&mut key, cache, &plan.project_dir, &dir)?;
+    }
+    let mut exclude: Vec<String> = deps
+        .raw
+        .exclude
+        .iter()
+        .map(|n| normalize::canonical_name(n))
+        .collect();
+    exclude.sort();
+    exclude.dedup();
+    key.add("exclude", exclude.join(","));
+    Ok(key)
 }
 
 /// Installs into a temporary directory next to the final tree, normalises
