@@ -12,8 +12,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::DepsError;
+use crate::cache::Cache;
 use crate::manifest::{Architecture, InstallerChoice, Runtime};
 use crate::report::Reporter;
+
+/// The cache "stage" under which `uv --version` answers are remembered.
+const UV_VERSION_MEMO: &str = "uv-version";
+
+/// Identifies one installed binary: its canonical path and stat data.
+fn binary_fingerprint(program: &Path) -> Option<crate::cache::Hash> {
+    use std::os::unix::fs::MetadataExt;
+    let real = program.canonicalize().ok()?;
+    let m = std::fs::metadata(&real).ok()?;
+    let text = format!(
+        "{}\n{} {} {} {} {}",
+        real.display(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino(),
+        m.ctime_nsec()
+    );
+    Some(*blake3::hash(text.as_bytes()).as_bytes())
+}
 
 /// Where and for what the wheels must run.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +140,8 @@ const UV_HINT: &str = "install uv with `python3 -m pip install uv` (or see https
 const PIP_HINT: &str = "install pip for python3 (`python3 -m ensurepip --upgrade`, or your system's python3-pip package), or install uv and set installer = \"uv\" (or \"auto\") in [dependencies]";
 
 /// Picks the installer `choice` asks for.
-pub fn detect(choice: InstallerChoice) -> Result<Installer, DepsError> {
+pub fn detect(choice: InstallerChoice, cache: &Cache) -> Result<Installer, DepsError> {
+    let uv = || uv(cache);
     match choice {
         InstallerChoice::Uv => uv().map_err(|reason| DepsError::InstallerMissing {
             installer: "uv",
@@ -141,8 +163,23 @@ pub fn detect(choice: InstallerChoice) -> Result<Installer, DepsError> {
     }
 }
 
-fn uv() -> Result<Installer, String> {
+fn uv(cache: &Cache) -> Result<Installer, String> {
     let program = find_on_path("uv").ok_or("uv is not on PATH")?;
+    // `uv --version` costs ~50 ms, most of a no-op build: remember the
+    // answer for this exact binary (an upgrade replaces the file, so its
+    // stat changes and uv is asked again).
+    let memo_key = binary_fingerprint(&program);
+    if let Some(version) = memo_key
+        .as_ref()
+        .and_then(|k| cache.stage_output(UV_VERSION_MEMO, k).ok().flatten())
+    {
+        return Ok(Installer {
+            kind: Kind::Uv,
+            program,
+            version,
+            host_python: None,
+        });
+    }
     let out = Command::new(&program)
         .arg("--version")
         .output()
@@ -155,6 +192,9 @@ fn uv() -> Result<Installer, String> {
             program.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
+    }
+    if let Some(k) = &memo_key {
+        let _ = cache.record_stage(UV_VERSION_MEMO, k, &version);
     }
     Ok(Installer {
         kind: Kind::Uv,
