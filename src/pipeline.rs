@@ -35,11 +35,27 @@ pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
     // wait for a dependency install.
     let (src, src_report) = sources::run(plan, &mut cache, reporter)?;
     let (cfg, cfg_report) = config::run(plan, &mut cache, reporter)?;
-    let (dep, dep_report) = deps::run(plan, &mut cache, reporter)?;
+    let (dep, mut dep_report) = deps::run(plan, &mut cache, reporter, false)?;
+    let mut key = package::key(plan, dep.digest, &src, &cfg)?;
+    if let Some((zip, pkg_report)) = package::cached(plan, &cache, &key)? {
+        let stages = vec![dep_report, src_report, cfg_report, pkg_report];
+        return Ok(outcome(plan, zip, stages, started));
+    }
+    // The zip must be written: now the deps tree's files are needed.
+    let dep_entries = match dep.entries() {
+        Some(entries) => entries,
+        None => {
+            reporter.info("the dependency tree changed since it was installed; installing again");
+            let (dep, report) = deps::run(plan, &mut cache, reporter, true)?;
+            dep_report = report;
+            key = package::key(plan, dep.digest, &src, &cfg)?;
+            dep.entries().unwrap_or_default()
+        }
+    };
     let inputs = [
         Input {
             stage: deps::NAME,
-            entries: &dep,
+            entries: &dep_entries,
         },
         Input {
             stage: sources::NAME,
@@ -50,7 +66,7 @@ pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
             entries: &cfg,
         },
     ];
-    let (zip, pkg_report) = package::run(plan, &mut cache, reporter, &inputs)?;
+    let (zip, pkg_report) = package::build(plan, &mut cache, reporter, key, &inputs)?;
     let stages = vec![dep_report, src_report, cfg_report, pkg_report];
     Ok(outcome(plan, zip, stages, started))
 }

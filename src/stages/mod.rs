@@ -144,6 +144,19 @@ pub(crate) mod hash_hex {
     }
 }
 
+/// One hash for a list of entries (names, contents, modes): what another
+/// stage's key needs to know about them.
+pub fn entries_digest(entries: &[Entry]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    for e in entries {
+        h.update(&(e.name.len() as u64).to_le_bytes());
+        h.update(e.name.as_bytes());
+        h.update(&e.hash);
+        h.update(&[e.executable as u8]);
+    }
+    *h.finalize().as_bytes()
+}
+
 /// Hashes `files` (through the fingerprint cache) into archive entries.
 pub fn hash_entries(
     cache: &mut crate::cache::Cache,

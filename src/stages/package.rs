@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{Entry, KeyBuilder, StageReport, Status};
 use crate::Error;
 use crate::archive::{self, Settings, Store};
-use crate::cache::Cache;
+use crate::cache::{Cache, Hash, hex};
 use crate::manifest::{MtimeMode, Plan};
 use crate::report::Reporter;
 
@@ -43,14 +43,23 @@ pub struct Input<'a> {
     pub entries: &'a [Entry],
 }
 
-pub fn run(
+/// The package key and what it was made from. The deps tree enters by its
+/// digest (a function of its entries, recorded at install), so a build
+/// whose package is cached never loads or stats the tree.
+pub struct PackageKey {
+    hash: Hash,
+    explain: Vec<String>,
+    settings: Settings,
+    started: Instant,
+}
+
+pub fn key(
     plan: &Plan,
-    cache: &mut Cache,
-    reporter: &Reporter,
-    inputs: &[Input<'_>],
-) -> crate::Result<(ZipInfo, StageReport)> {
+    deps_digest: Option<Hash>,
+    sources: &[Entry],
+    config: &[Entry],
+) -> crate::Result<PackageKey> {
     let started = Instant::now();
-    let entries = merge(inputs)?;
     let settings = Settings {
         level: plan.output.level,
         time: archive::dos_time_from_unix(zip_time(plan)?),
@@ -66,23 +75,59 @@ pub fn run(
                 settings.time.timepart()
             ),
         )
-        .add_entries(&entries);
-    let (key_hash, explain) = key.finish();
+        .add("deps", deps_digest.as_ref().map(hex).unwrap_or_default())
+        .add("sources", sources.len())
+        .add_entries(sources)
+        .add("config", config.len())
+        .add_entries(config);
+    let (hash, explain) = key.finish();
+    Ok(PackageKey {
+        hash,
+        explain,
+        settings,
+        started,
+    })
+}
 
+/// The zip recorded under `key`, if it is still at the output path.
+pub fn cached(
+    plan: &Plan,
+    cache: &Cache,
+    key: &PackageKey,
+) -> crate::Result<Option<(ZipInfo, StageReport)>> {
     let recorded = cache
-        .stage_output(NAME, &key_hash)?
+        .stage_output(NAME, &key.hash)?
         .and_then(|s| serde_json::from_str::<ZipInfo>(&s).ok());
-    if let Some(info) = recorded.and_then(|r| still_in_place(r, &plan.output.path)) {
-        cache.record_stage(
-            NAME,
-            &key_hash,
-            &serde_json::to_string(&info).unwrap_or_default(),
-        )?;
-        let details = serde_json::json!({"entries": entries.len()});
-        let report = StageReport::new(NAME, Status::Cached, &key_hash, started, details, explain);
-        return Ok((info, report));
-    }
+    let Some(info) = recorded.and_then(|r| still_in_place(r, &plan.output.path)) else {
+        return Ok(None);
+    };
+    cache.record_stage(
+        NAME,
+        &key.hash,
+        &serde_json::to_string(&info).unwrap_or_default(),
+    )?;
+    let details = serde_json::json!({"entries": info.entries});
+    let report = StageReport::new(
+        NAME,
+        Status::Cached,
+        &key.hash,
+        key.started,
+        details,
+        key.explain.clone(),
+    );
+    Ok(Some((info, report)))
+}
 
+/// Writes the zip for `key` from `inputs` (deps, sources, config).
+pub fn build(
+    plan: &Plan,
+    cache: &mut Cache,
+    reporter: &Reporter,
+    key: PackageKey,
+    inputs: &[Input<'_>],
+) -> crate::Result<(ZipInfo, StageReport)> {
+    let entries = merge(inputs)?;
+    let settings = key.settings;
     let out = &plan.output.path;
     let out_dir = out.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir)
@@ -121,7 +166,7 @@ pub fn run(
     };
     cache.record_stage(
         NAME,
-        &key_hash,
+        &key.hash,
         &serde_json::to_string(&info).unwrap_or_default(),
     )?;
     let details = serde_json::json!({
@@ -130,7 +175,14 @@ pub fn run(
         "compressed": written.compressed,
         "rejected": written.rejected,
     });
-    let report = StageReport::new(NAME, Status::Ran, &key_hash, started, details, explain);
+    let report = StageReport::new(
+        NAME,
+        Status::Ran,
+        &key.hash,
+        key.started,
+        details,
+        key.explain,
+    );
     Ok((info, report))
 }
 

@@ -647,3 +647,30 @@ fn requirements_without_requirements_install_nothing() {
     assert!(!deps_ran(&json), "no installer run for an empty list");
     assert_eq!(entry_names(&d.zip()), ["app.py"]);
 }
+
+#[test]
+fn a_deps_tree_changed_behind_lbuilds_back_is_reinstalled_when_the_zip_needs_it() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let first = d.build();
+    let key = deps_key(&first);
+    let tree = d.p.path().join(".lbuild/deps").join(&key);
+    let init = std::fs::read_dir(tree.join("purepkg"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.ends_with("__init__.py"))
+        .expect("purepkg/__init__.py in the tree");
+    std::fs::write(&init, "tampered = True\n").unwrap();
+
+    // Nothing the zip depends on changed: the tree is not even looked at.
+    let noop = d.build();
+    assert_eq!(status_of(&noop, "package"), "cached");
+
+    // The zip must be written again (handler edit, and no reuse store):
+    // the tampered tree is noticed and reinstalled, never packaged.
+    std::fs::remove_file(d.p.path().join(".lbuild/store.zip")).unwrap();
+    d.p.write("app.py", "def handler(event, context):\n    return 2\n");
+    let rebuilt = d.build();
+    assert!(deps_ran(&rebuilt), "{rebuilt}");
+    let data = d.entry("purepkg/__init__.py").unwrap();
+    assert!(!data.contains("tampered"), "tampered file packaged: {data}");
+}

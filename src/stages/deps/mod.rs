@@ -84,6 +84,9 @@ pub struct InstallFailure {
 /// stat facts that say the tree is still as installed.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
+    /// [`super::entries_digest`] of the tree: what the package key uses.
+    #[serde(with = "super::hash_hex")]
+    digest: Hash,
     installer: String,
     distributions: Vec<String>,
     excluded: Vec<String>,
@@ -100,15 +103,49 @@ struct RecordedFile {
     mtime_ns: i64,
 }
 
+/// The deps stage's result: the tree's digest (for the package key) and,
+/// on demand, its entries.
+#[derive(Debug)]
+pub struct DepsOutput {
+    /// None when the function has no [dependencies].
+    pub digest: Option<Hash>,
+    /// Known entries (just installed, or verified).
+    entries: Option<Vec<Entry>>,
+    /// A cached tree not yet checked against its record.
+    unverified: Option<(PathBuf, Record)>,
+}
+
+impl DepsOutput {
+    /// The tree's entries; None if a cached tree changed since it was
+    /// installed (run the stage again with `verify_tree`).
+    pub fn entries(self) -> Option<Vec<Entry>> {
+        if let Some(entries) = self.entries {
+            return Some(entries);
+        }
+        match self.unverified {
+            Some((tree, record)) => still_installed(&tree, &record),
+            None => Some(Vec::new()),
+        }
+    }
+}
+
+/// Runs the deps stage. A cached tree is checked file by file against its
+/// record only with `verify_tree`; otherwise [`DepsOutput::entries`] does
+/// it when (and if) the package stage needs the files.
 pub fn run(
     plan: &Plan,
     cache: &mut Cache,
     reporter: &Reporter,
-) -> crate::Result<(Vec<Entry>, StageReport)> {
+    verify_tree: bool,
+) -> crate::Result<(DepsOutput, StageReport)> {
     let started = Instant::now();
     let Some(deps) = &plan.deps else {
         return Ok((
-            Vec::new(),
+            DepsOutput {
+                digest: None,
+                entries: None,
+                unverified: None,
+            },
             StageReport {
                 name: NAME,
                 status: Status::Skipped,
@@ -120,7 +157,7 @@ pub fn run(
         ));
     };
     let reqs = requirements::read(&deps.requirements)?;
-    let installer = installer::detect(deps.raw.installer)?;
+    let installer = installer::detect(deps.raw.installer, cache)?;
     let target = Target {
         runtime: plan.runtime,
         arch: plan.architecture,
@@ -150,16 +187,31 @@ pub fn run(
         .stage_output(NAME, &key_hash)?
         .and_then(|s| serde_json::from_str::<Record>(&s).ok());
     if let Some(record) = recorded {
+        let report = StageReport::new(
+            NAME,
+            Status::Cached,
+            &key_hash,
+            started,
+            details(false, &record),
+            explain.clone(),
+        );
+        let digest = Some(record.digest);
+        if !verify_tree {
+            let unverified = Some((tree, record));
+            let out = DepsOutput {
+                digest,
+                entries: None,
+                unverified,
+            };
+            return Ok((out, report));
+        }
         if let Some(entries) = still_installed(&tree, &record) {
-            let report = StageReport::new(
-                NAME,
-                Status::Cached,
-                &key_hash,
-                started,
-                details(false, &record),
-                explain,
-            );
-            return Ok((entries, report));
+            let out = DepsOutput {
+                digest,
+                entries: Some(entries),
+                unverified: None,
+            };
+            return Ok((out, report));
         }
         reporter.detail(format!(
             "deps tree {} was changed or removed since it was installed; installing again",
@@ -206,6 +258,7 @@ pub fn run(
     let files = walk::files_under(&tree, &tree, &tree, &[], |_| true)?;
     let (entries, _) = hash_entries(cache, files)?;
     let record = Record {
+        digest: super::entries_digest(&entries),
         installer: installer.version.clone(),
         distributions: normalized.distributions,
         excluded: normalized.excluded,
@@ -238,7 +291,12 @@ pub fn run(
         details(ran, &record),
         explain,
     );
-    Ok((entries, report))
+    let out = DepsOutput {
+        digest: Some(record.digest),
+        entries: Some(entries),
+        unverified: None,
+    };
+    Ok((out, report))
 }
 
 /// The deps key: everything that can change the installed tree (see the
