@@ -42,14 +42,14 @@ pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
         return Ok(outcome(plan, zip, stages, started));
     }
     // The zip must be written: now the deps tree's files are needed.
-    let dep_entries = match dep.entries() {
+    let dep_entries = match dep.entries(&cache)? {
         Some(entries) => entries,
         None => {
             reporter.info("the dependency tree changed since it was installed; installing again");
             let (dep, report) = deps::run(plan, &mut cache, reporter, true)?;
             dep_report = report;
             key = package::key(plan, dep.digest, &src, &cfg)?;
-            dep.entries().unwrap_or_default()
+            dep.entries(&cache)?.unwrap_or_default()
         }
     };
     let inputs = [

@@ -52,7 +52,10 @@ pub enum CacheError {
     },
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_stage_detail.sql"),
+];
 
 /// The open cache of one project.
 pub struct Cache {
@@ -109,7 +112,8 @@ impl Cache {
         &self.dir
     }
 
-    /// The recorded output of `stage` for `key`, if any; marks it used.
+    /// The recorded output of `stage` for `key`, if any; marks it used
+    /// (at most hourly, so that a no-op build writes nothing).
     pub fn stage_output(&self, stage: &str, key: &Hash) -> Result<Option<String>, CacheError> {
         let out: Option<String> = self
             .conn
@@ -121,7 +125,7 @@ impl Cache {
             .optional()?;
         if out.is_some() {
             self.conn.execute(
-                "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3",
+                "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
                 params![stage, &key[..], now_s()],
             )?;
         }
@@ -136,6 +140,36 @@ impl Cache {
             params![stage, &key[..], output, now],
         )?;
         Ok(())
+    }
+
+    /// Records a stage with a large `detail` read only on demand.
+    pub fn record_stage_with_detail(
+        &self,
+        stage: &str,
+        key: &Hash,
+        output: &str,
+        detail: &str,
+    ) -> Result<(), CacheError> {
+        let now = now_s();
+        self.conn.execute(
+            "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, detail = excluded.detail, last_used_s = excluded.last_used_s",
+            params![stage, &key[..], output, detail, now],
+        )?;
+        Ok(())
+    }
+
+    /// The `detail` recorded with `stage` for `key`.
+    pub fn stage_detail(&self, stage: &str, key: &Hash) -> Result<Option<String>, CacheError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT detail FROM stages WHERE stage = ?1 AND key = ?2",
+                params![stage, &key[..]],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     pub fn forget_stage(&self, stage: &str, key: &Hash) -> Result<(), CacheError> {

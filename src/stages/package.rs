@@ -98,14 +98,22 @@ pub fn cached(
     let recorded = cache
         .stage_output(NAME, &key.hash)?
         .and_then(|s| serde_json::from_str::<ZipInfo>(&s).ok());
-    let Some(info) = recorded.and_then(|r| still_in_place(r, &plan.output.path)) else {
+    let Some(recorded) = recorded else {
         return Ok(None);
     };
-    cache.record_stage(
-        NAME,
-        &key.hash,
-        &serde_json::to_string(&info).unwrap_or_default(),
-    )?;
+    let before = recorded.stat;
+    let Some(info) = still_in_place(recorded, &plan.output.path) else {
+        return Ok(None);
+    };
+    if info.stat != before {
+        // Same bytes, new inode or mtime (copied back, touched): remember
+        // the new stat so the next build need not hash the zip again.
+        cache.record_stage(
+            NAME,
+            &key.hash,
+            &serde_json::to_string(&info).unwrap_or_default(),
+        )?;
+    }
     let details = serde_json::json!({"entries": info.entries});
     let report = StageReport::new(
         NAME,

@@ -80,8 +80,8 @@ pub struct InstallFailure {
     pub hint: String,
 }
 
-/// What the cache records for one deps key: the tree's entries with the
-/// stat facts that say the tree is still as installed.
+/// What the cache records for one deps key (the file list, with the stat
+/// facts that say the tree is still as installed, is the stage detail).
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     /// [`super::entries_digest`] of the tree: what the package key uses.
@@ -90,7 +90,8 @@ struct Record {
     installer: String,
     distributions: Vec<String>,
     excluded: Vec<String>,
-    files: Vec<RecordedFile>,
+    /// How many files the tree holds (their list is the stage detail).
+    files: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,19 +113,21 @@ pub struct DepsOutput {
     /// Known entries (just installed, or verified).
     entries: Option<Vec<Entry>>,
     /// A cached tree not yet checked against its record.
-    unverified: Option<(PathBuf, Record)>,
+    unverified: Option<(PathBuf, Hash)>,
 }
 
 impl DepsOutput {
     /// The tree's entries; None if a cached tree changed since it was
     /// installed (run the stage again with `verify_tree`).
-    pub fn entries(self) -> Option<Vec<Entry>> {
+    pub fn entries(self, cache: &Cache) -> crate::Result<Option<Vec<Entry>>> {
         if let Some(entries) = self.entries {
-            return Some(entries);
+            return Ok(Some(entries));
         }
         match self.unverified {
-            Some((tree, record)) => still_installed(&tree, &record),
-            None => Some(Vec::new()),
+            Some((tree, key)) => {
+                Ok(recorded_files(cache, &key)?.and_then(|files| still_installed(&tree, &files)))
+            }
+            None => Ok(Some(Vec::new())),
         }
     }
 }
@@ -175,7 +178,7 @@ pub fn run(
             "installer_ran": ran,
             "target": target.describe(),
             "distributions": record.distributions.len(),
-            "files": record.files.len(),
+            "files": record.files,
         });
         if !record.excluded.is_empty() {
             d["excluded"] = serde_json::json!(record.excluded);
@@ -197,7 +200,7 @@ pub fn run(
         );
         let digest = Some(record.digest);
         if !verify_tree {
-            let unverified = Some((tree, record));
+            let unverified = Some((tree, key_hash));
             let out = DepsOutput {
                 digest,
                 entries: None,
@@ -205,7 +208,9 @@ pub fn run(
             };
             return Ok((out, report));
         }
-        if let Some(entries) = still_installed(&tree, &record) {
+        if let Some(entries) =
+            recorded_files(cache, &key_hash)?.and_then(|files| still_installed(&tree, &files))
+        {
             let out = DepsOutput {
                 digest,
                 entries: Some(entries),
@@ -257,31 +262,33 @@ pub fn run(
     }
     let files = walk::files_under(&tree, &tree, &tree, &[], |_| true)?;
     let (entries, _) = hash_entries(cache, files)?;
+    let files: Vec<RecordedFile> = entries
+        .iter()
+        .map(|e| {
+            let mtime_ns = std::fs::metadata(&e.path)
+                .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+                .unwrap_or(0);
+            RecordedFile {
+                name: e.name.clone(),
+                hash: e.hash,
+                size: e.size,
+                executable: e.executable,
+                mtime_ns,
+            }
+        })
+        .collect();
     let record = Record {
         digest: super::entries_digest(&entries),
         installer: installer.version.clone(),
         distributions: normalized.distributions,
         excluded: normalized.excluded,
-        files: entries
-            .iter()
-            .map(|e| {
-                let mtime_ns = std::fs::metadata(&e.path)
-                    .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
-                    .unwrap_or(0);
-                RecordedFile {
-                    name: e.name.clone(),
-                    hash: e.hash,
-                    size: e.size,
-                    executable: e.executable,
-                    mtime_ns,
-                }
-            })
-            .collect(),
+        files: files.len(),
     };
-    cache.record_stage(
+    cache.record_stage_with_detail(
         NAME,
         &key_hash,
         &serde_json::to_string(&record).unwrap_or_default(),
+        &serde_json::to_string(&files).unwrap_or_default(),
     )?;
     let report = StageReport::new(
         NAME,
@@ -422,14 +429,21 @@ fn remove_stale_temporaries(deps_dir: &Path) {
     }
 }
 
+/// The file list recorded with the tree of `key` (kept apart from the
+/// record so that a cached build does not parse it).
+fn recorded_files(cache: &Cache, key: &Hash) -> crate::Result<Option<Vec<RecordedFile>>> {
+    Ok(cache
+        .stage_detail(NAME, key)?
+        .and_then(|d| serde_json::from_str(&d).ok()))
+}
+
 /// The recorded entries, if every file is still there as installed
 /// (size, mtime, mode): a stat per file, no hashing.
-fn still_installed(tree: &Path, record: &Record) -> Option<Vec<Entry>> {
+fn still_installed(tree: &Path, files: &[RecordedFile]) -> Option<Vec<Entry>> {
     if !tree.is_dir() {
         return None;
     }
-    record
-        .files
+    files
         .iter()
         .map(|f| {
             let path = tree.join(&f.name);
