@@ -15,9 +15,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Cursor, Read, Seek, Write};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
@@ -160,6 +163,10 @@ pub struct WriteReport {
     pub rejected: usize,
     #[serde(skip)]
     pub packed: Vec<PackedEntry>,
+    /// SHA-256 and size of the zip, hashed as it was written (None when the
+    /// writer had to seek back, so the file must be read to hash it).
+    #[serde(skip)]
+    pub sha256: Option<([u8; 32], u64)>,
 }
 
 /// A compressed entry as a one-entry zip in memory, plus the digest of its
@@ -184,7 +191,7 @@ pub fn write_zip(
     let mut store_zip = match store {
         Some(s) => File::open(&s.path)
             .ok()
-            .and_then(|f| ZipArchive::new(BufReader::new(f)).ok()),
+            .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok()),
         None => None,
     };
     // Decide up front which entries come from the store, so the workers
@@ -214,28 +221,31 @@ pub fn write_zip(
             scope.spawn(|| pipeline.work(settings));
         }
         let result = (|| {
-            let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, out));
+            let settings_id = settings.id();
+            let mut buf = vec![0u8; DIGEST_BUF];
+            let mut zip = ZipWriter::new(HashingWriter::new(out)?);
             for (i, e) in entries.iter().enumerate() {
                 let prepared = match reuse[i] {
                     Some((index, digest)) => {
                         let zip_in = store_zip.as_mut().expect("reuse implies a store");
-                        if copy_if_intact(zip_in, index, digest, e, &mut zip)? {
+                        if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
                             report.reused += 1;
-                            report.packed.push(packed(e, settings, digest));
+                            report.packed.push(packed(e, settings_id, digest));
                             continue;
                         }
                         report.rejected += 1;
-                        prepare(e, settings)?
+                        prepare(e, settings, &mut buf)?
                     }
                     None => pipeline.take(i)?,
                 };
                 report.compressed += 1;
                 let mut mini = ZipArchive::new(Cursor::new(prepared.mini_zip))?;
                 zip.raw_copy_file_rename(mini.by_index_raw(0)?, &e.name)?;
-                report.packed.push(packed(e, settings, prepared.digest));
+                report.packed.push(packed(e, settings_id, prepared.digest));
             }
             let mut w = zip.finish()?;
             w.flush()?;
+            report.sha256 = w.finish();
             Ok(())
         })();
         if result.is_err() {
@@ -247,21 +257,27 @@ pub fn write_zip(
     Ok(report)
 }
 
-fn packed(e: &Entry, settings: &Settings, digest: Hash) -> PackedEntry {
+fn packed(e: &Entry, settings_id: Hash, digest: Hash) -> PackedEntry {
     PackedEntry {
         name: e.name.clone(),
         content_hash: e.hash,
         executable: e.executable,
-        settings: settings.id(),
+        settings: settings_id,
         raw_hash: digest,
     }
 }
+
+/// Read buffer for [`raw_digest`], allocated once per thread, not per entry.
+const DIGEST_BUF: usize = 256 * 1024;
 
 /// Digest of an entry's raw record: its compressed bytes plus the header
 /// facts a raw copy carries over (CRC, sizes, method, time, mode). A store
 /// entry is reused only when this matches what was recorded when it was
 /// written, so a corrupted store never reaches the zip.
-fn raw_digest<R: Read>(file: &mut zip::read::ZipFile<'_, R>) -> Result<Hash, ArchiveError> {
+fn raw_digest<R: Read>(
+    file: &mut zip::read::ZipFile<'_, R>,
+    buf: &mut [u8],
+) -> Result<Hash, ArchiveError> {
     let mut h = blake3::Hasher::new();
     h.update(&file.crc32().to_le_bytes());
     h.update(&file.compressed_size().to_le_bytes());
@@ -272,9 +288,8 @@ fn raw_digest<R: Read>(file: &mut zip::read::ZipFile<'_, R>) -> Result<Hash, Arc
         h.update(&t.datepart().to_le_bytes());
         h.update(&t.timepart().to_le_bytes());
     }
-    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = file.read(buf)?;
         if n == 0 {
             break;
         }
@@ -291,9 +306,10 @@ fn copy_if_intact<R: Read + Seek, W: Write + Seek>(
     digest: Hash,
     e: &Entry,
     zip: &mut ZipWriter<W>,
+    buf: &mut [u8],
 ) -> Result<bool, ArchiveError> {
     let intact = match store.by_index_raw(index) {
-        Ok(mut f) => f.size() == e.size && raw_digest(&mut f).ok() == Some(digest),
+        Ok(mut f) => f.size() == e.size && raw_digest(&mut f, buf).ok() == Some(digest),
         Err(_) => false,
     };
     if intact {
@@ -303,7 +319,7 @@ fn copy_if_intact<R: Read + Seek, W: Write + Seek>(
 }
 
 /// Reads, checks and compresses one entry into a one-entry zip in memory.
-fn prepare(e: &Entry, settings: &Settings) -> Result<Prepared, ArchiveError> {
+fn prepare(e: &Entry, settings: &Settings, buf: &mut [u8]) -> Result<Prepared, ArchiveError> {
     let data = std::fs::read(&e.path).map_err(|source| ArchiveError::Read {
         path: e.path.clone(),
         source,
@@ -337,9 +353,161 @@ fn prepare(e: &Entry, settings: &Settings) -> Result<Prepared, ArchiveError> {
     mini.add_prepared_file(prepared)?;
     let mini_zip = mini.finish()?.into_inner();
     let mut archive = ZipArchive::new(Cursor::new(&mini_zip[..]))?;
-    let digest = raw_digest(&mut archive.by_index_raw(0)?)?;
+    let digest = raw_digest(&mut archive.by_index_raw(0)?, buf)?;
     drop(archive);
     Ok(Prepared { mini_zip, digest })
+}
+
+/// The zip's output: buffered, and hashed (SHA-256) as it is written.
+///
+/// The zip writer asks for its position twice per entry; `BufWriter` would
+/// flush and `lseek` each time. This writer knows its position, so only a
+/// real move costs a flush and a seek, and a move also turns the running hash
+/// off (bytes may then be overwritten): the caller reads the file instead.
+struct HashingWriter<'a> {
+    out: &'a File,
+    buf: Vec<u8>,
+    /// Logical position (what the zip writer sees).
+    pos: u64,
+    /// Logical length of the file.
+    len: u64,
+    /// Running hash of every byte, while they were only ever appended.
+    sha: Option<Sha256>,
+}
+
+impl<'a> HashingWriter<'a> {
+    const CAPACITY: usize = 1 << 20;
+
+    fn new(mut out: &'a File) -> std::io::Result<Self> {
+        let pos = out.stream_position()?;
+        let len = out.metadata()?.len();
+        Ok(HashingWriter {
+            out,
+            buf: Vec::with_capacity(Self::CAPACITY),
+            pos,
+            len,
+            sha: (pos == 0 && len == 0).then(Sha256::new),
+        })
+    }
+
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// The SHA-256 and size of the file, if every byte was appended in order.
+    fn finish(self) -> Option<([u8; 32], u64)> {
+        debug_assert!(self.buf.is_empty(), "flushed before finish");
+        let len = self.len;
+        self.sha.map(|h| (h.finalize().into(), len))
+    }
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > Self::CAPACITY {
+            self.flush_buf()?;
+        }
+        if data.len() >= Self::CAPACITY {
+            self.out.write_all(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        if let Some(h) = self.sha.as_mut() {
+            h.update(data);
+        }
+        self.pos += data.len() as u64;
+        self.len = self.len.max(self.pos);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buf()?;
+        self.out.flush()
+    }
+}
+
+impl Seek for HashingWriter<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        if target == Some(self.pos) {
+            return Ok(self.pos);
+        }
+        self.flush_buf()?;
+        self.sha = None;
+        self.pos = self.out.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+/// The store, read with `pread` through a buffer that survives seeks: the
+/// zip reader seeks before every entry, which makes `BufReader` drop its
+/// buffer (and `lseek`) each time although the entries are read in order.
+struct PReader {
+    file: File,
+    len: u64,
+    pos: u64,
+    buf: Box<[u8]>,
+    buf_start: u64,
+    buf_len: usize,
+}
+
+impl PReader {
+    fn new(file: File) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(PReader {
+            file,
+            len,
+            pos: 0,
+            buf: vec![0u8; 256 * 1024].into_boxed_slice(),
+            buf_start: 0,
+            buf_len: 0,
+        })
+    }
+}
+
+impl Read for PReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let in_buf = self.pos >= self.buf_start && self.pos < self.buf_start + self.buf_len as u64;
+        if !in_buf {
+            if out.len() >= self.buf.len() {
+                let n = self.file.read_at(out, self.pos)?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            self.buf_len = self.file.read_at(&mut self.buf, self.pos)?;
+            self.buf_start = self.pos;
+            if self.buf_len == 0 {
+                return Ok(0);
+            }
+        }
+        let from = (self.pos - self.buf_start) as usize;
+        let n = out.len().min(self.buf_len - from);
+        out[..n].copy_from_slice(&self.buf[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for PReader {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
 }
 
 /// Compression workers feeding an in-order writer. Jobs are admitted in
@@ -372,6 +540,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn work(&self, settings: &Settings) {
+        let mut buf = vec![0u8; DIGEST_BUF];
         loop {
             let i = {
                 let mut st = self.state.lock().expect("poisoned");
@@ -389,7 +558,7 @@ impl<'a> Pipeline<'a> {
                     st = self.cond.wait(st).expect("poisoned");
                 }
             };
-            let result = prepare(&self.entries[i], settings);
+            let result = prepare(&self.entries[i], settings, &mut buf);
             let mut st = self.state.lock().expect("poisoned");
             st.done.insert(i, result);
             self.cond.notify_all();
@@ -438,5 +607,137 @@ mod tests {
         );
         let t = dos_time_from_unix(i64::MAX / 2);
         assert_eq!(t.year(), 2107);
+    }
+
+    fn entries_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<Entry> {
+        let mut out: Vec<Entry> = files
+            .iter()
+            .map(|(name, data)| {
+                let path = dir.join(name);
+                std::fs::write(&path, data).unwrap();
+                Entry {
+                    name: name.to_string(),
+                    path,
+                    hash: *blake3::hash(data).as_bytes(),
+                    size: data.len() as u64,
+                    executable: false,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        out
+    }
+
+    fn sha_of(path: &Path) -> [u8; 32] {
+        Sha256::digest(std::fs::read(path).unwrap()).into()
+    }
+
+    #[test]
+    fn reused_entries_give_the_cold_bytes_and_the_running_hash_is_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // Pseudo-random (incompressible, stored), text, and one entry
+        // larger than the writer's buffer (written past it).
+        let mut x = 1u64;
+        let noise: Vec<u8> = (0..70_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let big: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let mut files = vec![
+            ("a.py", b"print('a')\n".repeat(50)),
+            ("noise.bin", noise),
+            ("big.bin", big),
+            ("z.txt", b"zzz".to_vec()),
+        ];
+        let settings = Settings {
+            level: 6,
+            time: dos_time_from_unix(0),
+        };
+        let build = |entries: &[Entry], store: Option<&Store>, out: &Path| {
+            let f = File::create(out).unwrap();
+            let report = write_zip(&f, entries, &settings, store).unwrap();
+            assert_eq!(
+                report.sha256,
+                Some((sha_of(out), f.metadata().unwrap().len()))
+            );
+            report
+        };
+
+        let entries = entries_in(dir.path(), &files);
+        let store_path = dir.path().join("store.zip");
+        let first = build(&entries, None, &store_path);
+        assert_eq!((first.compressed, first.reused), (4, 0));
+
+        // One entry edited: the others are copied raw from the store.
+        files[0].1.extend_from_slice(b"# edit\n");
+        let entries = entries_in(dir.path(), &files);
+        let store = Store::new(&store_path, first.packed, &settings).unwrap();
+        let incremental = dir.path().join("incremental.zip");
+        let report = build(&entries, Some(&store), &incremental);
+        assert_eq!((report.compressed, report.reused), (1, 3));
+
+        let cold = dir.path().join("cold.zip");
+        build(&entries, None, &cold);
+        assert_eq!(
+            std::fs::read(&incremental).unwrap(),
+            std::fs::read(&cold).unwrap()
+        );
+    }
+
+    #[test]
+    fn hashing_writer_drops_its_hash_after_a_real_seek() {
+        let f = tempfile::tempfile().unwrap();
+        let mut w = HashingWriter::new(&f).unwrap();
+        w.write_all(b"hello").unwrap();
+        assert_eq!(w.stream_position().unwrap(), 5);
+        assert_eq!(w.seek(SeekFrom::End(0)).unwrap(), 5);
+        w.flush().unwrap();
+        let mut expect = Sha256::new();
+        expect.update(b"hello");
+        let hash = w.finish();
+        assert_eq!(hash, Some((expect.finalize().into(), 5)));
+
+        let mut w = HashingWriter::new(&f).unwrap();
+        assert!(
+            w.sha.is_none(),
+            "not a fresh file: cannot hash from the start"
+        );
+        w.seek(SeekFrom::Start(0)).unwrap();
+        w.write_all(b"J").unwrap();
+        w.flush().unwrap();
+        assert_eq!(w.finish(), None);
+        let mut back = String::new();
+        (&f).seek(SeekFrom::Start(0)).unwrap();
+        (&f).read_to_string(&mut back).unwrap();
+        assert_eq!(back, "Jello");
+    }
+
+    #[test]
+    fn preader_reads_like_a_plain_file_across_seeks() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        f.write_all(&data).unwrap();
+        let mut r = PReader::new(f).unwrap();
+        let mut buf = vec![0u8; 1000];
+        for &at in &[0u64, 10, 5, 300_000, 262_143, 599_500, 1] {
+            r.seek(SeekFrom::Start(at)).unwrap();
+            let n = r.read(&mut buf).unwrap();
+            assert!(n > 0);
+            assert_eq!(&buf[..n], &data[at as usize..at as usize + n]);
+        }
+        r.seek(SeekFrom::End(-3)).unwrap();
+        let mut tail = Vec::new();
+        r.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, &data[data.len() - 3..]);
+        let mut all = Vec::new();
+        r.seek(SeekFrom::Start(0)).unwrap();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data);
     }
 }

@@ -95,7 +95,11 @@ impl Cache {
         };
         let mut known: HashMap<String, (Stat, Hash, i64)> = HashMap::new();
         {
-            let mut stmt = self.conn.prepare_cached(
+            // One read transaction for all the lookups: outside one, every
+            // query takes and drops SQLite's file locks (two fcntl and an
+            // fstat per file).
+            let tx = self.conn.transaction()?;
+            let mut stmt = tx.prepare_cached(
                 "SELECT size, mtime_ns, ino, ctime_ns, hash, recorded_ns FROM files WHERE path = ?1",
             )?;
             for p in paths {
@@ -118,6 +122,8 @@ impl Cache {
                     known.insert(key, (stat, hash, recorded));
                 }
             }
+            drop(stmt);
+            tx.commit()?;
         }
 
         let mut results: Vec<Option<FileHash>> = vec![None; paths.len()];

@@ -154,7 +154,11 @@ pub fn build(
     let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref())?;
     drop(spinner);
 
-    let (sha256, size) = sha256_of(tmp.path())?;
+    // Hashed while it was written, unless the writer had to seek back.
+    let (sha256, size) = match written.sha256 {
+        Some(hashed) => hashed,
+        None => sha256_of(tmp.path())?,
+    };
     // tempfile makes 0600 files; a deployment artifact is world-readable.
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
         .map_err(Error::io("cannot set permissions on", tmp.path()))?;
