@@ -202,6 +202,16 @@ pub fn entry_names(zip: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Asserts a command succeeded, showing its stderr if not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `unzip -t` must report no errors.
 pub fn unzip_test(zip: &Path) {
     let out = Command::new("unzip").arg("-t").arg(zip).output().unwrap();

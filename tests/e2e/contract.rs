@@ -153,11 +153,7 @@ fn source_date_epoch_sets_every_time_and_fixed_ignores_it() {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     for e in python_entries(&p.zip_path("hello")) {
         // 2023-11-14T22:13:21Z, rounded down to an even second.
         assert_eq!(
@@ -272,11 +268,7 @@ fn build_variant(
         .env("LC_ALL", lc)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     (
         p.zip_bytes("hello"),

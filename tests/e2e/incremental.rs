@@ -228,11 +228,7 @@ with open(path, 'r+b') as f:
         .arg(&store)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 
     p.write(
         "app.py",
@@ -272,11 +268,7 @@ fn manifest_is_found_from_a_subdirectory_and_with_manifest_flag() {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let elsewhere = TestProject::empty();
     let out = elsewhere
         .cmd()
@@ -296,11 +288,7 @@ fn init_writes_a_buildable_manifest_and_clean_removes_outputs() {
         "def lambda_handler(event, context):\n    return 1\n",
     );
     let out = p.run(&["init"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
     assert!(
         text.contains("handler = \"lambda_function.lambda_handler\""),
