@@ -129,6 +129,9 @@ MAKEFILE = """\
 # Any handler edit re-copies and re-zips everything.
 CORPUS ?= {corpus}
 SOURCES := $(wildcard *.py)
+# No built-in implicit rules: make checks prerequisites as fast as it can.
+MAKEFLAGS += --no-builtin-rules
+.SUFFIXES:
 
 # STRICT=1 makes every installed file a prerequisite (reference row only:
 # the no-op then stats the whole tree, as lbuild does for plain sources).
@@ -370,6 +373,7 @@ def measure_cold(exe: Path, lay: Layout, n: int, refs: bool, levels: list[int]) 
     runs: dict[str, list[Run]] = {"lbuild": [], "zip -6": []}
     sizes: dict[str, int] = {}
     stages_ms: list[dict] = []
+    shas: set[str] = set()
     if refs:
         runs.update({"zip -9": [], "python zipfile -6": []})
         runs.update({f"lbuild level {lv}": [] for lv in levels if lv != 6})
@@ -383,6 +387,13 @@ def measure_cold(exe: Path, lay: Layout, n: int, refs: bool, levels: list[int]) 
                 pkg = stage(rep, "package")["details"]
                 assert pkg["compressed"] == len(lay.names) and pkg["reused"] == 0, pkg
                 sizes[name] = lay.lb_zip().stat().st_size
+                # Sanity: lbuild packaged exactly the files zip is given.
+                with zipfile.ZipFile(lay.lb_zip()) as z:
+                    names = z.namelist()
+                if names != lay.names:
+                    extra = sorted(set(names) ^ set(lay.names))[:10]
+                    raise SystemExit(f"lbuild's entries differ from the zip list: {extra}")
+                shas.add(sha256(lay.lb_zip()))
             elif name.startswith("lbuild level"):
                 lv = int(name.rsplit(" ", 1)[1])
                 r = lbuild_cold(exe, lay, lv)
@@ -394,14 +405,9 @@ def measure_cold(exe: Path, lay: Layout, n: int, refs: bool, levels: list[int]) 
                 r, out = pyzip_cold(lay)
                 sizes[name] = out.stat().st_size
             runs[name].append(r)
-    # Sanity: lbuild packaged exactly the files zip was given.
-    with zipfile.ZipFile(lay.lb_zip()) as z:
-        names = z.namelist()
-    if names != lay.names:
-        extra = sorted(set(names) ^ set(lay.names))[:10]
-        raise SystemExit(f"lbuild's entries differ from the zip list: {extra}")
-    cold_sha = sha256(lay.lb_zip())
-    return {"runs": runs, "sizes": sizes, "stages_ms": stages_ms, "sha256": cold_sha}
+    if len(shas) != 1:
+        raise SystemExit(f"cold builds of the same content differ: {sorted(shas)}")
+    return {"runs": runs, "sizes": sizes, "stages_ms": stages_ms, "sha256": shas.pop()}
 
 
 def measure_rebuild(exe: Path, lay: Layout, n: int) -> dict:
