@@ -323,6 +323,14 @@ class Layout:
         self.pyzip.write_text(PYZIP)
         self.out = WORK / "out"
         self.out.mkdir()
+        # Reference: the same handler without the corpus, i.e. the no-op cost
+        # once dependencies are not walked file by file.
+        self.small = WORK / "lbuild-handler-only"
+        (self.small / "src").mkdir(parents=True)
+        (self.small / "lambda.toml").write_text(LAMBDA_TOML.format(out="bench-6", level=6))
+        (self.small / "src" / "app.py").write_text(HANDLER.format(edit=0))
+        hour_ago = time.time() - 3600
+        os.utime(self.small / "src" / "app.py", (hour_ago, hour_ago))
 
     @staticmethod
     def manifest_name(level: int) -> str:
@@ -465,13 +473,18 @@ def measure_noop(exe: Path, lay: Layout, n: int, refs: bool) -> dict:
     assert stage(rep, "sources")["details"]["hashed"] == 0, rep
     subprocess.run(["make", "-q"], cwd=lay.mk, check=True)  # up to date
     runs: dict[str, list[Run]] = {"lbuild": [], "make": []}
+    small = [str(exe), "--manifest", str(lay.small / "lambda.toml"), "-q"]
     if refs:
         runs["make STRICT=1"] = []
+        runs["lbuild handler-only"] = []
+        timed(small, lay.small)
     for i in range(n):
         order = list(runs) if i % 2 == 0 else list(reversed(runs))
         for name in order:
             if name == "lbuild":
                 r = timed(lbuild_cmd(exe, lay), lay.lb)
+            elif name == "lbuild handler-only":
+                r = timed(small, lay.small)
             else:
                 r = timed(["make", "-s", *name.split()[1:]], lay.mk)
                 assert "zip" not in r.stdout, "make was not a no-op"
@@ -610,6 +623,7 @@ def main() -> int:
     row("  lbuild / make", "", "", f"{noop_ratio:.2f}x", f"{verdict(t['pass'])} (target {t['target']})")
     if refs:
         timing("  ref: make STRICT=1 (every file a prereq)", ns, "make STRICT=1")
+        timing("  ref: lbuild, handler only (no corpus)", ns, "lbuild handler-only")
     row("(d) peak RSS, cold lbuild", fmt_mb(peak_rss), "", "",
         f"{verdict(targets['d_peak_rss_mb']['pass'])} (target < {TARGET_RSS_MB:.0f} MB)")  # fmt: skip
 
