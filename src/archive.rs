@@ -364,6 +364,7 @@ fn prepare(e: &Entry, settings: &Settings, buf: &mut [u8]) -> Result<Prepared, A
 /// flush and `lseek` each time. This writer knows its position, so only a
 /// real move costs a flush and a seek, and a move also turns the running hash
 /// off (bytes may then be overwritten): the caller reads the file instead.
+/// Full buffers are hashed on a helper thread, off the writer's path.
 struct HashingWriter<'a> {
     out: &'a File,
     buf: Vec<u8>,
@@ -372,7 +373,56 @@ struct HashingWriter<'a> {
     /// Logical length of the file.
     len: u64,
     /// Running hash of every byte, while they were only ever appended.
-    sha: Option<Sha256>,
+    sha: Option<BackgroundSha>,
+}
+
+/// SHA-256 on a helper thread, fed the buffers the writer flushes (a
+/// bounded queue, so memory stays a few buffers whatever the zip's size).
+struct BackgroundSha {
+    chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<[u8; 32]>,
+}
+
+impl BackgroundSha {
+    fn start() -> Self {
+        let (chunks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (back, spare) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+                let _ = back.send(chunk);
+            }
+            h.finalize().into()
+        });
+        BackgroundSha {
+            chunks,
+            spare,
+            thread,
+        }
+    }
+
+    /// An empty buffer: one the hasher is done with, or a new one.
+    fn buffer(&self) -> Vec<u8> {
+        match self.spare.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(HashingWriter::CAPACITY),
+        }
+    }
+
+    /// Queues bytes to hash; false if the hasher is gone.
+    fn send(&self, chunk: Vec<u8>) -> bool {
+        self.chunks.send(chunk).is_ok()
+    }
+
+    fn finish(self) -> Option<[u8; 32]> {
+        drop(self.chunks);
+        self.thread.join().ok()
+    }
 }
 
 impl<'a> HashingWriter<'a> {
@@ -386,14 +436,23 @@ impl<'a> HashingWriter<'a> {
             buf: Vec::with_capacity(Self::CAPACITY),
             pos,
             len,
-            sha: (pos == 0 && len == 0).then(Sha256::new),
+            sha: (pos == 0 && len == 0).then(BackgroundSha::start),
         })
     }
 
     fn flush_buf(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.out.write_all(&self.buf)?;
+        match &self.sha {
+            Some(sha) => {
+                let full = std::mem::replace(&mut self.buf, sha.buffer());
+                if !sha.send(full) {
+                    self.sha = None;
+                }
+            }
+            None => self.buf.clear(),
         }
         Ok(())
     }
@@ -402,7 +461,7 @@ impl<'a> HashingWriter<'a> {
     fn finish(self) -> Option<([u8; 32], u64)> {
         debug_assert!(self.buf.is_empty(), "flushed before finish");
         let len = self.len;
-        self.sha.map(|h| (h.finalize().into(), len))
+        self.sha?.finish().map(|h| (h, len))
     }
 }
 
@@ -413,11 +472,13 @@ impl Write for HashingWriter<'_> {
         }
         if data.len() >= Self::CAPACITY {
             self.out.write_all(data)?;
+            if let Some(sha) = &self.sha
+                && !sha.send(data.to_vec())
+            {
+                self.sha = None;
+            }
         } else {
             self.buf.extend_from_slice(data);
-        }
-        if let Some(h) = self.sha.as_mut() {
-            h.update(data);
         }
         self.pos += data.len() as u64;
         self.len = self.len.max(self.pos);
@@ -690,18 +751,34 @@ mod tests {
         );
     }
 
+    fn sha_of_file(mut f: &File) -> [u8; 32] {
+        let mut all = Vec::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut all).unwrap();
+        Sha256::digest(all).into()
+    }
+
     #[test]
     fn hashing_writer_drops_its_hash_after_a_real_seek() {
         let f = tempfile::tempfile().unwrap();
         let mut w = HashingWriter::new(&f).unwrap();
-        w.write_all(b"hello").unwrap();
-        assert_eq!(w.stream_position().unwrap(), 5);
-        assert_eq!(w.seek(SeekFrom::End(0)).unwrap(), 5);
-        w.flush().unwrap();
+        let big: Vec<u8> = (0..(3 << 20) as u32).map(|i| (i % 251) as u8).collect();
         let mut expect = Sha256::new();
-        expect.update(b"hello");
-        let hash = w.finish();
-        assert_eq!(hash, Some((expect.finalize().into(), 5)));
+        // Small writes, one spanning several buffers, then small again.
+        for part in [&b"he"[..], &big, b"llo"] {
+            w.write_all(part).unwrap();
+            expect.update(part);
+        }
+        let len = big.len() as u64 + 5;
+        assert_eq!(w.stream_position().unwrap(), len);
+        assert_eq!(w.seek(SeekFrom::End(0)).unwrap(), len);
+        w.flush().unwrap();
+        assert_eq!(w.finish(), Some((expect.finalize().into(), len)));
+        let whole: [u8; 32] = Sha256::digest([&b"he"[..], &big, b"llo"].concat()).into();
+        assert_eq!(sha_of_file(&f), whole);
+        f.set_len(0).unwrap();
+        (&f).seek(SeekFrom::Start(0)).unwrap();
+        (&f).write_all(b"hello").unwrap();
 
         let mut w = HashingWriter::new(&f).unwrap();
         assert!(
