@@ -31,6 +31,9 @@ pub struct Entry {
     pub executable: bool,
 }
 
+/// How many key inputs `lbuild -v` lists per stage.
+const MAX_EXPLAIN_LINES: usize = 64;
+
 /// Hashes a stage's inputs and keeps a readable list of them, so the key
 /// and its explanation (`lbuild -v`) cannot drift apart.
 pub struct KeyBuilder {
@@ -57,26 +60,34 @@ impl KeyBuilder {
             self.hasher.update(&(part.len() as u64).to_le_bytes());
             self.hasher.update(part.as_bytes());
         }
-        if self.lines.len() < 64 {
-            self.lines.push(format!("{label} = {value}"));
-        } else if self.lines.len() == 64 {
+        self.note(format!("{label} = {value}"));
+        self
+    }
+
+    /// Keeps a line for `-v`, up to [`MAX_EXPLAIN_LINES`].
+    fn note(&mut self, line: String) {
+        if self.lines.len() < MAX_EXPLAIN_LINES {
+            self.lines.push(line);
+        } else if self.lines.len() == MAX_EXPLAIN_LINES {
             self.lines.push("…".into());
         }
-        self
     }
 
     /// Adds the archive entries (name, content hash, mode).
     pub fn add_entries(&mut self, entries: &[Entry]) -> &mut Self {
         self.add("entries", entries.len());
         for e in entries {
-            self.add(
-                &e.name,
-                format!(
-                    "{} {}",
-                    hex(&e.hash),
-                    if e.executable { "755" } else { "644" }
-                ),
-            );
+            // Raw bytes into the hash (a no-op build keys thousands of
+            // entries); text only for the lines `-v` shows.
+            for part in [e.name.as_bytes(), &e.hash[..]] {
+                self.hasher.update(&(part.len() as u64).to_le_bytes());
+                self.hasher.update(part);
+            }
+            self.hasher.update(&[e.executable as u8]);
+            if self.lines.len() <= MAX_EXPLAIN_LINES {
+                let mode = if e.executable { "755" } else { "644" };
+                self.note(format!("{} = {} {mode}", e.name, hex(&e.hash)));
+            }
         }
         self
     }
