@@ -20,8 +20,9 @@
 //!   events (a build reads its inputs: without this it would trigger
 //!   itself), paths in the cache or the output directory, `.git/`,
 //!   `__pycache__/`, byte-code, lbuild's temporary zips and editor temp
-//!   names (`.*.sw?`, `*~`, `#*#`, `.#*`, `*___jb_tmp___`, `4913`, ...). A
-//!   batch of dropped paths runs nothing.
+//!   names (`.*.sw?`, `*~`, `#*#`, `.#*`, `*___jb_tmp___`, `4913`, ...), and
+//!   the files our own stdout/stderr are redirected to. A batch of dropped
+//!   paths runs nothing.
 //! - **Debouncing** ([`Session::next_batch`]): a batch closes once no kept
 //!   event arrived for `--debounce-ms`, so one save — even a rename-and-
 //!   replace that briefly deletes the file — is one batch (capped at
@@ -39,6 +40,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -400,6 +402,10 @@ struct Session {
     last_sha: Option<String>,
     /// The error the last build printed, if it failed.
     last_error: Option<String>,
+    /// (device, inode) of our stdout/stderr when they are files, which may
+    /// sit in a watched directory (`lbuild watch > watch.log`): writing a
+    /// line must not trigger the next check.
+    own_logs: Vec<(u64, u64)>,
 }
 
 impl Session {
@@ -417,6 +423,7 @@ impl Session {
             watched: BTreeSet::new(),
             last_sha: None,
             last_error: None,
+            own_logs: own_log_files(),
         }
     }
 
@@ -530,7 +537,11 @@ impl Session {
 
     fn ignored(&self, path: &Path) -> bool {
         let rel = path.strip_prefix(&self.manifest_dir).unwrap_or(path);
-        ignored_name(rel) || self.inputs.as_ref().is_some_and(|i| i.ignores(path))
+        ignored_name(rel)
+            || self.inputs.as_ref().is_some_and(|i| i.ignores(path))
+            || (!self.own_logs.is_empty()
+                && std::fs::metadata(path)
+                    .is_ok_and(|m| self.own_logs.contains(&(m.dev(), m.ino()))))
     }
 
     /// Builds and reports. Returns false when stdout is gone (the reader
@@ -642,6 +653,21 @@ impl Session {
         }
         (out, touches_input || batch.rescan)
     }
+}
+
+/// (device, inode) of stdout and stderr where they are regular files.
+fn own_log_files() -> Vec<(u64, u64)> {
+    use std::os::fd::AsFd;
+    let fds = [
+        std::io::stdout().as_fd().try_clone_to_owned(),
+        std::io::stderr().as_fd().try_clone_to_owned(),
+    ];
+    fds.into_iter()
+        .flatten()
+        .filter_map(|fd| std::fs::File::from(fd).metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
 }
 
 /// A watch error that only says the path is gone (deleted meanwhile).

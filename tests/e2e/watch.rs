@@ -462,3 +462,56 @@ fn poll_mode_sees_edits() {
             .contains("polled again")
     );
 }
+
+#[test]
+fn logging_into_the_project_does_not_loop() {
+    // `lbuild watch -v > watch.log 2> watch.err` inside the watched
+    // directory: every line written is a change event there.
+    let p = TestProject::hello();
+    p.write("config/settings.json", "{}\n");
+    // A glob matching nothing warns on every build.
+    p.write(
+        "lambda.toml",
+        &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
+    );
+    let log = std::fs::File::create(p.path().join("watch.log")).unwrap();
+    let err = std::fs::File::create(p.path().join("watch.err")).unwrap();
+    let child = p
+        .cmd()
+        .args(["watch", "-v"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let w = Watch {
+        child,
+        lines: std::sync::mpsc::channel().1,
+        stderr: Arc::default(),
+    };
+    let lines = || {
+        std::fs::read_to_string(p.path().join("watch.log"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let wait_for = |n: usize| {
+        let until = Instant::now() + WAIT;
+        while lines() < n {
+            assert!(Instant::now() < until, "expected {n} log lines");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(1);
+    p.write("app.py", "def handler(e, c):\n    return 'logged'\n");
+    wait_for(2);
+    std::thread::sleep(QUIET);
+    assert_eq!(
+        lines(),
+        2,
+        "log:\n{}\nerr:\n{}",
+        std::fs::read_to_string(p.path().join("watch.log")).unwrap(),
+        std::fs::read_to_string(p.path().join("watch.err")).unwrap()
+    );
+    drop(w);
+}
