@@ -12,7 +12,8 @@
 //!   [`walk::PRUNED_DIRS`]), each watched non-recursively so that pruned trees
 //!   cost no inotify watches; each config glob's literal base directory
 //!   (recursively when the glob can cross a `/`); the directory of
-//!   requirements.txt and of every file it includes with `-r`/`-c`; the
+//!   requirements.txt and of every file it includes with `-r`/`-c` (read by
+//!   the deps stage's own reader); local `find_links` directories; the
 //!   directory of lambda.toml. A directory that does not exist yet is covered
 //!   by its nearest existing ancestor. The set is recomputed after every
 //!   batch, which picks up new directories and follows lambda.toml edits.
@@ -56,7 +57,7 @@ use crate::cli::{GlobalArgs, WatchArgs};
 use crate::manifest::{self, Plan};
 use crate::pipeline::{self, BuildOutcome};
 use crate::report::{Mode, Reporter};
-use crate::stages::{Status, config, sources, walk};
+use crate::stages::{Status, config, deps, sources, walk};
 
 /// How often `--poll` re-reads the watched directories.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -200,6 +201,9 @@ struct Inputs {
     config: GlobSet,
     /// requirements.txt and the files it includes (`-r`, `-c`).
     requirements: Vec<PathBuf>,
+    /// Local `find_links` directories (manifest and requirements): a wheel
+    /// added there changes the deps key.
+    wheel_dirs: Vec<PathBuf>,
 }
 
 impl Inputs {
@@ -208,15 +212,30 @@ impl Inputs {
             // Validated at load; an empty set only loses the "changed" refinement.
             GlobSet::empty()
         });
-        let requirements = plan
-            .deps
-            .as_ref()
-            .map(|d| requirement_files(&d.requirements))
-            .unwrap_or_default();
+        let (mut requirements, mut wheel_dirs) = (Vec::new(), Vec::new());
+        if let Some(d) = &plan.deps {
+            wheel_dirs.extend(
+                d.raw
+                    .find_links
+                    .iter()
+                    .filter(|l| !l.contains("://"))
+                    .map(|l| manifest::normalize(&plan.project_dir.join(l))),
+            );
+            // The deps stage's own reader, so both agree on what is included.
+            // When it fails the build reports why; the top file is watched.
+            match deps::requirements::read(&d.requirements) {
+                Ok(r) => {
+                    requirements.extend(r.files.iter().map(|f| manifest::normalize(&f.path)));
+                    wheel_dirs.extend(r.local_find_links.iter().map(|p| manifest::normalize(p)));
+                }
+                Err(_) => requirements.push(d.requirements.clone()),
+            }
+        }
         Inputs {
             plan,
             config,
             requirements,
+            wheel_dirs,
         }
     }
 
@@ -240,6 +259,9 @@ impl Inputs {
             if let Some(dir) = file.parent() {
                 add_dir(&mut dirs, dir);
             }
+        }
+        for dir in &self.wheel_dirs {
+            add_dir(&mut dirs, dir);
         }
         dirs
     }
@@ -265,6 +287,9 @@ impl Inputs {
         };
         path == plan.manifest_path
             || self.requirements.iter().any(|r| r == path)
+            || path
+                .parent()
+                .is_some_and(|d| self.wheel_dirs.iter().any(|w| w == d))
             || rel_to(&plan.sources.root).is_some_and(|rel| {
                 plan.sources.include.is_match(&rel) && !plan.sources.exclude.is_match(&rel)
             })
@@ -305,55 +330,6 @@ fn add_tree(dirs: &mut BTreeSet<PathBuf>, root: &Path, skip: &[PathBuf]) {
         });
     // Unreadable directories are left out: the build reports them.
     dirs.extend(walker.flatten().map(walkdir::DirEntry::into_path));
-}
-
-/// requirements.txt and, transitively, the files it includes with
-/// `-r`/`--requirement` and `-c`/`--constraint` (paths relative to the
-/// including file). Unreadable files are still listed: their creation
-/// must be seen.
-pub fn requirement_files(top: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    let mut todo = vec![top.to_path_buf()];
-    while let Some(file) = todo.pop() {
-        if out.contains(&file) || out.len() >= 64 {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-        todo.extend(
-            included_files(&text)
-                .into_iter()
-                .map(|inc| manifest::normalize(&dir.join(inc))),
-        );
-        out.push(file);
-    }
-    out
-}
-
-/// The file arguments of `-r`/`-c` lines of a requirements file.
-fn included_files(text: &str) -> Vec<&str> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            // A comment starts a line or follows whitespace.
-            let line = match line.find(" #").or_else(|| line.find("\t#")) {
-                Some(i) => line[..i].trim_end(),
-                None => line,
-            };
-            for long in ["--requirement", "--constraint"] {
-                if let Some(rest) = line.strip_prefix(long)
-                    && (rest.starts_with('=') || rest.starts_with(char::is_whitespace))
-                {
-                    return Some(rest[1..].trim()).filter(|s| !s.is_empty());
-                }
-            }
-            ["-r", "-c"]
-                .iter()
-                .find_map(|short| line.strip_prefix(short))
-                .map(|rest| rest.trim_start_matches('=').trim())
-                .filter(|s| !s.is_empty())
-        })
-        .collect()
 }
 
 /// Names that never trigger a rebuild, whatever the manifest says:
@@ -790,32 +766,5 @@ mod tests {
         ] {
             assert!(!ignored_name(Path::new(name)), "{name} should be kept");
         }
-    }
-
-    #[test]
-    fn requirement_includes_are_followed() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path();
-        std::fs::create_dir(root.join("reqs")).unwrap();
-        std::fs::write(
-            root.join("requirements.txt"),
-            "-r reqs/base.txt\n--constraint=constraints.txt  # pins\nrequests==2.32.3\n# -r ignored.txt\n",
-        )
-        .unwrap();
-        std::fs::write(
-            root.join("reqs/base.txt"),
-            "--requirement ../requirements.txt\n",
-        )
-        .unwrap();
-        let files = requirement_files(&root.join("requirements.txt"));
-        let names: BTreeSet<_> = files
-            .iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
-            .collect();
-        let expected: BTreeSet<PathBuf> = ["requirements.txt", "reqs/base.txt", "constraints.txt"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
-        assert_eq!(names, expected);
     }
 }

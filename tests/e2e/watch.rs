@@ -26,10 +26,13 @@ struct Watch {
 
 impl Watch {
     fn start(p: &TestProject, extra: &[&str]) -> Watch {
-        let mut child = p
-            .cmd()
-            .args(["watch", "--json"])
-            .args(extra)
+        let mut cmd = p.cmd();
+        cmd.args(["watch", "--json"]).args(extra);
+        Watch::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Watch {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -296,10 +299,10 @@ files = ["config/*.json"]
 #[test]
 fn manifest_edits_replan_the_watch_and_errors_keep_it_alive() {
     let p = TestProject::empty();
-    p.write("lambda.toml", SRC_MANIFEST)
-        .write("src/app.py", "def handler(e, c):\n    return 1\n")
-        .write("config/a.json", "{}\n")
-        .write("conf2/b.json", "{\"b\": 1}\n");
+    p.write("lambda.toml", SRC_MANIFEST);
+    p.write("src/app.py", "def handler(e, c):\n    return 1\n");
+    p.write("config/a.json", "{}\n");
+    p.write("conf2/b.json", "{\"b\": 1}\n");
     let mut w = Watch::start(&p, &[]);
     w.build("the initial build");
     assert!(zip_text(&p, "m", "conf2/b.json").is_none());
@@ -514,4 +517,65 @@ fn logging_into_the_project_does_not_loop() {
         std::fs::read_to_string(p.path().join("watch.err")).unwrap()
     );
     drop(w);
+}
+
+#[test]
+fn requirements_edit_reruns_deps_and_package_only() {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        r#"[function]
+name = "fn"
+handler = "app.handler"
+
+[dependencies]
+installer = "uv"
+find_links = ["wheels"]
+no_index = true
+"#,
+    );
+    p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+    );
+    p.write("requirements.txt", "-r base.txt\n");
+    p.write("base.txt", "purepkg==1.0\n");
+    crate::deps::write_wheelhouse(&p.path().join("wheels"));
+    // The installers boxed in as in the deps tests.
+    let caches = tempfile::tempdir().unwrap();
+    let mut cmd = p.cmd();
+    cmd.env("UV_CACHE_DIR", caches.path().join("uv"))
+        .env("UV_NO_CONFIG", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env("PIP_CONFIG_FILE", "/dev/null");
+    for var in [
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "PIP_NO_INDEX",
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_EXTRA_INDEX_URL",
+        "UV_INDEX",
+        "UV_FIND_LINKS",
+        "UV_NO_INDEX",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(["watch", "--json"]);
+    let w = Watch::spawn(cmd);
+    let first = w.build("the initial build");
+    assert_eq!(status_of(&first, "deps"), "ran");
+    assert!(zip_text(&p, "fn", "nativepkg/__init__.py").is_none());
+
+    // An included requirements file changes: deps and package rerun.
+    p.write("base.txt", "purepkg==1.0\nnativepkg==1.0\n");
+    let v = w.build("a requirements edit");
+    assert_eq!(changed(&v), ["base.txt"]);
+    assert_eq!(status_of(&v, "deps"), "ran");
+    assert_eq!(status_of(&v, "sources"), "cached");
+    assert_eq!(status_of(&v, "config"), "cached");
+    assert_eq!(status_of(&v, "package"), "ran");
+    assert!(zip_text(&p, "fn", "nativepkg/__init__.py").is_some());
+    w.assert_quiet("a requirements edit");
 }
