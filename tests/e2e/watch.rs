@@ -265,6 +265,18 @@ fn created_files_and_directories_enter_the_zip_and_deleted_ones_leave() {
     p.write("pkg/sub/mod.py", "Y = 4\n");
     w.build("an edit in the recreated directory");
     assert_eq!(zip_text(&p, "hello", "pkg/sub/mod.py").unwrap(), "Y = 4\n");
+
+    // A renamed directory: its files move in the zip, and it stays watched.
+    rename(&p, "pkg", "moved");
+    w.build("a renamed directory");
+    assert!(zip_text(&p, "hello", "pkg/sub/mod.py").is_none());
+    p.write("moved/sub/mod.py", "Y = 5\n");
+    let v = w.build("an edit in the renamed directory");
+    assert_eq!(changed(&v), ["moved/sub/mod.py"]);
+    assert_eq!(
+        zip_text(&p, "hello", "moved/sub/mod.py").unwrap(),
+        "Y = 5\n"
+    );
 }
 
 #[test]
