@@ -34,7 +34,9 @@
 //! - **Output**: one line (or one JSON object with `--json`) per build that
 //!   produced a different zip, ran a stage, failed, or recovered from a
 //!   failure. A re-check that finds everything cached prints nothing (a
-//!   "no change" line with `-v`). A failure leaves the last good zip.
+//!   "no change" line with `-v`), not even the build's warnings: those are
+//!   held ([`Reporter::holding_warnings`]) and shown with the line they
+//!   belong to. A failure leaves the last good zip.
 //! - **Stopping**: SIGINT/SIGTERM stop the loop between builds; a build in
 //!   progress finishes (its zip is written to a temp file and renamed, the
 //!   cache uses SQLite transactions). A second signal exits at once.
@@ -369,6 +371,8 @@ struct Session {
     manifest_path: PathBuf,
     manifest_dir: PathBuf,
     reporter: Reporter,
+    /// What builds report through: warnings held for the line they belong to.
+    build_reporter: Reporter,
     /// The last manifest that loaded (kept while a broken one is fixed).
     inputs: Option<Inputs>,
     /// Why the manifest on disk does not load right now.
@@ -393,6 +397,7 @@ impl Session {
         Session {
             manifest_path,
             manifest_dir,
+            build_reporter: reporter.holding_warnings(),
             reporter,
             inputs: None,
             manifest_error: None,
@@ -527,39 +532,22 @@ impl Session {
         let result = match (&self.manifest_error, &self.inputs) {
             (Some(e), _) => Err(e.clone()),
             (None, Some(inputs)) => {
-                pipeline::build(&inputs.plan, &self.reporter).map_err(|e| e.to_string())
+                pipeline::build(&inputs.plan, &self.build_reporter).map_err(|e| e.to_string())
             }
             (None, None) => Err("no manifest loaded".into()),
         };
-        let time = local_hms();
-        let mut out = std::io::stdout().lock();
-        let written = match result {
+        let verdict = match result {
             Ok(outcome) => {
-                let ran = outcome.stages.iter().any(|s| s.status == Status::Ran);
                 let news = initial
-                    || ran
+                    || outcome.stages.iter().any(|s| s.status == Status::Ran)
                     || self.last_error.is_some()
                     || self.last_sha.as_deref() != Some(outcome.sha256.as_str());
                 self.last_error = None;
                 self.last_sha = Some(outcome.sha256.clone());
-                match self.reporter.mode {
-                    Mode::Json if news => writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&BuiltLine {
-                            time: &time,
-                            changed: &changed,
-                            outcome: &outcome,
-                        })
-                        .unwrap_or_default()
-                    ),
-                    Mode::Human if news => {
-                        writeln!(out, "{}", human_line(&time, &changed, initial, &outcome))
-                    }
-                    Mode::Human if self.reporter.verbose => {
-                        writeln!(out, "{time}  {}  no change", shown(&changed))
-                    }
-                    _ => Ok(()),
+                if news {
+                    Verdict::Built(outcome)
+                } else {
+                    Verdict::NoChange
                 }
             }
             Err(error) => {
@@ -567,36 +555,70 @@ impl Session {
                 // (not, say, a log file the user redirects stderr into).
                 let news = initial || touches_input || self.last_error.as_ref() != Some(&error);
                 self.last_error = Some(error.clone());
-                match self.reporter.mode {
-                    _ if !news => Ok(()),
-                    Mode::Json => writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&FailedLine {
-                            time: &time,
-                            changed: &changed,
-                            error: &error,
-                        })
-                        .unwrap_or_default()
-                    ),
-                    _ => {
-                        let what = if initial {
-                            "initial build".to_string()
-                        } else {
-                            shown(&changed)
-                        };
-                        let kept = self
-                            .inputs
-                            .as_ref()
-                            .map(|i| i.plan.output.path.as_path())
-                            .filter(|p| p.exists())
-                            .map(|p| format!("; {} is the last good zip", p.display()))
-                            .unwrap_or_default();
-                        eprintln!("{time}  {what}  error: {error}\n  (still watching{kept})");
-                        Ok(())
-                    }
+                if news {
+                    Verdict::Failed(error)
+                } else {
+                    Verdict::NoChange
                 }
             }
+        };
+        // Warnings belong to the line they explain: a re-check that
+        // changed nothing does not repeat them.
+        let warnings = self.build_reporter.take_warnings();
+        let what = if initial {
+            "initial build".to_string()
+        } else {
+            shown(&changed)
+        };
+        let line = Line {
+            time: local_hms(),
+            changed,
+            warnings: if matches!(verdict, Verdict::NoChange) {
+                Vec::new()
+            } else {
+                warnings
+            },
+        };
+        for w in &line.warnings {
+            self.reporter.warn(w);
+        }
+        let mut out = std::io::stdout().lock();
+        let written = match (verdict, self.reporter.mode) {
+            (Verdict::Built(outcome), Mode::Json) => {
+                let json = serde_json::to_string(&BuiltLine {
+                    line: &line,
+                    outcome: &outcome,
+                });
+                writeln!(out, "{}", json.unwrap_or_default())
+            }
+            (Verdict::Built(outcome), Mode::Human) => {
+                writeln!(out, "{}", human_line(&line.time, &what, &outcome))
+            }
+            (Verdict::Failed(error), Mode::Json) => {
+                let json = serde_json::to_string(&FailedLine {
+                    line: &line,
+                    error: &error,
+                });
+                writeln!(out, "{}", json.unwrap_or_default())
+            }
+            (Verdict::Failed(error), _) => {
+                let kept = self
+                    .inputs
+                    .as_ref()
+                    .map(|i| i.plan.output.path.as_path())
+                    .filter(|p| p.exists())
+                    .map(|p| format!("; {} is the last good zip", p.display()))
+                    .unwrap_or_default();
+                eprintln!(
+                    "{}  {what}  error: {error}\n  (still watching{kept})",
+                    line.time
+                );
+                Ok(())
+            }
+            (Verdict::NoChange, Mode::Human) if self.reporter.verbose => {
+                writeln!(out, "{}  {what}  no change", line.time)
+            }
+            _ => Ok(()),
         };
         written.and_then(|()| out.flush()).is_ok()
     }
@@ -655,11 +677,32 @@ fn vanished(e: &notify::Error) -> bool {
     }
 }
 
+/// What a check found.
+enum Verdict {
+    /// A different zip, a stage that ran, or a recovery from a failure.
+    Built(BuildOutcome),
+    Failed(String),
+    /// Everything cached (or the same error as before): nothing to say.
+    NoChange,
+}
+
+/// The fields every `--json` line starts with.
+#[derive(Serialize)]
+struct Line {
+    /// Local wall-clock time, HH:MM:SS.
+    time: String,
+    /// Paths of the batch, relative to lambda.toml's directory.
+    changed: Vec<String>,
+    /// Warnings of this build (also printed on stderr).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
 /// One `--json` line for a build.
 #[derive(Serialize)]
 struct BuiltLine<'a> {
-    time: &'a str,
-    changed: &'a [String],
+    #[serde(flatten)]
+    line: &'a Line,
     #[serde(flatten)]
     outcome: &'a BuildOutcome,
 }
@@ -667,18 +710,13 @@ struct BuiltLine<'a> {
 /// One `--json` line for a failed build (or a manifest that does not load).
 #[derive(Serialize)]
 struct FailedLine<'a> {
-    time: &'a str,
-    changed: &'a [String],
+    #[serde(flatten)]
+    line: &'a Line,
     error: &'a str,
 }
 
 /// `17:45:02  app.py  sources+package  1.2 KiB  sha256 3f2a9c1b0e12  38 ms`
-fn human_line(time: &str, changed: &[String], initial: bool, o: &BuildOutcome) -> String {
-    let what = if initial {
-        "initial build".to_string()
-    } else {
-        shown(changed)
-    };
+fn human_line(time: &str, what: &str, o: &BuildOutcome) -> String {
     let ran: Vec<&str> = o
         .stages
         .iter()

@@ -591,3 +591,39 @@ no_index = true
     assert!(zip_text(&p, "fn", "nativepkg/__init__.py").is_some());
     w.assert_quiet("a requirements edit");
 }
+
+#[test]
+fn warnings_come_with_their_rebuild_not_with_every_recheck() {
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
+    );
+    let w = Watch::start(&p, &[]);
+    let warned = |n: usize| {
+        let until = Instant::now() + WAIT;
+        while w.stderr().matches("none/*.yml").count() < n {
+            assert!(Instant::now() < until, "stderr:\n{}", w.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let v = w.build("the initial build");
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("none/*.yml"),
+        "{v}"
+    );
+    warned(1);
+
+    // Not an input: a silent re-check, the warning not repeated.
+    p.write("notes.txt", "x");
+    w.assert_quiet("a non-input file");
+    assert_eq!(w.stderr().matches("none/*.yml").count(), 1);
+
+    p.write("app.py", "def handler(e, c):\n    return 'w'\n");
+    let v = w.build("an edit");
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("none/*.yml"),
+        "{v}"
+    );
+    warned(2);
+}
