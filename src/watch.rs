@@ -5,7 +5,7 @@
 //! signal; the cache's content hashes decide what changed, so a spurious
 //! event costs a stat walk and prints nothing.
 //!
-//! - **What is watched** ([`Inputs::dirs`]): directories, never single files
+//! - **What is watched** (`Inputs::dirs`): directories, never single files
 //!   (an editor's rename-save replaces the inode a file watch sits on). The
 //!   sources root and every directory below it except those the build never
 //!   reads (`.git/`, `__pycache__/`, the cache, the output directory, see
@@ -17,14 +17,14 @@
 //!   directory of lambda.toml. A directory that does not exist yet is covered
 //!   by its nearest existing ancestor. The set is recomputed after every
 //!   batch, which picks up new directories and follows lambda.toml edits.
-//! - **What is dropped** ([`ignored_name`], [`Inputs::ignores`]): access
+//! - **What is dropped** ([`ignored_name`], `Inputs::ignores`): access
 //!   events (a build reads its inputs: without this it would trigger
 //!   itself), paths in the cache or the output directory, `.git/`,
 //!   `__pycache__/`, byte-code, lbuild's temporary zips and editor temp
 //!   names (`.*.sw?`, `*~`, `#*#`, `.#*`, `*___jb_tmp___`, `4913`, ...), and
 //!   the files our own stdout/stderr are redirected to. A batch of dropped
 //!   paths runs nothing.
-//! - **Debouncing** ([`Session::next_batch`]): a batch closes once no kept
+//! - **Debouncing** (`Session::next_batch`): a batch closes once no kept
 //!   event arrived for `--debounce-ms`, so one save — even a rename-and-
 //!   replace that briefly deletes the file — is one batch (capped at
 //!   [`MAX_BATCH_WAIT`] for a stream that never goes quiet).
