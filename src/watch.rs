@@ -96,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, reporter: &Reporter) -> crate:
     let mut watcher = start_watcher(args.poll, tx)?;
     let debounce = Duration::from_millis(args.debounce_ms);
 
-    let mut session = Session::new(manifest_path, reporter.clone());
+    let mut session = Session::new(manifest_path, reporter.clone(), Arc::clone(&stop));
     session.reload();
     // Watch before the first build: a save during it is not lost, and the
     // first line printed means "watching".
@@ -373,6 +373,8 @@ struct Session {
     reporter: Reporter,
     /// What builds report through: warnings held for the line they belong to.
     build_reporter: Reporter,
+    /// Set by the first SIGINT/SIGTERM.
+    stopping: Arc<AtomicBool>,
     /// The last manifest that loaded (kept while a broken one is fixed).
     inputs: Option<Inputs>,
     /// Why the manifest on disk does not load right now.
@@ -389,7 +391,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(manifest_path: PathBuf, reporter: Reporter) -> Session {
+    fn new(manifest_path: PathBuf, reporter: Reporter, stopping: Arc<AtomicBool>) -> Session {
         let manifest_dir = manifest_path
             .parent()
             .map(Path::to_path_buf)
@@ -399,6 +401,7 @@ impl Session {
             manifest_dir,
             build_reporter: reporter.holding_warnings(),
             reporter,
+            stopping,
             inputs: None,
             manifest_error: None,
             watched: BTreeSet::new(),
@@ -550,6 +553,8 @@ impl Session {
                     Verdict::NoChange
                 }
             }
+            // Ctrl-C reaches the installer too: its failure is no news.
+            Err(_) if self.stopping.load(Ordering::SeqCst) => Verdict::NoChange,
             Err(error) => {
                 // The same error again is news only if an input was saved
                 // (not, say, a log file the user redirects stderr into).
