@@ -37,9 +37,10 @@
 //!   "no change" line with `-v`), not even the build's warnings: those are
 //!   held ([`Reporter::holding_warnings`]) and shown with the line they
 //!   belong to. A failure leaves the last good zip.
-//! - **Stopping**: SIGINT/SIGTERM stop the loop between builds; a build in
-//!   progress finishes (its zip is written to a temp file and renamed, the
-//!   cache uses SQLite transactions). A second signal exits at once.
+//! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
+//!   between builds; a build in progress finishes (its zip is written to a
+//!   temp file and renamed, the cache uses SQLite transactions). A second
+//!   signal exits at once.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -102,22 +103,24 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, reporter: &Reporter) -> crate:
     // first line printed means "watching".
     session.rewatch(watcher.as_mut(), &BTreeSet::new())?;
     let mut open = session.rebuild(&Batch::default(), true);
-    reporter.info(format!(
-        "watching {} director{} ({}; Ctrl-C to stop)",
-        session.watched.len(),
-        if session.watched.len() == 1 {
-            "y"
-        } else {
-            "ies"
-        },
-        if args.poll {
-            "polling"
-        } else {
-            "native events"
+    if !stop.load(Ordering::SeqCst) {
+        reporter.info(format!(
+            "watching {} director{} ({}; Ctrl-C to stop)",
+            session.watched.len(),
+            if session.watched.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            if args.poll {
+                "polling"
+            } else {
+                "native events"
+            }
+        ));
+        for dir in &session.watched {
+            reporter.detail(format!("  {}", dir.display()));
         }
-    ));
-    for dir in &session.watched {
-        reporter.detail(format!("  {}", dir.display()));
     }
 
     while open && !stop.load(Ordering::SeqCst) {
@@ -166,21 +169,26 @@ fn start_watcher(poll: bool, tx: Sender<Msg>) -> Result<Box<dyn Watcher>, WatchE
     })
 }
 
-/// The first SIGINT/SIGTERM asks the loop to stop after the current build;
-/// a second one exits at once.
+/// The first SIGINT/SIGTERM sets `stop` (inside the signal handler, so it
+/// is set before a build can see an installer killed by the same Ctrl-C)
+/// and wakes the loop, which stops after the current build; a second one
+/// exits at once. Leaving mid-build corrupts nothing: the zip is renamed
+/// into place whole and the cache commits in transactions.
 fn stop_on_signals(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    for sig in [SIGINT, SIGTERM] {
+        // The shutdown must be registered first: it acts only once armed.
+        flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))
+            .map_err(WatchError::Signals)?;
+        flag::register(sig, Arc::clone(&stop)).map_err(WatchError::Signals)?;
+    }
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(WatchError::Signals)?;
     std::thread::Builder::new()
         .name("lbuild-signals".into())
         .spawn(move || {
-            for sig in signals.forever() {
-                if stop.swap(true, Ordering::SeqCst) {
-                    // The zip is renamed into place whole and the cache
-                    // commits in transactions: leaving now corrupts neither.
-                    std::process::exit(128 + sig);
-                }
+            for _ in signals.forever() {
                 let _ = tx.send(Msg::Stop);
             }
         })
