@@ -15,8 +15,10 @@
 //!   requirements.txt and of every file it includes with `-r`/`-c` (read by
 //!   the deps stage's own reader); local `find_links` directories; the
 //!   directory of lambda.toml. A directory that does not exist yet is covered
-//!   by its nearest existing ancestor. The set is recomputed after every
-//!   batch, which picks up new directories and follows lambda.toml edits.
+//!   by its nearest existing ancestor. The set is recomputed after a batch
+//!   that created, removed or renamed something or touched lambda.toml or a
+//!   requirements file: new directories are picked up, manifest edits
+//!   followed, and a plain save costs no directory walk.
 //! - **What is dropped** ([`ignored_name`], `Inputs::ignores`): access
 //!   events (a build reads its inputs: without this it would trigger
 //!   itself), paths in the cache or the output directory, `.git/`,
@@ -52,7 +54,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use globset::GlobSet;
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use serde::Serialize;
 
@@ -130,8 +132,11 @@ pub fn run(global: &GlobalArgs, args: &WatchArgs, reporter: &Reporter) -> crate:
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        let replan = session.replan_needed(&batch);
         session.reload();
-        session.rewatch(watcher.as_mut(), &batch.paths)?;
+        if replan || session.replan_needed(&batch) {
+            session.rewatch(watcher.as_mut(), &batch.paths)?;
+        }
         open = session.rebuild(&batch, false);
     }
     reporter.info("stopped watching");
@@ -202,6 +207,9 @@ struct Batch {
     paths: BTreeSet<PathBuf>,
     /// The kernel's event queue overflowed: anything may have changed.
     rescan: bool,
+    /// Something was created, removed or renamed: the set of directories
+    /// to watch may differ (a plain write cannot change it).
+    structural: bool,
 }
 
 /// A loaded manifest and what follows from it for watching.
@@ -515,6 +523,7 @@ impl Session {
         }
         if event.need_rescan() {
             batch.rescan = true;
+            batch.structural = true;
             return true;
         }
         let mut kept = false;
@@ -524,7 +533,27 @@ impl Session {
                 kept = true;
             }
         }
+        let structural = match event.kind {
+            EventKind::Access(_) => false,
+            EventKind::Modify(ModifyKind::Name(_)) => true,
+            EventKind::Modify(_) => false,
+            // Create, Remove, and kinds the backend could not tell.
+            _ => true,
+        };
+        batch.structural |= kept && structural;
         kept
+    }
+
+    /// Whether the watched set must be recomputed after `batch`: entries
+    /// appeared, vanished or moved, or the manifest or a requirements file
+    /// (which decide what is watched) changed.
+    fn replan_needed(&self, batch: &Batch) -> bool {
+        batch.structural
+            || batch.paths.contains(&self.manifest_path)
+            || self
+                .inputs
+                .as_ref()
+                .is_some_and(|i| i.requirements.iter().any(|r| batch.paths.contains(r)))
     }
 
     fn ignored(&self, path: &Path) -> bool {
