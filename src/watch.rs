@@ -370,7 +370,7 @@ pub fn ignored_name(rel: &Path) -> bool {
         || name.ends_with(".pyo")
         || (name.starts_with(".lbuild-") && name.ends_with(".tmp"))
         // vim: .app.py.swp / .swo / .swx, the `4913` write test, `app.py~` backups
-        || (name.starts_with('.') && b.len() >= 5 && name[..b.len() - 1].ends_with(".sw"))
+        || (name.starts_with('.') && b.len() >= 5 && b[..b.len() - 1].ends_with(b".sw"))
         || name == "4913"
         || name.ends_with('~')
         // emacs: #app.py# autosaves and .#app.py lock links
@@ -843,6 +843,9 @@ mod tests {
             "swap.py",
             ".env",
             "lambda.toml",
+            ".abé",
+            "#",
+            "ünïcode.py",
         ] {
             assert!(!ignored_name(Path::new(name)), "{name} should be kept");
         }
