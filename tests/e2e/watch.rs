@@ -627,3 +627,39 @@ fn warnings_come_with_their_rebuild_not_with_every_recheck() {
     );
     warned(2);
 }
+
+#[test]
+fn the_inotify_watch_limit_is_an_error_with_a_hint() {
+    // The limit is per user namespace: lower it in a namespace of our own
+    // rather than for the whole machine.
+    let usable = Command::new("unshare")
+        .args([
+            "-U",
+            "-r",
+            "sh",
+            "-c",
+            "echo 2 > /proc/sys/user/max_inotify_watches",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        eprintln!("note: `unshare -U -r` cannot lower the inotify limit here; not checked");
+        return;
+    }
+    let p = TestProject::hello();
+    p.write("pkg/a/mod.py", "");
+    p.write("pkg/b/mod.py", "");
+    let mut cmd = Command::new("unshare");
+    common::hermetic(&mut cmd)
+        .current_dir(p.path())
+        .args(["-U", "-r", "sh", "-c"])
+        .arg("echo 2 > /proc/sys/user/max_inotify_watches && exec \"$0\" watch --json")
+        .arg(common::lbuild_bin());
+    let mut w = Watch::spawn(cmd);
+    let v = w.next("the limit error");
+    let err = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(err.contains("inotify watch limit"), "{err}");
+    assert!(err.contains("max_user_watches"), "{err}");
+    assert!(err.contains("--poll"), "{err}");
+    assert_eq!(w.wait_exit().code(), Some(1));
+}
