@@ -39,6 +39,8 @@
 //!   "no change" line with `-v`), not even the build's warnings: those are
 //!   held ([`Reporter::holding_warnings`]) and shown with the line they
 //!   belong to. A failure leaves the last good zip.
+//! - **Backends**: inotify (notify's recommended watcher), or with `--poll`
+//!   [`poll::StatPoller`], which stats the same directories on a timer.
 //! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
 //!   between builds; a build in progress finishes (its zip is written to a
 //!   temp file and renamed, the cache uses SQLite transactions). A second
@@ -64,7 +66,9 @@ use crate::pipeline::{self, BuildOutcome};
 use crate::report::{Mode, Reporter};
 use crate::stages::{Status, config, deps, sources, walk};
 
-/// How often `--poll` re-reads the watched directories.
+pub mod poll;
+
+/// How often `--poll` stats the watched directories ([`poll::StatPoller`]).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Events that never go quiet still get a rebuild this often.
 pub const MAX_BATCH_WAIT: Duration = Duration::from_secs(1);
@@ -160,12 +164,8 @@ fn start_watcher(poll: bool, tx: Sender<Msg>) -> Result<Box<dyn Watcher>, WatchE
         let _ = tx.send(Msg::Fs(res));
     };
     Ok(if poll {
-        // Poll compares mtimes in whole seconds: compare contents too, or two
-        // saves within one second would look like one.
-        let config = notify::Config::default()
-            .with_poll_interval(POLL_INTERVAL)
-            .with_compare_contents(true);
-        Box::new(notify::PollWatcher::new(handler, config).map_err(WatchError::Start)?)
+        let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
+        Box::new(poll::StatPoller::new(handler, config).map_err(WatchError::Start)?)
     } else {
         Box::new(
             notify::RecommendedWatcher::new(handler, notify::Config::default())

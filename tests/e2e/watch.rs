@@ -461,21 +461,42 @@ fn sigterm_and_sigint_stop_cleanly() {
 }
 
 #[test]
-fn poll_mode_sees_edits() {
+fn poll_mode_sees_edits_saves_creations_and_deletions() {
     let p = TestProject::hello();
     let w = Watch::start(&p, &["--poll"]);
     w.build("the initial build");
     p.write("util.py", "def greet():\n    return 'polled'\n");
     let v = w.build("an edit seen by polling");
     assert_eq!(changed(&v), ["util.py"]);
-    // A second edit within the same second (poll compares contents too).
-    p.write("util.py", "def greet():\n    return 'polled again'\n");
-    w.build("a second edit in the same second");
-    assert!(
-        zip_text(&p, "hello", "util.py")
-            .unwrap()
-            .contains("polled again")
+    // At once again, same size: possibly the same file-time tick.
+    p.write("util.py", "def greet():\n    return 'Polled'\n");
+    let v = w.build("a second edit right after");
+    assert_eq!(changed(&v), ["util.py"]);
+    assert!(zip_text(&p, "hello", "util.py").unwrap().contains("Polled"));
+    w.assert_quiet("polled edits");
+
+    p.write("pkg/mod.py", "Z = 1\n");
+    w.build("a new directory");
+    p.write("pkg/mod.py", "Z = 2\n");
+    let v = w.build("an edit in the new directory");
+    assert_eq!(changed(&v), ["pkg/mod.py"]);
+    assert_eq!(zip_text(&p, "hello", "pkg/mod.py").unwrap(), "Z = 2\n");
+
+    p.write(
+        "app.py___jb_tmp___",
+        "def handler(e, c):\n    return 'jb'\n",
     );
+    rename(&p, "app.py", "app.py___jb_old___");
+    rename(&p, "app.py___jb_tmp___", "app.py");
+    p.remove("app.py___jb_old___");
+    let v = w.build("a JetBrains save");
+    assert_eq!(changed(&v), ["app.py"]);
+
+    p.remove("pkg/mod.py");
+    let v = w.build("a deleted file");
+    assert_eq!(changed(&v), ["pkg/mod.py"]);
+    assert!(zip_text(&p, "hello", "pkg/mod.py").is_none());
+    w.assert_quiet("polled changes");
 }
 
 #[test]
