@@ -12,6 +12,13 @@ is used (Python >= 3.11 for tomllib).
 
     python3 benches/watch_latency.py examples/hello
     python3 benches/watch_latency.py path/to/corpus --edits 20 --lbuild target/release/lbuild --json
+
+On the 145 MB benchmark corpus: lay it out as benches/bench.py does (into
+benches/.work/lbuild, the corpus as plain sources), then point this at it:
+
+    python3 -c "import sys; sys.path.insert(0, 'benches'); import bench; \
+        bench.Layout(bench.corpus_dir(), [6])"
+    python3 benches/watch_latency.py benches/.work/lbuild
 """
 
 import argparse
