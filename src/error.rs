@@ -8,6 +8,7 @@ use crate::cache::CacheError;
 use crate::manifest::ManifestError;
 use crate::stages::deps::DepsError;
 use crate::stages::walk::WalkError;
+use crate::watch::WatchError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +22,8 @@ pub enum Error {
     Walk(#[from] WalkError),
     #[error(transparent)]
     Deps(#[from] DepsError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     /// Bad input found while planning the build (not a manifest syntax error).
     #[error("{message}\n  hint: {hint}")]
     Input { message: String, hint: String },

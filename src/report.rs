@@ -3,6 +3,7 @@
 //! one JSON document. Stages never print on their own.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +20,9 @@ pub struct Reporter {
     pub mode: Mode,
     pub verbose: bool,
     tty: bool,
+    /// When set, warnings are kept here instead of printed (`lbuild watch`
+    /// shows them with the rebuild they belong to, not on every re-check).
+    held: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Reporter {
@@ -27,6 +31,7 @@ impl Reporter {
             mode,
             verbose,
             tty: std::io::stderr().is_terminal(),
+            held: None,
         }
     }
 
@@ -36,6 +41,7 @@ impl Reporter {
             mode: Mode::Quiet,
             verbose: false,
             tty: false,
+            held: None,
         }
     }
 
@@ -55,9 +61,30 @@ impl Reporter {
 
     /// Warnings always go to stderr, even with --json.
     pub fn warn(&self, msg: impl AsRef<str>) {
-        if self.mode != Mode::Quiet {
+        if let Some(held) = &self.held {
+            held.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(msg.as_ref().to_string());
+        } else if self.mode != Mode::Quiet {
             eprintln!("warning: {}", msg.as_ref());
         }
+    }
+
+    /// The same reporter, except that warnings are held for
+    /// [`Reporter::take_warnings`] instead of printed.
+    pub fn holding_warnings(&self) -> Reporter {
+        Reporter {
+            held: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// The warnings held since the last call.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.held
+            .as_ref()
+            .map(|h| std::mem::take(&mut *h.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default()
     }
 
     /// A spinner for long work, shown only on a terminal in human mode.

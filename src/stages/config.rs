@@ -65,7 +65,7 @@ fn is_literal(pattern: &str) -> bool {
 }
 
 /// The leading path segments of a glob that contain no wildcard.
-fn literal_prefix(pattern: &str) -> String {
+pub fn literal_prefix(pattern: &str) -> String {
     let segs: Vec<&str> = pattern.split('/').collect();
     let literal: Vec<&str> = segs[..segs.len() - 1]
         .iter()

@@ -27,7 +27,7 @@ pub enum WalkError {
 }
 
 /// Directory names never descended into.
-const PRUNED_DIRS: &[&str] = &[
+pub const PRUNED_DIRS: &[&str] = &[
     ".git",
     ".hg",
     ".svn",

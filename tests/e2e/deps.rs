@@ -86,7 +86,7 @@ impl Wheel {
 ///   each with an executable `.so`-named file holding its machine's name;
 /// - `newglibc 1.0`, tagged only `py3-none-manylinux_2_28_x86_64` (so only
 ///   the glibc level decides whether it fits).
-fn write_wheelhouse(dir: &Path) {
+pub(crate) fn write_wheelhouse(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     Wheel {
         name: "purepkg",

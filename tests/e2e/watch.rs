@@ -1,1 +1,686 @@
-//! (tests land with their issue)
+//! `lbuild watch`: the real binary watching a real temp project, read back
+//! through its `--json` lines (one per rebuild). Every wait is bounded
+//! ([`WAIT`]); "nothing happens" is checked over a quiet period ([`QUIET`]).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, TestProject, python_entries, status_of, unzip_test};
+
+/// The longest a rebuild line may take to arrive (a loaded 2-core CI box).
+const WAIT: Duration = Duration::from_secs(20);
+/// How long "no further rebuild" is watched for.
+const QUIET: Duration = Duration::from_millis(1000);
+
+/// A running `lbuild watch --json`, killed when dropped.
+struct Watch {
+    child: Child,
+    lines: Receiver<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Watch {
+    fn start(p: &TestProject, extra: &[&str]) -> Watch {
+        let mut cmd = p.cmd();
+        cmd.args(["watch", "--json"]).args(extra);
+        Watch::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Watch {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Watch {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The next line, within [`WAIT`].
+    fn next(&self, what: &str) -> Value {
+        match self.lines.recv_timeout(WAIT) {
+            Ok(v) => v,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no line for {what} within {WAIT:?}; stderr:\n{}",
+                self.stderr()
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "lbuild watch ended before {what}; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// The next line, which must be a successful build.
+    fn build(&self, what: &str) -> Value {
+        let v = self.next(what);
+        assert!(
+            v.get("error").is_none(),
+            "{what}: expected a build, got {v}\nstderr:\n{}",
+            self.stderr()
+        );
+        v
+    }
+
+    /// No line for [`QUIET`].
+    fn assert_quiet(&self, after: &str) {
+        if let Ok(v) = self.lines.recv_timeout(QUIET) {
+            panic!("unexpected line after {after}: {v}");
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "lbuild watch did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn changed(v: &Value) -> Vec<String> {
+    v["changed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `changed` in {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The text of archive entry `name` in the project's zip, if present.
+fn zip_text(p: &TestProject, zip: &str, name: &str) -> Option<String> {
+    python_entries(&p.zip_path(zip))
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["data"].as_str().unwrap().to_string())
+}
+
+fn rename(p: &TestProject, from: &str, to: &str) {
+    std::fs::rename(p.path().join(from), p.path().join(to)).unwrap();
+}
+
+#[test]
+fn edit_source_rebuilds_once_with_the_edit() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &[]);
+    let first = w.build("the initial build");
+    assert_eq!(changed(&first), Vec::<String>::new());
+    assert!(first["time"].as_str().unwrap().len() == 8, "{first}");
+
+    p.write("util.py", "def greet():\n    return 'edited'\n");
+    let v = w.build("the edit");
+    assert_eq!(changed(&v), ["util.py"]);
+    assert_eq!(status_of(&v, "sources"), "ran");
+    assert_eq!(status_of(&v, "config"), "cached");
+    assert_eq!(status_of(&v, "package"), "ran");
+    assert_ne!(v["sha256"], first["sha256"]);
+    assert_eq!(
+        v["sha256"].as_str().unwrap(),
+        common::sha256_hex(&p.zip_bytes("hello"))
+    );
+    assert!(zip_text(&p, "hello", "util.py").unwrap().contains("edited"));
+    w.assert_quiet("one edit");
+}
+
+#[test]
+fn rename_over_saves_are_one_rebuild_each() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &[]);
+    w.build("the initial build");
+
+    // JetBrains "safe write": the file is briefly absent.
+    p.write(
+        "app.py___jb_tmp___",
+        "def handler(e, c):\n    return 'jb'\n",
+    );
+    rename(&p, "app.py", "app.py___jb_old___");
+    rename(&p, "app.py___jb_tmp___", "app.py");
+    p.remove("app.py___jb_old___");
+    let v = w.build("a JetBrains save");
+    assert_eq!(changed(&v), ["app.py"]);
+    assert!(zip_text(&p, "hello", "app.py").unwrap().contains("'jb'"));
+    w.assert_quiet("a JetBrains save");
+
+    // vim (backupcopy=no): a write test, the original renamed to a backup,
+    // the new file written, the backup deleted.
+    p.write("4913", "");
+    p.remove("4913");
+    rename(&p, "app.py", "app.py~");
+    p.write("app.py", "def handler(e, c):\n    return 'vim'\n");
+    p.remove("app.py~");
+    let v = w.build("a vim save");
+    assert_eq!(changed(&v), ["app.py"]);
+    assert!(zip_text(&p, "hello", "app.py").unwrap().contains("'vim'"));
+    w.assert_quiet("a vim save");
+
+    // Plain write-to-temp then rename over.
+    p.write("app.py.tmp", "def handler(e, c):\n    return 'renamed'\n");
+    rename(&p, "app.py.tmp", "app.py");
+    let v = w.build("a rename-over save");
+    assert_eq!(changed(&v), ["app.py"]);
+    assert!(
+        zip_text(&p, "hello", "app.py")
+            .unwrap()
+            .contains("'renamed'")
+    );
+    w.assert_quiet("a rename-over save");
+}
+
+#[test]
+fn created_files_and_directories_enter_the_zip_and_deleted_ones_leave() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &[]);
+    w.build("the initial build");
+
+    p.write("extra.py", "X = 1\n");
+    let v = w.build("a new file");
+    assert_eq!(changed(&v), ["extra.py"]);
+    assert!(zip_text(&p, "hello", "extra.py").is_some());
+
+    // A new directory (its file may land before the directory is watched).
+    p.write("pkg/sub/mod.py", "Y = 1\n");
+    w.build("a new directory");
+    assert_eq!(zip_text(&p, "hello", "pkg/sub/mod.py").unwrap(), "Y = 1\n");
+    // ...and it is watched from now on.
+    p.write("pkg/sub/mod.py", "Y = 2\n");
+    let v = w.build("an edit in the new directory");
+    assert_eq!(changed(&v), ["pkg/sub/mod.py"]);
+    assert_eq!(zip_text(&p, "hello", "pkg/sub/mod.py").unwrap(), "Y = 2\n");
+
+    p.remove("extra.py");
+    let v = w.build("a deleted file");
+    assert_eq!(changed(&v), ["extra.py"]);
+    assert!(zip_text(&p, "hello", "extra.py").is_none());
+
+    std::fs::remove_dir_all(p.path().join("pkg")).unwrap();
+    w.build("a deleted directory");
+    assert!(zip_text(&p, "hello", "pkg/sub/mod.py").is_none());
+    // Recreated under the same name: watched again.
+    p.write("pkg/sub/mod.py", "Y = 3\n");
+    w.build("a recreated directory");
+    p.write("pkg/sub/mod.py", "Y = 4\n");
+    w.build("an edit in the recreated directory");
+    assert_eq!(zip_text(&p, "hello", "pkg/sub/mod.py").unwrap(), "Y = 4\n");
+
+    // A renamed directory: its files move in the zip, and it stays watched.
+    rename(&p, "pkg", "moved");
+    w.build("a renamed directory");
+    assert!(zip_text(&p, "hello", "pkg/sub/mod.py").is_none());
+    p.write("moved/sub/mod.py", "Y = 5\n");
+    let v = w.build("an edit in the renamed directory");
+    assert_eq!(changed(&v), ["moved/sub/mod.py"]);
+    assert_eq!(
+        zip_text(&p, "hello", "moved/sub/mod.py").unwrap(),
+        "Y = 5\n"
+    );
+}
+
+#[test]
+fn config_edit_reruns_config_and_package() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &[]);
+    w.build("the initial build");
+    p.write("config/settings.json", "{\"a\": 2}\n");
+    let v = w.build("a config edit");
+    assert_eq!(changed(&v), ["config/settings.json"]);
+    assert_eq!(status_of(&v, "sources"), "cached");
+    assert_eq!(status_of(&v, "config"), "ran");
+    assert_eq!(status_of(&v, "package"), "ran");
+    assert_eq!(
+        zip_text(&p, "hello", "config/settings.json").unwrap(),
+        "{\"a\": 2}\n"
+    );
+    w.assert_quiet("a config edit");
+}
+
+const SRC_MANIFEST: &str = r#"[function]
+name = "m"
+handler = "app.handler"
+
+[sources]
+root = "src"
+
+[config]
+files = ["config/*.json"]
+"#;
+
+#[test]
+fn manifest_edits_replan_the_watch_and_errors_keep_it_alive() {
+    let p = TestProject::empty();
+    p.write("lambda.toml", SRC_MANIFEST);
+    p.write("src/app.py", "def handler(e, c):\n    return 1\n");
+    p.write("config/a.json", "{}\n");
+    p.write("conf2/b.json", "{\"b\": 1}\n");
+    let mut w = Watch::start(&p, &[]);
+    w.build("the initial build");
+    assert!(zip_text(&p, "m", "conf2/b.json").is_none());
+
+    // A valid change: one more config glob, in a directory not watched so far.
+    let wider = SRC_MANIFEST.replace(
+        "files = [\"config/*.json\"]",
+        "files = [\"config/*.json\", \"conf2/*.json\"]",
+    );
+    p.write("lambda.toml", &wider);
+    let v = w.build("a manifest edit");
+    assert_eq!(changed(&v), ["lambda.toml"]);
+    assert_eq!(status_of(&v, "config"), "ran");
+    assert_eq!(zip_text(&p, "m", "conf2/b.json").unwrap(), "{\"b\": 1}\n");
+    // The re-planned watch covers conf2/.
+    p.write("conf2/b.json", "{\"b\": 2}\n");
+    let v = w.build("an edit in a newly watched directory");
+    assert_eq!(changed(&v), ["conf2/b.json"]);
+    assert_eq!(zip_text(&p, "m", "conf2/b.json").unwrap(), "{\"b\": 2}\n");
+    let good_sha = v["sha256"].clone();
+
+    // A syntax error: reported, the watcher lives on, the zip stays.
+    p.write("lambda.toml", "[function\nname = \"m\"\n");
+    let v = w.next("a broken manifest");
+    let err = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(err.contains("lambda.toml:1:"), "{err}");
+    assert_eq!(changed(&v), ["lambda.toml"]);
+    assert!(w.alive());
+    assert_eq!(
+        common::sha256_hex(&p.zip_bytes("m")),
+        good_sha.as_str().unwrap()
+    );
+    // Saving a source meanwhile reports the same error again, still alive.
+    p.write("src/app.py", "def handler(e, c):\n    return 2\n");
+    let v = w.next("a source edit while the manifest is broken");
+    assert!(v["error"].as_str().is_some(), "{v}");
+    assert!(w.alive());
+
+    // Fixed: a normal build again, with the source edit.
+    p.write("lambda.toml", &wider);
+    let v = w.build("the fixed manifest");
+    assert_eq!(changed(&v), ["lambda.toml"]);
+    assert!(zip_text(&p, "m", "app.py").unwrap().contains("return 2"));
+    w.assert_quiet("the fixed manifest");
+}
+
+#[test]
+fn writes_to_outputs_cache_vcs_and_editor_temps_trigger_nothing() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &[]);
+    w.build("the initial build");
+    for junk in [
+        "dist/junk.txt",
+        "dist/sub/deeper.zip",
+        ".lbuild/junk",
+        ".git/HEAD",
+        "__pycache__/app.cpython-312.pyc",
+        "stale.pyc",
+        ".app.py.swp",
+        "app.py~",
+        "#app.py#",
+        ".#app.py",
+        "4913",
+        "app.py___jb_tmp___",
+    ] {
+        p.write(junk, "x");
+    }
+    w.assert_quiet("writes to ignored paths");
+
+    p.write("app.py", "def handler(e, c):\n    return 'real'\n");
+    let v = w.build("a real edit");
+    assert_eq!(changed(&v), ["app.py"]);
+}
+
+#[test]
+fn twenty_concurrent_builds_beside_watch_agree() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &[]);
+    let first = w.build("the initial build");
+
+    let run_many = || -> Vec<String> {
+        let children: Vec<Child> = (0..20)
+            .map(|_| {
+                p.cmd()
+                    .arg("--json")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "lbuild failed: {stderr}");
+                assert!(!stderr.contains("locked"), "{stderr}");
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                v["sha256"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+
+    let shas = run_many();
+    assert!(shas.iter().all(|s| *s == first["sha256"]), "{shas:?}");
+    w.assert_quiet("concurrent builds with nothing changed");
+
+    // An edit, then 20 builds racing the watcher's rebuild.
+    p.write("util.py", "def greet():\n    return 'raced'\n");
+    let shas = run_many();
+    let v = w.build("the edit raced by 20 builds");
+    assert!(shas.iter().all(|s| *s == v["sha256"]), "{shas:?} vs {v}");
+    assert_eq!(
+        v["sha256"].as_str().unwrap(),
+        common::sha256_hex(&p.zip_bytes("hello"))
+    );
+    assert!(!w.stderr().contains("locked"), "{}", w.stderr());
+    unzip_test(&p.zip_path("hello"));
+}
+
+#[test]
+fn sigterm_and_sigint_stop_cleanly() {
+    for sig in ["-TERM", "-INT"] {
+        let p = TestProject::hello();
+        let mut w = Watch::start(&p, &[]);
+        let v = w.build("the initial build");
+        w.signal(sig);
+        let status = w.wait_exit();
+        assert!(status.success(), "{sig}: {status}\n{}", w.stderr());
+        assert_eq!(
+            common::sha256_hex(&p.zip_bytes("hello")),
+            v["sha256"].as_str().unwrap()
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(p.path().join("dist"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["hello.zip"], "{sig}");
+        // The cache is intact: a one-shot build finds everything cached.
+        let again = p.build_json();
+        assert_eq!(status_of(&again, "package"), "cached");
+    }
+}
+
+#[test]
+fn poll_mode_sees_edits_saves_creations_and_deletions() {
+    let p = TestProject::hello();
+    let w = Watch::start(&p, &["--poll"]);
+    w.build("the initial build");
+    p.write("util.py", "def greet():\n    return 'polled'\n");
+    let v = w.build("an edit seen by polling");
+    assert_eq!(changed(&v), ["util.py"]);
+    // At once again, same size: possibly the same file-time tick.
+    p.write("util.py", "def greet():\n    return 'Polled'\n");
+    let v = w.build("a second edit right after");
+    assert_eq!(changed(&v), ["util.py"]);
+    assert!(zip_text(&p, "hello", "util.py").unwrap().contains("Polled"));
+    w.assert_quiet("polled edits");
+
+    p.write("pkg/mod.py", "Z = 1\n");
+    w.build("a new directory");
+    p.write("pkg/mod.py", "Z = 2\n");
+    let v = w.build("an edit in the new directory");
+    assert_eq!(changed(&v), ["pkg/mod.py"]);
+    assert_eq!(zip_text(&p, "hello", "pkg/mod.py").unwrap(), "Z = 2\n");
+
+    p.write(
+        "app.py___jb_tmp___",
+        "def handler(e, c):\n    return 'jb'\n",
+    );
+    rename(&p, "app.py", "app.py___jb_old___");
+    rename(&p, "app.py___jb_tmp___", "app.py");
+    p.remove("app.py___jb_old___");
+    let v = w.build("a JetBrains save");
+    assert_eq!(changed(&v), ["app.py"]);
+
+    p.remove("pkg/mod.py");
+    let v = w.build("a deleted file");
+    assert_eq!(changed(&v), ["pkg/mod.py"]);
+    assert!(zip_text(&p, "hello", "pkg/mod.py").is_none());
+    w.assert_quiet("polled changes");
+}
+
+#[test]
+fn logging_into_the_project_does_not_loop() {
+    // `lbuild watch -v > watch.log 2> watch.err` inside the watched
+    // directory: every line written is a change event there.
+    let p = TestProject::hello();
+    p.write("config/settings.json", "{}\n");
+    // A glob matching nothing warns on every build.
+    p.write(
+        "lambda.toml",
+        &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
+    );
+    let log = std::fs::File::create(p.path().join("watch.log")).unwrap();
+    let err = std::fs::File::create(p.path().join("watch.err")).unwrap();
+    let child = p
+        .cmd()
+        .args(["watch", "-v"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let w = Watch {
+        child,
+        lines: std::sync::mpsc::channel().1,
+        stderr: Arc::default(),
+    };
+    let lines = || {
+        std::fs::read_to_string(p.path().join("watch.log"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let wait_for = |n: usize| {
+        let until = Instant::now() + WAIT;
+        while lines() < n {
+            assert!(Instant::now() < until, "expected {n} log lines");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(1);
+    p.write("app.py", "def handler(e, c):\n    return 'logged'\n");
+    wait_for(2);
+    std::thread::sleep(QUIET);
+    assert_eq!(
+        lines(),
+        2,
+        "log:\n{}\nerr:\n{}",
+        std::fs::read_to_string(p.path().join("watch.log")).unwrap(),
+        std::fs::read_to_string(p.path().join("watch.err")).unwrap()
+    );
+    drop(w);
+}
+
+#[test]
+fn requirements_edit_reruns_deps_and_package_only() {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        r#"[function]
+name = "fn"
+handler = "app.handler"
+
+[dependencies]
+installer = "uv"
+find_links = ["wheels"]
+no_index = true
+"#,
+    );
+    p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+    );
+    p.write("requirements.txt", "-r base.txt\n");
+    p.write("base.txt", "purepkg==1.0\n");
+    crate::deps::write_wheelhouse(&p.path().join("wheels"));
+    // The installers boxed in as in the deps tests.
+    let caches = tempfile::tempdir().unwrap();
+    let mut cmd = p.cmd();
+    cmd.env("UV_CACHE_DIR", caches.path().join("uv"))
+        .env("UV_NO_CONFIG", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env("PIP_CONFIG_FILE", "/dev/null");
+    for var in [
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "PIP_NO_INDEX",
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_EXTRA_INDEX_URL",
+        "UV_INDEX",
+        "UV_FIND_LINKS",
+        "UV_NO_INDEX",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(["watch", "--json"]);
+    let w = Watch::spawn(cmd);
+    let first = w.build("the initial build");
+    assert_eq!(status_of(&first, "deps"), "ran");
+    assert!(zip_text(&p, "fn", "nativepkg/__init__.py").is_none());
+
+    // An included requirements file changes: deps and package rerun.
+    p.write("base.txt", "purepkg==1.0\nnativepkg==1.0\n");
+    let v = w.build("a requirements edit");
+    assert_eq!(changed(&v), ["base.txt"]);
+    assert_eq!(status_of(&v, "deps"), "ran");
+    assert_eq!(status_of(&v, "sources"), "cached");
+    assert_eq!(status_of(&v, "config"), "cached");
+    assert_eq!(status_of(&v, "package"), "ran");
+    assert!(zip_text(&p, "fn", "nativepkg/__init__.py").is_some());
+    w.assert_quiet("a requirements edit");
+}
+
+#[test]
+fn warnings_come_with_their_rebuild_not_with_every_recheck() {
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
+    );
+    let w = Watch::start(&p, &[]);
+    let warned = |n: usize| {
+        let until = Instant::now() + WAIT;
+        while w.stderr().matches("none/*.yml").count() < n {
+            assert!(Instant::now() < until, "stderr:\n{}", w.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let v = w.build("the initial build");
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("none/*.yml"),
+        "{v}"
+    );
+    warned(1);
+
+    // Not an input: a silent re-check, the warning not repeated.
+    p.write("notes.txt", "x");
+    w.assert_quiet("a non-input file");
+    assert_eq!(w.stderr().matches("none/*.yml").count(), 1);
+
+    p.write("app.py", "def handler(e, c):\n    return 'w'\n");
+    let v = w.build("an edit");
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("none/*.yml"),
+        "{v}"
+    );
+    warned(2);
+}
+
+#[test]
+fn the_inotify_watch_limit_is_an_error_with_a_hint() {
+    // The limit is per user namespace: lower it in a namespace of our own
+    // rather than for the whole machine.
+    let usable = Command::new("unshare")
+        .args([
+            "-U",
+            "-r",
+            "sh",
+            "-c",
+            "echo 2 > /proc/sys/user/max_inotify_watches",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        eprintln!("note: `unshare -U -r` cannot lower the inotify limit here; not checked");
+        return;
+    }
+    let p = TestProject::hello();
+    p.write("pkg/a/mod.py", "");
+    p.write("pkg/b/mod.py", "");
+    let mut cmd = Command::new("unshare");
+    common::hermetic(&mut cmd)
+        .current_dir(p.path())
+        .args(["-U", "-r", "sh", "-c"])
+        .arg("echo 2 > /proc/sys/user/max_inotify_watches && exec \"$0\" watch --json")
+        .arg(common::lbuild_bin());
+    let mut w = Watch::spawn(cmd);
+    let v = w.next("the limit error");
+    let err = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(err.contains("inotify watch limit"), "{err}");
+    assert!(err.contains("max_user_watches"), "{err}");
+    assert!(err.contains("--poll"), "{err}");
+    assert_eq!(w.wait_exit().code(), Some(1));
+}
