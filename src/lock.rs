@@ -9,6 +9,9 @@ use std::path::Path;
 use crate::Error;
 use crate::report::Reporter;
 
+/// The lock's file name inside the cache directory.
+pub const LOCK_FILE: &str = "lock";
+
 /// Held for the duration of a build; dropping it releases the lock.
 #[derive(Debug)]
 pub struct ProjectLock {
@@ -18,7 +21,7 @@ pub struct ProjectLock {
 pub fn acquire(cache_dir: &Path, reporter: &Reporter) -> crate::Result<ProjectLock> {
     std::fs::create_dir_all(cache_dir)
         .map_err(Error::io("cannot create the cache directory", cache_dir))?;
-    let path = cache_dir.join("lock");
+    let path = cache_dir.join(LOCK_FILE);
     let file = File::options()
         .create(true)
         .truncate(false)

@@ -155,11 +155,24 @@ pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
             Err(e) => return Err(Error::io("cannot remove", path)(e)),
         }
     }
-    if plan.cache_dir.exists() {
-        std::fs::remove_dir_all(&plan.cache_dir)
-            .map_err(Error::io("cannot remove", &plan.cache_dir))?;
-        reporter.info(format!("removed {}", plan.cache_dir.display()));
+    // Everything but the lock file we hold: removing it would let a build
+    // waiting on this lock and a new one (on a new file) run at once.
+    let entries =
+        std::fs::read_dir(&plan.cache_dir).map_err(Error::io("cannot read", &plan.cache_dir))?;
+    for entry in entries {
+        let entry = entry.map_err(Error::io("cannot read", &plan.cache_dir))?;
+        let path = entry.path();
+        if entry.file_name() == crate::lock::LOCK_FILE {
+            continue;
+        }
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(Error::io("cannot remove", &path))?;
     }
+    reporter.info(format!("emptied the cache {}", plan.cache_dir.display()));
     drop(lock);
     Ok(())
 }

@@ -302,7 +302,16 @@ fn init_writes_a_buildable_manifest_and_clean_removes_outputs() {
     assert_eq!(entry_names(&zip), ["lambda_function.py"]);
     let out = p.run(&["clean"]);
     assert!(out.status.success());
-    assert!(!zip.exists() && !p.path().join(".lbuild").exists());
+    assert!(!zip.exists());
+    // The cache is emptied; only the (held) lock file stays.
+    let left: Vec<_> = std::fs::read_dir(p.path().join(".lbuild"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["lock"]);
+    // And the next build starts from nothing.
+    let json = p.build_json();
+    assert_eq!(status_of(&json, "sources"), "ran");
 }
 
 #[test]

@@ -108,7 +108,7 @@ struct RecordedFile {
 /// on demand, its entries.
 #[derive(Debug)]
 pub struct DepsOutput {
-    /// None when the function has no [dependencies].
+    /// None when the function has no `[dependencies]`.
     pub digest: Option<Hash>,
     /// Known entries (just installed, or verified).
     entries: Option<Vec<Entry>>,
