@@ -20,9 +20,20 @@ use crate::report::Reporter;
 const UV_VERSION_MEMO: &str = "uv-version";
 
 /// Identifies one installed binary: its canonical path and stat data.
+/// None for a script (a version manager's shim, say): its stat does not
+/// change when the program it runs is upgraded, so uv must be asked.
 fn binary_fingerprint(program: &Path) -> Option<crate::cache::Hash> {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let real = program.canonicalize().ok()?;
+    let mut magic = [0u8; 2];
+    std::fs::File::open(&real)
+        .ok()?
+        .read_exact(&mut magic)
+        .ok()?;
+    if &magic == b"#!" {
+        return None;
+    }
     let m = std::fs::metadata(&real).ok()?;
     let text = format!(
         "{}\n{} {} {} {} {}",
@@ -519,6 +530,23 @@ pub fn culprit(output: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_memo_is_keyed_on_binaries_never_on_shim_scripts() {
+        let d = tempfile::tempdir().unwrap();
+        let shim = d.path().join("uv");
+        std::fs::write(&shim, "#!/usr/bin/env bash\nexec real-uv \"$@\"\n").unwrap();
+        assert_eq!(binary_fingerprint(&shim), None);
+        let bin = d.path().join("uv-bin");
+        std::fs::write(&bin, b"\x7fELF\x02\x01\x01").unwrap();
+        let first = binary_fingerprint(&bin).expect("a binary is fingerprinted");
+        std::fs::write(&bin, b"\x7fELF\x02\x01\x01 upgraded").unwrap();
+        assert_ne!(
+            binary_fingerprint(&bin),
+            Some(first),
+            "an upgrade changes the key"
+        );
+    }
 
     fn target(runtime: &str, arch: Architecture) -> Target {
         Target {
