@@ -22,9 +22,14 @@ pub fn run(
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
     let started = Instant::now();
     let s = &plan.sources;
-    let files = walk::files_under(&s.root, &s.root, &s.root, &skipped_dirs(plan), |name| {
-        s.include.is_match(name) && !s.exclude.is_match(name)
-    })?;
+    let files = walk::files_under_pruned(
+        &s.root,
+        &s.root,
+        &s.root,
+        &skipped_dirs(plan),
+        |name| s.include.is_match(name) && !s.exclude.is_match(name),
+        |dir| excludes_whole_dir(&s.exclude, dir),
+    )?;
     let (entries, stats) = hash_entries(cache, files)?;
     check_handler(plan, &entries, reporter)?;
 
@@ -35,6 +40,14 @@ pub fn run(
         .add_entries(&entries);
     let report = settle_listing(cache, NAME, &key, started, &entries, stats)?;
     Ok((entries, report))
+}
+
+/// True when the exclude globs cover `dir` and everything below it (as
+/// `tests/**` or `.venv` do), so the walk need not enter it.
+fn excludes_whole_dir(exclude: &globset::GlobSet, dir: &str) -> bool {
+    exclude.is_match(dir)
+        || (exclude.is_match(format!("{dir}/\u{1}"))
+            && exclude.is_match(format!("{dir}/\u{1}/\u{1}.\u{1}")))
 }
 
 /// lbuild's own directories, never packaged.

@@ -26,7 +26,8 @@ pub enum WalkError {
     Io { path: PathBuf, message: String },
 }
 
-/// Directory names never descended into.
+/// Directory names never descended into: VCS and tool state, byte-code,
+/// and virtual environments (host binaries and symlinks, never Lambda code).
 pub const PRUNED_DIRS: &[&str] = &[
     ".git",
     ".hg",
@@ -35,14 +36,20 @@ pub const PRUNED_DIRS: &[&str] = &[
     ".lbuild",
     ".mypy_cache",
     ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    ".venv",
 ];
 
-/// True for files that never enter a zip: byte-code and secrets.
+/// True for files that never enter a zip: byte-code, secrets, and editor
+/// lock files (Emacs keeps `.#name` as a dangling symlink while editing).
 pub fn excluded_by_default(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
     base.ends_with(".pyc")
         || base.ends_with(".pyo")
         || base.starts_with(".env")
+        || base.starts_with(".#")
         || base == ".DS_Store"
         || name.split('/').any(|seg| PRUNED_DIRS.contains(&seg))
 }
@@ -55,9 +62,33 @@ pub fn files_under(
     names_from: &Path,
     root: &Path,
     skip: &[PathBuf],
-    mut keep: impl FnMut(&str) -> bool,
+    keep: impl FnMut(&str) -> bool,
 ) -> Result<Vec<(String, PathBuf)>, WalkError> {
+    files_under_pruned(dir, names_from, root, skip, keep, |_| false)
+}
+
+/// [`files_under`], also leaving out the directories `prune_dir` names
+/// (relative, `/`-separated). Only files that are kept are checked (UTF-8
+/// name, symlink target inside the root): what is not packaged cannot fail
+/// the build.
+pub fn files_under_pruned(
+    dir: &Path,
+    names_from: &Path,
+    root: &Path,
+    skip: &[PathBuf],
+    mut keep: impl FnMut(&str) -> bool,
+    prune_dir: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, PathBuf)>, WalkError> {
+    let rel_name = |path: &Path| -> String {
+        path.strip_prefix(names_from)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/")
+    };
     let mut out = Vec::new();
+    // Symlinked directories that lead outside the root: an error only if a
+    // file below them is kept.
+    let mut escaping: Vec<(PathBuf, PathBuf)> = Vec::new();
     let walker = WalkDir::new(dir)
         .follow_links(true)
         .into_iter()
@@ -68,16 +99,51 @@ pub fn files_under(
                     .file_name()
                     .to_str()
                     .is_some_and(|n| PRUNED_DIRS.contains(&n))
-                    || skip.iter().any(|s| s == e.path())))
+                    || skip.iter().any(|s| s == e.path())
+                    || prune_dir(&rel_name(e.path()))))
         });
     for item in walker {
-        let entry = item.map_err(|e| WalkError::Io {
-            path: e
-                .path()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| dir.to_path_buf()),
-            message: e.to_string(),
-        })?;
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| dir.to_path_buf());
+                let name = rel_name(&path);
+                // A dangling symlink matters only if it would be packaged.
+                let dangling = e
+                    .io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound);
+                if dangling && (excluded_by_default(&name) || !keep(&name)) {
+                    continue;
+                }
+                return Err(WalkError::Io {
+                    path,
+                    message: if dangling {
+                        format!("broken symlink: {e}")
+                    } else {
+                        e.to_string()
+                    },
+                });
+            }
+        };
+        if entry.file_type().is_dir() {
+            if entry.path_is_symlink()
+                && let Ok(target) = entry.path().canonicalize()
+                && !target.starts_with(root)
+            {
+                escaping.push((entry.path().to_path_buf(), target));
+            }
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = rel_name(entry.path());
+        if excluded_by_default(&name) || !keep(&name) {
+            continue;
+        }
         if entry.path_is_symlink() {
             let target = entry.path().canonicalize().map_err(|e| WalkError::Io {
                 path: entry.path().to_path_buf(),
@@ -91,21 +157,23 @@ pub fn files_under(
                 });
             }
         }
-        if !entry.file_type().is_file() {
-            continue;
+        if let Some((link, target)) = escaping.iter().find(|(l, _)| entry.path().starts_with(l)) {
+            return Err(WalkError::SymlinkEscapes {
+                link: link.clone(),
+                root: root.to_path_buf(),
+                target: target.clone(),
+            });
         }
-        let rel = entry
+        if entry
             .path()
             .strip_prefix(names_from)
-            .unwrap_or(entry.path());
-        let Some(name) = rel.to_str() else {
+            .unwrap_or(entry.path())
+            .to_str()
+            .is_none()
+        {
             return Err(WalkError::NonUtf8 {
                 path: entry.path().to_path_buf(),
             });
-        };
-        let name = name.replace(std::path::MAIN_SEPARATOR, "/");
-        if excluded_by_default(&name) || !keep(&name) {
-            continue;
         }
         out.push((name, entry.path().to_path_buf()));
     }

@@ -224,3 +224,47 @@ fn json_mode_reports_the_error_on_stdout_too() {
         "{v}"
     );
 }
+
+#[test]
+fn what_is_not_packaged_cannot_fail_the_build() {
+    // Regression: a .venv (symlinks to the host's python), an Emacs lock
+    // link, and a non-UTF-8 name in an excluded directory used to fail the
+    // walk before the globs were applied.
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &HELLO_MANIFEST.replace(
+            "[config]",
+            "[sources]\nexclude = [\"tests/**\", \"vendored\"]\n\n[config]",
+        ),
+    );
+    std::fs::create_dir_all(p.path().join(".venv/bin")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", p.path().join(".venv/bin/python3")).unwrap();
+    p.write(".venv/lib/site.py", "x = 1\n");
+    std::os::unix::fs::symlink("root@host.123:1700000000", p.path().join(".#app.py")).unwrap();
+    p.write("tests/test_app.py", "def test(): pass\n");
+    std::fs::write(
+        p.path()
+            .join("tests")
+            .join(std::ffi::OsStr::from_bytes(b"\xff.py")),
+        "x",
+    )
+    .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("lib.py"), "y = 2\n").unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.path().join("vendored")).unwrap();
+    p.build_json();
+    assert_eq!(
+        entry_names(&p.zip_path("hello")),
+        ["app.py", "config/settings.json", "util.py"]
+    );
+
+    // The same escaping directory link, packaged: an error naming the link.
+    std::fs::remove_dir_all(p.path().join("tests")).unwrap();
+    p.write("lambda.toml", HELLO_MANIFEST);
+    let err = p.fail(&[]);
+    assert!(
+        err.contains("vendored") && err.contains("points outside"),
+        "{err}"
+    );
+}
