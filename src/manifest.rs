@@ -518,13 +518,14 @@ fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Plan, ManifestE
     }
     let out_path = normalize(&project_dir.join(&out_rel));
     let out_dir = out_path.parent().unwrap_or(Path::new("/")).to_path_buf();
-    if root.starts_with(&out_dir) {
+    // The output directory is left out of the walk: it must not be the
+    // sources root itself (that would leave out every source).
+    if root == out_dir {
         return Err(invalid(
             "output",
             "path",
             format!(
-                "output path {out_rel:?} is inside the sources: its directory {} holds the sources root {}",
-                out_dir.display(),
+                "output path {out_rel:?} is inside the sources: it would be written into the sources root {}",
                 root.display()
             ),
             "write the zip to a directory of its own, e.g. \"dist/NAME.zip\" (lbuild leaves that directory out of the sources)",

@@ -191,7 +191,14 @@ impl Cache {
     /// Deletes stage records not used for `days` days and returns their
     /// (stage, key) so the caller can remove their on-disk outputs.
     pub fn gc_stages(&self, days: u64) -> Result<Vec<(String, Hash)>, CacheError> {
-        let cutoff = now_s() - (days as i64) * 86_400;
+        // A span too long to compute keeps everything.
+        let Some(cutoff) = i64::try_from(days)
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .and_then(|span| now_s().checked_sub(span))
+        else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self
             .conn
             .prepare("SELECT stage, key FROM stages WHERE last_used_s < ?1")?;

@@ -140,10 +140,16 @@ pub fn build(
     let out_dir = out.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir)
         .map_err(Error::io("cannot create the output directory", out_dir))?;
-    remove_stale_temp_files(out_dir);
+    // Named after the output: several functions may share an output dir,
+    // and only this one's leftovers are ours to remove (under our lock).
+    let tmp_prefix = format!(
+        ".lbuild-{}-",
+        out.file_name().unwrap_or_default().to_string_lossy()
+    );
+    remove_stale_temp_files(out_dir, &tmp_prefix);
     let tmp = tempfile::Builder::new()
-        .prefix(".lbuild-")
-        .suffix(".zip.tmp")
+        .prefix(&tmp_prefix)
+        .suffix(".tmp")
         .tempfile_in(out_dir)
         .map_err(Error::io("cannot create a temporary file in", out_dir))?;
 
@@ -198,16 +204,16 @@ pub fn build(
     Ok((info, report))
 }
 
-/// Temp zips left by a build that was killed (we hold the project lock, so
-/// none is in progress).
-fn remove_stale_temp_files(dir: &Path) {
+/// Temp zips of this output left by a build that was killed (we hold the
+/// project lock, so none of ours is in progress).
+fn remove_stale_temp_files(dir: &Path, prefix: &str) {
     let Ok(read) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in read.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(".lbuild-") && name.ends_with(".zip.tmp") {
+        if name.starts_with(prefix) && name.ends_with(".tmp") {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -189,6 +189,18 @@ fn output_path_inside_the_sources() {
 }
 
 #[test]
+fn output_beside_a_sources_subdirectory_is_fine() {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        "[function]\nname = \"h\"\nhandler = \"app.handler\"\n\n[sources]\nroot = \"src\"\n\n[output]\npath = \"h.zip\"\n",
+    );
+    p.write("src/app.py", "def handler(event, context):\n    return 1\n");
+    p.build_json();
+    assert_eq!(entry_names(&p.path().join("h.zip")), ["app.py"]);
+}
+
+#[test]
 fn missing_config_file() {
     fails_keeping_zip(
         |p| {

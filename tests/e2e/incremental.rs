@@ -332,13 +332,17 @@ fn cache_dir_override_is_honoured() {
 #[test]
 fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
     let p = TestProject::hello();
-    p.write("dist/.lbuild-abc123.zip.tmp", "partial");
+    p.write("dist/.lbuild-hello.zip-abc123.tmp", "partial");
+    // Another function's temp file in a shared output dir is not ours.
+    p.write("dist/.lbuild-other.zip-def456.tmp", "busy");
     p.build_json();
     let names: Vec<_> = std::fs::read_dir(p.path().join("dist"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, ["hello.zip"]);
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, [".lbuild-other.zip-def456.tmp", "hello.zip"]);
 }
 
 #[test]
@@ -355,5 +359,19 @@ fn verbose_explains_what_each_key_is_made_of() {
         "lbuild-format = ",
     ] {
         assert!(err.contains(needle), "-v output lacks {needle:?}:\n{err}");
+    }
+}
+
+#[test]
+fn gc_with_an_absurd_day_count_keeps_everything() {
+    // Regression: days * 86400 wrapped around and gc forgot every stage.
+    let p = TestProject::hello();
+    p.build_json();
+    let out = p.run(&["gc", "--days", "18446744073709551615"]);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("removed 0"));
+    let json = p.build_json();
+    for stage in ["sources", "config", "package"] {
+        assert_eq!(status_of(&json, stage), "cached", "{json}");
     }
 }

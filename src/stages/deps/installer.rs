@@ -273,12 +273,22 @@ impl Installer {
                 "UV_INDEX",
                 "UV_FIND_LINKS",
                 "UV_NO_INDEX",
+                // Resolution settings: they change which versions install.
+                "UV_CONSTRAINT",
+                "UV_OVERRIDE",
+                "UV_EXCLUDE_NEWER",
+                "UV_PRERELEASE",
+                "UV_RESOLUTION",
+                "UV_INDEX_STRATEGY",
             ],
             Kind::Pip => &[
                 "PIP_INDEX_URL",
                 "PIP_EXTRA_INDEX_URL",
                 "PIP_FIND_LINKS",
                 "PIP_NO_INDEX",
+                "PIP_CONSTRAINT",
+                "PIP_PRE",
+                "PIP_UPGRADE_STRATEGY",
             ],
         }
     }
