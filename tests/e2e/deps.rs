@@ -674,3 +674,41 @@ fn a_deps_tree_changed_behind_lbuilds_back_is_reinstalled_when_the_zip_needs_it(
     let data = d.entry("purepkg/__init__.py").unwrap();
     assert!(!data.contains("tampered"), "tampered file packaged: {data}");
 }
+
+#[test]
+fn a_local_wheel_rebuilt_under_the_same_name_reruns_deps() {
+    // Regression: only the requirements text was keyed, so a rebuilt
+    // ./local/x.whl left every stage cached and the zip stale.
+    let write = |value: &str, d: &DepsProject| {
+        std::fs::create_dir_all(d.p.path().join("local")).unwrap();
+        Wheel {
+            name: "localpkg",
+            version: "1.0",
+            tag: "py3-none-any",
+            files: vec![(
+                "localpkg/__init__.py".into(),
+                format!("VALUE = {value:?}\n").into_bytes(),
+                false,
+            )],
+            entry_points: None,
+        }
+        .write_into(&d.p.path().join("local"))
+    };
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "");
+    let wheel = write("one", &d);
+    let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    d.p.write("requirements.txt", &format!("./local/{name}\n"));
+    d.build();
+    assert_eq!(
+        d.entry("localpkg/__init__.py").unwrap(),
+        "VALUE = \"one\"\n"
+    );
+
+    write("two", &d);
+    let json = d.build();
+    assert_eq!(status_of(&json, "deps"), "ran", "{json}");
+    assert_eq!(
+        d.entry("localpkg/__init__.py").unwrap(),
+        "VALUE = \"two\"\n"
+    );
+}

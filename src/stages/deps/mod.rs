@@ -356,6 +356,18 @@ fn stage_key(
     for dir in local_links {
         add_listing(&mut key, cache, &plan.project_dir, &dir)?;
     }
+    // Local wheels named in the requirements: by content (through the
+    // fingerprint cache, so a no-op only stats them).
+    let artifacts: Vec<(String, PathBuf)> = reqs
+        .local_artifacts
+        .iter()
+        .filter(|p| p.is_file())
+        .map(|p| (relative(&plan.project_dir, p), p.clone()))
+        .collect();
+    let (artifacts, _) = hash_entries(cache, artifacts)?;
+    for a in &artifacts {
+        key.add(&format!("local requirement {}", a.name), hex(&a.hash));
+    }
     let mut exclude: Vec<String> = deps
         .raw
         .exclude

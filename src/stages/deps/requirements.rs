@@ -38,6 +38,10 @@ pub struct Requirements {
     /// Local `--find-links` directories, resolved against the file that
     /// names them (pip's rule); their listings join the key.
     pub local_find_links: Vec<PathBuf>,
+    /// Local files named as requirements (`./wheels/x.whl`,
+    /// `pkg @ file:///...`): their contents join the key, as a rebuilt
+    /// wheel under the same name must not reuse the old tree.
+    pub local_artifacts: Vec<PathBuf>,
     /// How many requirements (not constraints) the files list.
     pub count: usize,
     pub unpinned: Vec<Unpinned>,
@@ -172,6 +176,9 @@ fn visit(
         let Some(req) = parse_requirement(&line) else {
             continue;
         };
+        if let Some(local) = local_artifact(&req.text) {
+            out.local_artifacts.push(dir.join(local));
+        }
         if !is_constraints {
             out.count += 1;
         }
@@ -243,6 +250,27 @@ struct Requirement {
 /// `name[extras] specifiers ; markers --hash=...`, or a direct reference.
 /// Direct references (`name @ url`, a path or URL to an archive) point at
 /// one artifact, so they count as pinned.
+/// The local path a direct requirement points at, if any: a path
+/// (`./x.whl`, `/abs/x.whl`, `x.whl`) or a `file:` URL, alone or after
+/// `name @ `.
+fn local_artifact(text: &str) -> Option<PathBuf> {
+    let target = text.split_once(" @ ").map_or(text, |(_, t)| t).trim();
+    let target = target.split_whitespace().next()?;
+    if let Some(rest) = target.strip_prefix("file:") {
+        // file:///abs, file://localhost/abs, file:relative
+        let rest = rest.strip_prefix("//localhost").unwrap_or(rest);
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        return Some(PathBuf::from(rest));
+    }
+    let local = !target.contains("://")
+        && (target.starts_with('.')
+            || target.starts_with('/')
+            || target.ends_with(".whl")
+            || target.ends_with(".zip")
+            || target.ends_with(".tar.gz"));
+    local.then(|| PathBuf::from(target))
+}
+
 fn parse_requirement(line: &str) -> Option<Requirement> {
     // Per-requirement options (--hash, --config-settings) come after a space.
     let body = line.split(" -").next().unwrap_or(line).trim();
@@ -310,6 +338,24 @@ mod tests {
         assert!(!pinned("requests==2.*"));
         assert!(!pinned("requests~=2.32"));
         assert!(!pinned("numpy[extra]>=1,<2"));
+    }
+
+    #[test]
+    fn local_artifacts_are_found() {
+        assert_eq!(
+            local_artifact("./wheels/a-1.0-py3-none-any.whl"),
+            Some("./wheels/a-1.0-py3-none-any.whl".into())
+        );
+        assert_eq!(
+            local_artifact("a @ file:///opt/w/a.whl"),
+            Some("/opt/w/a.whl".into())
+        );
+        assert_eq!(
+            local_artifact("a-1.0-py3-none-any.whl"),
+            Some("a-1.0-py3-none-any.whl".into())
+        );
+        assert_eq!(local_artifact("a @ https://example.com/a.whl"), None);
+        assert_eq!(local_artifact("requests==2.32.3"), None);
     }
 
     #[test]
