@@ -30,7 +30,7 @@ use crate::stages::Entry;
 
 /// Bumped whenever the bytes lbuild writes for the same inputs change.
 /// Part of every stage key.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The deflate implementation and its exact version (from Cargo.lock, see
 /// build.rs): a different backend gives different bytes.
@@ -38,6 +38,16 @@ pub const DEFLATE_BACKEND: &str = concat!("zlib-rs ", env!("LBUILD_ZLIB_RS_VERSI
 
 /// Uncompressed bytes that may be read and compressed ahead of the writer.
 const IN_FLIGHT_BUDGET: u64 = 48 * 1024 * 1024;
+
+/// Files larger than this are compressed as a stream into a temporary file
+/// instead of in memory, so memory stays bounded whatever one file weighs
+/// (a bundled model, a large .so). Same bytes either way.
+const STREAM_THRESHOLD: u64 = 8 * 1024 * 1024;
+
+/// What an entry costs of the in-flight budget: its bytes in memory.
+fn budget_cost(size: u64) -> u64 {
+    size.min(STREAM_THRESHOLD)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -172,8 +182,68 @@ pub struct WriteReport {
 /// A compressed entry as a one-entry zip in memory, plus the digest of its
 /// raw record (see [`raw_digest`]).
 struct Prepared {
-    mini_zip: Vec<u8>,
+    mini_zip: MiniZip,
     digest: Hash,
+}
+
+/// Where a compressed entry's one-entry zip lives.
+enum MiniZip {
+    Memory(Vec<u8>),
+    /// An anonymous temporary file (entries above [`STREAM_THRESHOLD`]).
+    File(File),
+}
+
+impl MiniZip {
+    fn compressed_size(&mut self) -> Result<u64, ArchiveError> {
+        Ok(match self {
+            MiniZip::Memory(bytes) => ZipArchive::new(Cursor::new(&bytes[..]))?
+                .by_index_raw(0)?
+                .compressed_size(),
+            MiniZip::File(file) => {
+                file.rewind()?;
+                ZipArchive::new(std::io::BufReader::new(&*file))?
+                    .by_index_raw(0)?
+                    .compressed_size()
+            }
+        })
+    }
+
+    fn digest(&mut self, buf: &mut [u8]) -> Result<Hash, ArchiveError> {
+        match self {
+            MiniZip::Memory(bytes) => raw_digest(
+                &mut ZipArchive::new(Cursor::new(&bytes[..]))?.by_index_raw(0)?,
+                buf,
+            ),
+            MiniZip::File(file) => {
+                file.rewind()?;
+                let digest = raw_digest(
+                    &mut ZipArchive::new(std::io::BufReader::new(&*file))?.by_index_raw(0)?,
+                    buf,
+                );
+                file.rewind()?;
+                digest
+            }
+        }
+    }
+
+    /// Raw-copies the one entry into `zip` under `name`.
+    fn copy_into<W: Write + Seek>(
+        self,
+        zip: &mut ZipWriter<W>,
+        name: &str,
+    ) -> Result<(), ArchiveError> {
+        match self {
+            MiniZip::Memory(bytes) => {
+                let mut mini = ZipArchive::new(Cursor::new(bytes))?;
+                zip.raw_copy_file_rename(mini.by_index_raw(0)?, name)?;
+            }
+            MiniZip::File(file) => {
+                let mut mini = ZipArchive::new(std::io::BufReader::new(file))?;
+                zip.raw_copy_file_rename(mini.by_index_raw(0)?, name)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes `entries` (already sorted by name) to `out`.
@@ -239,8 +309,7 @@ pub fn write_zip(
                     None => pipeline.take(i)?,
                 };
                 report.compressed += 1;
-                let mut mini = ZipArchive::new(Cursor::new(prepared.mini_zip))?;
-                zip.raw_copy_file_rename(mini.by_index_raw(0)?, &e.name)?;
+                prepared.mini_zip.copy_into(&mut zip, &e.name)?;
                 report.packed.push(packed(e, settings_id, prepared.digest));
             }
             let mut w = zip.finish()?;
@@ -318,44 +387,105 @@ fn copy_if_intact<R: Read + Seek, W: Write + Seek>(
     Ok(intact)
 }
 
-/// Reads, checks and compresses one entry into a one-entry zip in memory.
+/// Reads, checks and compresses one entry into a one-entry zip: in memory,
+/// or for a file above [`STREAM_THRESHOLD`] streamed into a temporary file.
+/// Deflate is fed in fixed [`DEFLATE_CHUNK`] pieces either way: zlib-rs's
+/// output depends on how its input is cut, so the cut is part of the format.
 fn prepare(e: &Entry, settings: &Settings, buf: &mut [u8]) -> Result<Prepared, ArchiveError> {
-    let data = std::fs::read(&e.path).map_err(|source| ArchiveError::Read {
-        path: e.path.clone(),
-        source,
-    })?;
-    // The key was computed from the hash: bytes that differ now would make
-    // the zip disagree with its key (and with a cold build).
-    if blake3::hash(&data).as_bytes() != &e.hash {
-        return Err(ArchiveError::ChangedDuringBuild {
+    let data = if e.size <= STREAM_THRESHOLD {
+        let data = std::fs::read(&e.path).map_err(|source| ArchiveError::Read {
             path: e.path.clone(),
-        });
-    }
+            source,
+        })?;
+        // The key was computed from the hash: bytes that differ now would
+        // make the zip disagree with its key (and with a cold build).
+        if blake3::hash(&data).as_bytes() != &e.hash {
+            return Err(ArchiveError::ChangedDuringBuild {
+                path: e.path.clone(),
+            });
+        }
+        Some(data)
+    } else {
+        None
+    };
+    let mut build = |method: CompressionMethod| match &data {
+        Some(data) => {
+            let sink = Cursor::new(Vec::with_capacity(data.len() / 2 + 128));
+            let mut mini = ZipWriter::new(sink);
+            mini.start_file("x", entry_options(e, settings, method))?;
+            for chunk in data.chunks(DEFLATE_CHUNK) {
+                mini.write_all(chunk)?;
+            }
+            Ok(MiniZip::Memory(mini.finish()?.into_inner()))
+        }
+        None => stream_into_mini_zip(e, settings, method, buf).map(MiniZip::File),
+    };
     let method = if settings.level == 0 {
         CompressionMethod::Stored
     } else {
         CompressionMethod::Deflated
     };
-    let mut prepared =
-        zip::write::PreparedZipFile::from_data("x", settings.options(e.executable, method), &data)?;
+    let mut mini_zip = build(method)?;
     // Stored when deflate does not make it smaller: a rule on bytes alone.
-    if method == CompressionMethod::Deflated && prepared.compressed_size() >= data.len() as u64 {
-        prepared = zip::write::PreparedZipFile::from_data(
-            "x",
-            settings.options(e.executable, CompressionMethod::Stored),
-            &data,
-        )?;
+    if method == CompressionMethod::Deflated && mini_zip.compressed_size()? >= e.size {
+        mini_zip = build(CompressionMethod::Stored)?;
     }
-    drop(data);
-    let mut mini = ZipWriter::new(Cursor::new(Vec::with_capacity(
-        prepared.compressed_size() as usize + 128,
-    )));
-    mini.add_prepared_file(prepared)?;
-    let mini_zip = mini.finish()?.into_inner();
-    let mut archive = ZipArchive::new(Cursor::new(&mini_zip[..]))?;
-    let digest = raw_digest(&mut archive.by_index_raw(0)?, buf)?;
-    drop(archive);
+    let digest = mini_zip.digest(buf)?;
     Ok(Prepared { mini_zip, digest })
+}
+
+/// Bytes handed to the compressor per write.
+const DEFLATE_CHUNK: usize = 64 * 1024;
+
+fn entry_options(e: &Entry, settings: &Settings, method: CompressionMethod) -> SimpleFileOptions {
+    settings
+        .options(e.executable, method)
+        .large_file(e.size >= u32::MAX as u64)
+}
+
+/// Streams `e` into a one-entry zip in an anonymous temporary file,
+/// checking its hash on the way.
+fn stream_into_mini_zip(
+    e: &Entry,
+    settings: &Settings,
+    method: CompressionMethod,
+    buf: &mut [u8],
+) -> Result<File, ArchiveError> {
+    let read_err = |source| ArchiveError::Read {
+        path: e.path.clone(),
+        source,
+    };
+    let mut input = File::open(&e.path).map_err(read_err)?;
+    let mut mini = ZipWriter::new(std::io::BufWriter::new(tempfile::tempfile()?));
+    mini.start_file("x", entry_options(e, settings, method))?;
+    let mut hasher = blake3::Hasher::new();
+    let chunk = &mut buf[..DEFLATE_CHUNK];
+    loop {
+        // Fill the chunk completely (short reads must not move the cuts).
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match input.read(&mut chunk[filled..]).map_err(read_err)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        hasher.update(&chunk[..filled]);
+        mini.write_all(&chunk[..filled])?;
+    }
+    if hasher.finalize().as_bytes() != &e.hash {
+        return Err(ArchiveError::ChangedDuringBuild {
+            path: e.path.clone(),
+        });
+    }
+    let mut file = mini
+        .finish()?
+        .into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?;
+    file.rewind()?;
+    Ok(file)
 }
 
 /// The zip's output: buffered, and hashed (SHA-256) as it is written.
@@ -610,7 +740,7 @@ impl<'a> Pipeline<'a> {
                         return;
                     }
                     let i = self.jobs[st.next_job];
-                    let size = self.entries[i].size;
+                    let size = budget_cost(self.entries[i].size);
                     if st.in_flight == 0 || st.in_flight + size <= IN_FLIGHT_BUDGET {
                         st.next_job += 1;
                         st.in_flight += size;
@@ -631,7 +761,7 @@ impl<'a> Pipeline<'a> {
         let mut st = self.state.lock().expect("poisoned");
         loop {
             if let Some(r) = st.done.remove(&i) {
-                st.in_flight -= self.entries[i].size;
+                st.in_flight -= budget_cost(self.entries[i].size);
                 self.cond.notify_all();
                 return r;
             }
@@ -687,6 +817,86 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         out
+    }
+
+    /// The in-memory path of [`prepare`], whatever the size.
+    fn prepare_from_memory_for_test(e: &Entry, settings: &Settings) -> Prepared {
+        let data = std::fs::read(&e.path).unwrap();
+        let method = |m| {
+            let mut mini = ZipWriter::new(Cursor::new(Vec::new()));
+            mini.start_file("x", entry_options(e, settings, m)).unwrap();
+            for chunk in data.chunks(DEFLATE_CHUNK) {
+                mini.write_all(chunk).unwrap();
+            }
+            MiniZip::Memory(mini.finish().unwrap().into_inner())
+        };
+        let first = if settings.level == 0 {
+            CompressionMethod::Stored
+        } else {
+            CompressionMethod::Deflated
+        };
+        let mut mini_zip = method(first);
+        if first == CompressionMethod::Deflated && mini_zip.compressed_size().unwrap() >= e.size {
+            mini_zip = method(CompressionMethod::Stored);
+        }
+        let digest = mini_zip.digest(&mut vec![0u8; 64 * 1024]).unwrap();
+        Prepared { mini_zip, digest }
+    }
+
+    #[test]
+    fn large_files_streamed_give_the_same_bytes_as_in_memory() {
+        // Above STREAM_THRESHOLD a file is deflated as a stream into a
+        // temporary zip: the entry must be byte for byte what the in-memory
+        // path makes, for deflated and stored (incompressible) files.
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 7u64;
+        let noise: Vec<u8> = (0..(STREAM_THRESHOLD as usize + 4096))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text: Vec<u8> = (0..(STREAM_THRESHOLD as u32 / 3))
+            .flat_map(|i| format!("{}\n", i % 977).into_bytes())
+            .collect();
+        assert!(text.len() as u64 > STREAM_THRESHOLD);
+        let entries = entries_in(dir.path(), &[("noise.bin", noise), ("text.txt", text)]);
+        for level in [0, 6] {
+            let settings = Settings {
+                level,
+                time: dos_time_from_unix(0),
+            };
+            for e in &entries {
+                let mut buf = vec![0u8; 64 * 1024];
+                let streamed = prepare(e, &settings, &mut buf).unwrap();
+                assert!(matches!(streamed.mini_zip, MiniZip::File(_)));
+                let in_memory = prepare_from_memory_for_test(e, &settings);
+                assert_eq!(
+                    streamed.digest, in_memory.digest,
+                    "{} at level {level}",
+                    e.name
+                );
+                let bytes = |p: Prepared| {
+                    let out = tempfile::tempfile().unwrap();
+                    let mut zip = ZipWriter::new(&out);
+                    p.mini_zip.copy_into(&mut zip, &e.name).unwrap();
+                    zip.finish().unwrap();
+                    let mut v = Vec::new();
+                    let mut r = &out;
+                    r.rewind().unwrap();
+                    r.read_to_end(&mut v).unwrap();
+                    v
+                };
+                assert_eq!(
+                    bytes(streamed),
+                    bytes(in_memory),
+                    "{} at level {level}",
+                    e.name
+                );
+            }
+        }
     }
 
     fn sha_of(path: &Path) -> [u8; 32] {
