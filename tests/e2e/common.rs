@@ -35,6 +35,41 @@ pub fn hermetic(cmd: &mut Command) -> &mut Command {
         .env("PIP_NO_INPUT", "1")
 }
 
+/// Boxes the installers in: caches under `caches`, no user config, no
+/// Python downloads, and no index or resolution settings from the machine's
+/// environment (this machine sets PIP_FIND_LINKS, for one).
+pub fn box_installers<'a>(cmd: &'a mut Command, caches: &Path) -> &'a mut Command {
+    cmd.env("UV_CACHE_DIR", caches.join("uv"))
+        .env("PIP_CACHE_DIR", caches.join("pip"))
+        .env("UV_NO_CONFIG", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env("PIP_CONFIG_FILE", "/dev/null");
+    for var in [
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "PIP_NO_INDEX",
+        "PIP_CONSTRAINT",
+        "PIP_PRE",
+        "PIP_UPGRADE_STRATEGY",
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_EXTRA_INDEX_URL",
+        "UV_INDEX",
+        "UV_FIND_LINKS",
+        "UV_NO_INDEX",
+        "UV_CONSTRAINT",
+        "UV_OVERRIDE",
+        "UV_EXCLUDE_NEWER",
+        "UV_PRERELEASE",
+        "UV_RESOLUTION",
+        "UV_INDEX_STRATEGY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 impl TestProject {
     /// An empty project.
     pub fn empty() -> Self {

@@ -11,7 +11,9 @@ use std::process::Output;
 use base64::Engine;
 use sha2::Digest;
 
-use crate::common::{TestProject, entry_names, python_entries, stage_details, status_of};
+use crate::common::{
+    TestProject, box_installers, entry_names, python_entries, stage_details, status_of,
+};
 
 // ------------------------------------------------------------ wheels
 
@@ -200,25 +202,7 @@ impl DepsProject {
     /// no index settings from the environment, no Python downloads.
     fn run(&self, args: &[&str]) -> Output {
         let mut cmd = self.p.cmd();
-        cmd.env("UV_CACHE_DIR", self.caches.path().join("uv"))
-            .env("PIP_CACHE_DIR", self.caches.path().join("pip"))
-            .env("UV_NO_CONFIG", "1")
-            .env("UV_PYTHON_DOWNLOADS", "never")
-            .env("PIP_CONFIG_FILE", "/dev/null");
-        for var in [
-            "PIP_INDEX_URL",
-            "PIP_EXTRA_INDEX_URL",
-            "PIP_FIND_LINKS",
-            "PIP_NO_INDEX",
-            "UV_INDEX_URL",
-            "UV_DEFAULT_INDEX",
-            "UV_EXTRA_INDEX_URL",
-            "UV_INDEX",
-            "UV_FIND_LINKS",
-            "UV_NO_INDEX",
-        ] {
-            cmd.env_remove(var);
-        }
+        box_installers(&mut cmd, self.caches.path());
         cmd.args(args).output().unwrap()
     }
 

@@ -577,24 +577,7 @@ no_index = true
     // The installers boxed in as in the deps tests.
     let caches = tempfile::tempdir().unwrap();
     let mut cmd = p.cmd();
-    cmd.env("UV_CACHE_DIR", caches.path().join("uv"))
-        .env("UV_NO_CONFIG", "1")
-        .env("UV_PYTHON_DOWNLOADS", "never")
-        .env("PIP_CONFIG_FILE", "/dev/null");
-    for var in [
-        "PIP_INDEX_URL",
-        "PIP_EXTRA_INDEX_URL",
-        "PIP_FIND_LINKS",
-        "PIP_NO_INDEX",
-        "UV_INDEX_URL",
-        "UV_DEFAULT_INDEX",
-        "UV_EXTRA_INDEX_URL",
-        "UV_INDEX",
-        "UV_FIND_LINKS",
-        "UV_NO_INDEX",
-    ] {
-        cmd.env_remove(var);
-    }
+    crate::common::box_installers(&mut cmd, caches.path());
     cmd.args(["watch", "--json"]);
     let w = Watch::spawn(cmd);
     let first = w.build("the initial build");
