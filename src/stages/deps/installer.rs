@@ -151,8 +151,12 @@ const UV_HINT: &str = "install uv with `python3 -m pip install uv` (or see https
 const PIP_HINT: &str = "install pip for python3 (`python3 -m ensurepip --upgrade`, or your system's python3-pip package), or install uv and set installer = \"uv\" (or \"auto\") in [dependencies]";
 
 /// Picks the installer `choice` asks for.
-pub fn detect(choice: InstallerChoice, cache: &Cache) -> Result<Installer, DepsError> {
-    let uv = || uv(cache);
+pub fn detect(
+    choice: InstallerChoice,
+    cache: &Cache,
+    reporter: &Reporter,
+) -> Result<Installer, DepsError> {
+    let uv = || uv(cache, reporter);
     match choice {
         InstallerChoice::Uv => uv().map_err(|reason| DepsError::InstallerMissing {
             installer: "uv",
@@ -174,12 +178,18 @@ pub fn detect(choice: InstallerChoice, cache: &Cache) -> Result<Installer, DepsE
     }
 }
 
-fn uv(cache: &Cache) -> Result<Installer, String> {
+fn uv(cache: &Cache, reporter: &Reporter) -> Result<Installer, String> {
     let program = find_on_path("uv").ok_or("uv is not on PATH")?;
     // `uv --version` costs ~50 ms, most of a no-op build: remember the
     // answer for this exact binary (an upgrade replaces the file, so its
     // stat changes and uv is asked again).
     let memo_key = binary_fingerprint(&program);
+    if memo_key.is_none() {
+        reporter.detail(format!(
+            "{} is a script (a version manager's shim?): uv is asked for its version on every build (~50 ms); put the real uv binary first on PATH to skip that",
+            program.display()
+        ));
+    }
     if let Some(version) = memo_key
         .as_ref()
         .and_then(|k| cache.stage_output(UV_VERSION_MEMO, k).ok().flatten())

@@ -160,7 +160,7 @@ pub fn run(
         ));
     };
     let reqs = requirements::read(&deps.requirements)?;
-    let installer = installer::detect(deps.raw.installer, cache)?;
+    let installer = installer::detect(deps.raw.installer, cache, reporter)?;
     let target = Target {
         runtime: plan.runtime,
         arch: plan.architecture,
