@@ -392,7 +392,18 @@ fn copy_if_intact<R: Read + Seek, W: Write + Seek>(
 /// Deflate is fed in fixed [`DEFLATE_CHUNK`] pieces either way: zlib-rs's
 /// output depends on how its input is cut, so the cut is part of the format.
 fn prepare(e: &Entry, settings: &Settings, buf: &mut [u8]) -> Result<Prepared, ArchiveError> {
-    let data = if e.size <= STREAM_THRESHOLD {
+    prepare_streaming_above(e, settings, buf, STREAM_THRESHOLD)
+}
+
+/// [`prepare`] with the streaming threshold as a parameter (tests force
+/// either path with it).
+fn prepare_streaming_above(
+    e: &Entry,
+    settings: &Settings,
+    buf: &mut [u8],
+    threshold: u64,
+) -> Result<Prepared, ArchiveError> {
+    let data = if e.size <= threshold {
         let data = std::fs::read(&e.path).map_err(|source| ArchiveError::Read {
             path: e.path.clone(),
             source,
@@ -819,28 +830,17 @@ mod tests {
         out
     }
 
-    /// The in-memory path of [`prepare`], whatever the size.
-    fn prepare_from_memory_for_test(e: &Entry, settings: &Settings) -> Prepared {
-        let data = std::fs::read(&e.path).unwrap();
-        let method = |m| {
-            let mut mini = ZipWriter::new(Cursor::new(Vec::new()));
-            mini.start_file("x", entry_options(e, settings, m)).unwrap();
-            for chunk in data.chunks(DEFLATE_CHUNK) {
-                mini.write_all(chunk).unwrap();
-            }
-            MiniZip::Memory(mini.finish().unwrap().into_inner())
-        };
-        let first = if settings.level == 0 {
-            CompressionMethod::Stored
-        } else {
-            CompressionMethod::Deflated
-        };
-        let mut mini_zip = method(first);
-        if first == CompressionMethod::Deflated && mini_zip.compressed_size().unwrap() >= e.size {
-            mini_zip = method(CompressionMethod::Stored);
-        }
-        let digest = mini_zip.digest(&mut vec![0u8; 64 * 1024]).unwrap();
-        Prepared { mini_zip, digest }
+    /// Deterministic incompressible bytes (xorshift).
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
     }
 
     #[test]
@@ -849,15 +849,7 @@ mod tests {
         // temporary zip: the entry must be byte for byte what the in-memory
         // path makes, for deflated and stored (incompressible) files.
         let dir = tempfile::tempdir().unwrap();
-        let mut x = 7u64;
-        let noise: Vec<u8> = (0..(STREAM_THRESHOLD as usize + 4096))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = noise(STREAM_THRESHOLD as usize + 4096, 7);
         let text: Vec<u8> = (0..(STREAM_THRESHOLD as u32 / 3))
             .flat_map(|i| format!("{}\n", i % 977).into_bytes())
             .collect();
@@ -872,7 +864,8 @@ mod tests {
                 let mut buf = vec![0u8; 64 * 1024];
                 let streamed = prepare(e, &settings, &mut buf).unwrap();
                 assert!(matches!(streamed.mini_zip, MiniZip::File(_)));
-                let in_memory = prepare_from_memory_for_test(e, &settings);
+                let in_memory = prepare_streaming_above(e, &settings, &mut buf, u64::MAX).unwrap();
+                assert!(matches!(in_memory.mini_zip, MiniZip::Memory(_)));
                 assert_eq!(
                     streamed.digest, in_memory.digest,
                     "{} at level {level}",
@@ -908,15 +901,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Pseudo-random (incompressible, stored), text, and one entry
         // larger than the writer's buffer (written past it).
-        let mut x = 1u64;
-        let noise: Vec<u8> = (0..70_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = noise(70_000, 1);
         let big: Vec<u8> = (0..3_000_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
