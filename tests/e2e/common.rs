@@ -44,27 +44,10 @@ pub fn box_installers<'a>(cmd: &'a mut Command, caches: &Path) -> &'a mut Comman
         .env("UV_NO_CONFIG", "1")
         .env("UV_PYTHON_DOWNLOADS", "never")
         .env("PIP_CONFIG_FILE", "/dev/null");
-    for var in [
-        "PIP_INDEX_URL",
-        "PIP_EXTRA_INDEX_URL",
-        "PIP_FIND_LINKS",
-        "PIP_NO_INDEX",
-        "PIP_CONSTRAINT",
-        "PIP_PRE",
-        "PIP_UPGRADE_STRATEGY",
-        "UV_INDEX_URL",
-        "UV_DEFAULT_INDEX",
-        "UV_EXTRA_INDEX_URL",
-        "UV_INDEX",
-        "UV_FIND_LINKS",
-        "UV_NO_INDEX",
-        "UV_CONSTRAINT",
-        "UV_OVERRIDE",
-        "UV_EXCLUDE_NEWER",
-        "UV_PRERELEASE",
-        "UV_RESOLUTION",
-        "UV_INDEX_STRATEGY",
-    ] {
+    // Every variable lbuild keys on, so the machine's settings (this one
+    // sets PIP_FIND_LINKS) neither change the install nor the key.
+    use lbuild::stages::deps::installer::{PIP_KEYED_ENV, UV_KEYED_ENV};
+    for var in UV_KEYED_ENV.iter().chain(PIP_KEYED_ENV) {
         cmd.env_remove(var);
     }
     cmd
@@ -137,12 +120,7 @@ impl TestProject {
     /// Runs `lbuild --json` and expects success; returns the parsed JSON.
     pub fn build_json(&self) -> serde_json::Value {
         let out = self.run(&["--json"]);
-        assert!(
-            out.status.success(),
-            "lbuild failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }

@@ -208,12 +208,7 @@ impl DepsProject {
 
     fn build(&self) -> serde_json::Value {
         let out = self.run(&["--json"]);
-        assert!(
-            out.status.success(),
-            "lbuild failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::assert_success(&out);
         serde_json::from_slice(&out.stdout).unwrap()
     }
 

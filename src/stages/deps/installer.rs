@@ -16,6 +16,34 @@ use crate::cache::Cache;
 use crate::manifest::{Architecture, InstallerChoice, Runtime};
 use crate::report::Reporter;
 
+/// uv's environment variables that change what it installs (index, then
+/// resolution settings).
+pub const UV_KEYED_ENV: &[&str] = &[
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+    "UV_EXCLUDE_NEWER",
+    "UV_PRERELEASE",
+    "UV_RESOLUTION",
+    "UV_INDEX_STRATEGY",
+];
+
+/// pip's environment variables that change what it installs.
+pub const PIP_KEYED_ENV: &[&str] = &[
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_CONSTRAINT",
+    "PIP_PRE",
+    "PIP_UPGRADE_STRATEGY",
+];
+
 /// The cache "stage" under which `uv --version` answers are remembered.
 const UV_VERSION_MEMO: &str = "uv-version";
 
@@ -273,33 +301,12 @@ impl Installer {
     }
 
     /// The environment variables through which this installer takes index
-    /// options (they change what gets installed, so they join the key).
+    /// and resolution options (they change what gets installed, so they
+    /// join the key).
     pub fn index_env_vars(&self) -> &'static [&'static str] {
         match self.kind {
-            Kind::Uv => &[
-                "UV_INDEX_URL",
-                "UV_DEFAULT_INDEX",
-                "UV_EXTRA_INDEX_URL",
-                "UV_INDEX",
-                "UV_FIND_LINKS",
-                "UV_NO_INDEX",
-                // Resolution settings: they change which versions install.
-                "UV_CONSTRAINT",
-                "UV_OVERRIDE",
-                "UV_EXCLUDE_NEWER",
-                "UV_PRERELEASE",
-                "UV_RESOLUTION",
-                "UV_INDEX_STRATEGY",
-            ],
-            Kind::Pip => &[
-                "PIP_INDEX_URL",
-                "PIP_EXTRA_INDEX_URL",
-                "PIP_FIND_LINKS",
-                "PIP_NO_INDEX",
-                "PIP_CONSTRAINT",
-                "PIP_PRE",
-                "PIP_UPGRADE_STRATEGY",
-            ],
+            Kind::Uv => UV_KEYED_ENV,
+            Kind::Pip => PIP_KEYED_ENV,
         }
     }
 
