@@ -26,7 +26,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
 use crate::cache::{Hash, PackedEntry};
-use crate::stages::Entry;
+use crate::entry::Entry;
 
 /// Bumped whenever the bytes lbuild writes for the same inputs change.
 /// Part of every stage key.
@@ -86,7 +86,7 @@ impl Settings {
         );
         h.update(&self.time.datepart().to_le_bytes());
         h.update(&self.time.timepart().to_le_bytes());
-        *h.finalize().as_bytes()
+        h.finalize()
     }
 
     fn options(&self, executable: bool, method: CompressionMethod) -> SimpleFileOptions {
@@ -364,7 +364,7 @@ fn raw_digest<R: Read>(
         }
         h.update(&buf[..n]);
     }
-    Ok(*h.finalize().as_bytes())
+    Ok(h.finalize())
 }
 
 /// Raw-copies entry `index` of the store when its record is intact and
@@ -410,7 +410,7 @@ fn prepare_streaming_above(
         })?;
         // The key was computed from the hash: bytes that differ now would
         // make the zip disagree with its key (and with a cold build).
-        if blake3::hash(&data).as_bytes() != &e.hash {
+        if blake3::hash(&data) != e.hash {
             return Err(ArchiveError::ChangedDuringBuild {
                 path: e.path.clone(),
             });
@@ -486,7 +486,7 @@ fn stream_into_mini_zip(
         hasher.update(&chunk[..filled]);
         mini.write_all(&chunk[..filled])?;
     }
-    if hasher.finalize().as_bytes() != &e.hash {
+    if hasher.finalize() != e.hash {
         return Err(ArchiveError::ChangedDuringBuild {
             path: e.path.clone(),
         });
@@ -820,7 +820,7 @@ mod tests {
                 Entry {
                     name: name.to_string(),
                     path,
-                    hash: *blake3::hash(data).as_bytes(),
+                    hash: blake3::hash(data),
                     size: data.len() as u64,
                     executable: false,
                 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::Error;
-use crate::cache::{Cache, hex};
+use crate::cache::Cache;
 use crate::manifest::Plan;
 use crate::report::{Mode, Reporter};
 use crate::stages::package::{Input, ZipInfo};
@@ -189,7 +189,7 @@ pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
                 std::fs::remove_dir_all(&dir).map_err(Error::io("cannot remove", &dir))?;
             }
         }
-        reporter.detail(format!("forgot {stage} {}", hex(key)));
+        reporter.detail(format!("forgot {stage} {}", key.to_hex()));
     }
     reporter.info(format!(
         "removed {} cache entries unused for {days} days",

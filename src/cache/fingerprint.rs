@@ -8,13 +8,13 @@
 //! it has been recorded well after its last change.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rusqlite::params;
 
-use super::{Cache, CacheError, Hash, now_ns};
+use super::{Cache, CacheError, now_ns};
+use crate::entry::{Hash, hash_file};
 
 /// Timestamps closer than this to the recording instant are not trusted.
 /// Two seconds covers coarse file systems (FAT, some network mounts) and
@@ -33,9 +33,9 @@ impl Stat {
     fn of(meta: &std::fs::Metadata) -> Stat {
         Stat {
             size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            mtime_ns: crate::entry::mtime_ns(meta),
             ino: meta.ino(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ctime_ns: crate::entry::ctime_ns(meta),
         }
     }
 }
@@ -63,22 +63,6 @@ impl HashStats {
         self.hashed += other.hashed;
         self.bytes_hashed += other.bytes_hashed;
     }
-}
-
-/// BLAKE3 of a file's bytes, read (not mapped: an editor truncating the file
-/// mid-read would SIGBUS a mapping).
-pub fn hash_file(path: &Path) -> std::io::Result<Hash> {
-    let mut hasher = blake3::Hasher::new();
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(*hasher.finalize().as_bytes())
 }
 
 impl Cache {
@@ -117,7 +101,7 @@ impl Cache {
                     ))
                 });
                 if let Ok((stat, hash, recorded)) = row
-                    && let Ok(hash) = Hash::try_from(hash)
+                    && let Ok(hash) = crate::entry::hash_from_slice(&hash).ok_or(())
                 {
                     known.insert(key, (stat, hash, recorded));
                 }
@@ -151,7 +135,7 @@ impl Cache {
                 _ => {
                     to_hash.push(i);
                     results[i] = Some(FileHash {
-                        hash: [0; 32],
+                        hash: Hash::from_bytes([0; 32]),
                         size: stat.size,
                         executable,
                     });
@@ -178,7 +162,7 @@ impl Cache {
                     s.mtime_ns,
                     s.ino as i64,
                     s.ctime_ns,
-                    &hash[..],
+                    hash.as_bytes().as_slice(),
                     started
                 ])?;
             }
@@ -259,6 +243,6 @@ mod tests {
         let (h4, s4) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
         assert_eq!((s3.hashed, s4.hashed), (1, 0));
         assert_eq!(h3[0].hash, h4[0].hash);
-        assert_eq!(h4[0].hash, *blake3::hash(b"x = 1\n").as_bytes());
+        assert_eq!(h4[0].hash, blake3::hash(b"x = 1\n"));
     }
 }

@@ -14,7 +14,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use fingerprint::{FileHash, HashStats};
 
-pub type Hash = [u8; 32];
+pub use crate::entry::Hash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -127,14 +127,14 @@ impl Cache {
             .conn
             .query_row(
                 "SELECT output FROM stages WHERE stage = ?1 AND key = ?2",
-                params![stage, &key[..]],
+                params![stage, key.as_bytes().as_slice()],
                 |r| r.get(0),
             )
             .optional()?;
         if out.is_some() {
             self.conn.execute(
                 "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
-                params![stage, &key[..], now_s()],
+                params![stage, key.as_bytes().as_slice(), now_s()],
             )?;
         }
         Ok(out)
@@ -145,7 +145,7 @@ impl Cache {
         self.conn.execute(
             "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, last_used_s = excluded.last_used_s",
-            params![stage, &key[..], output, now],
+            params![stage, key.as_bytes().as_slice(), output, now],
         )?;
         Ok(())
     }
@@ -162,7 +162,7 @@ impl Cache {
         self.conn.execute(
             "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, detail = excluded.detail, last_used_s = excluded.last_used_s",
-            params![stage, &key[..], output, detail, now],
+            params![stage, key.as_bytes().as_slice(), output, detail, now],
         )?;
         Ok(())
     }
@@ -173,7 +173,7 @@ impl Cache {
             .conn
             .query_row(
                 "SELECT detail FROM stages WHERE stage = ?1 AND key = ?2",
-                params![stage, &key[..]],
+                params![stage, key.as_bytes().as_slice()],
                 |r| r.get::<_, Option<String>>(0),
             )
             .optional()?
@@ -183,7 +183,7 @@ impl Cache {
     pub fn forget_stage(&self, stage: &str, key: &Hash) -> Result<(), CacheError> {
         self.conn.execute(
             "DELETE FROM stages WHERE stage = ?1 AND key = ?2",
-            params![stage, &key[..]],
+            params![stage, key.as_bytes().as_slice()],
         )?;
         Ok(())
     }
@@ -217,7 +217,7 @@ impl Cache {
         )?;
         Ok(rows
             .into_iter()
-            .filter_map(|(s, k)| Some((s, k.try_into().ok()?)))
+            .filter_map(|(s, k)| Some((s, crate::entry::hash_from_slice(&k)?)))
             .collect())
     }
 
@@ -228,7 +228,7 @@ impl Cache {
             .prepare("SELECT key FROM stages WHERE stage = ?1")?;
         let keys = stmt
             .query_map(params![stage], |r| r.get::<_, Vec<u8>>(0))?
-            .filter_map(|k| k.ok().and_then(|k| k.try_into().ok()))
+            .filter_map(|k| k.ok().and_then(|k| crate::entry::hash_from_slice(&k)))
             .collect();
         Ok(keys)
     }
@@ -253,10 +253,10 @@ impl Cache {
             .filter_map(|(name, c, executable, s, raw)| {
                 Some(PackedEntry {
                     name,
-                    content_hash: c.try_into().ok()?,
+                    content_hash: crate::entry::hash_from_slice(&c)?,
                     executable,
-                    settings: s.try_into().ok()?,
-                    raw_hash: raw.try_into().ok()?,
+                    settings: crate::entry::hash_from_slice(&s)?,
+                    raw_hash: crate::entry::hash_from_slice(&raw)?,
                 })
             })
             .collect();
@@ -274,10 +274,10 @@ impl Cache {
             for e in entries {
                 stmt.execute(params![
                     e.name,
-                    &e.content_hash[..],
+                    e.content_hash.as_bytes().as_slice(),
                     e.executable,
-                    &e.settings[..],
-                    &e.raw_hash[..]
+                    e.settings.as_bytes().as_slice(),
+                    e.raw_hash.as_bytes().as_slice()
                 ])?;
             }
         }
@@ -315,27 +315,6 @@ pub(crate) fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn hex(h: &Hash) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in h {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
-}
-
-pub fn unhex(s: &str) -> Option<Hash> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +323,7 @@ mod tests {
     fn stage_records_round_trip_and_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
-        let key = [7u8; 32];
+        let key = Hash::from_bytes([7u8; 32]);
         assert_eq!(cache.stage_output("sources", &key).unwrap(), None);
         cache.record_stage("sources", &key, "{}").unwrap();
         assert_eq!(
@@ -357,11 +336,5 @@ mod tests {
             .err()
             .expect("newer schema must fail");
         assert!(err.to_string().contains("newer lbuild"), "{err}");
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let h = [0xabu8; 32];
-        assert_eq!(unhex(&hex(&h)), Some(h));
     }
 }

@@ -13,23 +13,10 @@ pub mod walk;
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::archive::{DEFLATE_BACKEND, FORMAT_VERSION};
-use crate::cache::{Hash, hex};
-
-/// One file of the archive: where it comes from and what it holds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Entry {
-    /// Archive path: relative, `/`-separated, UTF-8.
-    pub name: String,
-    /// Absolute path on disk.
-    pub path: PathBuf,
-    #[serde(with = "hash_hex")]
-    pub hash: Hash,
-    pub size: u64,
-    pub executable: bool,
-}
+use crate::entry::{Entry, Hash};
 
 /// How many key inputs `lbuild -v` lists per stage.
 const MAX_EXPLAIN_LINES: usize = 64;
@@ -79,14 +66,14 @@ impl KeyBuilder {
         for e in entries {
             // Raw bytes into the hash (a no-op build keys thousands of
             // entries); text only for the lines `-v` shows.
-            for part in [e.name.as_bytes(), &e.hash[..]] {
+            for part in [e.name.as_bytes(), e.hash.as_bytes().as_slice()] {
                 self.hasher.update(&(part.len() as u64).to_le_bytes());
                 self.hasher.update(part);
             }
             self.hasher.update(&[e.executable as u8]);
             if self.lines.len() <= MAX_EXPLAIN_LINES {
                 let mode = if e.executable { "755" } else { "644" };
-                self.note(format!("{} = {} {mode}", e.name, hex(&e.hash)));
+                self.note(format!("{} = {} {mode}", e.name, e.hash.to_hex()));
             }
         }
         self
@@ -97,7 +84,7 @@ impl KeyBuilder {
     }
 
     pub fn finish(&self) -> (Hash, Vec<String>) {
-        (*self.hasher.finalize().as_bytes(), self.lines.clone())
+        (self.hasher.finalize(), self.lines.clone())
     }
 }
 
@@ -134,38 +121,12 @@ impl StageReport {
         StageReport {
             name,
             status,
-            key: hex(key),
+            key: key.to_hex().to_string(),
             ms: started.elapsed().as_millis() as u64,
             details,
             explain,
         }
     }
-}
-
-pub(crate) mod hash_hex {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(h: &crate::cache::Hash, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::cache::hex(h))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<crate::cache::Hash, D::Error> {
-        let s = String::deserialize(d)?;
-        crate::cache::unhex(&s).ok_or_else(|| serde::de::Error::custom("bad hash"))
-    }
-}
-
-/// One hash for a list of entries (names, contents, modes): what another
-/// stage's key needs to know about them.
-pub fn entries_digest(entries: &[Entry]) -> Hash {
-    let mut h = blake3::Hasher::new();
-    for e in entries {
-        h.update(&(e.name.len() as u64).to_le_bytes());
-        h.update(e.name.as_bytes());
-        h.update(&e.hash);
-        h.update(&[e.executable as u8]);
-    }
-    *h.finalize().as_bytes()
 }
 
 /// Hashes `files` (through the fingerprint cache) into archive entries.

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{Entry, KeyBuilder, StageReport, Status};
 use crate::Error;
 use crate::archive::{self, Settings, Store};
-use crate::cache::{Cache, Hash, hex};
+use crate::cache::{Cache, Hash};
 use crate::manifest::{MtimeMode, Plan};
 use crate::report::Reporter;
 
@@ -75,7 +75,12 @@ pub fn key(
                 settings.time.timepart()
             ),
         )
-        .add("deps", deps_digest.as_ref().map(hex).unwrap_or_default())
+        .add(
+            "deps",
+            deps_digest
+                .map(|d| d.to_hex().to_string())
+                .unwrap_or_default(),
+        )
         .add("sources", sources.len())
         .add_entries(sources)
         .add("config", config.len())

@@ -22,8 +22,8 @@ use std::time::Duration;
 use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind};
 use notify::{Event, EventHandler, EventKind, RecursiveMode, Watcher, WatcherKind};
 
-use crate::cache::Hash;
-use crate::cache::fingerprint::hash_file;
+use crate::entry::Hash;
+use crate::entry::hash_file;
 
 /// Used when the config names no interval.
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);

@@ -50,7 +50,7 @@ const UV_VERSION_MEMO: &str = "uv-version";
 /// Identifies one installed binary: its canonical path and stat data.
 /// None for a script (a version manager's shim, say): its stat does not
 /// change when the program it runs is upgraded, so uv must be asked.
-fn binary_fingerprint(program: &Path) -> Option<crate::cache::Hash> {
+fn binary_fingerprint(program: &Path) -> Option<crate::entry::Hash> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let real = program.canonicalize().ok()?;
@@ -72,7 +72,7 @@ fn binary_fingerprint(program: &Path) -> Option<crate::cache::Hash> {
         m.ino(),
         m.ctime_nsec()
     );
-    Some(*blake3::hash(text.as_bytes()).as_bytes())
+    Some(blake3::hash(text.as_bytes()))
 }
 
 /// Where and for what the wheels must run.

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
 use crate::Error;
-use crate::cache::{Cache, Hash, hex};
+use crate::cache::{Cache, Hash};
 use crate::manifest::{DepsPlan, Plan};
 use crate::report::Reporter;
 use installer::{Installer, Kind, Target};
@@ -84,8 +84,8 @@ pub struct InstallFailure {
 /// facts that say the tree is still as installed, is the stage detail).
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
-    /// [`super::entries_digest`] of the tree: what the package key uses.
-    #[serde(with = "super::hash_hex")]
+    /// [`crate::entry::entries_digest`] of the tree: what the package key uses.
+    #[serde(with = "crate::entry::hash_hex")]
     digest: Hash,
     installer: String,
     distributions: Vec<String>,
@@ -97,7 +97,7 @@ struct Record {
 #[derive(Debug, Serialize, Deserialize)]
 struct RecordedFile {
     name: String,
-    #[serde(with = "super::hash_hex")]
+    #[serde(with = "crate::entry::hash_hex")]
     hash: Hash,
     size: u64,
     executable: bool,
@@ -278,7 +278,7 @@ pub fn run(
         })
         .collect();
     let record = Record {
-        digest: super::entries_digest(&entries),
+        digest: crate::entry::entries_digest(&entries),
         installer: installer.version.clone(),
         distributions: normalized.distributions,
         excluded: normalized.excluded,
@@ -323,7 +323,7 @@ fn stage_key(
     for f in &reqs.files {
         key.add(
             &format!("requirements {}", relative(&plan.project_dir, &f.path)),
-            hex(&f.hash),
+            f.hash.to_hex(),
         );
     }
     for o in &reqs.index_options {
@@ -366,7 +366,7 @@ fn stage_key(
         .collect();
     let (artifacts, _) = hash_entries(cache, artifacts)?;
     for a in &artifacts {
-        key.add(&format!("local requirement {}", a.name), hex(&a.hash));
+        key.add(&format!("local requirement {}", a.name), a.hash.to_hex());
     }
     let mut exclude: Vec<String> = deps
         .raw
@@ -522,7 +522,7 @@ fn add_listing(
     let (entries, _) = hash_entries(cache, files)?;
     key.add(&label, entries.len());
     for e in &entries {
-        key.add(&format!("  {}", e.name), hex(&e.hash));
+        key.add(&format!("  {}", e.name), e.hash.to_hex());
     }
     Ok(())
 }
@@ -571,8 +571,8 @@ fn relative(base: &Path, path: &Path) -> String {
 }
 
 /// Where the tree installed for deps key `key` lives.
-pub fn tree_dir(cache_dir: &std::path::Path, key: &crate::cache::Hash) -> std::path::PathBuf {
-    cache_dir.join("deps").join(crate::cache::hex(key))
+pub fn tree_dir(cache_dir: &std::path::Path, key: &crate::entry::Hash) -> std::path::PathBuf {
+    cache_dir.join("deps").join(key.to_hex().as_str())
 }
 
 #[cfg(test)]

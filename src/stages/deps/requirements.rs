@@ -17,7 +17,7 @@ use super::normalize::canonical_name;
 pub struct RequirementsFile {
     pub path: PathBuf,
     /// BLAKE3 of the file's bytes.
-    pub hash: crate::cache::Hash,
+    pub hash: crate::entry::Hash,
 }
 
 /// A requirement line that is not pinned to one version.
@@ -102,7 +102,7 @@ fn visit(
     }
     out.files.push(RequirementsFile {
         path: path.to_path_buf(),
-        hash: *blake3::hash(&bytes).as_bytes(),
+        hash: blake3::hash(&bytes),
     });
     let text = String::from_utf8_lossy(&bytes);
     let dir = path.parent().unwrap_or(Path::new("."));
