@@ -56,14 +56,23 @@ pub enum ArchiveError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "{path} changed while the zip was being written\n  hint: run lbuild again (lbuild watch does so by itself)"
-    )]
+    #[error("{path} changed while the zip was being written")]
     ChangedDuringBuild { path: PathBuf },
     #[error("cannot write the zip: {0}")]
     Write(#[from] std::io::Error),
     #[error("zip format error: {0}")]
     Zip(#[from] zip::result::ZipError),
+}
+
+impl ArchiveError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ArchiveError::ChangedDuringBuild { .. } => {
+                Some("run lbuild again (lbuild watch does so by itself)".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Compression settings shared by every entry of one archive.

@@ -25,7 +25,7 @@ pub enum Error {
     #[error(transparent)]
     Watch(#[from] WatchError),
     /// Bad input found while planning the build (not a manifest syntax error).
-    #[error("{message}\n  hint: {hint}")]
+    #[error("{message}")]
     Input { message: String, hint: String },
     #[error("{context} {path}: {source}")]
     Io {
@@ -41,6 +41,29 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
             _ => 1,
+        }
+    }
+
+    /// What to do next, kept apart from the message so that `--json`
+    /// carries `error` and `hint` as separate fields.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Manifest(e) => e.hint(),
+            Error::Cache(e) => e.hint(),
+            Error::Archive(e) => e.hint(),
+            Error::Walk(e) => e.hint(),
+            Error::Deps(e) => e.hint(),
+            Error::Watch(e) => e.hint(),
+            Error::Input { hint, .. } => Some(hint.clone()),
+            Error::Io { .. } => None,
+        }
+    }
+
+    /// The message with its hint on a second line, for people.
+    pub fn with_hint(&self) -> String {
+        match self.hint() {
+            Some(h) => format!("{self}\n  hint: {h}"),
+            None => self.to_string(),
         }
     }
 

@@ -11,10 +11,10 @@ fn main() -> ExitCode {
             let code = e.exit_code();
             if json {
                 // Editors read stdout: give them the failure in the same shape.
-                let doc = serde_json::json!({"error": e.to_string(), "exit_code": code});
+                let doc = serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});
                 println!("{doc}");
             }
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.with_hint());
             ExitCode::from(code as u8)
         }
     }

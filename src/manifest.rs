@@ -6,7 +6,6 @@
 //! (globs that escape the root, an output inside the sources). It does not
 //! read source contents; stages do.
 
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobSet, GlobSetBuilder};
@@ -17,16 +16,14 @@ pub const MANIFEST_NAME: &str = "lambda.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error(
-        "no {MANIFEST_NAME} found in {dir} or any parent directory\n  hint: run `lbuild init` to create one, or pass --manifest PATH"
-    )]
+    #[error("no {MANIFEST_NAME} found in {dir} or any parent directory")]
     NotFound { dir: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}{hint}")]
+    #[error("{path}:{line}:{column}: {message}")]
     Parse {
         path: PathBuf,
         line: usize,
@@ -34,7 +31,7 @@ pub enum ManifestError {
         message: String,
         hint: Hint,
     },
-    #[error("{path}: {message}\n  hint: {hint}")]
+    #[error("{path}: {message}")]
     Invalid {
         path: PathBuf,
         message: String,
@@ -42,18 +39,22 @@ pub enum ManifestError {
     },
 }
 
-/// An optional "\n  hint: ..." suffix for parse errors.
-#[derive(Debug, Default)]
-pub struct Hint(pub Option<String>);
-
-impl fmt::Display for Hint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(h) => write!(f, "\n  hint: {h}"),
-            None => Ok(()),
+impl ManifestError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ManifestError::NotFound { .. } => {
+                Some("run `lbuild init` to create one, or pass --manifest PATH".into())
+            }
+            ManifestError::Read { .. } => None,
+            ManifestError::Parse { hint, .. } => hint.0.clone(),
+            ManifestError::Invalid { hint, .. } => Some(hint.clone()),
         }
     }
 }
+
+/// An optional hint for parse errors.
+#[derive(Debug, Default)]
+pub struct Hint(pub Option<String>);
 
 // ---------------------------------------------------------------- raw types
 

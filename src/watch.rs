@@ -77,16 +77,22 @@ const SHOWN_PATHS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error(
-        "cannot start the file watcher: {0}\n  hint: the inotify instance limit may be reached (`sysctl fs.inotify.max_user_instances`); raise it, or run `lbuild watch --poll`"
-    )]
+    #[error("cannot start the file watcher: {0}")]
     Start(notify::Error),
-    #[error(
-        "the inotify watch limit is reached after {watched} directories\n  hint: raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/), exclude large directories from the sources root, or run `lbuild watch --poll`"
-    )]
+    #[error("the inotify watch limit is reached after {watched} directories")]
     Limit { watched: usize },
     #[error("cannot install the Ctrl-C/SIGTERM handler: {0}")]
     Signals(std::io::Error),
+}
+
+impl WatchError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            WatchError::Start(_) => Some("the inotify instance limit may be reached (`sysctl fs.inotify.max_user_instances`); raise it, or run `lbuild watch --poll`".into()),
+            WatchError::Limit { .. } => Some("raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/), exclude large directories from the sources root, or run `lbuild watch --poll`".into()),
+            WatchError::Signals(_) => None,
+        }
+    }
 }
 
 enum Msg {
@@ -435,7 +441,7 @@ impl Session {
                 self.inputs = Some(Inputs::new(plan));
                 self.manifest_error = None;
             }
-            Err(e) => self.manifest_error = Some(e.to_string()),
+            Err(e) => self.manifest_error = Some(crate::Error::from(e).with_hint()),
         }
     }
 
@@ -572,7 +578,7 @@ impl Session {
         let result = match (&self.manifest_error, &self.inputs) {
             (Some(e), _) => Err(e.clone()),
             (None, Some(inputs)) => {
-                pipeline::build(&inputs.plan, &self.build_reporter).map_err(|e| e.to_string())
+                pipeline::build(&inputs.plan, &self.build_reporter).map_err(|e| e.with_hint())
             }
             (None, None) => Err("no manifest loaded".into()),
         };

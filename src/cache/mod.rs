@@ -29,16 +29,14 @@ pub enum CacheError {
         source: rusqlite::Error,
     },
     #[error(
-        "the cache database {path} was written by a newer lbuild (schema {found}, this lbuild knows {known})\n  hint: upgrade lbuild, or run `lbuild clean` to start a fresh cache"
+        "the cache database {path} was written by a newer lbuild (schema {found}, this lbuild knows {known})"
     )]
     TooNew {
         path: PathBuf,
         found: i64,
         known: usize,
     },
-    #[error(
-        "cannot migrate the cache database {path}: {source}\n  hint: run `lbuild clean` to start a fresh cache"
-    )]
+    #[error("cannot migrate the cache database {path}: {source}")]
     Migrate {
         path: PathBuf,
         source: rusqlite_migration::Error,
@@ -50,6 +48,18 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl CacheError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CacheError::TooNew { .. } => {
+                Some("upgrade lbuild, or run `lbuild clean` to start a fresh cache".into())
+            }
+            CacheError::Migrate { .. } => Some("run `lbuild clean` to start a fresh cache".into()),
+            _ => None,
+        }
+    }
 }
 
 const MIGRATIONS: &[&str] = &[

@@ -12,18 +12,28 @@ use walkdir::WalkDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
-    #[error(
-        "symlink {link} points outside {root} (to {target})\n  hint: copy the file into the project, or exclude the link"
-    )]
+    #[error("symlink {link} points outside {root} (to {target})")]
     SymlinkEscapes {
         link: PathBuf,
         root: PathBuf,
         target: PathBuf,
     },
-    #[error("file name {path:?} is not valid UTF-8\n  hint: rename it; zip names must be UTF-8")]
+    #[error("file name {path:?} is not valid UTF-8")]
     NonUtf8 { path: PathBuf },
     #[error("cannot read {path}: {message}")]
     Io { path: PathBuf, message: String },
+}
+
+impl WalkError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            WalkError::SymlinkEscapes { .. } => {
+                Some("copy the file into the project, or exclude the link".into())
+            }
+            WalkError::NonUtf8 { .. } => Some("rename it; zip names must be UTF-8".into()),
+            WalkError::Io { .. } => None,
+        }
+    }
 }
 
 /// Directory names never descended into: VCS and tool state, byte-code,

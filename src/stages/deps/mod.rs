@@ -41,7 +41,7 @@ const NORMALIZE_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DepsError {
-    #[error("cannot use {installer} to install dependencies: {reason}\n  hint: {hint}")]
+    #[error("cannot use {installer} to install dependencies: {reason}")]
     InstallerMissing {
         installer: &'static str,
         reason: String,
@@ -49,9 +49,7 @@ pub enum DepsError {
     },
     #[error(transparent)]
     Install(Box<InstallFailure>),
-    #[error(
-        "{path}:{line}: {message}\n  hint: fix the line; included files are relative to the file that includes them"
-    )]
+    #[error("{path}:{line}: {message}")]
     Requirements {
         path: PathBuf,
         line: usize,
@@ -65,12 +63,23 @@ pub enum DepsError {
     },
 }
 
+impl DepsError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DepsError::InstallerMissing { hint, .. } => Some(hint.to_string()),
+            DepsError::Install(f) => Some(f.hint.clone()),
+            DepsError::Requirements { .. } => Some(
+                "fix the line; included files are relative to the file that includes them".into(),
+            ),
+            DepsError::Io { .. } => None,
+        }
+    }
+}
+
 /// A failed install: the package (best effort), the target, and the
 /// installer's own message.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{installer} could not install {what} for {target} ({status}); it said:\n{output}  hint: {hint}"
-)]
+#[error("{installer} could not install {what} for {target} ({status}); it said:\n{output}")]
 pub struct InstallFailure {
     pub installer: String,
     pub what: String,
