@@ -13,6 +13,7 @@ pub mod lock;
 pub mod manifest;
 pub mod pipeline;
 pub mod report;
+pub mod size;
 pub mod stages;
 pub mod watch;
 

@@ -1,0 +1,357 @@
+//! Lambda's size quotas and where the bytes of a built zip go.
+//!
+//! Owns the limits (50 MB zipped for a direct upload, 262,144,000 bytes
+//! unzipped for a function with all its layers, 5 layers) and the
+//! breakdown `lbuild size` prints: bytes per distribution (found through
+//! each `*.dist-info/RECORD` in the zip) and per top-level directory. It
+//! reads finished zips only; it does not decide what goes into them.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A zip larger than this cannot be uploaded directly (UpdateFunctionCode
+/// with ZipFile); it has to go through S3.
+pub const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1000 * 1000;
+/// Unzipped size of a function together with all its layers.
+pub const UNZIPPED_LIMIT: u64 = 262_144_000;
+/// Layers one function may use.
+pub const MAX_LAYERS: usize = 5;
+
+/// Bytes of one group of entries (a distribution or a directory).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub files: usize,
+    /// Compressed bytes (entry data only, without headers).
+    pub zipped: u64,
+    pub unzipped: u64,
+}
+
+/// Where the bytes of one zip go, largest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Breakdown {
+    pub zip: PathBuf,
+    /// The zip file's size on disk.
+    pub zipped: u64,
+    /// Sum of the entries' uncompressed sizes (what Lambda counts).
+    pub unzipped: u64,
+    pub entries: usize,
+    pub distributions: Vec<Group>,
+    pub directories: Vec<Group>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SizeError {
+    #[error("cannot read the zip {path}: {message}")]
+    Read { path: PathBuf, message: String },
+}
+
+struct EntryFacts {
+    name: String,
+    zipped: u64,
+    unzipped: u64,
+}
+
+/// Reads `zip` and groups its entries. `prefix` is the archive directory
+/// the code lives under (`python/` for a layer, empty for a function):
+/// directories are counted below it.
+pub fn breakdown(zip: &Path, prefix: &str) -> Result<Breakdown, SizeError> {
+    let err = |message: String| SizeError::Read {
+        path: zip.to_path_buf(),
+        message,
+    };
+    let file = fs_err::File::open(zip).map_err(|e| err(e.to_string()))?;
+    let zipped = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| err(e.to_string()))?;
+    let mut facts = Vec::with_capacity(archive.len());
+    // Archive path -> distribution, from every RECORD in the zip.
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| err(e.to_string()))?;
+        let name = entry.name().map_err(|e| err(e.to_string()))?.to_string();
+        facts.push(EntryFacts {
+            name: name.clone(),
+            zipped: entry.compressed_size(),
+            unzipped: entry.size(),
+        });
+        let Some((dist_dir, dist)) = record_of(&name) else {
+            continue;
+        };
+        let mut text = String::new();
+        if entry.size() > 64 << 20 || entry.read_to_string(&mut text).is_err() {
+            continue;
+        }
+        // RECORD paths are relative to the directory holding *.dist-info.
+        let base = dist_dir
+            .rsplit_once('/')
+            .map(|(b, _)| format!("{b}/"))
+            .unwrap_or_default();
+        for line in text.lines() {
+            let path = line.split(',').next().unwrap_or("").trim();
+            if path.is_empty() || path.starts_with("..") || path.starts_with('/') {
+                continue;
+            }
+            owner.insert(format!("{base}{path}"), dist.clone());
+        }
+        // The dist-info directory belongs to its distribution even where
+        // RECORD does not list a file.
+        owner.insert(format!("{dist_dir}/"), dist);
+    }
+
+    let mut dists: BTreeMap<String, Group> = BTreeMap::new();
+    let mut dirs: BTreeMap<String, Group> = BTreeMap::new();
+    let mut unzipped = 0;
+    for f in &facts {
+        unzipped += f.unzipped;
+        let dist = owner.get(&f.name).cloned().or_else(|| {
+            let dir = f.name.rsplit_once('/').map(|(d, _)| d)?;
+            let dist_dir = dir.rsplit('/').next()?;
+            dist_dir
+                .ends_with(".dist-info")
+                .then(|| owner.get(&format!("{dir}/")).cloned())
+                .flatten()
+        });
+        let dist = dist.unwrap_or_else(|| "(not from a distribution)".to_string());
+        add(&mut dists, dist, f);
+        let below = f.name.strip_prefix(prefix).unwrap_or(&f.name);
+        let dir = match below.split_once('/') {
+            Some((top, _)) => format!("{prefix}{top}/"),
+            None => format!("{prefix}(files at the top)"),
+        };
+        add(&mut dirs, dir, f);
+    }
+    Ok(Breakdown {
+        zip: zip.to_path_buf(),
+        zipped,
+        unzipped,
+        entries: facts.len(),
+        distributions: largest_first(dists),
+        directories: largest_first(dirs),
+    })
+}
+
+/// `pkg-1.0.dist-info/RECORD` -> (`pkg-1.0.dist-info`, `pkg`).
+fn record_of(name: &str) -> Option<(String, String)> {
+    let dir = name.strip_suffix("/RECORD")?;
+    let leaf = dir.rsplit('/').next()?;
+    let stem = leaf.strip_suffix(".dist-info")?;
+    let dist = stem.split_once('-').map_or(stem, |(n, _)| n);
+    Some((dir.to_string(), dist.to_string()))
+}
+
+fn add(groups: &mut BTreeMap<String, Group>, name: String, f: &EntryFacts) {
+    let g = groups.entry(name.clone()).or_insert(Group {
+        name,
+        files: 0,
+        zipped: 0,
+        unzipped: 0,
+    });
+    g.files += 1;
+    g.zipped += f.zipped;
+    g.unzipped += f.unzipped;
+}
+
+fn largest_first(groups: BTreeMap<String, Group>) -> Vec<Group> {
+    let mut v: Vec<Group> = groups.into_values().collect();
+    // Ties by name, so the listing is the same on every run.
+    v.sort_by(|a, b| b.unzipped.cmp(&a.unzipped).then(a.name.cmp(&b.name)));
+    v
+}
+
+/// One contributor to a function's unzipped total: the function's own zip
+/// or one of its layers.
+#[derive(Debug, Clone)]
+pub struct Contributor {
+    pub name: String,
+    pub unzipped: u64,
+}
+
+/// What Lambda's quotas say about one function with its layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitCheck {
+    /// Over the unzipped quota: the message naming the limit and the
+    /// largest contributors.
+    pub over_unzipped: Option<String>,
+    /// The zip is over the direct-upload size.
+    pub over_direct_upload: Option<String>,
+}
+
+/// Checks one function's zip (and its layers) against the quotas.
+pub fn check_limits(
+    function: &str,
+    zipped: u64,
+    own: Contributor,
+    layers: &[Contributor],
+) -> LimitCheck {
+    let total: u64 = own.unzipped + layers.iter().map(|l| l.unzipped).sum::<u64>();
+    let over_unzipped = (total > UNZIPPED_LIMIT).then(|| {
+        let mut parts: Vec<&Contributor> = std::iter::once(&own).chain(layers).collect();
+        parts.sort_by(|a, b| b.unzipped.cmp(&a.unzipped).then(a.name.cmp(&b.name)));
+        let listed: Vec<String> = parts
+            .iter()
+            .map(|c| format!("{} {}", c.name, mb(c.unzipped)))
+            .collect();
+        format!(
+            "{function} is {} unzipped with its layers, over Lambda's limit of {} ({} bytes): {}",
+            mb(total),
+            mb(UNZIPPED_LIMIT),
+            UNZIPPED_LIMIT,
+            listed.join(", ")
+        )
+    });
+    let over_direct_upload = (zipped > DIRECT_UPLOAD_LIMIT).then(|| {
+        format!(
+            "{function}'s zip is {}, over the {} Lambda accepts in a direct upload: deploy it through S3",
+            mb(zipped),
+            mb(DIRECT_UPLOAD_LIMIT)
+        )
+    });
+    LimitCheck {
+        over_unzipped,
+        over_direct_upload,
+    }
+}
+
+/// Megabytes as Lambda's documentation counts them (10^6 bytes).
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The human listing of `lbuild size` for one artifact.
+pub fn render(b: &Breakdown, headroom_unzipped: u64, top: usize) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{}: {} zipped, {} unzipped, {} entries\n",
+        b.zip.display(),
+        mb(b.zipped),
+        mb(b.unzipped),
+        b.entries
+    ));
+    for (title, groups) in [
+        ("distributions", &b.distributions),
+        ("directories", &b.directories),
+    ] {
+        out.push_str(&format!(
+            "  {title:<28} {:>10} {:>10} {:>7}\n",
+            "unzipped", "zipped", "files"
+        ));
+        for g in groups.iter().take(top) {
+            out.push_str(&format!(
+                "    {:<26} {:>10} {:>10} {:>7}\n",
+                g.name,
+                mb(g.unzipped),
+                mb(g.zipped),
+                g.files
+            ));
+        }
+        if groups.len() > top {
+            out.push_str(&format!("    … {} more\n", groups.len() - top));
+        }
+    }
+    out.push_str(&format!(
+        "  headroom: {} under the {} direct-upload limit (zipped), {} under the {} unzipped limit (with layers)\n",
+        signed_mb(DIRECT_UPLOAD_LIMIT as i128 - b.zipped as i128),
+        mb(DIRECT_UPLOAD_LIMIT),
+        signed_mb(headroom_unzipped as i128),
+        mb(UNZIPPED_LIMIT),
+    ));
+    out
+}
+
+fn signed_mb(bytes: i128) -> String {
+    if bytes < 0 {
+        format!("-{}", mb((-bytes) as u64))
+    } else {
+        mb(bytes as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zip_of(files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut w = zip::ZipWriter::new(f.reopen().unwrap());
+        for (name, data) in files {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap();
+        f
+    }
+
+    #[test]
+    fn distributions_are_found_through_record_and_sorted_largest_first() {
+        let big = vec![b'x'; 5000];
+        let z = zip_of(&[
+            ("app.py", b"print(1)\n"),
+            ("numpy/core.so", &big),
+            ("numpy-2.3.4.dist-info/METADATA", b"Name: numpy\n"),
+            (
+                "numpy-2.3.4.dist-info/RECORD",
+                b"numpy/core.so,sha256=x,5000\nnumpy-2.3.4.dist-info/RECORD,,\n",
+            ),
+            ("six.py", b"# six\n"),
+            ("six-1.16.0.dist-info/RECORD", b"six.py,,\n"),
+        ]);
+        let b = breakdown(z.path(), "").unwrap();
+        assert_eq!(b.entries, 6);
+        assert_eq!(b.distributions[0].name, "numpy");
+        assert_eq!(b.distributions[0].files, 3);
+        let names: Vec<&str> = b.distributions.iter().map(|g| g.name.as_str()).collect();
+        assert!(names.contains(&"six"), "{names:?}");
+        assert!(names.contains(&"(not from a distribution)"), "{names:?}");
+        assert_eq!(b.directories[0].name, "numpy/");
+    }
+
+    #[test]
+    fn layer_records_are_relative_to_the_prefix() {
+        let z = zip_of(&[
+            ("python/pkg/__init__.py", b"x = 1\ny = 2\nz = 3\nw = 4\n"),
+            ("python/pkg-1.0.dist-info/RECORD", b"pkg/__init__.py,,\n"),
+        ]);
+        let b = breakdown(z.path(), "python/").unwrap();
+        assert_eq!(b.distributions.len(), 1, "{:?}", b.distributions);
+        assert_eq!(b.distributions[0].name, "pkg");
+        assert_eq!(b.directories[0].name, "python/pkg/");
+    }
+
+    #[test]
+    fn limits_name_the_largest_contributors() {
+        let c = check_limits(
+            "orders",
+            60_000_000,
+            Contributor {
+                name: "orders".into(),
+                unzipped: 100_000_000,
+            },
+            &[Contributor {
+                name: "layer common".into(),
+                unzipped: 200_000_000,
+            }],
+        );
+        let msg = c.over_unzipped.unwrap();
+        assert!(msg.contains("262.1 MB"), "{msg}");
+        assert!(
+            msg.find("layer common").unwrap() < msg.find("orders 100").unwrap(),
+            "{msg}"
+        );
+        assert!(c.over_direct_upload.unwrap().contains("S3"));
+        let ok = check_limits(
+            "f",
+            10,
+            Contributor {
+                name: "f".into(),
+                unzipped: 10,
+            },
+            &[],
+        );
+        assert_eq!(ok, LimitCheck::default());
+    }
+}
