@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod report;
 pub mod size;
 pub mod stages;
+pub mod terraform;
 pub mod watch;
 
 pub use error::{Error, Result};
