@@ -9,6 +9,7 @@ pub mod cli;
 pub mod entry;
 pub mod error;
 pub mod init;
+pub mod invoke;
 pub mod lock;
 pub mod manifest;
 pub mod pipeline;
