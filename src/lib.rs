@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod entry;
 pub mod error;
