@@ -169,7 +169,11 @@ fn edit_source_rebuilds_once_with_the_edit() {
     let w = Watch::start(&p, &[]);
     let first = w.build("the initial build");
     assert_eq!(changed(&first), Vec::<String>::new());
-    assert!(first["time"].as_str().unwrap().len() == 8, "{first}");
+    // RFC 3339 with the local offset (TZ=UTC in the tests), milliseconds.
+    let time = first["time"].as_str().unwrap();
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{first}");
+    assert_eq!(time.len(), "2026-11-25T17:45:01.123+00:00".len(), "{first}");
+    assert!(time.ends_with("+00:00"), "{first}");
 
     p.write("util.py", "def greet():\n    return 'edited'\n");
     let v = w.build("the edit");

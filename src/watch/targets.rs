@@ -1,0 +1,121 @@
+//! What is watched: directories, never single files (an editor's
+//! rename-save replaces the inode a file watch sits on), each watched
+//! non-recursively so that pruned trees cost no inotify watches.
+//!
+//! Each stage says what it reads (`watch_roots` in `stages::sources`,
+//! `stages::config`, `stages::deps`); this module only turns those roots
+//! into directories: a recursive root becomes itself and every directory
+//! below it that the build's walk enters, and a directory that does not
+//! exist yet is covered by its nearest existing ancestor (so that its
+//! creation is seen). lambda.toml's directory is always watched.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::Plan;
+use crate::stages::watch_root::WatchRoot;
+use crate::stages::{config, deps, sources, walk};
+
+/// The roots of one loaded manifest.
+pub struct Targets {
+    manifest_path: PathBuf,
+    roots: Vec<WatchRoot>,
+}
+
+impl Targets {
+    pub fn of(plan: &Plan) -> Targets {
+        let mut roots = sources::watch_roots(plan);
+        roots.extend(config::watch_roots(plan));
+        roots.extend(deps::watch_roots(plan));
+        Targets {
+            manifest_path: plan.manifest_path.clone(),
+            roots,
+        }
+    }
+
+    /// The directories to watch (each non-recursively), lambda.toml's
+    /// directory excepted (the caller always adds it).
+    pub fn dirs(&self) -> BTreeSet<PathBuf> {
+        let mut dirs = BTreeSet::new();
+        for root in &self.roots {
+            if root.recursive {
+                add_tree(&mut dirs, &root.dir, &root.skip);
+            } else {
+                add_dir(&mut dirs, &root.dir);
+            }
+        }
+        dirs
+    }
+
+    /// Whether `path` is one of the files a build reads.
+    pub fn is_input(&self, path: &Path) -> bool {
+        path == self.manifest_path || self.roots.iter().any(|r| r.is_input(path))
+    }
+
+    /// Whether a change to `path` can change what is watched (lambda.toml,
+    /// or a file that names other inputs, as requirements files do).
+    pub fn replans_on(&self, path: &Path) -> bool {
+        path == self.manifest_path || self.roots.iter().any(|r| r.replans_on(path))
+    }
+}
+
+/// Adds `dir`, or its nearest existing ancestor when it does not exist yet.
+pub fn add_dir(dirs: &mut BTreeSet<PathBuf>, dir: &Path) {
+    let mut d = dir;
+    while !d.is_dir() {
+        match d.parent() {
+            Some(p) => d = p,
+            None => return,
+        }
+    }
+    dirs.insert(d.to_path_buf());
+}
+
+/// Adds `root` and every directory below it that the build walks.
+fn add_tree(dirs: &mut BTreeSet<PathBuf>, root: &Path, skip: &[PathBuf]) {
+    if !root.is_dir() {
+        add_dir(dirs, root);
+        return;
+    }
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            e.file_type().is_dir()
+                && (e.depth() == 0
+                    || !(e
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| walk::PRUNED_DIRS.contains(&n))
+                        || skip.iter().any(|s| s == e.path())))
+        });
+    // Unreadable directories are left out: the build reports them.
+    dirs.extend(walker.flatten().map(walkdir::DirEntry::into_path));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_is_every_walked_directory_and_a_missing_one_its_ancestor() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for dir in ["pkg/sub", ".git/objects", "pkg/__pycache__", "dist"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let mut dirs = BTreeSet::new();
+        add_tree(&mut dirs, &root, &[root.join("dist")]);
+        add_dir(&mut dirs, &root.join("conf/not/yet"));
+        let rel: Vec<String> = dirs
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(rel, ["", "pkg", "pkg/sub"]);
+    }
+}
