@@ -118,4 +118,78 @@ mod tests {
             .collect();
         assert_eq!(rel, ["", "pkg", "pkg/sub"]);
     }
+
+    #[test]
+    fn each_stage_names_what_it_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            "lambda.toml",
+            "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\n\
+             [sources]\nroot = \"src\"\n\n[config]\nfiles = [\"conf/**/*.json\", \"top.json\"]\n\n\
+             [dependencies]\nrequirements = \"req/requirements.txt\"\nfind_links = [\"wheels\"]\n",
+        );
+        write("src/pkg/app.py", "");
+        write("src/__pycache__/app.pyc", "");
+        write("conf/a/b.json", "{}");
+        write("top.json", "{}");
+        write(
+            "req/requirements.txt",
+            "-r ../base.txt\n../local/a-1.0-py3-none-any.whl\n",
+        );
+        write("base.txt", "--find-links links\nb==1\n");
+        write("local/a-1.0-py3-none-any.whl", "");
+        let plan = crate::manifest::load(&root.join("lambda.toml")).unwrap();
+        let t = Targets::of(&plan);
+        let rel: Vec<String> = t
+            .dirs()
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        // `wheels/` and `links/` do not exist yet: the project directory
+        // stands in for them.
+        assert_eq!(
+            rel,
+            ["", "conf", "conf/a", "local", "req", "src", "src/pkg"],
+            "{rel:?}"
+        );
+        let inputs = [
+            "lambda.toml",
+            "src/pkg/app.py",
+            "conf/a/b.json",
+            "top.json",
+            "req/requirements.txt",
+            "base.txt",
+            "local/a-1.0-py3-none-any.whl",
+            "wheels/c-1.0-py3-none-any.whl",
+            "links/d-1.0-py3-none-any.whl",
+        ];
+        for rel in inputs {
+            assert!(t.is_input(&root.join(rel)), "{rel} is an input");
+        }
+        for rel in [
+            "src/pkg/notes.txt",
+            "conf/a.txt",
+            "local/other.whl",
+            "app.py",
+        ] {
+            assert!(!t.is_input(&root.join(rel)), "{rel} is not an input");
+        }
+        for rel in ["lambda.toml", "req/requirements.txt", "base.txt"] {
+            assert!(t.replans_on(&root.join(rel)), "{rel} re-plans");
+        }
+        for rel in ["src/pkg/app.py", "local/a-1.0-py3-none-any.whl"] {
+            assert!(!t.replans_on(&root.join(rel)), "{rel} does not re-plan");
+        }
+    }
 }
