@@ -117,7 +117,14 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             pipeline::print_outcome(&outcome, &reporter);
             Ok(())
         }
-        Command::Watch(args) => crate::watch::run(&cli.global, &args, &reporter),
+        Command::Watch(args) => {
+            let options = crate::watch::WatchOptions {
+                manifest: cli.global.manifest_path()?,
+                poll: args.poll,
+                debounce: std::time::Duration::from_millis(args.debounce_ms),
+            };
+            crate::watch::run(&options, &reporter)
+        }
         Command::Init { force } => {
             let cwd = std::env::current_dir().map_err(crate::Error::io("cannot read", "."))?;
             let path = crate::init::write_manifest(&cwd, force)?;

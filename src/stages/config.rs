@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::watch_root::{WatchInputs, WatchRoot};
 use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing, walk};
 use crate::Error;
 use crate::cache::Cache;
@@ -58,6 +59,32 @@ pub fn run(
         .add_entries(&entries);
     let report = settle_listing(cache, NAME, &key, started, &entries, stats)?;
     Ok((entries, report))
+}
+
+/// What this stage reads, for `lbuild watch`: each glob's literal base
+/// directory, with the directories below it when the glob can cross a `/`.
+pub fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
+    let skip = super::sources::skipped_dirs(plan);
+    plan.config
+        .patterns
+        .iter()
+        .map(|pattern| {
+            let prefix = literal_prefix(pattern);
+            let below = pattern.split('/').count() - Path::new(&prefix).components().count();
+            WatchRoot {
+                dir: plan.project_dir.join(&prefix),
+                recursive: below > 1 || pattern.contains("**"),
+                skip: skip.clone(),
+                inputs: WatchInputs::Globs {
+                    base: plan.project_dir.clone(),
+                    // Validated at load; an empty set only loses the
+                    // "which input changed" refinement.
+                    include: compile_globs(std::slice::from_ref(pattern)).unwrap_or_default(),
+                    exclude: globset::GlobSet::empty(),
+                },
+            }
+        })
+        .collect()
 }
 
 fn is_literal(pattern: &str) -> bool {

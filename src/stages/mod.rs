@@ -10,6 +10,7 @@ pub mod deps;
 pub mod package;
 pub mod sources;
 pub mod walk;
+pub mod watch_root;
 
 use std::path::PathBuf;
 

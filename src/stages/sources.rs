@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::watch_root::{WatchInputs, WatchRoot};
 use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing, walk};
 use crate::Error;
 use crate::cache::Cache;
@@ -48,6 +49,22 @@ fn excludes_whole_dir(exclude: &globset::GlobSet, dir: &str) -> bool {
     exclude.is_match(dir)
         || (exclude.is_match(format!("{dir}/\u{1}"))
             && exclude.is_match(format!("{dir}/\u{1}/\u{1}.\u{1}")))
+}
+
+/// What this stage reads, for `lbuild watch`: the sources root and the
+/// directories below it that the walk enters.
+pub fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
+    let s = &plan.sources;
+    vec![WatchRoot {
+        dir: s.root.clone(),
+        recursive: true,
+        skip: skipped_dirs(plan),
+        inputs: WatchInputs::Globs {
+            base: s.root.clone(),
+            include: s.include.clone(),
+            exclude: s.exclude.clone(),
+        },
+    }]
 }
 
 /// lbuild's own directories, never packaged.

@@ -1,11 +1,16 @@
 //! `lbuild watch`: the real binary watching a real temp project, read back
-//! through its `--json` lines (one per rebuild). Every wait is bounded
-//! ([`WAIT`]); "nothing happens" is checked over a quiet period ([`QUIET`]).
+//! through its `--json` lines (one per rebuild). Every wait is for an event
+//! (the next line, a condition), bounded by [`WAIT`]; none sleeps a fixed
+//! time. "Nothing else happened" is checked with a sentinel: a further edit
+//! whose line must come next and name only that edit
+//! ([`Watch::assert_next_is_probe`], or with `-v`, which prints re-checks
+//! that found nothing new, [`Watch::assert_next_is_recheck`]).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,14 +19,14 @@ use crate::common::{self, TestProject, python_entries, status_of, unzip_test};
 
 /// The longest a rebuild line may take to arrive (a loaded 2-core CI box).
 const WAIT: Duration = Duration::from_secs(20);
-/// How long "no further rebuild" is watched for.
-const QUIET: Duration = Duration::from_millis(1000);
 
 /// A running `lbuild watch --json`, killed when dropped.
 struct Watch {
     child: Child,
     lines: Receiver<Value>,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr until the process closes it.
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 impl Watch {
@@ -53,7 +58,7 @@ impl Watch {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = stderr_pipe.read(&mut buf) {
                 if n == 0 {
@@ -68,6 +73,7 @@ impl Watch {
             child,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -101,11 +107,35 @@ impl Watch {
         v
     }
 
-    /// No line for [`QUIET`].
-    fn assert_quiet(&self, after: &str) {
-        if let Ok(v) = self.lines.recv_timeout(QUIET) {
-            panic!("unexpected line after {after}: {v}");
-        }
+    /// Nothing was printed after the last line: writes `probe`, a new
+    /// source file (so a stage runs and a line is due), and expects the next
+    /// line to be its build and to name it alone. A line left over from what
+    /// came before arrives first and fails; a late event of it that joins the
+    /// probe's batch shows in `changed` (when it is an input).
+    fn assert_next_is_probe(&self, p: &TestProject, probe: &str, after: &str) {
+        p.write(probe, &format!("# probe after {after}\n"));
+        let v = self.next(&format!("the probe after {after}"));
+        assert!(
+            v.get("error").is_none() && changed(&v) == [probe],
+            "after {after}: expected only the probe {probe}, got {v}\nstderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// With `-v`, where every re-check prints a line: writes `file`, which
+    /// no build reads, and expects the next line to be its re-check, naming
+    /// it alone (a batch of no input files names all of its paths, so an
+    /// event that was not dropped shows, on its own line or joined with
+    /// this one). Returns the line.
+    fn assert_next_is_recheck(&self, p: &TestProject, file: &str, after: &str) -> Value {
+        p.write(file, "x");
+        let v = self.next(&format!("the re-check after {after}"));
+        assert!(
+            changed(&v) == [file],
+            "after {after}: expected only the re-check for {file}, got {v}\nstderr:\n{}",
+            self.stderr()
+        );
+        v
     }
 
     fn alive(&mut self) -> bool {
@@ -122,6 +152,17 @@ impl Watch {
             assert!(Instant::now() < until, "lbuild watch did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the watcher (SIGTERM) and returns all it wrote on stderr.
+    fn finish(&mut self) -> String {
+        self.signal("-TERM");
+        let status = self.wait_exit();
+        assert!(status.success(), "{status}\n{}", self.stderr());
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        self.stderr()
     }
 
     fn signal(&self, sig: &str) {
@@ -169,7 +210,11 @@ fn edit_source_rebuilds_once_with_the_edit() {
     let w = Watch::start(&p, &[]);
     let first = w.build("the initial build");
     assert_eq!(changed(&first), Vec::<String>::new());
-    assert!(first["time"].as_str().unwrap().len() == 8, "{first}");
+    // RFC 3339 with the local offset (TZ=UTC in the tests), milliseconds.
+    let time = first["time"].as_str().unwrap();
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{first}");
+    assert_eq!(time.len(), "2026-11-25T17:45:01.123+00:00".len(), "{first}");
+    assert!(time.ends_with("+00:00"), "{first}");
 
     p.write("util.py", "def greet():\n    return 'edited'\n");
     let v = w.build("the edit");
@@ -183,7 +228,7 @@ fn edit_source_rebuilds_once_with_the_edit() {
         common::sha256_hex(&p.zip_bytes("hello"))
     );
     assert!(zip_text(&p, "hello", "util.py").unwrap().contains("edited"));
-    w.assert_quiet("one edit");
+    w.assert_next_is_probe(&p, "probe.py", "one edit");
 }
 
 #[test]
@@ -203,7 +248,7 @@ fn rename_over_saves_are_one_rebuild_each() {
     let v = w.build("a JetBrains save");
     assert_eq!(changed(&v), ["app.py"]);
     assert!(zip_text(&p, "hello", "app.py").unwrap().contains("'jb'"));
-    w.assert_quiet("a JetBrains save");
+    w.assert_next_is_probe(&p, "probe1.py", "a JetBrains save");
 
     // vim (backupcopy=no): a write test, the original renamed to a backup,
     // the new file written, the backup deleted.
@@ -215,7 +260,7 @@ fn rename_over_saves_are_one_rebuild_each() {
     let v = w.build("a vim save");
     assert_eq!(changed(&v), ["app.py"]);
     assert!(zip_text(&p, "hello", "app.py").unwrap().contains("'vim'"));
-    w.assert_quiet("a vim save");
+    w.assert_next_is_probe(&p, "probe2.py", "a vim save");
 
     // Plain write-to-temp then rename over.
     p.write("app.py.tmp", "def handler(e, c):\n    return 'renamed'\n");
@@ -227,7 +272,7 @@ fn rename_over_saves_are_one_rebuild_each() {
             .unwrap()
             .contains("'renamed'")
     );
-    w.assert_quiet("a rename-over save");
+    w.assert_next_is_probe(&p, "probe3.py", "a rename-over save");
 }
 
 #[test]
@@ -294,7 +339,7 @@ fn config_edit_reruns_config_and_package() {
         zip_text(&p, "hello", "config/settings.json").unwrap(),
         "{\"a\": 2}\n"
     );
-    w.assert_quiet("a config edit");
+    w.assert_next_is_probe(&p, "probe.py", "a config edit");
 }
 
 const SRC_MANIFEST: &str = r#"[function]
@@ -358,13 +403,14 @@ fn manifest_edits_replan_the_watch_and_errors_keep_it_alive() {
     let v = w.build("the fixed manifest");
     assert_eq!(changed(&v), ["lambda.toml"]);
     assert!(zip_text(&p, "m", "app.py").unwrap().contains("return 2"));
-    w.assert_quiet("the fixed manifest");
+    w.assert_next_is_probe(&p, "src/probe.py", "the fixed manifest");
 }
 
 #[test]
 fn writes_to_outputs_cache_vcs_and_editor_temps_trigger_nothing() {
     let p = TestProject::hello();
-    let w = Watch::start(&p, &[]);
+    // -v: a re-check that finds nothing new prints a line too.
+    let w = Watch::start(&p, &["-v"]);
     w.build("the initial build");
     for junk in [
         "dist/junk.txt",
@@ -382,7 +428,10 @@ fn writes_to_outputs_cache_vcs_and_editor_temps_trigger_nothing() {
     ] {
         p.write(junk, "x");
     }
-    w.assert_quiet("writes to ignored paths");
+    // Had any of them been kept, its re-check (or its path joined with the
+    // next one's) would come first.
+    let v = w.assert_next_is_recheck(&p, "notes.txt", "writes to ignored paths");
+    assert_eq!(status_of(&v, "package"), "cached");
 
     p.write("app.py", "def handler(e, c):\n    return 'real'\n");
     let v = w.build("a real edit");
@@ -392,7 +441,7 @@ fn writes_to_outputs_cache_vcs_and_editor_temps_trigger_nothing() {
 #[test]
 fn twenty_concurrent_builds_beside_watch_agree() {
     let p = TestProject::hello();
-    let w = Watch::start(&p, &[]);
+    let w = Watch::start(&p, &["-v"]);
     let first = w.build("the initial build");
 
     let run_many = || -> Vec<String> {
@@ -421,7 +470,7 @@ fn twenty_concurrent_builds_beside_watch_agree() {
 
     let shas = run_many();
     assert!(shas.iter().all(|s| *s == first["sha256"]), "{shas:?}");
-    w.assert_quiet("concurrent builds with nothing changed");
+    w.assert_next_is_recheck(&p, "notes.txt", "concurrent builds with nothing changed");
 
     // An edit, then 20 builds racing the watcher's rebuild.
     p.write("util.py", "def greet():\n    return 'raced'\n");
@@ -473,7 +522,7 @@ fn poll_mode_sees_edits_saves_creations_and_deletions() {
     let v = w.build("a second edit right after");
     assert_eq!(changed(&v), ["util.py"]);
     assert!(zip_text(&p, "hello", "util.py").unwrap().contains("Polled"));
-    w.assert_quiet("polled edits");
+    w.assert_next_is_probe(&p, "probe1.py", "polled edits");
 
     p.write("pkg/mod.py", "Z = 1\n");
     w.build("a new directory");
@@ -496,7 +545,7 @@ fn poll_mode_sees_edits_saves_creations_and_deletions() {
     let v = w.build("a deleted file");
     assert_eq!(changed(&v), ["pkg/mod.py"]);
     assert!(zip_text(&p, "hello", "pkg/mod.py").is_none());
-    w.assert_quiet("polled changes");
+    w.assert_next_is_probe(&p, "probe2.py", "polled changes");
 }
 
 #[test]
@@ -524,28 +573,38 @@ fn logging_into_the_project_does_not_loop() {
         child,
         lines: std::sync::mpsc::channel().1,
         stderr: Arc::default(),
+        stderr_reader: None,
     };
-    let lines = || {
+    let lines = || -> Vec<String> {
         std::fs::read_to_string(p.path().join("watch.log"))
             .unwrap()
             .lines()
-            .count()
+            .map(String::from)
+            .collect()
     };
-    let wait_for = |n: usize| {
+    let wait_for = |n: usize| -> Vec<String> {
         let until = Instant::now() + WAIT;
-        while lines() < n {
-            assert!(Instant::now() < until, "expected {n} log lines");
+        loop {
+            let now = lines();
+            if now.len() >= n {
+                return now;
+            }
+            assert!(Instant::now() < until, "expected {n} log lines: {now:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     };
     wait_for(1);
     p.write("app.py", "def handler(e, c):\n    return 'logged'\n");
-    wait_for(2);
-    std::thread::sleep(QUIET);
-    assert_eq!(
-        lines(),
-        2,
-        "log:\n{}\nerr:\n{}",
+    assert!(wait_for(2)[1].contains("  app.py  "), "{:?}", lines());
+    // The sentinel: a file no build reads. With -v its re-check prints
+    // "no change" and names every path of its batch, so had writing the
+    // lines above (or the warnings on stderr) triggered a re-check, that
+    // would show as a line of its own or as watch.log / watch.err here.
+    p.write("notes.txt", "x");
+    let third = wait_for(3).remove(2);
+    assert!(
+        third.ends_with("  notes.txt  no change"),
+        "{third:?}\nlog:\n{}\nerr:\n{}",
         std::fs::read_to_string(p.path().join("watch.log")).unwrap(),
         std::fs::read_to_string(p.path().join("watch.err")).unwrap()
     );
@@ -593,7 +652,7 @@ no_index = true
     assert_eq!(status_of(&v, "config"), "cached");
     assert_eq!(status_of(&v, "package"), "ran");
     assert!(zip_text(&p, "fn", "nativepkg/__init__.py").is_some());
-    w.assert_quiet("a requirements edit");
+    w.assert_next_is_probe(&p, "probe.py", "a requirements edit");
 }
 
 #[test]
@@ -603,40 +662,40 @@ fn warnings_come_with_their_rebuild_not_with_every_recheck() {
         "lambda.toml",
         &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
     );
-    let w = Watch::start(&p, &[]);
-    let warned = |n: usize| {
-        let until = Instant::now() + WAIT;
-        while w.stderr().matches("none/*.yml").count() < n {
-            assert!(Instant::now() < until, "stderr:\n{}", w.stderr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    // -v: the re-check that finds nothing new prints its line too.
+    let mut w = Watch::start(&p, &["-v"]);
     let v = w.build("the initial build");
     assert!(
         v["warnings"][0].as_str().unwrap().contains("none/*.yml"),
         "{v}"
     );
-    warned(1);
 
-    // Not an input: a silent re-check, the warning not repeated.
-    p.write("notes.txt", "x");
-    w.assert_quiet("a non-input file");
-    assert_eq!(w.stderr().matches("none/*.yml").count(), 1);
+    // Not an input: a re-check that changed nothing, without the warning.
+    let v = w.assert_next_is_recheck(&p, "notes.txt", "the initial build");
+    assert!(v.get("warnings").is_none(), "{v}");
 
     p.write("app.py", "def handler(e, c):\n    return 'w'\n");
     let v = w.build("an edit");
+    assert_eq!(changed(&v), ["app.py"]);
     assert!(
         v["warnings"][0].as_str().unwrap().contains("none/*.yml"),
         "{v}"
     );
-    warned(2);
+    // On stderr too: once per build that warned, not for the re-check.
+    let stderr = w.finish();
+    assert_eq!(stderr.matches("matches no file").count(), 2, "{stderr}");
 }
+
+/// Set to `1` to skip [`the_inotify_watch_limit_is_an_error_with_a_hint`]
+/// on purpose where unprivileged user namespaces are off.
+const SKIP_UNSHARE: &str = "LBUILD_TEST_SKIP_UNSHARE";
 
 #[test]
 fn the_inotify_watch_limit_is_an_error_with_a_hint() {
     // The limit is per user namespace: lower it in a namespace of our own
-    // rather than for the whole machine.
-    let usable = Command::new("unshare")
+    // rather than for the whole machine. Where that is impossible the test
+    // fails rather than pass unchecked, unless skipping was asked for.
+    let probe = Command::new("unshare")
         .args([
             "-U",
             "-r",
@@ -644,11 +703,26 @@ fn the_inotify_watch_limit_is_an_error_with_a_hint() {
             "-c",
             "echo 2 > /proc/sys/user/max_inotify_watches",
         ])
-        .output()
-        .is_ok_and(|o| o.status.success());
+        .output();
+    let usable = probe.as_ref().is_ok_and(|o| o.status.success());
     if !usable {
-        eprintln!("note: `unshare -U -r` cannot lower the inotify limit here; not checked");
-        return;
+        let why = match &probe {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => format!("cannot run unshare: {e}"),
+        };
+        if std::env::var_os(SKIP_UNSHARE).is_some_and(|v| v == "1") {
+            eprintln!(
+                "skipped on request ({SKIP_UNSHARE}=1): `unshare -U -r` is not usable: {why}"
+            );
+            return;
+        }
+        panic!(
+            "this test needs unprivileged user namespaces (`unshare -U -r`) to lower the \
+             inotify limit, and they are not usable here: {why}\n\
+             enable them (e.g. `sysctl kernel.unprivileged_userns_clone=1`, or \
+             `kernel.apparmor_restrict_unprivileged_userns=0`), or set {SKIP_UNSHARE}=1 \
+             to skip this test on purpose"
+        );
     }
     let p = TestProject::hello();
     p.write("pkg/a/mod.py", "");
@@ -668,4 +742,17 @@ fn the_inotify_watch_limit_is_an_error_with_a_hint() {
     assert!(hint.contains("max_user_watches"), "{hint}");
     assert!(hint.contains("--poll"), "{hint}");
     assert_eq!(w.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn json_time_is_rfc3339_in_the_local_time_zone() {
+    let p = TestProject::hello();
+    let mut cmd = p.cmd();
+    // A POSIX TZ rule: one hour east of UTC, no time zone database needed.
+    cmd.env("TZ", "LBT-1").args(["watch", "--json"]);
+    let w = Watch::spawn(cmd);
+    let v = w.build("the initial build");
+    let time = v["time"].as_str().unwrap();
+    assert!(time.ends_with("+01:00"), "{v}");
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{v}");
 }

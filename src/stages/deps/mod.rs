@@ -579,6 +579,71 @@ fn relative(base: &Path, path: &Path) -> String {
         .into_owned()
 }
 
+/// What this stage reads, for `lbuild watch`: requirements.txt and the
+/// files it includes (read by the stage's own reader; edits re-plan, as
+/// they may name other files), local `find_links` directories (manifest
+/// and requirements files), and the local wheels the requirements name.
+/// When the requirements cannot be read, the build says why; the top file
+/// is watched until it is fixed.
+pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
+    use super::watch_root::{WatchInputs, WatchRoot};
+    use crate::manifest::normalize;
+    let Some(deps) = &plan.deps else {
+        return Vec::new();
+    };
+    let in_dir = |file: &Path, inputs: WatchInputs| WatchRoot {
+        dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        recursive: false,
+        skip: Vec::new(),
+        inputs,
+    };
+    let (files, mut links, artifacts) = match requirements::read(&deps.requirements) {
+        Ok(r) => (
+            r.files.into_iter().map(|f| f.path).collect(),
+            r.local_find_links,
+            r.local_artifacts,
+        ),
+        Err(_) => (vec![deps.requirements.clone()], Vec::new(), Vec::new()),
+    };
+    links.extend(
+        deps.raw
+            .find_links
+            .iter()
+            .filter(|l| !l.contains("://"))
+            .map(|l| plan.project_dir.join(l)),
+    );
+    let mut roots: Vec<WatchRoot> = files
+        .iter()
+        .map(|f| {
+            let f = normalize(f);
+            in_dir(
+                &f,
+                WatchInputs::Files {
+                    files: vec![f.clone()],
+                    replan: true,
+                },
+            )
+        })
+        .collect();
+    roots.extend(artifacts.iter().map(|a| {
+        let a = normalize(a);
+        in_dir(
+            &a,
+            WatchInputs::Files {
+                files: vec![a.clone()],
+                replan: false,
+            },
+        )
+    }));
+    roots.extend(links.iter().map(|dir| WatchRoot {
+        dir: normalize(dir),
+        recursive: false,
+        skip: Vec::new(),
+        inputs: WatchInputs::Listing,
+    }));
+    roots
+}
+
 /// Where the tree installed for deps key `key` lives.
 pub fn tree_dir(cache_dir: &std::path::Path, key: &crate::entry::Hash) -> std::path::PathBuf {
     cache_dir.join("deps").join(key.to_hex().as_str())

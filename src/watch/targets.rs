@@ -1,0 +1,195 @@
+//! What is watched: directories, never single files (an editor's
+//! rename-save replaces the inode a file watch sits on), each watched
+//! non-recursively so that pruned trees cost no inotify watches.
+//!
+//! Each stage says what it reads (`watch_roots` in `stages::sources`,
+//! `stages::config`, `stages::deps`); this module only turns those roots
+//! into directories: a recursive root becomes itself and every directory
+//! below it that the build's walk enters, and a directory that does not
+//! exist yet is covered by its nearest existing ancestor (so that its
+//! creation is seen). lambda.toml's directory is always watched.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::Plan;
+use crate::stages::watch_root::WatchRoot;
+use crate::stages::{config, deps, sources, walk};
+
+/// The roots of one loaded manifest.
+pub struct Targets {
+    manifest_path: PathBuf,
+    roots: Vec<WatchRoot>,
+}
+
+impl Targets {
+    pub fn of(plan: &Plan) -> Targets {
+        let mut roots = sources::watch_roots(plan);
+        roots.extend(config::watch_roots(plan));
+        roots.extend(deps::watch_roots(plan));
+        Targets {
+            manifest_path: plan.manifest_path.clone(),
+            roots,
+        }
+    }
+
+    /// The directories to watch (each non-recursively), lambda.toml's
+    /// directory excepted (the caller always adds it).
+    pub fn dirs(&self) -> BTreeSet<PathBuf> {
+        let mut dirs = BTreeSet::new();
+        for root in &self.roots {
+            if root.recursive {
+                add_tree(&mut dirs, &root.dir, &root.skip);
+            } else {
+                add_dir(&mut dirs, &root.dir);
+            }
+        }
+        dirs
+    }
+
+    /// Whether `path` is one of the files a build reads.
+    pub fn is_input(&self, path: &Path) -> bool {
+        path == self.manifest_path || self.roots.iter().any(|r| r.is_input(path))
+    }
+
+    /// Whether a change to `path` can change what is watched (lambda.toml,
+    /// or a file that names other inputs, as requirements files do).
+    pub fn replans_on(&self, path: &Path) -> bool {
+        path == self.manifest_path || self.roots.iter().any(|r| r.replans_on(path))
+    }
+}
+
+/// Adds `dir`, or its nearest existing ancestor when it does not exist yet.
+pub fn add_dir(dirs: &mut BTreeSet<PathBuf>, dir: &Path) {
+    let mut d = dir;
+    while !d.is_dir() {
+        match d.parent() {
+            Some(p) => d = p,
+            None => return,
+        }
+    }
+    dirs.insert(d.to_path_buf());
+}
+
+/// Adds `root` and every directory below it that the build walks.
+fn add_tree(dirs: &mut BTreeSet<PathBuf>, root: &Path, skip: &[PathBuf]) {
+    if !root.is_dir() {
+        add_dir(dirs, root);
+        return;
+    }
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            e.file_type().is_dir()
+                && (e.depth() == 0
+                    || !(e
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| walk::PRUNED_DIRS.contains(&n))
+                        || skip.iter().any(|s| s == e.path())))
+        });
+    // Unreadable directories are left out: the build reports them.
+    dirs.extend(walker.flatten().map(walkdir::DirEntry::into_path));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_is_every_walked_directory_and_a_missing_one_its_ancestor() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for dir in ["pkg/sub", ".git/objects", "pkg/__pycache__", "dist"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let mut dirs = BTreeSet::new();
+        add_tree(&mut dirs, &root, &[root.join("dist")]);
+        add_dir(&mut dirs, &root.join("conf/not/yet"));
+        let rel: Vec<String> = dirs
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(rel, ["", "pkg", "pkg/sub"]);
+    }
+
+    #[test]
+    fn each_stage_names_what_it_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            "lambda.toml",
+            "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\n\
+             [sources]\nroot = \"src\"\n\n[config]\nfiles = [\"conf/**/*.json\", \"top.json\"]\n\n\
+             [dependencies]\nrequirements = \"req/requirements.txt\"\nfind_links = [\"wheels\"]\n",
+        );
+        write("src/pkg/app.py", "");
+        write("src/__pycache__/app.pyc", "");
+        write("conf/a/b.json", "{}");
+        write("top.json", "{}");
+        write(
+            "req/requirements.txt",
+            "-r ../base.txt\n../local/a-1.0-py3-none-any.whl\n",
+        );
+        write("base.txt", "--find-links links\nb==1\n");
+        write("local/a-1.0-py3-none-any.whl", "");
+        let plan = crate::manifest::load(&root.join("lambda.toml")).unwrap();
+        let t = Targets::of(&plan);
+        let rel: Vec<String> = t
+            .dirs()
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        // `wheels/` and `links/` do not exist yet: the project directory
+        // stands in for them.
+        assert_eq!(
+            rel,
+            ["", "conf", "conf/a", "local", "req", "src", "src/pkg"],
+            "{rel:?}"
+        );
+        let inputs = [
+            "lambda.toml",
+            "src/pkg/app.py",
+            "conf/a/b.json",
+            "top.json",
+            "req/requirements.txt",
+            "base.txt",
+            "local/a-1.0-py3-none-any.whl",
+            "wheels/c-1.0-py3-none-any.whl",
+            "links/d-1.0-py3-none-any.whl",
+        ];
+        for rel in inputs {
+            assert!(t.is_input(&root.join(rel)), "{rel} is an input");
+        }
+        for rel in [
+            "src/pkg/notes.txt",
+            "conf/a.txt",
+            "local/other.whl",
+            "app.py",
+        ] {
+            assert!(!t.is_input(&root.join(rel)), "{rel} is not an input");
+        }
+        for rel in ["lambda.toml", "req/requirements.txt", "base.txt"] {
+            assert!(t.replans_on(&root.join(rel)), "{rel} re-plans");
+        }
+        for rel in ["src/pkg/app.py", "local/a-1.0-py3-none-any.whl"] {
+            assert!(!t.replans_on(&root.join(rel)), "{rel} does not re-plan");
+        }
+    }
+}
