@@ -239,11 +239,9 @@ impl Inputs {
         let (mut requirements, mut wheel_dirs) = (Vec::new(), Vec::new());
         if let Some(d) = &plan.deps {
             wheel_dirs.extend(
-                d.raw
-                    .find_links
+                d.find_links
                     .iter()
-                    .filter(|l| !l.contains("://"))
-                    .map(|l| manifest::normalize(&plan.project_dir.join(l))),
+                    .filter_map(|l| l.dir().map(Path::to_path_buf)),
             );
             // The deps stage's own reader, so both agree on what is included.
             // When it fails the build reports why; the top file is watched.
