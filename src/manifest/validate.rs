@@ -357,10 +357,7 @@ pub fn output(
     deps: Option<&DepsPlan>,
 ) -> Result<OutputPlan, ManifestError> {
     let default = RawOutput::default();
-    let (o, section) = match raw {
-        Some(r) => (r.get_ref(), r.span()),
-        None => (&default, f.name_span.clone()),
-    };
+    let o = raw.map_or(&default, |r| r.get_ref());
     let level = match &o.level {
         None => 6,
         Some(l) => {
@@ -380,7 +377,6 @@ pub fn output(
         Some(p) => (p.get_ref().clone(), p.span()),
         None => (format!("dist/{}.zip", f.name), f.name_span.clone()),
     };
-    let _ = section;
     let at = ctx.position(&span);
     let err = |message: String, hint: &str| ctx.at(span.clone(), message, hint);
     if rel.is_empty() || rel.ends_with('/') {

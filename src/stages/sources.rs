@@ -30,7 +30,8 @@ pub fn run(
             skip: &never_entered(plan),
             output: Some(&plan.output.path),
         },
-        |name| s.selects(name),
+        // `selects` without its pruned-ancestor test: the walk has pruned.
+        |name| s.include.is_match(name) && !s.exclude.is_match(name),
         |dir| s.prunes_dir(dir),
     )
     .map_err(|e| walk_error(plan, e))?;

@@ -311,27 +311,24 @@ fn classify(path: &Path, e: &walkdir::Error) -> Problem {
     classify_io(path, io)
 }
 
-const ELOOP: i32 = 40;
-
 fn classify_io(path: &Path, io: &std::io::Error) -> Problem {
     let copy = || std::io::Error::new(io.kind(), io.to_string());
     if io.kind() == std::io::ErrorKind::PermissionDenied {
         return Problem::Unreadable(copy());
     }
-    // Tell a missing entry from a link to a missing target by the entry
-    // itself (not following it).
-    let link = std::fs::symlink_metadata(path);
-    if io.kind() == std::io::ErrorKind::NotFound {
-        return match link {
-            Ok(m) if m.file_type().is_symlink() => Problem::BrokenSymlink(copy()),
-            Err(l) if l.kind() == std::io::ErrorKind::NotFound => Problem::Vanished,
-            _ => Problem::Other(io.to_string()),
-        };
+    // Look at the entry itself (not following it): a missing entry, a link
+    // to a missing target, and a link that never resolves (a loop) differ.
+    match std::fs::symlink_metadata(path) {
+        Err(l) if l.kind() == std::io::ErrorKind::NotFound => Problem::Vanished,
+        Ok(m) if m.file_type().is_symlink() => {
+            if io.kind() == std::io::ErrorKind::NotFound {
+                Problem::BrokenSymlink(copy())
+            } else {
+                Problem::FileLoop(copy())
+            }
+        }
+        _ => Problem::Other(io.to_string()),
     }
-    if io.raw_os_error() == Some(ELOOP) {
-        return Problem::FileLoop(copy());
-    }
-    Problem::Other(io.to_string())
 }
 
 #[cfg(test)]
