@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn template_is_a_valid_manifest() {
         let raw = crate::manifest::parse(Path::new("lambda.toml.example"), TEMPLATE).unwrap();
-        assert_eq!(raw.function.handler, "app.handler");
+        assert_eq!(raw.function.get_ref().handler.get_ref(), "app.handler");
         assert!(raw.dependencies.is_some());
     }
 
@@ -111,8 +111,11 @@ mod tests {
         .unwrap();
         let text = render(d.path());
         let raw = crate::manifest::parse(Path::new("x"), &text).unwrap();
-        assert_eq!(raw.function.handler, "lambda_function.lambda_handler");
+        assert_eq!(
+            raw.function.get_ref().handler.get_ref(),
+            "lambda_function.lambda_handler"
+        );
         assert!(raw.dependencies.is_none());
-        assert!(raw.config.files.is_empty());
+        assert!(raw.config.is_none_or(|c| c.get_ref().files.is_empty()));
     }
 }

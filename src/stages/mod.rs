@@ -136,7 +136,14 @@ pub fn hash_entries(
     files: Vec<(String, PathBuf)>,
 ) -> crate::Result<(Vec<Entry>, crate::cache::HashStats)> {
     let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
-    let (hashes, stats) = cache.hash_files(&paths)?;
+    // A file that cannot be read is input to fix, like a directory that
+    // cannot be listed (the walk's error): same error, same exit code.
+    let (hashes, stats) = cache.hash_files(&paths).map_err(|e| match e {
+        crate::cache::CacheError::Io { path, source } => {
+            crate::Error::from(walk::WalkError::Unreadable { path, source })
+        }
+        e => e.into(),
+    })?;
     let entries = files
         .into_iter()
         .zip(hashes)

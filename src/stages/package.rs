@@ -255,8 +255,8 @@ fn merge(inputs: &[Input<'_>]) -> crate::Result<Vec<Entry>> {
 /// The instant every entry is stamped with, in seconds since the epoch.
 fn zip_time(plan: &Plan) -> crate::Result<i64> {
     let from_env = || -> crate::Result<Option<i64>> {
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.trim().is_empty() => {
+        match plan.env.source_date_epoch.as_deref() {
+            Some(v) if !v.trim().is_empty() => {
                 v.trim().parse::<i64>().map(Some).map_err(|_| Error::Input {
                     message: format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
                     hint: "set it to an integer, e.g. $(git log -1 --format=%ct), or unset it"

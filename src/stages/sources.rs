@@ -23,32 +23,41 @@ pub fn run(
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
     let started = Instant::now();
     let s = &plan.sources;
-    let files = walk::files_under_pruned(
-        &s.root,
-        &s.root,
-        &s.root,
-        &skipped_dirs(plan),
+    let files = walk::files(
+        &walk::Walk {
+            dir: &s.root,
+            names_from: &s.root,
+            root: &s.root,
+            skip: &never_entered(plan),
+            output: Some(&plan.output.path),
+        },
+        // `selects` without its pruned-ancestor test: the walk has pruned.
         |name| s.include.is_match(name) && !s.exclude.is_match(name),
-        |dir| excludes_whole_dir(&s.exclude, dir),
-    )?;
+        |dir| s.prunes_dir(dir),
+    )
+    .map_err(|e| walk_error(plan, e))?;
     let (entries, stats) = hash_entries(cache, files)?;
     check_handler(plan, &entries, reporter)?;
 
     let mut key = KeyBuilder::new(NAME);
-    key.add("root", &s.raw.root)
-        .add("include", s.raw.include.join(","))
-        .add("exclude", s.raw.exclude.join(","))
+    key.add("root", &s.root_written)
+        .add("include", s.include_patterns.join(","))
+        .add("exclude", s.exclude_patterns.join(","))
         .add_entries(&entries);
     let report = settle_listing(cache, NAME, &key, started, &entries, stats)?;
     Ok((entries, report))
 }
 
-/// True when the exclude globs cover `dir` and everything below it (as
-/// `tests/**` or `.venv` do), so the walk need not enter it.
-fn excludes_whole_dir(exclude: &globset::GlobSet, dir: &str) -> bool {
-    exclude.is_match(dir)
-        || (exclude.is_match(format!("{dir}/\u{1}"))
-            && exclude.is_match(format!("{dir}/\u{1}/\u{1}.\u{1}")))
+/// A source in the output's directory is the output path's fault: point
+/// at it in the manifest.
+pub fn walk_error(plan: &Plan, e: walk::WalkError) -> Error {
+    match e {
+        walk::WalkError::InOutputDir { .. } => {
+            let hint = e.hint().unwrap_or_default();
+            plan.output_error(e.to_string(), &hint).into()
+        }
+        e => e.into(),
+    }
 }
 
 /// What this stage reads, for `lbuild watch`: the sources root and the
@@ -67,13 +76,20 @@ pub fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
     }]
 }
 
-/// lbuild's own directories, never packaged.
+/// lbuild's own directories, never packaged: the cache, and the output's
+/// directory (which the walks enter only to check that no selected file
+/// lies there, see [`walk::Walk::output`]).
 pub fn skipped_dirs(plan: &Plan) -> Vec<PathBuf> {
     let mut dirs = vec![plan.cache_dir.clone()];
     if let Some(out_dir) = plan.output.path.parent() {
         dirs.push(out_dir.to_path_buf());
     }
     dirs
+}
+
+/// The directories the walks never enter: the cache.
+pub fn never_entered(plan: &Plan) -> Vec<PathBuf> {
+    vec![plan.cache_dir.clone()]
 }
 
 fn check_handler(plan: &Plan, entries: &[Entry], reporter: &Reporter) -> crate::Result<()> {

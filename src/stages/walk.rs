@@ -20,6 +20,27 @@ pub enum WalkError {
     },
     #[error("file name {path:?} is not valid UTF-8")]
     NonUtf8 { path: PathBuf },
+    #[error("broken symlink {path}: {source}")]
+    BrokenSymlink {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("symlink loop at {path}: {message}")]
+    Loop { path: PathBuf, message: String },
+    /// A file or a directory that cannot be read: the same error (and exit
+    /// code) for both.
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file the globs select that lies in the output's directory, which
+    /// the walk leaves out (it is lbuild's).
+    #[error(
+        "{path} is selected by the globs but lies in the output directory {} (of {output}), which lbuild leaves out of the walk",
+        output.parent().unwrap_or(output).display()
+    )]
+    InOutputDir { path: PathBuf, output: PathBuf },
     #[error("cannot read {path}: {message}")]
     Io { path: PathBuf, message: String },
 }
@@ -31,6 +52,15 @@ impl WalkError {
                 Some("copy the file into the project, or exclude the link".into())
             }
             WalkError::NonUtf8 { .. } => Some("rename it; zip names must be UTF-8".into()),
+            WalkError::BrokenSymlink { .. } | WalkError::Loop { .. } => {
+                Some("fix or remove the link, or exclude it".into())
+            }
+            WalkError::Unreadable { .. } => Some(
+                "make it readable (chmod), or exclude it if it is not meant to be packaged".into(),
+            ),
+            WalkError::InOutputDir { .. } => {
+                Some("write the zip to a directory of its own, e.g. \"dist/NAME.zip\"".into())
+            }
             WalkError::Io { .. } => None,
         }
     }
@@ -64,9 +94,25 @@ pub fn excluded_by_default(name: &str) -> bool {
         || name.split('/').any(|seg| PRUNED_DIRS.contains(&seg))
 }
 
+/// What one walk covers.
+pub struct Walk<'a> {
+    /// Where the walk starts.
+    pub dir: &'a Path,
+    /// Archive names are relative to this.
+    pub names_from: &'a Path,
+    /// Symlinks must resolve inside this.
+    pub root: &'a Path,
+    /// lbuild's own directories (the cache): never entered.
+    pub skip: &'a [PathBuf],
+    /// The output file. Its directory (when strictly below `dir`) is
+    /// lbuild's and left out, but walked so that a file the globs select
+    /// there is an error rather than silently missing from the zip.
+    pub output: Option<&'a Path>,
+}
+
 /// Regular files under `dir` (following in-root symlinks), as
 /// (name relative to `names_from`, absolute path), sorted by name bytes.
-/// `skip` holds absolute directories to leave out (the output dir, the cache).
+/// `skip` holds absolute directories to leave out.
 pub fn files_under(
     dir: &Path,
     names_from: &Path,
@@ -74,27 +120,43 @@ pub fn files_under(
     skip: &[PathBuf],
     keep: impl FnMut(&str) -> bool,
 ) -> Result<Vec<(String, PathBuf)>, WalkError> {
-    files_under_pruned(dir, names_from, root, skip, keep, |_| false)
+    let walk = Walk {
+        dir,
+        names_from,
+        root,
+        skip,
+        output: None,
+    };
+    files(&walk, keep, |_| false)
 }
 
-/// [`files_under`], also leaving out the directories `prune_dir` names
-/// (relative, `/`-separated). Only files that are kept are checked (UTF-8
-/// name, symlink target inside the root): what is not packaged cannot fail
-/// the build.
-pub fn files_under_pruned(
-    dir: &Path,
-    names_from: &Path,
-    root: &Path,
-    skip: &[PathBuf],
+/// The files of `walk` that `keep` selects, leaving out the directories
+/// `prune_dir` names (relative to `names_from`, '/'-separated). Only what
+/// would be packaged is checked (UTF-8 name, symlink target inside the
+/// root, readable, not a broken link or a loop): what is not packaged
+/// cannot fail the build. An unreadable directory can: what it holds is
+/// unknown.
+pub fn files(
+    walk: &Walk,
     mut keep: impl FnMut(&str) -> bool,
     prune_dir: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, PathBuf)>, WalkError> {
+    let Walk {
+        dir,
+        names_from,
+        root,
+        skip,
+        output,
+    } = *walk;
     let rel_name = |path: &Path| -> String {
         path.strip_prefix(names_from)
             .unwrap_or(path)
             .to_string_lossy()
             .replace(std::path::MAIN_SEPARATOR, "/")
     };
+    let out_dir = output
+        .and_then(Path::parent)
+        .filter(|d| d.starts_with(dir) && *d != dir);
     let mut out = Vec::new();
     // Symlinked directories that lead outside the root: an error only if a
     // file below them is kept.
@@ -121,21 +183,31 @@ pub fn files_under_pruned(
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| dir.to_path_buf());
                 let name = rel_name(&path);
-                // A dangling symlink matters only if it would be packaged.
-                let dangling = e
-                    .io_error()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound);
-                if dangling && (excluded_by_default(&name) || !keep(&name)) {
-                    continue;
+                let packaged = !excluded_by_default(&name) && keep(&name);
+                match classify(&path, &e) {
+                    // Gone since its directory was read: not an input any more.
+                    Problem::Vanished => continue,
+                    Problem::BrokenSymlink(_) | Problem::FileLoop(_) if !packaged => continue,
+                    Problem::BrokenSymlink(source) => {
+                        return Err(WalkError::BrokenSymlink { path, source });
+                    }
+                    Problem::FileLoop(source) => {
+                        return Err(WalkError::Loop {
+                            path,
+                            message: source.to_string(),
+                        });
+                    }
+                    Problem::DirLoop(ancestor) => {
+                        return Err(WalkError::Loop {
+                            path,
+                            message: format!("it leads back to {}", ancestor.display()),
+                        });
+                    }
+                    Problem::Unreadable(source) => {
+                        return Err(WalkError::Unreadable { path, source });
+                    }
+                    Problem::Other(message) => return Err(WalkError::Io { path, message }),
                 }
-                return Err(WalkError::Io {
-                    path,
-                    message: if dangling {
-                        format!("broken symlink: {e}")
-                    } else {
-                        e.to_string()
-                    },
-                });
             }
         };
         if entry.file_type().is_dir() {
@@ -151,14 +223,35 @@ pub fn files_under_pruned(
             continue;
         }
         let name = rel_name(entry.path());
-        if excluded_by_default(&name) || !keep(&name) {
+        if excluded_by_default(&name) || !keep(&name) || Some(entry.path()) == output {
             continue;
         }
-        if entry.path_is_symlink() {
-            let target = entry.path().canonicalize().map_err(|e| WalkError::Io {
+        if let Some(out_dir) = out_dir
+            && entry.path().starts_with(out_dir)
+        {
+            // lbuild's temporary zips beside the output are not sources.
+            let temp = entry.path().parent() == Some(out_dir)
+                && entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(".lbuild-"));
+            if temp {
+                continue;
+            }
+            return Err(WalkError::InOutputDir {
                 path: entry.path().to_path_buf(),
-                message: format!("broken symlink: {e}"),
-            })?;
+                output: output.unwrap_or(out_dir).to_path_buf(),
+            });
+        }
+        if entry.path_is_symlink() {
+            let target =
+                entry
+                    .path()
+                    .canonicalize()
+                    .map_err(|source| WalkError::BrokenSymlink {
+                        path: entry.path().to_path_buf(),
+                        source,
+                    })?;
             if !target.starts_with(root) {
                 return Err(WalkError::SymlinkEscapes {
                     link: entry.path().to_path_buf(),
@@ -191,6 +284,53 @@ pub fn files_under_pruned(
     Ok(out)
 }
 
+/// What went wrong with one entry of the walk.
+#[derive(Debug)]
+enum Problem {
+    /// The entry no longer exists (removed after its directory was read).
+    Vanished,
+    /// A symlink whose target does not exist.
+    BrokenSymlink(std::io::Error),
+    /// A symlink that resolves to itself (ELOOP).
+    FileLoop(std::io::Error),
+    /// A symlinked directory leading back to one of its ancestors.
+    DirLoop(PathBuf),
+    /// Permission denied: a directory that cannot be listed, or an entry
+    /// that cannot be stat'ed.
+    Unreadable(std::io::Error),
+    Other(String),
+}
+
+fn classify(path: &Path, e: &walkdir::Error) -> Problem {
+    if let Some(ancestor) = e.loop_ancestor() {
+        return Problem::DirLoop(ancestor.to_path_buf());
+    }
+    let Some(io) = e.io_error() else {
+        return Problem::Other(e.to_string());
+    };
+    classify_io(path, io)
+}
+
+fn classify_io(path: &Path, io: &std::io::Error) -> Problem {
+    let copy = || std::io::Error::new(io.kind(), io.to_string());
+    if io.kind() == std::io::ErrorKind::PermissionDenied {
+        return Problem::Unreadable(copy());
+    }
+    // Look at the entry itself (not following it): a missing entry, a link
+    // to a missing target, and a link that never resolves (a loop) differ.
+    match std::fs::symlink_metadata(path) {
+        Err(l) if l.kind() == std::io::ErrorKind::NotFound => Problem::Vanished,
+        Ok(m) if m.file_type().is_symlink() => {
+            if io.kind() == std::io::ErrorKind::NotFound {
+                Problem::BrokenSymlink(copy())
+            } else {
+                Problem::FileLoop(copy())
+            }
+        }
+        _ => Problem::Other(io.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +357,45 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, ["a.txt", "a/b.py"]); // '.' (0x2e) < '/' (0x2f)
+    }
+
+    #[test]
+    fn a_vanished_entry_is_not_a_broken_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("gone");
+        let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(matches!(
+            classify_io(&gone, &not_found()),
+            Problem::Vanished
+        ));
+        std::os::unix::fs::symlink("nowhere", &gone).unwrap();
+        assert!(matches!(
+            classify_io(&gone, &not_found()),
+            Problem::BrokenSymlink(_)
+        ));
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(
+            classify_io(&gone, &denied),
+            Problem::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn loops_and_broken_links_that_are_not_kept_are_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::write(root.join("app.py"), "").unwrap();
+        std::os::unix::fs::symlink("loop.txt", root.join("loop.txt")).unwrap();
+        std::os::unix::fs::symlink("missing", root.join("gone.txt")).unwrap();
+        let py = |n: &str| n.ends_with(".py");
+        let names: Vec<_> = files_under(&root, &root, &root, &[], py)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["app.py"]);
+        std::os::unix::fs::symlink("loop.py", root.join("loop.py")).unwrap();
+        let err = files_under(&root, &root, &root, &[], py).unwrap_err();
+        assert!(matches!(err, WalkError::Loop { .. }), "{err}");
     }
 }

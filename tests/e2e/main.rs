@@ -6,5 +6,7 @@ mod common;
 mod contract;
 mod deps;
 mod errors;
+mod exactness;
 mod incremental;
+mod safety;
 mod watch;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
 use crate::Error;
 use crate::cache::{Cache, Hash};
-use crate::manifest::{DepsPlan, Plan};
+use crate::manifest::{DepsPlan, FindLinks, Plan, relative_path};
 use crate::report::Reporter;
 use installer::{Installer, Kind, Target};
 
@@ -169,12 +169,12 @@ pub fn run(
         ));
     };
     let reqs = requirements::read(&deps.requirements)?;
-    let installer = installer::detect(deps.raw.installer, cache, reporter)?;
+    let installer = installer::detect(deps.installer, cache, reporter)?;
     let target = Target {
         runtime: plan.runtime,
         arch: plan.architecture,
     };
-    let index_args = index_args(plan, deps);
+    let index_args = index_args(deps);
 
     let key = stage_key(plan, deps, &reqs, &installer, target, cache)?;
     let (key_hash, explain) = key.finish();
@@ -340,7 +340,7 @@ fn stage_key(
     }
     // As written (relative find_links stay relative: the key does not
     // change when the project moves); local directories' listings follow.
-    let raw = &deps.raw;
+    let raw = deps;
     if let Some(url) = &raw.index_url {
         key.add("index_url", keyed_secret(url));
     }
@@ -348,7 +348,13 @@ fn stage_key(
         key.add("extra_index_url", keyed_secret(url));
     }
     for link in &raw.find_links {
-        key.add("find_links", keyed_secret(link));
+        let written = match link {
+            FindLinks::Url(u) => u.clone(),
+            FindLinks::Dir(d) => relative_path(&plan.project_dir, d)
+                .to_string_lossy()
+                .into_owned(),
+        };
+        key.add("find_links", keyed_secret(&written));
     }
     key.add("no_index", raw.no_index);
     for var in installer.index_env_vars() {
@@ -359,8 +365,7 @@ fn stage_key(
     let local_links = raw
         .find_links
         .iter()
-        .filter(|l| !l.contains("://"))
-        .map(|l| plan.project_dir.join(l))
+        .filter_map(|l| l.dir().map(Path::to_path_buf))
         .chain(reqs.local_find_links.iter().cloned());
     for dir in local_links {
         add_listing(&mut key, cache, &plan.project_dir, &dir)?;
@@ -378,7 +383,6 @@ fn stage_key(
         key.add(&format!("local requirement {}", a.name), a.hash.to_hex());
     }
     let mut exclude: Vec<String> = deps
-        .raw
         .exclude
         .iter()
         .map(|n| normalize::canonical_name(n))
@@ -427,7 +431,7 @@ fn install(
         )?;
     }
     std::fs::create_dir_all(&staging).map_err(Error::io("cannot create", &staging))?;
-    let normalized = normalize::normalize(&staging, &deps.raw.exclude)?;
+    let normalized = normalize::normalize(&staging, &deps.exclude)?;
     // The tree's own directories: ordinary permissions, whatever the umask.
     let _ = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
     if tree.exists() {
@@ -486,8 +490,8 @@ fn still_installed(tree: &Path, files: &[RecordedFile]) -> Option<Vec<Entry>> {
 
 /// The manifest's index options as installer arguments (identical for uv
 /// and pip). Relative `find_links` are relative to lambda.toml's directory.
-fn index_args(plan: &Plan, deps: &DepsPlan) -> Vec<String> {
-    let raw = &deps.raw;
+fn index_args(deps: &DepsPlan) -> Vec<String> {
+    let raw = deps;
     let mut args = Vec::new();
     if let Some(url) = &raw.index_url {
         args.push(format!("--index-url={url}"));
@@ -496,12 +500,7 @@ fn index_args(plan: &Plan, deps: &DepsPlan) -> Vec<String> {
         args.push(format!("--extra-index-url={url}"));
     }
     for link in &raw.find_links {
-        let resolved = if link.contains("://") {
-            link.clone()
-        } else {
-            plan.project_dir.join(link).to_string_lossy().into_owned()
-        };
-        args.push(format!("--find-links={resolved}"));
+        args.push(format!("--find-links={}", link.as_arg()));
     }
     if raw.no_index {
         args.push("--no-index".into());
@@ -606,11 +605,9 @@ pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
         Err(_) => (vec![deps.requirements.clone()], Vec::new(), Vec::new()),
     };
     links.extend(
-        deps.raw
-            .find_links
+        deps.find_links
             .iter()
-            .filter(|l| !l.contains("://"))
-            .map(|l| plan.project_dir.join(l)),
+            .filter_map(|l| l.dir().map(Path::to_path_buf)),
     );
     let mut roots: Vec<WatchRoot> = files
         .iter()

@@ -1,0 +1,384 @@
+//! `lambda.toml`: the raw types serde reads ([`raw`]), their validation
+//! into a [`Plan`] that every stage receives ([`validate`]), and the glob
+//! rules ([`globs`]).
+//!
+//! This module owns parsing, error positions (file:line:column, from the
+//! spans serde keeps), the environment lbuild reads (once, here), and the
+//! checks that need nothing but the manifest and the file system layout:
+//! globs that escape their root, a root outside the project, an output
+//! that is one of the build's inputs. It does not read source contents;
+//! stages do.
+
+pub mod globs;
+pub mod raw;
+pub mod validate;
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use globset::GlobSet;
+
+pub use globs::{Pruner, check_relative_glob, compile_globs, literal_prefix};
+pub use raw::{Architecture, InstallerChoice, MtimeMode, RawManifest};
+
+/// The file name lbuild looks for, like cargo looks for `Cargo.toml`.
+pub const MANIFEST_NAME: &str = "lambda.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("no {MANIFEST_NAME} found in {dir} or any parent directory")]
+    NotFound { dir: PathBuf },
+    /// Read through `fs_err`: the message names the path.
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// Anything wrong at a position of the manifest: syntax, types, values.
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl ManifestError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ManifestError::NotFound { .. } => {
+                Some("run `lbuild init` to create one, or pass --manifest PATH".into())
+            }
+            ManifestError::Read(_) => None,
+            ManifestError::At { hint, .. } => hint.clone(),
+        }
+    }
+}
+
+/// A 1-based line and column in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    /// The position of byte `offset` in `text`.
+    pub fn of(text: &str, offset: usize) -> Position {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Position { line, column }
+    }
+}
+
+// ---------------------------------------------------------------- the plan
+
+/// A Lambda Python runtime, `python3.X`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Runtime {
+    pub minor: u32,
+}
+
+impl Runtime {
+    pub fn parse(s: &str) -> Option<Runtime> {
+        let minor: u32 = s.strip_prefix("python3.")?.parse().ok()?;
+        (9..=14).contains(&minor).then_some(Runtime { minor })
+    }
+    /// `3.12`
+    pub fn version(self) -> String {
+        format!("3.{}", self.minor)
+    }
+    /// `python3.12`
+    pub fn name(self) -> String {
+        format!("python3.{}", self.minor)
+    }
+    /// The glibc the runtime's Amazon Linux image ships: 2.26 for
+    /// python3.9–3.11 (AL2), 2.34 for python3.12 and later (AL2023).
+    pub fn glibc(self) -> (u32, u32) {
+        if self.minor <= 11 { (2, 26) } else { (2, 34) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourcesPlan {
+    /// Absolute, canonical; inside the project unless
+    /// `allow_outside_project` says otherwise.
+    pub root: PathBuf,
+    /// The root as written (the key does not change when the project moves).
+    pub root_written: String,
+    pub include: GlobSet,
+    pub exclude: GlobSet,
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    /// The directories `exclude` leaves out whole, decided from its text.
+    pub prune: Pruner,
+}
+
+impl SourcesPlan {
+    /// Whether the walk leaves out directory `rel` ('/'-separated,
+    /// relative to the root) and everything below it because the exclude
+    /// globs cover it entirely. The walk's default exclusions
+    /// (`walk::PRUNED_DIRS`) come on top. Shared by the build's walk and
+    /// the watcher.
+    pub fn prunes_dir(&self, rel: &str) -> bool {
+        self.prune.prunes(rel)
+    }
+
+    /// Whether file `rel` (relative to the root) is selected by the globs:
+    /// included, not excluded, and in no pruned directory. The walk's
+    /// default exclusions (`walk::excluded_by_default`) come on top.
+    pub fn selects(&self, rel: &str) -> bool {
+        self.include.is_match(rel)
+            && !self.exclude.is_match(rel)
+            && !rel
+                .match_indices('/')
+                .any(|(i, _)| self.prunes_dir(&rel[..i]))
+    }
+}
+
+/// A `find_links` entry: a URL passed as is, or a local directory
+/// (resolved against the manifest's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FindLinks {
+    Url(String),
+    Dir(PathBuf),
+}
+
+impl FindLinks {
+    /// What the installer is given.
+    pub fn as_arg(&self) -> String {
+        match self {
+            FindLinks::Url(u) => u.clone(),
+            FindLinks::Dir(d) => d.to_string_lossy().into_owned(),
+        }
+    }
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            FindLinks::Url(_) => None,
+            FindLinks::Dir(d) => Some(d),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DepsPlan {
+    /// Absolute path of requirements.txt.
+    pub requirements: PathBuf,
+    pub installer: InstallerChoice,
+    /// Distributions to drop after install (as written).
+    pub exclude: Vec<String>,
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<FindLinks>,
+    pub no_index: bool,
+}
+
+/// One `[config] files` glob, compiled.
+#[derive(Debug, Clone)]
+pub struct ConfigGlob {
+    /// As written, relative to the project directory.
+    pub pattern: String,
+    pub set: GlobSet,
+    /// Its literal leading directories: where a walk for it starts.
+    pub base: String,
+    /// No wildcard at all: a file that must exist.
+    pub literal: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigPlan {
+    /// Globs relative to the project directory, as written.
+    pub patterns: Vec<String>,
+    /// Each glob compiled, in the order written.
+    pub globs: Vec<ConfigGlob>,
+    /// All of them in one set.
+    pub set: GlobSet,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    /// Absolute.
+    pub path: PathBuf,
+    pub level: u32,
+    pub mtime: Option<MtimeMode>,
+    /// Where errors about the output point: `[output] path`, or the
+    /// function name it defaults from.
+    pub at: Position,
+}
+
+/// The environment lbuild reads, read once at load.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `LBUILD_CACHE_DIR`, when set and not empty.
+    pub cache_dir: Option<OsString>,
+    /// `SOURCE_DATE_EPOCH`, as set (parsed where it is used).
+    pub source_date_epoch: Option<String>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            cache_dir: std::env::var_os("LBUILD_CACHE_DIR").filter(|v| !v.is_empty()),
+            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+        }
+    }
+}
+
+/// The validated manifest for one artifact: paths resolved, globs
+/// compiled, environment read. Stages receive this and never re-read the
+/// raw TOML or the environment variables it covers.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub manifest_path: PathBuf,
+    /// Directory holding the manifest (canonical).
+    pub project_dir: PathBuf,
+    pub name: String,
+    pub handler: String,
+    pub runtime: Runtime,
+    pub architecture: Architecture,
+    pub sources: SourcesPlan,
+    pub deps: Option<DepsPlan>,
+    pub config: ConfigPlan,
+    pub output: OutputPlan,
+    /// Where the SQLite cache and installed trees live.
+    pub cache_dir: PathBuf,
+    pub env: Env,
+}
+
+impl Plan {
+    /// The handler's module as archive paths it may live at:
+    /// `app.handler` -> `app.py` or `app/__init__.py`.
+    pub fn handler_module_paths(&self) -> [String; 2] {
+        let (module, _) = self.handler.rsplit_once('.').unwrap_or((&self.handler, ""));
+        let base = module.replace('.', "/");
+        [format!("{base}.py"), format!("{base}/__init__.py")]
+    }
+
+    pub fn handler_function(&self) -> &str {
+        self.handler.rsplit_once('.').map(|(_, f)| f).unwrap_or("")
+    }
+
+    /// An error about the output path, pointing at it in the manifest.
+    pub fn output_error(&self, message: String, hint: &str) -> ManifestError {
+        ManifestError::At {
+            path: self.manifest_path.clone(),
+            line: self.output.at.line,
+            column: self.output.at.column,
+            message,
+            hint: Some(hint.to_string()),
+        }
+    }
+}
+
+/// Walks up from `start` looking for `lambda.toml`.
+pub fn find_manifest(start: &Path) -> Result<PathBuf, ManifestError> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        let candidate = d.join(MANIFEST_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(ManifestError::NotFound {
+        dir: start.to_path_buf(),
+    })
+}
+
+/// Reads and validates a manifest, with the process's environment.
+pub fn load(path: &Path) -> Result<Plan, ManifestError> {
+    load_with_env(path, Env::from_process())
+}
+
+/// Reads and validates a manifest with the environment given.
+pub fn load_with_env(path: &Path, env: Env) -> Result<Plan, ManifestError> {
+    let text = fs_err::read_to_string(path).map_err(ManifestError::Read)?;
+    let raw = parse(path, &text)?;
+    validate::manifest(path, &text, raw, env)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<RawManifest, ManifestError> {
+    toml::from_str::<RawManifest>(text).map_err(|e| {
+        let at = Position::of(text, e.span().map_or(0, |s| s.start));
+        let message = e.message().trim().to_string();
+        ManifestError::At {
+            path: path.to_path_buf(),
+            line: at.line,
+            column: at.column,
+            hint: Some(parse_hint(&message).into()),
+            message,
+        }
+    })
+}
+
+fn parse_hint(message: &str) -> &'static str {
+    if message.contains("unknown field") {
+        "remove or rename the key; every key is documented in lambda.toml.example"
+    } else if message.contains("missing field") {
+        "add the key; `lbuild init` writes a complete manifest"
+    } else if message.contains("unknown variant") {
+        "use one of the values listed above"
+    } else if message.contains("invalid type") {
+        "give the value the type shown in lambda.toml.example"
+    } else {
+        "fix the TOML syntax at that position (https://toml.io); lambda.toml.example shows every key"
+    }
+}
+
+/// Lexically resolves `.` and `..` (the output file may not exist yet).
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path` relative to `base`, lexically, with `..` where needed
+/// (`/p/wheels` from `/p` is `wheels`; `/w` from `/p` is `../w`).
+pub fn relative_path(base: &Path, path: &Path) -> PathBuf {
+    let base: Vec<_> = base.components().collect();
+    let path: Vec<_> = path.components().collect();
+    let common = base.iter().zip(&path).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for c in &path[common..] {
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_from_one() {
+        assert_eq!(Position::of("a\nbc\n", 3), Position { line: 2, column: 2 });
+        assert_eq!(Position::of("abc", 0), Position { line: 1, column: 1 });
+    }
+
+    #[test]
+    fn runtime_glibc_follows_amazon_linux() {
+        assert_eq!(Runtime::parse("python3.11").unwrap().glibc(), (2, 26));
+        assert_eq!(Runtime::parse("python3.12").unwrap().glibc(), (2, 34));
+        assert!(Runtime::parse("python3.8").is_none());
+        assert!(Runtime::parse("python2.7").is_none());
+    }
+
+    #[test]
+    fn relative_paths_go_up_when_needed() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(relative_path(&p("/p"), &p("/p/wheels")), p("wheels"));
+        assert_eq!(relative_path(&p("/p/q"), &p("/p/w")), p("../w"));
+        assert_eq!(relative_path(&p("/p"), &p("/p")), p(""));
+    }
+}

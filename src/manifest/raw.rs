@@ -1,0 +1,131 @@
+//! The raw types serde reads from `lambda.toml`, as written: no defaults
+//! filled in where a position matters, every value an error may point at
+//! kept with its span ([`Spanned`]), so positions are right for dotted keys
+//! and inline tables too.
+//!
+//! The sections of one artifact (function, sources, dependencies, config,
+//! output) are separate types so that [`super::validate::artifact`] takes
+//! sections, not the whole file.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    pub function: Spanned<RawFunction>,
+    pub sources: Option<Spanned<RawSources>>,
+    pub dependencies: Option<Spanned<RawDependencies>>,
+    pub config: Option<Spanned<RawConfig>>,
+    pub output: Option<Spanned<RawOutput>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunction {
+    pub name: Spanned<String>,
+    pub handler: Spanned<String>,
+    /// Default `python3.12`.
+    pub runtime: Option<Spanned<String>>,
+    #[serde(default)]
+    pub architecture: Architecture,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSources {
+    /// Default `.`.
+    pub root: Option<Spanned<String>>,
+    /// Default `["**/*.py"]`.
+    pub include: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// Lets the root resolve outside the manifest's directory.
+    #[serde(default)]
+    pub allow_outside_project: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDependencies {
+    /// Default `requirements.txt`.
+    pub requirements: Option<Spanned<String>>,
+    #[serde(default)]
+    pub installer: InstallerChoice,
+    /// Distributions to drop after install because the runtime provides them.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub index_url: Option<String>,
+    #[serde(default)]
+    pub extra_index_urls: Vec<String>,
+    #[serde(default)]
+    pub find_links: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub no_index: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+    /// Lets a glob's directory resolve outside the manifest's directory.
+    #[serde(default)]
+    pub allow_outside_project: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// Default `dist/NAME.zip`.
+    pub path: Option<Spanned<String>>,
+    /// Default 6.
+    pub level: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub mtime: Option<MtimeMode>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallerChoice {
+    #[default]
+    Auto,
+    Uv,
+    Pip,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    #[default]
+    X86_64,
+    Arm64,
+}
+
+impl Architecture {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+    /// The machine name used in manylinux platform tags.
+    pub fn manylinux_machine(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "aarch64",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MtimeMode {
+    /// Always 1980-01-01 00:00:00, whatever the environment says.
+    Fixed,
+    /// `SOURCE_DATE_EPOCH` from the environment (an error when unset).
+    SourceDateEpoch,
+    /// The committer time of the last git commit of the project.
+    Git,
+}

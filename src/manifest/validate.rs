@@ -1,0 +1,601 @@
+//! Validation, one function per section, into a [`Plan`].
+//!
+//! [`artifact`] turns the sections of one artifact (function, sources,
+//! dependencies, config, output) into its plan; it takes the sections, not
+//! the whole file, so that a manifest holding several artifacts can call it
+//! once per artifact. Every error points at the value at fault through the
+//! span serde kept ([`Spanned`]), or at its section when the key is absent.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::globs::{Pruner, compile_each, is_literal, literal_prefix};
+use super::raw::{RawConfig, RawDependencies, RawFunction, RawManifest, RawOutput, RawSources};
+use super::{
+    ConfigGlob, ConfigPlan, DepsPlan, Env, FindLinks, MANIFEST_NAME, ManifestError, OutputPlan,
+    Plan, Position, Runtime, SourcesPlan, normalize,
+};
+use crate::stages::walk;
+
+const GLOB_HINT: &str =
+    "globs are relative to their root, use '/' separators, and may not be absolute or contain '..'";
+
+/// What validating any section needs: where the manifest is, its text
+/// (for positions), and the environment.
+pub struct Ctx<'a> {
+    /// As given (errors name the manifest this way).
+    path: &'a Path,
+    text: &'a str,
+    /// The manifest's directory, canonical.
+    pub project_dir: PathBuf,
+    /// The manifest, absolute.
+    pub manifest_path: PathBuf,
+    pub env: Env,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(path: &'a Path, text: &'a str, env: Env) -> Result<Ctx<'a>, ManifestError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let project_dir = fs_err::canonicalize(dir).map_err(ManifestError::Read)?;
+        let manifest_path = project_dir.join(path.file_name().unwrap_or(MANIFEST_NAME.as_ref()));
+        Ok(Ctx {
+            path,
+            text,
+            project_dir,
+            manifest_path,
+            env,
+        })
+    }
+
+    fn position(&self, span: &Range<usize>) -> Position {
+        Position::of(self.text, span.start)
+    }
+
+    /// An error at `span` of the manifest.
+    fn at(&self, span: Range<usize>, message: String, hint: &str) -> ManifestError {
+        let p = self.position(&span);
+        ManifestError::At {
+            path: self.path.to_path_buf(),
+            line: p.line,
+            column: p.column,
+            message,
+            hint: Some(hint.to_string()),
+        }
+    }
+
+    /// Where the cache lives: `LBUILD_CACHE_DIR` (relative to the project
+    /// directory), else `.lbuild` beside the manifest.
+    fn cache_dir(&self) -> PathBuf {
+        match &self.env.cache_dir {
+            Some(d) => normalize(&self.project_dir.join(d)),
+            None => self.project_dir.join(".lbuild"),
+        }
+    }
+}
+
+/// The sections that make one artifact.
+#[derive(Clone, Copy)]
+pub struct Sections<'a> {
+    pub function: &'a Spanned<RawFunction>,
+    pub sources: Option<&'a Spanned<RawSources>>,
+    pub dependencies: Option<&'a Spanned<RawDependencies>>,
+    pub config: Option<&'a Spanned<RawConfig>>,
+    pub output: Option<&'a Spanned<RawOutput>>,
+}
+
+/// Validates a single-function manifest.
+pub fn manifest(
+    path: &Path,
+    text: &str,
+    raw: RawManifest,
+    env: Env,
+) -> Result<Plan, ManifestError> {
+    let ctx = Ctx::new(path, text, env)?;
+    artifact(
+        &ctx,
+        Sections {
+            function: &raw.function,
+            sources: raw.sources.as_ref(),
+            dependencies: raw.dependencies.as_ref(),
+            config: raw.config.as_ref(),
+            output: raw.output.as_ref(),
+        },
+    )
+}
+
+/// Validates one artifact's sections into its plan.
+pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
+    let f = function(ctx, s.function)?;
+    let sources = sources(ctx, s.sources)?;
+    let config = config(ctx, s.config)?;
+    let deps = s.dependencies.map(|d| dependencies(ctx, d)).transpose()?;
+    let output = output(ctx, s.output, &f, &sources, &config, deps.as_ref())?;
+    Ok(Plan {
+        manifest_path: ctx.manifest_path.clone(),
+        project_dir: ctx.project_dir.clone(),
+        name: f.name,
+        handler: f.handler,
+        runtime: f.runtime,
+        architecture: f.architecture,
+        sources,
+        deps,
+        config,
+        output,
+        cache_dir: ctx.cache_dir(),
+        env: ctx.env.clone(),
+    })
+}
+
+/// `[function]`, validated.
+pub struct Function {
+    pub name: String,
+    /// Where the name is written (the default output path comes from it).
+    pub name_span: Range<usize>,
+    pub handler: String,
+    pub runtime: Runtime,
+    pub architecture: super::Architecture,
+}
+
+pub fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, ManifestError> {
+    let f = raw.get_ref();
+    let name = f.name.get_ref();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ctx.at(
+            f.name.span(),
+            format!("invalid function name {name:?}"),
+            "use letters, digits, '-' and '_' (AWS Lambda's rule)",
+        ));
+    }
+    let handler = f.handler.get_ref();
+    let handler_ok = handler.rsplit_once('.').is_some_and(|(m, func)| {
+        !func.is_empty() && m.split('.').all(is_identifier) && is_identifier(func)
+    });
+    if !handler_ok {
+        return Err(ctx.at(
+            f.handler.span(),
+            format!("invalid handler {handler:?}"),
+            "write it as module.function, e.g. \"app.handler\" for def handler() in app.py",
+        ));
+    }
+    let runtime = match &f.runtime {
+        None => Runtime { minor: 12 },
+        Some(r) => Runtime::parse(r.get_ref()).ok_or_else(|| {
+            ctx.at(
+                r.span(),
+                format!("unsupported runtime {:?}", r.get_ref()),
+                "use one of python3.9, python3.10, python3.11, python3.12, python3.13, python3.14",
+            )
+        })?,
+    };
+    Ok(Function {
+        name: name.clone(),
+        name_span: f.name.span(),
+        handler: handler.clone(),
+        runtime,
+        architecture: f.architecture,
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Compiles spanned globs; an error points at the glob at fault.
+fn compile_spanned(
+    ctx: &Ctx,
+    globs: &[Spanned<String>],
+    what: &str,
+) -> Result<(globset::GlobSet, Vec<String>), ManifestError> {
+    let patterns: Vec<String> = globs.iter().map(|g| g.get_ref().clone()).collect();
+    let set = compile_each(patterns.iter().map(String::as_str)).map_err(|(i, m)| {
+        ctx.at(
+            globs[i].span(),
+            format!("{what} glob {:?}: {m}", patterns[i]),
+            GLOB_HINT,
+        )
+    })?;
+    Ok((set, patterns))
+}
+
+const OUTSIDE_HINT: &str = "keep it inside the directory of lambda.toml (a cloned repository must not be able to package your home directory); to package files from outside the project on purpose, set allow_outside_project = true in this section";
+
+pub fn sources(ctx: &Ctx, raw: Option<&Spanned<RawSources>>) -> Result<SourcesPlan, ManifestError> {
+    let default = RawSources::default();
+    let (s, section) = match raw {
+        Some(r) => (r.get_ref(), r.span()),
+        None => (&default, 0..0),
+    };
+    let (root_written, root_span) = match &s.root {
+        Some(r) => (r.get_ref().clone(), r.span()),
+        None => (".".to_string(), section.clone()),
+    };
+    let root_hint = "point root at an existing directory, relative to lambda.toml";
+    let root = ctx.project_dir.join(&root_written);
+    let root = root.canonicalize().map_err(|e| {
+        ctx.at(
+            root_span.clone(),
+            format!("sources root {root_written:?} cannot be opened: {e}"),
+            root_hint,
+        )
+    })?;
+    if !root.is_dir() {
+        return Err(ctx.at(
+            root_span,
+            format!("sources root {root_written:?} is not a directory"),
+            root_hint,
+        ));
+    }
+    if !root.starts_with(&ctx.project_dir) && !s.allow_outside_project {
+        return Err(ctx.at(
+            root_span,
+            format!(
+                "sources root {root_written:?} resolves to {}, outside the project {}",
+                root.display(),
+                ctx.project_dir.display()
+            ),
+            OUTSIDE_HINT,
+        ));
+    }
+    let default_include = [Spanned::new(section.clone(), "**/*.py".to_string())];
+    let include = s.include.as_deref().unwrap_or(&default_include);
+    let (include, include_patterns) = compile_spanned(ctx, include, "include")?;
+    let (exclude, exclude_patterns) = compile_spanned(ctx, &s.exclude, "exclude")?;
+    let prune = Pruner::from_excludes(&exclude_patterns).map_err(|(g, m)| {
+        let span = s
+            .exclude
+            .iter()
+            .find(|e| *e.get_ref() == g)
+            .map_or(section.clone(), |e| e.span());
+        ctx.at(span, format!("exclude glob {g:?}: {m}"), GLOB_HINT)
+    })?;
+    Ok(SourcesPlan {
+        root,
+        root_written,
+        include,
+        exclude,
+        include_patterns,
+        exclude_patterns,
+        prune,
+    })
+}
+
+pub fn config(ctx: &Ctx, raw: Option<&Spanned<RawConfig>>) -> Result<ConfigPlan, ManifestError> {
+    let default = RawConfig::default();
+    let c = raw.map_or(&default, |r| r.get_ref());
+    let (set, patterns) = compile_spanned(ctx, &c.files, "config")?;
+    let mut globs = Vec::new();
+    for (g, pattern) in c.files.iter().zip(&patterns) {
+        let base = literal_prefix(pattern);
+        // The walk starts at the base: it must not lead out of the project.
+        if let Ok(resolved) = ctx.project_dir.join(&base).canonicalize()
+            && !resolved.starts_with(&ctx.project_dir)
+            && !c.allow_outside_project
+        {
+            return Err(ctx.at(
+                g.span(),
+                format!(
+                    "config glob {pattern:?}: directory {base:?} resolves to {}, outside the project {}",
+                    resolved.display(),
+                    ctx.project_dir.display()
+                ),
+                OUTSIDE_HINT,
+            ));
+        }
+        globs.push(ConfigGlob {
+            pattern: pattern.clone(),
+            set: compile_each([pattern.as_str()]).map_err(|(_, m)| {
+                ctx.at(g.span(), format!("config glob {pattern:?}: {m}"), GLOB_HINT)
+            })?,
+            base,
+            literal: is_literal(pattern),
+        });
+    }
+    Ok(ConfigPlan {
+        patterns,
+        globs,
+        set,
+    })
+}
+
+pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPlan, ManifestError> {
+    let d = raw.get_ref();
+    let (written, span) = match &d.requirements {
+        Some(r) => (r.get_ref().clone(), r.span()),
+        None => ("requirements.txt".to_string(), raw.span()),
+    };
+    let requirements = ctx.project_dir.join(&written);
+    if !requirements.is_file() {
+        return Err(ctx.at(
+            span,
+            format!("requirements file {written:?} not found"),
+            "create it, or remove the [dependencies] section if the function has none",
+        ));
+    }
+    let find_links = d
+        .find_links
+        .iter()
+        .map(|l| {
+            let l = l.get_ref();
+            if l.contains("://") {
+                FindLinks::Url(l.clone())
+            } else {
+                FindLinks::Dir(normalize(&ctx.project_dir.join(l)))
+            }
+        })
+        .collect();
+    Ok(DepsPlan {
+        requirements,
+        installer: d.installer,
+        exclude: d.exclude.clone(),
+        index_url: d.index_url.clone(),
+        extra_index_urls: d.extra_index_urls.clone(),
+        find_links,
+        no_index: d.no_index,
+    })
+}
+
+const OUTPUT_HINT: &str = "write the zip to a directory of its own, e.g. \"dist/NAME.zip\" (lbuild leaves that directory out of the sources)";
+
+/// `[output]`, and that the output is none of the build's inputs.
+pub fn output(
+    ctx: &Ctx,
+    raw: Option<&Spanned<RawOutput>>,
+    f: &Function,
+    sources: &SourcesPlan,
+    config: &ConfigPlan,
+    deps: Option<&DepsPlan>,
+) -> Result<OutputPlan, ManifestError> {
+    let default = RawOutput::default();
+    let o = raw.map_or(&default, |r| r.get_ref());
+    let level = match &o.level {
+        None => 6,
+        Some(l) => {
+            let level = *l.get_ref();
+            if !(0..=9).contains(&level) {
+                return Err(ctx.at(
+                    l.span(),
+                    format!("compression level {level} is out of range"),
+                    "use 0 (store) to 9 (smallest); 6 is the default",
+                ));
+            }
+            level as u32
+        }
+    };
+    // The default path comes from the function's name: point there.
+    let (rel, span) = match &o.path {
+        Some(p) => (p.get_ref().clone(), p.span()),
+        None => (format!("dist/{}.zip", f.name), f.name_span.clone()),
+    };
+    let at = ctx.position(&span);
+    let err = |message: String, hint: &str| ctx.at(span.clone(), message, hint);
+    if rel.is_empty() || rel.ends_with('/') {
+        return Err(err(
+            format!("output path {rel:?} is not a file name"),
+            "use a path ending in .zip, e.g. \"dist/orders.zip\"",
+        ));
+    }
+    let path = normalize(&ctx.project_dir.join(&rel));
+    let out_dir = path.parent().unwrap_or(Path::new("/"));
+    // The output's directory, symlinks resolved where it exists, so that
+    // two spellings of one file compare equal.
+    let resolved = resolve(&path);
+    let shown = path.display();
+
+    match fs_err::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => {
+            return Err(err(
+                format!("output path {shown} is a directory"),
+                "use a path ending in .zip, e.g. \"dist/orders.zip\"",
+            ));
+        }
+        Ok(m) if !m.is_file() => {
+            let kind = file_kind(&m);
+            return Err(err(
+                format!(
+                    "output path {shown} is {kind}, not a regular file: lbuild would replace it"
+                ),
+                "point [output] path at a new or regular file, e.g. \"dist/NAME.zip\"",
+            ));
+        }
+        _ => {}
+    }
+    if resolved == ctx.manifest_path || path == ctx.manifest_path {
+        return Err(err(
+            format!(
+                "output path {shown} is the manifest {}: lbuild would overwrite it",
+                ctx.manifest_path.display()
+            ),
+            OUTPUT_HINT,
+        ));
+    }
+    if let Some(d) = deps
+        && (path == d.requirements
+            || Some(&resolved) == d.requirements.canonicalize().ok().as_ref())
+    {
+        return Err(err(
+            format!(
+                "output path {shown} is the requirements file {}: lbuild would overwrite it",
+                d.requirements.display()
+            ),
+            OUTPUT_HINT,
+        ));
+    }
+    if let Ok(rel_to_project) = path.strip_prefix(&ctx.project_dir)
+        && let Some(rel_to_project) = rel_to_project.to_str()
+        && let Some(g) = config.globs.iter().find(|g| g.set.is_match(rel_to_project))
+    {
+        return Err(err(
+            format!(
+                "output path {shown} is a config input (matched by [config] files {:?}): lbuild would overwrite it",
+                g.pattern
+            ),
+            OUTPUT_HINT,
+        ));
+    }
+    // The output's directory is left out of the walk: it must not be the
+    // sources root itself (that would leave out every source).
+    if resolve(out_dir) == sources.root {
+        return Err(err(
+            format!(
+                "output path {rel:?} is inside the sources: it would be written into the sources root {}",
+                sources.root.display()
+            ),
+            OUTPUT_HINT,
+        ));
+    }
+    if let Ok(rel_to_root) = resolved.strip_prefix(&sources.root)
+        && let Some(rel_to_root) = rel_to_root.to_str()
+        && sources.selects(rel_to_root)
+        && !walk::excluded_by_default(rel_to_root)
+    {
+        return Err(err(
+            format!(
+                "output path {shown} is one of the sources (selected by [sources] include under {}): lbuild would package or overwrite it",
+                sources.root.display()
+            ),
+            "write the zip outside the sources, or exclude its directory in [sources] exclude (e.g. \"dist/**\")",
+        ));
+    }
+    Ok(OutputPlan {
+        path,
+        level,
+        mtime: o.mtime,
+        at,
+    })
+}
+
+/// `path` with its directory's symlinks resolved, when the directory exists.
+fn resolve(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a fifo"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load_with_env, parse};
+    use super::*;
+
+    fn project(manifest: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("lambda.toml"), manifest).unwrap();
+        std::fs::write(d.path().join("app.py"), "def handler(e, c): pass\n").unwrap();
+        d
+    }
+
+    fn error_of(manifest: &str) -> String {
+        let d = project(manifest);
+        load_with_env(&d.path().join("lambda.toml"), Env::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_in_inline_tables_and_dotted_keys_point_at_the_value() {
+        let inline =
+            "function = { name = \"f\", handler = \"app.handler\", runtime = \"python2.7\" }\n";
+        let err = error_of(inline);
+        assert!(
+            err.contains("lambda.toml:1:61: unsupported runtime"),
+            "{err}"
+        );
+
+        let dotted = "function.name = \"f\"\nfunction.handler = \"app.handler\"\n\
+                      output.level = 12\n";
+        let err = error_of(dotted);
+        assert!(
+            err.contains("lambda.toml:3:16: compression level 12"),
+            "{err}"
+        );
+
+        let glob = "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\
+                    [sources]\nexclude = [\"tests/**\",\n  \"../up\"]\n";
+        let err = error_of(glob);
+        assert!(
+            err.contains("lambda.toml:6:3: exclude glob \"../up\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_default_output_path_errors_at_the_function_name() {
+        let d = project("[function]\nname = \"f\"\nhandler = \"app.handler\"\n");
+        std::fs::create_dir_all(d.path().join("dist/f.zip")).unwrap();
+        let err = load_with_env(&d.path().join("lambda.toml"), Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lambda.toml:2:8: output path"), "{err}");
+        assert!(err.contains("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_cache_dir_resolves_against_the_project() {
+        let d = project("[function]\nname = \"f\"\nhandler = \"app.handler\"\n");
+        let env = Env {
+            cache_dir: Some("cache".into()),
+            source_date_epoch: Some("5".into()),
+        };
+        let plan = load_with_env(&d.path().join("lambda.toml"), env).unwrap();
+        assert_eq!(plan.cache_dir, plan.project_dir.join("cache"));
+        assert_eq!(plan.env.source_date_epoch.as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn find_links_are_typed() {
+        let d = project(
+            "[function]\nname = \"f\"\nhandler = \"app.handler\"\n[dependencies]\n\
+             find_links = [\"wheels\", \"https://example.com/w/\"]\n",
+        );
+        std::fs::write(d.path().join("requirements.txt"), "").unwrap();
+        let plan = load_with_env(&d.path().join("lambda.toml"), Env::default()).unwrap();
+        let links = &plan.deps.unwrap().find_links;
+        assert_eq!(
+            links,
+            &[
+                FindLinks::Dir(plan.project_dir.join("wheels")),
+                FindLinks::Url("https://example.com/w/".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_keeps_the_template_readable() {
+        let raw = parse(
+            Path::new("x"),
+            "[function]\nname = \"f\"\nhandler = \"a.b\"\n",
+        )
+        .unwrap();
+        assert_eq!(raw.function.get_ref().handler.get_ref(), "a.b");
+    }
+}
