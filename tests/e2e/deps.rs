@@ -873,3 +873,28 @@ fn a_find_links_directory_with_too_many_entries_is_refused_with_a_hint() {
     );
 }
 
+#[test]
+fn a_package_without_a_wheel_under_uv_gets_both_fixes_named_in_the_hint() {
+    // Regression (issue 14): uv's "has no usable wheels" fell through to
+    // "adjust the pins", which names neither the package nor a fix.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "sdistonly==1.0\n");
+    // Only a source distribution: lbuild never builds one.
+    d.p.write_bytes("wheels/sdistonly-1.0.tar.gz", b"not built here");
+    let (code, err) = d.fail();
+    assert_eq!(code, 1, "{err}");
+    let hint = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("hint:"))
+        .unwrap_or_else(|| panic!("no hint:\n{err}"));
+    assert!(!hint.contains("adjust the pins"), "{hint}");
+    assert!(
+        hint.contains("no binary wheel of \"sdistonly\" fits python3.12 x86_64 manylinux_2_34"),
+        "{hint}"
+    );
+    assert!(
+        hint.contains("pin a version of \"sdistonly\" that publishes a wheel"),
+        "{hint}"
+    );
+    assert!(hint.contains("build the wheel yourself"), "{hint}");
+    assert!(hint.contains("find_links"), "{hint}");
+}
