@@ -250,13 +250,18 @@ fn split_option(line: &str) -> (&str, Option<String>) {
         .split_once(char::is_whitespace)
         .map_or((line, ""), |(f, r)| (f, r.trim()));
     let next_word = || rest.split_whitespace().next().map(str::to_string);
-    if let Some((o, v)) = first.split_once('=') {
-        return (o, Some(v.to_string()));
-    }
-    // `-rfile`, `-cfile`, `-efile`, `-ffile`, `-iurl` (no space): short
-    // options take the rest of the word.
-    if !first.starts_with("--") && first.len() > 2 {
+    if first.starts_with("--") {
+        if let Some((o, v)) = first.split_once('=') {
+            return (o, Some(v.to_string()));
+        }
+    } else if first.len() > 2 && first.is_char_boundary(2) {
+        // `-rfile`, `-efile`, `-iurl` (no space): a short option takes the
+        // rest of the word (optparse's rule; `=` is part of the value).
         let (o, v) = first.split_at(2);
+        if o == "-e" {
+            // The whole rest: `-e./pkg ; markers` is one requirement.
+            return (o, Some(line[2..].trim().to_string()));
+        }
         return (o, Some(v.to_string()));
     }
     if matches!(first, "-e" | "--editable") {
@@ -294,7 +299,7 @@ fn read_regular_file(path: &Path, from: Option<At>) -> Result<Vec<u8>, DepsError
         None => DepsError::Requirements {
             path: path.to_path_buf(),
             line: 0,
-            message: format!("cannot read it: {source}"),
+            message: format!("cannot read {}: {source}", path.display()),
         },
     };
     let refuse = |what: String| {
@@ -629,6 +634,14 @@ mod tests {
             ("-e", Some("./pkg[dev] ; python_version > '3'".into()))
         );
         assert_eq!(split_option("-e./pkg"), ("-e", Some("./pkg".into())));
+        assert_eq!(
+            split_option("-egit+https://h/r.git#egg=r"),
+            ("-e", Some("git+https://h/r.git#egg=r".into()))
+        );
+        assert_eq!(
+            split_option("-ihttps://h/simple?a=b"),
+            ("-i", Some("https://h/simple?a=b".into()))
+        );
     }
 
     #[test]
