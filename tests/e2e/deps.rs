@@ -691,3 +691,210 @@ fn a_local_wheel_rebuilt_under_the_same_name_reruns_deps() {
         "VALUE = \"two\"\n"
     );
 }
+
+/// A one-module pure wheel `localpkg 1.0` in `dir` whose `__init__.py`
+/// holds `VALUE = value`.
+fn write_local_wheel(dir: &Path, value: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    Wheel {
+        name: "localpkg",
+        version: "1.0",
+        tag: "py3-none-any",
+        files: vec![(
+            "localpkg/__init__.py".into(),
+            format!("VALUE = {value:?}\n").into_bytes(),
+            false,
+        )],
+        entry_points: None,
+    }
+    .write_into(dir)
+}
+
+#[test]
+fn a_wheel_named_by_a_spaceless_pep508_file_url_is_keyed_by_content() {
+    // Regression: `name@file:///...` (valid PEP 508, no spaces) was not
+    // seen as a local wheel, so rebuilding the wheel left the zip stale.
+    // The wheel lives outside the project and outside find_links.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "");
+    let outside = d.caches.path().join("built");
+    let wheel = write_local_wheel(&outside, "one");
+    d.p.write(
+        "requirements.txt",
+        &format!("localpkg@file://{}\n", wheel.display()),
+    );
+    d.build();
+    assert_eq!(
+        d.entry("localpkg/__init__.py").unwrap(),
+        "VALUE = \"one\"\n"
+    );
+
+    write_local_wheel(&outside, "two");
+    let json = d.build();
+    assert_eq!(status_of(&json, "deps"), "ran", "{json}");
+    assert_eq!(
+        d.entry("localpkg/__init__.py").unwrap(),
+        "VALUE = \"two\"\n"
+    );
+}
+
+/// Runs lbuild, killing it if it has not finished within a minute (a hang
+/// must fail the test, not the suite), with at most `max_address_space`
+/// bytes of memory if given (a runaway read must fail, not swap the
+/// machine). Returns (exit code, stderr).
+fn run_bounded(d: &DepsProject, max_address_space: Option<u64>) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut cmd = d.p.cmd();
+    box_installers(&mut cmd, d.caches.path());
+    if let Some(max) = max_address_space {
+        let limit = libc::rlimit {
+            rlim_cur: max,
+            rlim_max: max,
+        };
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of
+        // the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("lbuild hung (killed after 60 s)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status.code(), reader.join().unwrap())
+}
+
+#[test]
+fn an_include_of_dev_zero_is_refused_without_reading_it() {
+    // Regression: `-r /dev/zero` grew memory without bound.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n-r /dev/zero\n");
+    let (code, err) = run_bounded(&d, Some(2 << 30));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("requirements.txt:2"), "{err}");
+    assert!(err.contains("/dev/zero"), "{err}");
+    assert!(err.contains("a character device"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn an_include_of_a_fifo_is_refused_without_blocking() {
+    // Regression: `-r fifo` blocked forever waiting for a writer.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n-r pipe.txt\n");
+    let made = std::process::Command::new("mkfifo")
+        .arg(d.p.path().join("pipe.txt"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (code, err) = run_bounded(&d, None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("pipe.txt"), "{err}");
+    assert!(err.contains("a named pipe (fifo)"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn an_oversized_include_is_refused_with_the_cap_named() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "-r big.txt\n");
+    std::fs::File::create(d.p.path().join("big.txt"))
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let (code, err) = run_bounded(&d, None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("big.txt is larger than 16 MiB"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn find_links_at_proc_costs_a_listing_not_a_hash_of_everything() {
+    // Regression: `--find-links /proc` hashed /proc/kcore and friends and
+    // never finished. Only distributions at the top level are hashed.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    d.set_manifest("uv", "python3.12", "x86_64", "");
+    d.p.write(
+        "lambda.toml",
+        &manifest("uv", "python3.12", "x86_64", "").replace(
+            "find_links = [\"wheels\"]",
+            "find_links = [\"wheels\", \"/proc\"]",
+        ),
+    );
+    let (code, err) = run_bounded(&d, None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        d.entry("purepkg/__init__.py").as_deref(),
+        Some("def main():\n    print('hi')\n")
+    );
+}
+
+#[test]
+fn a_find_links_directory_with_too_many_entries_is_refused_with_a_hint() {
+    let d = DepsProject::new(
+        "uv",
+        "python3.12",
+        "x86_64",
+        "purepkg==1.0\n--find-links ./many\n",
+    );
+    let many = d.p.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..10_001 {
+        std::fs::write(many.join(format!("f{i}")), "").unwrap();
+    }
+    let (code, err) = run_bounded(&d, None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("more than 10000 entries"), "{err}");
+    assert!(
+        err.contains("hint: point find_links at a directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_package_without_a_wheel_under_uv_gets_both_fixes_named_in_the_hint() {
+    // Regression (issue 14): uv's "has no usable wheels" fell through to
+    // "adjust the pins", which names neither the package nor a fix.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "sdistonly==1.0\n");
+    // Only a source distribution: lbuild never builds one.
+    d.p.write_bytes("wheels/sdistonly-1.0.tar.gz", b"not built here");
+    let (code, err) = d.fail();
+    assert_eq!(code, 1, "{err}");
+    let hint = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("hint:"))
+        .unwrap_or_else(|| panic!("no hint:\n{err}"));
+    assert!(!hint.contains("adjust the pins"), "{hint}");
+    assert!(
+        hint.contains("no binary wheel of \"sdistonly\" fits python3.12 x86_64 manylinux_2_34"),
+        "{hint}"
+    );
+    assert!(
+        hint.contains("pin a version of \"sdistonly\" that publishes a wheel"),
+        "{hint}"
+    );
+    assert!(hint.contains("build the wheel yourself"), "{hint}");
+    assert!(hint.contains("find_links"), "{hint}");
+}

@@ -465,6 +465,29 @@ impl Installer {
         })))
     }
 
+    /// No wheel fits the target: name the package and the target, and
+    /// give both real fixes (a version with a wheel for it, or a wheel
+    /// built for it and found through `find_links`).
+    fn no_wheel_hint(&self, target: Target, output: &str) -> String {
+        let package = culprit(output).map(|c| requirement_name(&c).to_string());
+        let (it, named) = match &package {
+            Some(p) => (format!("{p:?}"), p.as_str()),
+            None => ("the package".to_string(), "PACKAGE"),
+        };
+        let mut hint = format!(
+            "no binary wheel of {it} fits {target} on the indexes searched, and lbuild never builds from source. Either pin a version of {it} that publishes a wheel for this target (tags cp3{minor} or abi3/py3, manylinux_2_N with N <= {glibc}, {machine}), or build the wheel yourself for this target (e.g. `pip wheel --no-deps {named}==VERSION -w wheels/` in a {machine} manylinux container for {runtime}) and add that directory to find_links in lambda.toml",
+            target = target.describe(),
+            minor = target.runtime.minor,
+            glibc = target.glibc_minor(),
+            machine = target.arch.manylinux_machine(),
+            runtime = target.runtime.name(),
+        );
+        if self.kind == Kind::Pip {
+            hint.push_str(" (pip says the same when the name is misspelt or the index cannot be reached: check those too)");
+        }
+        hint
+    }
+
     fn hint(&self, target: Target, output: &str) -> String {
         let has = |needles: &[&str]| needles.iter().any(|n| output.contains(n));
         let mut hint = if has(&[
@@ -486,17 +509,14 @@ impl Installer {
                 .to_string()
         } else if has(&[
             "has no wheels with a matching",
+            "has no usable wheels",
+            "building from source is disabled",
+            "Building source distributions is disabled",
             "matching platform tag",
             "Could not find a version that satisfies",
             "No matching distribution",
         ]) {
-            format!(
-                "no binary wheel of it fits {} on the indexes searched: pin a version that publishes one (tags cp3{} or abi3/py3, manylinux_2_N with N <= {}, {}), or change runtime/architecture in lambda.toml (pip says the same when the name is misspelt or the index cannot be reached: check those too)",
-                target.describe(),
-                target.runtime.minor,
-                target.glibc_minor(),
-                target.arch.manylinux_machine()
-            )
+            self.no_wheel_hint(target, output)
         } else if has(&[
             "conflict",
             "No solution found",
@@ -518,6 +538,14 @@ impl Installer {
         }
         hint
     }
+}
+
+/// `name` of `name==1.0`, `name[extra]>=1`, `name ; markers`.
+fn requirement_name(requirement: &str) -> &str {
+    requirement
+        .split(|c: char| "=<>!~;[( @".contains(c))
+        .next()
+        .unwrap_or(requirement)
 }
 
 /// The package an installer complains about, from its message (best effort).

@@ -5,8 +5,11 @@
 //! requirements files (and what they include with `-r`/`-c`), the target
 //! (runtime, architecture, glibc), the installer and its version, the index
 //! options (manifest, requirements files, the installer's environment
-//! variables, and the listing of local `find_links` directories), the
-//! `exclude` list, and lbuild's output-format version. Trees of several keys
+//! variables, and the distributions in local `find_links` directories, by
+//! content), the local wheels the requirements name (by content), the
+//! `exclude` list, and lbuild's output-format version. What keying may
+//! cost is bounded: a find-links directory is listed at its top level
+//! only, up to 10,000 entries and 4 GiB of distributions. Trees of several keys
 //! stay side by side, so switching branches back reinstalls nothing.
 //!
 //! An install goes to a temporary directory inside `.lbuild/deps/`, is
@@ -27,7 +30,6 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
-use crate::Error;
 use crate::cache::{Cache, Hash};
 use crate::manifest::{DepsPlan, FindLinks, Plan, relative_path};
 use crate::report::Reporter;
@@ -55,10 +57,14 @@ pub enum DepsError {
         line: usize,
         message: String,
     },
-    #[error("{context} {path}: {source}")]
+    /// An input lbuild will not read: not a regular file, too large, or a
+    /// find-links directory too big to key.
+    #[error("{message}")]
+    Refused { message: String, hint: String },
+    /// `source` comes from `fs_err` (or names its path itself).
+    #[error("{context}: {source}")]
     Io {
         context: &'static str,
-        path: PathBuf,
         source: std::io::Error,
     },
 }
@@ -71,8 +77,14 @@ impl DepsError {
             DepsError::Requirements { .. } => Some(
                 "fix the line; included files are relative to the file that includes them".into(),
             ),
+            DepsError::Refused { hint, .. } => Some(hint.clone()),
             DepsError::Io { .. } => None,
         }
+    }
+
+    /// Wraps an I/O error (from `fs_err`, so it names its path).
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> DepsError {
+        move |source| DepsError::Io { context, source }
     }
 }
 
@@ -362,26 +374,20 @@ fn stage_key(
             key.add(var, keyed_secret(&v.to_string_lossy()));
         }
     }
+    // Local find-links (paths and `file:` URLs), manifest first.
     let local_links = raw
         .find_links
         .iter()
-        .filter_map(|l| l.dir().map(Path::to_path_buf))
+        .filter_map(|l| match l {
+            FindLinks::Dir(d) => Some(d.clone()),
+            // A `file:` URL is a local directory too.
+            FindLinks::Url(u) => requirements::local_link(u, &plan.project_dir),
+        })
         .chain(reqs.local_find_links.iter().cloned());
     for dir in local_links {
         add_listing(&mut key, cache, &plan.project_dir, &dir)?;
     }
-    // Local wheels named in the requirements: by content (through the
-    // fingerprint cache, so a no-op only stats them).
-    let artifacts: Vec<(String, PathBuf)> = reqs
-        .local_artifacts
-        .iter()
-        .filter(|p| p.is_file())
-        .map(|p| (relative(&plan.project_dir, p), p.clone()))
-        .collect();
-    let (artifacts, _) = hash_entries(cache, artifacts)?;
-    for a in &artifacts {
-        key.add(&format!("local requirement {}", a.name), a.hash.to_hex());
-    }
+    add_local_artifacts(&mut key, cache, &plan.project_dir, &reqs.local_artifacts)?;
     let mut exclude: Vec<String> = deps
         .exclude
         .iter()
@@ -409,15 +415,14 @@ fn install(
     reporter: &Reporter,
 ) -> crate::Result<(bool, normalize::Normalized)> {
     let deps_dir = plan.cache_dir.join("deps");
-    std::fs::create_dir_all(&deps_dir).map_err(Error::io("cannot create", &deps_dir))?;
+    let io = DepsError::io;
+    fs_err::create_dir_all(&deps_dir).map_err(io("cannot install dependencies"))?;
     remove_stale_temporaries(&deps_dir);
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempdir_in(&deps_dir)
-        .map_err(Error::io(
-            "cannot create a temporary directory in",
-            &deps_dir,
-        ))?;
+        // tempfile's error names the path.
+        .map_err(io("cannot install dependencies"))?;
     let staging = tmp.path().join("tree");
     let ran = reqs.count > 0;
     if ran {
@@ -430,15 +435,14 @@ fn install(
             reporter,
         )?;
     }
-    std::fs::create_dir_all(&staging).map_err(Error::io("cannot create", &staging))?;
+    fs_err::create_dir_all(&staging).map_err(io("cannot install dependencies"))?;
     let normalized = normalize::normalize(&staging, &deps.exclude)?;
     // The tree's own directories: ordinary permissions, whatever the umask.
-    let _ = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
+    let _ = fs_err::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
     if tree.exists() {
-        std::fs::remove_dir_all(tree).map_err(Error::io("cannot remove the stale tree", tree))?;
+        fs_err::remove_dir_all(tree).map_err(io("cannot remove the stale deps tree"))?;
     }
-    std::fs::rename(&staging, tree)
-        .map_err(Error::io("cannot move the installed tree to", tree))?;
+    fs_err::rename(&staging, tree).map_err(io("cannot move the installed deps tree into place"))?;
     Ok((ran, normalized))
 }
 
@@ -508,24 +512,132 @@ fn index_args(deps: &DepsPlan) -> Vec<String> {
     args
 }
 
-/// Adds the listing of a local find-links directory (file names and
-/// content hashes, top level only, as installers read it).
+/// Local files named as requirements join the key by content (through
+/// the fingerprint cache, so a no-op only stats them); a directory or a
+/// missing path by what it is (the installer reports a missing one).
+fn add_local_artifacts(
+    key: &mut KeyBuilder,
+    cache: &mut Cache,
+    project_dir: &Path,
+    artifacts: &[PathBuf],
+) -> crate::Result<()> {
+    let mut files = Vec::new();
+    for path in artifacts {
+        let name = relative(project_dir, path);
+        match fs_err::metadata(path) {
+            Ok(m) if m.is_file() => files.push((name, path.clone())),
+            Ok(m) => {
+                key.add(
+                    &format!("local requirement {name}"),
+                    requirements::file_kind(&m.file_type()),
+                );
+            }
+            Err(_) => {
+                key.add(&format!("local requirement {name}"), "missing");
+            }
+        }
+    }
+    let (files, _) = hash_entries(cache, files)?;
+    for f in &files {
+        key.add(&format!("local requirement {}", f.name), f.hash.to_hex());
+    }
+    Ok(())
+}
+
+/// The most entries a local find-links directory may hold: its listing is
+/// read on every build (`--find-links /proc` or `/` must fail fast).
+const FIND_LINKS_MAX_ENTRIES: usize = 10_000;
+/// The most bytes of distributions in one find-links directory that are
+/// hashed for the key (each hash is remembered, but the first build reads
+/// them all).
+const FIND_LINKS_MAX_BYTES: u64 = 4 << 30;
+
+/// What installers take from a find-links directory.
+fn is_distribution(name: &str) -> bool {
+    [".whl", ".tar.gz", ".zip"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// Adds what a local find-links path offers: for a directory, its
+/// distributions (top level only, as installers read it: names and
+/// content hashes); for a file (an HTML page of links), its content.
 fn add_listing(
     key: &mut KeyBuilder,
     cache: &mut Cache,
     project_dir: &Path,
-    dir: &Path,
+    path: &Path,
 ) -> crate::Result<()> {
-    let label = format!("find-links {}", relative(project_dir, dir));
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let shown = relative(project_dir, path);
+    let label = format!("find-links {shown}");
+    let refuse = |problem: String, hint: &str| DepsError::Refused {
+        message: format!("find-links {}: {problem}", path.display()),
+        hint: hint.to_string(),
+    };
+    let Ok(meta) = fs_err::metadata(path) else {
         key.add(&label, "missing");
         return Ok(());
     };
-    let mut files: Vec<(String, PathBuf)> = rd
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .collect();
+    if meta.is_file() {
+        if meta.len() > requirements::MAX_FILE_BYTES {
+            return Err(refuse(
+                format!(
+                    "a page of links larger than {} MiB",
+                    requirements::MAX_FILE_BYTES >> 20
+                ),
+                "point find_links at a directory of wheels or a small HTML page of links",
+            )
+            .into());
+        }
+        let (page, _) = hash_entries(cache, vec![(shown, path.to_path_buf())])?;
+        key.add(&label, page[0].hash.to_hex());
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(refuse(
+            format!("it is {}", requirements::file_kind(&meta.file_type())),
+            "find_links takes a directory of wheels, a page of links, or a URL",
+        )
+        .into());
+    }
+    let too_big =
+        "point find_links at a directory that holds only the wheels this function installs";
+    let rd = fs_err::read_dir(path).map_err(DepsError::io("cannot list a find-links directory"))?;
+    let mut files = Vec::new();
+    let mut bytes = 0u64;
+    for (i, item) in rd.enumerate() {
+        if i == FIND_LINKS_MAX_ENTRIES {
+            return Err(refuse(
+                format!(
+                    "more than {FIND_LINKS_MAX_ENTRIES} entries, more than lbuild lists on every build"
+                ),
+                too_big,
+            )
+            .into());
+        }
+        let item = item.map_err(DepsError::io("cannot list a find-links directory"))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str().filter(|n| is_distribution(n)) else {
+            continue;
+        };
+        let file = item.path();
+        // Followed, as installers follow it; a fifo or device is skipped.
+        match fs_err::metadata(&file) {
+            Ok(m) if m.is_file() => bytes += m.len(),
+            _ => continue,
+        }
+        if bytes > FIND_LINKS_MAX_BYTES {
+            return Err(refuse(
+                format!(
+                    "its distributions exceed {} GiB, more than lbuild hashes for the deps key",
+                    FIND_LINKS_MAX_BYTES >> 30
+                ),
+                too_big,
+            )
+            .into());
+        }
+        files.push((name.to_string(), file));
+    }
     files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let (entries, _) = hash_entries(cache, files)?;
     key.add(&label, entries.len());

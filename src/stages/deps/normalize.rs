@@ -64,11 +64,10 @@ struct Dist {
     version: String,
 }
 
-fn io_err(context: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DepsError {
-    let path = path.to_path_buf();
-    move |source| DepsError::Io {
-        context,
-        path,
+/// An I/O error while normalising (from `fs_err`: it names its path).
+fn io_err(source: std::io::Error) -> DepsError {
+    DepsError::Io {
+        context: "cannot normalise the installed dependencies",
         source,
     }
 }
@@ -91,13 +90,13 @@ pub fn normalize(tree: &Path, exclude: &[String]) -> Result<Normalized, DepsErro
                 if let Some(rel) = inside(&row.path) {
                     let p = tree.join(rel);
                     if p.is_file() && !p.starts_with(&info) {
-                        std::fs::remove_file(&p).map_err(io_err("cannot remove", &p))?;
+                        fs_err::remove_file(&p).map_err(io_err)?;
                         report.removed_files += 1;
                     }
                 }
             }
             report.removed_files += count_files(&info);
-            std::fs::remove_dir_all(&info).map_err(io_err("cannot remove", &info))?;
+            fs_err::remove_dir_all(&info).map_err(io_err)?;
             report.excluded.push(format!("{}=={}", d.name, d.version));
         } else {
             kept.push(d);
@@ -108,13 +107,13 @@ pub fn normalize(tree: &Path, exclude: &[String]) -> Result<Normalized, DepsErro
     // 2. Installer leftovers and byte-code.
     for name in TOP_LEVEL_LEFTOVERS {
         let p = tree.join(name);
-        match std::fs::symlink_metadata(&p) {
+        match fs_err::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => {
                 report.removed_files += count_files(&p);
-                std::fs::remove_dir_all(&p).map_err(io_err("cannot remove", &p))?;
+                fs_err::remove_dir_all(&p).map_err(io_err)?;
             }
             Ok(_) => {
-                std::fs::remove_file(&p).map_err(io_err("cannot remove", &p))?;
+                fs_err::remove_file(&p).map_err(io_err)?;
                 report.removed_files += 1;
             }
             Err(_) => {}
@@ -124,7 +123,7 @@ pub fn normalize(tree: &Path, exclude: &[String]) -> Result<Normalized, DepsErro
         for name in INSTALLER_RECORDS {
             let p = tree.join(&d.dir).join(name);
             if p.is_file() {
-                std::fs::remove_file(&p).map_err(io_err("cannot remove", &p))?;
+                fs_err::remove_file(&p).map_err(io_err)?;
                 report.removed_files += 1;
             }
         }
@@ -148,9 +147,9 @@ pub fn normalize(tree: &Path, exclude: &[String]) -> Result<Normalized, DepsErro
 /// version their METADATA declares.
 fn distributions(tree: &Path) -> Result<Vec<Dist>, DepsError> {
     let mut out = Vec::new();
-    let rd = std::fs::read_dir(tree).map_err(io_err("cannot list", tree))?;
+    let rd = fs_err::read_dir(tree).map_err(io_err)?;
     for item in rd {
-        let item = item.map_err(io_err("cannot list", tree))?;
+        let item = item.map_err(io_err)?;
         let Some(dir) = item.file_name().to_str().map(str::to_string) else {
             continue;
         };
@@ -164,7 +163,7 @@ fn distributions(tree: &Path) -> Result<Vec<Dist>, DepsError> {
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => (stem.to_string(), String::new()),
         };
-        if let Ok(meta) = std::fs::read_to_string(item.path().join("METADATA")) {
+        if let Ok(meta) = fs_err::read_to_string(item.path().join("METADATA")) {
             for line in meta.lines().take_while(|l| !l.is_empty()) {
                 if let Some(v) = line.strip_prefix("Name:") {
                     name = v.trim().to_string();
@@ -188,10 +187,10 @@ struct Row {
 }
 
 fn read_record(path: &Path) -> Result<Vec<Row>, DepsError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("cannot read", path)(e)),
+        Err(e) => return Err(io_err(e)),
     };
     Ok(text
         .lines()
@@ -239,7 +238,7 @@ fn rewrite_record(tree: &Path, dist_dir: &str) -> Result<(), DepsError> {
             continue;
         }
         let p = tree.join(&rel);
-        if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+        if !fs_err::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
             continue;
         }
         let (hash, size) = sha256_record_hash(&p)?;
@@ -274,18 +273,18 @@ fn rewrite_record(tree: &Path, dist_dir: &str) -> Result<(), DepsError> {
     // Never write through the old file: uv may have hard-linked it from
     // its cache. A new file renamed over it leaves the cache alone.
     let tmp = record.with_file_name(".RECORD.lbuild-tmp");
-    std::fs::write(&tmp, text).map_err(io_err("cannot write", &tmp))?;
-    std::fs::rename(&tmp, &record).map_err(io_err("cannot write", &record))?;
+    fs_err::write(&tmp, text).map_err(io_err)?;
+    fs_err::rename(&tmp, &record).map_err(io_err)?;
     Ok(())
 }
 
 fn sha256_record_hash(path: &Path) -> Result<(String, u64), DepsError> {
-    let mut f = std::fs::File::open(path).map_err(io_err("cannot read", path))?;
+    let mut f = fs_err::File::open(path).map_err(io_err)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(io_err("cannot read", path))?;
+        let n = f.read(&mut buf).map_err(io_err)?;
         if n == 0 {
             break;
         }
@@ -339,13 +338,8 @@ fn remove_matching(tree: &Path) -> Result<usize, DepsError> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
     for item in walkdir::WalkDir::new(tree).min_depth(1) {
-        let item = item.map_err(|e| DepsError::Io {
-            context: "cannot list",
-            path: e.path().unwrap_or(tree).to_path_buf(),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("loop")),
-        })?;
+        // walkdir's error names the path.
+        let item = item.map_err(|e| io_err(e.into()))?;
         let Ok(rel) = item.path().strip_prefix(tree) else {
             continue;
         };
@@ -362,14 +356,14 @@ fn remove_matching(tree: &Path) -> Result<usize, DepsError> {
         }
     }
     for f in files {
-        if f.exists() || std::fs::symlink_metadata(&f).is_ok() {
-            std::fs::remove_file(&f).map_err(io_err("cannot remove", &f))?;
+        if f.exists() || fs_err::symlink_metadata(&f).is_ok() {
+            fs_err::remove_file(&f).map_err(io_err)?;
             removed += 1;
         }
     }
     for d in dirs {
         if d.exists() {
-            std::fs::remove_dir_all(&d).map_err(io_err("cannot remove", &d))?;
+            fs_err::remove_dir_all(&d).map_err(io_err)?;
         }
     }
     Ok(removed)
@@ -395,8 +389,8 @@ fn remove_empty_dirs(tree: &Path) -> Result<(), DepsError> {
         .map(|e| e.into_path())
         .collect();
     for d in dirs {
-        if std::fs::read_dir(&d).is_ok_and(|mut r| r.next().is_none()) {
-            std::fs::remove_dir(&d).map_err(io_err("cannot remove", &d))?;
+        if fs_err::read_dir(&d).is_ok_and(|mut r| r.next().is_none()) {
+            fs_err::remove_dir(&d).map_err(io_err)?;
         }
     }
     Ok(())
