@@ -12,6 +12,7 @@
 pub mod globs;
 pub mod raw;
 pub mod validate;
+pub mod workspace;
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
@@ -19,7 +20,8 @@ use std::path::{Component, Path, PathBuf};
 use globset::GlobSet;
 
 pub use globs::{Pruner, check_relative_glob, compile_globs, literal_prefix};
-pub use raw::{Architecture, InstallerChoice, MtimeMode, RawManifest};
+pub use raw::{Architecture, InstallerChoice, LimitMode, MtimeMode, RawManifest};
+pub use workspace::{Workspace, load_workspace};
 
 /// The file name lbuild looks for, like cargo looks for `Cargo.toml`.
 pub const MANIFEST_NAME: &str = "lambda.toml";
@@ -201,6 +203,8 @@ pub struct OutputPlan {
     pub path: PathBuf,
     pub level: u32,
     pub mtime: Option<MtimeMode>,
+    /// What going over Lambda's unzipped-size quota does.
+    pub size_limit: LimitMode,
     /// Where errors about the output point: `[output] path`, or the
     /// function name it defaults from.
     pub at: Position,
@@ -224,6 +228,36 @@ impl Env {
     }
 }
 
+/// What an artifact is: a function (with a handler and the layers it
+/// uses) or a layer (whose files all sit under `prefix/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactKind {
+    Function { layers: Vec<String> },
+    Layer { prefix: String },
+}
+
+impl ArtifactKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ArtifactKind::Function { .. } => "function",
+            ArtifactKind::Layer { .. } => "layer",
+        }
+    }
+}
+
+/// How Lambda runs a function: what `lbuild invoke` and `lbuild deploy`
+/// need beyond the zip (none of it changes the zip's bytes).
+#[derive(Debug, Clone)]
+pub struct LambdaSettings {
+    pub timeout_s: u32,
+    pub memory_mb: u32,
+    pub environment: Vec<(String, String)>,
+    /// The function's name in AWS (before `--name-prefix/--name-suffix`).
+    pub deploy_name: String,
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+}
+
 /// The validated manifest for one artifact: paths resolved, globs
 /// compiled, environment read. Stages receive this and never re-read the
 /// raw TOML or the environment variables it covers.
@@ -243,6 +277,10 @@ pub struct Plan {
     /// Where the SQLite cache and installed trees live.
     pub cache_dir: PathBuf,
     pub env: Env,
+    pub kind: ArtifactKind,
+    pub lambda: LambdaSettings,
+    /// The other artifacts' zips in the same workspace: never sources.
+    pub foreign_outputs: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -252,6 +290,19 @@ impl Plan {
         let (module, _) = self.handler.rsplit_once('.').unwrap_or((&self.handler, ""));
         let base = module.replace('.', "/");
         [format!("{base}.py"), format!("{base}/__init__.py")]
+    }
+
+    pub fn is_layer(&self) -> bool {
+        matches!(self.kind, ArtifactKind::Layer { .. })
+    }
+
+    /// The archive directory every entry goes under (`python/` for a
+    /// layer), empty for a function.
+    pub fn archive_prefix(&self) -> &str {
+        match &self.kind {
+            ArtifactKind::Layer { prefix } => prefix,
+            ArtifactKind::Function { .. } => "",
+        }
     }
 
     pub fn handler_function(&self) -> &str {

@@ -20,7 +20,7 @@ pub struct RawManifest {
     pub output: Option<Spanned<RawOutput>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawFunction {
     pub name: Spanned<String>,
@@ -29,9 +29,27 @@ pub struct RawFunction {
     pub runtime: Option<Spanned<String>>,
     #[serde(default)]
     pub architecture: Architecture,
+    /// Seconds, default 3 (Lambda's default).
+    pub timeout: Option<Spanned<i64>>,
+    /// MB, default 128.
+    pub memory: Option<Spanned<i64>>,
+    /// Environment variables the function sees.
+    pub environment: Option<std::collections::BTreeMap<String, String>>,
+    /// How `lbuild deploy` finds the function in AWS.
+    pub deploy: Option<Spanned<RawDeploy>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeploy {
+    /// The AWS function name, default the manifest's name.
+    pub name: Option<String>,
+    /// Bucket for zips over 50 MB.
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawSources {
     /// Default `.`.
@@ -45,7 +63,7 @@ pub struct RawSources {
     pub allow_outside_project: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawDependencies {
     /// Default `requirements.txt`.
@@ -65,7 +83,7 @@ pub struct RawDependencies {
     pub no_index: bool,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -75,7 +93,7 @@ pub struct RawConfig {
     pub allow_outside_project: bool,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
     /// Default `dist/NAME.zip`.
@@ -84,6 +102,17 @@ pub struct RawOutput {
     pub level: Option<Spanned<i64>>,
     #[serde(default)]
     pub mtime: Option<MtimeMode>,
+    /// What exceeding Lambda's unzipped-size quota does: "error" (default)
+    /// or "warn".
+    pub size_limit: Option<LimitMode>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitMode {
+    #[default]
+    Error,
+    Warn,
 }
 
 #[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, Default)]

@@ -56,8 +56,13 @@ impl<'a> Ctx<'a> {
         Position::of(self.text, span.start)
     }
 
+    /// The manifest's text.
+    pub fn text(&self) -> &str {
+        self.text
+    }
+
     /// An error at `span` of the manifest.
-    fn at(&self, span: Range<usize>, message: String, hint: &str) -> ManifestError {
+    pub fn at(&self, span: Range<usize>, message: String, hint: &str) -> ManifestError {
         let p = self.position(&span);
         ManifestError::At {
             path: self.path.to_path_buf(),
@@ -115,6 +120,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
     let config = config(ctx, s.config)?;
     let deps = s.dependencies.map(|d| dependencies(ctx, d)).transpose()?;
     let output = output(ctx, s.output, &f, &sources, &config, deps.as_ref())?;
+    let lambda = f.lambda.clone();
     Ok(Plan {
         manifest_path: ctx.manifest_path.clone(),
         project_dir: ctx.project_dir.clone(),
@@ -128,6 +134,9 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         output,
         cache_dir: ctx.cache_dir(),
         env: ctx.env.clone(),
+        kind: super::ArtifactKind::Function { layers: Vec::new() },
+        lambda,
+        foreign_outputs: Vec::new(),
     })
 }
 
@@ -139,6 +148,7 @@ pub struct Function {
     pub handler: String,
     pub runtime: Runtime,
     pub architecture: super::Architecture,
+    pub lambda: super::LambdaSettings,
 }
 
 pub fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, ManifestError> {
@@ -176,7 +186,40 @@ pub fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, Manif
             )
         })?,
     };
+    let positive = |v: &Option<Spanned<i64>>,
+                    default: u32,
+                    range: std::ops::RangeInclusive<i64>,
+                    what: &str| {
+        match v {
+            None => Ok(default),
+            Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref() as u32),
+            Some(v) => Err(ctx.at(
+                v.span(),
+                format!("{what} {} is out of range", v.get_ref()),
+                &format!("use {} to {} (Lambda's limits)", range.start(), range.end()),
+            )),
+        }
+    };
+    let deploy = f
+        .deploy
+        .as_ref()
+        .map(|d| d.get_ref().clone())
+        .unwrap_or_default();
+    let lambda = super::LambdaSettings {
+        timeout_s: positive(&f.timeout, 3, 1..=900, "timeout")?,
+        memory_mb: positive(&f.memory, 128, 128..=10240, "memory")?,
+        environment: f
+            .environment
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        deploy_name: deploy.name.unwrap_or_else(|| name.clone()),
+        s3_bucket: deploy.s3_bucket,
+        s3_prefix: deploy.s3_prefix,
+    };
     Ok(Function {
+        lambda,
         name: name.clone(),
         name_span: f.name.span(),
         handler: handler.clone(),
@@ -471,6 +514,7 @@ pub fn output(
         path,
         level,
         mtime: o.mtime,
+        size_limit: o.size_limit.unwrap_or_default(),
         at,
     })
 }

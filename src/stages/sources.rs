@@ -36,8 +36,13 @@ pub fn run(
         |dir| s.prunes_dir(dir),
     )
     .map_err(|e| walk_error(plan, e))?;
+    // Another artifact's zip in this workspace is never a source.
+    let mut files = files;
+    files.retain(|(_, path)| !plan.foreign_outputs.contains(path));
     let (entries, stats) = hash_entries(cache, files)?;
-    check_handler(plan, &entries, reporter)?;
+    if !plan.is_layer() {
+        check_handler(plan, &entries, reporter)?;
+    }
 
     let mut key = KeyBuilder::new(NAME);
     key.add("root", &s.root_written)

@@ -1,0 +1,574 @@
+//! Workspace manifests: functions and layers in keyed tables
+//! (`[functions.NAME]`, `[layers.NAME]`) with a `[defaults]` table they
+//! inherit from, validated into one [`Plan`] per artifact.
+//!
+//! The single-function form (`[function]` ...) is a workspace of one
+//! function; [`load_workspace`] reads either. This module owns the raw
+//! workspace types, inheritance from `[defaults]` (key by key within each
+//! section, as Cargo's `[workspace.package]`), and the checks across
+//! artifacts: layers a function names exist, at most five of them, and no
+//! two artifacts write one output. Each artifact's own sections are
+//! validated by [`super::validate::artifact`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::raw::{
+    Architecture, RawConfig, RawDependencies, RawDeploy, RawFunction, RawOutput, RawSources,
+};
+use super::validate::{self, Ctx, Sections};
+use super::{ArtifactKind, Env, ManifestError, Plan, Position};
+use crate::size::MAX_LAYERS;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    defaults: Option<Spanned<RawDefaults>>,
+    functions: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawFunctionEntry>>>>,
+    layers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawLayerEntry>>>>,
+}
+
+/// Keys every function and layer inherits unless it sets its own.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    runtime: Option<Spanned<String>>,
+    architecture: Option<Architecture>,
+    sources: Option<Spanned<RawSources>>,
+    dependencies: Option<Spanned<RawDependencies>>,
+    config: Option<Spanned<RawConfig>>,
+    output: Option<Spanned<RawOutput>>,
+    timeout: Option<Spanned<i64>>,
+    memory: Option<Spanned<i64>>,
+    environment: Option<BTreeMap<String, String>>,
+    deploy: Option<Spanned<RawDeploy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunctionEntry {
+    handler: Spanned<String>,
+    runtime: Option<Spanned<String>>,
+    architecture: Option<Architecture>,
+    /// Names of `[layers.NAME]` tables, in the order Lambda stacks them.
+    layers: Option<Spanned<Vec<Spanned<String>>>>,
+    sources: Option<Spanned<RawSources>>,
+    dependencies: Option<Spanned<RawDependencies>>,
+    config: Option<Spanned<RawConfig>>,
+    output: Option<Spanned<RawOutput>>,
+    timeout: Option<Spanned<i64>>,
+    memory: Option<Spanned<i64>>,
+    environment: Option<BTreeMap<String, String>>,
+    deploy: Option<Spanned<RawDeploy>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayerEntry {
+    /// Shorthand for `dependencies = { requirements = "..." }`.
+    requirements: Option<Spanned<String>>,
+    dependencies: Option<Spanned<RawDependencies>>,
+    sources: Option<Spanned<RawSources>>,
+    /// The archive directory every file goes under: `python` (default) or
+    /// `python/lib/python3.X/site-packages`.
+    prefix: Option<Spanned<String>>,
+    runtime: Option<Spanned<String>>,
+    architecture: Option<Architecture>,
+    output: Option<Spanned<RawOutput>>,
+}
+
+/// A validated manifest: every artifact's plan, layers first.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub manifest_path: PathBuf,
+    pub project_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// The single-function form: `--json` keeps its one-object shape.
+    pub single: bool,
+    /// Layers (by name), then functions (by name): a layer is built
+    /// before the functions that use it.
+    pub artifacts: Vec<Plan>,
+}
+
+impl Workspace {
+    pub fn functions(&self) -> impl Iterator<Item = &Plan> {
+        self.artifacts.iter().filter(|p| !p.is_layer())
+    }
+
+    pub fn layer(&self, name: &str) -> Option<&Plan> {
+        self.artifacts
+            .iter()
+            .find(|p| p.is_layer() && p.name == name)
+    }
+
+    pub fn function(&self, name: &str) -> Option<&Plan> {
+        self.functions().find(|p| p.name == name)
+    }
+
+    /// The layers `plan` uses, in its order.
+    pub fn layers_of(&self, plan: &Plan) -> Vec<&Plan> {
+        match &plan.kind {
+            ArtifactKind::Function { layers } => {
+                layers.iter().filter_map(|l| self.layer(l)).collect()
+            }
+            ArtifactKind::Layer { .. } => Vec::new(),
+        }
+    }
+
+    /// The artifacts to build for `--function NAME...`: those functions and
+    /// the layers they use (everything when `names` is empty), in build
+    /// order.
+    pub fn select(&self, names: &[String]) -> crate::Result<Vec<&Plan>> {
+        if names.is_empty() {
+            return Ok(self.artifacts.iter().collect());
+        }
+        let mut wanted: Vec<&str> = Vec::new();
+        for n in names {
+            let Some(f) = self.function(n) else {
+                let known: Vec<&str> = self.functions().map(|p| p.name.as_str()).collect();
+                return Err(crate::Error::Input {
+                    message: format!(
+                        "no function named {n:?} in {}",
+                        self.manifest_path.display()
+                    ),
+                    hint: format!("functions defined: {}", known.join(", ")),
+                });
+            };
+            wanted.push(&f.name);
+        }
+        Ok(self
+            .artifacts
+            .iter()
+            .filter(|p| {
+                if p.is_layer() {
+                    wanted
+                        .iter()
+                        .filter_map(|w| self.function(w))
+                        .any(|f| self.layers_of(f).iter().any(|l| l.name == p.name))
+                } else {
+                    wanted.contains(&p.name.as_str())
+                }
+            })
+            .collect())
+    }
+}
+
+/// Reads and validates a manifest of either form, with the process's
+/// environment.
+pub fn load_workspace(path: &Path) -> Result<Workspace, ManifestError> {
+    load_workspace_with_env(path, Env::from_process())
+}
+
+pub fn load_workspace_with_env(path: &Path, env: Env) -> Result<Workspace, ManifestError> {
+    let text = fs_err::read_to_string(path).map_err(ManifestError::Read)?;
+    // The form is told by its tables: `[function]` is the single form,
+    // anything else is read as a workspace (whose unknown-key error then
+    // names the tables a workspace allows).
+    let single = text
+        .parse::<toml::Table>()
+        .map(|t| t.contains_key("function"))
+        .unwrap_or(true);
+    if single {
+        let raw = super::parse(path, &text)?;
+        let plan = validate::manifest(path, &text, raw, env)?;
+        return Ok(Workspace {
+            manifest_path: plan.manifest_path.clone(),
+            project_dir: plan.project_dir.clone(),
+            cache_dir: plan.cache_dir.clone(),
+            single: true,
+            artifacts: vec![plan],
+        });
+    }
+    let raw: RawWorkspace = toml::from_str(&text).map_err(|e| {
+        let at = Position::of(&text, e.span().map_or(0, |s| s.start));
+        let message = e.message().trim().to_string();
+        let hint = if message.contains("unknown field") {
+            "a workspace holds [defaults], [functions.NAME] and [layers.NAME]; sections such as sources, dependencies, config and output go inside one of them (see lambda.toml.example)"
+        } else {
+            "fix the value at that position; lambda.toml.example documents every workspace key"
+        };
+        ManifestError::At {
+            path: path.to_path_buf(),
+            line: at.line,
+            column: at.column,
+            message,
+            hint: Some(hint.into()),
+        }
+    })?;
+    let ctx = Ctx::new(path, &text, env)?;
+    validate_workspace(&ctx, raw)
+}
+
+fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, ManifestError> {
+    let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
+    let layer_tables = raw.layers.map(Spanned::into_inner).unwrap_or_default();
+    let function_tables = match raw.functions {
+        Some(f) if f.get_ref().is_empty() => {
+            return Err(ctx.at(
+                f.span(),
+                "[functions] defines no function".into(),
+                "add a [functions.NAME] table with a handler, e.g. [functions.orders] handler = \"orders.app.handler\"",
+            ));
+        }
+        Some(f) => f.into_inner(),
+        None => BTreeMap::new(),
+    };
+    if function_tables.is_empty() && layer_tables.is_empty() {
+        return Err(ctx.at(
+            0..0,
+            "the manifest defines no function and no layer".into(),
+            "add [function] (one function) or [functions.NAME] / [layers.NAME] tables (a workspace); `lbuild init` writes one",
+        ));
+    }
+
+    let mut artifacts = Vec::new();
+    for (name, entry) in &layer_tables {
+        artifacts.push(layer(ctx, &defaults, name, entry)?);
+    }
+    for (name, entry) in &function_tables {
+        let plan = function(ctx, &defaults, name, entry)?;
+        if let Some(uses) = &entry.get_ref().layers {
+            if uses.get_ref().len() > MAX_LAYERS {
+                return Err(ctx.at(
+                    uses.span(),
+                    format!(
+                        "function {:?} uses {} layers; Lambda allows at most {MAX_LAYERS}",
+                        name.get_ref(),
+                        uses.get_ref().len()
+                    ),
+                    "merge layers (one dependency layer is usually enough), or move code into the function",
+                ));
+            }
+            for used in uses.get_ref() {
+                if !layer_tables.keys().any(|l| l.get_ref() == used.get_ref()) {
+                    let known: Vec<&str> =
+                        layer_tables.keys().map(|l| l.get_ref().as_str()).collect();
+                    return Err(ctx.at(
+                        used.span(),
+                        format!(
+                            "function {:?} uses layer {:?}, which no [layers.{}] table defines",
+                            name.get_ref(),
+                            used.get_ref(),
+                            used.get_ref()
+                        ),
+                        &if known.is_empty() {
+                            "define the layer in a [layers.NAME] table, or remove it from layers"
+                                .to_string()
+                        } else {
+                            format!("layers defined: {}", known.join(", "))
+                        },
+                    ));
+                }
+            }
+        }
+        artifacts.push(plan);
+    }
+
+    // No two artifacts write one zip.
+    for (i, a) in artifacts.iter().enumerate() {
+        if let Some(b) = artifacts[..i]
+            .iter()
+            .find(|b| b.output.path == a.output.path)
+        {
+            return Err(a.output_error(
+                format!(
+                    "{} {:?} and {} {:?} both write {}",
+                    b.kind.label(),
+                    b.name,
+                    a.kind.label(),
+                    a.name,
+                    a.output.path.display()
+                ),
+                "give one of them its own [output] path",
+            ));
+        }
+    }
+    let outputs: Vec<PathBuf> = artifacts.iter().map(|p| p.output.path.clone()).collect();
+    for plan in &mut artifacts {
+        plan.foreign_outputs = outputs
+            .iter()
+            .filter(|o| **o != plan.output.path)
+            .cloned()
+            .collect();
+    }
+    Ok(Workspace {
+        manifest_path: ctx.manifest_path.clone(),
+        project_dir: ctx.project_dir.clone(),
+        cache_dir: artifacts
+            .first()
+            .map(|p| p.cache_dir.clone())
+            .unwrap_or_else(|| ctx.project_dir.join(".lbuild")),
+        single: false,
+        artifacts,
+    })
+}
+
+fn function(
+    ctx: &Ctx,
+    d: &RawDefaults,
+    name: &Spanned<String>,
+    entry: &Spanned<RawFunctionEntry>,
+) -> Result<Plan, ManifestError> {
+    let e = entry.get_ref();
+    let raw_function = Spanned::new(
+        entry.span(),
+        RawFunction {
+            name: name.clone(),
+            handler: e.handler.clone(),
+            runtime: e.runtime.clone().or_else(|| d.runtime.clone()),
+            architecture: e.architecture.or(d.architecture).unwrap_or_default(),
+            timeout: e.timeout.clone().or_else(|| d.timeout.clone()),
+            memory: e.memory.clone().or_else(|| d.memory.clone()),
+            environment: merge_env(&d.environment, &e.environment),
+            deploy: merge_deploy(&d.deploy, &e.deploy),
+        },
+    );
+    let sources = merge_sources(&d.sources, &e.sources);
+    let dependencies = merge_deps(&d.dependencies, &e.dependencies);
+    let config = merge_config(&d.config, &e.config);
+    let output = merge_output(&d.output, &e.output, None);
+    let mut plan = validate::artifact(
+        ctx,
+        Sections {
+            function: &raw_function,
+            sources: sources.as_ref(),
+            dependencies: dependencies.as_ref(),
+            config: config.as_ref(),
+            output: output.as_ref(),
+        },
+    )?;
+    plan.kind = ArtifactKind::Function {
+        layers: e
+            .layers
+            .as_ref()
+            .map(|l| l.get_ref().iter().map(|n| n.get_ref().clone()).collect())
+            .unwrap_or_default(),
+    };
+    Ok(plan)
+}
+
+fn layer(
+    ctx: &Ctx,
+    d: &RawDefaults,
+    name: &Spanned<String>,
+    entry: &Spanned<RawLayerEntry>,
+) -> Result<Plan, ManifestError> {
+    let e = entry.get_ref();
+    let prefix = match &e.prefix {
+        None => "python".to_string(),
+        Some(p) => {
+            let v = p.get_ref().trim_end_matches('/');
+            let ok = !v.is_empty()
+                && !v.starts_with('/')
+                && v.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+            if !ok {
+                return Err(ctx.at(
+                    p.span(),
+                    format!("layer prefix {:?} is not a relative directory", p.get_ref()),
+                    "use \"python\" (the default) or \"python/lib/python3.X/site-packages\"",
+                ));
+            }
+            v.to_string()
+        }
+    };
+    // A layer has no handler: validate its name and target through the
+    // function rules with a placeholder handler that nothing reads.
+    let raw_function = Spanned::new(
+        entry.span(),
+        RawFunction {
+            name: name.clone(),
+            handler: Spanned::new(entry.span(), "layer.placeholder".into()),
+            runtime: e.runtime.clone().or_else(|| d.runtime.clone()),
+            architecture: e.architecture.or(d.architecture).unwrap_or_default(),
+            timeout: None,
+            memory: None,
+            environment: None,
+            deploy: None,
+        },
+    );
+    let own_deps = match (&e.requirements, &e.dependencies) {
+        (Some(r), Some(deps)) => {
+            return Err(ctx.at(
+                r.span(),
+                format!(
+                    "layer {:?} sets both requirements and [dependencies] (at line {})",
+                    name.get_ref(),
+                    Position::of(ctx.text(), deps.span().start).line
+                ),
+                "keep one: requirements = \"...\" is short for dependencies = { requirements = \"...\" }",
+            ));
+        }
+        (Some(r), None) => Some(Spanned::new(
+            r.span(),
+            RawDependencies {
+                requirements: Some(r.clone()),
+                ..Default::default()
+            },
+        )),
+        (None, deps) => deps.clone(),
+    };
+    let dependencies = merge_deps(&d.dependencies, &own_deps);
+    // A layer without sources of its own packages none: the defaults'
+    // sources describe functions' code.
+    let sources = match &e.sources {
+        Some(_) => merge_sources(&d.sources, &e.sources),
+        None => Some(Spanned::new(
+            entry.span(),
+            RawSources {
+                include: Some(Vec::new()),
+                ..Default::default()
+            },
+        )),
+    };
+    let default_path = Spanned::new(name.span(), format!("dist/layers/{}.zip", name.get_ref()));
+    let output = merge_output(&d.output, &e.output, Some(default_path));
+    let mut plan = validate::artifact(
+        ctx,
+        Sections {
+            function: &raw_function,
+            sources: sources.as_ref(),
+            dependencies: dependencies.as_ref(),
+            config: None,
+            output: output.as_ref(),
+        },
+    )?;
+    plan.handler = String::new();
+    plan.kind = ArtifactKind::Layer { prefix };
+    Ok(plan)
+}
+
+type Section<T> = Option<Spanned<T>>;
+
+fn merge_env(
+    d: &Option<BTreeMap<String, String>>,
+    own: &Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    match (d, own) {
+        (None, None) => None,
+        _ => {
+            let mut env = d.clone().unwrap_or_default();
+            env.extend(own.clone().unwrap_or_default());
+            Some(env)
+        }
+    }
+}
+
+fn merge_deploy(d: &Section<RawDeploy>, own: &Section<RawDeploy>) -> Section<RawDeploy> {
+    merge(d, own, |d, o| RawDeploy {
+        // A name is one function's: never inherited.
+        name: o.name.clone(),
+        s3_bucket: o.s3_bucket.clone().or_else(|| d.s3_bucket.clone()),
+        s3_prefix: o.s3_prefix.clone().or_else(|| d.s3_prefix.clone()),
+    })
+    .map(|s| {
+        if own.is_none() {
+            Spanned::new(
+                s.span(),
+                RawDeploy {
+                    name: None,
+                    ..s.into_inner()
+                },
+            )
+        } else {
+            s
+        }
+    })
+}
+
+/// Key-by-key inheritance within one section: the artifact's own value
+/// where it sets one, else the default's. A list left empty counts as
+/// unset.
+fn merge<T: Clone>(d: &Section<T>, own: &Section<T>, f: impl Fn(&T, &T) -> T) -> Section<T> {
+    match (d, own) {
+        (None, None) => None,
+        (Some(d), None) => Some(d.clone()),
+        (None, Some(o)) => Some(o.clone()),
+        (Some(d), Some(o)) => Some(Spanned::new(o.span(), f(d.get_ref(), o.get_ref()))),
+    }
+}
+
+fn or_list<T: Clone>(d: &[T], own: &[T]) -> Vec<T> {
+    if own.is_empty() {
+        d.to_vec()
+    } else {
+        own.to_vec()
+    }
+}
+
+fn merge_sources(d: &Section<RawSources>, own: &Section<RawSources>) -> Section<RawSources> {
+    merge(d, own, |d, o| RawSources {
+        root: o.root.clone().or_else(|| d.root.clone()),
+        include: o.include.clone().or_else(|| d.include.clone()),
+        exclude: or_list(&d.exclude, &o.exclude),
+        allow_outside_project: o.allow_outside_project || d.allow_outside_project,
+    })
+}
+
+fn merge_deps(
+    d: &Section<RawDependencies>,
+    own: &Section<RawDependencies>,
+) -> Section<RawDependencies> {
+    merge(d, own, |d, o| RawDependencies {
+        requirements: o.requirements.clone().or_else(|| d.requirements.clone()),
+        installer: if o.installer == Default::default() {
+            d.installer
+        } else {
+            o.installer
+        },
+        exclude: or_list(&d.exclude, &o.exclude),
+        index_url: o.index_url.clone().or_else(|| d.index_url.clone()),
+        extra_index_urls: or_list(&d.extra_index_urls, &o.extra_index_urls),
+        find_links: or_list(&d.find_links, &o.find_links),
+        no_index: o.no_index || d.no_index,
+    })
+}
+
+fn merge_config(d: &Section<RawConfig>, own: &Section<RawConfig>) -> Section<RawConfig> {
+    merge(d, own, |d, o| RawConfig {
+        files: or_list(&d.files, &o.files),
+        allow_outside_project: o.allow_outside_project || d.allow_outside_project,
+    })
+}
+
+/// Output settings inherit, but never the path: two artifacts writing one
+/// zip would be an error.
+fn merge_output(
+    d: &Section<RawOutput>,
+    own: &Section<RawOutput>,
+    default_path: Option<Spanned<String>>,
+) -> Section<RawOutput> {
+    let d = d.as_ref().map(|d| {
+        Spanned::new(
+            d.span(),
+            RawOutput {
+                path: None,
+                ..d.get_ref().clone()
+            },
+        )
+    });
+    let merged = merge(&d, own, |d, o| RawOutput {
+        path: o.path.clone(),
+        level: o.level.clone().or_else(|| d.level.clone()),
+        mtime: o.mtime.or(d.mtime),
+        size_limit: o.size_limit.or(d.size_limit),
+    });
+    match (merged, default_path) {
+        (Some(m), Some(p)) if m.get_ref().path.is_none() => {
+            let span = m.span();
+            let mut o = m.into_inner();
+            o.path = Some(p);
+            Some(Spanned::new(span, o))
+        }
+        (None, Some(p)) => Some(Spanned::new(
+            p.span(),
+            RawOutput {
+                path: Some(p),
+                ..Default::default()
+            },
+        )),
+        (m, _) => m,
+    }
+}
