@@ -7,4 +7,5 @@ mod contract;
 mod deps;
 mod errors;
 mod incremental;
+mod safety;
 mod watch;
