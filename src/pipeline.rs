@@ -200,7 +200,7 @@ pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
     prepare_cache_dir(plan)?;
     let lock = crate::lock::acquire(dir, &plan.project_dir, reporter)?;
     for path in [&plan.output.path] {
-        match fs_err::remove_file(path) {
+        match std::fs::remove_file(path) {
             Ok(()) => reporter.info(format!("removed {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("cannot remove", path)(e)),
@@ -209,16 +209,16 @@ pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
     // Only lbuild's own entries; the lock file we hold stays (removing it
     // would let a build waiting on this lock and a new one, on a new file,
     // run at once), and so does the mark.
-    for entry in fs_err::read_dir(dir).map_err(Error::io("cannot read", dir))? {
+    for entry in std::fs::read_dir(dir).map_err(Error::io("cannot read", dir))? {
         let entry = entry.map_err(Error::io("cannot read", dir))?;
         let path = entry.path();
         if !crate::cache::is_cache_entry(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            fs_err::remove_dir_all(&path)
+            std::fs::remove_dir_all(&path)
         } else {
-            fs_err::remove_file(&path)
+            std::fs::remove_file(&path)
         };
         removed.map_err(Error::io("cannot remove", &path))?;
     }
@@ -237,7 +237,7 @@ pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
         if stage == deps::NAME {
             let dir = deps::tree_dir(&plan.cache_dir, key);
             if dir.exists() {
-                fs_err::remove_dir_all(&dir).map_err(Error::io("cannot remove", &dir))?;
+                std::fs::remove_dir_all(&dir).map_err(Error::io("cannot remove", &dir))?;
             }
         }
         reporter.detail(format!("forgot {stage} {}", key.to_hex()));

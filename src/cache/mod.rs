@@ -54,6 +54,11 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl CacheError {
@@ -68,6 +73,7 @@ impl CacheError {
             CacheError::CreateDir { .. }
             | CacheError::TooNew { .. }
             | CacheError::Io { .. }
+            | CacheError::Write { .. }
             | CacheError::NotOurs { .. } => false,
         }
     }
@@ -118,7 +124,7 @@ pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
                 Ok(mut entries) => entries.next().is_none(),
                 Err(e) => e.kind() == std::io::ErrorKind::NotFound,
             });
-    fs_err::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+    std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -127,7 +133,7 @@ pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
         let text = format!(
             "{TAG_SIGNATURE}\n# This file is a cache directory tag created by lbuild.\n# For information about cache directory tags see https://bford.info/cachedir/\n"
         );
-        fs_err::write(&path, text).map_err(|source| CacheError::Io { path, source })?;
+        std::fs::write(&path, text).map_err(|source| CacheError::Write { path, source })?;
     }
     Ok(())
 }
@@ -202,7 +208,7 @@ impl Cache {
         let db = dir.join(DB_FILE);
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| CacheError::Io { path, source }
+            move |source| CacheError::Write { path, source }
         };
         let mut n = 1;
         let aside = loop {
@@ -212,11 +218,11 @@ impl Cache {
             }
             n += 1;
         };
-        fs_err::rename(&db, &aside).map_err(io(&db))?;
+        std::fs::rename(&db, &aside).map_err(io(&db))?;
         let wal = dir.join(format!("{DB_FILE}-wal"));
         if wal.exists() {
             let wal_aside = PathBuf::from(format!("{}-wal", aside.display()));
-            fs_err::rename(&wal, &wal_aside).map_err(io(&wal))?;
+            std::fs::rename(&wal, &wal_aside).map_err(io(&wal))?;
         }
         let shm = dir.join(format!("{DB_FILE}-shm"));
         match std::fs::remove_file(&shm) {
@@ -227,7 +233,7 @@ impl Cache {
     }
 
     fn open_once(dir: &Path) -> Result<Cache, CacheError> {
-        fs_err::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+        std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;

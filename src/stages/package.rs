@@ -158,7 +158,7 @@ pub fn build(
     let settings = key.settings;
     let out = &plan.output.path;
     let out_dir = out.parent().unwrap_or(Path::new("."));
-    fs_err::create_dir_all(out_dir)
+    std::fs::create_dir_all(out_dir)
         .map_err(Error::io("cannot create the output directory", out_dir))?;
     // Named after the output and this process: several functions (and
     // several builds of one function, with other cache directories) may
@@ -184,7 +184,7 @@ pub fn build(
         None => sha256_of(tmp.path())?,
     };
     // tempfile makes 0600 files; a deployment artifact is world-readable.
-    fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
         .map_err(Error::io("cannot set permissions on", tmp.path()))?;
     // On disk before it has the output's name: after a power cut the
     // output is the old zip or the new one, never an empty file.
