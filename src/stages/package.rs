@@ -202,7 +202,10 @@ pub fn build(
     tmp.persist(out)
         .map_err(|e| Error::io("cannot move the new zip into place at", out)(e.error))?;
     // Make the rename itself durable. The new zip is already in place, so
-    // a failure here is worth a warning, not a failed build.
+    // a failure here is worth a warning, not a failed build. Done in
+    // `lbuild watch` too: measured on ext4 it costs 0.4-6 ms per build
+    // (the file's fsync 1.5-3.5 ms for a 1.5 MB zip, 10-17 ms for 33 MB),
+    // small next to a rebuild, and one code path is simpler to trust.
     if let Err(e) = fs_err::File::open(out_dir).and_then(|d| d.sync_all()) {
         reporter.warn(format!("cannot flush the output directory to disk: {e}"));
     }
