@@ -348,14 +348,19 @@ fn packed(e: &Entry, settings_id: Hash, digest: Hash) -> PackedEntry {
 /// Read buffer for [`raw_digest`], allocated once per thread, not per entry.
 const DIGEST_BUF: usize = 256 * 1024;
 
-/// Digest of an entry's raw record: its compressed bytes plus the header
-/// facts a raw copy carries over (CRC, sizes, method, time, mode). A store
-/// entry is reused only when this matches what was recorded when it was
-/// written, so a corrupted store never reaches the zip.
+/// Digest of an entry's raw record: its compressed bytes plus every header
+/// fact a raw copy carries over (CRC, sizes, method, time, system, all 32
+/// bits of the external attributes, the flags a copy keeps, comment and
+/// extra fields). A store entry is reused only when this matches what was
+/// recorded when it was written, so no corrupted byte of the store can reach
+/// the zip. (The name is not copied: the copy is renamed, and the language
+/// encoding flag is derived from the new name.)
 fn raw_digest<R: Read>(
     file: &mut zip::read::ZipFile<'_, R>,
     buf: &mut [u8],
 ) -> Result<Hash, ArchiveError> {
+    /// Bit 11: derived from the copy's own name, not copied.
+    const LANGUAGE_ENCODING: u16 = 1 << 11;
     let mut h = blake3::Hasher::new();
     h.update(&file.crc32().to_le_bytes());
     h.update(&file.compressed_size().to_le_bytes());
@@ -366,6 +371,17 @@ fn raw_digest<R: Read>(
         h.update(&t.datepart().to_le_bytes());
         h.update(&t.timepart().to_le_bytes());
     }
+    h.update(&[u8::from(file.system()), file.encrypted() as u8]);
+    h.update(&file.external_attributes().to_le_bytes());
+    h.update(&(file.flags().as_u16() & !LANGUAGE_ENCODING).to_le_bytes());
+    let comment = file.comment_raw();
+    h.update(&(comment.len() as u64).to_le_bytes());
+    h.update(comment);
+    // Our own entries carry none; any extra field (whose bytes a copy would
+    // carry) makes the record differ from what was recorded.
+    let extra =
+        file.extra_data_fields().count() as u64 + file.extra_data().map_or(0, |d| d.len() as u64);
+    h.update(&extra.to_le_bytes());
     loop {
         let n = file.read(buf)?;
         if n == 0 {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::archive::ArchiveError;
 use crate::cache::CacheError;
+use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::stages::deps::DepsError;
 use crate::stages::walk::WalkError;
@@ -24,6 +25,8 @@ pub enum Error {
     Deps(#[from] DepsError),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Bad input found while planning the build (not a manifest syntax error).
     #[error("{message}")]
     Input { message: String, hint: String },
@@ -54,6 +57,7 @@ impl Error {
             Error::Walk(e) => e.hint(),
             Error::Deps(e) => e.hint(),
             Error::Watch(e) => e.hint(),
+            Error::Lock(e) => e.hint(),
             Error::Input { hint, .. } => Some(hint.clone()),
             Error::Io { .. } => None,
         }

@@ -26,47 +26,90 @@ pub struct BuildOutcome {
 }
 
 /// Builds the zip the plan describes.
+///
+/// A cache found corrupt (at open, or by a query during the build) is
+/// moved aside with one warning and the build runs again from scratch: the
+/// cache only ever makes builds faster, never fails them.
 pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
     let started = Instant::now();
-    let _lock = crate::lock::acquire(&plan.cache_dir, reporter)?;
+    let _explain = crate::stages::explain_keys(reporter.verbose);
+    prepare_cache_dir(plan)?;
+    let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
+    match build_locked(plan, reporter, started) {
+        Err(Error::Cache(e)) if e.is_corrupt() => {
+            let aside = Cache::move_aside(&plan.cache_dir)?;
+            warn_corrupt(reporter, &e.to_string(), &aside);
+            build_locked(plan, reporter, started)
+        }
+        other => other,
+    }
+}
+
+fn prepare_cache_dir(plan: &Plan) -> crate::Result<()> {
+    let default = plan.cache_dir == plan.project_dir.join(".lbuild");
+    Ok(crate::cache::prepare_dir(&plan.cache_dir, default)?)
+}
+
+fn warn_corrupt(reporter: &Reporter, why: &str, aside: &std::path::Path) {
+    reporter.warn(format!(
+        "the cache was corrupt ({why}); moved it aside to {} and rebuilding from scratch",
+        aside.display()
+    ));
+}
+
+/// The stages in order, once, under the lock. Linear: the package key is
+/// first computed from the deps tree's recorded digest to look the zip up;
+/// only when it must be written is the tree made ready (checked, or
+/// installed again), and the key recomputed if its digest changed.
+fn build_locked(plan: &Plan, reporter: &Reporter, started: Instant) -> crate::Result<BuildOutcome> {
     let mut cache = Cache::open(&plan.cache_dir)?;
+    if let Some(aside) = cache.healed() {
+        warn_corrupt(reporter, "the database could not be read", aside);
+    }
 
     // Cheap, likely-to-fail checks first: a missing handler should not
     // wait for a dependency install.
     let (src, src_report) = sources::run(plan, &mut cache, reporter)?;
     let (cfg, cfg_report) = config::run(plan, &mut cache, reporter)?;
-    let (dep, mut dep_report) = deps::run(plan, &mut cache, reporter, false)?;
-    let mut key = package::key(plan, dep.digest, &src, &cfg)?;
-    if let Some((zip, pkg_report)) = package::cached(plan, &cache, &key)? {
-        let stages = vec![dep_report, src_report, cfg_report, pkg_report];
-        return Ok(outcome(plan, zip, stages, started));
-    }
-    // The zip must be written: now the deps tree's files are needed.
-    let dep_entries = match dep.entries(&cache)? {
-        Some(entries) => entries,
+    let (tree, mut dep_report) = deps::run(plan, &mut cache, reporter)?;
+    let recorded_digest = tree.digest();
+    let key = package::key(plan, recorded_digest, &src, &cfg)?;
+    let (zip, pkg_report) = match package::cached(plan, &cache, &key)? {
+        Some(found) => found,
         None => {
-            reporter.info("the dependency tree changed since it was installed; installing again");
-            let (dep, report) = deps::run(plan, &mut cache, reporter, true)?;
-            dep_report = report;
-            key = package::key(plan, dep.digest, &src, &cfg)?;
-            dep.entries(&cache)?.unwrap_or_default()
+            // The zip must be written: now the deps tree's files are needed.
+            let (deps, reinstalled) = deps::ready(tree, plan, &mut cache, reporter)?;
+            if let Some(report) = reinstalled {
+                dep_report = report;
+            }
+            let key = if deps.digest == recorded_digest {
+                key
+            } else {
+                package::key(plan, deps.digest, &src, &cfg)?
+            };
+            let inputs = [
+                Input {
+                    stage: deps::NAME,
+                    entries: &deps.entries,
+                },
+                Input {
+                    stage: sources::NAME,
+                    entries: &src,
+                },
+                Input {
+                    stage: config::NAME,
+                    entries: &cfg,
+                },
+            ];
+            package::build(plan, &mut cache, reporter, key, &inputs)?
         }
     };
-    let inputs = [
-        Input {
-            stage: deps::NAME,
-            entries: &dep_entries,
-        },
-        Input {
-            stage: sources::NAME,
-            entries: &src,
-        },
-        Input {
-            stage: config::NAME,
-            entries: &cfg,
-        },
-    ];
-    let (zip, pkg_report) = package::build(plan, &mut cache, reporter, key, &inputs)?;
+    if let Some(why) = cache.take_write_failure() {
+        reporter.warn(format!(
+            "could not write to the cache in {} ({why}); the zip is correct, the next build may be slower",
+            plan.cache_dir.display()
+        ));
+    }
     let stages = vec![dep_report, src_report, cfg_report, pkg_report];
     Ok(outcome(plan, zip, stages, started))
 }
@@ -145,9 +188,17 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Removes the output zip and the cache.
+/// Removes the output zip and what lbuild keeps in the cache directory,
+/// and nothing else: a directory without lbuild's mark is refused.
 pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
-    let lock = crate::lock::acquire(&plan.cache_dir, reporter)?;
+    let dir = &plan.cache_dir;
+    let default = *dir == plan.project_dir.join(".lbuild");
+    let exists = dir.exists();
+    if exists && !default && !crate::cache::is_marked(dir) {
+        return Err(crate::cache::CacheError::NotOurs { path: dir.clone() }.into());
+    }
+    prepare_cache_dir(plan)?;
+    let lock = crate::lock::acquire(dir, &plan.project_dir, reporter)?;
     for path in [&plan.output.path] {
         match std::fs::remove_file(path) {
             Ok(()) => reporter.info(format!("removed {}", path.display())),
@@ -155,14 +206,13 @@ pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
             Err(e) => return Err(Error::io("cannot remove", path)(e)),
         }
     }
-    // Everything but the lock file we hold: removing it would let a build
-    // waiting on this lock and a new one (on a new file) run at once.
-    let entries =
-        std::fs::read_dir(&plan.cache_dir).map_err(Error::io("cannot read", &plan.cache_dir))?;
-    for entry in entries {
-        let entry = entry.map_err(Error::io("cannot read", &plan.cache_dir))?;
+    // Only lbuild's own entries; the lock file we hold stays (removing it
+    // would let a build waiting on this lock and a new one, on a new file,
+    // run at once), and so does the mark.
+    for entry in std::fs::read_dir(dir).map_err(Error::io("cannot read", dir))? {
+        let entry = entry.map_err(Error::io("cannot read", dir))?;
         let path = entry.path();
-        if entry.file_name() == crate::lock::LOCK_FILE {
+        if !crate::cache::is_cache_entry(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -172,14 +222,15 @@ pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
         };
         removed.map_err(Error::io("cannot remove", &path))?;
     }
-    reporter.info(format!("emptied the cache {}", plan.cache_dir.display()));
+    reporter.info(format!("emptied the cache {}", dir.display()));
     drop(lock);
     Ok(())
 }
 
 /// Forgets stage records (and their installed trees) unused for `days`.
 pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
-    let _lock = crate::lock::acquire(&plan.cache_dir, reporter)?;
+    prepare_cache_dir(plan)?;
+    let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
     let cache = Cache::open(&plan.cache_dir)?;
     let removed = cache.gc_stages(days)?;
     for (stage, key) in &removed {

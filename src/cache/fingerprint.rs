@@ -144,30 +144,40 @@ impl Cache {
         }
 
         let hashed = hash_in_parallel(paths, &to_hash)?;
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO files (path, size, mtime_ns, ino, ctime_ns, hash, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for (i, hash) in to_hash.iter().zip(hashed) {
-                let s = stats_now[*i];
-                stats.hashed += 1;
-                stats.bytes_hashed += s.size;
-                if let Some(r) = results[*i].as_mut() {
-                    r.hash = hash;
-                }
-                stmt.execute(params![
-                    paths[*i].to_string_lossy(),
-                    s.size as i64,
-                    s.mtime_ns,
-                    s.ino as i64,
-                    s.ctime_ns,
-                    hash.as_bytes().as_slice(),
-                    started
-                ])?;
+        for (i, hash) in to_hash.iter().zip(&hashed) {
+            stats.hashed += 1;
+            stats.bytes_hashed += stats_now[*i].size;
+            if let Some(r) = results[*i].as_mut() {
+                r.hash = *hash;
             }
         }
-        tx.commit()?;
+        // Remembering the fingerprints only saves reading next time: a
+        // failure to write them is a warning (see `Cache::soft`).
+        let recorded = (|| -> Result<(), CacheError> {
+            let tx = self.conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, ino, ctime_ns, hash, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (i, hash) in to_hash.iter().zip(&hashed) {
+                    let s = stats_now[*i];
+                    stmt.execute(params![
+                        paths[*i].to_string_lossy(),
+                        s.size as i64,
+                        s.mtime_ns,
+                        s.ino as i64,
+                        s.ctime_ns,
+                        hash.as_bytes().as_slice(),
+                        started
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if !to_hash.is_empty() {
+            self.soft(recorded);
+        }
         Ok((
             results.into_iter().map(|r| r.expect("filled")).collect(),
             stats,

@@ -41,6 +41,12 @@ pub enum CacheError {
         path: PathBuf,
         source: rusqlite_migration::Error,
     },
+    #[error(
+        "{path} is not marked as an lbuild cache directory (no {TAG_FILE}): lbuild cleans only what it created"
+    )]
+    NotOurs { path: PathBuf },
+    #[error("the cache database {path} lacks table {table:?}")]
+    BadSchema { path: PathBuf, table: &'static str },
     #[error("cache database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("cannot read {path}: {source}")]
@@ -48,19 +54,114 @@ pub enum CacheError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl CacheError {
+    /// Whether the database itself is broken (garbled, truncated, a table
+    /// missing): a cache, so it is moved aside and rebuilt, not reported.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            CacheError::Open { source, .. } | CacheError::Sql(source) => sql_corrupt(source),
+            // The schema is not what its version says (a table dropped or
+            // added behind lbuild's back).
+            CacheError::Migrate { .. } | CacheError::BadSchema { .. } => true,
+            CacheError::CreateDir { .. }
+            | CacheError::TooNew { .. }
+            | CacheError::Io { .. }
+            | CacheError::Write { .. }
+            | CacheError::NotOurs { .. } => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             CacheError::TooNew { .. } => {
                 Some("upgrade lbuild, or run `lbuild clean` to start a fresh cache".into())
             }
             CacheError::Migrate { .. } => Some("run `lbuild clean` to start a fresh cache".into()),
+            CacheError::NotOurs { path } => Some(format!(
+                "check LBUILD_CACHE_DIR; if {} really is lbuild's cache, remove its files by hand",
+                path.display()
+            )),
             _ => None,
         }
     }
 }
+
+fn sql_corrupt(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            matches!(f.code, DatabaseCorrupt | NotADatabase)
+                || msg.as_deref().is_some_and(|m| {
+                    m.starts_with("no such table") || m.starts_with("no such column")
+                })
+        }
+        _ => false,
+    }
+}
+
+/// The mark of a cache directory lbuild created (the Cache Directory
+/// Tagging Specification, as cargo's `target/`): backup tools skip it, and
+/// `lbuild clean` refuses a directory without it.
+pub const TAG_FILE: &str = "CACHEDIR.TAG";
+const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
+
+/// Creates the cache directory if needed and marks it as lbuild's: when
+/// lbuild creates it, finds it empty, or it is the project's own `.lbuild`
+/// (`default`). A directory that already holds other things is used but
+/// not marked, so `clean` will not touch it.
+pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
+    let marked = is_marked(dir);
+    let mark = !marked
+        && (default
+            || match std::fs::read_dir(dir) {
+                Ok(mut entries) => entries.next().is_none(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            });
+    std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if mark {
+        let path = dir.join(TAG_FILE);
+        let text = format!(
+            "{TAG_SIGNATURE}\n# This file is a cache directory tag created by lbuild.\n# For information about cache directory tags see https://bford.info/cachedir/\n"
+        );
+        std::fs::write(&path, text).map_err(|source| CacheError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` carries lbuild's [`TAG_FILE`].
+pub fn is_marked(dir: &Path) -> bool {
+    std::fs::read(dir.join(TAG_FILE)).is_ok_and(|t| t.starts_with(TAG_SIGNATURE.as_bytes()))
+}
+
+/// Whether `name` (an entry of the cache directory) is something lbuild
+/// creates there and `clean` may remove: the database and its journals
+/// (and ones moved aside), the reuse store, the installed trees.
+pub fn is_cache_entry(name: &str) -> bool {
+    name == "deps"
+        || name == "store.zip"
+        || name == "store.zip.new"
+        || name == DB_FILE
+        || name.strip_prefix(DB_FILE).is_some_and(|rest| {
+            rest == "-wal" || rest == "-shm" || rest == "-journal" || rest.starts_with(".corrupt-")
+        })
+}
+
+/// The database file's name inside the cache directory.
+pub const DB_FILE: &str = "cache.sqlite";
+
+/// The tables the current schema has (checked at open: a version number
+/// alone does not prove them there).
+const TABLES: [&str; 3] = ["files", "stages", "packed"];
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
@@ -68,19 +169,75 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The open cache of one project.
+///
+/// Writes never fail a build: the cache only makes builds faster, so a
+/// record that cannot be written (disk full, read-only file system) is
+/// remembered as [`Cache::take_write_failure`] for one warning, and the
+/// next build is merely slower.
 pub struct Cache {
     pub(crate) conn: Connection,
     dir: PathBuf,
+    write_failure: std::cell::RefCell<Option<String>>,
+    healed: Option<PathBuf>,
 }
 
 impl Cache {
-    /// Opens (creating and migrating if needed) `DIR/cache.sqlite`.
+    /// Opens (creating and migrating if needed) `DIR/cache.sqlite`. A
+    /// corrupt database is moved aside (see [`Cache::healed`]) and a fresh
+    /// one started.
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+        match Self::open_once(dir) {
+            Err(e) if e.is_corrupt() => {
+                let aside = Self::move_aside(dir)?;
+                let mut cache = Self::open_once(dir)?;
+                cache.healed = Some(aside);
+                Ok(cache)
+            }
+            other => other,
+        }
+    }
+
+    /// Where a corrupt database found at open was moved, if it was.
+    pub fn healed(&self) -> Option<&Path> {
+        self.healed.as_deref()
+    }
+
+    /// Moves a broken database (and its WAL) aside as
+    /// `cache.sqlite.corrupt-N`, for a post-mortem; returns the new path.
+    pub fn move_aside(dir: &Path) -> Result<PathBuf, CacheError> {
+        let db = dir.join(DB_FILE);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Write { path, source }
+        };
+        let mut n = 1;
+        let aside = loop {
+            let candidate = dir.join(format!("{DB_FILE}.corrupt-{n}"));
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        std::fs::rename(&db, &aside).map_err(io(&db))?;
+        let wal = dir.join(format!("{DB_FILE}-wal"));
+        if wal.exists() {
+            let wal_aside = PathBuf::from(format!("{}-wal", aside.display()));
+            std::fs::rename(&wal, &wal_aside).map_err(io(&wal))?;
+        }
+        let shm = dir.join(format!("{DB_FILE}-shm"));
+        match std::fs::remove_file(&shm) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&shm)(e)),
+            _ => {}
+        }
+        Ok(aside)
+    }
+
+    fn open_once(dir: &Path) -> Result<Cache, CacheError> {
         std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let path = dir.join("cache.sqlite");
+        let path = dir.join(DB_FILE);
         let open_err = |source| CacheError::Open {
             path: path.clone(),
             source,
@@ -120,10 +277,43 @@ impl Cache {
                 path: path.clone(),
                 source,
             })?;
+        for table in TABLES {
+            let present: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                    params![table],
+                    |r| r.get(0),
+                )
+                .map_err(open_err)?;
+            if !present {
+                return Err(CacheError::BadSchema { path, table });
+            }
+        }
         Ok(Cache {
             conn,
             dir: dir.to_path_buf(),
+            write_failure: Default::default(),
+            healed: None,
         })
+    }
+
+    /// Keeps the first failed write for one warning at the end of the
+    /// build (see the type's docs).
+    pub(crate) fn soft<T>(&self, result: Result<T, CacheError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.write_failure
+                    .borrow_mut()
+                    .get_or_insert_with(|| e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The first write that failed during this build, if any.
+    pub fn take_write_failure(&self) -> Option<String> {
+        self.write_failure.borrow_mut().take()
     }
 
     pub fn dir(&self) -> &Path {
@@ -142,39 +332,33 @@ impl Cache {
             )
             .optional()?;
         if out.is_some() {
-            self.conn.execute(
+            self.soft(self.conn.execute(
                 "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
                 params![stage, key.as_bytes().as_slice(), now_s()],
-            )?;
+            ).map_err(CacheError::from));
         }
         Ok(out)
     }
 
-    pub fn record_stage(&self, stage: &str, key: &Hash, output: &str) -> Result<(), CacheError> {
+    /// Records `stage` under `key` (best effort: see [`Cache::soft`]).
+    pub fn record_stage(&self, stage: &str, key: &Hash, output: &str) {
         let now = now_s();
-        self.conn.execute(
+        self.soft(self.conn.execute(
             "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, last_used_s = excluded.last_used_s",
             params![stage, key.as_bytes().as_slice(), output, now],
-        )?;
-        Ok(())
+        ).map_err(CacheError::from));
     }
 
-    /// Records a stage with a large `detail` read only on demand.
-    pub fn record_stage_with_detail(
-        &self,
-        stage: &str,
-        key: &Hash,
-        output: &str,
-        detail: &str,
-    ) -> Result<(), CacheError> {
+    /// Records a stage with a large `detail` read only on demand (best
+    /// effort).
+    pub fn record_stage_with_detail(&self, stage: &str, key: &Hash, output: &str, detail: &str) {
         let now = now_s();
-        self.conn.execute(
+        self.soft(self.conn.execute(
             "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, detail = excluded.detail, last_used_s = excluded.last_used_s",
             params![stage, key.as_bytes().as_slice(), output, detail, now],
-        )?;
-        Ok(())
+        ).map_err(CacheError::from));
     }
 
     /// The `detail` recorded with `stage` for `key`.
@@ -274,7 +458,14 @@ impl Cache {
     }
 
     /// Replaces the reuse-store index (the store itself was just replaced).
-    pub fn replace_packed(&mut self, entries: &[PackedEntry]) -> Result<(), CacheError> {
+    /// On failure the old index stays: entries whose digests no longer match
+    /// the store are compressed again, so a stale index is only slower.
+    pub fn replace_packed(&mut self, entries: &[PackedEntry]) {
+        let result = self.try_replace_packed(entries);
+        self.soft(result);
+    }
+
+    fn try_replace_packed(&mut self, entries: &[PackedEntry]) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM packed", [])?;
         {
@@ -295,9 +486,13 @@ impl Cache {
         Ok(())
     }
 
-    pub fn clear_packed(&self) -> Result<(), CacheError> {
-        self.conn.execute("DELETE FROM packed", [])?;
-        Ok(())
+    /// Forgets the reuse store's index (best effort).
+    pub fn clear_packed(&self) {
+        self.soft(
+            self.conn
+                .execute("DELETE FROM packed", [])
+                .map_err(CacheError::from),
+        );
     }
 }
 
@@ -335,7 +530,8 @@ mod tests {
         let cache = Cache::open(dir.path()).unwrap();
         let key = Hash::from_bytes([7u8; 32]);
         assert_eq!(cache.stage_output("sources", &key).unwrap(), None);
-        cache.record_stage("sources", &key, "{}").unwrap();
+        cache.record_stage("sources", &key, "{}");
+        assert_eq!(cache.take_write_failure(), None);
         assert_eq!(
             cache.stage_output("sources", &key).unwrap().as_deref(),
             Some("{}")

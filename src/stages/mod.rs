@@ -22,60 +22,152 @@ use crate::entry::{Entry, Hash};
 /// How many key inputs `lbuild -v` lists per stage.
 const MAX_EXPLAIN_LINES: usize = 64;
 
-/// Hashes a stage's inputs and keeps a readable list of them, so the key
-/// and its explanation (`lbuild -v`) cannot drift apart.
-pub struct KeyBuilder {
+/// Where a stage's key inputs go (n2's `hash.rs` pattern): every input is
+/// fed through one list of calls, to a [`TerseHash`] on an ordinary build
+/// or to an [`ExplainHash`] (the same hash, plus readable lines) when `-v`
+/// asks. So the key and its explanation cannot drift apart, and no line of
+/// text is built unless it will be shown.
+trait KeySink {
+    /// One named input, its value already as text.
+    fn input(&mut self, label: &str, value: &str);
+    fn entry(&mut self, e: &Entry);
+    fn finish(&self) -> (Hash, Vec<String>);
+}
+
+/// The key alone: length-prefixed inputs into BLAKE3.
+#[derive(Default)]
+struct TerseHash {
     hasher: blake3::Hasher,
+}
+
+impl TerseHash {
+    /// Length-prefixed, so that no two different input lists hash alike.
+    fn part(&mut self, bytes: &[u8]) {
+        self.hasher.update(&(bytes.len() as u64).to_le_bytes());
+        self.hasher.update(bytes);
+    }
+}
+
+impl KeySink for TerseHash {
+    fn input(&mut self, label: &str, value: &str) {
+        self.part(label.as_bytes());
+        self.part(value.as_bytes());
+    }
+
+    fn entry(&mut self, e: &Entry) {
+        // Raw bytes (a no-op build keys thousands of entries).
+        self.part(e.name.as_bytes());
+        self.part(e.hash.as_bytes());
+        self.hasher.update(&[e.executable as u8]);
+    }
+
+    fn finish(&self) -> (Hash, Vec<String>) {
+        (self.hasher.finalize(), Vec::new())
+    }
+}
+
+/// The key (through [`TerseHash`], so the bytes are the same by
+/// construction) and the lines `lbuild -v` shows.
+#[derive(Default)]
+struct ExplainHash {
+    terse: TerseHash,
     lines: Vec<String>,
+}
+
+impl ExplainHash {
+    /// Keeps a line, up to [`MAX_EXPLAIN_LINES`] (the rest is elided).
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.lines.len() < MAX_EXPLAIN_LINES {
+            self.lines.push(line());
+        } else if self.lines.len() == MAX_EXPLAIN_LINES {
+            self.lines.push("…".into());
+        }
+    }
+}
+
+impl KeySink for ExplainHash {
+    fn input(&mut self, label: &str, value: &str) {
+        self.terse.input(label, value);
+        self.note(|| format!("{label} = {value}"));
+    }
+
+    fn entry(&mut self, e: &Entry) {
+        self.terse.entry(e);
+        let mode = if e.executable { "755" } else { "644" };
+        self.note(|| format!("{} = {} {mode}", e.name, e.hash.to_hex()));
+    }
+
+    fn finish(&self) -> (Hash, Vec<String>) {
+        (self.terse.hasher.finalize(), self.lines.clone())
+    }
+}
+
+thread_local! {
+    /// Whether keys built on this thread keep their explanation: set for
+    /// the length of one build by [`explain_keys`].
+    static EXPLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While the returned guard lives, [`KeyBuilder::new`] on this thread
+/// explains its key (the pipeline sets this from `-v`).
+pub fn explain_keys(on: bool) -> ExplainGuard {
+    let before = EXPLAIN.with(|e| e.replace(on));
+    ExplainGuard { before }
+}
+
+/// Restores the previous explain setting when dropped.
+pub struct ExplainGuard {
+    before: bool,
+}
+
+impl Drop for ExplainGuard {
+    fn drop(&mut self) {
+        EXPLAIN.with(|e| e.set(self.before));
+    }
+}
+
+/// Builds a stage's key from its inputs: terse, or explaining when `-v`
+/// asked for it (see [`explain_keys`]). Values are formatted once into a
+/// reused buffer for the hash; explanation lines only in explain mode.
+pub struct KeyBuilder {
+    sink: Box<dyn KeySink>,
+    buf: String,
 }
 
 impl KeyBuilder {
     pub fn new(stage: &str) -> Self {
+        Self::with_explain(stage, EXPLAIN.with(|e| e.get()))
+    }
+
+    fn with_explain(stage: &str, explain: bool) -> Self {
+        let sink: Box<dyn KeySink> = if explain {
+            Box::<ExplainHash>::default()
+        } else {
+            Box::<TerseHash>::default()
+        };
         let mut k = KeyBuilder {
-            hasher: blake3::Hasher::new(),
-            lines: Vec::new(),
+            sink,
+            buf: String::new(),
         };
         k.add("stage", stage);
         k.add("lbuild-format", FORMAT_VERSION);
         k
     }
 
-    /// Adds one named input. Values are length-prefixed so that no two
-    /// different input lists hash alike.
+    /// Adds one named input (its `Display` text is what is hashed).
     pub fn add(&mut self, label: &str, value: impl std::fmt::Display) -> &mut Self {
-        let value = value.to_string();
-        for part in [label, value.as_str()] {
-            self.hasher.update(&(part.len() as u64).to_le_bytes());
-            self.hasher.update(part.as_bytes());
-        }
-        self.note(format!("{label} = {value}"));
+        use std::fmt::Write;
+        self.buf.clear();
+        let _ = write!(self.buf, "{value}");
+        self.sink.input(label, &self.buf);
         self
-    }
-
-    /// Keeps a line for `-v`, up to [`MAX_EXPLAIN_LINES`].
-    fn note(&mut self, line: String) {
-        if self.lines.len() < MAX_EXPLAIN_LINES {
-            self.lines.push(line);
-        } else if self.lines.len() == MAX_EXPLAIN_LINES {
-            self.lines.push("…".into());
-        }
     }
 
     /// Adds the archive entries (name, content hash, mode).
     pub fn add_entries(&mut self, entries: &[Entry]) -> &mut Self {
         self.add("entries", entries.len());
         for e in entries {
-            // Raw bytes into the hash (a no-op build keys thousands of
-            // entries); text only for the lines `-v` shows.
-            for part in [e.name.as_bytes(), e.hash.as_bytes().as_slice()] {
-                self.hasher.update(&(part.len() as u64).to_le_bytes());
-                self.hasher.update(part);
-            }
-            self.hasher.update(&[e.executable as u8]);
-            if self.lines.len() <= MAX_EXPLAIN_LINES {
-                let mode = if e.executable { "755" } else { "644" };
-                self.note(format!("{} = {} {mode}", e.name, e.hash.to_hex()));
-            }
+            self.sink.entry(e);
         }
         self
     }
@@ -84,8 +176,9 @@ impl KeyBuilder {
         self.add("deflate", DEFLATE_BACKEND)
     }
 
+    /// The key, and its explanation (empty unless explaining).
     pub fn finish(&self) -> (Hash, Vec<String>) {
-        (self.hasher.finalize(), self.lines.clone())
+        self.sink.finish()
     }
 }
 
@@ -177,7 +270,7 @@ pub fn settle_listing(
             stage,
             &key,
             &serde_json::to_string(&names).unwrap_or_default(),
-        )?;
+        );
         Status::Ran
     };
     let details = serde_json::json!({
@@ -188,4 +281,58 @@ pub fn settle_listing(
     Ok(StageReport::new(
         stage, status, &key, started, details, explain,
     ))
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    fn feed(k: &mut KeyBuilder) {
+        let entry = |name: &str, data: &[u8], executable| Entry {
+            name: name.into(),
+            path: format!("/x/{name}").into(),
+            hash: blake3::hash(data),
+            size: data.len() as u64,
+            executable,
+        };
+        let entries = [entry("a.py", b"a", false), entry("b/c.py", b"c", true)];
+        k.add("root", ".")
+            .add("level", 6)
+            .add_entries(&entries)
+            .add("deps", "");
+    }
+
+    #[test]
+    fn key_bytes_are_stable_and_the_same_terse_or_explained() {
+        // Recorded with the KeyBuilder before the terse/explain split:
+        // existing caches (and the golden test) rely on these bytes.
+        const KEY: &str = "fd6e03169138e892c1c60b02e5da8e0b515614ee7a3b37ec65bbdd3754e81dd1";
+        let mut terse = KeyBuilder::with_explain("sources", false);
+        feed(&mut terse);
+        let (key, lines) = terse.finish();
+        assert_eq!(key.to_hex().as_str(), KEY);
+        assert!(lines.is_empty(), "terse keys build no text: {lines:?}");
+
+        let mut explained = KeyBuilder::with_explain("sources", true);
+        feed(&mut explained);
+        let (key, lines) = explained.finish();
+        assert_eq!(key.to_hex().as_str(), KEY);
+        assert_eq!(lines[0], "stage = sources");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("b/c.py = ") && l.ends_with(" 755"))
+        );
+        assert_eq!(lines.last().unwrap(), "deps = ");
+    }
+
+    #[test]
+    fn explain_guard_is_scoped() {
+        assert!(KeyBuilder::new("x").finish().1.is_empty());
+        {
+            let _g = explain_keys(true);
+            assert!(!KeyBuilder::new("x").finish().1.is_empty());
+        }
+        assert!(KeyBuilder::new("x").finish().1.is_empty());
+    }
 }

@@ -305,12 +305,13 @@ fn init_writes_a_buildable_manifest_and_clean_removes_outputs() {
     let out = p.run(&["clean"]);
     assert!(out.status.success());
     assert!(!zip.exists());
-    // The cache is emptied; only the (held) lock file stays.
-    let left: Vec<_> = std::fs::read_dir(p.path().join(".lbuild"))
+    // The cache is emptied; only the (held) lock file and the mark stay.
+    let mut left: Vec<_> = std::fs::read_dir(p.path().join(".lbuild"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(left, ["lock"]);
+    left.sort();
+    assert_eq!(left, ["CACHEDIR.TAG", "lock"]);
     // And the next build starts from nothing.
     let json = p.build_json();
     assert_eq!(status_of(&json, "sources"), "ran");
@@ -334,7 +335,15 @@ fn cache_dir_override_is_honoured() {
 #[test]
 fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
     let p = TestProject::hello();
-    p.write("dist/.lbuild-hello.zip-abc123.tmp", "partial");
+    // Temp files carry their writer's pid: one whose process is gone is
+    // a leftover (a live writer's is left alone, see safety.rs).
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    p.write(
+        &format!("dist/.lbuild-hello.zip-{dead_pid}-abc123.tmp"),
+        "partial",
+    );
     // Another function's temp file in a shared output dir is not ours.
     p.write("dist/.lbuild-other.zip-def456.tmp", "busy");
     p.build_json();

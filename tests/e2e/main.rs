@@ -7,6 +7,7 @@ mod contract;
 mod deps;
 mod errors;
 mod exactness;
+mod failures;
 mod incremental;
 mod safety;
 mod watch;

@@ -243,7 +243,7 @@ fn uv(cache: &Cache, reporter: &Reporter) -> Result<Installer, String> {
         ));
     }
     if let Some(k) = &memo_key {
-        let _ = cache.record_stage(UV_VERSION_MEMO, k, &version);
+        cache.record_stage(UV_VERSION_MEMO, k, &version);
     }
     Ok(Installer {
         kind: Kind::Uv,

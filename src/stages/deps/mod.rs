@@ -125,51 +125,106 @@ struct RecordedFile {
     mtime_ns: i64,
 }
 
-/// The deps stage's result: the tree's digest (for the package key) and,
-/// on demand, its entries.
+/// The deps stage's result, for the package key and (when the zip must be
+/// written) its entries.
 #[derive(Debug)]
-pub struct DepsOutput {
-    /// None when the function has no `[dependencies]`.
-    pub digest: Option<Hash>,
-    /// Known entries (just installed, or verified).
-    entries: Option<Vec<Entry>>,
-    /// A cached tree not yet checked against its record.
-    unverified: Option<(PathBuf, Hash)>,
+pub enum DepsTree {
+    /// The function has no `[dependencies]`.
+    None,
+    /// Entries known: just installed.
+    Ready { digest: Hash, entries: Vec<Entry> },
+    /// A cached tree, known by its recorded digest, not yet checked against
+    /// its record (a build whose zip is cached never needs to).
+    Unverified {
+        digest: Hash,
+        tree: PathBuf,
+        key: Hash,
+    },
 }
 
-impl DepsOutput {
-    /// The tree's entries; None if a cached tree changed since it was
-    /// installed (run the stage again with `verify_tree`).
-    pub fn entries(self, cache: &Cache) -> crate::Result<Option<Vec<Entry>>> {
-        if let Some(entries) = self.entries {
-            return Ok(Some(entries));
-        }
-        match self.unverified {
-            Some((tree, key)) => {
-                Ok(recorded_files(cache, &key)?.and_then(|files| still_installed(&tree, &files)))
-            }
-            None => Ok(Some(Vec::new())),
+impl DepsTree {
+    /// What the package key takes: the tree's digest (None without deps).
+    pub fn digest(&self) -> Option<Hash> {
+        match self {
+            DepsTree::None => None,
+            DepsTree::Ready { digest, .. } | DepsTree::Unverified { digest, .. } => Some(*digest),
         }
     }
 }
 
-/// Runs the deps stage. A cached tree is checked file by file against its
-/// record only with `verify_tree`; otherwise [`DepsOutput::entries`] does
-/// it when (and if) the package stage needs the files.
+/// The deps tree with its entries, ready to be packaged.
+#[derive(Debug, Default)]
+pub struct ReadyDeps {
+    /// None when the function has no `[dependencies]`.
+    pub digest: Option<Hash>,
+    pub entries: Vec<Entry>,
+}
+
+/// Makes `tree` ready to package: a cached tree is checked file by file
+/// against its record and, if it changed since it was installed, installed
+/// again (the returned report then replaces the stage's, and the digest
+/// may differ: the caller keys the package on the returned one).
+pub fn ready(
+    tree: DepsTree,
+    plan: &Plan,
+    cache: &mut Cache,
+    reporter: &Reporter,
+) -> crate::Result<(ReadyDeps, Option<StageReport>)> {
+    let (digest, tree, key) = match tree {
+        DepsTree::None => return Ok((ReadyDeps::default(), None)),
+        DepsTree::Ready { digest, entries } => {
+            let digest = Some(digest);
+            return Ok((ReadyDeps { digest, entries }, None));
+        }
+        DepsTree::Unverified { digest, tree, key } => (digest, tree, key),
+    };
+    if let Some(entries) =
+        recorded_files(cache, &key)?.and_then(|files| still_installed(&tree, &files))
+    {
+        let digest = Some(digest);
+        return Ok((ReadyDeps { digest, entries }, None));
+    }
+    reporter.info(format!(
+        "the dependency tree {} changed since it was installed; installing again",
+        tree.display()
+    ));
+    let (installed, report) = stage(plan, cache, reporter, true)?;
+    match installed {
+        DepsTree::Ready { digest, entries } => {
+            let digest = Some(digest);
+            Ok((ReadyDeps { digest, entries }, Some(report)))
+        }
+        // `stage` with `reinstall` only ever returns a fresh tree.
+        DepsTree::None | DepsTree::Unverified { .. } => Err(crate::Error::Io {
+            context: "no dependency tree was installed in",
+            path: tree,
+            source: std::io::Error::other("the deps stage did not install"),
+        }),
+    }
+}
+
+/// Runs the deps stage: installs the tree unless its key is recorded, in
+/// which case the tree is returned unverified (see [`ready`]).
 pub fn run(
     plan: &Plan,
     cache: &mut Cache,
     reporter: &Reporter,
-    verify_tree: bool,
-) -> crate::Result<(DepsOutput, StageReport)> {
+) -> crate::Result<(DepsTree, StageReport)> {
+    stage(plan, cache, reporter, false)
+}
+
+/// The stage itself; with `reinstall`, a recorded tree is installed again
+/// (it was found changed).
+fn stage(
+    plan: &Plan,
+    cache: &mut Cache,
+    reporter: &Reporter,
+    reinstall: bool,
+) -> crate::Result<(DepsTree, StageReport)> {
     let started = Instant::now();
     let Some(deps) = &plan.deps else {
         return Ok((
-            DepsOutput {
-                digest: None,
-                entries: None,
-                unverified: None,
-            },
+            DepsTree::None,
             StageReport {
                 name: NAME,
                 status: Status::Skipped,
@@ -210,39 +265,21 @@ pub fn run(
     let recorded = cache
         .stage_output(NAME, &key_hash)?
         .and_then(|s| serde_json::from_str::<Record>(&s).ok());
-    if let Some(record) = recorded {
+    if let Some(record) = recorded.filter(|_| !reinstall) {
         let report = StageReport::new(
             NAME,
             Status::Cached,
             &key_hash,
             started,
             details(false, &record),
-            explain.clone(),
+            explain,
         );
-        let digest = Some(record.digest);
-        if !verify_tree {
-            let unverified = Some((tree, key_hash));
-            let out = DepsOutput {
-                digest,
-                entries: None,
-                unverified,
-            };
-            return Ok((out, report));
-        }
-        if let Some(entries) =
-            recorded_files(cache, &key_hash)?.and_then(|files| still_installed(&tree, &files))
-        {
-            let out = DepsOutput {
-                digest,
-                entries: Some(entries),
-                unverified: None,
-            };
-            return Ok((out, report));
-        }
-        reporter.detail(format!(
-            "deps tree {} was changed or removed since it was installed; installing again",
-            tree.display()
-        ));
+        let out = DepsTree::Unverified {
+            digest: record.digest,
+            tree,
+            key: key_hash,
+        };
+        return Ok((out, report));
     }
 
     // About to install: this is when loose pins drift.
@@ -310,7 +347,7 @@ pub fn run(
         &key_hash,
         &serde_json::to_string(&record).unwrap_or_default(),
         &serde_json::to_string(&files).unwrap_or_default(),
-    )?;
+    );
     let report = StageReport::new(
         NAME,
         Status::Ran,
@@ -319,10 +356,9 @@ pub fn run(
         details(ran, &record),
         explain,
     );
-    let out = DepsOutput {
-        digest: Some(record.digest),
-        entries: Some(entries),
-        unverified: None,
+    let out = DepsTree::Ready {
+        digest: record.digest,
+        entries,
     };
     Ok((out, report))
 }

@@ -1,0 +1,398 @@
+//! Workspaces: two functions sharing code and one dependency layer in one
+//! lambda.toml, built together on one cache; Lambda's size quotas;
+//! `lbuild size` and `lbuild terraform`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use crate::common::*;
+use crate::deps::write_wheelhouse;
+
+const WORKSPACE: &str = r#"
+[defaults]
+runtime = "python3.12"
+architecture = "x86_64"
+sources = { root = "src" }
+dependencies = { find_links = ["wheels"], no_index = true }
+
+[layers.common]
+requirements = "requirements.txt"
+
+[functions.orders]
+handler = "orders.app.handler"
+layers = ["common"]
+sources = { include = ["orders/**/*.py", "shared/**/*.py"] }
+config = { files = ["config/orders/*.json"] }
+
+[functions.billing]
+handler = "billing.app.handler"
+sources = { include = ["billing/**/*.py", "shared/**/*.py"] }
+dependencies = { requirements = "src/billing/requirements.txt" }
+"#;
+
+struct Ws {
+    p: TestProject,
+    caches: tempfile::TempDir,
+}
+
+impl Ws {
+    fn new() -> Ws {
+        let p = TestProject::empty();
+        p.write("lambda.toml", WORKSPACE);
+        p.write("requirements.txt", "purepkg==1.0\n");
+        p.write("src/billing/requirements.txt", "purepkg==1.0\n");
+        p.write("src/orders/__init__.py", "");
+        p.write(
+            "src/orders/app.py",
+            "from shared.money import cents\n\ndef handler(event, context):\n    return cents(1)\n",
+        );
+        p.write("src/billing/__init__.py", "");
+        p.write(
+            "src/billing/app.py",
+            "from shared.money import cents\n\ndef handler(event, context):\n    return cents(2)\n",
+        );
+        p.write("src/shared/__init__.py", "");
+        p.write("src/shared/money.py", "def cents(x):\n    return x * 100\n");
+        p.write("config/orders/settings.json", "{\"currency\": \"EUR\"}\n");
+        write_wheelhouse(&p.path().join("wheels"));
+        Ws {
+            p,
+            caches: tempfile::Builder::new()
+                .prefix("lbuild-caches-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.p.cmd();
+        box_installers(&mut cmd, self.caches.path());
+        cmd.args(args).output().unwrap()
+    }
+
+    fn build(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn zip(&self, rel: &str) -> std::path::PathBuf {
+        self.p.path().join(rel)
+    }
+}
+
+/// The artifact named `name` in a workspace `--json` document.
+fn artifact<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no artifacts list: {json}"))
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no artifact {name}: {json}"))
+}
+
+fn package_ran(json: &serde_json::Value, name: &str) -> bool {
+    artifact(json, name)["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "package" && s["status"] == "ran")
+}
+
+fn mtime_ns(path: &Path) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+}
+
+#[test]
+fn each_zip_holds_exactly_its_artifact() {
+    let ws = Ws::new();
+    let json = ws.build(&[]);
+    assert_eq!(json["artifacts"].as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(artifact(&json, "common")["kind"], "layer");
+    assert_eq!(artifact(&json, "orders")["kind"], "function");
+
+    let layer = entry_names(&ws.zip("dist/layers/common.zip"));
+    assert!(!layer.is_empty());
+    assert!(layer.iter().all(|n| n.starts_with("python/")), "{layer:?}");
+    assert!(layer.contains(&"python/purepkg/__init__.py".to_string()));
+    assert!(
+        layer.iter().any(|n| n.ends_with(".dist-info/RECORD")),
+        "{layer:?}"
+    );
+
+    let orders = entry_names(&ws.zip("dist/orders.zip"));
+    assert_eq!(
+        orders,
+        [
+            "config/orders/settings.json",
+            "orders/__init__.py",
+            "orders/app.py",
+            "shared/__init__.py",
+            "shared/money.py",
+        ],
+        "orders takes its dependencies from the layer"
+    );
+    let billing = entry_names(&ws.zip("dist/billing.zip"));
+    assert!(billing.contains(&"purepkg/__init__.py".to_string()), "{billing:?}");
+    assert!(billing.contains(&"billing/app.py".to_string()), "{billing:?}");
+    assert!(!billing.iter().any(|n| n.starts_with("orders/")), "{billing:?}");
+    for zip in ["dist/layers/common.zip", "dist/orders.zip", "dist/billing.zip"] {
+        unzip_test(&ws.zip(zip));
+    }
+    // Unzipped sizes are reported per artifact.
+    let unzipped = artifact(&json, "orders")["unzipped_size"].as_u64().unwrap();
+    assert!(unzipped > 0 && unzipped < 1000, "{json}");
+}
+
+#[test]
+fn every_artifact_equals_building_it_alone_in_a_fresh_copy() {
+    let ws = Ws::new();
+    let json = ws.build(&[]);
+    for (name, zip) in [
+        ("orders", "dist/orders.zip"),
+        ("billing", "dist/billing.zip"),
+    ] {
+        let alone = Ws::new();
+        let j = alone.build(&["--function", name]);
+        let names: Vec<&str> = j["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        if name == "orders" {
+            assert_eq!(names, ["common", "orders"], "a function builds with its layers");
+        } else {
+            assert_eq!(names, ["billing"]);
+        }
+        assert_eq!(
+            std::fs::read(alone.zip(zip)).unwrap(),
+            std::fs::read(ws.zip(zip)).unwrap(),
+            "{name} built alone differs"
+        );
+        assert_eq!(artifact(&j, name)["sha256"], artifact(&json, name)["sha256"]);
+    }
+}
+
+#[test]
+fn an_edit_rebuilds_exactly_the_artifacts_that_include_the_file() {
+    let ws = Ws::new();
+    ws.build(&[]);
+    let zips = ["dist/layers/common.zip", "dist/orders.zip", "dist/billing.zip"];
+    let before: Vec<i128> = zips.iter().map(|z| mtime_ns(&ws.zip(z))).collect();
+
+    // Nothing changed: nothing runs, nothing is rewritten.
+    let json = ws.build(&[]);
+    for name in ["common", "orders", "billing"] {
+        assert!(!package_ran(&json, name), "{name} ran on a no-op: {json}");
+    }
+
+    ws.p.write("src/shared/money.py", "def cents(x):\n    return x * 1000\n");
+    let json = ws.build(&[]);
+    assert!(package_ran(&json, "orders"));
+    assert!(package_ran(&json, "billing"));
+    assert!(!package_ran(&json, "common"), "the layer has no shared code");
+    assert_eq!(mtime_ns(&ws.zip(zips[0])), before[0], "the layer zip was rewritten");
+
+    let billing_before = std::fs::read(ws.zip("dist/billing.zip")).unwrap();
+    let billing_mtime = mtime_ns(&ws.zip("dist/billing.zip"));
+    ws.p.write(
+        "src/orders/app.py",
+        "def handler(event, context):\n    return 3\n",
+    );
+    let json = ws.build(&[]);
+    assert!(package_ran(&json, "orders"));
+    assert!(!package_ran(&json, "billing"));
+    assert!(!package_ran(&json, "common"));
+    assert_eq!(std::fs::read(ws.zip("dist/billing.zip")).unwrap(), billing_before);
+    assert_eq!(mtime_ns(&ws.zip("dist/billing.zip")), billing_mtime);
+}
+
+#[test]
+fn a_second_function_over_the_same_dependencies_compresses_only_its_own_files() {
+    let ws = Ws::new();
+    // The layer holds purepkg under python/; billing holds the same files at
+    // the top: the store is by content, so billing deflates only its code.
+    ws.build(&["--function", "orders"]);
+    let json = ws.build(&["--function", "billing"]);
+    let billing = artifact(&json, "billing");
+    let package = billing["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "package")
+        .unwrap();
+    // New to the store: billing/__init__.py and billing/app.py (shared/ and
+    // purepkg's files were compressed for orders and the layer).
+    let compressed = package["details"]["compressed"].as_u64().unwrap();
+    let reused = package["details"]["reused"].as_u64().unwrap();
+    assert!(reused > 0, "nothing reused: {package}");
+    assert!(
+        compressed <= 2,
+        "billing compressed {compressed} entries; only its own sources are new: {package}"
+    );
+}
+
+#[test]
+fn over_the_unzipped_quota_fails_and_keeps_the_last_zip() {
+    let ws = Ws::new();
+    ws.build(&[]);
+    let good = std::fs::read(ws.zip("dist/orders.zip")).unwrap();
+    // 262,144,000 bytes is Lambda's limit: zeros cost almost nothing zipped.
+    let mut f = std::fs::File::create(ws.p.path().join("src/orders/blob.py")).unwrap();
+    let chunk = vec![b'#'; 1 << 20];
+    for _ in 0..251 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let out = ws.run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("262,144,000") || err.contains("262144000"), "{err}");
+    assert!(err.contains("orders"), "{err}");
+    assert_eq!(std::fs::read(ws.zip("dist/orders.zip")).unwrap(), good);
+    // The other artifacts still built.
+    assert!(ws.zip("dist/billing.zip").is_file());
+
+    // The manifest can make it a warning.
+    let relaxed = WORKSPACE.replace(
+        "[functions.orders]\n",
+        "[functions.orders]\noutput = { size_limit = \"warn\" }\n",
+    );
+    ws.p.write("lambda.toml", &relaxed);
+    let out = ws.run(&[]);
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn size_lists_the_largest_distribution_first() {
+    let ws = Ws::new();
+    ws.p.write(
+        "src/billing/app.py",
+        &format!(
+            "# {}\ndef handler(event, context):\n    return 1\n",
+            "x".repeat(5000)
+        ),
+    );
+    ws.build(&[]);
+    let out = ws.run(&["size", "--function", "billing", "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = &v["artifacts"][0];
+    assert_eq!(b["name"], "billing", "{v}");
+    let dists = b["distributions"].as_array().unwrap();
+    assert_eq!(dists[0]["name"], "(not from a distribution)", "{v}");
+    assert_eq!(dists[1]["name"], "purepkg", "{v}");
+    let out = ws.run(&["size", "--function", "billing"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("purepkg"), "{text}");
+    assert!(text.contains("headroom"), "{text}");
+}
+
+fn terraform(ws: &Ws, query: &str) -> Output {
+    let mut cmd = ws.p.cmd();
+    box_installers(&mut cmd, ws.caches.path());
+    let mut child = cmd
+        .arg("terraform")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(query.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn terraform_external_data_source_round_trip() {
+    let ws = Ws::new();
+    let manifest = ws.p.path().join("lambda.toml");
+    let out = terraform(
+        &ws,
+        &serde_json::json!({"function": "orders", "manifest": manifest}).to_string(),
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let obj = v.as_object().unwrap();
+    assert!(obj.values().all(|x| x.is_string()), "{v}");
+    let zip = Path::new(obj["zip"].as_str().unwrap());
+    assert_eq!(zip, ws.zip("dist/orders.zip").canonicalize().unwrap());
+    let bytes = std::fs::read(zip).unwrap();
+    assert_eq!(obj["sha256"], sha256_hex(&bytes));
+    assert_eq!(obj["size"], bytes.len().to_string());
+    assert!(!obj["code_sha256"].as_str().unwrap().is_empty());
+
+    let out = terraform(&ws, r#"{"layer": "common"}"#);
+    assert_success(&out);
+
+    // Errors: message on stderr, nothing on stdout, non-zero exit.
+    for bad in [r#"{"function": "nope"}"#, "not json"] {
+        let out = terraform(&ws, bad);
+        assert!(!out.status.success(), "{bad}");
+        assert!(out.stdout.is_empty(), "{bad}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+/// Writes a manifest and returns the failing build's stderr.
+fn manifest_error(manifest: &str) -> String {
+    let ws = Ws::new();
+    ws.p.write("lambda.toml", manifest);
+    let out = ws.run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_workspaces_are_errors_with_positions() {
+    let err = manifest_error(&WORKSPACE.replace("layers = [\"common\"]", "layers = [\"comon\"]"));
+    assert!(err.contains("lambda.toml:14:"), "{err}");
+    assert!(err.contains("\"comon\""), "{err}");
+    assert!(err.contains("layers defined: common"), "{err}");
+
+    let err = manifest_error(&WORKSPACE.replace(
+        "[functions.billing]\n",
+        "[functions.billing]\noutput = { path = \"dist/orders.zip\" }\n",
+    ));
+    assert!(err.contains("\"orders\" and function \"billing\" both write"), "{err}");
+
+    let err = manifest_error(&format!("{WORKSPACE}\n[sources]\nroot = \"src\"\n"));
+    assert!(err.contains("unknown field `sources`"), "{err}");
+    assert!(err.contains("[functions.NAME]"), "{err}");
+
+    let err = manifest_error("[defaults]\nruntime = \"python3.12\"\n\n[functions]\n");
+    assert!(err.contains("lambda.toml:4:"), "{err}");
+    assert!(err.contains("defines no function"), "{err}");
+
+    let six: Vec<String> = (0..6).map(|i| format!("[layers.l{i}]\n")).collect();
+    let err = manifest_error(&format!(
+        "{}\n[functions.f]\nhandler = \"orders.app.handler\"\nsources = {{ root = \"src\" }}\nlayers = [\"l0\", \"l1\", \"l2\", \"l3\", \"l4\", \"l5\"]\n",
+        six.join("")
+    ));
+    assert!(err.contains("at most 5"), "{err}");
+}
+
+#[test]
+fn the_single_function_form_keeps_its_json_shape() {
+    let p = TestProject::hello();
+    let json = p.build_json();
+    assert!(json.get("artifacts").is_none(), "{json}");
+    assert!(json["sha256"].is_string(), "{json}");
+    assert!(json["code_sha256"].is_string(), "{json}");
+}
