@@ -496,12 +496,12 @@ fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Plan, ManifestE
 
     // Output.
     let level = raw.output.level;
-    if !(0..=9).contains(&level) {
+    if !(0..=12).contains(&level) {
         return Err(invalid(
             "output",
             "level",
             format!("compression level {level} is out of range"),
-            "use 0 (store) to 9 (smallest); 6 is the default",
+            "use 0 (store) to 12 (smallest, slowest); 6 is the default",
         ));
     }
     let out_rel = raw

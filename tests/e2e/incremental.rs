@@ -356,7 +356,7 @@ fn verbose_explains_what_each_key_is_made_of() {
     for needle in [
         "include = **/*.py",
         "app.py = ",
-        "deflate = zlib-rs",
+        "deflate = libdeflate",
         "level = 6",
         "lbuild-format = ",
     ] {
