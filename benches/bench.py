@@ -97,7 +97,7 @@ TARGET_SIZE_OVER_ZIP9 = 0.0  # archive no larger than zip -9's
 TARGET_REBUILD_SPEEDUP = 30.0  # >= 30x faster than the Makefile recipe
 TARGET_NOOP_RATIO = 2.0  # no-op <= 2x make's no-op
 TARGET_RSS_MB = 150.0
-DEFAULT_LEVEL = 6  # lbuild's default level (the main rows)  # peak RSS of the cold package, MB = 10^6 bytes
+DEFAULT_LEVEL = 7  # lbuild's default level (the main rows)  # peak RSS of the cold package, MB = 10^6 bytes
 
 HANDLER = '''\
 """Benchmark handler."""

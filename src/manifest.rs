@@ -188,8 +188,11 @@ pub struct RawOutput {
     pub mtime: Option<MtimeMode>,
 }
 
+/// libdeflate 7: on the benchmark corpus the smallest level whose archive
+/// is no larger than `zip -9`'s (6 is 0.05% larger), at less than half
+/// `zip -6`'s CPU time.
 fn default_level() -> i64 {
-    6
+    7
 }
 
 impl Default for RawOutput {
@@ -501,7 +504,7 @@ fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Plan, ManifestE
             "output",
             "level",
             format!("compression level {level} is out of range"),
-            "use 0 (store) to 12 (smallest, slowest); 6 is the default",
+            "use 0 (store) to 12 (smallest, slowest); 7 is the default",
         ));
     }
     let out_rel = raw

@@ -351,7 +351,7 @@ fn golden_zip_hash() {
     assert_eq!(json["entries"], 5);
     assert_eq!(
         json["sha256"].as_str().unwrap(),
-        "055eaa750076ffa00c8234023f476983b0b3377905dab88ff724ebef8feaa0f0",
+        "ed2bc2a169f97d72717eaeb69661d3b0cc64452cd0fa56b4f6754f0b5bc6dd9e",
         "output bytes changed: if deliberate, bump FORMAT_VERSION and update this hash"
     );
     assert_eq!(

@@ -357,7 +357,7 @@ fn verbose_explains_what_each_key_is_made_of() {
         "include = **/*.py",
         "app.py = ",
         "deflate = libdeflate",
-        "level = 6",
+        "level = 7",
         "lbuild-format = ",
     ] {
         assert!(err.contains(needle), "-v output lacks {needle:?}:\n{err}");
