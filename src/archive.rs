@@ -13,6 +13,7 @@
 //! header, the central directory record and the data are produced by one
 //! code path, and an incremental build cannot differ from a cold one.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
@@ -30,19 +31,36 @@ use crate::entry::Entry;
 
 /// Bumped whenever the bytes lbuild writes for the same inputs change.
 /// Part of every stage key.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
-/// The deflate implementation and its exact version (from Cargo.lock, see
-/// build.rs): a different backend gives different bytes.
-pub const DEFLATE_BACKEND: &str = concat!("zlib-rs ", env!("LBUILD_ZLIB_RS_VERSION"));
+/// The deflate implementations and their exact versions (from Cargo.lock,
+/// see build.rs): a different backend gives different bytes. libdeflate
+/// compresses every entry up to [`STREAM_THRESHOLD`] as one buffer; zlib-rs
+/// streams the larger ones.
+pub const DEFLATE_BACKEND: &str = concat!(
+    "libdeflate-sys ",
+    env!("LBUILD_LIBDEFLATE_VERSION"),
+    " + zlib-rs ",
+    env!("LBUILD_ZLIB_RS_VERSION"),
+    " above 32 MiB"
+);
 
 /// Uncompressed bytes that may be read and compressed ahead of the writer.
 const IN_FLIGHT_BUDGET: u64 = 48 * 1024 * 1024;
 
-/// Files larger than this are compressed as a stream into a temporary file
-/// instead of in memory, so memory stays bounded whatever one file weighs
-/// (a bundled model, a large .so). Same bytes either way.
-const STREAM_THRESHOLD: u64 = 8 * 1024 * 1024;
+/// Files up to this size are read whole and compressed by libdeflate (which
+/// only takes whole buffers); larger ones are deflated as a stream by
+/// zlib-rs into a temporary file, so memory stays bounded whatever one file
+/// weighs (a bundled model, a large .so). 32 MiB keeps the shared libraries
+/// of common packages (numpy's 25 MB OpenBLAS) on libdeflate, which makes
+/// them smaller than zlib-rs does, while one entry in memory (its bytes and
+/// its compressed bytes) stays under 64 MiB. Part of the format: a file's
+/// size decides its compressor.
+const STREAM_THRESHOLD: u64 = 32 * 1024 * 1024;
+
+/// zlib-rs's highest level: the streamed path's level for lbuild levels
+/// above it (libdeflate's 10..=12 have no zlib equivalent).
+const ZLIB_MAX_LEVEL: u32 = 9;
 
 /// What an entry costs of the in-flight budget: its bytes in memory.
 fn budget_cost(size: u64) -> u64 {
@@ -99,7 +117,8 @@ impl Settings {
     }
 
     fn options(&self, executable: bool, method: CompressionMethod) -> SimpleFileOptions {
-        let level = (method == CompressionMethod::Deflated).then_some(self.level as i64);
+        let level = (method == CompressionMethod::Deflated)
+            .then_some(self.level.min(ZLIB_MAX_LEVEL) as i64);
         SimpleFileOptions::default()
             .compression_method(method)
             .compression_level(level)
@@ -412,10 +431,10 @@ fn copy_if_intact<R: Read + Seek, W: Write + Seek>(
     Ok(intact)
 }
 
-/// Reads, checks and compresses one entry into a one-entry zip: in memory,
-/// or for a file above [`STREAM_THRESHOLD`] streamed into a temporary file.
-/// Deflate is fed in fixed [`DEFLATE_CHUNK`] pieces either way: zlib-rs's
-/// output depends on how its input is cut, so the cut is part of the format.
+/// Reads, checks and compresses one entry into a one-entry zip: in memory
+/// with libdeflate, or for a file above [`STREAM_THRESHOLD`] streamed by
+/// zlib-rs into a temporary file. Stored when deflate does not make it
+/// smaller (a rule on bytes alone).
 fn prepare(e: &Entry, settings: &Settings, buf: &mut [u8]) -> Result<Prepared, ArchiveError> {
     prepare_streaming_above(e, settings, buf, STREAM_THRESHOLD)
 }
@@ -428,7 +447,7 @@ fn prepare_streaming_above(
     buf: &mut [u8],
     threshold: u64,
 ) -> Result<Prepared, ArchiveError> {
-    let data = if e.size <= threshold {
+    let mut mini_zip = if e.size <= threshold {
         let data = std::fs::read(&e.path).map_err(|source| ArchiveError::Read {
             path: e.path.clone(),
             source,
@@ -440,37 +459,130 @@ fn prepare_streaming_above(
                 path: e.path.clone(),
             });
         }
-        Some(data)
+        let deflated = (settings.level > 0)
+            .then(|| deflate_if_smaller(&data, settings.level))
+            .flatten();
+        MiniZip::Memory(one_entry_zip(e, settings, &data, deflated.as_deref()))
     } else {
-        None
-    };
-    let mut build = |method: CompressionMethod| match &data {
-        Some(data) => {
-            let sink = Cursor::new(Vec::with_capacity(data.len() / 2 + 128));
-            let mut mini = ZipWriter::new(sink);
-            mini.start_file("x", entry_options(e, settings, method))?;
-            for chunk in data.chunks(DEFLATE_CHUNK) {
-                mini.write_all(chunk)?;
-            }
-            Ok(MiniZip::Memory(mini.finish()?.into_inner()))
+        let method = if settings.level == 0 {
+            CompressionMethod::Stored
+        } else {
+            CompressionMethod::Deflated
+        };
+        let mut mini_zip = MiniZip::File(stream_into_mini_zip(e, settings, method, buf)?);
+        if method == CompressionMethod::Deflated && mini_zip.compressed_size()? >= e.size {
+            mini_zip = MiniZip::File(stream_into_mini_zip(
+                e,
+                settings,
+                CompressionMethod::Stored,
+                buf,
+            )?);
         }
-        None => stream_into_mini_zip(e, settings, method, buf).map(MiniZip::File),
+        mini_zip
     };
-    let method = if settings.level == 0 {
-        CompressionMethod::Stored
-    } else {
-        CompressionMethod::Deflated
-    };
-    let mut mini_zip = build(method)?;
-    // Stored when deflate does not make it smaller: a rule on bytes alone.
-    if method == CompressionMethod::Deflated && mini_zip.compressed_size()? >= e.size {
-        mini_zip = build(CompressionMethod::Stored)?;
-    }
     let digest = mini_zip.digest(buf)?;
     Ok(Prepared { mini_zip, digest })
 }
 
-/// Bytes handed to the compressor per write.
+thread_local! {
+    /// One libdeflate compressor per thread and level: its tables are
+    /// allocated once, not per entry. Its output does not depend on earlier
+    /// calls (libdeflate resets its state for each buffer).
+    static COMPRESSOR: RefCell<Option<(u32, libdeflater::Compressor)>> =
+        const { RefCell::new(None) };
+}
+
+/// `data` as raw deflate at `level` (1..=12), or None when that is not
+/// smaller than `data`. libdeflate's output depends only on the input, the
+/// level and its version (not on the size of the output buffer, which only
+/// decides whether the result fits).
+fn deflate_if_smaller(data: &[u8], level: u32) -> Option<Vec<u8>> {
+    debug_assert!((1..=12).contains(&level), "level {level}");
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some((l, c)) if *l == level => c,
+            _ => {
+                let lvl = libdeflater::CompressionLvl::new(level.clamp(1, 12) as i32)
+                    .expect("1..=12 is libdeflate's range");
+                &mut slot.insert((level, libdeflater::Compressor::new(lvl))).1
+            }
+        };
+        // Room for one byte less than the input: a result that does not fit
+        // is not smaller, and the entry is stored. (Zeroed pages are only
+        // mapped when written, so the unused room costs no memory.)
+        let mut out = vec![0u8; data.len().saturating_sub(1)];
+        let n = compressor.deflate_compress(data, &mut out).ok()?;
+        out.truncate(n);
+        Some(out)
+    })
+}
+
+/// Writes the one-entry zip the zip crate would write for `e` (local header,
+/// data, central directory, end record; no extra fields, no data
+/// descriptor), with `deflated` as its data when given, else `data` stored.
+/// The zip crate cannot take data compressed elsewhere, and a raw copy out
+/// of this zip is how the entry reaches the archive, as every other one.
+/// Only for entries up to [`STREAM_THRESHOLD`] (no ZIP64).
+fn one_entry_zip(e: &Entry, settings: &Settings, data: &[u8], deflated: Option<&[u8]>) -> Vec<u8> {
+    const NAME: &[u8] = b"x";
+    debug_assert!(data.len() < u32::MAX as usize);
+    let (method, body): (u16, &[u8]) = match deflated {
+        Some(d) => (8, d),
+        None => (0, data),
+    };
+    let crc = libdeflater::crc32(data);
+    let mode: u32 = 0o100000 | if e.executable { 0o755 } else { 0o644 };
+    let (date, time) = (settings.time.datepart(), settings.time.timepart());
+    let version_needed: u16 = if method == 8 { 20 } else { 10 };
+    // Made by: Unix (3), the version zip's writer declares.
+    let made_by: u16 = (3 << 8) | 20;
+    // Sizes and the offset fit 32 bits: callers hold at most STREAM_THRESHOLD.
+    let (csize, size) = (body.len() as u32, data.len() as u32);
+    let put16 = |v: &mut Vec<u8>, x: u16| v.extend_from_slice(&x.to_le_bytes());
+    let put32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
+    let mut z = Vec::with_capacity(body.len() + 30 + 46 + 22 + 2 * NAME.len());
+    // Local file header.
+    put32(&mut z, 0x0403_4b50);
+    for x in [version_needed, 0, method, time, date] {
+        put16(&mut z, x);
+    }
+    for x in [crc, csize, size] {
+        put32(&mut z, x);
+    }
+    put16(&mut z, NAME.len() as u16);
+    put16(&mut z, 0);
+    z.extend_from_slice(NAME);
+    z.extend_from_slice(body);
+    // Central directory.
+    let cd_start = z.len() as u32;
+    put32(&mut z, 0x0201_4b50);
+    for x in [made_by, version_needed, 0, method, time, date] {
+        put16(&mut z, x);
+    }
+    for x in [crc, csize, size] {
+        put32(&mut z, x);
+    }
+    // Name length, extra, comment, disk, internal attributes.
+    for x in [NAME.len() as u16, 0, 0, 0, 0] {
+        put16(&mut z, x);
+    }
+    put32(&mut z, mode << 16);
+    put32(&mut z, 0); // local header offset
+    z.extend_from_slice(NAME);
+    let cd_len = z.len() as u32 - cd_start;
+    // End of central directory.
+    put32(&mut z, 0x0605_4b50);
+    for x in [0, 0, 1, 1] {
+        put16(&mut z, x);
+    }
+    put32(&mut z, cd_len);
+    put32(&mut z, cd_start);
+    put16(&mut z, 0);
+    z
+}
+
+/// Bytes handed to zlib-rs per write on the streamed path: its output
+/// depends on how its input is cut, so the cut is part of the format.
 const DEFLATE_CHUNK: usize = 64 * 1024;
 
 fn entry_options(e: &Entry, settings: &Settings, method: CompressionMethod) -> SimpleFileOptions {
@@ -868,53 +980,131 @@ mod tests {
             .collect()
     }
 
+    /// The bytes of a zip holding `p`'s one entry, raw-copied as `name`.
+    fn copied(p: Prepared, name: &str) -> Vec<u8> {
+        let out = tempfile::tempfile().unwrap();
+        let mut zip = ZipWriter::new(&out);
+        p.mini_zip.copy_into(&mut zip, name).unwrap();
+        zip.finish().unwrap();
+        let mut v = Vec::new();
+        let mut r = &out;
+        r.rewind().unwrap();
+        r.read_to_end(&mut v).unwrap();
+        v
+    }
+
     #[test]
-    fn large_files_streamed_give_the_same_bytes_as_in_memory() {
-        // Above STREAM_THRESHOLD a file is deflated as a stream into a
-        // temporary zip: the entry must be byte for byte what the in-memory
-        // path makes, for deflated and stored (incompressible) files.
-        let dir = tempfile::tempdir().unwrap();
-        let noise = noise(STREAM_THRESHOLD as usize + 4096, 7);
-        let text: Vec<u8> = (0..(STREAM_THRESHOLD as u32 / 3))
-            .flat_map(|i| format!("{}\n", i % 977).into_bytes())
-            .collect();
-        assert!(text.len() as u64 > STREAM_THRESHOLD);
-        let entries = entries_in(dir.path(), &[("noise.bin", noise), ("text.txt", text)]);
-        for level in [0, 6] {
-            let settings = Settings {
-                level,
-                time: dos_time_from_unix(0),
-            };
-            for e in &entries {
-                let mut buf = vec![0u8; 64 * 1024];
-                let streamed = prepare(e, &settings, &mut buf).unwrap();
-                assert!(matches!(streamed.mini_zip, MiniZip::File(_)));
-                let in_memory = prepare_streaming_above(e, &settings, &mut buf, u64::MAX).unwrap();
-                assert!(matches!(in_memory.mini_zip, MiniZip::Memory(_)));
-                assert_eq!(
-                    streamed.digest, in_memory.digest,
-                    "{} at level {level}",
-                    e.name
-                );
-                let bytes = |p: Prepared| {
-                    let out = tempfile::tempfile().unwrap();
-                    let mut zip = ZipWriter::new(&out);
-                    p.mini_zip.copy_into(&mut zip, &e.name).unwrap();
-                    zip.finish().unwrap();
-                    let mut v = Vec::new();
-                    let mut r = &out;
-                    r.rewind().unwrap();
-                    r.read_to_end(&mut v).unwrap();
-                    v
+    fn hand_written_one_entry_zip_copies_like_the_zip_crates_own() {
+        // The in-memory path writes its one-entry zip itself (the zip crate
+        // cannot take libdeflate's output): a raw copy of it must give the
+        // very bytes a raw copy of the zip crate's own one-entry zip gives.
+        // Stored entries compare whole (same data either way).
+        for executable in [false, true] {
+            for data in [&b""[..], b"print('hi')\n", &noise(5000, 3)] {
+                let settings = Settings {
+                    level: 0,
+                    time: dos_time_from_unix(1_700_000_001),
                 };
+                let e = Entry {
+                    name: "pkg/caf\u{e9}.py".into(),
+                    path: PathBuf::new(),
+                    hash: blake3::hash(data),
+                    size: data.len() as u64,
+                    executable,
+                };
+                let ours = MiniZip::Memory(one_entry_zip(&e, &settings, data, None));
+                let mut theirs = ZipWriter::new(Cursor::new(Vec::new()));
+                theirs
+                    .start_file("x", entry_options(&e, &settings, CompressionMethod::Stored))
+                    .unwrap();
+                theirs.write_all(data).unwrap();
+                let theirs = MiniZip::Memory(theirs.finish().unwrap().into_inner());
+                let digest = Hash::from([0; 32]);
+                let ours = copied(
+                    Prepared {
+                        mini_zip: ours,
+                        digest,
+                    },
+                    &e.name,
+                );
+                let theirs = copied(
+                    Prepared {
+                        mini_zip: theirs,
+                        digest,
+                    },
+                    &e.name,
+                );
                 assert_eq!(
-                    bytes(streamed),
-                    bytes(in_memory),
-                    "{} at level {level}",
-                    e.name
+                    ours,
+                    theirs,
+                    "{} bytes, executable {executable}",
+                    data.len()
                 );
             }
         }
+    }
+
+    #[test]
+    fn both_paths_read_back_deflate_only_what_shrinks_and_repeat_their_bytes() {
+        // In memory (libdeflate) and streamed (zlib-rs, forced here with a
+        // small threshold): every entry reads back as its content, deflated
+        // exactly when that is smaller, and preparing it again gives the
+        // same bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("{}\n", i % 977).into_bytes())
+            .collect();
+        let entries = entries_in(
+            dir.path(),
+            &[
+                ("empty", Vec::new()),
+                ("noise.bin", noise(200_000, 7)),
+                ("text.txt", text),
+            ],
+        );
+        for threshold in [u64::MAX, 64 * 1024] {
+            for level in [0, 1, 6, 9, 12] {
+                let settings = Settings {
+                    level,
+                    time: dos_time_from_unix(0),
+                };
+                let mut buf = vec![0u8; DIGEST_BUF];
+                for e in &entries {
+                    let what = format!("{} at level {level}, threshold {threshold}", e.name);
+                    let p = prepare_streaming_above(e, &settings, &mut buf, threshold).unwrap();
+                    let streamed = matches!(p.mini_zip, MiniZip::File(_));
+                    assert_eq!(streamed, e.size > threshold, "{what}");
+                    let again = prepare_streaming_above(e, &settings, &mut buf, threshold).unwrap();
+                    assert_eq!(p.digest, again.digest, "{what}");
+                    let bytes = copied(p, &e.name);
+                    assert_eq!(bytes, copied(again, &e.name), "{what}");
+                    let mut zip = ZipArchive::new(Cursor::new(bytes)).unwrap();
+                    let mut f = zip.by_index(0).unwrap();
+                    let mut content = Vec::new();
+                    f.read_to_end(&mut content).unwrap();
+                    assert_eq!(content, std::fs::read(&e.path).unwrap(), "{what}");
+                    let deflated = f.compression() == CompressionMethod::Deflated;
+                    assert_eq!(deflated, level > 0 && e.name == "text.txt", "{what}");
+                    assert!(!deflated || f.compressed_size() < f.size(), "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn libdeflate_levels_trade_size_for_time() {
+        // Higher is smaller (or equal): level keeps its meaning on 1..=12.
+        let text: Vec<u8> = (0..60_000u32)
+            .flat_map(|i| {
+                format!("row {} = {}\n", i, i.wrapping_mul(2_654_435_761) % 9973).into_bytes()
+            })
+            .collect();
+        let sizes: Vec<usize> = [1, 6, 9, 12]
+            .iter()
+            .map(|&l| deflate_if_smaller(&text, l).unwrap().len())
+            .collect();
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        assert!(sizes[0] > sizes[3], "{sizes:?}");
     }
 
     fn sha_of(path: &Path) -> [u8; 32] {

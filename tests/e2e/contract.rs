@@ -342,7 +342,7 @@ fn golden_zip_hash() {
         &"def words():\n    return 'lorem ipsum dolor sit amet'\n".repeat(20),
     );
     p.write("config.json", "{\"stage\": \"prod\"}\n");
-    // Larger than one deflate chunk (64 KiB): pins how input is cut.
+    // Larger than 64 KiB: several deflate blocks from libdeflate.
     let table: String = (0..20_000u32)
         .map(|i| format!("ROW_{i} = {}\n", i.wrapping_mul(2_654_435_761) % 9973))
         .collect();
@@ -351,7 +351,7 @@ fn golden_zip_hash() {
     assert_eq!(json["entries"], 5);
     assert_eq!(
         json["sha256"].as_str().unwrap(),
-        "4069e8b33dffcdbb1dab9b84caa8a7e22c2abb15bcf933688c2d9407703f23a9",
+        "ed2bc2a169f97d72717eaeb69661d3b0cc64452cd0fa56b4f6754f0b5bc6dd9e",
         "output bytes changed: if deliberate, bump FORMAT_VERSION and update this hash"
     );
     assert_eq!(
@@ -394,4 +394,85 @@ fn symlink_inside_root_is_followed() {
         .expect("link packaged");
     assert_eq!(common["data"], "X = 1\n");
     assert_eq!(common["external_attr"].as_u64().unwrap() >> 16, 0o100644);
+}
+
+/// Two compressors write entries: libdeflate in memory up to 32 MiB, zlib-rs
+/// streamed above. A zip holding both kinds reads back with zipfile and
+/// `unzip -t`, and a rebuild that copies the large entry from the store
+/// gives the bytes of a cold build.
+#[test]
+fn large_streamed_and_small_entries_read_back_and_rebuild_as_cold() {
+    let p = TestProject::hello();
+    // Just above the 32 MiB streaming threshold, compressible.
+    let big: String = (0..2_000_000u32)
+        .map(|i| format!("R{:09} = {:03}\n", i, i % 997))
+        .collect();
+    assert!(big.len() > 32 << 20 && big.len() < 34 << 20);
+    p.write("big_table.py", &big);
+    p.write("lib/small.py", &"X = 'small'\n".repeat(100));
+    let first = p.build_json();
+    let zip = p.zip_path("hello");
+    unzip_test(&zip);
+    let entries = python_entries(&zip);
+    let entry = |n: &str| entries.iter().find(|e| e["name"] == n).unwrap().clone();
+    for name in ["big_table.py", "lib/small.py", "app.py"] {
+        let e = entry(name);
+        assert_eq!(e["compress_type"], 8, "{name} deflated");
+        assert!(e["compress_size"].as_u64() < e["file_size"].as_u64());
+    }
+    assert_eq!(
+        entry("big_table.py")["data"].as_str().unwrap().len(),
+        big.len()
+    );
+    assert_eq!(entry("lib/small.py")["data"], "X = 'small'\n".repeat(100));
+
+    // Edit a small file: the large entry is copied from the store.
+    p.write("lib/small.py", "X = 'edited'\n");
+    let edited = p.build_json();
+    assert_ne!(edited["sha256"], first["sha256"]);
+    assert!(
+        stage_details(&edited, "package")["reused"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    unzip_test(&zip);
+    std::fs::remove_dir_all(p.path().join(".lbuild")).unwrap();
+    std::fs::remove_dir_all(p.path().join("dist")).unwrap();
+    let cold = p.build_json();
+    assert_eq!(stage_details(&cold, "package")["reused"], 0);
+    assert_eq!(
+        cold["sha256"], edited["sha256"],
+        "incremental differs from cold"
+    );
+}
+
+/// `level` runs over libdeflate's range: 12 builds (and reads back), 13 is
+/// refused with the range in the hint.
+#[test]
+fn level_12_builds_and_13_is_refused() {
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &format!("{HELLO_MANIFEST}\n[output]\nlevel = 12\n"),
+    );
+    p.write(
+        "lib/text.py",
+        &"def f():\n    return 'lorem ipsum'\n".repeat(40),
+    );
+    p.build_json();
+    let entries = python_entries(&p.zip_path("hello"));
+    let text = entries.iter().find(|e| e["name"] == "lib/text.py").unwrap();
+    assert_eq!(text["compress_type"], 8);
+
+    p.write(
+        "lambda.toml",
+        &format!("{HELLO_MANIFEST}\n[output]\nlevel = 13\n"),
+    );
+    let err = p.fail(&[]);
+    assert!(
+        err.contains("compression level 13 is out of range"),
+        "{err}"
+    );
+    assert!(err.contains("0 (store) to 12"), "{err}");
 }

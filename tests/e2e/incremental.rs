@@ -365,8 +365,8 @@ fn verbose_explains_what_each_key_is_made_of() {
     for needle in [
         "include = **/*.py",
         "app.py = ",
-        "deflate = zlib-rs",
-        "level = 6",
+        "deflate = libdeflate",
+        "level = 7",
         "lbuild-format = ",
     ] {
         assert!(err.contains(needle), "-v output lacks {needle:?}:\n{err}");
