@@ -166,26 +166,33 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// Entries of an earlier build's zip that may be copied without deflating.
 pub struct Store {
-    path: PathBuf,
-    by_content: HashMap<(Hash, bool), (String, Hash)>,
+    /// The store zips (every artifact of a workspace keeps one).
+    paths: Vec<PathBuf>,
+    /// (content, executable) -> (index into `paths`, entry name, digest).
+    by_content: HashMap<(Hash, bool), (usize, String, Hash)>,
 }
 
 impl Store {
-    /// The store at `path`, restricted to entries written with `settings`.
-    pub fn new(path: &Path, packed: Vec<PackedEntry>, settings: &Settings) -> Option<Store> {
-        if !path.is_file() {
-            return None;
-        }
+    /// The stores in `dir` that `packed` names, restricted to entries
+    /// written with `settings`: a file compressed for one artifact is
+    /// copied, not compressed again, into any other.
+    pub fn new(dir: &Path, packed: Vec<PackedEntry>, settings: &Settings) -> Option<Store> {
         let id = settings.id();
-        let by_content = packed
-            .into_iter()
-            .filter(|p| p.settings == id)
-            .map(|p| ((p.content_hash, p.executable), (p.name, p.raw_hash)))
-            .collect::<HashMap<_, _>>();
-        (!by_content.is_empty()).then(|| Store {
-            path: path.to_path_buf(),
-            by_content,
-        })
+        let mut paths: Vec<PathBuf> = Vec::new();
+        let mut by_content = HashMap::new();
+        for p in packed.into_iter().filter(|p| p.settings == id) {
+            let path = dir.join(&p.store);
+            let i = match paths.iter().position(|q| *q == path) {
+                Some(i) => i,
+                None if path.is_file() => {
+                    paths.push(path);
+                    paths.len() - 1
+                }
+                None => continue,
+            };
+            by_content.insert((p.content_hash, p.executable), (i, p.name, p.raw_hash));
+        }
+        (!by_content.is_empty()).then_some(Store { paths, by_content })
     }
 }
 
@@ -286,20 +293,27 @@ pub fn write_zip(
             .windows(2)
             .all(|w| w[0].name.as_bytes() < w[1].name.as_bytes())
     );
-    let mut store_zip = match store {
-        Some(s) => File::open(&s.path)
-            .ok()
-            .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok()),
-        None => None,
+    let mut store_zips: Vec<Option<ZipArchive<PReader>>> = match store {
+        Some(s) => s
+            .paths
+            .iter()
+            .map(|p| {
+                File::open(p)
+                    .ok()
+                    .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok())
+            })
+            .collect(),
+        None => Vec::new(),
     };
-    // Decide up front which entries come from the store, so the workers
+    // Decide up front which entries come from a store, so the workers
     // compress only the rest.
-    let reuse: Vec<Option<(usize, Hash)>> = entries
+    let reuse: Vec<Option<(usize, usize, Hash)>> = entries
         .iter()
         .map(|e| {
-            let (s, zip) = (store?, store_zip.as_ref()?);
-            let (name, digest) = s.by_content.get(&(e.hash, e.executable))?;
-            Some((zip.index_for_name(name)?, *digest))
+            let s = store?;
+            let (z, name, digest) = s.by_content.get(&(e.hash, e.executable))?;
+            let zip = store_zips.get(*z)?.as_ref()?;
+            Some((*z, zip.index_for_name(name)?, *digest))
         })
         .collect();
     let jobs: Vec<usize> = (0..entries.len()).filter(|&i| reuse[i].is_none()).collect();
@@ -324,8 +338,8 @@ pub fn write_zip(
             let mut zip = ZipWriter::new(HashingWriter::new(out)?);
             for (i, e) in entries.iter().enumerate() {
                 let prepared = match reuse[i] {
-                    Some((index, digest)) => {
-                        let zip_in = store_zip.as_mut().expect("reuse implies a store");
+                    Some((z, index, digest)) => {
+                        let zip_in = store_zips[z].as_mut().expect("reuse implies a store");
                         if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
                             report.reused += 1;
                             report.packed.push(packed(e, settings_id, digest));
@@ -356,6 +370,7 @@ pub fn write_zip(
 
 fn packed(e: &Entry, settings_id: Hash, digest: Hash) -> PackedEntry {
     PackedEntry {
+        store: String::new(),
         name: e.name.clone(),
         content_hash: e.hash,
         executable: e.executable,
@@ -1148,7 +1163,15 @@ mod tests {
         // One entry edited: the others are copied raw from the store.
         files[0].1.extend_from_slice(b"# edit\n");
         let entries = entries_in(dir.path(), &files);
-        let store = Store::new(&store_path, first.packed, &settings).unwrap();
+        let packed = first
+            .packed
+            .into_iter()
+            .map(|p| PackedEntry {
+                store: "store.zip".into(),
+                ..p
+            })
+            .collect();
+        let store = Store::new(dir.path(), packed, &settings).unwrap();
         let incremental = dir.path().join("incremental.zip");
         let report = build(&entries, Some(&store), &incremental);
         assert_eq!((report.compressed, report.reused), (1, 3));

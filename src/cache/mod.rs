@@ -148,8 +148,7 @@ pub fn is_marked(dir: &Path) -> bool {
 /// (and ones moved aside), the reuse store, the installed trees.
 pub fn is_cache_entry(name: &str) -> bool {
     name == "deps"
-        || name == "store.zip"
-        || name == "store.zip.new"
+        || (name.starts_with("store") && (name.ends_with(".zip") || name.ends_with(".zip.new")))
         || name == DB_FILE
         || name.strip_prefix(DB_FILE).is_some_and(|rest| {
             rest == "-wal" || rest == "-shm" || rest == "-journal" || rest.starts_with(".corrupt-")
@@ -166,6 +165,7 @@ const TABLES: [&str; 3] = ["files", "stages", "packed"];
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_stage_detail.sql"),
+    include_str!("../../migrations/0003_packed_per_store.sql"),
 ];
 
 /// The open cache of one project.
@@ -427,25 +427,26 @@ impl Cache {
         Ok(keys)
     }
 
-    /// The reuse store's index: where each (content, executable, settings)
-    /// sits in `store.zip`, with the BLAKE3 of its compressed bytes.
+    /// The reuse stores' index: where each (content, executable, settings)
+    /// sits in which store zip, with the BLAKE3 of its compressed bytes.
     pub fn packed_lookup(&self) -> Result<Vec<PackedEntry>, CacheError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, content_hash, executable, settings, raw_hash FROM packed")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed",
+        )?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, bool>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
                 ))
             })?
             .filter_map(|r| r.ok())
-            .filter_map(|(name, c, executable, s, raw)| {
+            .filter_map(|((store, name), c, executable, s, raw)| {
                 Some(PackedEntry {
+                    store,
                     name,
                     content_hash: crate::entry::hash_from_slice(&c)?,
                     executable,
@@ -457,23 +458,28 @@ impl Cache {
         Ok(rows)
     }
 
-    /// Replaces the reuse-store index (the store itself was just replaced).
+    /// Replaces one store's index (the store itself was just replaced).
     /// On failure the old index stays: entries whose digests no longer match
     /// the store are compressed again, so a stale index is only slower.
-    pub fn replace_packed(&mut self, entries: &[PackedEntry]) {
-        let result = self.try_replace_packed(entries);
+    pub fn replace_packed(&mut self, store: &str, entries: &[PackedEntry]) {
+        let result = self.try_replace_packed(store, entries);
         self.soft(result);
     }
 
-    fn try_replace_packed(&mut self, entries: &[PackedEntry]) -> Result<(), CacheError> {
+    fn try_replace_packed(
+        &mut self,
+        store: &str,
+        entries: &[PackedEntry],
+    ) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM packed", [])?;
+        tx.execute("DELETE FROM packed WHERE store = ?1", params![store])?;
         {
             let mut stmt = tx.prepare(
-                "INSERT OR REPLACE INTO packed (name, content_hash, executable, settings, raw_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO packed (store, name, content_hash, executable, settings, raw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for e in entries {
                 stmt.execute(params![
+                    store,
                     e.name,
                     e.content_hash.as_bytes().as_slice(),
                     e.executable,
@@ -486,11 +492,11 @@ impl Cache {
         Ok(())
     }
 
-    /// Forgets the reuse store's index (best effort).
-    pub fn clear_packed(&self) {
+    /// Forgets one store's index (best effort).
+    pub fn clear_packed(&self, store: &str) {
         self.soft(
             self.conn
-                .execute("DELETE FROM packed", [])
+                .execute("DELETE FROM packed WHERE store = ?1", params![store])
                 .map_err(CacheError::from),
         );
     }
@@ -499,6 +505,9 @@ impl Cache {
 /// One entry of the reuse store.
 #[derive(Debug, Clone)]
 pub struct PackedEntry {
+    /// The store zip's file name in the cache directory (set when the index
+    /// is written or read; empty straight out of the writer).
+    pub store: String,
     pub name: String,
     pub content_hash: Hash,
     pub executable: bool,

@@ -281,6 +281,9 @@ pub struct Plan {
     pub lambda: LambdaSettings,
     /// The other artifacts' zips in the same workspace: never sources.
     pub foreign_outputs: Vec<PathBuf>,
+    /// This artifact's reuse store in the cache directory (`store.zip`, or
+    /// `store-KIND-NAME.zip` in a workspace).
+    pub store_file: String,
 }
 
 impl Plan {

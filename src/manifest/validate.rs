@@ -137,6 +137,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         kind: super::ArtifactKind::Function { layers: Vec::new() },
         lambda,
         foreign_outputs: Vec::new(),
+        store_file: crate::stages::package::STORE_FILE.to_string(),
     })
 }
 

@@ -288,6 +288,7 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
     }
     let outputs: Vec<PathBuf> = artifacts.iter().map(|p| p.output.path.clone()).collect();
     for plan in &mut artifacts {
+        plan.store_file = format!("store-{}-{}.zip", plan.kind.label(), plan.name);
         plan.foreign_outputs = outputs
             .iter()
             .filter(|o| **o != plan.output.path)

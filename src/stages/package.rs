@@ -32,6 +32,9 @@ pub struct ZipInfo {
     pub code_sha256: String,
     pub size: u64,
     pub entries: usize,
+    /// Sum of the entries' uncompressed sizes: what Lambda's quota counts.
+    #[serde(default)]
+    pub unzipped: u64,
     /// (mtime_ns, inode, ctime_ns) of the file when recorded: a match
     /// means it is still the file lbuild wrote. The ctime moves on any
     /// write, even one that restores size and mtime (`touch -r`).
@@ -74,7 +77,12 @@ pub fn key(
         time: archive::dos_time_from_unix(zip_time(plan)?),
     };
     let mut key = KeyBuilder::new(NAME);
+    // Two artifacts with the same inputs write different zips: each has
+    // its own record.
+    let output = crate::manifest::relative_path(&plan.project_dir, &plan.output.path);
     key.add_backend()
+        .add("output", output.display())
+        .add("prefix", plan.archive_prefix())
         .add("level", settings.level)
         .add(
             "time",
@@ -171,8 +179,8 @@ pub fn build(
         .tempfile_in(out_dir)
         .map_err(Error::io("cannot create a temporary file in", out_dir))?;
 
-    let store_path = plan.cache_dir.join(STORE_FILE);
-    let store = Store::new(&store_path, cache.packed_lookup()?, &settings);
+    let store_path = plan.cache_dir.join(&plan.store_file);
+    let store = Store::new(&plan.cache_dir, cache.packed_lookup()?, &settings);
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
     let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref())?;
@@ -192,7 +200,13 @@ pub fn build(
         .sync_all()
         .map_err(Error::io("cannot write", tmp.path()))?;
 
-    if let Err(why) = refresh_store(cache, tmp.path(), &store_path, &written.packed) {
+    if let Err(why) = refresh_store(
+        cache,
+        tmp.path(),
+        &store_path,
+        &plan.store_file,
+        &written.packed,
+    ) {
         reporter.warn(format!(
             "could not update the reuse store ({why}); the zip is fine, the next build compresses everything again"
         ));
@@ -216,6 +230,7 @@ pub fn build(
         sha256: sha256.iter().map(|b| format!("{b:02x}")).collect(),
         size,
         entries: entries.len(),
+        unzipped: entries.iter().map(|e| e.size).sum(),
         stat: (0, 0, 0),
     };
     // Stat after the store's link and the rename (both move the ctime).
@@ -244,7 +259,9 @@ pub fn build(
     Ok((info, report))
 }
 
-/// The reuse store's file name inside the cache directory.
+/// The reuse store's file name inside the cache directory, for a
+/// single-function manifest (a workspace's artifacts each have their own,
+/// `store-KIND-NAME.zip`, see [`Plan::store_file`]).
 pub const STORE_FILE: &str = "store.zip";
 
 /// `.lbuild-NAME.zip-`: what every temp file of this output starts with
@@ -414,6 +431,7 @@ fn refresh_store(
     cache: &mut Cache,
     zip: &Path,
     store: &Path,
+    store_name: &str,
     packed: &[crate::cache::PackedEntry],
 ) -> Result<(), String> {
     let staging = store.with_extension("zip.new");
@@ -431,6 +449,6 @@ fn refresh_store(
         let _ = std::fs::remove_file(&staging);
         return Err(e.to_string());
     }
-    cache.replace_packed(packed);
+    cache.replace_packed(store_name, packed);
     Ok(())
 }
