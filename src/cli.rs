@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::manifest::{self, Plan};
+use crate::manifest::{self, Workspace};
 use crate::pipeline;
 use crate::report::{Mode, Reporter};
 
@@ -21,6 +21,8 @@ Stages whose inputs did not change are skipped (content hashes kept in .lbuild/)
 lbuild init                 write a commented lambda.toml here\n  \
 lbuild                      build dist/NAME.zip (same as `lbuild build`)\n  \
 lbuild --json               build and print a JSON summary (sha256, CodeSha256, stages)\n  \
+lbuild --function orders    build one function of a workspace (and the layers it uses)\n  \
+lbuild size                 where the bytes go, and the headroom under Lambda's limits\n  \
 lbuild watch                rebuild on every save\n  \
 lbuild clean                remove the zip and the cache"
 )]
@@ -45,12 +47,28 @@ pub struct GlobalArgs {
     /// Explain each stage key's inputs
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// In a workspace, only this function and the layers it uses (repeatable)
+    #[arg(long = "function", global = true, value_name = "NAME")]
+    pub functions: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build the zip (the default command)
+    /// Build the zip (the default command); in a workspace, every function and layer
     Build,
+    /// Show where each zip's bytes go (largest distributions and directories, zipped
+    /// and unzipped) and the headroom under Lambda's size limits; builds first
+    Size {
+        /// How many distributions and directories to list
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Terraform's external data source: read {"function": NAME} or {"layer": NAME}
+    /// (optionally "manifest") on stdin, build it, print {zip, sha256, code_sha256, size}
+    #[command(
+        after_help = "In Terraform:\n  data \"external\" \"orders\" {\n    program = [\"lbuild\", \"terraform\"]\n    query   = { function = \"orders\", manifest = \"${path.module}/lambda.toml\" }\n  }\n  # filename = data.external.orders.result.zip\n  # source_code_hash = data.external.orders.result.code_sha256"
+    )]
+    Terraform,
     /// Build, then rebuild whenever an input changes
     Watch(WatchArgs),
     /// Write a commented lambda.toml for the current directory
@@ -102,8 +120,39 @@ impl GlobalArgs {
         }
     }
 
-    pub fn plan(&self) -> crate::Result<Plan> {
-        Ok(manifest::load(&self.manifest_path()?)?)
+    pub fn workspace(&self) -> crate::Result<Workspace> {
+        Ok(manifest::load_workspace(&self.manifest_path()?)?)
+    }
+}
+
+/// Builds what `--function` selects and prints it; a failure in any
+/// artifact (each reported with its name) makes the command fail.
+fn build(global: &GlobalArgs, reporter: &Reporter) -> crate::Result<pipeline::WorkspaceOutcome> {
+    let ws = global.workspace()?;
+    let outcome = pipeline::build_workspace(&ws, &global.functions, reporter)?;
+    if outcome.single {
+        // The single form: exactly today's output and error.
+        match outcome.artifacts.into_iter().next() {
+            Some(pipeline::ArtifactResult::Built(o)) => {
+                pipeline::print_outcome(&o, reporter);
+                return Ok(pipeline::WorkspaceOutcome {
+                    single: true,
+                    artifacts: vec![pipeline::ArtifactResult::Built(o)],
+                    ms: outcome.ms,
+                });
+            }
+            Some(pipeline::ArtifactResult::Failed { error, .. }) => return Err(error),
+            None => unreachable!("a single-function manifest has one artifact"),
+        }
+    }
+    pipeline::print_workspace(&outcome, reporter);
+    match outcome.exit_code() {
+        Some(code) => Err(crate::Error::ArtifactsFailed {
+            failed: outcome.failures(),
+            total: outcome.artifacts.len(),
+            code,
+        }),
+        None => Ok(outcome),
     }
 }
 
@@ -111,12 +160,13 @@ impl GlobalArgs {
 pub fn run(cli: Cli) -> crate::Result<()> {
     let reporter = cli.global.reporter();
     match cli.command.unwrap_or(Command::Build) {
-        Command::Build => {
-            let plan = cli.global.plan()?;
-            let outcome = pipeline::build(&plan, &reporter)?;
-            pipeline::print_outcome(&outcome, &reporter);
-            Ok(())
+        Command::Build => build(&cli.global, &reporter).map(|_| ()),
+        Command::Size { top } => {
+            let ws = cli.global.workspace()?;
+            let outcome = pipeline::build_workspace(&ws, &cli.global.functions, &reporter)?;
+            crate::size::report(&ws, &outcome, &cli.global.functions, top, reporter.mode)
         }
+        Command::Terraform => crate::terraform::run(),
         Command::Watch(args) => {
             let options = crate::watch::WatchOptions {
                 manifest: cli.global.manifest_path()?,
@@ -131,7 +181,13 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             reporter.info(format!("wrote {}; run `lbuild` to build", path.display()));
             Ok(())
         }
-        Command::Clean => pipeline::clean(&cli.global.plan()?, &reporter),
-        Command::Gc { days } => pipeline::gc(&cli.global.plan()?, days, &reporter).map(|_| ()),
+        Command::Clean => {
+            let ws = cli.global.workspace()?;
+            pipeline::clean(&ws.artifacts, &reporter)
+        }
+        Command::Gc { days } => {
+            let ws = cli.global.workspace()?;
+            pipeline::gc(&ws.artifacts[0], days, &reporter).map(|_| ())
+        }
     }
 }

@@ -30,6 +30,14 @@ pub enum Error {
     /// Bad input found while planning the build (not a manifest syntax error).
     #[error("{message}")]
     Input { message: String, hint: String },
+    /// Some artifacts of a workspace failed (each was reported with its
+    /// name); `code` is the worst failure's exit code.
+    #[error("{failed} of {total} artifacts failed")]
+    ArtifactsFailed {
+        failed: usize,
+        total: usize,
+        code: i32,
+    },
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -43,6 +51,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
+            Error::ArtifactsFailed { code, .. } => *code,
             _ => 1,
         }
     }
@@ -59,6 +68,7 @@ impl Error {
             Error::Watch(e) => e.hint(),
             Error::Lock(e) => e.hint(),
             Error::Input { hint, .. } => Some(hint.clone()),
+            Error::ArtifactsFailed { .. } => None,
             Error::Io { .. } => None,
         }
     }

@@ -9,7 +9,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
-            if json {
+            // A workspace build already printed its failures in its JSON.
+            let reported = matches!(e, lbuild::Error::ArtifactsFailed { .. });
+            if json && !reported {
                 // Editors read stdout: give them the failure in the same shape.
                 let doc = serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});
                 println!("{doc}");

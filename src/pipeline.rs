@@ -1,5 +1,7 @@
 //! One build, start to finish: lock the project, open the cache, run the
-//! stages in order and collect what they did. Also `clean` and `gc`.
+//! stages in order and collect what they did; for a workspace, every
+//! artifact in turn (layers first) under one lock and on one cache, with
+//! Lambda's size quotas checked. Also `clean` and `gc`.
 
 use std::time::Instant;
 
@@ -7,7 +9,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::cache::Cache;
-use crate::manifest::Plan;
+use crate::manifest::{LimitMode, Plan, Workspace};
 use crate::report::{Mode, Reporter};
 use crate::stages::package::{Input, ZipInfo};
 use crate::stages::{StageReport, Status, config, deps, package, sources};
@@ -15,7 +17,16 @@ use crate::stages::{StageReport, Status, config, deps, package, sources};
 /// The result of a successful build (what `--json` prints).
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildOutcome {
+    /// The artifact's name (kept as `function` for the single form's JSON).
     pub function: String,
+    pub name: String,
+    /// `function` or `layer`.
+    pub kind: &'static str,
+    /// Uncompressed bytes of the entries (Lambda's quota counts these).
+    pub unzipped_size: u64,
+    /// Warnings about this artifact (size quotas).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub zip: std::path::PathBuf,
     pub sha256: String,
     pub code_sha256: String,
@@ -31,18 +42,178 @@ pub struct BuildOutcome {
 /// moved aside with one warning and the build runs again from scratch: the
 /// cache only ever makes builds faster, never fails them.
 pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
-    let started = Instant::now();
     let _explain = crate::stages::explain_keys(reporter.verbose);
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
-    match build_locked(plan, reporter, started) {
+    build_healing(plan, reporter, &[])
+}
+
+/// One artifact under the lock, retried once from scratch when the cache
+/// turns out corrupt.
+fn build_healing(
+    plan: &Plan,
+    reporter: &Reporter,
+    layers: &[(String, u64)],
+) -> crate::Result<BuildOutcome> {
+    let started = Instant::now();
+    match build_locked(plan, reporter, started, layers) {
         Err(Error::Cache(e)) if e.is_corrupt() => {
             let aside = Cache::move_aside(&plan.cache_dir)?;
             warn_corrupt(reporter, &e.to_string(), &aside);
-            build_locked(plan, reporter, started)
+            build_locked(plan, reporter, started, layers)
         }
         other => other,
     }
+}
+
+/// One artifact's result in a workspace build.
+pub enum ArtifactResult {
+    Built(BuildOutcome),
+    Failed {
+        name: String,
+        kind: &'static str,
+        error: Error,
+    },
+}
+
+/// What `lbuild` did to every artifact it was asked for.
+pub struct WorkspaceOutcome {
+    pub single: bool,
+    pub artifacts: Vec<ArtifactResult>,
+    pub ms: u64,
+}
+
+impl WorkspaceOutcome {
+    pub fn failures(&self) -> usize {
+        self.artifacts
+            .iter()
+            .filter(|a| matches!(a, ArtifactResult::Failed { .. }))
+            .count()
+    }
+
+    /// The exit code of the worst failure, if any.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.artifacts
+            .iter()
+            .filter_map(|a| match a {
+                ArtifactResult::Failed { error, .. } => Some(error.exit_code()),
+                ArtifactResult::Built(_) => None,
+            })
+            .max()
+    }
+
+    pub fn built(&self, name: &str, kind: &str) -> Option<&BuildOutcome> {
+        self.artifacts.iter().find_map(|a| match a {
+            ArtifactResult::Built(o) if o.name == name && o.kind == kind => Some(o),
+            _ => None,
+        })
+    }
+}
+
+/// Builds the artifacts `names` selects (every one when empty: the named
+/// functions and the layers they use otherwise), layers first, one at a
+/// time under one lock and on one cache, so that whatever one artifact
+/// compressed the next copies. A failed artifact is reported with its name
+/// and the others still build; a function whose layer failed is not built.
+pub fn build_workspace(
+    ws: &Workspace,
+    names: &[String],
+    reporter: &Reporter,
+) -> crate::Result<WorkspaceOutcome> {
+    let started = Instant::now();
+    let selected = ws.select(names)?;
+    let _explain = crate::stages::explain_keys(reporter.verbose);
+    let first = selected.first().copied().unwrap_or(&ws.artifacts[0]);
+    prepare_cache_dir(first)?;
+    let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, reporter)?;
+    let mut results: Vec<ArtifactResult> = Vec::new();
+    for plan in selected {
+        let mut layers = Vec::new();
+        let mut missing = None;
+        for layer in ws.layers_of(plan) {
+            match results.iter().find_map(|r| match r {
+                ArtifactResult::Built(o) if o.kind == "layer" && o.name == layer.name => {
+                    Some(o.unzipped_size)
+                }
+                _ => None,
+            }) {
+                Some(unzipped) => layers.push((format!("layer {}", layer.name), unzipped)),
+                None => missing = Some(layer.name.clone()),
+            }
+        }
+        let result = match missing {
+            Some(layer) => Err(Error::Input {
+                message: format!(
+                    "function {:?} was not built: its layer {layer:?} failed",
+                    plan.name
+                ),
+                hint: "fix the layer's error above".into(),
+            }),
+            None => build_healing(plan, reporter, &layers),
+        };
+        results.push(match result {
+            Ok(o) => ArtifactResult::Built(o),
+            Err(error) => ArtifactResult::Failed {
+                name: plan.name.clone(),
+                kind: plan.kind.label(),
+                error,
+            },
+        });
+    }
+    Ok(WorkspaceOutcome {
+        single: ws.single,
+        artifacts: results,
+        ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Lambda's quotas for one artifact: over the unzipped limit (with its
+/// layers) is an error unless the manifest says "warn"; a zip over the
+/// direct-upload size is a warning.
+fn check_limits(
+    plan: &Plan,
+    zipped: Option<u64>,
+    unzipped: u64,
+    layers: &[(String, u64)],
+) -> crate::Result<Vec<String>> {
+    let own = crate::size::Contributor {
+        name: plan.name.clone(),
+        unzipped,
+    };
+    let layers: Vec<crate::size::Contributor> = layers
+        .iter()
+        .map(|(name, unzipped)| crate::size::Contributor {
+            name: name.clone(),
+            unzipped: *unzipped,
+        })
+        .collect();
+    // A layer's own size counts against the functions using it.
+    let check = if plan.is_layer() {
+        crate::size::check_limits(
+            &format!("layer {}", plan.name),
+            zipped.unwrap_or(0),
+            own,
+            &[],
+        )
+    } else {
+        crate::size::check_limits(&plan.name, zipped.unwrap_or(0), own, &layers)
+    };
+    let mut warnings = Vec::new();
+    if let Some(over) = check.over_unzipped {
+        match plan.output.size_limit {
+            LimitMode::Error => {
+                return Err(Error::Input {
+                    message: over,
+                    hint: "slim the largest contributors (`lbuild size` shows where the bytes go), or set [output] size_limit = \"warn\" to build anyway".into(),
+                });
+            }
+            LimitMode::Warn => warnings.push(over),
+        }
+    }
+    if let Some(over) = check.over_direct_upload {
+        warnings.push(over);
+    }
+    Ok(warnings)
 }
 
 fn prepare_cache_dir(plan: &Plan) -> crate::Result<()> {
@@ -61,7 +232,12 @@ fn warn_corrupt(reporter: &Reporter, why: &str, aside: &std::path::Path) {
 /// first computed from the deps tree's recorded digest to look the zip up;
 /// only when it must be written is the tree made ready (checked, or
 /// installed again), and the key recomputed if its digest changed.
-fn build_locked(plan: &Plan, reporter: &Reporter, started: Instant) -> crate::Result<BuildOutcome> {
+fn build_locked(
+    plan: &Plan,
+    reporter: &Reporter,
+    started: Instant,
+    layers: &[(String, u64)],
+) -> crate::Result<BuildOutcome> {
     let mut cache = Cache::open(&plan.cache_dir)?;
     if let Some(aside) = cache.healed() {
         warn_corrupt(reporter, "the database could not be read", aside);
@@ -71,11 +247,16 @@ fn build_locked(plan: &Plan, reporter: &Reporter, started: Instant) -> crate::Re
     // wait for a dependency install.
     let (src, src_report) = sources::run(plan, &mut cache, reporter)?;
     let (cfg, cfg_report) = config::run(plan, &mut cache, reporter)?;
+    let (src, cfg) = (under_prefix(plan, src), under_prefix(plan, cfg));
     let (tree, mut dep_report) = deps::run(plan, &mut cache, reporter)?;
     let recorded_digest = tree.digest();
     let key = package::key(plan, recorded_digest, &src, &cfg)?;
+    let warnings;
     let (zip, pkg_report) = match package::cached(plan, &cache, &key)? {
-        Some(found) => found,
+        Some(found) => {
+            warnings = check_limits(plan, Some(found.0.size), found.0.unzipped, layers)?;
+            found
+        }
         None => {
             // The zip must be written: now the deps tree's files are needed.
             let (deps, reinstalled) = deps::ready(tree, plan, &mut cache, reporter)?;
@@ -87,10 +268,19 @@ fn build_locked(plan: &Plan, reporter: &Reporter, started: Instant) -> crate::Re
             } else {
                 package::key(plan, deps.digest, &src, &cfg)?
             };
+            let dep_entries = under_prefix(plan, deps.entries);
+            // Checked before anything is written: over the quota, the
+            // last good zip stays.
+            let unzipped = [&dep_entries, &src, &cfg]
+                .iter()
+                .flat_map(|v| v.iter())
+                .map(|e| e.size)
+                .sum();
+            check_limits(plan, None, unzipped, layers)?;
             let inputs = [
                 Input {
                     stage: deps::NAME,
-                    entries: &deps.entries,
+                    entries: &dep_entries,
                 },
                 Input {
                     stage: sources::NAME,
@@ -101,7 +291,10 @@ fn build_locked(plan: &Plan, reporter: &Reporter, started: Instant) -> crate::Re
                     entries: &cfg,
                 },
             ];
-            package::build(plan, &mut cache, reporter, key, &inputs)?
+            let built = package::build(plan, &mut cache, reporter, key, &inputs)?;
+            // The direct-upload warning needs the zip's size.
+            warnings = check_limits(plan, Some(built.0.size), unzipped, layers)?;
+            built
         }
     };
     if let Some(why) = cache.take_write_failure() {
@@ -110,13 +303,33 @@ fn build_locked(plan: &Plan, reporter: &Reporter, started: Instant) -> crate::Re
             plan.cache_dir.display()
         ));
     }
+    for w in &warnings {
+        reporter.warn(w);
+    }
     let stages = vec![dep_report, src_report, cfg_report, pkg_report];
-    Ok(outcome(plan, zip, stages, started))
+    let mut o = outcome(plan, zip, stages, started);
+    o.warnings = warnings;
+    Ok(o)
+}
+
+/// A layer's files all sit under its prefix (`python/...`).
+fn under_prefix(plan: &Plan, mut entries: Vec<crate::entry::Entry>) -> Vec<crate::entry::Entry> {
+    let prefix = plan.archive_prefix();
+    if !prefix.is_empty() {
+        for e in &mut entries {
+            e.name = format!("{prefix}/{}", e.name);
+        }
+    }
+    entries
 }
 
 fn outcome(plan: &Plan, zip: ZipInfo, stages: Vec<StageReport>, started: Instant) -> BuildOutcome {
     BuildOutcome {
         function: plan.name.clone(),
+        name: plan.name.clone(),
+        kind: plan.kind.label(),
+        unzipped_size: zip.unzipped,
+        warnings: Vec::new(),
         zip: zip.path,
         sha256: zip.sha256,
         code_sha256: zip.code_sha256,
@@ -124,6 +337,73 @@ fn outcome(plan: &Plan, zip: ZipInfo, stages: Vec<StageReport>, started: Instant
         entries: zip.entries,
         stages,
         ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Prints a workspace build: one object with an `artifacts` list
+/// (`--json`), or one line per artifact (its stage table under `-v`) and
+/// each failure with its name.
+pub fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
+    if reporter.mode == Mode::Json {
+        let artifacts: Vec<serde_json::Value> = o
+            .artifacts
+            .iter()
+            .map(|a| match a {
+                ArtifactResult::Built(b) => serde_json::to_value(b).unwrap_or_default(),
+                ArtifactResult::Failed { name, kind, error } => serde_json::json!({
+                    "name": name,
+                    "kind": kind,
+                    "error": error.to_string(),
+                    "hint": error.hint(),
+                    "exit_code": error.exit_code(),
+                }),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"artifacts": artifacts, "ms": o.ms})
+        );
+        return;
+    }
+    for a in &o.artifacts {
+        match a {
+            ArtifactResult::Built(b) => {
+                if reporter.mode == Mode::Human {
+                    for s in &b.stages {
+                        reporter.detail(format!(
+                            "  {:<8} {:<7} {:>6} ms  {}",
+                            s.name,
+                            status_word(s.status),
+                            s.ms,
+                            brief(&s.details)
+                        ));
+                    }
+                    let ran = b.stages.iter().any(|s| s.status == Status::Ran);
+                    eprintln!(
+                        "{:<10} {:<6} {:<9} {}  {} zipped, {} unzipped, {} entries",
+                        if ran { "Built" } else { "Up to date" },
+                        b.kind,
+                        b.name,
+                        b.zip.display(),
+                        human_size(b.size),
+                        human_size(b.unzipped_size),
+                        b.entries,
+                    );
+                    println!("{} {} CodeSha256 {}", b.kind, b.name, b.code_sha256);
+                }
+            }
+            ArtifactResult::Failed { name, kind, error } => {
+                eprintln!("error: {kind} {name}: {}", error.with_hint());
+            }
+        }
+    }
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ran => "ran",
+        Status::Cached => "cached",
+        Status::Skipped => "skipped",
     }
 }
 
@@ -190,7 +470,8 @@ pub fn human_size(bytes: u64) -> String {
 
 /// Removes the output zip and what lbuild keeps in the cache directory,
 /// and nothing else: a directory without lbuild's mark is refused.
-pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
+pub fn clean(artifacts: &[Plan], reporter: &Reporter) -> crate::Result<()> {
+    let plan = &artifacts[0];
     let dir = &plan.cache_dir;
     let default = *dir == plan.project_dir.join(".lbuild");
     let exists = dir.exists();
@@ -199,7 +480,7 @@ pub fn clean(plan: &Plan, reporter: &Reporter) -> crate::Result<()> {
     }
     prepare_cache_dir(plan)?;
     let lock = crate::lock::acquire(dir, &plan.project_dir, reporter)?;
-    for path in [&plan.output.path] {
+    for path in artifacts.iter().map(|a| &a.output.path) {
         match std::fs::remove_file(path) {
             Ok(()) => reporter.info(format!("removed {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

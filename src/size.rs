@@ -269,6 +269,77 @@ fn signed_mb(bytes: i128) -> String {
     }
 }
 
+/// `lbuild size`: the breakdown of every artifact built (human listing or
+/// one JSON object), with each function's headroom counting its layers.
+pub fn report(
+    ws: &crate::manifest::Workspace,
+    outcome: &crate::pipeline::WorkspaceOutcome,
+    names: &[String],
+    top: usize,
+    mode: crate::report::Mode,
+) -> crate::Result<()> {
+    use crate::pipeline::ArtifactResult;
+    let mut docs = Vec::new();
+    let mut text = String::new();
+    for a in &outcome.artifacts {
+        let b = match a {
+            ArtifactResult::Built(b) => b,
+            ArtifactResult::Failed { error, .. } => {
+                return Err(crate::Error::Input {
+                    message: error.to_string(),
+                    hint: error.hint().unwrap_or_default(),
+                });
+            }
+        };
+        // `--function NAME` lists the functions asked for, not their layers.
+        if !names.is_empty() && (b.kind != "function" || !names.contains(&b.name)) {
+            continue;
+        }
+        let plan = ws
+            .artifacts
+            .iter()
+            .find(|p| p.name == b.name && p.kind.label() == b.kind)
+            .expect("built from the workspace");
+        let prefix = match plan.archive_prefix() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let breakdown = breakdown(&b.zip, &prefix).map_err(|e| crate::Error::Input {
+            message: e.to_string(),
+            hint: "build again (`lbuild`), then retry".into(),
+        })?;
+        let layers: u64 = ws
+            .layers_of(plan)
+            .iter()
+            .filter_map(|l| outcome.built(&l.name, "layer"))
+            .map(|l| l.unzipped_size)
+            .sum();
+        let headroom = UNZIPPED_LIMIT.saturating_sub(breakdown.unzipped + layers);
+        text.push_str(&format!("{} {}\n", b.kind, b.name));
+        text.push_str(&render(&breakdown, headroom, top));
+        let mut doc = serde_json::to_value(&breakdown).unwrap_or_default();
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("name".into(), b.name.clone().into());
+            obj.insert("kind".into(), b.kind.into());
+            obj.insert("layers_unzipped".into(), layers.into());
+            obj.insert("headroom_unzipped".into(), headroom.into());
+            obj.insert(
+                "headroom_direct_upload".into(),
+                (DIRECT_UPLOAD_LIMIT as i64 - breakdown.zipped as i64).into(),
+            );
+        }
+        docs.push(doc);
+    }
+    match mode {
+        crate::report::Mode::Json => {
+            println!("{}", serde_json::json!({ "artifacts": docs }))
+        }
+        crate::report::Mode::Quiet => {}
+        crate::report::Mode::Human => print!("{text}"),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

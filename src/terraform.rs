@@ -79,6 +79,76 @@ pub fn result(
     })
 }
 
+/// `lbuild terraform`: reads the query on stdin, builds the artifact (with
+/// the layers a function uses), prints the result. Progress and warnings
+/// go to stderr only; stdout carries the one JSON object.
+pub fn run() -> crate::Result<()> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(crate::Error::io("cannot read the query from", "stdin"))?;
+    let query = parse_query(&text)?;
+    let manifest_path = match &query.manifest {
+        Some(p) => p.clone(),
+        None => {
+            let cwd = std::env::current_dir().map_err(crate::Error::io("cannot read", "."))?;
+            crate::manifest::find_manifest(&cwd)?
+        }
+    };
+    let ws = crate::manifest::load_workspace(&manifest_path)?;
+    let (name, kind) = match &query.wanted {
+        Wanted::Function(n) => (n.clone(), "function"),
+        Wanted::Layer(n) => (n.clone(), "layer"),
+    };
+    let known = |kind: &str| -> String {
+        ws.artifacts
+            .iter()
+            .filter(|p| p.kind.label() == kind)
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plan = ws
+        .artifacts
+        .iter()
+        .find(|p| p.name == name && p.kind.label() == kind)
+        .ok_or_else(|| crate::Error::Input {
+            message: format!("no {kind} named {name:?} in {}", ws.manifest_path.display()),
+            hint: format!("{kind}s defined: {}", known(kind)),
+        })?;
+    let reporter = crate::report::Reporter::new(crate::report::Mode::Quiet, false);
+    let names = match &query.wanted {
+        Wanted::Function(n) if !ws.single => vec![n.clone()],
+        _ => Vec::new(),
+    };
+    let outcome = if matches!(query.wanted, Wanted::Layer(_)) {
+        // A layer alone: a workspace with just it selected.
+        let only = crate::manifest::Workspace {
+            artifacts: vec![plan.clone()],
+            ..ws.clone()
+        };
+        crate::pipeline::build_workspace(&only, &[], &reporter)?
+    } else {
+        crate::pipeline::build_workspace(&ws, &names, &reporter)?
+    };
+    for a in outcome.artifacts {
+        match a {
+            crate::pipeline::ArtifactResult::Built(o) if o.name == name && o.kind == kind => {
+                let zip = o.zip.canonicalize().unwrap_or(o.zip.clone());
+                println!("{}", result(&zip, &o.sha256, &o.code_sha256, o.size));
+                return Ok(());
+            }
+            crate::pipeline::ArtifactResult::Failed { error, .. } => return Err(error),
+            _ => {}
+        }
+    }
+    Err(crate::Error::Input {
+        message: format!("{kind} {name:?} was not built"),
+        hint: "run `lbuild` to see why".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use notify::{Event, RecursiveMode, Watcher};
 
-use crate::manifest::{self, Plan};
+use crate::manifest::{self, Plan, Workspace};
 use crate::pipeline;
 use crate::report::Reporter;
 use crate::stages::Status;
@@ -213,7 +213,9 @@ struct Session {
     stopping: Arc<AtomicBool>,
     /// The last manifest that loaded (kept while a broken one is fixed),
     /// and what its stages read.
-    loaded: Option<(Plan, Targets)>,
+    loaded: Option<(Workspace, Targets)>,
+    /// In a workspace: each artifact's last sha256 or failure.
+    last_by_artifact: std::collections::HashMap<String, Result<String, Failure>>,
     /// Why the manifest on disk does not load right now.
     manifest_error: Option<Failure>,
     filter: Filter,
@@ -238,6 +240,7 @@ impl Session {
             reporter,
             stopping,
             loaded: None,
+            last_by_artifact: Default::default(),
             manifest_error: None,
             watched: BTreeSet::new(),
             last_sha: None,
@@ -245,17 +248,28 @@ impl Session {
         }
     }
 
+    /// The single-function form's plan.
     fn plan(&self) -> Option<&Plan> {
-        self.loaded.as_ref().map(|(plan, _)| plan)
+        self.loaded
+            .as_ref()
+            .filter(|(ws, _)| ws.single)
+            .map(|(ws, _)| &ws.artifacts[0])
+    }
+
+    fn plans(&self) -> &[Plan] {
+        self.loaded
+            .as_ref()
+            .map(|(ws, _)| ws.artifacts.as_slice())
+            .unwrap_or_default()
     }
 
     /// Re-reads lambda.toml. Cheap, so done before every build: it also
     /// notices a sources root or requirements file that disappeared.
     fn reload(&mut self) {
-        match manifest::load(&self.manifest_path) {
-            Ok(plan) => {
-                let targets = Targets::of(&plan);
-                self.loaded = Some((plan, targets));
+        match manifest::load_workspace(&self.manifest_path) {
+            Ok(ws) => {
+                let targets = Targets::of_all(&ws.artifacts);
+                self.loaded = Some((ws, targets));
                 self.manifest_error = None;
             }
             Err(e) => self.manifest_error = Some(Failure::from(&crate::Error::from(e))),
@@ -271,7 +285,7 @@ impl Session {
                 self.reporter.warn(format!("file watcher: {e}"));
                 Step::Skip
             }
-            Msg::Fs(Ok(event)) => match self.filter.change(event, self.plan()) {
+            Msg::Fs(Ok(event)) => match self.filter.change(event, self.plans()) {
                 Some(change) => Step::Keep(change),
                 None => Step::Skip,
             },
@@ -337,6 +351,12 @@ impl Session {
     /// Builds and reports. Returns false when stdout is gone (the reader
     /// quit), which ends the watch.
     fn rebuild(&mut self, batch: &Batch, initial: bool) -> bool {
+        if self.manifest_error.is_none()
+            && let Some((ws, _)) = self.loaded.as_ref().filter(|(ws, _)| !ws.single)
+        {
+            let ws = ws.clone();
+            return self.rebuild_workspace(&ws, batch, initial);
+        }
         let (changed, touches_input) = self.changed(batch);
         let found = match (&self.manifest_error, self.plan()) {
             (Some(e), _) => Found::Failed(e.clone()),
@@ -403,6 +423,98 @@ impl Session {
             }
             None => true,
         }
+    }
+
+    /// A workspace: every artifact is checked (the keys decide), and each
+    /// one that ran or failed gets its own line.
+    fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
+        let (changed, touches_input) = self.changed(batch);
+        let results: Vec<(String, Option<PathBuf>, Found)> =
+            match pipeline::build_workspace(ws, &[], &self.build_reporter) {
+                Ok(outcome) => outcome
+                    .artifacts
+                    .into_iter()
+                    .map(|a| match a {
+                        pipeline::ArtifactResult::Built(o) => (
+                            format!("{} {}", o.kind, o.name),
+                            Some(o.zip.clone()),
+                            Found::Built(o),
+                        ),
+                        pipeline::ArtifactResult::Failed { name, kind, error } => {
+                            let zip = ws
+                                .artifacts
+                                .iter()
+                                .find(|p| p.name == name && p.kind.label() == kind)
+                                .map(|p| p.output.path.clone());
+                            (
+                                format!("{kind} {name}"),
+                                zip,
+                                Found::Failed(Failure::from(&error)),
+                            )
+                        }
+                    })
+                    .collect(),
+                Err(e) => vec![("workspace".into(), None, Found::Failed(Failure::from(&e)))],
+            };
+        if self.stopping.load(Ordering::SeqCst)
+            && results
+                .iter()
+                .any(|(_, _, f)| matches!(f, Found::Failed(_)))
+        {
+            let _ = self.build_reporter.take_warnings();
+            return true;
+        }
+        let mut warnings = self.build_reporter.take_warnings();
+        let mut ok = true;
+        for (id, zip, found) in &results {
+            let last = self.last_by_artifact.get(id);
+            let news = match found {
+                Found::Built(o) => {
+                    initial
+                        || o.stages.iter().any(|s| s.status == Status::Ran)
+                        || !matches!(last, Some(Ok(sha)) if *sha == o.sha256)
+                }
+                Found::Failed(f) => {
+                    initial || touches_input || !matches!(last, Some(Err(e)) if e == f)
+                }
+            };
+            self.last_by_artifact.insert(
+                id.clone(),
+                match found {
+                    Found::Built(o) => Ok(o.sha256.clone()),
+                    Found::Failed(f) => Err(f.clone()),
+                },
+            );
+            if !news {
+                continue;
+            }
+            // The batch's warnings go with the first line that is news.
+            let line_warnings = std::mem::take(&mut warnings);
+            for w in &line_warnings {
+                self.reporter.warn(w);
+            }
+            let recheck = Recheck {
+                stamp: Stamp::now(),
+                initial,
+                changed: changed.clone(),
+                warnings: line_warnings,
+                found,
+                news,
+                last_good: zip.as_deref().filter(|p| p.exists()),
+            };
+            ok &= match output::render(&recheck, self.reporter.mode, self.reporter.verbose) {
+                Some((Stream::Stdout, text)) => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+                }
+                Some((Stream::Stderr, text)) => {
+                    eprintln!("{text}");
+                    true
+                }
+                None => true,
+            };
+        }
+        ok
     }
 
     /// The batch's paths for reporting, relative to the project: the

@@ -328,7 +328,7 @@ fn function(
         },
     );
     let sources = merge_sources(&d.sources, &e.sources);
-    let dependencies = merge_deps(&d.dependencies, &e.dependencies);
+    let dependencies = inherited_deps(&d.dependencies, &e.dependencies);
     let config = merge_config(&d.config, &e.config);
     let output = merge_output(&d.output, &e.output, None);
     let mut plan = validate::artifact(
@@ -411,7 +411,7 @@ fn layer(
         )),
         (None, deps) => deps.clone(),
     };
-    let dependencies = merge_deps(&d.dependencies, &own_deps);
+    let dependencies = inherited_deps(&d.dependencies, &own_deps);
     // A layer without sources of its own packages none: the defaults'
     // sources describe functions' code.
     let sources = match &e.sources {
@@ -525,6 +525,23 @@ fn merge_deps(
         find_links: or_list(&d.find_links, &o.find_links),
         no_index: o.no_index || d.no_index,
     })
+}
+
+/// `[defaults] dependencies` gives an artifact dependencies only when it
+/// names a requirements file itself; otherwise it holds options (index,
+/// find_links, installer, exclude) for the artifacts that have their own,
+/// so a function taking its dependencies from a layer stays without.
+fn inherited_deps(
+    d: &Section<RawDependencies>,
+    own: &Section<RawDependencies>,
+) -> Section<RawDependencies> {
+    let d_names_file = d
+        .as_ref()
+        .is_some_and(|d| d.get_ref().requirements.is_some());
+    if own.is_none() && !d_names_file {
+        return None;
+    }
+    merge_deps(d, own)
 }
 
 fn merge_config(d: &Section<RawConfig>, own: &Section<RawConfig>) -> Section<RawConfig> {

@@ -31,8 +31,9 @@ impl Filter {
     }
 
     /// What the event contributes to a batch; `None` when nothing.
-    /// `plan` is the last manifest that loaded (for its output paths).
-    pub fn change(&self, event: Event, plan: Option<&Plan>) -> Option<Change> {
+    /// `plans` are the artifacts of the last manifest that loaded (for
+    /// their output paths).
+    pub fn change(&self, event: Event, plans: &[Plan]) -> Option<Change> {
         // Opening or reading a file (as every build does) is no change; a
         // close after writing is kept (it ends a save).
         if event.kind.is_access()
@@ -50,7 +51,7 @@ impl Filter {
         let paths: Vec<PathBuf> = event
             .paths
             .into_iter()
-            .filter(|p| !self.ignored(p, plan))
+            .filter(|p| !self.ignored(p, plans))
             .collect();
         if paths.is_empty() {
             return None;
@@ -69,10 +70,10 @@ impl Filter {
         })
     }
 
-    fn ignored(&self, path: &Path, plan: Option<&Plan>) -> bool {
+    fn ignored(&self, path: &Path, plans: &[Plan]) -> bool {
         let rel = path.strip_prefix(&self.project_dir).unwrap_or(path);
         ignored_name(rel)
-            || plan.is_some_and(|plan| is_output(plan, path))
+            || plans.iter().any(|plan| is_output(plan, path))
             || (!self.own_logs.is_empty()
                 && std::fs::metadata(path)
                     .is_ok_and(|m| self.own_logs.contains(&(m.dev(), m.ino()))))
@@ -195,10 +196,10 @@ mod tests {
         let f = filter();
         let open = Event::new(EventKind::Access(AccessKind::Open(AccessMode::Any)))
             .add_path("/p/app.py".into());
-        assert_eq!(f.change(open, None), None);
+        assert_eq!(f.change(open, &[]), None);
         let closed = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
             .add_path("/p/app.py".into());
-        let kept = f.change(closed, None).unwrap();
+        let kept = f.change(closed, &[]).unwrap();
         assert_eq!(kept.paths, [PathBuf::from("/p/app.py")]);
         assert!(!kept.structural);
     }
@@ -208,13 +209,13 @@ mod tests {
         let f = filter();
         let write = Event::new(EventKind::Modify(ModifyKind::Data(DataChange::Any)))
             .add_path("/p/app.py".into());
-        assert!(!f.change(write, None).unwrap().structural);
+        assert!(!f.change(write, &[]).unwrap().structural);
         let rename = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
             .add_path("/p/app.py.tmp".into())
             .add_path("/p/app.py".into());
-        assert!(f.change(rename, None).unwrap().structural);
+        assert!(f.change(rename, &[]).unwrap().structural);
         let create = Event::new(EventKind::Create(CreateKind::Folder)).add_path("/p/pkg".into());
-        assert!(f.change(create, None).unwrap().structural);
+        assert!(f.change(create, &[]).unwrap().structural);
     }
 
     #[test]
@@ -223,12 +224,12 @@ mod tests {
         let swap = Event::new(EventKind::Create(CreateKind::File))
             .add_path("/p/.app.py.swp".into())
             .add_path("/p/.git/index".into());
-        assert_eq!(f.change(swap, None), None);
+        assert_eq!(f.change(swap, &[]), None);
         let mixed = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
             .add_path("/p/app.py~".into())
             .add_path("/p/app.py".into());
         assert_eq!(
-            f.change(mixed, None).unwrap().paths,
+            f.change(mixed, &[]).unwrap().paths,
             [PathBuf::from("/p/app.py")]
         );
     }
@@ -237,7 +238,7 @@ mod tests {
     fn a_queue_overflow_is_a_rescan() {
         let f = filter();
         let overflow = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
-        let c = f.change(overflow, None).unwrap();
+        let c = f.change(overflow, &[]).unwrap();
         assert!(c.rescan && c.structural);
     }
 }

@@ -24,11 +24,22 @@ pub struct Targets {
 
 impl Targets {
     pub fn of(plan: &Plan) -> Targets {
-        let mut roots = sources::watch_roots(plan);
-        roots.extend(config::watch_roots(plan));
-        roots.extend(deps::watch_roots(plan));
+        Targets::of_all(std::slice::from_ref(plan))
+    }
+
+    /// What every artifact of a workspace reads.
+    pub fn of_all(plans: &[Plan]) -> Targets {
+        let mut roots = Vec::new();
+        for plan in plans {
+            roots.extend(sources::watch_roots(plan));
+            roots.extend(config::watch_roots(plan));
+            roots.extend(deps::watch_roots(plan));
+        }
         Targets {
-            manifest_path: plan.manifest_path.clone(),
+            manifest_path: plans
+                .first()
+                .map(|p| p.manifest_path.clone())
+                .unwrap_or_default(),
             roots,
         }
     }

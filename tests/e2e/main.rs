@@ -11,3 +11,4 @@ mod failures;
 mod incremental;
 mod safety;
 mod watch;
+mod workspace;
