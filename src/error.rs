@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use crate::archive::ArchiveError;
 use crate::cache::CacheError;
+use crate::deploy::DeployError;
+use crate::invoke::InvokeError;
 use crate::manifest::ManifestError;
 use crate::stages::deps::DepsError;
 use crate::stages::walk::WalkError;
@@ -24,6 +26,10 @@ pub enum Error {
     Deps(#[from] DepsError),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
     /// Bad input found while planning the build (not a manifest syntax error).
     #[error("{message}")]
     Input { message: String, hint: String },
@@ -40,6 +46,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
+            Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
+            Error::Invoke(InvokeError::BadEvent { .. }) => 2,
             _ => 1,
         }
     }
@@ -54,6 +62,8 @@ impl Error {
             Error::Walk(e) => e.hint(),
             Error::Deps(e) => e.hint(),
             Error::Watch(e) => e.hint(),
+            Error::Deploy(e) => e.hint(),
+            Error::Invoke(e) => e.hint(),
             Error::Input { hint, .. } => Some(hint.clone()),
             Error::Io { .. } => None,
         }

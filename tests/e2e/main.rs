@@ -4,7 +4,10 @@
 mod common;
 
 mod contract;
+mod deploy;
 mod deps;
 mod errors;
 mod incremental;
+mod invoke;
+mod moto;
 mod watch;
