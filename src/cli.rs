@@ -22,7 +22,7 @@ lbuild init                 write a commented lambda.toml here\n  \
 lbuild                      build dist/NAME.zip (same as `lbuild build`)\n  \
 lbuild --json               build and print a JSON summary (sha256, CodeSha256, stages)\n  \
 lbuild watch                rebuild on every save\n  \
-lbuild invoke --event e.json  build, then run the handler locally on an event\n  \
+lbuild invoke               build, then run the handler locally (--event FILE)\n  \
 lbuild deploy --plan        show what a deploy would change on AWS\n  \
 lbuild deploy               build, then update the Lambda function if its code changed\n  \
 lbuild clean                remove the zip and the cache"
