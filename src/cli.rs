@@ -24,6 +24,9 @@ lbuild --json               build and print a JSON summary (sha256, CodeSha256, 
 lbuild --function orders    build one function of a workspace (and the layers it uses)\n  \
 lbuild size                 where the bytes go, and the headroom under Lambda's limits\n  \
 lbuild watch                rebuild on every save\n  \
+lbuild invoke               build, then run the handler locally (--event FILE)\n  \
+lbuild deploy --plan        show what a deploy would change on AWS\n  \
+lbuild deploy               build, then update the Lambda function if its code changed\n  \
 lbuild clean                remove the zip and the cache"
 )]
 pub struct Cli {
@@ -77,6 +80,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Build, then update the function on AWS if its code changed
+    Deploy(DeployArgs),
+    /// Build, then run the handler locally with the runtime's Python
+    Invoke(InvokeArgs),
     /// Remove the output zip and the cache (.lbuild/)
     Clean,
     /// Forget cached stages (and installed dependency trees) not used recently
@@ -95,6 +102,97 @@ pub struct WatchArgs {
     /// Quiet period after the last change before rebuilding, in milliseconds
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub debounce_ms: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(
+    long_about = "Builds the zip, then puts it on the existing Lambda function: GetFunction \
+reads the deployed CodeSha256 and UpdateFunctionCode is called only when it differs, \
+followed by a wait until the update has finished. Running it twice makes no write call \
+the second time.\n\n\
+Zips over 50 MB go through S3 (--s3-bucket): s3://BUCKET/PREFIX/SHA256.zip, uploaded \
+once per content.\n\n\
+lbuild does not create functions (use Terraform, SAM or `aws lambda create-function`). \
+Region and credentials come from the standard AWS chain (AWS_PROFILE, AWS_REGION, SSO, \
+environment, instance role); AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_LAMBDA point it at \
+another endpoint.",
+    after_help = "Examples:\n  \
+lbuild deploy --plan                  what would be called; changes nothing\n  \
+lbuild deploy                         deploy to the function named in lambda.toml\n  \
+lbuild deploy --name-suffix -dev      deploy to NAME-dev\n  \
+lbuild deploy --s3-bucket my-builds   stage zips over 50 MB in s3://my-builds/lbuild/\n  \
+lbuild deploy --json                  one JSON object per function (status, old and new CodeSha256)"
+)]
+pub struct DeployArgs {
+    /// Print what would be called and change nothing (only read calls are made)
+    #[arg(long)]
+    pub plan: bool,
+    /// Fail, instead of warning, when the function's runtime or architecture differs from lambda.toml
+    #[arg(long)]
+    pub strict: bool,
+    /// S3 bucket for zips over 50 MB (in the function's region)
+    #[arg(long, value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix in the bucket [default: lbuild]
+    #[arg(long, value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// The function's name in AWS, instead of the name in lambda.toml
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Put before the function's name (stages: --name-prefix dev-)
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub name_prefix: String,
+    /// Put after the function's name (stages: --name-suffix -prod)
+    #[arg(
+        long,
+        value_name = "SUFFIX",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub name_suffix: String,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(
+    long_about = "Builds the zip, then runs its handler on this machine the way Lambda would: \
+the zip extracted once (keyed by its sha256) under .lbuild/invoke/, only the zip importable \
+(function code first), a context object with Lambda's attributes and \
+get_remaining_time_in_millis(), and the timeout enforced. The handler's return value is \
+printed as JSON on stdout; its prints and logs go to stderr. An exception prints the \
+traceback and exits non-zero, so a `No module named x` shows up before a deploy.\n\n\
+Needs the runtime's Python (python3.X on PATH, or found by `uv python find`); no Docker, \
+no network.",
+    after_help = "Examples:\n  \
+lbuild invoke                              the handler with the event {}\n  \
+lbuild invoke --event events/order.json    an event from a file\n  \
+echo '{\"id\": 7}' | lbuild invoke --event -   an event from stdin\n  \
+lbuild invoke --timeout 30 --env TABLE=orders-dev"
+)]
+pub struct InvokeArgs {
+    /// The event: a JSON file, or - for stdin [default: {}]
+    #[arg(long, value_name = "FILE|-")]
+    pub event: Option<String>,
+    /// Stop the handler after this many seconds [default: the manifest's timeout, else 3]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// The memory size the context reports, in MB [default: the manifest's memory, else 128]
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u32>,
+    /// An environment variable for the handler (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 impl GlobalArgs {
@@ -128,31 +226,50 @@ impl GlobalArgs {
 /// Builds what `--function` selects and prints it; a failure in any
 /// artifact (each reported with its name) makes the command fail.
 fn build(global: &GlobalArgs, reporter: &Reporter) -> crate::Result<pipeline::WorkspaceOutcome> {
+    built(global, reporter, true)
+}
+
+/// Builds what `--function` selects; prints the outcome only when asked
+/// (`deploy` prints its own report), failures always.
+fn built(
+    global: &GlobalArgs,
+    reporter: &Reporter,
+    print: bool,
+) -> crate::Result<pipeline::WorkspaceOutcome> {
     let ws = global.workspace()?;
     let outcome = pipeline::build_workspace(&ws, &global.functions, reporter)?;
     if outcome.single {
         // The single form: exactly today's output and error.
-        match outcome.artifacts.into_iter().next() {
+        return match outcome.artifacts.into_iter().next() {
             Some(pipeline::ArtifactResult::Built(o)) => {
-                pipeline::print_outcome(&o, reporter);
-                return Ok(pipeline::WorkspaceOutcome {
+                if print {
+                    pipeline::print_outcome(&o, reporter);
+                }
+                Ok(pipeline::WorkspaceOutcome {
                     single: true,
                     artifacts: vec![pipeline::ArtifactResult::Built(o)],
                     ms: outcome.ms,
-                });
+                })
             }
-            Some(pipeline::ArtifactResult::Failed { error, .. }) => return Err(error),
+            Some(pipeline::ArtifactResult::Failed { error, .. }) => Err(error),
             None => unreachable!("a single-function manifest has one artifact"),
-        }
+        };
     }
-    pipeline::print_workspace(&outcome, reporter);
     match outcome.exit_code() {
-        Some(code) => Err(crate::Error::ArtifactsFailed {
-            failed: outcome.failures(),
-            total: outcome.artifacts.len(),
-            code,
-        }),
-        None => Ok(outcome),
+        Some(code) => {
+            pipeline::print_workspace(&outcome, reporter);
+            Err(crate::Error::ArtifactsFailed {
+                failed: outcome.failures(),
+                total: outcome.artifacts.len(),
+                code,
+            })
+        }
+        None => {
+            if print {
+                pipeline::print_workspace(&outcome, reporter);
+            }
+            Ok(outcome)
+        }
     }
 }
 
@@ -189,5 +306,172 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             let ws = cli.global.workspace()?;
             pipeline::gc(&ws.artifacts[0], days, &reporter).map(|_| ())
         }
+        Command::Deploy(args) => deploy(&cli.global, &args, &reporter),
+        Command::Invoke(args) => invoke(&cli.global, &args, &reporter),
+    }
+}
+
+/// `lbuild deploy`: build what `--function` selects, then deploy its
+/// layers (published once per content) and functions (updated only when
+/// their CodeSha256 differs).
+fn deploy(global: &GlobalArgs, args: &DeployArgs, reporter: &Reporter) -> crate::Result<()> {
+    use crate::deploy::{DeployOptions, FunctionArtifact, LayerArtifact, LayerRef};
+    let ws = global.workspace()?;
+    let built = built(global, reporter, false)?;
+    let first = &ws.artifacts[0].lambda;
+    let opts = DeployOptions {
+        plan: args.plan,
+        strict: args.strict,
+        s3_bucket: args.s3_bucket.clone().or_else(|| first.s3_bucket.clone()),
+        s3_prefix: args.s3_prefix.clone().or_else(|| first.s3_prefix.clone()),
+        name_prefix: args.name_prefix.clone(),
+        name_suffix: args.name_suffix.clone(),
+    };
+    if args.name.is_some() && ws.functions().count() > 1 && global.functions.len() != 1 {
+        return Err(crate::Error::Input {
+            message: "--name names one function, but this deploy has several".into(),
+            hint: "add --function NAME, or set deploy = { name = \"...\" } per function in lambda.toml".into(),
+        });
+    }
+    let mut functions = Vec::new();
+    let mut layers = Vec::new();
+    for plan in ws.select(&global.functions)? {
+        let Some(outcome) = built.built(&plan.name, plan.kind.label()) else {
+            continue;
+        };
+        if plan.is_layer() {
+            layers.push(LayerArtifact {
+                name: plan.name.clone(),
+                aws_name: opts.aws_name(&plan.name, None),
+                zip: outcome.zip.clone(),
+                sha256: outcome.sha256.clone(),
+                code_sha256: outcome.code_sha256.clone(),
+                size: outcome.size,
+                runtimes: vec![plan.runtime],
+                architectures: vec![plan.architecture],
+            });
+            continue;
+        }
+        let name = args.name.as_deref().unwrap_or(&plan.lambda.deploy_name);
+        let mut f = FunctionArtifact::from_build(plan, outcome, opts.aws_name(name, None));
+        if !ws.single {
+            // A workspace function's layers are exactly the manifest's.
+            f.layers = Some(
+                ws.layers_of(plan)
+                    .iter()
+                    .map(|l| LayerRef::Managed(l.name.clone()))
+                    .collect(),
+            );
+        }
+        functions.push(f);
+    }
+    let report = crate::deploy::deploy(&functions, &layers, &opts, reporter)?;
+    report.print(reporter);
+    if args.plan {
+        reporter.info("plan only: nothing was changed");
+    }
+    Ok(())
+}
+
+/// `lbuild invoke`: build, then run the handler locally.
+fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate::Result<()> {
+    use crate::invoke::{self, Invocation, InvokeOptions};
+    let ws = global.workspace()?;
+    let plan = match (global.functions.as_slice(), ws.single) {
+        (_, true) => &ws.artifacts[0],
+        ([name], false) => ws.function(name).ok_or_else(|| crate::Error::Input {
+            message: format!(
+                "no function named {name:?} in {}",
+                ws.manifest_path.display()
+            ),
+            hint: format!(
+                "functions defined: {}",
+                ws.functions()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?,
+        _ => {
+            return Err(crate::Error::Input {
+                message: "this workspace has several functions: say which one to invoke".into(),
+                hint: format!(
+                    "add --function NAME (one of {})",
+                    ws.functions()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    };
+    // The manifest's settings, unless the command line says otherwise.
+    let mut environment = plan.lambda.environment.clone();
+    environment.extend(args.env.iter().cloned());
+    let opts = InvokeOptions {
+        timeout: std::time::Duration::from_secs(
+            args.timeout.unwrap_or(plan.lambda.timeout_s as u64),
+        ),
+        memory_mb: args.memory.unwrap_or(plan.lambda.memory_mb),
+        environment,
+    };
+    // Cheap failures first: a bad event or no interpreter should not wait
+    // for a build.
+    let event = invoke::read_event(args.event.as_deref())?;
+    let python = invoke::find_interpreter(plan.runtime)?;
+    let names = if ws.single {
+        Vec::new()
+    } else {
+        vec![plan.name.clone()]
+    };
+    let built = pipeline::build_workspace(&ws, &names, reporter)?;
+    let mut layers = Vec::new();
+    for l in ws.layers_of(plan) {
+        let o = built
+            .built(&l.name, "layer")
+            .ok_or_else(|| crate::Error::Input {
+                message: format!("layer {:?} did not build", l.name),
+                hint: "run `lbuild` to see why".into(),
+            })?;
+        layers.push((o.zip.clone(), o.sha256.clone()));
+    }
+    let outcome = match built.built(&plan.name, "function") {
+        Some(o) => o.clone(),
+        None => {
+            pipeline::print_workspace(&built, reporter);
+            return Err(crate::Error::Input {
+                message: format!("function {:?} did not build", plan.name),
+                hint: "fix the error above".into(),
+            });
+        }
+    };
+    if let Some(host) = invoke::host_architecture()
+        && host != plan.architecture
+    {
+        reporter.warn(format!(
+            "{} is built for {}; running it on this {} machine works only for pure-Python code",
+            plan.name,
+            plan.architecture.as_str(),
+            host.as_str()
+        ));
+    }
+    let inv = Invocation {
+        function: plan.name.clone(),
+        zip: outcome.zip.clone(),
+        zip_sha256: outcome.sha256.clone(),
+        layers,
+        handler: plan.handler.clone(),
+        runtime: plan.runtime,
+        architecture: plan.architecture,
+        timeout: opts.timeout,
+        memory_mb: opts.memory_mb,
+        environment: opts.environment,
+        event,
+        scratch: plan.cache_dir.join("invoke"),
+    };
+    let result = invoke::run(&inv, &python)?;
+    match invoke::outcome_error(&result, &plan.handler) {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use crate::archive::ArchiveError;
 use crate::cache::CacheError;
+use crate::deploy::DeployError;
+use crate::invoke::InvokeError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::stages::deps::DepsError;
@@ -27,6 +29,10 @@ pub enum Error {
     Watch(#[from] WatchError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
     /// Bad input found while planning the build (not a manifest syntax error).
     #[error("{message}")]
     Input { message: String, hint: String },
@@ -52,6 +58,8 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
             Error::ArtifactsFailed { code, .. } => *code,
+            Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
+            Error::Invoke(InvokeError::BadEvent { .. }) => 2,
             _ => 1,
         }
     }
@@ -67,6 +75,8 @@ impl Error {
             Error::Deps(e) => e.hint(),
             Error::Watch(e) => e.hint(),
             Error::Lock(e) => e.hint(),
+            Error::Deploy(e) => e.hint(),
+            Error::Invoke(e) => e.hint(),
             Error::Input { hint, .. } => Some(hint.clone()),
             Error::ArtifactsFailed { .. } => None,
             Error::Io { .. } => None,

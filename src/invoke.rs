@@ -36,6 +36,13 @@ pub enum InvokeError {
         program: PathBuf,
         source: std::io::Error,
     },
+    #[error("the handler {handler} could not be imported (the error is above)")]
+    ImportFailed { handler: String },
+    #[error("the handler {handler} failed ({status}; the traceback is above)")]
+    HandlerFailed { handler: String, status: String },
+    /// Lambda's own words.
+    #[error("Task timed out after {secs:.2} seconds")]
+    TimedOut { secs: f64 },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,8 +60,58 @@ impl InvokeError {
             InvokeError::BadEvent { .. } => {
                 Some("pass a JSON document with --event FILE, or on stdin with --event -".into())
             }
+            InvokeError::ImportFailed { .. } => Some(
+                "Lambda would fail the same way: add the missing distribution to requirements.txt, or the module to [sources] include, and check the handler's module path"
+                    .into(),
+            ),
+            InvokeError::TimedOut { .. } => Some(
+                "make the handler faster, or raise --timeout to the function's timeout (Lambda allows up to 900 seconds)"
+                    .into(),
+            ),
             _ => None,
         }
+    }
+}
+
+/// What `lbuild invoke` takes from the command line (and later the
+/// manifest): the function's settings that are not in the zip.
+#[derive(Debug, Clone)]
+pub struct InvokeOptions {
+    pub timeout: Duration,
+    pub memory_mb: u32,
+    pub environment: Vec<(String, String)>,
+}
+
+impl Default for InvokeOptions {
+    /// Lambda's defaults: 3 seconds, 128 MB.
+    fn default() -> Self {
+        InvokeOptions {
+            timeout: Duration::from_secs(3),
+            memory_mb: 128,
+            environment: Vec::new(),
+        }
+    }
+}
+
+/// Exit status of the bootstrap when the handler cannot be imported.
+pub const IMPORT_FAILED: i32 = 70;
+
+/// The error for an outcome other than `Returned` (`None` for success).
+pub fn outcome_error(outcome: &Outcome, handler: &str) -> Option<InvokeError> {
+    match outcome {
+        Outcome::Returned => None,
+        Outcome::Failed(status) if status.code() == Some(IMPORT_FAILED) => {
+            Some(InvokeError::ImportFailed {
+                handler: handler.to_string(),
+            })
+        }
+        Outcome::Failed(status) => Some(InvokeError::HandlerFailed {
+            handler: handler.to_string(),
+            status: status.to_string(),
+        }),
+        Outcome::TimedOut(d) => Some(InvokeError::TimedOut {
+            secs: d.as_secs_f64(),
+        }),
     }
 }
 
@@ -252,7 +309,7 @@ try:
 except Exception as e:
     print("[ERROR] Runtime.ImportModuleError: Unable to import module '%s': %s" % (module_name, e), file=sys.stderr)
     traceback.print_exc()
-    sys.exit(2)
+    sys.exit(70)  # IMPORT_FAILED
 event = json.loads(spec["event"])
 try:
     result = handler(event, LambdaContext())
@@ -307,9 +364,10 @@ pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
         "event": inv.event,
     });
     let mut cmd = Command::new(python);
-    // -I: no user site, no PYTHON* variables, no script directory: only
-    // the zip and its layers are importable, as on Lambda.
-    cmd.args(["-I", "-B", "-c", BOOTSTRAP])
+    // -I: no user site, no PYTHON* variables, no script directory; -S: not
+    // the interpreter's site-packages either. Only the zip and its layers
+    // (and the standard library) are importable, as on Lambda.
+    cmd.args(["-I", "-S", "-B", "-c", BOOTSTRAP])
         .arg(spec.to_string())
         .current_dir(&task)
         .env("LAMBDA_TASK_ROOT", &task)

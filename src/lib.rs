@@ -7,6 +7,7 @@ pub mod archive;
 pub mod cache;
 pub mod check;
 pub mod cli;
+pub mod deploy;
 pub mod entry;
 pub mod error;
 pub mod init;

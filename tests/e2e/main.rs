@@ -4,11 +4,14 @@
 mod common;
 
 mod contract;
+mod deploy;
 mod deps;
 mod errors;
 mod exactness;
 mod failures;
 mod incremental;
+mod invoke;
+mod moto;
 mod safety;
 mod watch;
 mod workspace;
