@@ -9,5 +9,6 @@ mod errors;
 mod exactness;
 mod failures;
 mod incremental;
+mod lockfiles;
 mod safety;
 mod watch;
