@@ -864,6 +864,47 @@ mod tests {
     }
 
     #[test]
+    fn a_workspace_layer_takes_a_lock_without_inheriting_the_default_requirements() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| std::fs::write(d.path().join(name), text).unwrap();
+        w("requirements.txt", "purepkg==1.0\n");
+        w("uv.lock", "");
+        w(
+            "lambda.toml",
+            r#"[defaults]
+dependencies = { requirements = "requirements.txt", no_index = true }
+
+[layers.common]
+dependencies = { lock = "uv.lock", groups = ["dev"] }
+
+[functions.api]
+handler = "app.handler"
+layers = ["common"]
+dependencies = { requirements = "requirements.txt" }
+"#,
+        );
+        let ws = crate::manifest::load_workspace(&d.path().join("lambda.toml")).unwrap();
+        let deps = |name: &str| {
+            ws.artifacts
+                .iter()
+                .find(|a| a.name == name)
+                .unwrap()
+                .deps
+                .clone()
+                .unwrap()
+        };
+        let layer = deps("common");
+        let lock = layer.lock.expect("the layer's lock");
+        assert_eq!(lock.kind, LockKind::Uv);
+        assert_eq!(lock.groups, ["dev"]);
+        assert_eq!(layer.requirements, lock.path);
+        assert!(layer.no_index, "the other defaults are inherited");
+        let api = deps("api");
+        assert!(api.lock.is_none());
+        assert!(api.requirements.ends_with("requirements.txt"));
+    }
+
+    #[test]
     fn lock_kinds_come_from_the_file_name() {
         assert_eq!(LockKind::from_file_name("uv.lock"), Some(LockKind::Uv));
         assert_eq!(
