@@ -162,10 +162,56 @@ impl FindLinks {
     }
 }
 
+/// Which lockfile format `[dependencies] lock` names (from its file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Uv,
+    Poetry,
+    Pylock,
+}
+
+impl LockKind {
+    /// `uv.lock`, `poetry.lock`, `pylock.toml`, `pylock.NAME.toml`.
+    pub fn from_file_name(name: &str) -> Option<LockKind> {
+        match name {
+            "uv.lock" => Some(LockKind::Uv),
+            "poetry.lock" => Some(LockKind::Poetry),
+            "pylock.toml" => Some(LockKind::Pylock),
+            n if n.starts_with("pylock.") && n.ends_with(".toml") && n.len() > 12 => {
+                Some(LockKind::Pylock)
+            }
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            LockKind::Uv => "uv.lock",
+            LockKind::Poetry => "poetry.lock",
+            LockKind::Pylock => "pylock.toml",
+        }
+    }
+}
+
+/// `[dependencies] lock = ...`: the packages come from a lockfile.
+#[derive(Debug, Clone)]
+pub struct LockPlan {
+    /// Absolute path of the lockfile (also [`DepsPlan::requirements`]).
+    pub path: PathBuf,
+    pub kind: LockKind,
+    /// As written; compared by their PEP 503/685 normal form.
+    pub groups: Vec<String>,
+    pub extras: Vec<String>,
+    /// `locked = true`: a lock out of date with pyproject.toml is an error.
+    pub locked: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct DepsPlan {
-    /// Absolute path of requirements.txt.
+    /// Absolute path of requirements.txt, or of the lockfile when `lock`
+    /// is set (the file the packages come from).
     pub requirements: PathBuf,
+    /// The lockfile, when the packages come from one.
+    pub lock: Option<LockPlan>,
     pub installer: InstallerChoice,
     /// Distributions to drop after install (as written).
     pub exclude: Vec<String>,

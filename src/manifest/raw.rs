@@ -68,6 +68,18 @@ pub struct RawSources {
 pub struct RawDependencies {
     /// Default `requirements.txt`.
     pub requirements: Option<Spanned<String>>,
+    /// A lockfile instead of requirements: `uv.lock`, `poetry.lock`,
+    /// `pylock.toml` or `pylock.NAME.toml` (the kind comes from the name).
+    pub lock: Option<Spanned<String>>,
+    /// Dependency groups (uv) / Poetry groups to add to the lock's main set.
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    /// Extras of the project to add.
+    #[serde(default)]
+    pub extras: Vec<Spanned<String>>,
+    /// A lock out of date with its pyproject.toml is an error, not a warning.
+    #[serde(default)]
+    pub locked: bool,
     #[serde(default)]
     pub installer: InstallerChoice,
     /// Distributions to drop after install because the runtime provides them.

@@ -14,8 +14,8 @@ use toml::Spanned;
 use super::globs::{Pruner, compile_each, is_literal, literal_prefix};
 use super::raw::{RawConfig, RawDependencies, RawFunction, RawManifest, RawOutput, RawSources};
 use super::{
-    ConfigGlob, ConfigPlan, DepsPlan, Env, FindLinks, MANIFEST_NAME, ManifestError, OutputPlan,
-    Plan, Position, Runtime, SourcesPlan, normalize,
+    ConfigGlob, ConfigPlan, DepsPlan, Env, FindLinks, LockKind, LockPlan, MANIFEST_NAME,
+    ManifestError, OutputPlan, Plan, Position, Runtime, SourcesPlan, normalize,
 };
 use crate::stages::walk;
 
@@ -354,12 +354,16 @@ pub fn config(ctx: &Ctx, raw: Option<&Spanned<RawConfig>>) -> Result<ConfigPlan,
 
 pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPlan, ManifestError> {
     let d = raw.get_ref();
+    let lock = lock(ctx, raw)?;
     let (written, span) = match &d.requirements {
         Some(r) => (r.get_ref().clone(), r.span()),
         None => ("requirements.txt".to_string(), raw.span()),
     };
-    let requirements = ctx.project_dir.join(&written);
-    if !requirements.is_file() {
+    let requirements = match &lock {
+        Some(l) => l.path.clone(),
+        None => ctx.project_dir.join(&written),
+    };
+    if lock.is_none() && !requirements.is_file() {
         return Err(ctx.at(
             span,
             format!("requirements file {written:?} not found"),
@@ -380,6 +384,7 @@ pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPla
         .collect();
     Ok(DepsPlan {
         requirements,
+        lock,
         installer: d.installer,
         exclude: d.exclude.clone(),
         index_url: d.index_url.clone(),
@@ -387,6 +392,76 @@ pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPla
         find_links,
         no_index: d.no_index,
     })
+}
+
+/// `lock`, `groups`, `extras`, `locked`: the lockfile and what to take
+/// from it; `lock` and `requirements` exclude each other.
+fn lock(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<Option<LockPlan>, ManifestError> {
+    let d = raw.get_ref();
+    let Some(l) = &d.lock else {
+        if let Some(g) = d.groups.first().or(d.extras.first()) {
+            return Err(ctx.at(
+                g.span(),
+                "groups and extras are read from a lockfile, and [dependencies] names none".into(),
+                "add lock = \"uv.lock\" (or poetry.lock, pylock.toml), or remove groups / extras",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(r) = &d.requirements {
+        return Err(ctx.at(
+            r.span(),
+            format!(
+                "[dependencies] sets both requirements ({:?}) and lock ({:?}) (at line {})",
+                r.get_ref(),
+                l.get_ref(),
+                ctx.position(&l.span()).line
+            ),
+            "keep one: the packages come either from a requirements file or from a lockfile",
+        ));
+    }
+    let written = l.get_ref();
+    let path = normalize(&ctx.project_dir.join(written));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(kind) = LockKind::from_file_name(&file_name) else {
+        return Err(ctx.at(
+            l.span(),
+            format!("lock {written:?} is not a lockfile lbuild reads (its kind comes from the file name)"),
+            "name a uv.lock, poetry.lock, pylock.toml or pylock.NAME.toml file",
+        ));
+    };
+    if !path.is_file() {
+        return Err(ctx.at(
+            l.span(),
+            format!("lockfile {written:?} not found"),
+            match kind {
+                LockKind::Uv => "create it with `uv lock`",
+                LockKind::Poetry => "create it with `poetry lock`",
+                LockKind::Pylock => {
+                    "create it with `uv export --format pylock.toml -o pylock.toml` or `pip lock`"
+                }
+            },
+        ));
+    }
+    if kind == LockKind::Pylock
+        && let Some(g) = d.groups.first().or(d.extras.first())
+    {
+        return Err(ctx.at(
+            g.span(),
+            "a pylock.toml holds the groups and extras chosen when it was written".into(),
+            "choose them when exporting (`uv export --format pylock.toml --group NAME --extra NAME`) and remove groups / extras here",
+        ));
+    }
+    Ok(Some(LockPlan {
+        path,
+        kind,
+        groups: d.groups.iter().map(|g| g.get_ref().clone()).collect(),
+        extras: d.extras.iter().map(|g| g.get_ref().clone()).collect(),
+        locked: d.locked,
+    }))
 }
 
 const OUTPUT_HINT: &str = "write the zip to a directory of its own, e.g. \"dist/NAME.zip\" (lbuild leaves that directory out of the sources)";

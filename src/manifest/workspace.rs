@@ -513,7 +513,21 @@ fn merge_deps(
     own: &Section<RawDependencies>,
 ) -> Section<RawDependencies> {
     merge(d, own, |d, o| RawDependencies {
-        requirements: o.requirements.clone().or_else(|| d.requirements.clone()),
+        requirements: if o.lock.is_some() {
+            o.requirements.clone()
+        } else {
+            o.requirements.clone().or_else(|| d.requirements.clone())
+        },
+        // One source: a function's own `requirements` is not overridden
+        // by a default `lock`, nor the reverse.
+        lock: if o.requirements.is_some() {
+            o.lock.clone()
+        } else {
+            o.lock.clone().or_else(|| d.lock.clone())
+        },
+        groups: or_list(&d.groups, &o.groups),
+        extras: or_list(&d.extras, &o.extras),
+        locked: o.locked || d.locked,
         installer: if o.installer == Default::default() {
             d.installer
         } else {

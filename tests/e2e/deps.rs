@@ -19,17 +19,17 @@ use crate::common::{
 
 /// A wheel is a zip: the package's files plus `NAME-VER.dist-info/`
 /// with METADATA, WHEEL and RECORD (and entry_points.txt if given).
-struct Wheel {
-    name: &'static str,
-    version: &'static str,
-    tag: &'static str,
+pub(crate) struct Wheel {
+    pub(crate) name: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) tag: &'static str,
     /// (path, contents, executable)
-    files: Vec<(String, Vec<u8>, bool)>,
-    entry_points: Option<&'static str>,
+    pub(crate) files: Vec<(String, Vec<u8>, bool)>,
+    pub(crate) entry_points: Option<&'static str>,
 }
 
 impl Wheel {
-    fn write_into(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn write_into(&self, dir: &Path) -> PathBuf {
         let info = format!("{}-{}.dist-info", self.name, self.version);
         let pure = self.tag.ends_with("none-any");
         let mut files = self.files.clone();

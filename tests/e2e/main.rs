@@ -11,6 +11,7 @@ mod exactness;
 mod failures;
 mod incremental;
 mod invoke;
+mod lockfiles;
 mod moto;
 mod safety;
 mod watch;

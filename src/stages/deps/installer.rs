@@ -490,7 +490,9 @@ impl Installer {
 
     fn hint(&self, target: Target, output: &str) -> String {
         let has = |needles: &[&str]| needles.iter().any(|n| output.contains(n));
-        let mut hint = if has(&[
+        let mut hint = if has(&["Hash mismatch", "DO NOT MATCH THE HASHES"]) {
+            "the wheel downloaded is not the one the lock recorded (expected and computed hashes above): if the package was rebuilt or re-published on purpose, re-lock (`uv lock`, `poetry lock`) and review the change; otherwise the index or a proxy serves a different file, so do not deploy it".to_string()
+        } else if has(&[
             "Failed to fetch",
             "Could not fetch URL",
             "Connection refused",
@@ -562,7 +564,14 @@ pub fn culprit(output: &str) -> Option<String> {
         let w = clean(word);
         (!w.is_empty()).then_some(w)
     };
-    after("satisfies the requirement ")
+    after("Hash mismatch for ")
+        .or_else(|| {
+            // pip: the line after "... DO NOT MATCH THE HASHES ..." names it.
+            let i = output.find("DO NOT MATCH THE HASHES")?;
+            let next = output[i..].lines().nth(1)?;
+            next.split_whitespace().next().map(clean)
+        })
+        .or_else(|| after("satisfies the requirement "))
         .or_else(|| after("No matching distribution found for "))
         .or_else(|| after("there is no version of "))
         .or_else(|| {
@@ -661,5 +670,9 @@ mod tests {
         let uv_net = "error: Request failed after 3 retries in 10.6s\n  cause: Failed to fetch: http://127.0.0.1:9/simple/nativepkg/\n";
         assert_eq!(culprit(uv_net).as_deref(), Some("nativepkg"));
         assert_eq!(culprit("something else entirely"), None);
+        let uv_hash = "error: Failed to download `purepkg==1.0`\n  cause: Hash mismatch for `purepkg==1.0`\n\n    Expected:\n      sha256:00\n";
+        assert_eq!(culprit(uv_hash).as_deref(), Some("purepkg==1.0"));
+        let pip_hash = "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated\n    purepkg==1.0 from file:///w/purepkg-1.0-py3-none-any.whl (from -r r.txt (line 2)):\n        Expected sha256 00\n";
+        assert_eq!(culprit(pip_hash).as_deref(), Some("purepkg==1.0"));
     }
 }

@@ -20,6 +20,7 @@
 //! [`normalize`] (what stays in the tree).
 
 pub mod installer;
+pub mod lock;
 pub mod normalize;
 pub mod requirements;
 
@@ -57,6 +58,13 @@ pub enum DepsError {
         line: usize,
         message: String,
     },
+    /// A lockfile that is not valid TOML (or not of its kind's shape).
+    #[error("{path}:{line}: {message}")]
+    Lockfile {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     /// An input lbuild will not read: not a regular file, too large, or a
     /// find-links directory too big to key.
     #[error("{message}")]
@@ -76,6 +84,9 @@ impl DepsError {
             DepsError::Install(f) => Some(f.hint.clone()),
             DepsError::Requirements { .. } => Some(
                 "fix the line; included files are relative to the file that includes them".into(),
+            ),
+            DepsError::Lockfile { .. } => Some(
+                "fix the line, or write the lock again (`uv lock`, `poetry lock`, `uv export --format pylock.toml`)".into(),
             ),
             DepsError::Refused { hint, .. } => Some(hint.clone()),
             DepsError::Io { .. } => None,
@@ -235,7 +246,11 @@ fn stage(
             },
         ));
     };
-    let reqs = requirements::read(&deps.requirements)?;
+    let reqs = match &deps.lock {
+        // Keyed by the lock's bytes; read and resolved only to install.
+        Some(l) => lock_requirements(&l.path)?,
+        None => requirements::read(&deps.requirements)?,
+    };
     let installer = installer::detect(deps.installer, cache, reporter)?;
     let target = Target {
         runtime: plan.runtime,
@@ -386,6 +401,25 @@ fn stage_key(
     for o in &reqs.index_options {
         key.add("requirements option", keyed_secret(o));
     }
+    if let Some(l) = &deps.lock {
+        let mut groups: Vec<String> = l
+            .groups
+            .iter()
+            .map(|g| normalize::canonical_name(g))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        let mut extras: Vec<String> = l
+            .extras
+            .iter()
+            .map(|g| normalize::canonical_name(g))
+            .collect();
+        extras.sort();
+        extras.dedup();
+        key.add("lock groups", groups.join(","))
+            .add("lock extras", extras.join(","))
+            .add("lock install", LOCK_INSTALL_VERSION);
+    }
     // As written (relative find_links stay relative: the key does not
     // change when the project moves); local directories' listings follow.
     let raw = deps;
@@ -460,17 +494,32 @@ fn install(
         // tempfile's error names the path.
         .map_err(io("cannot install dependencies"))?;
     let staging = tmp.path().join("tree");
-    let ran = reqs.count > 0;
-    if ran {
-        installer.install(
+    let ran = match &deps.lock {
+        None => {
+            let ran = reqs.count > 0;
+            if ran {
+                installer.install(
+                    target,
+                    &deps.requirements,
+                    index_args,
+                    &staging,
+                    &plan.project_dir,
+                    reporter,
+                )?;
+            }
+            ran
+        }
+        Some(l) => install_locked(
+            l,
+            installer,
             target,
-            &deps.requirements,
             index_args,
             &staging,
-            &plan.project_dir,
+            tmp.path(),
+            plan,
             reporter,
-        )?;
-    }
+        )?,
+    };
     fs_err::create_dir_all(&staging).map_err(io("cannot install dependencies"))?;
     let normalized = normalize::normalize(&staging, &deps.exclude)?;
     // The tree's own directories: ordinary permissions, whatever the umask.
@@ -480,6 +529,88 @@ fn install(
     }
     fs_err::rename(&staging, tree).map_err(io("cannot move the installed deps tree into place"))?;
     Ok((ran, normalized))
+}
+
+/// Bump when what a lock turns into (the pinned file, the installer's
+/// flags) changes.
+const LOCK_INSTALL_VERSION: u32 = 1;
+
+/// What the key and the pinning warning need from a lockfile: the file by
+/// its bytes (groups, extras and target join the key beside it).
+fn lock_requirements(path: &Path) -> Result<requirements::Requirements, DepsError> {
+    let bytes = requirements::read_regular_file(path, None)?;
+    Ok(requirements::Requirements {
+        files: vec![requirements::RequirementsFile {
+            path: path.to_path_buf(),
+            hash: blake3::hash(&bytes),
+        }],
+        ..Default::default()
+    })
+}
+
+/// Resolves the lock for the target, writes the pinned requirements (with
+/// hashes when the lock records one for every package) into `scratch`, and
+/// installs them with `--no-deps` (the lock already resolved everything).
+#[allow(clippy::too_many_arguments)]
+fn install_locked(
+    lock: &crate::manifest::LockPlan,
+    installer: &Installer,
+    target: Target,
+    index_args: &[String],
+    staging: &Path,
+    scratch: &Path,
+    plan: &Plan,
+    reporter: &Reporter,
+) -> crate::Result<bool> {
+    if let Some(message) = lock::out_of_date(lock) {
+        if lock.locked {
+            return Err(DepsError::Refused {
+                message,
+                hint:
+                    "re-lock (`uv lock`), or remove locked = true to build from the lock as it is"
+                        .into(),
+            }
+            .into());
+        }
+        reporter.warn(format!(
+            "{message}; building from the lock as it is (re-lock with `uv lock`)"
+        ));
+    }
+    let selection = lock::select(lock, target)?;
+    if selection.pinned.is_empty() {
+        return Ok(false);
+    }
+    let hashed = selection.all_hashed();
+    if !hashed {
+        reporter.detail(format!(
+            "{} records no hash for {}: their wheels are installed unchecked",
+            relative(&plan.project_dir, &lock.path),
+            selection.unhashed().join(", ")
+        ));
+    }
+    let file = scratch.join(format!("{}-requirements.txt", lock.kind.name()));
+    fs_err::write(&file, selection.requirements_text(hashed))
+        .map_err(DepsError::io("cannot write the pinned requirements"))?;
+    let mut args = vec!["--no-deps".to_string()];
+    if hashed {
+        args.push("--require-hashes".into());
+    }
+    args.extend(index_args.iter().cloned());
+    installer
+        .install(target, &file, &args, staging, &plan.project_dir, reporter)
+        .map_err(|e| match e {
+            // Name the lock, not the pinned file written from it.
+            DepsError::Install(mut f) => {
+                let written = file.strip_prefix(&plan.project_dir).unwrap_or(&file);
+                f.what = f.what.replace(
+                    &written.display().to_string(),
+                    &relative(&plan.project_dir, &lock.path),
+                );
+                DepsError::Install(f)
+            }
+            other => other,
+        })?;
+    Ok(true)
 }
 
 /// Leftovers of installs that were killed (the project lock is held, so no
@@ -744,13 +875,18 @@ pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
         skip: Vec::new(),
         inputs,
     };
-    let (files, mut links, artifacts) = match requirements::read(&deps.requirements) {
-        Ok(r) => (
-            r.files.into_iter().map(|f| f.path).collect(),
-            r.local_find_links,
-            r.local_artifacts,
-        ),
-        Err(_) => (vec![deps.requirements.clone()], Vec::new(), Vec::new()),
+    let (files, mut links, artifacts) = match &deps.lock {
+        // The lockfile itself (pyproject.toml is read for the out-of-date
+        // check only when installing; the key never reads it).
+        Some(l) => (vec![l.path.clone()], Vec::new(), Vec::new()),
+        None => match requirements::read(&deps.requirements) {
+            Ok(r) => (
+                r.files.into_iter().map(|f| f.path).collect(),
+                r.local_find_links,
+                r.local_artifacts,
+            ),
+            Err(_) => (vec![deps.requirements.clone()], Vec::new(), Vec::new()),
+        },
     };
     links.extend(
         deps.find_links

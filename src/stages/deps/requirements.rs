@@ -289,7 +289,7 @@ pub fn local_link(value: &str, base: &Path) -> Option<PathBuf> {
 /// Reads a requirements file: only a regular file (a fifo or a device is
 /// refused before it is opened, and opened non-blocking in case it was
 /// swapped in since), at most [`MAX_FILE_BYTES`].
-fn read_regular_file(path: &Path, from: Option<At>) -> Result<Vec<u8>, DepsError> {
+pub(super) fn read_regular_file(path: &Path, from: Option<At>) -> Result<Vec<u8>, DepsError> {
     let at = || match from {
         Some((p, line)) => format!("{}:{line}: ", p.display()),
         None => String::new(),

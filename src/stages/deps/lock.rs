@@ -1,0 +1,925 @@
+//! Lockfiles as the dependency source: `uv.lock`, `poetry.lock` and
+//! `pylock.toml` (PEP 751), read with serde and resolved for the Lambda
+//! target, never the host.
+//!
+//! [`select`] picks the packages the target needs: every marker is
+//! evaluated by `pep508_rs` in the target's environment ([`marker_env`]:
+//! the function's Python, its machine, Linux, CPython), then the choice is
+//! written as a pinned requirements file (`name==version --hash=...`, see
+//! [`Selection::requirements_text`]) that the installer takes with
+//! `--no-deps` (the lock already resolved everything) and, when the lock
+//! records a hash for every package, `--require-hashes`.
+//!
+//! - uv.lock: a walk from the project root (the package whose source is
+//!   `editable = "."` or `virtual = "."`, itself never installed) through
+//!   `dependencies`, the `optional-dependencies` of the extras asked for
+//!   (and of the extras dependencies ask for), and the `dev-dependencies`
+//!   of the groups named (the `dev` group only when named).
+//! - poetry.lock (lock-version 2.1, Poetry 2): each package records the
+//!   groups that need it and, per group, the markers under which it does;
+//!   a package is taken when one of its groups is `main` or named and that
+//!   group's marker holds (with the extras asked for).
+//! - pylock.toml: the packages whose `marker` holds (the groups and extras
+//!   were chosen when it was written).
+//!
+//! The lock alone decides (so editing pyproject.toml without re-locking
+//! changes nothing); [`out_of_date`] compares a uv.lock with its
+//! pyproject.toml for the `locked` check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
+use serde::Deserialize;
+
+use super::DepsError;
+use super::installer::Target;
+use super::normalize::canonical_name;
+use crate::manifest::{LockKind, LockPlan};
+
+/// One package to install, pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub name: String,
+    pub version: String,
+    /// `sha256:HEX` (or another algorithm), as the installers take them.
+    pub hashes: Vec<String>,
+}
+
+/// The packages the target needs, sorted by canonical name.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub pinned: Vec<Pinned>,
+}
+
+impl Selection {
+    /// Every package has at least one hash: the install can require them.
+    pub fn all_hashed(&self) -> bool {
+        self.pinned.iter().all(|p| !p.hashes.is_empty())
+    }
+
+    /// The packages without a recorded hash.
+    pub fn unhashed(&self) -> Vec<&str> {
+        self.pinned
+            .iter()
+            .filter(|p| p.hashes.is_empty())
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// A requirements file: `name==version` per line, with `--hash=` options
+    /// when `with_hashes` (pip and uv both check them).
+    pub fn requirements_text(&self, with_hashes: bool) -> String {
+        let mut out = String::new();
+        for p in &self.pinned {
+            out.push_str(&format!("{}=={}", p.name, p.version));
+            if with_hashes {
+                for h in &p.hashes {
+                    out.push_str(&format!(" --hash={h}"));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The environment markers see on Lambda: the function's Python (as
+/// `3.X.0`), its machine, Linux, CPython.
+pub fn marker_env(target: Target) -> MarkerEnvironment {
+    let version = target.runtime.version();
+    let full = format!("{version}.0");
+    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "cpython",
+        implementation_version: &full,
+        os_name: "posix",
+        platform_machine: target.arch.manylinux_machine(),
+        platform_python_implementation: "CPython",
+        platform_release: "",
+        platform_system: "Linux",
+        platform_version: "",
+        python_full_version: &full,
+        python_version: &version,
+        sys_platform: "linux",
+    })
+    .expect("3.X and 3.X.0 are valid versions")
+}
+
+/// PEP 503 / 685 normal form of a package, extra or group name.
+fn norm(name: &str) -> String {
+    canonical_name(name)
+}
+
+/// Reads the lock and selects what `target` needs.
+pub fn select(lock: &LockPlan, target: Target) -> Result<Selection, DepsError> {
+    let bytes = super::requirements::read_regular_file(&lock.path, None)?;
+    let text = String::from_utf8(bytes).map_err(|e| DepsError::Lockfile {
+        path: lock.path.clone(),
+        line: 1,
+        message: format!("not UTF-8 text ({e})"),
+    })?;
+    let env = marker_env(target);
+    let ctx = Ctx {
+        path: &lock.path,
+        text: &text,
+        env: &env,
+    };
+    let mut pinned = match lock.kind {
+        LockKind::Uv => uv(&ctx, lock)?,
+        LockKind::Poetry => poetry(&ctx, lock)?,
+        LockKind::Pylock => pylock(&ctx)?,
+    };
+    pinned.sort_by_key(|p| norm(&p.name));
+    pinned.dedup_by(|a, b| norm(&a.name) == norm(&b.name) && a.version == b.version);
+    if let Some(w) = pinned
+        .windows(2)
+        .find(|w| norm(&w[0].name) == norm(&w[1].name))
+    {
+        return Err(ctx.refused(
+            format!(
+                "{} selects two versions of {} for {} ({} and {})",
+                lock.path.display(),
+                w[0].name,
+                target.describe(),
+                w[0].version,
+                w[1].version
+            ),
+            "re-lock (the lock should pick one version per environment)",
+        ));
+    }
+    Ok(Selection { pinned })
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    env: &'a MarkerEnvironment,
+}
+
+impl Ctx<'_> {
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, DepsError> {
+        toml::from_str(self.text).map_err(|e| {
+            let line = e.span().map_or(1, |s| {
+                self.text[..s.start.min(self.text.len())]
+                    .matches('\n')
+                    .count()
+                    + 1
+            });
+            DepsError::Lockfile {
+                path: self.path.to_path_buf(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })
+    }
+
+    /// A marker as written; `None` or empty holds everywhere.
+    fn marker(&self, written: Option<&str>, package: &str) -> Result<MarkerTree, DepsError> {
+        match written.map(str::trim).filter(|m| !m.is_empty()) {
+            None => Ok(MarkerTree::TRUE),
+            Some(m) => MarkerTree::from_str(m).map_err(|e| {
+                self.refused(
+                    format!(
+                        "{}: package {package}: cannot read the marker {m:?}: {e}",
+                        self.path.display()
+                    ),
+                    "re-lock with a current uv / Poetry; lbuild reads PEP 508 markers (not PEP 751's `extras` / `dependency_groups` ones)",
+                )
+            }),
+        }
+    }
+
+    fn holds(
+        &self,
+        written: Option<&str>,
+        package: &str,
+        extras: &[ExtraName],
+    ) -> Result<bool, DepsError> {
+        Ok(self.marker(written, package)?.evaluate(self.env, extras))
+    }
+
+    fn refused(&self, message: String, hint: &str) -> DepsError {
+        DepsError::Refused {
+            message,
+            hint: hint.to_string(),
+        }
+    }
+
+    fn missing(&self, what: &str, name: &str, have: &BTreeSet<String>, hint: &str) -> DepsError {
+        let have: Vec<&str> = have.iter().map(String::as_str).collect();
+        self.refused(
+            format!(
+                "{} has no {what} {name:?} (it has: {})",
+                self.path.display(),
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            ),
+            hint,
+        )
+    }
+}
+
+fn extra_names(extras: &BTreeSet<String>) -> Vec<ExtraName> {
+    extras
+        .iter()
+        .filter_map(|e| ExtraName::new(e.clone()).ok())
+        .collect()
+}
+
+// ------------------------------------------------------------ uv.lock
+
+#[derive(Deserialize)]
+struct UvLock {
+    #[serde(default)]
+    package: Vec<UvPackage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct UvPackage {
+    name: String,
+    version: Option<String>,
+    #[serde(default)]
+    source: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    dependencies: Vec<UvDep>,
+    #[serde(default)]
+    optional_dependencies: BTreeMap<String, Vec<UvDep>>,
+    #[serde(default)]
+    dev_dependencies: BTreeMap<String, Vec<UvDep>>,
+    #[serde(default)]
+    wheels: Vec<UvWheel>,
+}
+
+#[derive(Deserialize)]
+struct UvDep {
+    name: String,
+    version: Option<String>,
+    marker: Option<String>,
+    #[serde(default)]
+    extra: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct UvWheel {
+    hash: Option<String>,
+}
+
+impl UvPackage {
+    fn is_root(&self) -> bool {
+        ["editable", "virtual"]
+            .iter()
+            .any(|k| self.source.get(*k).and_then(|v| v.as_str()) == Some("."))
+    }
+    /// `registry = ...`: installable from an index by name and version.
+    fn is_indexed(&self) -> bool {
+        self.source.contains_key("registry")
+    }
+}
+
+fn uv(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
+    let parsed: UvLock = ctx.parse()?;
+    let packages = &parsed.package;
+    let Some(root) = packages.iter().position(UvPackage::is_root) else {
+        return Err(ctx.refused(
+            format!(
+                "{} has no project root (a package with source = {{ editable = \".\" }} or {{ virtual = \".\" }})",
+                ctx.path.display()
+            ),
+            "point lock at the uv.lock beside the project's pyproject.toml, and re-lock with `uv lock`",
+        ));
+    };
+    let find = |dep: &UvDep| -> Result<usize, DepsError> {
+        let name = norm(&dep.name);
+        let found: Vec<usize> = packages
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| norm(&p.name) == name)
+            .filter(|(_, p)| dep.version.is_none() || p.version == dep.version)
+            .map(|(i, _)| i)
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(ctx.refused(
+                format!(
+                    "{}: a dependency on {} has no [[package]] entry",
+                    ctx.path.display(),
+                    dep.name
+                ),
+                "the lock is incomplete: re-lock with `uv lock`",
+            )),
+            _ => Err(ctx.refused(
+                format!(
+                    "{}: a dependency on {} does not say which of its versions it means",
+                    ctx.path.display(),
+                    dep.name
+                ),
+                "re-lock with `uv lock`",
+            )),
+        }
+    };
+
+    // The root's own lists: dependencies, the extras and groups asked for.
+    let r = &packages[root];
+    let mut start: Vec<&UvDep> = r.dependencies.iter().collect();
+    let have_extras: BTreeSet<String> = r.optional_dependencies.keys().cloned().collect();
+    for e in &lock.extras {
+        let list = r
+            .optional_dependencies
+            .iter()
+            .find(|(k, _)| norm(k) == norm(e))
+            .ok_or_else(|| {
+                ctx.missing(
+                    "extra",
+                    e,
+                    &have_extras,
+                    "name one of the project's [project.optional-dependencies], and re-lock if you just added it",
+                )
+            })?;
+        start.extend(list.1);
+    }
+    let have_groups: BTreeSet<String> = r.dev_dependencies.keys().cloned().collect();
+    for g in &lock.groups {
+        let list = r
+            .dev_dependencies
+            .iter()
+            .find(|(k, _)| norm(k) == norm(g))
+            .ok_or_else(|| {
+                ctx.missing(
+                    "dependency group",
+                    g,
+                    &have_groups,
+                    "name one of the project's [dependency-groups], and re-lock if you just added it",
+                )
+            })?;
+        start.extend(list.1);
+    }
+
+    // (package, extra) pairs reached; None = the package itself.
+    let mut seen: BTreeSet<(usize, Option<String>)> = BTreeSet::new();
+    let mut queue: Vec<(usize, Option<String>)> = Vec::new();
+    let follow = |deps: &[&UvDep], queue: &mut Vec<(usize, Option<String>)>| {
+        for d in deps {
+            if !ctx.holds(d.marker.as_deref(), &d.name, &[])? {
+                continue;
+            }
+            let i = find(d)?;
+            queue.push((i, None));
+            for e in &d.extra {
+                queue.push((i, Some(norm(e))));
+            }
+        }
+        Ok::<(), DepsError>(())
+    };
+    follow(&start, &mut queue)?;
+    while let Some(item) = queue.pop() {
+        if !seen.insert(item.clone()) {
+            continue;
+        }
+        let p = &packages[item.0];
+        let deps: Vec<&UvDep> = match &item.1 {
+            None => p.dependencies.iter().collect(),
+            Some(e) => p
+                .optional_dependencies
+                .iter()
+                .filter(|(k, _)| norm(k) == *e)
+                .flat_map(|(_, v)| v)
+                .collect(),
+        };
+        follow(&deps, &mut queue)?;
+    }
+    let chosen: BTreeSet<usize> = seen.into_iter().map(|(i, _)| i).collect();
+    let mut out = Vec::new();
+    for i in chosen {
+        let p = &packages[i];
+        if i == root {
+            continue; // the project's code comes through [sources]
+        }
+        if !p.is_indexed() {
+            let source = toml::to_string(&p.source).unwrap_or_default();
+            return Err(ctx.refused(
+                format!(
+                    "{}: {} comes from {} , not from a package index: lbuild installs only indexed wheels from a lock for now",
+                    ctx.path.display(),
+                    p.name,
+                    source.trim().replace('\n', ", ")
+                ),
+                "publish it to an index (or a find_links directory as a wheel) and re-lock, or list its wheel in a requirements file",
+            ));
+        }
+        let version = p.version.clone().ok_or_else(|| {
+            ctx.refused(
+                format!("{}: {} has no version", ctx.path.display(), p.name),
+                "re-lock with `uv lock`",
+            )
+        })?;
+        out.push(Pinned {
+            name: p.name.clone(),
+            version,
+            hashes: p.wheels.iter().filter_map(|w| w.hash.clone()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------ poetry.lock
+
+#[derive(Deserialize)]
+struct PoetryLock {
+    #[serde(default)]
+    package: Vec<PoetryPackage>,
+    #[serde(default)]
+    metadata: PoetryMetadata,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct PoetryMetadata {
+    lock_version: Option<String>,
+    /// Lock-version 1.x kept the files here, by package name.
+    #[serde(default)]
+    files: BTreeMap<String, Vec<PoetryFile>>,
+}
+
+#[derive(Deserialize)]
+struct PoetryPackage {
+    name: String,
+    version: String,
+    #[serde(default)]
+    optional: bool,
+    groups: Option<Vec<String>>,
+    markers: Option<PoetryMarkers>,
+    #[serde(default)]
+    files: Vec<PoetryFile>,
+    source: Option<PoetrySource>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PoetryMarkers {
+    All(String),
+    PerGroup(BTreeMap<String, String>),
+}
+
+#[derive(Deserialize)]
+struct PoetryFile {
+    hash: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct PoetrySource {
+    #[serde(rename = "type")]
+    kind: String,
+    url: Option<String>,
+}
+
+fn poetry(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
+    let parsed: PoetryLock = ctx.parse()?;
+    let mut wanted: BTreeSet<String> = BTreeSet::from(["main".to_string()]);
+    let all_groups: BTreeSet<String> = parsed
+        .package
+        .iter()
+        .flat_map(|p| p.groups.iter().flatten().map(|g| norm(g)))
+        .collect();
+    for g in &lock.groups {
+        if !all_groups.contains(&norm(g)) {
+            return Err(ctx.missing(
+                "group",
+                g,
+                &all_groups,
+                "name a group of [tool.poetry.group.NAME.dependencies] that has packages, and re-lock if you just added it",
+            ));
+        }
+        wanted.insert(norm(g));
+    }
+    let extras: BTreeSet<String> = lock.extras.iter().map(|e| norm(e)).collect();
+    let extra_names = extra_names(&extras);
+    let mut out = Vec::new();
+    for p in &parsed.package {
+        let Some(groups) = &p.groups else {
+            return Err(ctx.refused(
+                format!(
+                    "{} (lock-version {}) does not record which groups need each package",
+                    ctx.path.display(),
+                    parsed.metadata.lock_version.as_deref().unwrap_or("unknown")
+                ),
+                "re-lock with Poetry 2 (`poetry lock`), which writes lock-version 2.1",
+            ));
+        };
+        let mut needed = false;
+        for g in groups.iter().filter(|g| wanted.contains(&norm(g))) {
+            let marker = match &p.markers {
+                None => None,
+                Some(PoetryMarkers::All(m)) => Some(m.as_str()),
+                Some(PoetryMarkers::PerGroup(m)) => m.get(g).map(String::as_str),
+            };
+            if ctx.holds(marker, &p.name, &extra_names)? {
+                needed = true;
+                break;
+            }
+        }
+        // An optional package comes only with an extra that names it.
+        if !needed || (p.optional && extras.is_empty()) {
+            continue;
+        }
+        if let Some(s) = &p.source
+            && !matches!(s.kind.as_str(), "legacy" | "pypi")
+        {
+            return Err(ctx.refused(
+                format!(
+                    "{}: {} comes from a {} source{}, not from a package index: lbuild installs only indexed wheels from a lock for now",
+                    ctx.path.display(),
+                    p.name,
+                    s.kind,
+                    s.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default()
+                ),
+                "publish it to an index (or a find_links directory as a wheel) and re-lock",
+            ));
+        }
+        let files = if p.files.is_empty() {
+            parsed
+                .metadata
+                .files
+                .iter()
+                .find(|(k, _)| norm(k) == norm(&p.name))
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or(&[])
+        } else {
+            &p.files
+        };
+        out.push(Pinned {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            hashes: files.iter().map(|f| f.hash.clone()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------ pylock.toml
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Pylock {
+    lock_version: Option<String>,
+    #[serde(default)]
+    packages: Vec<PylockPackage>,
+}
+
+#[derive(Deserialize)]
+struct PylockPackage {
+    name: String,
+    version: Option<String>,
+    marker: Option<String>,
+    #[serde(default)]
+    wheels: Vec<PylockFile>,
+    directory: Option<toml::Value>,
+    vcs: Option<toml::Value>,
+    archive: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct PylockFile {
+    #[serde(default)]
+    hashes: BTreeMap<String, String>,
+}
+
+fn pylock(ctx: &Ctx) -> Result<Vec<Pinned>, DepsError> {
+    let parsed: Pylock = ctx.parse()?;
+    if parsed
+        .lock_version
+        .as_deref()
+        .is_some_and(|v| !v.starts_with("1."))
+    {
+        return Err(ctx.refused(
+            format!(
+                "{}: lock-version {} is not one lbuild reads (1.x)",
+                ctx.path.display(),
+                parsed.lock_version.as_deref().unwrap_or_default()
+            ),
+            "export it again with a tool that writes PEP 751 lock-version 1.0",
+        ));
+    }
+    let mut out = Vec::new();
+    for p in &parsed.packages {
+        if !ctx.holds(p.marker.as_deref(), &p.name, &[])? {
+            continue;
+        }
+        if p.directory.is_some() || p.vcs.is_some() || p.archive.is_some() {
+            return Err(ctx.refused(
+                format!(
+                    "{}: {} comes from a directory, VCS or archive, not from a package index: lbuild installs only indexed wheels from a lock for now",
+                    ctx.path.display(),
+                    p.name
+                ),
+                "publish it to an index (or a find_links directory as a wheel) and export again",
+            ));
+        }
+        let Some(version) = &p.version else {
+            return Err(ctx.refused(
+                format!("{}: {} has no version", ctx.path.display(), p.name),
+                "export the lock again",
+            ));
+        };
+        let mut hashes = Vec::new();
+        for w in &p.wheels {
+            for (alg, hex) in &w.hashes {
+                hashes.push(format!("{alg}:{hex}"));
+            }
+        }
+        out.push(Pinned {
+            name: p.name.clone(),
+            version: version.clone(),
+            hashes,
+        });
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------ out of date
+
+#[derive(Deserialize)]
+struct UvLockMeta {
+    #[serde(default)]
+    package: Vec<UvPackageMeta>,
+}
+
+#[derive(Deserialize)]
+struct UvPackageMeta {
+    #[serde(default)]
+    source: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    metadata: UvMetadata,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct UvMetadata {
+    #[serde(default)]
+    requires_dist: Vec<UvRequirement>,
+    #[serde(default)]
+    requires_dev: BTreeMap<String, Vec<UvRequirement>>,
+}
+
+#[derive(Deserialize)]
+struct UvRequirement {
+    name: String,
+    specifier: Option<String>,
+    marker: Option<String>,
+    #[serde(default)]
+    extras: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Pyproject {
+    #[serde(default)]
+    project: PyprojectProject,
+    #[serde(default)]
+    dependency_groups: BTreeMap<String, Vec<toml::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct PyprojectProject {
+    #[serde(default)]
+    dependencies: Vec<String>,
+    #[serde(default)]
+    optional_dependencies: BTreeMap<String, Vec<String>>,
+}
+
+/// One requirement in a comparable form: name, extras, specifiers, marker.
+type Comparable = (String, Vec<String>, Vec<String>, String);
+
+fn comparable(
+    name: &str,
+    extras: &[String],
+    specifier: Option<&str>,
+    marker: &MarkerTree,
+) -> Comparable {
+    let mut extras: Vec<String> = extras.iter().map(|e| norm(e)).collect();
+    extras.sort();
+    let mut specs: Vec<String> = specifier
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        .filter(|s| !s.is_empty())
+        .collect();
+    specs.sort();
+    let marker = marker.contents().map(|c| c.to_string()).unwrap_or_default();
+    (norm(name), extras, specs, marker)
+}
+
+fn from_pep508(text: &str, extra: Option<&str>) -> Option<Comparable> {
+    let r = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text).ok()?;
+    let mut marker = r.marker.clone();
+    if let Some(e) = extra {
+        let e = MarkerTree::from_str(&format!("extra == '{e}'")).ok()?;
+        marker.and(e);
+    }
+    let spec = match &r.version_or_url {
+        Some(pep508_rs::VersionOrUrl::VersionSpecifier(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    let extras: Vec<String> = r.extras.iter().map(|e| e.to_string()).collect();
+    Some(comparable(
+        r.name.as_ref(),
+        &extras,
+        spec.as_deref(),
+        &marker,
+    ))
+}
+
+/// Is the uv.lock at `lock` out of date with the pyproject.toml beside
+/// it? Returns the message saying how (None when it is current, or when
+/// the kind of lock records nothing to tell: only uv.lock is checked for
+/// now). To be wired to `--locked`: a warning without it, an error with it.
+pub fn out_of_date(lock: &LockPlan) -> Option<String> {
+    if lock.kind != LockKind::Uv {
+        return None;
+    }
+    let pyproject_path = lock.path.parent()?.join("pyproject.toml");
+    let lock_text = std::fs::read_to_string(&lock.path).ok()?;
+    let py_text = std::fs::read_to_string(&pyproject_path).ok()?;
+    let parsed: UvLockMeta = toml::from_str(&lock_text).ok()?;
+    let py: Pyproject = toml::from_str(&py_text).ok()?;
+    let root = parsed.package.iter().find(|p| {
+        ["editable", "virtual"]
+            .iter()
+            .any(|k| p.source.get(*k).and_then(|v| v.as_str()) == Some("."))
+    })?;
+    let from_lock = |list: &[UvRequirement]| -> BTreeSet<Comparable> {
+        list.iter()
+            .map(|r| {
+                let m = r
+                    .marker
+                    .as_deref()
+                    .and_then(|m| MarkerTree::from_str(m).ok())
+                    .unwrap_or(MarkerTree::TRUE);
+                comparable(&r.name, &r.extras, r.specifier.as_deref(), &m)
+            })
+            .collect()
+    };
+    let locked = from_lock(&root.metadata.requires_dist);
+    let mut declared: BTreeSet<Comparable> = py
+        .project
+        .dependencies
+        .iter()
+        .filter_map(|d| from_pep508(d, None))
+        .collect();
+    for (extra, list) in &py.project.optional_dependencies {
+        declared.extend(
+            list.iter()
+                .filter_map(|d| from_pep508(d, Some(&norm(extra)))),
+        );
+    }
+    let shown = |set: &BTreeSet<Comparable>| -> String {
+        set.iter()
+            .map(|c| c.0.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let name = |p: &Path| p.display().to_string();
+    if locked != declared {
+        let added: BTreeSet<Comparable> = declared.difference(&locked).cloned().collect();
+        let removed: BTreeSet<Comparable> = locked.difference(&declared).cloned().collect();
+        return Some(format!(
+            "{} is out of date with {}: the project's dependencies changed since it was locked (in pyproject.toml, not in the lock: {}; in the lock, not in pyproject.toml: {})",
+            name(&lock.path),
+            name(&pyproject_path),
+            if added.is_empty() {
+                "none".into()
+            } else {
+                shown(&added)
+            },
+            if removed.is_empty() {
+                "none".into()
+            } else {
+                shown(&removed)
+            },
+        ));
+    }
+    let locked_groups: BTreeMap<String, BTreeSet<Comparable>> = root
+        .metadata
+        .requires_dev
+        .iter()
+        .map(|(g, l)| (norm(g), from_lock(l)))
+        .collect();
+    let declared_groups: BTreeMap<String, BTreeSet<Comparable>> = py
+        .dependency_groups
+        .iter()
+        .map(|(g, l)| {
+            let set = l
+                .iter()
+                .filter_map(|v| v.as_str())
+                .filter_map(|d| from_pep508(d, None))
+                .collect();
+            (norm(g), set)
+        })
+        .collect();
+    // uv records only groups with entries; include-group tables are skipped.
+    let nonempty = |m: BTreeMap<String, BTreeSet<Comparable>>| -> BTreeMap<_, _> {
+        m.into_iter().filter(|(_, s)| !s.is_empty()).collect()
+    };
+    if nonempty(locked_groups) != nonempty(declared_groups) {
+        return Some(format!(
+            "{} is out of date with {}: [dependency-groups] changed since it was locked",
+            name(&lock.path),
+            name(&pyproject_path)
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Architecture, Runtime};
+
+    #[test]
+    fn markers_are_evaluated_for_the_target_not_the_host() {
+        let t = Target {
+            runtime: Runtime::parse("python3.12").unwrap(),
+            arch: Architecture::Arm64,
+        };
+        let env = marker_env(t);
+        let holds = |m: &str| MarkerTree::from_str(m).unwrap().evaluate(&env, &[]);
+        assert!(holds("platform_machine == 'aarch64'"));
+        assert!(!holds("python_version < '3.11'"));
+        assert!(holds("python_full_version >= '3.12'"));
+        assert!(holds(
+            "sys_platform == 'linux' and platform_system == 'Linux'"
+        ));
+        assert!(holds(
+            "implementation_name == 'cpython' and os_name == 'posix'"
+        ));
+        assert!(!holds("sys_platform == 'darwin'"));
+    }
+
+    #[test]
+    fn a_workspace_layer_takes_a_lock_without_inheriting_the_default_requirements() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| std::fs::write(d.path().join(name), text).unwrap();
+        w("requirements.txt", "purepkg==1.0\n");
+        w("uv.lock", "");
+        w(
+            "lambda.toml",
+            r#"[defaults]
+dependencies = { requirements = "requirements.txt", no_index = true }
+
+[layers.common]
+dependencies = { lock = "uv.lock", groups = ["dev"] }
+
+[functions.api]
+handler = "app.handler"
+layers = ["common"]
+dependencies = { requirements = "requirements.txt" }
+"#,
+        );
+        let ws = crate::manifest::load_workspace(&d.path().join("lambda.toml")).unwrap();
+        let deps = |name: &str| {
+            ws.artifacts
+                .iter()
+                .find(|a| a.name == name)
+                .unwrap()
+                .deps
+                .clone()
+                .unwrap()
+        };
+        let layer = deps("common");
+        let lock = layer.lock.expect("the layer's lock");
+        assert_eq!(lock.kind, LockKind::Uv);
+        assert_eq!(lock.groups, ["dev"]);
+        assert_eq!(layer.requirements, lock.path);
+        assert!(layer.no_index, "the other defaults are inherited");
+        let api = deps("api");
+        assert!(api.lock.is_none());
+        assert!(api.requirements.ends_with("requirements.txt"));
+    }
+
+    #[test]
+    fn lock_kinds_come_from_the_file_name() {
+        assert_eq!(LockKind::from_file_name("uv.lock"), Some(LockKind::Uv));
+        assert_eq!(
+            LockKind::from_file_name("poetry.lock"),
+            Some(LockKind::Poetry)
+        );
+        assert_eq!(
+            LockKind::from_file_name("pylock.toml"),
+            Some(LockKind::Pylock)
+        );
+        assert_eq!(
+            LockKind::from_file_name("pylock.lambda.toml"),
+            Some(LockKind::Pylock)
+        );
+        assert_eq!(LockKind::from_file_name("pylock..toml"), None);
+        assert_eq!(LockKind::from_file_name("requirements.txt"), None);
+    }
+}

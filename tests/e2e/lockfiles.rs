@@ -1,0 +1,550 @@
+//! Lockfiles as the dependency source (`[dependencies] lock = ...`), end to
+//! end and hermetic: the wheels are written into `wheels/` (the deps
+//! tests' wheelhouse plus a few of our own), the installers find them
+//! through `find_links` with `no_index`, and the locks are written in each
+//! tool's documented format (and, for uv.lock, by the real `uv lock`).
+//!
+//! The packages and their markers, the same in every lock:
+//! - `purepkg`, `nativepkg` (cp312 wheels for x86_64 and aarch64; marker
+//!   `python_version >= '3.12'`, false on a 3.11 host);
+//! - `armonly`, marker `platform_machine == 'aarch64'`;
+//! - `oldpy`, marker `python_version < '3.12'` (true on a 3.11 host);
+//! - `devpkg` in the `dev` group, `extrapkg` in the `email` extra.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use crate::common::{TestProject, box_installers, entry_names, sha256_hex, stage_details};
+use crate::deps::{Wheel, write_wheelhouse};
+
+const EXTRA_WHEELS: [&str; 4] = ["armonly", "oldpy", "devpkg", "extrapkg"];
+
+struct LockProject {
+    p: TestProject,
+    caches: tempfile::TempDir,
+}
+
+impl LockProject {
+    fn new() -> Self {
+        let p = TestProject::empty();
+        p.write(
+            "app.py",
+            "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+        );
+        let wheels = p.path().join("wheels");
+        write_wheelhouse(&wheels);
+        for name in EXTRA_WHEELS {
+            Wheel {
+                name,
+                version: "1.0",
+                tag: "py3-none-any",
+                files: vec![(format!("{name}/__init__.py"), b"X = 1\n".to_vec(), false)],
+                entry_points: None,
+            }
+            .write_into(&wheels);
+        }
+        p.write("pyproject.toml", PYPROJECT);
+        LockProject {
+            p,
+            caches: tempfile::Builder::new()
+                .prefix("lbuild-caches-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// `[dependencies]` with the wheelhouse and `deps` (e.g. `lock = "uv.lock"`).
+    fn manifest(&self, arch: &str, deps: &str) {
+        self.p.write(
+            "lambda.toml",
+            &format!(
+                r#"[function]
+name = "fn"
+handler = "app.handler"
+runtime = "python3.12"
+architecture = "{arch}"
+
+[dependencies]
+find_links = ["wheels"]
+no_index = true
+{deps}
+"#
+            ),
+        );
+    }
+
+    /// sha256 of each wheel file, by file name.
+    fn hashes(&self) -> BTreeMap<String, String> {
+        std::fs::read_dir(self.p.path().join("wheels"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    sha256_hex(&std::fs::read(e.path()).unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.p.cmd();
+        box_installers(&mut cmd, self.caches.path());
+        cmd.args(args).output().unwrap()
+    }
+
+    fn build(&self) -> serde_json::Value {
+        let out = self.run(&["--json"]);
+        crate::common::assert_success(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn fail(&self) -> String {
+        let out = self.run(&[]);
+        assert!(
+            !out.status.success(),
+            "lbuild unexpectedly succeeded:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn zip_bytes(&self) -> Vec<u8> {
+        self.p.zip_bytes("fn")
+    }
+
+    /// The top-level package directories in the zip.
+    fn packages(&self) -> Vec<String> {
+        let mut names: Vec<String> = entry_names(&self.p.zip_path("fn"))
+            .into_iter()
+            .filter(|n| n.ends_with("/__init__.py"))
+            .map(|n| n.split('/').next().unwrap().to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+const PYPROJECT: &str = r#"[project]
+name = "app"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = [
+    "purepkg==1.0",
+    "nativepkg==1.0; python_version >= '3.12'",
+    "armonly; platform_machine == 'aarch64'",
+    "oldpy; python_version < '3.12'",
+]
+
+[project.optional-dependencies]
+email = ["extrapkg"]
+
+[dependency-groups]
+dev = ["devpkg"]
+"#;
+
+/// The wheels of `name` in the wheelhouse, with their hashes.
+fn wheels_of<'a>(
+    hashes: &'a BTreeMap<String, String>,
+    name: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    hashes
+        .iter()
+        .filter(move |(f, _)| f.starts_with(&format!("{name}-1.0-")))
+}
+
+/// A uv.lock as uv writes it for a project resolved against PyPI.
+fn uv_lock(hashes: &BTreeMap<String, String>) -> String {
+    let mut s = String::from(
+        r#"version = 1
+revision = 2
+requires-python = ">=3.9"
+resolution-markers = [
+    "python_full_version >= '3.12'",
+    "python_full_version < '3.12'",
+]
+
+[[package]]
+name = "app"
+version = "0.1.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "armonly", marker = "platform_machine == 'aarch64'" },
+    { name = "nativepkg", marker = "python_full_version >= '3.12'" },
+    { name = "oldpy", marker = "python_full_version < '3.12'" },
+    { name = "purepkg" },
+]
+
+[package.optional-dependencies]
+email = [
+    { name = "extrapkg" },
+]
+
+[package.dev-dependencies]
+dev = [
+    { name = "devpkg" },
+]
+
+[package.metadata]
+requires-dist = [
+    { name = "armonly", marker = "platform_machine == 'aarch64'" },
+    { name = "extrapkg", marker = "extra == 'email'" },
+    { name = "nativepkg", marker = "python_full_version >= '3.12'", specifier = "==1.0" },
+    { name = "oldpy", marker = "python_full_version < '3.12'" },
+    { name = "purepkg", specifier = "==1.0" },
+]
+provides-extras = ["email"]
+
+[package.metadata.requires-dev]
+dev = [{ name = "devpkg" }]
+"#,
+    );
+    for name in [
+        "armonly",
+        "devpkg",
+        "extrapkg",
+        "nativepkg",
+        "oldpy",
+        "purepkg",
+    ] {
+        s.push_str(&format!(
+            "\n[[package]]\nname = \"{name}\"\nversion = \"1.0\"\nsource = {{ registry = \"https://pypi.org/simple\" }}\nwheels = [\n"
+        ));
+        for (file, hash) in wheels_of(hashes, name) {
+            s.push_str(&format!(
+                "    {{ url = \"https://files.pythonhosted.org/packages/ab/cd/{file}\", hash = \"sha256:{hash}\", size = 1000 }},\n"
+            ));
+        }
+        s.push_str("]\n");
+    }
+    s
+}
+
+/// A poetry.lock as Poetry 2 writes it (lock-version 2.1).
+fn poetry_lock(hashes: &BTreeMap<String, String>) -> String {
+    let mut s = String::from(
+        "# This file is automatically @generated by Poetry 2.1.3 and should not be changed by hand.\n",
+    );
+    let packages: [(&str, &str, &str, bool); 6] = [
+        (
+            "armonly",
+            "main",
+            r#"markers = "platform_machine == \"aarch64\"""#,
+            false,
+        ),
+        ("devpkg", "dev", "", false),
+        (
+            "extrapkg",
+            "main",
+            r#"markers = "extra == \"email\"""#,
+            true,
+        ),
+        (
+            "nativepkg",
+            "main",
+            r#"markers = "python_version >= \"3.12\"""#,
+            false,
+        ),
+        (
+            "oldpy",
+            "main",
+            r#"markers = "python_version < \"3.12\"""#,
+            false,
+        ),
+        ("purepkg", "main", "", false),
+    ];
+    for (name, group, markers, optional) in packages {
+        s.push_str(&format!(
+            "\n[[package]]\nname = \"{name}\"\nversion = \"1.0\"\ndescription = \"\"\noptional = {optional}\npython-versions = \"*\"\ngroups = [\"{group}\"]\n{markers}\nfiles = [\n"
+        ));
+        for (file, hash) in wheels_of(hashes, name) {
+            s.push_str(&format!(
+                "    {{file = \"{file}\", hash = \"sha256:{hash}\"}},\n"
+            ));
+        }
+        s.push_str("]\n");
+    }
+    s.push_str(
+        "\n[extras]\nemail = [\"extrapkg\"]\n\n[metadata]\nlock-version = \"2.1\"\npython-versions = \">=3.9\"\ncontent-hash = \"0000\"\n",
+    );
+    s
+}
+
+/// A pylock.toml as `uv export --format pylock.toml` writes it (no dev
+/// group, no extras: chosen at export).
+fn pylock(hashes: &BTreeMap<String, String>) -> String {
+    let mut s =
+        String::from("lock-version = \"1.0\"\ncreated-by = \"uv\"\nrequires-python = \">=3.9\"\n");
+    let packages = [
+        ("armonly", Some("platform_machine == 'aarch64'")),
+        ("nativepkg", Some("python_full_version >= '3.12'")),
+        ("oldpy", Some("python_full_version < '3.12'")),
+        ("purepkg", None),
+    ];
+    for (name, marker) in packages {
+        s.push_str(&format!(
+            "\n[[packages]]\nname = \"{name}\"\nversion = \"1.0\"\n"
+        ));
+        if let Some(m) = marker {
+            s.push_str(&format!("marker = \"{m}\"\n"));
+        }
+        s.push_str("index = \"https://pypi.org/simple\"\nwheels = [\n");
+        for (file, hash) in wheels_of(hashes, name) {
+            s.push_str(&format!(
+                "    {{ url = \"https://files.pythonhosted.org/packages/ab/cd/{file}\", hashes = {{ sha256 = \"{hash}\" }} }},\n"
+            ));
+        }
+        s.push_str("]\n");
+    }
+    s
+}
+
+/// Writes all three locks.
+fn write_locks(d: &LockProject) {
+    let h = d.hashes();
+    d.p.write("uv.lock", &uv_lock(&h));
+    d.p.write("poetry.lock", &poetry_lock(&h));
+    d.p.write("pylock.toml", &pylock(&h));
+}
+
+const KINDS: [&str; 3] = ["uv.lock", "poetry.lock", "pylock.toml"];
+
+#[test]
+fn each_lock_gives_the_zip_of_the_equivalent_pinned_requirements_per_architecture() {
+    let d = LockProject::new();
+    write_locks(&d);
+    for (arch, pins, expected) in [
+        (
+            "x86_64",
+            "nativepkg==1.0\npurepkg==1.0\n",
+            vec!["nativepkg", "purepkg"],
+        ),
+        (
+            "arm64",
+            "armonly==1.0\nnativepkg==1.0\npurepkg==1.0\n",
+            vec!["armonly", "nativepkg", "purepkg"],
+        ),
+    ] {
+        d.p.write("requirements.txt", pins);
+        d.manifest(arch, "");
+        d.build();
+        let want = d.zip_bytes();
+        assert_eq!(d.packages(), expected, "{arch} from requirements.txt");
+        for kind in KINDS {
+            d.manifest(arch, &format!("lock = \"{kind}\""));
+            let json = d.build();
+            assert_eq!(
+                d.packages(),
+                expected,
+                "{kind} for {arch}: the host (python 3.11) must not decide the markers"
+            );
+            assert!(
+                d.zip_bytes() == want,
+                "{kind} for {arch}: the zip differs from the pinned requirements.txt one"
+            );
+            assert_eq!(
+                stage_details(&json, "deps")["distributions"],
+                expected.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn dev_group_and_extras_only_when_asked() {
+    let d = LockProject::new();
+    write_locks(&d);
+    for kind in ["uv.lock", "poetry.lock"] {
+        d.manifest("x86_64", &format!("lock = \"{kind}\""));
+        d.build();
+        assert_eq!(d.packages(), ["nativepkg", "purepkg"], "{kind} default");
+        d.manifest("x86_64", &format!("lock = \"{kind}\"\ngroups = [\"dev\"]"));
+        d.build();
+        assert_eq!(
+            d.packages(),
+            ["devpkg", "nativepkg", "purepkg"],
+            "{kind} with the dev group"
+        );
+        d.manifest(
+            "x86_64",
+            &format!("lock = \"{kind}\"\nextras = [\"email\"]"),
+        );
+        d.build();
+        assert_eq!(
+            d.packages(),
+            ["extrapkg", "nativepkg", "purepkg"],
+            "{kind} with the email extra"
+        );
+        d.manifest("x86_64", &format!("lock = \"{kind}\"\ngroups = [\"nope\"]"));
+        let err = d.fail();
+        assert!(err.contains("\"nope\""), "{kind}: {err}");
+    }
+}
+
+#[test]
+fn a_real_uv_lock_against_a_local_index_installs_like_its_pins() {
+    let d = LockProject::new();
+    let mut cmd = std::process::Command::new("uv");
+    box_installers(&mut cmd, d.caches.path());
+    let out = cmd
+        .args(["lock", "--offline", "--no-index", "--find-links", "wheels"])
+        .current_dir(d.p.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "uv lock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = std::fs::read_to_string(d.p.path().join("uv.lock")).unwrap();
+    assert!(lock.contains("source = { virtual = \".\" }"), "{lock}");
+    d.p.write("requirements.txt", "nativepkg==1.0\npurepkg==1.0\n");
+    d.manifest("x86_64", "");
+    d.build();
+    let want = d.zip_bytes();
+    d.manifest("x86_64", "lock = \"uv.lock\"");
+    d.build();
+    assert!(
+        d.zip_bytes() == want,
+        "uv lock's own file: {:?}",
+        d.packages()
+    );
+}
+
+#[test]
+fn a_hash_mismatch_is_an_error_naming_the_package_and_both_hashes() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.manifest("x86_64", "lock = \"uv.lock\"");
+    d.build();
+    let good = d.zip_bytes();
+    let h = d.hashes();
+    let real = h["purepkg-1.0-py3-none-any.whl"].clone();
+    let wrong = "0".repeat(64);
+    for kind in KINDS {
+        let text = std::fs::read_to_string(d.p.path().join(kind)).unwrap();
+        d.p.write(kind, &text.replace(&real, &wrong));
+        d.manifest("x86_64", &format!("lock = \"{kind}\""));
+        let err = d.fail();
+        assert!(err.contains("purepkg"), "{kind}: {err}");
+        assert!(err.contains(&real) && err.contains(&wrong), "{kind}: {err}");
+        assert!(
+            err.contains("could not install purepkg==1.0 (from ") && err.contains("re-lock"),
+            "{kind}: {err}"
+        );
+        assert_eq!(d.zip_bytes(), good, "{kind}: the last good zip was touched");
+    }
+}
+
+#[test]
+fn a_malformed_lock_is_an_error_at_its_line_and_keeps_the_last_zip() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.manifest("x86_64", "lock = \"uv.lock\"");
+    d.build();
+    let good = d.zip_bytes();
+    for kind in KINDS {
+        d.p.write(kind, "# a lock\n\n[[package]\nname = \"x\"\n");
+        d.manifest("x86_64", &format!("lock = \"{kind}\""));
+        let err = d.fail();
+        assert!(err.contains(&format!("{kind}:3:")), "{kind}: {err}");
+        assert_eq!(d.zip_bytes(), good, "{kind}: the last good zip was touched");
+    }
+}
+
+#[test]
+fn a_locked_package_the_index_lacks_is_an_error_naming_it() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.manifest("x86_64", "lock = \"uv.lock\"");
+    d.build();
+    let good = d.zip_bytes();
+    std::fs::remove_file(d.p.path().join("wheels/purepkg-1.0-py3-none-any.whl")).unwrap();
+    // A key input changed (the find-links listing): deps run again.
+    let err = d.fail();
+    assert!(err.contains("purepkg"), "{err}");
+    assert_eq!(d.zip_bytes(), good);
+}
+
+#[test]
+fn requirements_and_lock_together_is_an_error_at_the_key() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.p.write("requirements.txt", "purepkg==1.0\n");
+    d.manifest(
+        "x86_64",
+        "requirements = \"requirements.txt\"\nlock = \"uv.lock\"",
+    );
+    let err = d.fail();
+    assert!(err.contains("lambda.toml:10:"), "{err}");
+    assert!(err.contains("both requirements"), "{err}");
+    d.manifest("x86_64", "lock = \"Pipfile.lock\"");
+    let err = d.fail();
+    assert!(
+        err.contains("lambda.toml:10:") && err.contains("Pipfile.lock"),
+        "{err}"
+    );
+    d.manifest("x86_64", "lock = \"pylock.toml\"\ngroups = [\"dev\"]");
+    let err = d.fail();
+    assert!(err.contains("lambda.toml:11:"), "{err}");
+}
+
+#[test]
+fn the_deps_key_is_the_lock_not_pyproject() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.manifest("x86_64", "lock = \"uv.lock\"");
+    let first = d.build();
+    assert_eq!(stage_details(&first, "deps")["installer_ran"], true);
+    // pyproject edited (in a way the lock still matches): nothing reruns.
+    d.p.write("pyproject.toml", &format!("{PYPROJECT}\n# a comment\n"));
+    let again = d.build();
+    assert_eq!(
+        crate::common::status_of(&again, "deps"),
+        "cached",
+        "{again}"
+    );
+    // The lock changes: deps run again.
+    let text = std::fs::read_to_string(d.p.path().join("uv.lock")).unwrap();
+    d.p.write("uv.lock", &format!("{text}\n"));
+    let relocked = d.build();
+    assert_eq!(crate::common::status_of(&relocked, "deps"), "ran");
+}
+
+#[test]
+fn an_out_of_date_lock_warns_and_with_locked_fails_keeping_the_last_zip() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.manifest("x86_64", "lock = \"uv.lock\"");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("out of date"),
+        "a current lock is not out of date: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = d.zip_bytes();
+    d.p.write(
+        "pyproject.toml",
+        &PYPROJECT.replace("\"purepkg==1.0\",", "\"purepkg==1.0\",\n    \"newglibc\","),
+    );
+    // The lock changed nothing for the key: touch it so deps run.
+    let text = std::fs::read_to_string(d.p.path().join("uv.lock")).unwrap();
+    d.p.write("uv.lock", &format!("{text}\n"));
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("out of date") && stderr.contains("newglibc"),
+        "{stderr}"
+    );
+    d.p.write("uv.lock", &format!("{text}\n\n"));
+    d.manifest("x86_64", "lock = \"uv.lock\"\nlocked = true");
+    let err = d.fail();
+    assert!(
+        err.contains("out of date") && err.contains("newglibc"),
+        "{err}"
+    );
+    assert_eq!(d.zip_bytes(), good);
+}
