@@ -31,6 +31,7 @@ pub fn run(
                 root: &plan.project_dir,
                 skip: &skip,
                 output: Some(&plan.output.path),
+                ignores_from: None,
             };
             walk::files(&walk, |n| glob.set.is_match(n), |_| false)
                 .map_err(|e| super::sources::walk_error(plan, e))?

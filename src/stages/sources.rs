@@ -30,6 +30,7 @@ pub fn run(
             root: &s.root,
             skip: &never_entered(plan),
             output: Some(&plan.output.path),
+            ignores_from: Some(&plan.project_dir),
         },
         // `selects` without its pruned-ancestor test: the walk has pruned.
         |name| s.include.is_match(name) && !s.exclude.is_match(name),

@@ -87,7 +87,8 @@ fn add_tree(dirs: &mut BTreeSet<PathBuf>, root: &Path, skip: &[PathBuf]) {
                         .file_name()
                         .to_str()
                         .is_some_and(|n| walk::PRUNED_DIRS.contains(&n))
-                        || skip.iter().any(|s| s == e.path())))
+                        || skip.iter().any(|s| s == e.path())
+                        || walk::is_virtualenv(e.path())))
         });
     // Unreadable directories are left out: the build reports them.
     dirs.extend(walker.flatten().map(walkdir::DirEntry::into_path));

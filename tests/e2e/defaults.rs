@@ -1,0 +1,134 @@
+//! A new user's first build: the project's ignore files are honoured, tool
+//! and virtualenv directories are pruned, a file reached through a
+//! directory symlink is packaged once, and `init` writes a manifest that
+//! builds on real layouts.
+
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+use crate::common::*;
+
+const FLAT_MANIFEST: &str = r#"[function]
+name = "flat"
+handler = "app.handler"
+runtime = "python3.12"
+
+[sources]
+root = "."
+include = ["**/*.py", "**/*.json", "**/*.js", "**/*.txt", "**/*.cfg"]
+"#;
+
+/// The flat project of issue 14: a real venv, SAM and node output, a
+/// .gitignore listing extra files, and a lib64-style directory symlink.
+fn flat_project() -> TestProject {
+    let p = TestProject::empty();
+    p.write("lambda.toml", FLAT_MANIFEST);
+    p.write(
+        "app.py",
+        "from lib import helpers\n\ndef handler(event, context):\n    return helpers.X\n",
+    );
+    p.write("lib/__init__.py", "");
+    p.write("lib/helpers.py", "X = 1\n");
+    symlink("lib", p.path().join("lib64")).unwrap();
+    let venv = Command::new("python3")
+        .args(["-m", "venv", "--without-pip", "venv"])
+        .current_dir(p.path())
+        .status()
+        .unwrap();
+    assert!(venv.success());
+    // A virtualenv of any name, made by hand (just its marker).
+    p.write("env2/pyvenv.cfg", "home = /usr/bin\n");
+    p.write("env2/lib/python3.12/site-packages/x.py", "");
+    p.write(".aws-sam/build/Fn/app.py", "");
+    p.write(".serverless/x.json", "{}");
+    p.write("cdk.out/x.json", "{}");
+    p.write(".terraform/x.json", "{}");
+    p.write(".tox/py312/x.py", "");
+    p.write("node_modules/left-pad/index.js", "");
+    p.write(".gitignore", "scratch.py\nnotes/\n*.log.txt\n");
+    p.write("scratch.py", "");
+    p.write("notes/todo.py", "");
+    p.write("run.log.txt", "");
+    p.write("sub/.gitignore", "local.py\n");
+    p.write("sub/local.py", "");
+    p.write("sub/kept.py", "");
+    p.write(".lbuildignore", "test_*.py\n");
+    p.write("test_b.py", "");
+    std::fs::create_dir_all(p.path().join(".git/info")).unwrap();
+    p.write(".git/info/exclude", "private.py\n");
+    p.write("private.py", "");
+    p
+}
+
+#[test]
+fn flat_project_packages_only_the_handlers_files() {
+    let p = flat_project();
+    p.build_json();
+    assert_eq!(
+        entry_names(&p.zip_path("flat")),
+        ["app.py", "lib/__init__.py", "lib/helpers.py", "sub/kept.py"]
+    );
+    unzip_test(&p.zip_path("flat"));
+}
+
+#[test]
+fn a_global_gitignore_changes_nothing() {
+    let p = flat_project();
+    p.build_json();
+    let before = p.zip_bytes("flat");
+    let home = tempfile::tempdir().unwrap();
+    let global = home.path().join("global-ignore");
+    std::fs::write(&global, "app.py\nlib/\n*.py\n").unwrap();
+    let cfg = home.path().join("gitconfig");
+    std::fs::write(
+        &cfg,
+        format!("[core]\n\texcludesFile = {}\n", global.display()),
+    )
+    .unwrap();
+    std::fs::create_dir_all(home.path().join("xdg/git")).unwrap();
+    std::fs::write(home.path().join("xdg/git/ignore"), "*.py\n").unwrap();
+    std::fs::write(home.path().join(".gitconfig"), std::fs::read(&cfg).unwrap()).unwrap();
+    let out = p
+        .cmd()
+        .arg("--json")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("xdg"))
+        .env("GIT_CONFIG_GLOBAL", &cfg)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(p.zip_bytes("flat"), before);
+    assert_eq!(
+        entry_names(&p.zip_path("flat")),
+        ["app.py", "lib/__init__.py", "lib/helpers.py", "sub/kept.py"]
+    );
+}
+
+#[test]
+fn a_negated_line_in_a_deeper_ignore_file_re_includes() {
+    let p = TestProject::hello();
+    p.write(".gitignore", "gen_*.py\n");
+    p.write("pkg/.lbuildignore", "!gen_keep.py\n");
+    p.write("pkg/gen_keep.py", "");
+    p.write("pkg/gen_drop.py", "");
+    p.write("gen_top.py", "");
+    p.build_json();
+    assert_eq!(
+        entry_names(&p.zip_path("hello")),
+        [
+            "app.py",
+            "config/settings.json",
+            "pkg/gen_keep.py",
+            "util.py"
+        ]
+    );
+}
+
+#[test]
+fn an_ignored_output_directory_still_reports_a_selected_file_there() {
+    let p = TestProject::hello();
+    p.write(".gitignore", "dist/\n");
+    p.write("dist/stray.py", "");
+    let err = p.fail(&[]);
+    assert!(err.contains("stray.py"), "{err}");
+}
