@@ -132,3 +132,46 @@ fn an_ignored_output_directory_still_reports_a_selected_file_there() {
     let err = p.fail(&[]);
     assert!(err.contains("stray.py"), "{err}");
 }
+
+#[test]
+fn package_data_no_glob_mentions_is_a_warning_naming_both_fixes() {
+    let p = TestProject::hello();
+    p.write("shop/__init__.py", "");
+    p.write("shop/templates/letter.txt", "Dear customer\n");
+    p.write("notes/readme.txt", "not in a package\n");
+    let out = p.run(&[]);
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shop/templates/letter.txt"), "{err}");
+    assert!(
+        err.contains("\"shop/**/*.txt\" to [sources] include"),
+        "{err}"
+    );
+    assert!(err.contains("[sources] exclude"), "{err}");
+    assert!(!err.contains("notes/readme.txt"), "{err}");
+
+    // Excluded on purpose: silent.
+    p.write(
+        "lambda.toml",
+        &HELLO_MANIFEST.replace(
+            "[config]",
+            "[sources]\nexclude = [\"shop/templates/*\"]\n\n[config]",
+        ),
+    );
+    let out = p.run(&[]);
+    assert_success(&out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("letter.txt"));
+
+    // Included: shipped, silent.
+    p.write(
+        "lambda.toml",
+        &HELLO_MANIFEST.replace(
+            "[config]",
+            "[sources]\ninclude = [\"**/*.py\", \"shop/**/*.txt\"]\n\n[config]",
+        ),
+    );
+    let out = p.run(&[]);
+    assert_success(&out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("letter.txt"));
+    assert!(entry_names(&p.zip_path("hello")).contains(&"shop/templates/letter.txt".to_string()));
+}
