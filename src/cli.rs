@@ -126,9 +126,22 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             crate::watch::run(&options, &reporter)
         }
         Command::Init { force } => {
-            let cwd = std::env::current_dir().map_err(crate::Error::io("cannot read", "."))?;
-            let path = crate::init::write_manifest(&cwd, force)?;
-            reporter.info(format!("wrote {}; run `lbuild` to build", path.display()));
+            let path = match &cli.global.manifest {
+                Some(p) => p.clone(),
+                None => std::env::current_dir()
+                    .map_err(crate::Error::io("cannot read", "."))?
+                    .join(manifest::MANIFEST_NAME),
+            };
+            let outcome = crate::init::write_manifest(&path, force)?;
+            for note in &outcome.notes {
+                reporter.info(note);
+            }
+            reporter.info(format!(
+                "wrote {} (handler {}, root {}); run `lbuild` to build",
+                outcome.manifest.display(),
+                outcome.handler,
+                outcome.root
+            ));
             Ok(())
         }
         Command::Clean => pipeline::clean(&cli.global.plan()?, &reporter),

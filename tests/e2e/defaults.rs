@@ -175,3 +175,133 @@ fn package_data_no_glob_mentions_is_a_warning_naming_both_fixes() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("letter.txt"));
     assert!(entry_names(&p.zip_path("hello")).contains(&"shop/templates/letter.txt".to_string()));
 }
+
+/// Runs `lbuild init` (with `args`), then `lbuild`; returns init's stderr
+/// and the names in the zip.
+fn init_then_build(p: &TestProject, args: &[&str], manifest: &str) -> (String, Vec<String>) {
+    let mut init = vec!["init"];
+    init.extend_from_slice(args);
+    let out = p.run(&init);
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = std::fs::read_to_string(p.path().join(manifest)).unwrap();
+    let out = p.run(&["--manifest", manifest, "--json"]);
+    assert!(
+        out.status.success(),
+        "build after init failed:\n{}\nmanifest:\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dist = p.path().join(manifest).parent().unwrap().join("dist");
+    let zips: Vec<_> = std::fs::read_dir(&dist).unwrap().flatten().collect();
+    assert_eq!(zips.len(), 1);
+    (said, entry_names(&zips[0].path()))
+}
+
+#[test]
+fn init_then_build_on_a_flat_project() {
+    let p = TestProject::empty();
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    p.write("util.py", "X = 1\n");
+    p.write("test_b.py", "def test(): pass\n");
+    p.write("conftest.py", "");
+    p.write("config/settings.yaml", "a: 1\n");
+    p.write("config/nested/extra.ini", "[a]\n");
+    p.write("README.md", "# hi\n");
+    let venv = Command::new("python3")
+        .args(["-m", "venv", "--without-pip", "venv"])
+        .current_dir(p.path())
+        .status()
+        .unwrap();
+    assert!(venv.success());
+    let (_, names) = init_then_build(&p, &[], "lambda.toml");
+    assert_eq!(
+        names,
+        [
+            "app.py",
+            "config/nested/extra.ini",
+            "config/settings.yaml",
+            "util.py"
+        ]
+    );
+    let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
+    assert!(text.contains("handler = \"app.handler\""), "{text}");
+    assert!(text.contains("# Test files are left out"), "{text}");
+    let ignore = std::fs::read_to_string(p.path().join(".gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == ".lbuild/"), "{ignore}");
+    assert!(ignore.lines().any(|l| l == "dist/"), "{ignore}");
+    // A second init (forced) adds nothing twice.
+    assert_success(&p.run(&["init", "--force"]));
+    assert_eq!(
+        std::fs::read_to_string(p.path().join(".gitignore")).unwrap(),
+        ignore
+    );
+}
+
+#[test]
+fn init_then_build_on_a_src_package_layout() {
+    let p = TestProject::empty();
+    p.write("src/shop/__init__.py", "");
+    p.write(
+        "src/shop/handler.py",
+        "from shop import util\n\ndef handler(event, context):\n    return util.X\n",
+    );
+    p.write("src/shop/util.py", "X = 1\n");
+    p.write("src/shop/templates/letter.txt", "Dear customer\n");
+    p.write("src/shop/tests/test_util.py", "");
+    p.write("tests/test_handler.py", "");
+    p.write("config/app.yaml", "a: 1\n");
+    p.write(".gitignore", "*.log");
+    p.write(
+        "template.yaml",
+        "Resources:\n  Fn:\n    Properties:\n      Runtime: python3.11\n      Architectures:\n        - arm64\n",
+    );
+    let (said, names) = init_then_build(&p, &[], "lambda.toml");
+    assert_eq!(
+        names,
+        [
+            "config/app.yaml",
+            "shop/__init__.py",
+            "shop/handler.py",
+            "shop/templates/letter.txt",
+            "shop/util.py"
+        ]
+    );
+    let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
+    assert!(
+        text.contains("handler = \"shop.handler.handler\""),
+        "{text}"
+    );
+    assert!(text.contains("root = \"src\""), "{text}");
+    assert!(text.contains("runtime = \"python3.11\""), "{text}");
+    assert!(text.contains("architecture = \"arm64\""), "{text}");
+    assert!(said.contains("template.yaml"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join(".gitignore")).unwrap(),
+        "*.log\n.lbuild/\ndist/\n"
+    );
+}
+
+#[test]
+fn init_then_build_picks_the_candidate_defining_a_handler_and_honours_manifest() {
+    let p = TestProject::empty();
+    p.write("fn/app.py", "import json\n");
+    p.write(
+        "fn/lambda_function.py",
+        "def lambda_handler(event, context):\n    return 1\n",
+    );
+    p.write("fn/requirements.txt", "");
+    p.write("fn/.python-version", "3.13.1\n");
+    let (said, names) = init_then_build(&p, &["--manifest", "fn/lambda.toml"], "fn/lambda.toml");
+    assert_eq!(names, ["app.py", "lambda_function.py"]);
+    assert!(said.contains("chose lambda_function.py"), "{said}");
+    assert!(said.contains("app.py"), "{said}");
+    let text = std::fs::read_to_string(p.path().join("fn/lambda.toml")).unwrap();
+    assert!(
+        text.contains("handler = \"lambda_function.lambda_handler\""),
+        "{text}"
+    );
+    assert!(text.contains("runtime = \"python3.13\""), "{text}");
+    assert!(text.contains("\n[dependencies]"), "{text}");
+    assert!(!p.path().join("lambda.toml").exists());
+    assert!(p.path().join("fn/.gitignore").is_file());
+}
