@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::manifest::{self, Plan};
 use crate::pipeline;
@@ -39,8 +39,8 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout (one object per build)
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print nothing but errors and warnings
-    #[arg(short, long, global = true, conflicts_with = "json")]
+    /// Print nothing but errors and warnings (with --json: only the JSON on stdout)
+    #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Explain each stage key's inputs
     #[arg(short, long, global = true)]
@@ -66,6 +66,11 @@ pub enum Command {
         /// Keep what was used within this many days
         #[arg(long, default_value_t = 30)]
         days: u64,
+    },
+    /// Print a shell completion script (e.g. `lbuild completions bash > ~/.local/share/bash-completion/completions/lbuild`)
+    Completions {
+        /// bash, zsh, fish, powershell or elvish
+        shell: clap_complete::Shell,
     },
 }
 
@@ -133,6 +138,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
                     .join(manifest::MANIFEST_NAME),
             };
             let outcome = crate::init::write_manifest(&path, force)?;
+            print_json(&cli.global, &outcome);
             for note in &outcome.notes {
                 reporter.info(note);
             }
@@ -144,7 +150,44 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             ));
             Ok(())
         }
-        Command::Clean => pipeline::clean(&cli.global.plan()?, &reporter),
-        Command::Gc { days } => pipeline::gc(&cli.global.plan()?, days, &reporter).map(|_| ()),
+        Command::Clean => {
+            let plan = cli.global.plan()?;
+            pipeline::clean(&plan, &reporter)?;
+            print_json(
+                &cli.global,
+                &serde_json::json!({
+                    "cleaned": true,
+                    "output": plan.output.path,
+                    "cache_dir": plan.cache_dir,
+                }),
+            );
+            Ok(())
+        }
+        Command::Gc { days } => {
+            let plan = cli.global.plan()?;
+            let removed = pipeline::gc(&plan, days, &reporter)?;
+            print_json(
+                &cli.global,
+                &serde_json::json!({
+                    "removed": removed,
+                    "days": days,
+                    "cache_dir": plan.cache_dir,
+                }),
+            );
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lbuild", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// With `--json`, the one JSON object a non-build command prints.
+fn print_json(global: &GlobalArgs, value: &impl serde::Serialize) {
+    if global.json
+        && let Ok(text) = serde_json::to_string(value)
+    {
+        println!("{text}");
     }
 }

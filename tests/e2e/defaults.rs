@@ -305,3 +305,62 @@ fn init_then_build_picks_the_candidate_defining_a_handler_and_honours_manifest()
     assert!(!p.path().join("lambda.toml").exists());
     assert!(p.path().join("fn/.gitignore").is_file());
 }
+
+#[test]
+fn completions_generate_for_each_shell() {
+    let p = TestProject::empty();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = p.run(&["completions", shell]);
+        assert_success(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("lbuild"), "{shell}: {text}");
+        assert!(text.contains("watch"), "{shell}: subcommands missing");
+    }
+    let err = p.fail(&["completions", "tcsh"]);
+    assert!(err.contains("possible values"), "{err}");
+}
+
+#[test]
+fn quiet_and_json_together_print_only_the_json() {
+    let p = TestProject::hello();
+    let out = p.run(&["-q", "--json"]);
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["code_sha256"].is_string(), "{json}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn init_clean_and_gc_honour_json() {
+    let p = TestProject::empty();
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = p.run(args);
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: bad JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    let init = json(&["init", "--json"]);
+    assert_eq!(init["handler"], "app.handler");
+    assert!(init["manifest"].as_str().unwrap().ends_with("lambda.toml"));
+    p.build_json();
+    let gc = json(&["gc", "--json", "--days", "0"]);
+    assert!(gc["removed"].is_number(), "{gc}");
+    let clean = json(&["clean", "--json"]);
+    assert_eq!(clean["cleaned"], true);
+    assert!(
+        !p.path().join("dist").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".zip"))
+    );
+}
