@@ -49,6 +49,21 @@ pub fn run(
                     hint: "create the file, or fix [config] files in lambda.toml (paths are relative to it)".into(),
                 });
             }
+            if plan.config.required {
+                return Err(crate::manifest::ManifestError::At {
+                    path: plan.manifest_path.clone(),
+                    line: glob.at.line,
+                    column: glob.at.column,
+                    message: format!(
+                        "config glob {pattern:?} matches no file under {}",
+                        plan.project_dir.join(&glob.base).display()
+                    ),
+                    hint: Some(
+                        "add the files, fix the glob (it is relative to lambda.toml), or set `required = false` in [config] to build without them".into(),
+                    ),
+                }
+                .into());
+            }
             reporter.warn(format!("config glob {pattern:?} matches no file"));
         }
         files.extend(found);

@@ -364,3 +364,52 @@ fn init_clean_and_gc_honour_json() {
             .ends_with(".zip"))
     );
 }
+
+#[test]
+fn an_empty_requirements_file_warns_that_the_zip_has_no_dependencies() {
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &format!("{HELLO_MANIFEST}\n[dependencies]\nrequirements = \"requirements.txt\"\n"),
+    );
+    p.write("requirements.txt", "# nothing yet\n");
+    for run in ["first", "cached"] {
+        let out = p.run(&[]);
+        assert_success(&out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("requirements.txt lists no requirements: the zip has no dependencies"),
+            "{run}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_config_glob_matching_nothing_is_an_error_with_its_position() {
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &HELLO_MANIFEST.replace(
+            "files = [\"config/*.json\"]",
+            "files = [\"config/*.json\", \"config/*.yaml\"]",
+        ),
+    );
+    let out = p.run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lambda.toml:7:27"), "{err}");
+    assert!(err.contains("\"config/*.yaml\" matches no file"), "{err}");
+    assert!(err.contains("required = false"), "{err}");
+
+    // The opt-out: a warning, and the build goes on.
+    p.write(
+        "lambda.toml",
+        &HELLO_MANIFEST.replace(
+            "files = [\"config/*.json\"]",
+            "required = false\nfiles = [\"config/*.json\", \"config/*.yaml\"]",
+        ),
+    );
+    let out = p.run(&[]);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
+}
