@@ -68,10 +68,8 @@ impl WalkError {
 
 /// Directory names never descended into: VCS and tool state, byte-code,
 /// and virtual environments (host binaries and symlinks, never Lambda code).
-/// Also build and deployment tool output (`.aws-sam/`, `.serverless/`,
-/// `cdk.out/`, `.terraform/`) and `node_modules/`. Any other directory
-/// holding a `pyvenv.cfg` (a virtualenv of any name) is pruned too, see
-/// [`is_virtualenv`].
+/// The project walks (sources) also prune [`TOOL_DIRS`] and any
+/// virtualenv ([`is_virtualenv`]).
 pub const PRUNED_DIRS: &[&str] = &[
     ".git",
     ".hg",
@@ -84,6 +82,14 @@ pub const PRUNED_DIRS: &[&str] = &[
     ".tox",
     ".nox",
     ".venv",
+];
+
+/// Directories of other tools found in projects, never Lambda code: build
+/// and deployment output (`.aws-sam/`, `.serverless/`, `cdk.out/`,
+/// `.terraform/`) and `node_modules/`. Pruned from the sources walk and
+/// ignored by the watcher, but not from installed dependency trees (a
+/// wheel may ship a `node_modules/` of its own assets).
+pub const TOOL_DIRS: &[&str] = &[
     "node_modules",
     ".aws-sam",
     ".serverless",
@@ -130,9 +136,10 @@ pub struct Walk<'a> {
     /// lbuild's and left out, but walked so that a file the globs select
     /// there is an error rather than silently missing from the zip.
     pub output: Option<&'a Path>,
-    /// Honour the project's ignore files ([`IGNORE_FILES`] and
-    /// `.git/info/exclude`) from this directory (the project's) down; `None`
-    /// reads none.
+    /// A project walk (the sources): honour the project's ignore files
+    /// ([`IGNORE_FILES`] and `.git/info/exclude`) from this directory (the
+    /// project's) down, and prune [`TOOL_DIRS`] and virtualenvs. `None`
+    /// for the other walks (config globs, installed trees).
     pub ignores_from: Option<&'a Path>,
 }
 
@@ -206,13 +213,11 @@ pub fn files(
                 return true;
             }
             if is_dir
-                && (e
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| PRUNED_DIRS.contains(&n))
-                    || skip.iter().any(|s| s == e.path())
+                && (e.file_name().to_str().is_some_and(|n| {
+                    PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
+                }) || skip.iter().any(|s| s == e.path())
                     || prune_dir(&rel_name(e.path()))
-                    || is_virtualenv(e.path()))
+                    || (reads_ignores && is_virtualenv(e.path())))
             {
                 return false;
             }
@@ -575,6 +580,48 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, ["a.txt", "a/b.py"]); // '.' (0x2e) < '/' (0x2f)
+    }
+
+    #[test]
+    fn tool_dirs_and_virtualenvs_are_pruned_only_from_project_walks() {
+        // A wheel may ship node_modules/ assets: installed trees keep them.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in [
+            "a.py",
+            "node_modules/x/i.js",
+            "env/pyvenv.cfg",
+            "env/lib/s.py",
+        ] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        let names = |ignores_from: Option<&Path>| -> Vec<String> {
+            let walk = Walk {
+                dir: &root,
+                names_from: &root,
+                root: &root,
+                skip: &[],
+                output: None,
+                ignores_from,
+            };
+            files(&walk, |_| true, |_| false)
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(
+            names(None),
+            [
+                "a.py",
+                "env/lib/s.py",
+                "env/pyvenv.cfg",
+                "node_modules/x/i.js"
+            ]
+        );
+        assert_eq!(names(Some(&root)), ["a.py"]);
     }
 
     #[test]
