@@ -228,6 +228,8 @@ pub fn files(
             // say: a selected file there is an error, not silently dropped.
             let in_out_dir = out_dir.is_some_and(|d| e.path().starts_with(d));
             let mut stack = ignores.borrow_mut();
+            // Levels at this depth or deeper belong to a finished subtree.
+            stack.levels.retain(|(d, _)| *d < e.depth());
             if !in_out_dir && stack.ignored(e.path(), is_dir, e.depth()) {
                 return false;
             }
@@ -622,6 +624,39 @@ mod tests {
             ]
         );
         assert_eq!(names(Some(&root)), ["a.py"]);
+    }
+
+    #[test]
+    fn an_ignore_file_applies_to_its_own_directory_only() {
+        // Regression: a sibling's matcher stayed in force for the next
+        // directory when that one had no ignore file of its own.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for dir in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+            std::fs::create_dir(root.join(dir)).unwrap();
+            std::fs::write(root.join(dir).join("x.py"), "").unwrap();
+        }
+        std::fs::write(root.join("e/.gitignore"), "x.py\n").unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let names: Vec<_> = files(&walk, |n| n.ends_with(".py"), |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a/x.py", "b/x.py", "c/x.py", "d/x.py", "f/x.py", "g/x.py", "h/x.py", "i/x.py",
+                "j/x.py"
+            ]
+        );
     }
 
     #[test]
