@@ -129,7 +129,7 @@ fn warn_package_data(
     }
     let mut data: Vec<(&str, &str)> = unmatched
         .iter()
-        .filter(|name| !name.ends_with(".py"))
+        .filter(|name| !name.ends_with(".py") && !never_package_data(name))
         .filter_map(|name| {
             let mut dir = name.as_str();
             while let Some((parent, _)) = dir.rsplit_once('/') {
@@ -171,6 +171,21 @@ to ship {}, add a glob such as \"{ext}\" to [sources] include in {}; to leave {}
         plan.manifest_path.display(),
         if data.len() == 1 { "it" } else { "them" },
     ));
+}
+
+/// Files often found inside a package directory that the code does not
+/// read at run time: requirements files (a SAM CodeUri directory has one),
+/// type stubs, docs, dotfiles.
+fn never_package_data(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let lower = base.to_ascii_lowercase();
+    (lower.starts_with("requirements") && lower.ends_with(".txt"))
+        || lower.ends_with(".pyi")
+        || lower == "py.typed"
+        || lower.starts_with("readme")
+        || lower.ends_with(".md")
+        || lower.ends_with(".rst")
+        || lower.starts_with('.')
 }
 
 fn check_handler(plan: &Plan, entries: &[Entry], reporter: &Reporter) -> crate::Result<()> {

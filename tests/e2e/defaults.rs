@@ -413,3 +413,19 @@ fn a_config_glob_matching_nothing_is_an_error_with_its_position() {
     assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
 }
+
+#[test]
+fn requirements_stubs_and_docs_in_a_package_are_not_package_data() {
+    // A SAM CodeUri directory is often a package holding requirements.txt.
+    let p = TestProject::hello();
+    p.write("billing/__init__.py", "");
+    p.write("billing/requirements.txt", "requests==2.32.3\n");
+    p.write("billing/api.pyi", "");
+    p.write("billing/py.typed", "");
+    p.write("billing/README.md", "");
+    p.write("billing/.gitignore", "*.tmp\n");
+    let out = p.run(&[]);
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("inside Python package"), "{err}");
+}
