@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::manifest::{self, Workspace};
 use crate::pipeline;
@@ -44,8 +44,8 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout (one object per build)
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print nothing but errors and warnings
-    #[arg(short, long, global = true, conflicts_with = "json")]
+    /// Print nothing but errors and warnings (with --json: only the JSON on stdout)
+    #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Explain each stage key's inputs
     #[arg(short, long, global = true)]
@@ -91,6 +91,11 @@ pub enum Command {
         /// Keep what was used within this many days
         #[arg(long, default_value_t = 30)]
         days: u64,
+    },
+    /// Print a shell completion script (e.g. `lbuild completions bash > ~/.local/share/bash-completion/completions/lbuild`)
+    Completions {
+        /// bash, zsh, fish, powershell or elvish
+        shell: clap_complete::Shell,
     },
 }
 
@@ -293,18 +298,59 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             crate::watch::run(&options, &reporter)
         }
         Command::Init { force } => {
-            let cwd = std::env::current_dir().map_err(crate::Error::io("cannot read", "."))?;
-            let path = crate::init::write_manifest(&cwd, force)?;
-            reporter.info(format!("wrote {}; run `lbuild` to build", path.display()));
+            let path = match &cli.global.manifest {
+                Some(p) => p.clone(),
+                None => std::env::current_dir()
+                    .map_err(crate::Error::io("cannot read", "."))?
+                    .join(manifest::MANIFEST_NAME),
+            };
+            let outcome = crate::init::write_manifest(&path, force)?;
+            print_json(&cli.global, &outcome);
+            for note in &outcome.notes {
+                reporter.info(note);
+            }
+            reporter.info(format!(
+                "wrote {} (handler {}, root {}); run `lbuild` to build",
+                outcome.manifest.display(),
+                outcome.handler,
+                outcome.root
+            ));
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lbuild", &mut std::io::stdout());
             Ok(())
         }
         Command::Clean => {
             let ws = cli.global.workspace()?;
-            pipeline::clean(&ws.artifacts, &reporter)
+            pipeline::clean(&ws.artifacts, &reporter)?;
+            let outputs: Vec<&std::path::Path> = ws
+                .artifacts
+                .iter()
+                .map(|p| p.output.path.as_path())
+                .collect();
+            print_json(
+                &cli.global,
+                &serde_json::json!({
+                    "cleaned": true,
+                    "outputs": outputs,
+                    "cache_dir": ws.cache_dir,
+                }),
+            );
+            Ok(())
         }
         Command::Gc { days } => {
             let ws = cli.global.workspace()?;
-            pipeline::gc(&ws.artifacts[0], days, &reporter).map(|_| ())
+            let removed = pipeline::gc(&ws.artifacts[0], days, &reporter)?;
+            print_json(
+                &cli.global,
+                &serde_json::json!({
+                    "removed": removed,
+                    "days": days,
+                    "cache_dir": ws.cache_dir,
+                }),
+            );
+            Ok(())
         }
         Command::Deploy(args) => deploy(&cli.global, &args, &reporter),
         Command::Invoke(args) => invoke(&cli.global, &args, &reporter),
@@ -473,5 +519,14 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
     match invoke::outcome_error(&result, &plan.handler) {
         None => Ok(()),
         Some(e) => Err(e.into()),
+    }
+}
+
+/// With `--json`, the one JSON object a non-build command prints.
+fn print_json(global: &GlobalArgs, value: &impl serde::Serialize) {
+    if global.json
+        && let Ok(text) = serde_json::to_string(value)
+    {
+        println!("{text}");
     }
 }

@@ -1,30 +1,343 @@
-//! `lbuild init`: a commented lambda.toml for the current directory, made
-//! from lambda.toml.example with the name and handler guessed from the
-//! files present.
+//! `lbuild init`: a commented lambda.toml made from lambda.toml.example,
+//! filled in from what the repository already says: the handler (flat,
+//! `src/PKG/`, console-style `lambda_function.py`; several candidates →
+//! the one defining `handler`/`lambda_handler`), the sources root, package
+//! data, config files of any common kind, requirements, runtime and
+//! architecture (SAM `template.yaml`, `.python-version`,
+//! `requires-python`). Also appends `.lbuild/` and the output directory to
+//! `.gitignore`.
 
 use std::path::{Path, PathBuf};
 
 use crate::Error;
-use crate::manifest::MANIFEST_NAME;
 
 const TEMPLATE: &str = include_str!("../lambda.toml.example");
 
-/// Writes `DIR/lambda.toml`; refuses to overwrite unless `force`.
-pub fn write_manifest(dir: &Path, force: bool) -> crate::Result<PathBuf> {
-    let path = dir.join(MANIFEST_NAME);
+/// Module file names that hold a handler, most common first.
+const MODULES: &[&str] = &["app", "lambda_function", "handler", "main", "index"];
+/// Function names Lambda handlers go by (`lambda_handler` is the console's).
+const FUNCTIONS: &[&str] = &["handler", "lambda_handler", "main"];
+/// Config file kinds picked up under `config/`.
+const CONFIG_KINDS: &[&str] = &["json", "yaml", "yml", "toml", "ini"];
+
+/// What `init` wrote and decided, for the user.
+#[derive(Debug, serde::Serialize)]
+pub struct InitOutcome {
+    pub manifest: PathBuf,
+    pub handler: String,
+    pub root: String,
+    pub runtime: String,
+    pub architecture: String,
+    /// One line per decision worth telling (which handler among several,
+    /// where the runtime came from, .gitignore lines added).
+    pub notes: Vec<String>,
+}
+
+/// Writes the manifest at `path` (its directory is the project's; created
+/// if missing); refuses to overwrite unless `force`.
+pub fn write_manifest(path: &Path, force: bool) -> crate::Result<InitOutcome> {
     if path.exists() && !force {
         return Err(Error::Input {
             message: format!("{} already exists", path.display()),
             hint: "edit it, or pass --force to overwrite it".into(),
         });
     }
-    let text = render(dir);
-    std::fs::write(&path, text).map_err(Error::io("cannot write", &path))?;
-    Ok(path)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
+    let (text, mut outcome) = render(&dir);
+    std::fs::write(path, text).map_err(Error::io("cannot write", path))?;
+    outcome.manifest = path.to_path_buf();
+    let output_dir = "dist/";
+    let added = append_gitignore(&dir, &[".lbuild/", output_dir])?;
+    if !added.is_empty() {
+        outcome.notes.push(format!(
+            "added {} to {}",
+            added.join(" and "),
+            dir.join(".gitignore").display()
+        ));
+    }
+    Ok(outcome)
 }
 
-fn render(dir: &Path) -> String {
-    let name: String = dir
+/// Appends the lines `.gitignore` lacks (creating it); returns them.
+fn append_gitignore(dir: &Path, lines: &[&str]) -> crate::Result<Vec<String>> {
+    let path = dir.join(".gitignore");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("cannot read", &path)(e)),
+    };
+    let present = |l: &str| {
+        let bare = l.trim_end_matches('/');
+        text.lines().any(|t| {
+            let t = t.trim().trim_start_matches('/').trim_end_matches('/');
+            t == bare
+        })
+    };
+    let missing: Vec<String> = lines
+        .iter()
+        .filter(|l| !present(l))
+        .map(|l| l.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let mut out = text.clone();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for l in &missing {
+        out.push_str(l);
+        out.push('\n');
+    }
+    std::fs::write(&path, out).map_err(Error::io("cannot write", &path))?;
+    Ok(missing)
+}
+
+/// A module that may hold the handler.
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// Sources root, relative to the project ("." or "src").
+    root: String,
+    /// Dotted module under the root ("app", "shop.handler").
+    module: String,
+    /// File, relative to the project, for messages.
+    file: String,
+    /// The handler function it defines, if any of [`FUNCTIONS`].
+    function: Option<&'static str>,
+}
+
+fn defines(text: &str) -> Option<&'static str> {
+    FUNCTIONS.iter().copied().find(|f| {
+        text.lines().any(|l| {
+            let l = l.strip_prefix("async ").unwrap_or(l);
+            l.strip_prefix("def ")
+                .and_then(|r| r.strip_prefix(f))
+                .is_some_and(|r| r.trim_start().starts_with('('))
+        })
+    })
+}
+
+fn subdirs(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            !n.starts_with('.')
+                && !crate::stages::walk::PRUNED_DIRS.contains(&n.as_str())
+                && !matches!(n.as_str(), "tests" | "test" | "dist" | "build")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every module file that may hold the handler, in order of preference
+/// before looking at what they define: flat, `src/`, `src/PKG/`, `PKG/`.
+fn candidates(dir: &Path) -> Vec<Candidate> {
+    let mut places: Vec<(String, String)> = vec![(".".into(), String::new())];
+    if dir.join("src").is_dir() {
+        places.push(("src".into(), String::new()));
+        for pkg in subdirs(&dir.join("src")) {
+            if crate::stages::walk::is_virtualenv(&dir.join("src").join(&pkg)) {
+                continue;
+            }
+            places.push(("src".into(), pkg));
+        }
+    }
+    for pkg in subdirs(dir) {
+        if pkg != "src"
+            && dir.join(&pkg).join("__init__.py").is_file()
+            && !crate::stages::walk::is_virtualenv(&dir.join(&pkg))
+        {
+            places.push((".".into(), pkg));
+        }
+    }
+    let mut out = Vec::new();
+    for (root, pkg) in places {
+        for m in MODULES {
+            let rel_root = if root == "." {
+                PathBuf::new()
+            } else {
+                PathBuf::from(&root)
+            };
+            let file = rel_root.join(&pkg).join(format!("{m}.py"));
+            let Ok(text) = std::fs::read_to_string(dir.join(&file)) else {
+                continue;
+            };
+            // A package without __init__.py under src/ is its own root.
+            let (root, module) = if pkg.is_empty() {
+                (root.clone(), m.to_string())
+            } else if dir.join(&rel_root).join(&pkg).join("__init__.py").is_file() {
+                (root.clone(), format!("{pkg}.{m}"))
+            } else {
+                (
+                    rel_root.join(&pkg).to_string_lossy().into_owned(),
+                    m.to_string(),
+                )
+            };
+            out.push(Candidate {
+                root,
+                module,
+                file: file.to_string_lossy().into_owned(),
+                function: defines(&text),
+            });
+        }
+    }
+    out
+}
+
+/// The handler: the first candidate defining a handler function, else the
+/// first candidate, else `app.handler`; and what to tell the user.
+fn choose_handler(dir: &Path) -> (Candidate, Option<String>) {
+    let all = candidates(dir);
+    let Some(first) = all.first().cloned() else {
+        return (
+            Candidate {
+                root: ".".into(),
+                module: "app".into(),
+                file: "app.py".into(),
+                function: None,
+            },
+            Some("no handler module found (app.py, lambda_function.py, handler.py, src/PKG/handler.py): wrote handler = \"app.handler\"; edit [function] handler".into()),
+        );
+    };
+    let defining: Vec<&Candidate> = all.iter().filter(|c| c.function.is_some()).collect();
+    let chosen = defining.first().map(|c| (*c).clone()).unwrap_or(first);
+    let note = (all.len() > 1).then(|| {
+        let others: Vec<&str> = all
+            .iter()
+            .filter(|c| c.file != chosen.file)
+            .map(|c| c.file.as_str())
+            .collect();
+        format!(
+            "handler: chose {} ({}) among {} candidates (also {}); edit [function] handler if it is another",
+            chosen.file,
+            match chosen.function {
+                Some(f) => format!("it defines `def {f}(`"),
+                None => "none defines a handler function".into(),
+            },
+            all.len(),
+            others.join(", ")
+        )
+    });
+    (chosen, note)
+}
+
+/// A value read from the repository and the file it came from.
+type Found = (String, String);
+
+/// `python3.N` from the repository: a SAM template's `Runtime`,
+/// `.python-version`, or pyproject's `requires-python` lower bound; and
+/// the architecture from the SAM template's `Architectures`.
+fn runtime_and_arch(dir: &Path) -> (Option<Found>, Option<Found>) {
+    let supported = |minor: u32| (9..=14).contains(&minor);
+    let from_version = |s: &str| -> Option<String> {
+        let rest = s.trim().strip_prefix("python").unwrap_or(s.trim());
+        let rest = rest.strip_prefix("3.")?;
+        let minor: u32 = rest
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()?;
+        supported(minor).then(|| format!("python3.{minor}"))
+    };
+    let mut runtime = None;
+    let mut arch = None;
+    for name in ["template.yaml", "template.yml"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim();
+            if runtime.is_none()
+                && let Some(v) = t.strip_prefix("Runtime:")
+                && let Some(r) = from_version(v.trim().trim_matches(['"', '\'']))
+            {
+                runtime = Some((r, name.to_string()));
+            }
+            if arch.is_none()
+                && let Some(v) = t.strip_prefix("Architectures:")
+            {
+                let mut scope = v.to_string();
+                for next in lines.iter().skip(i + 1).take(3) {
+                    if next.trim_start().starts_with('-') {
+                        scope.push_str(next);
+                    } else {
+                        break;
+                    }
+                }
+                if scope.contains("arm64") {
+                    arch = Some(("arm64".to_string(), name.to_string()));
+                } else if scope.contains("x86_64") {
+                    arch = Some(("x86_64".to_string(), name.to_string()));
+                }
+            }
+        }
+        break;
+    }
+    if runtime.is_none()
+        && let Ok(text) = std::fs::read_to_string(dir.join(".python-version"))
+        && let Some(r) = text.lines().next().and_then(from_version)
+    {
+        runtime = Some((r, ".python-version".into()));
+    }
+    if runtime.is_none()
+        && let Ok(text) = std::fs::read_to_string(dir.join("pyproject.toml"))
+        && let Some(line) = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("requires-python"))
+        && let Some(at) = line.find("3.")
+        && let Some(r) = from_version(&line[at..])
+    {
+        runtime = Some((r, "pyproject.toml requires-python".into()));
+    }
+    (runtime, arch)
+}
+
+/// The config kinds present under `config/` (any depth).
+fn config_globs(dir: &Path) -> Vec<String> {
+    let config = dir.join("config");
+    if !config.is_dir() {
+        return Vec::new();
+    }
+    let mut kinds: Vec<&str> = Vec::new();
+    for e in walkdir::WalkDir::new(&config).into_iter().flatten() {
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy();
+        if let Some(kind) = CONFIG_KINDS
+            .iter()
+            .find(|k| name.ends_with(&format!(".{k}")))
+            && !kinds.contains(kind)
+        {
+            kinds.push(kind);
+        }
+    }
+    kinds.sort_unstable_by_key(|k| CONFIG_KINDS.iter().position(|c| c == k));
+    kinds
+        .into_iter()
+        .map(|k| format!("config/**/*.{k}"))
+        .collect()
+}
+
+fn quoted_list(items: &[String]) -> String {
+    let q: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", q.join(", "))
+}
+
+fn render(dir: &Path) -> (String, InitOutcome) {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let name: String = canonical
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("function")
@@ -37,7 +350,38 @@ fn render(dir: &Path) -> String {
             }
         })
         .collect();
-    let handler = guess_handler(dir);
+    let mut notes = Vec::new();
+    let (chosen, note) = choose_handler(dir);
+    notes.extend(note);
+    let handler = format!("{}.{}", chosen.module, chosen.function.unwrap_or("handler"));
+    let root = chosen.root.clone();
+    let root_dir = dir.join(&root);
+
+    // Package data: everything inside the handler's top-level package (and
+    // the other packages at the root), not only its .py files.
+    let mut include = vec!["**/*.py".to_string()];
+    for pkg in subdirs(&root_dir) {
+        if root_dir.join(&pkg).join("__init__.py").is_file() {
+            include.push(format!("{pkg}/**/*"));
+        }
+    }
+
+    let (runtime, arch) = runtime_and_arch(dir);
+    let runtime_name = runtime
+        .as_ref()
+        .map(|(r, _)| r.clone())
+        .unwrap_or_else(|| "python3.12".into());
+    if let Some((r, from)) = &runtime {
+        notes.push(format!("runtime {r} (from {from})"));
+    }
+    let arch_name = arch
+        .as_ref()
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| "x86_64".into());
+    if let Some((a, from)) = &arch {
+        notes.push(format!("architecture {a} (from {from})"));
+    }
+
     let mut text = TEMPLATE
         .replace("name = \"orders\"", &format!("name = \"{name}\""))
         .replace(
@@ -45,33 +389,77 @@ fn render(dir: &Path) -> String {
             &format!("handler = \"{handler}\""),
         )
         .replace(
+            "runtime = \"python3.12\"",
+            &format!("runtime = \"{runtime_name}\""),
+        )
+        .replace(
+            "architecture = \"x86_64\"",
+            &format!("architecture = \"{arch_name}\""),
+        )
+        .replace("root = \".\"", &format!("root = \"{root}\""))
+        .replace(
+            "include = [\"**/*.py\"]",
+            &format!(
+                "# Python files, plus everything inside the packages (templates, JSON\n\
+                 # schemas, py.typed: package data the code reads at run time).\n\
+                 include = {}",
+                quoted_list(&include)
+            ),
+        )
+        .replace(
+            "exclude = [\"tests/**\"]",
+            "# Test files are left out: test_*.py, *_test.py, tests/ directories, conftest.py.\n\
+             exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\"]",
+        )
+        .replace(
             "path = \"dist/orders.zip\"",
             &format!("path = \"dist/{name}.zip\""),
         );
-    if !dir.join("requirements.txt").is_file() {
-        text = comment_out_section(&text, "[dependencies]");
-    }
-    if !dir.join("config").is_dir() {
-        text = text.replace("files = [\"config/*.json\"]", "files = []");
-    }
-    text
-}
 
-/// `app.py` / `lambda_function.py` / `handler.py`, with the function they
-/// define (`lambda_handler` is the console's default name).
-fn guess_handler(dir: &Path) -> String {
-    for module in ["app", "lambda_function", "handler", "main"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(format!("{module}.py"))) else {
-            continue;
-        };
-        for func in ["handler", "lambda_handler", "main"] {
-            if text.contains(&format!("def {func}(")) {
-                return format!("{module}.{func}");
+    let mut places = vec!["requirements.txt".to_string()];
+    if root != "." {
+        places.push(format!("{root}/requirements.txt"));
+    }
+    let requirements = places.into_iter().find(|r| dir.join(r).is_file());
+    match &requirements {
+        Some(r) => {
+            text = text.replace(
+                "requirements = \"requirements.txt\"",
+                &format!("requirements = \"{r}\""),
+            );
+        }
+        None => text = comment_out_section(&text, "[dependencies]"),
+    }
+    for lock in ["uv.lock", "poetry.lock", "Pipfile.lock"] {
+        if dir.join(lock).is_file() {
+            notes.push(format!(
+                "{lock} found: lbuild installs from a pinned requirements file; export one (e.g. `uv export --no-hashes --no-dev -o requirements.txt`) and point [dependencies] requirements at it"
+            ));
+            if requirements.is_none() {
+                text = text.replacen(
+                    "# [dependencies]",
+                    &format!("# {lock} found: export it to requirements.txt, then uncomment.\n# [dependencies]"),
+                    1,
+                );
             }
         }
-        return format!("{module}.handler");
     }
-    "app.handler".into()
+
+    let config = config_globs(dir);
+    text = text.replace(
+        "files = [\"config/*.json\"]",
+        &format!("files = {}", quoted_list(&config)),
+    );
+
+    let outcome = InitOutcome {
+        manifest: PathBuf::new(),
+        handler,
+        root,
+        runtime: runtime_name,
+        architecture: arch_name,
+        notes,
+    };
+    (text, outcome)
 }
 
 fn comment_out_section(text: &str, header: &str) -> String {
@@ -109,7 +497,7 @@ mod tests {
             "def lambda_handler(event, context):\n    pass\n",
         )
         .unwrap();
-        let text = render(d.path());
+        let (text, _) = render(d.path());
         let raw = crate::manifest::parse(Path::new("x"), &text).unwrap();
         assert_eq!(
             raw.function.get_ref().handler.get_ref(),
@@ -117,5 +505,28 @@ mod tests {
         );
         assert!(raw.dependencies.is_none());
         assert!(raw.config.is_none_or(|c| c.get_ref().files.is_empty()));
+    }
+
+    #[test]
+    fn runtime_and_architecture_come_from_a_sam_template() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("template.yaml"),
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.11\n      Architectures:\n        - arm64\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join(".python-version"), "3.13\n").unwrap();
+        let (r, a) = runtime_and_arch(d.path());
+        assert_eq!(r.unwrap().0, "python3.11");
+        assert_eq!(a.unwrap().0, "arm64");
+        std::fs::remove_file(d.path().join("template.yaml")).unwrap();
+        assert_eq!(runtime_and_arch(d.path()).0.unwrap().0, "python3.13");
+        std::fs::remove_file(d.path().join(".python-version")).unwrap();
+        std::fs::write(
+            d.path().join("pyproject.toml"),
+            "[project]\nrequires-python = \">=3.10,<3.14\"\n",
+        )
+        .unwrap();
+        assert_eq!(runtime_and_arch(d.path()).0.unwrap().0, "python3.10");
     }
 }

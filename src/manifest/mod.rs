@@ -231,6 +231,8 @@ pub struct ConfigGlob {
     pub base: String,
     /// No wildcard at all: a file that must exist.
     pub literal: bool,
+    /// Where it is written in the manifest.
+    pub at: Position,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +243,9 @@ pub struct ConfigPlan {
     pub globs: Vec<ConfigGlob>,
     /// All of them in one set.
     pub set: GlobSet,
+    /// A glob matching no file is an error (`[config] required`, default
+    /// true), else a warning.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -103,6 +103,10 @@ pub struct RawConfig {
     /// Lets a glob's directory resolve outside the manifest's directory.
     #[serde(default)]
     pub allow_outside_project: bool,
+    /// Default true: a glob that matches no file is an error; false makes
+    /// it a warning.
+    #[serde(default)]
+    pub required: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

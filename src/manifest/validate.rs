@@ -343,12 +343,14 @@ pub fn config(ctx: &Ctx, raw: Option<&Spanned<RawConfig>>) -> Result<ConfigPlan,
             })?,
             base,
             literal: is_literal(pattern),
+            at: ctx.position(&g.span()),
         });
     }
     Ok(ConfigPlan {
         patterns,
         globs,
         set,
+        required: c.required.unwrap_or(true),
     })
 }
 

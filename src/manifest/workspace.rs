@@ -562,6 +562,7 @@ fn merge_config(d: &Section<RawConfig>, own: &Section<RawConfig>) -> Section<Raw
     merge(d, own, |d, o| RawConfig {
         files: or_list(&d.files, &o.files),
         allow_outside_project: o.allow_outside_project || d.allow_outside_project,
+        required: o.required.or(d.required),
     })
 }
 

@@ -31,6 +31,7 @@ pub fn run(
                 root: &plan.project_dir,
                 skip: &skip,
                 output: Some(&plan.output.path),
+                ignores_from: None,
             };
             walk::files(&walk, |n| glob.set.is_match(n), |_| false)
                 .map_err(|e| super::sources::walk_error(plan, e))?
@@ -47,6 +48,21 @@ pub fn run(
                     ),
                     hint: "create the file, or fix [config] files in lambda.toml (paths are relative to it)".into(),
                 });
+            }
+            if plan.config.required {
+                return Err(crate::manifest::ManifestError::At {
+                    path: plan.manifest_path.clone(),
+                    line: glob.at.line,
+                    column: glob.at.column,
+                    message: format!(
+                        "config glob {pattern:?} matches no file under {}",
+                        plan.project_dir.join(&glob.base).display()
+                    ),
+                    hint: Some(
+                        "add the files, fix the glob (it is relative to lambda.toml), or set `required = false` in [config] to build without them".into(),
+                    ),
+                }
+                .into());
             }
             reporter.warn(format!("config glob {pattern:?} matches no file"));
         }

@@ -23,6 +23,8 @@ pub fn run(
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
     let started = Instant::now();
     let s = &plan.sources;
+    // Files neither glob matched: package data left out unless said so.
+    let mut unmatched: Vec<String> = Vec::new();
     let files = walk::files(
         &walk::Walk {
             dir: &s.root,
@@ -30,15 +32,26 @@ pub fn run(
             root: &s.root,
             skip: &never_entered(plan),
             output: Some(&plan.output.path),
+            ignores_from: Some(&plan.project_dir),
         },
         // `selects` without its pruned-ancestor test: the walk has pruned.
-        |name| s.include.is_match(name) && !s.exclude.is_match(name),
+        |name| {
+            if s.exclude.is_match(name) {
+                return false;
+            }
+            let included = s.include.is_match(name);
+            if !included {
+                unmatched.push(name.to_string());
+            }
+            included
+        },
         |dir| s.prunes_dir(dir),
     )
     .map_err(|e| walk_error(plan, e))?;
     // Another artifact's zip in this workspace is never a source.
     let mut files = files;
     files.retain(|(_, path)| !plan.foreign_outputs.contains(path));
+    warn_package_data(plan, &files, &unmatched, reporter);
     let (entries, stats) = hash_entries(cache, files)?;
     if !plan.is_layer() {
         check_handler(plan, &entries, reporter)?;
@@ -95,6 +108,84 @@ pub fn skipped_dirs(plan: &Plan) -> Vec<PathBuf> {
 /// The directories the walks never enter: the cache.
 pub fn never_entered(plan: &Plan) -> Vec<PathBuf> {
     vec![plan.cache_dir.clone()]
+}
+
+/// Files inside a package the sources include (a directory whose
+/// `__init__.py` is packaged) that no glob mentions: templates, JSON
+/// schemas, `py.typed`. SAM ships them; leaving them out silently breaks
+/// the function at run time, so say so, with both ways to settle it.
+fn warn_package_data(
+    plan: &Plan,
+    files: &[(String, PathBuf)],
+    unmatched: &[String],
+    reporter: &Reporter,
+) {
+    let packages: std::collections::HashSet<&str> = files
+        .iter()
+        .filter_map(|(name, _)| name.strip_suffix("/__init__.py"))
+        .collect();
+    if packages.is_empty() {
+        return;
+    }
+    let mut data: Vec<(&str, &str)> = unmatched
+        .iter()
+        .filter(|name| !name.ends_with(".py") && !never_package_data(name))
+        .filter_map(|name| {
+            let mut dir = name.as_str();
+            while let Some((parent, _)) = dir.rsplit_once('/') {
+                if packages.contains(parent) {
+                    return Some((name.as_str(), parent));
+                }
+                dir = parent;
+            }
+            None
+        })
+        .collect();
+    if data.is_empty() {
+        return;
+    }
+    data.sort_unstable();
+    const SHOWN: usize = 5;
+    let mut names: Vec<&str> = data.iter().take(SHOWN).map(|(n, _)| *n).collect();
+    let more = data.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let (first, package) = data[0];
+    let ext = first
+        .rsplit('/')
+        .next()
+        .and_then(|b| b.rsplit_once('.'))
+        .map(|(_, e)| format!("{package}/**/*.{e}"))
+        .unwrap_or_else(|| first.to_string());
+    names.dedup();
+    reporter.warn(format!(
+        "{}{more} {} inside Python package {package}/ but matched by neither [sources] include nor exclude, so {} not in the zip; \
+to ship {}, add a glob such as \"{ext}\" to [sources] include in {}; to leave {} out on purpose, add it to [sources] exclude",
+        names.join(", "),
+        if data.len() == 1 { "is" } else { "are" },
+        if data.len() == 1 { "it is" } else { "they are" },
+        if data.len() == 1 { "it" } else { "them" },
+        plan.manifest_path.display(),
+        if data.len() == 1 { "it" } else { "them" },
+    ));
+}
+
+/// Files often found inside a package directory that the code does not
+/// read at run time: requirements files (a SAM CodeUri directory has one),
+/// type stubs, docs, dotfiles.
+fn never_package_data(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let lower = base.to_ascii_lowercase();
+    (lower.starts_with("requirements") && lower.ends_with(".txt"))
+        || lower.ends_with(".pyi")
+        || lower == "py.typed"
+        || lower.starts_with("readme")
+        || lower.ends_with(".md")
+        || lower.ends_with(".rst")
+        || lower.starts_with('.')
 }
 
 fn check_handler(plan: &Plan, entries: &[Entry], reporter: &Reporter) -> crate::Result<()> {

@@ -68,6 +68,8 @@ impl WalkError {
 
 /// Directory names never descended into: VCS and tool state, byte-code,
 /// and virtual environments (host binaries and symlinks, never Lambda code).
+/// The project walks (sources) also prune [`TOOL_DIRS`] and any
+/// virtualenv ([`is_virtualenv`]).
 pub const PRUNED_DIRS: &[&str] = &[
     ".git",
     ".hg",
@@ -81,6 +83,32 @@ pub const PRUNED_DIRS: &[&str] = &[
     ".nox",
     ".venv",
 ];
+
+/// Directories of other tools found in projects, never Lambda code: build
+/// and deployment output (`.aws-sam/`, `.serverless/`, `cdk.out/`,
+/// `.terraform/`) and `node_modules/`. Pruned from the sources walk and
+/// ignored by the watcher, but not from installed dependency trees (a
+/// wheel may ship a `node_modules/` of its own assets).
+pub const TOOL_DIRS: &[&str] = &[
+    "node_modules",
+    ".aws-sam",
+    ".serverless",
+    "cdk.out",
+    ".terraform",
+];
+
+/// The project's ignore files, read in each directory the sources walk
+/// enters (and in those between the project directory and the sources
+/// root). `.lbuildignore` has `.gitignore`'s syntax and wins over it in
+/// the same directory. The user's global gitignore (`core.excludesFile`)
+/// is never read: it differs per machine.
+pub const IGNORE_FILES: &[&str] = &[".gitignore", ".lbuildignore"];
+
+/// A directory holding `pyvenv.cfg` is a virtual environment (`python -m
+/// venv`, virtualenv, uv, poetry): host binaries, never Lambda code.
+pub fn is_virtualenv(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir.join("pyvenv.cfg")).is_ok()
+}
 
 /// True for files that never enter a zip: byte-code, secrets, and editor
 /// lock files (Emacs keeps `.#name` as a dangling symlink while editing).
@@ -108,6 +136,11 @@ pub struct Walk<'a> {
     /// lbuild's and left out, but walked so that a file the globs select
     /// there is an error rather than silently missing from the zip.
     pub output: Option<&'a Path>,
+    /// A project walk (the sources): honour the project's ignore files
+    /// ([`IGNORE_FILES`] and `.git/info/exclude`) from this directory (the
+    /// project's) down, and prune [`TOOL_DIRS`] and virtualenvs. `None`
+    /// for the other walks (config globs, installed trees).
+    pub ignores_from: Option<&'a Path>,
 }
 
 /// Regular files under `dir` (following in-root symlinks), as
@@ -126,6 +159,7 @@ pub fn files_under(
         root,
         skip,
         output: None,
+        ignores_from: None,
     };
     files(&walk, keep, |_| false)
 }
@@ -147,6 +181,7 @@ pub fn files(
         root,
         skip,
         output,
+        ignores_from,
     } = *walk;
     let rel_name = |path: &Path| -> String {
         path.strip_prefix(names_from)
@@ -161,20 +196,63 @@ pub fn files(
     // Symlinked directories that lead outside the root: an error only if a
     // file below them is kept.
     let mut escaping: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // The ignore files in force: (depth of their directory, matcher);
+    // those above `dir` and `dir`'s own at depth 0.
+    let ignores = std::cell::RefCell::new(match ignores_from {
+        Some(project) => IgnoreStack::above(project, dir)?,
+        None => IgnoreStack::default(),
+    });
+    let ignore_error: std::cell::RefCell<Option<WalkError>> = std::cell::RefCell::new(None);
+    let reads_ignores = ignores_from.is_some();
     let walker = WalkDir::new(dir)
         .follow_links(true)
         .into_iter()
         .filter_entry(|e| {
-            !(e.file_type().is_dir()
-                && e.depth() > 0
-                && (e
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| PRUNED_DIRS.contains(&n))
-                    || skip.iter().any(|s| s == e.path())
-                    || prune_dir(&rel_name(e.path()))))
+            let is_dir = e.file_type().is_dir();
+            if e.depth() == 0 {
+                return true;
+            }
+            if is_dir
+                && (e.file_name().to_str().is_some_and(|n| {
+                    PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
+                }) || skip.iter().any(|s| s == e.path())
+                    || prune_dir(&rel_name(e.path()))
+                    || (reads_ignores && is_virtualenv(e.path())))
+            {
+                return false;
+            }
+            if !reads_ignores {
+                return true;
+            }
+            // The output's directory is walked whatever the ignore files
+            // say: a selected file there is an error, not silently dropped.
+            let in_out_dir = out_dir.is_some_and(|d| e.path().starts_with(d));
+            let mut stack = ignores.borrow_mut();
+            // Levels at this depth or deeper belong to a finished subtree.
+            stack.levels.retain(|(d, _)| *d < e.depth());
+            if !in_out_dir && stack.ignored(e.path(), is_dir, e.depth()) {
+                return false;
+            }
+            if is_dir {
+                match read_ignores(e.path()) {
+                    Ok(Some(m)) => stack.push(e.depth(), m),
+                    Ok(None) => {}
+                    Err(err) => {
+                        ignore_error.borrow_mut().get_or_insert(err);
+                    }
+                }
+            }
+            true
         });
+    // Files reached below a symlinked directory inside the walk, with the
+    // file they resolve to: packaged once, under their real name when the
+    // walk reaches that too.
+    let mut linked_dirs: Vec<PathBuf> = Vec::new();
+    let mut via_link: Vec<(String, PathBuf)> = Vec::new();
     for item in walker {
+        if let Some(err) = ignore_error.borrow_mut().take() {
+            return Err(err);
+        }
         let entry = match item {
             Ok(entry) => entry,
             Err(e) => {
@@ -183,7 +261,9 @@ pub fn files(
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| dir.to_path_buf());
                 let name = rel_name(&path);
-                let packaged = !excluded_by_default(&name) && keep(&name);
+                let ignored =
+                    reads_ignores && ignores.borrow().ignored(&path, false, e.depth().max(1));
+                let packaged = !ignored && !excluded_by_default(&name) && keep(&name);
                 match classify(&path, &e) {
                     // Gone since its directory was read: not an input any more.
                     Problem::Vanished => continue,
@@ -216,6 +296,8 @@ pub fn files(
                 && !target.starts_with(root)
             {
                 escaping.push((entry.path().to_path_buf(), target));
+            } else if entry.path_is_symlink() {
+                linked_dirs.push(entry.path().to_path_buf());
             }
             continue;
         }
@@ -278,10 +360,153 @@ pub fn files(
                 path: entry.path().to_path_buf(),
             });
         }
+        if linked_dirs.iter().any(|l| entry.path().starts_with(l))
+            && let Ok(real) = entry.path().canonicalize()
+        {
+            via_link.push((name.clone(), real));
+        }
         out.push((name, entry.path().to_path_buf()));
     }
+    if let Some(err) = ignore_error.into_inner() {
+        return Err(err);
+    }
     out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if !via_link.is_empty() {
+        out = once_per_file(out, via_link);
+    }
     Ok(out)
+}
+
+/// Keep one name per file reached through a directory symlink: the real
+/// path's when the walk also reached it directly, else the first name in
+/// byte order. `out` is sorted; so is the result.
+fn once_per_file(
+    out: Vec<(String, PathBuf)>,
+    via_link: Vec<(String, PathBuf)>,
+) -> Vec<(String, PathBuf)> {
+    use std::collections::{HashMap, HashSet};
+    let linked: HashMap<&str, &PathBuf> = via_link.iter().map(|(n, p)| (n.as_str(), p)).collect();
+    let direct: HashSet<&Path> = out
+        .iter()
+        .filter(|(n, _)| !linked.contains_key(n.as_str()))
+        .map(|(_, p)| p.as_path())
+        .collect();
+    let mut seen: HashSet<&PathBuf> = HashSet::new();
+    let keep: Vec<bool> = out
+        .iter()
+        .map(|(n, _)| match linked.get(n.as_str()) {
+            Some(real) => !direct.contains(real.as_path()) && seen.insert(real),
+            None => true,
+        })
+        .collect();
+    out.into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect()
+}
+
+/// The ignore matchers in force at one point of a depth-first walk.
+#[derive(Default)]
+struct IgnoreStack {
+    levels: Vec<(usize, ignore::gitignore::Gitignore)>,
+}
+
+impl IgnoreStack {
+    /// The ignore files from `project` down to `dir` (both included),
+    /// `.git/info/exclude` first when `.git` is a directory in between.
+    fn above(project: &Path, dir: &Path) -> Result<IgnoreStack, WalkError> {
+        let mut chain: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| a.starts_with(project))
+            .collect();
+        chain.reverse();
+        let mut stack = IgnoreStack::default();
+        if let Some(repo) = chain.iter().find(|a| a.join(".git").is_dir()) {
+            let exclude = repo.join(".git/info/exclude");
+            if let Some(m) = read_matcher(repo, &[exclude])? {
+                stack.levels.push((0, m));
+            }
+        }
+        for a in chain {
+            if let Some(m) = read_ignores(a)? {
+                stack.levels.push((0, m));
+            }
+        }
+        Ok(stack)
+    }
+
+    fn push(&mut self, depth: usize, m: ignore::gitignore::Gitignore) {
+        self.levels.retain(|(d, _)| *d < depth);
+        self.levels.push((depth, m));
+    }
+
+    /// Whether the entry at `depth` is ignored by its ancestors' files:
+    /// the deepest file with a matching line decides (a `!` line re-includes).
+    fn ignored(&self, path: &Path, is_dir: bool, depth: usize) -> bool {
+        for (d, m) in self.levels.iter().rev() {
+            if *d >= depth {
+                continue;
+            }
+            match m.matched(path, is_dir) {
+                ignore::Match::None => continue,
+                ignore::Match::Ignore(_) => return true,
+                ignore::Match::Whitelist(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+/// `dir`'s own ignore files as one matcher (later files win), if any.
+fn read_ignores(dir: &Path) -> Result<Option<ignore::gitignore::Gitignore>, WalkError> {
+    let files: Vec<PathBuf> = IGNORE_FILES.iter().map(|f| dir.join(f)).collect();
+    read_matcher(dir, &files)
+}
+
+/// One matcher rooted at `root` from the lines of `files` (missing files
+/// are skipped; an unreadable one is an error; a line that is not a valid
+/// glob is skipped, as git does).
+fn read_matcher(
+    root: &Path,
+    files: &[PathBuf],
+) -> Result<Option<ignore::gitignore::Gitignore>, WalkError> {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    let mut any = false;
+    for file in files {
+        let text = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
+            Err(source) => {
+                return Err(WalkError::Unreadable {
+                    path: file.clone(),
+                    source,
+                });
+            }
+        };
+        for line in String::from_utf8_lossy(&text).lines() {
+            if builder.add_line(Some(file.clone()), line).is_ok() {
+                any = true;
+            }
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    match builder.build() {
+        Ok(m) if !m.is_empty() => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(WalkError::Io {
+            path: root.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// What went wrong with one entry of the walk.
@@ -357,6 +582,81 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, ["a.txt", "a/b.py"]); // '.' (0x2e) < '/' (0x2f)
+    }
+
+    #[test]
+    fn tool_dirs_and_virtualenvs_are_pruned_only_from_project_walks() {
+        // A wheel may ship node_modules/ assets: installed trees keep them.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in [
+            "a.py",
+            "node_modules/x/i.js",
+            "env/pyvenv.cfg",
+            "env/lib/s.py",
+        ] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        let names = |ignores_from: Option<&Path>| -> Vec<String> {
+            let walk = Walk {
+                dir: &root,
+                names_from: &root,
+                root: &root,
+                skip: &[],
+                output: None,
+                ignores_from,
+            };
+            files(&walk, |_| true, |_| false)
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(
+            names(None),
+            [
+                "a.py",
+                "env/lib/s.py",
+                "env/pyvenv.cfg",
+                "node_modules/x/i.js"
+            ]
+        );
+        assert_eq!(names(Some(&root)), ["a.py"]);
+    }
+
+    #[test]
+    fn an_ignore_file_applies_to_its_own_directory_only() {
+        // Regression: a sibling's matcher stayed in force for the next
+        // directory when that one had no ignore file of its own.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for dir in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+            std::fs::create_dir(root.join(dir)).unwrap();
+            std::fs::write(root.join(dir).join("x.py"), "").unwrap();
+        }
+        std::fs::write(root.join("e/.gitignore"), "x.py\n").unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let names: Vec<_> = files(&walk, |n| n.ends_with(".py"), |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a/x.py", "b/x.py", "c/x.py", "d/x.py", "f/x.py", "g/x.py", "h/x.py", "i/x.py",
+                "j/x.py"
+            ]
+        );
     }
 
     #[test]

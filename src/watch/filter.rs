@@ -97,7 +97,7 @@ pub fn ignored_name(rel: &Path) -> bool {
     if rel.components().any(|c| {
         c.as_os_str()
             .to_str()
-            .is_some_and(|s| walk::PRUNED_DIRS.contains(&s))
+            .is_some_and(|s| walk::PRUNED_DIRS.contains(&s) || walk::TOOL_DIRS.contains(&s))
     }) {
         return true;
     }
@@ -167,6 +167,11 @@ mod tests {
             ".git/index",
             ".lbuild/cache.sqlite-wal",
             "dist/.lbuild-x1y2.zip.tmp",
+            "node_modules/left-pad/index.js",
+            ".aws-sam/build/Fn/app.py",
+            "cdk.out/manifest.json",
+            ".terraform/terraform.tfstate",
+            ".serverless/state.json",
         ] {
             assert!(ignored_name(Path::new(name)), "{name} should be ignored");
         }

@@ -94,11 +94,10 @@ fn add_tree(dirs: &mut BTreeSet<PathBuf>, root: &Path, skip: &[PathBuf]) {
         .filter_entry(|e| {
             e.file_type().is_dir()
                 && (e.depth() == 0
-                    || !(e
-                        .file_name()
-                        .to_str()
-                        .is_some_and(|n| walk::PRUNED_DIRS.contains(&n))
-                        || skip.iter().any(|s| s == e.path())))
+                    || !(e.file_name().to_str().is_some_and(|n| {
+                        walk::PRUNED_DIRS.contains(&n) || walk::TOOL_DIRS.contains(&n)
+                    }) || skip.iter().any(|s| s == e.path())
+                        || walk::is_virtualenv(e.path())))
         });
     // Unreadable directories are left out: the build reports them.
     dirs.extend(walker.flatten().map(walkdir::DirEntry::into_path));

@@ -4,6 +4,7 @@
 mod common;
 
 mod contract;
+mod defaults;
 mod deploy;
 mod deps;
 mod errors;

@@ -557,7 +557,10 @@ fn logging_into_the_project_does_not_loop() {
     // A glob matching nothing warns on every build.
     p.write(
         "lambda.toml",
-        &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
+        &common::HELLO_MANIFEST.replace(
+            "files = [\"config/*.json\"]",
+            "required = false\nfiles = [\"config/*.json\", \"none/*.yml\"]",
+        ),
     );
     let log = std::fs::File::create(p.path().join("watch.log")).unwrap();
     let err = std::fs::File::create(p.path().join("watch.err")).unwrap();
@@ -660,7 +663,10 @@ fn warnings_come_with_their_rebuild_not_with_every_recheck() {
     let p = TestProject::hello();
     p.write(
         "lambda.toml",
-        &common::HELLO_MANIFEST.replace("\"config/*.json\"", "\"config/*.json\", \"none/*.yml\""),
+        &common::HELLO_MANIFEST.replace(
+            "files = [\"config/*.json\"]",
+            "required = false\nfiles = [\"config/*.json\", \"none/*.yml\"]",
+        ),
     );
     // -v: the re-check that finds nothing new prints its line too.
     let mut w = Watch::start(&p, &["-v"]);

@@ -251,6 +251,14 @@ fn stage(
         Some(l) => lock_requirements(&l.path)?,
         None => requirements::read(&deps.requirements)?,
     };
+    if deps.lock.is_none() && reqs.count == 0 {
+        // On every build, cached or not: it is a state, not an event.
+        reporter.warn(format!(
+            "{} lists no requirements: the zip has no dependencies; add pinned requirements (`name==version`), or remove [dependencies] from {} if the function needs none",
+            relative(&plan.project_dir, &deps.requirements),
+            relative(&plan.project_dir, &plan.manifest_path),
+        ));
+    }
     let installer = installer::detect(deps.installer, cache, reporter)?;
     let target = Target {
         runtime: plan.runtime,
