@@ -79,6 +79,9 @@ pub enum Command {
         /// Overwrite an existing lambda.toml
         #[arg(long)]
         force: bool,
+        /// Write a workspace: one function per package that defines a handler
+        #[arg(long)]
+        workspace: bool,
     },
     /// Build, then update the function on AWS if its code changed
     Deploy(DeployArgs),
@@ -297,14 +300,14 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             };
             crate::watch::run(&options, &reporter)
         }
-        Command::Init { force } => {
+        Command::Init { force, workspace } => {
             let path = match &cli.global.manifest {
                 Some(p) => p.clone(),
                 None => std::env::current_dir()
                     .map_err(crate::Error::io("cannot read", "."))?
                     .join(manifest::MANIFEST_NAME),
             };
-            let outcome = crate::init::write_manifest(&path, force)?;
+            let outcome = crate::init::write_manifest(&path, force, workspace)?;
             print_json(&cli.global, &outcome);
             for note in &outcome.notes {
                 reporter.info(note);

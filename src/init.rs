@@ -34,8 +34,10 @@ pub struct InitOutcome {
 }
 
 /// Writes the manifest at `path` (its directory is the project's; created
-/// if missing); refuses to overwrite unless `force`.
-pub fn write_manifest(path: &Path, force: bool) -> crate::Result<InitOutcome> {
+/// if missing); refuses to overwrite unless `force`. With `workspace`, one
+/// `[functions.NAME]` per handler module found (several packages each
+/// defining a handler); without it, such a layout is offered in a note.
+pub fn write_manifest(path: &Path, force: bool, workspace: bool) -> crate::Result<InitOutcome> {
     if path.exists() && !force {
         return Err(Error::Input {
             message: format!("{} already exists", path.display()),
@@ -47,7 +49,26 @@ pub fn write_manifest(path: &Path, force: bool) -> crate::Result<InitOutcome> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
-    let (text, mut outcome) = render(&dir);
+    let handlers = workspace_candidates(&dir);
+    let (text, mut outcome) = if workspace && handlers.len() > 1 {
+        render_workspace(&dir, &handlers)
+    } else {
+        let (text, mut outcome) = render(&dir);
+        if workspace {
+            outcome.notes.push(format!(
+                "--workspace: found {} package(s) defining a handler, so wrote a single function",
+                handlers.len()
+            ));
+        } else if handlers.len() > 1 {
+            let names: Vec<String> = handlers.iter().map(|(n, _)| n.clone()).collect();
+            outcome.notes.push(format!(
+                "found {} handlers in separate packages ({}): `lbuild init --workspace --force` writes a workspace with one function each",
+                handlers.len(),
+                names.join(", ")
+            ));
+        }
+        (text, outcome)
+    };
     std::fs::write(path, text).map_err(Error::io("cannot write", path))?;
     outcome.manifest = path.to_path_buf();
     let output_dir = "dist/";
@@ -421,28 +442,30 @@ fn render(dir: &Path) -> (String, InitOutcome) {
         places.push(format!("{root}/requirements.txt"));
     }
     let requirements = places.into_iter().find(|r| dir.join(r).is_file());
-    match &requirements {
-        Some(r) => {
+    // A lockfile is the better input: every version and hash fixed.
+    let lock = ["uv.lock", "poetry.lock", "pylock.toml"]
+        .into_iter()
+        .find(|l| dir.join(l).is_file());
+    match (&lock, &requirements) {
+        (Some(l), _) => {
+            text = text.replace(
+                "requirements = \"requirements.txt\"",
+                &format!("# The packages come from the lock, resolved for the Lambda target.\nlock = \"{l}\""),
+            );
+            notes.push(format!("dependencies from {l}"));
+        }
+        (None, Some(r)) => {
             text = text.replace(
                 "requirements = \"requirements.txt\"",
                 &format!("requirements = \"{r}\""),
             );
         }
-        None => text = comment_out_section(&text, "[dependencies]"),
+        (None, None) => text = comment_out_section(&text, "[dependencies]"),
     }
-    for lock in ["uv.lock", "poetry.lock", "Pipfile.lock"] {
-        if dir.join(lock).is_file() {
-            notes.push(format!(
-                "{lock} found: lbuild installs from a pinned requirements file; export one (e.g. `uv export --no-hashes --no-dev -o requirements.txt`) and point [dependencies] requirements at it"
-            ));
-            if requirements.is_none() {
-                text = text.replacen(
-                    "# [dependencies]",
-                    &format!("# {lock} found: export it to requirements.txt, then uncomment.\n# [dependencies]"),
-                    1,
-                );
-            }
-        }
+    if dir.join("Pipfile.lock").is_file() && lock.is_none() {
+        notes.push(
+            "Pipfile.lock found: lbuild reads uv.lock, poetry.lock and pylock.toml; export a pinned requirements.txt (`pipenv requirements > requirements.txt`) and point [dependencies] requirements at it".into(),
+        );
     }
 
     let config = config_globs(dir);
@@ -454,6 +477,108 @@ fn render(dir: &Path) -> (String, InitOutcome) {
     let outcome = InitOutcome {
         manifest: PathBuf::new(),
         handler,
+        root,
+        runtime: runtime_name,
+        architecture: arch_name,
+        notes,
+    };
+    (text, outcome)
+}
+
+/// Packages that each hold a module defining a handler function, as
+/// (function name, candidate), one per package: the functions of a
+/// workspace.
+fn workspace_candidates(dir: &Path) -> Vec<(String, Candidate)> {
+    let mut out: Vec<(String, Candidate)> = Vec::new();
+    for c in candidates(dir).into_iter().filter(|c| c.function.is_some()) {
+        let Some((pkg, _)) = c.module.rsplit_once('.') else {
+            continue;
+        };
+        let name: String = pkg
+            .replace('.', "-")
+            .chars()
+            .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '-' || *ch == '_')
+            .collect();
+        if !name.is_empty() && !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, c));
+        }
+    }
+    out
+}
+
+/// A workspace manifest: `[defaults]` with the target, one function per
+/// handler package, each packaging its package and the shared ones.
+fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, InitOutcome) {
+    let (runtime, arch) = runtime_and_arch(dir);
+    let runtime_name = runtime
+        .as_ref()
+        .map(|(r, _)| r.clone())
+        .unwrap_or_else(|| "python3.12".into());
+    let arch_name = arch
+        .as_ref()
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| "x86_64".into());
+    let root = handlers[0].1.root.clone();
+    let root_dir = dir.join(&root);
+    let function_pkgs: Vec<String> = handlers
+        .iter()
+        .filter_map(|(_, c)| c.module.split('.').next().map(str::to_string))
+        .collect();
+    // Packages no handler lives in are shared code: every function gets them.
+    let shared: Vec<String> = subdirs(&root_dir)
+        .into_iter()
+        .filter(|p| root_dir.join(p).join("__init__.py").is_file() && !function_pkgs.contains(p))
+        .collect();
+    let mut text = String::from(
+        "# lambda.toml: a workspace, one function per handler package (written by\n\
+         # `lbuild init --workspace`). Every key: lambda.workspace.toml.example.\n\n\
+         [defaults]\n",
+    );
+    text.push_str(&format!("runtime = \"{runtime_name}\"\n"));
+    text.push_str(&format!("architecture = \"{arch_name}\"\n"));
+    text.push_str(&format!(
+        "# Test files are left out: test_*.py, *_test.py, tests/ directories, conftest.py.\n\
+         sources = {{ root = \"{root}\", exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\"] }}\n"
+    ));
+    let requirements = ["requirements.txt", "src/requirements.txt"]
+        .into_iter()
+        .find(|r| dir.join(r).is_file());
+    if let Some(r) = requirements {
+        text.push_str(&format!(
+            "# Every function gets these dependencies; move them into a [layers.NAME]\n\
+             # (and `layers = [\"NAME\"]` per function) to ship them once.\n\
+             dependencies = {{ requirements = \"{r}\" }}\n"
+        ));
+    }
+    for (name, c) in handlers {
+        let pkg = c.module.split('.').next().unwrap_or_default();
+        let mut include = vec![format!("{pkg}/**/*")];
+        include.extend(shared.iter().map(|s| format!("{s}/**/*")));
+        text.push_str(&format!(
+            "\n[functions.{name}]\nhandler = \"{}.{}\"\nsources = {{ include = {} }}\n",
+            c.module,
+            c.function.unwrap_or("handler"),
+            quoted_list(&include)
+        ));
+    }
+    let mut notes = vec![format!(
+        "wrote a workspace with {} functions ({})",
+        handlers.len(),
+        handlers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )];
+    if !shared.is_empty() {
+        notes.push(format!(
+            "shared packages in every function: {}",
+            shared.join(", ")
+        ));
+    }
+    let outcome = InitOutcome {
+        manifest: PathBuf::new(),
+        handler: handlers[0].1.module.clone(),
         root,
         runtime: runtime_name,
         architecture: arch_name,

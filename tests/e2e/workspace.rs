@@ -455,3 +455,40 @@ fn the_single_function_form_keeps_its_json_shape() {
     assert!(json["sha256"].is_string(), "{json}");
     assert!(json["code_sha256"].is_string(), "{json}");
 }
+
+#[test]
+fn init_offers_a_workspace_for_several_handler_packages_and_writes_one_that_builds() {
+    let p = TestProject::empty();
+    for f in ["orders", "billing"] {
+        p.write(&format!("src/{f}/__init__.py"), "");
+        p.write(
+            &format!("src/{f}/app.py"),
+            "from shared.util import twice\n\ndef handler(event, context):\n    return twice(1)\n",
+        );
+    }
+    p.write("src/shared/__init__.py", "");
+    p.write("src/shared/util.py", "def twice(x):\n    return 2 * x\n");
+
+    // Without --workspace: one function, and the offer.
+    let out = p.run(&["init"]);
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lbuild init --workspace"), "{err}");
+
+    let out = p.run(&["init", "--workspace", "--force"]);
+    assert_success(&out);
+    let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
+    assert!(text.contains("[functions.orders]"), "{text}");
+    assert!(text.contains("[functions.billing]"), "{text}");
+    let json = p.build_json();
+    assert_eq!(json["artifacts"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(
+        entry_names(&p.zip_path("orders")),
+        [
+            "orders/__init__.py",
+            "orders/app.py",
+            "shared/__init__.py",
+            "shared/util.py"
+        ]
+    );
+}
