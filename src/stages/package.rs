@@ -183,7 +183,17 @@ pub fn build(
     let store = Store::new(&plan.cache_dir, cache.packed_lookup()?, &settings);
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
-    let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref())?;
+    let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref()).map_err(
+        |e| match e {
+            // A write that failed (disk full) is about the file being
+            // written: name it, with the OS's words, not the zip crate's.
+            archive::ArchiveError::Write(io)
+            | archive::ArchiveError::Zip(zip::result::ZipError::Io(io)) => {
+                Error::io("cannot write the new zip", tmp.path())(io)
+            }
+            other => other.into(),
+        },
+    )?;
     drop(spinner);
 
     // Hashed while it was written, unless the writer had to seek back.

@@ -513,3 +513,35 @@ fn a_build_killed_at_any_point_leaves_the_old_zip_or_the_new_one() {
     eprintln!("{killed} of {points} kills hit a running build");
     unzip_test(&zip);
 }
+
+#[test]
+fn a_full_disk_while_writing_the_zip_names_the_file_and_keeps_the_last_zip() {
+    // Regression: disk full printed the zip library's debug representation
+    // and named no path.
+    let p = TestProject::hello();
+    p.build_json();
+    let good = p.zip_bytes("hello");
+    // Incompressible content larger than the limit: the zip cannot fit.
+    let mut noise = Vec::with_capacity(256 * 1024);
+    let mut x: u32 = 12345;
+    for _ in 0..256 * 1024 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push((x >> 16) as u8);
+    }
+    p.write_bytes("blob.py", &noise);
+    let out = run_with_file_size_limit(&p, 64 * 1024);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the new zip"), "{err}");
+    assert!(
+        err.contains(".lbuild-hello.zip-"),
+        "names the temp file: {err}"
+    );
+    assert!(!err.contains("Io("), "no debug representation: {err}");
+    assert_eq!(p.zip_bytes("hello"), good, "the last good zip is untouched");
+    assert_eq!(
+        names_in(&p.path().join("dist")),
+        ["hello.zip"],
+        "no temp file left"
+    );
+}
