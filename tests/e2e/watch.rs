@@ -762,3 +762,51 @@ fn json_time_is_rfc3339_in_the_local_time_zone() {
     assert!(time.ends_with("+01:00"), "{v}");
     assert!(time.parse::<jiff::Timestamp>().is_ok(), "{v}");
 }
+
+#[test]
+fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        "[defaults]\nsources = { root = \"src\" }\n\n\
+         [functions.billing]\nhandler = \"billing.app.handler\"\n\
+         sources = { include = [\"billing/**/*.py\", \"shared/**/*.py\"] }\n\n\
+         [functions.orders]\nhandler = \"orders.app.handler\"\n\
+         sources = { include = [\"orders/**/*.py\", \"shared/**/*.py\"] }\n",
+    );
+    for f in ["billing", "orders"] {
+        p.write(&format!("src/{f}/__init__.py"), "");
+        p.write(
+            &format!("src/{f}/app.py"),
+            "def handler(event, context):\n    return 1\n",
+        );
+    }
+    p.write("src/shared/__init__.py", "");
+    p.write("src/shared/util.py", "X = 1\n");
+    let w = Watch::start(&p, &[]);
+    let names = |n: usize, what: &str| -> Vec<String> {
+        (0..n)
+            .map(|_| w.build(what)["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(2, "the initial build"), ["billing", "orders"]);
+
+    p.write("src/shared/util.py", "X = 2\n");
+    assert_eq!(names(2, "the shared edit"), ["billing", "orders"]);
+
+    p.write(
+        "src/orders/app.py",
+        "def handler(event, context):\n    return 2\n",
+    );
+    let v = w.build("the orders edit");
+    assert_eq!(v["name"], "orders", "{v}");
+    assert_eq!(changed(&v), ["src/orders/app.py"]);
+    // Had the orders edit also printed a billing line, it would come now.
+    p.write(
+        "src/billing/app.py",
+        "def handler(event, context):\n    return 3\n",
+    );
+    let v = w.build("the billing edit");
+    assert_eq!(v["name"], "billing", "{v}");
+    assert_eq!(changed(&v), ["src/billing/app.py"]);
+}
