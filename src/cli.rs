@@ -193,6 +193,21 @@ pub struct InvokeArgs {
     pub env: Vec<(String, String)>,
 }
 
+impl DeployArgs {
+    /// The command line's deploy options (before lambda.toml's defaults).
+    fn options(&self) -> crate::deploy::DeployOptions {
+        crate::deploy::DeployOptions {
+            plan: self.plan,
+            strict: self.strict,
+            s3_bucket: self.s3_bucket.clone(),
+            s3_prefix: self.s3_prefix.clone(),
+            name_prefix: self.name_prefix.clone(),
+            name_suffix: self.name_suffix.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -361,56 +376,10 @@ pub fn run(cli: Cli) -> crate::Result<()> {
 /// layers (published once per content) and functions (updated only when
 /// their CodeSha256 differs).
 fn deploy(global: &GlobalArgs, args: &DeployArgs, reporter: &Reporter) -> crate::Result<()> {
-    use crate::deploy::{DeployOptions, FunctionArtifact, LayerArtifact, LayerRef};
     let ws = global.workspace()?;
     let built = built(global, reporter, false)?;
-    let first = &ws.artifacts[0].lambda;
-    let opts = DeployOptions {
-        plan: args.plan,
-        strict: args.strict,
-        s3_bucket: args.s3_bucket.clone().or_else(|| first.s3_bucket.clone()),
-        s3_prefix: args.s3_prefix.clone().or_else(|| first.s3_prefix.clone()),
-        name_prefix: args.name_prefix.clone(),
-        name_suffix: args.name_suffix.clone(),
-    };
-    if args.name.is_some() && ws.functions().count() > 1 && global.functions.len() != 1 {
-        return Err(crate::Error::Input {
-            message: "--name names one function, but this deploy has several".into(),
-            hint: "add --function NAME, or set deploy = { name = \"...\" } per function in lambda.toml".into(),
-        });
-    }
-    let mut functions = Vec::new();
-    let mut layers = Vec::new();
-    for plan in ws.select(&global.functions)? {
-        let Some(outcome) = built.built(&plan.name, plan.kind.label()) else {
-            continue;
-        };
-        if plan.is_layer() {
-            layers.push(LayerArtifact {
-                name: plan.name.clone(),
-                aws_name: opts.aws_name(&plan.name, None),
-                zip: outcome.zip.clone(),
-                sha256: outcome.sha256.clone(),
-                code_sha256: outcome.code_sha256.clone(),
-                size: outcome.size,
-                runtimes: vec![plan.runtime],
-                architectures: vec![plan.architecture],
-            });
-            continue;
-        }
-        let name = args.name.as_deref().unwrap_or(&plan.lambda.deploy_name);
-        let mut f = FunctionArtifact::from_build(plan, outcome, opts.aws_name(name, None));
-        if !ws.single {
-            // A workspace function's layers are exactly the manifest's.
-            f.layers = Some(
-                ws.layers_of(plan)
-                    .iter()
-                    .map(|l| LayerRef::Managed(l.name.clone()))
-                    .collect(),
-            );
-        }
-        functions.push(f);
-    }
+    let opts = args.options().with_manifest(&ws);
+    let (functions, layers) = crate::deploy::artifacts_from(&ws, &built, &global.functions, &opts)?;
     let report = crate::deploy::deploy(&functions, &layers, &opts, reporter)?;
     report.print(reporter);
     if args.plan {
