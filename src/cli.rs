@@ -24,6 +24,7 @@ lbuild --json               build and print a JSON summary (sha256, CodeSha256, 
 lbuild --function orders    build one function of a workspace (and the layers it uses)\n  \
 lbuild size                 where the bytes go, and the headroom under Lambda's limits\n  \
 lbuild watch                rebuild on every save\n  \
+lbuild watch --deploy       rebuild on every save, then deploy what changed\n  \
 lbuild invoke               build, then run the handler locally (--event FILE)\n  \
 lbuild deploy --plan        show what a deploy would change on AWS\n  \
 lbuild deploy               build, then update the Lambda function if its code changed\n  \
@@ -107,6 +108,50 @@ pub struct WatchArgs {
     /// Quiet period after the last change before rebuilding, in milliseconds
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub debounce_ms: u64,
+    /// After each rebuild, deploy what changed to the existing Lambda functions
+    /// (as `lbuild deploy` does; one deploy at a time, a failure does not stop the watch)
+    #[arg(long)]
+    pub deploy: bool,
+    /// With --deploy: fail, instead of warning, when a function's runtime or architecture differs
+    #[arg(long, requires = "deploy")]
+    pub strict: bool,
+    /// With --deploy: S3 bucket for zips over 50 MB
+    #[arg(long, value_name = "BUCKET", requires = "deploy")]
+    pub s3_bucket: Option<String>,
+    /// With --deploy: key prefix in the bucket [default: lbuild]
+    #[arg(long, value_name = "PREFIX", requires = "deploy")]
+    pub s3_prefix: Option<String>,
+    /// With --deploy: put before each function's name (--name-prefix dev-)
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "deploy",
+        allow_hyphen_values = true
+    )]
+    pub name_prefix: Option<String>,
+    /// With --deploy: put after each function's name (--name-suffix -dev)
+    #[arg(
+        long,
+        value_name = "SUFFIX",
+        requires = "deploy",
+        allow_hyphen_values = true
+    )]
+    pub name_suffix: Option<String>,
+}
+
+impl WatchArgs {
+    /// `--deploy` and its flags as deploy options (before lambda.toml's defaults).
+    fn deploy_options(&self) -> Option<crate::deploy::DeployOptions> {
+        self.deploy.then(|| crate::deploy::DeployOptions {
+            plan: false,
+            strict: self.strict,
+            s3_bucket: self.s3_bucket.clone(),
+            s3_prefix: self.s3_prefix.clone(),
+            name_prefix: self.name_prefix.clone().unwrap_or_default(),
+            name_suffix: self.name_suffix.clone().unwrap_or_default(),
+            name: None,
+        })
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -309,6 +354,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
                 manifest: cli.global.manifest_path()?,
                 poll: args.poll,
                 debounce: std::time::Duration::from_millis(args.debounce_ms),
+                deploy: args.deploy_options(),
             };
             crate::watch::run(&options, &reporter)
         }
