@@ -24,6 +24,7 @@ lbuild --json               build and print a JSON summary (sha256, CodeSha256, 
 lbuild --function orders    build one function of a workspace (and the layers it uses)\n  \
 lbuild size                 where the bytes go, and the headroom under Lambda's limits\n  \
 lbuild watch                rebuild on every save\n  \
+lbuild watch --deploy       rebuild on every save, then deploy what changed\n  \
 lbuild invoke               build, then run the handler locally (--event FILE)\n  \
 lbuild deploy --plan        show what a deploy would change on AWS\n  \
 lbuild deploy               build, then update the Lambda function if its code changed\n  \
@@ -110,6 +111,50 @@ pub struct WatchArgs {
     /// Quiet period after the last change before rebuilding, in milliseconds
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub debounce_ms: u64,
+    /// After each rebuild, deploy what changed to the existing Lambda functions
+    /// (as `lbuild deploy` does; one deploy at a time, a failure does not stop the watch)
+    #[arg(long)]
+    pub deploy: bool,
+    /// With --deploy: fail, instead of warning, when a function's runtime or architecture differs
+    #[arg(long, requires = "deploy")]
+    pub strict: bool,
+    /// With --deploy: S3 bucket for zips over 50 MB
+    #[arg(long, value_name = "BUCKET", requires = "deploy")]
+    pub s3_bucket: Option<String>,
+    /// With --deploy: key prefix in the bucket [default: lbuild]
+    #[arg(long, value_name = "PREFIX", requires = "deploy")]
+    pub s3_prefix: Option<String>,
+    /// With --deploy: put before each function's name (--name-prefix dev-)
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "deploy",
+        allow_hyphen_values = true
+    )]
+    pub name_prefix: Option<String>,
+    /// With --deploy: put after each function's name (--name-suffix -dev)
+    #[arg(
+        long,
+        value_name = "SUFFIX",
+        requires = "deploy",
+        allow_hyphen_values = true
+    )]
+    pub name_suffix: Option<String>,
+}
+
+impl WatchArgs {
+    /// `--deploy` and its flags as deploy options (before lambda.toml's defaults).
+    fn deploy_options(&self) -> Option<crate::deploy::DeployOptions> {
+        self.deploy.then(|| crate::deploy::DeployOptions {
+            plan: false,
+            strict: self.strict,
+            s3_bucket: self.s3_bucket.clone(),
+            s3_prefix: self.s3_prefix.clone(),
+            name_prefix: self.name_prefix.clone().unwrap_or_default(),
+            name_suffix: self.name_suffix.clone().unwrap_or_default(),
+            name: None,
+        })
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -194,6 +239,21 @@ pub struct InvokeArgs {
     /// An environment variable for the handler (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+}
+
+impl DeployArgs {
+    /// The command line's deploy options (before lambda.toml's defaults).
+    fn options(&self) -> crate::deploy::DeployOptions {
+        crate::deploy::DeployOptions {
+            plan: self.plan,
+            strict: self.strict,
+            s3_bucket: self.s3_bucket.clone(),
+            s3_prefix: self.s3_prefix.clone(),
+            name_prefix: self.name_prefix.clone(),
+            name_suffix: self.name_suffix.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -297,6 +357,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
                 manifest: cli.global.manifest_path()?,
                 poll: args.poll,
                 debounce: std::time::Duration::from_millis(args.debounce_ms),
+                deploy: args.deploy_options(),
             };
             crate::watch::run(&options, &reporter)
         }
@@ -364,56 +425,10 @@ pub fn run(cli: Cli) -> crate::Result<()> {
 /// layers (published once per content) and functions (updated only when
 /// their CodeSha256 differs).
 fn deploy(global: &GlobalArgs, args: &DeployArgs, reporter: &Reporter) -> crate::Result<()> {
-    use crate::deploy::{DeployOptions, FunctionArtifact, LayerArtifact, LayerRef};
     let ws = global.workspace()?;
     let built = built(global, reporter, false)?;
-    let first = &ws.artifacts[0].lambda;
-    let opts = DeployOptions {
-        plan: args.plan,
-        strict: args.strict,
-        s3_bucket: args.s3_bucket.clone().or_else(|| first.s3_bucket.clone()),
-        s3_prefix: args.s3_prefix.clone().or_else(|| first.s3_prefix.clone()),
-        name_prefix: args.name_prefix.clone(),
-        name_suffix: args.name_suffix.clone(),
-    };
-    if args.name.is_some() && ws.functions().count() > 1 && global.functions.len() != 1 {
-        return Err(crate::Error::Input {
-            message: "--name names one function, but this deploy has several".into(),
-            hint: "add --function NAME, or set deploy = { name = \"...\" } per function in lambda.toml".into(),
-        });
-    }
-    let mut functions = Vec::new();
-    let mut layers = Vec::new();
-    for plan in ws.select(&global.functions)? {
-        let Some(outcome) = built.built(&plan.name, plan.kind.label()) else {
-            continue;
-        };
-        if plan.is_layer() {
-            layers.push(LayerArtifact {
-                name: plan.name.clone(),
-                aws_name: opts.aws_name(&plan.name, None),
-                zip: outcome.zip.clone(),
-                sha256: outcome.sha256.clone(),
-                code_sha256: outcome.code_sha256.clone(),
-                size: outcome.size,
-                runtimes: vec![plan.runtime],
-                architectures: vec![plan.architecture],
-            });
-            continue;
-        }
-        let name = args.name.as_deref().unwrap_or(&plan.lambda.deploy_name);
-        let mut f = FunctionArtifact::from_build(plan, outcome, opts.aws_name(name, None));
-        if !ws.single {
-            // A workspace function's layers are exactly the manifest's.
-            f.layers = Some(
-                ws.layers_of(plan)
-                    .iter()
-                    .map(|l| LayerRef::Managed(l.name.clone()))
-                    .collect(),
-            );
-        }
-        functions.push(f);
-    }
+    let opts = args.options().with_manifest(&ws);
+    let (functions, layers) = crate::deploy::artifacts_from(&ws, &built, &global.functions, &opts)?;
     let report = crate::deploy::deploy(&functions, &layers, &opts, reporter)?;
     report.print(reporter);
     if args.plan {

@@ -25,7 +25,8 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{LastUpdateStatus, LayerVersionContentInput, State};
 use serde::Serialize;
 
-use crate::manifest::{Architecture, Runtime};
+use crate::manifest::{Architecture, Runtime, Workspace};
+use crate::pipeline::WorkspaceOutcome;
 use crate::report::{Mode, Reporter};
 use crate::size::DIRECT_UPLOAD_LIMIT;
 
@@ -210,9 +211,23 @@ pub struct DeployOptions {
     pub s3_prefix: Option<String>,
     pub name_prefix: String,
     pub name_suffix: String,
+    /// The function's name in AWS instead of the manifest's (`--name`): a
+    /// deploy of one function only.
+    pub name: Option<String>,
 }
 
 impl DeployOptions {
+    /// These options, with the bucket and prefix from lambda.toml where
+    /// the command line gave none.
+    pub fn with_manifest(&self, ws: &Workspace) -> DeployOptions {
+        let first = &ws.artifacts[0].lambda;
+        DeployOptions {
+            s3_bucket: self.s3_bucket.clone().or_else(|| first.s3_bucket.clone()),
+            s3_prefix: self.s3_prefix.clone().or_else(|| first.s3_prefix.clone()),
+            ..self.clone()
+        }
+    }
+
     /// The name in AWS: the manifest's name (or its override), with the
     /// stage prefix and suffix.
     pub fn aws_name(&self, manifest_name: &str, name_override: Option<&str>) -> String {
@@ -259,6 +274,58 @@ impl FunctionArtifact {
             layers: None,
         }
     }
+}
+
+/// The artifacts to deploy after a build: every function and layer that
+/// `names` selects (all when empty; see [`Workspace::select`]) and that
+/// built, with its AWS name. A workspace function's layer list is exactly
+/// the manifest's; a single function's layers are left alone. Used by
+/// `lbuild deploy` and `lbuild watch --deploy`.
+pub fn artifacts_from(
+    ws: &Workspace,
+    built: &WorkspaceOutcome,
+    names: &[String],
+    opts: &DeployOptions,
+) -> crate::Result<(Vec<FunctionArtifact>, Vec<LayerArtifact>)> {
+    if opts.name.is_some() && ws.functions().count() > 1 && names.len() != 1 {
+        return Err(crate::Error::Input {
+            message: "--name names one function, but this deploy has several".into(),
+            hint: "add --function NAME, or set deploy = { name = \"...\" } per function in lambda.toml".into(),
+        });
+    }
+    let mut functions = Vec::new();
+    let mut layers = Vec::new();
+    for plan in ws.select(names)? {
+        let Some(outcome) = built.built(&plan.name, plan.kind.label()) else {
+            continue;
+        };
+        if plan.is_layer() {
+            layers.push(LayerArtifact {
+                name: plan.name.clone(),
+                aws_name: opts.aws_name(&plan.name, None),
+                zip: outcome.zip.clone(),
+                sha256: outcome.sha256.clone(),
+                code_sha256: outcome.code_sha256.clone(),
+                size: outcome.size,
+                runtimes: vec![plan.runtime],
+                architectures: vec![plan.architecture],
+            });
+            continue;
+        }
+        let name = opts.name.as_deref().unwrap_or(&plan.lambda.deploy_name);
+        let mut f = FunctionArtifact::from_build(plan, outcome, opts.aws_name(name, None));
+        if !ws.single {
+            // A workspace function's layers are exactly the manifest's.
+            f.layers = Some(
+                ws.layers_of(plan)
+                    .iter()
+                    .map(|l| LayerRef::Managed(l.name.clone()))
+                    .collect(),
+            );
+        }
+        functions.push(f);
+    }
+    Ok((functions, layers))
 }
 
 // ---------------------------------------------------------------- results

@@ -23,6 +23,12 @@
 //!   `-v`, a "no change" line, or its JSON line), not even the build's
 //!   warnings: those are held ([`Reporter::holding_warnings`]) and shown
 //!   with the line they belong to. A failure leaves the last good zip.
+//! - **Deploying** (`--deploy`, [`DeploySession`]): after the build's
+//!   line, on the loop's thread (so deploys never overlap and saves made
+//!   during one are the next batch), the artifacts whose zip is not the one
+//!   last deployed ([`to_deploy`]) go through one [`Deployer`] kept for the
+//!   session; its lines come from [`output::render_deploy`]. A failure is a
+//!   line too, and the watch goes on.
 //! - **Backends**: inotify (notify's recommended watcher), or with `--poll`
 //!   [`poll::StatPoller`], which stats the same directories on a timer.
 //! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
@@ -46,13 +52,14 @@ use std::time::Duration;
 
 use notify::{Event, RecursiveMode, Watcher};
 
+use crate::deploy::{DeployOptions, Deployer, LayerRef};
 use crate::manifest::{self, Plan, Workspace};
-use crate::pipeline;
+use crate::pipeline::{self, ArtifactResult, BuildOutcome, WorkspaceOutcome};
 use crate::report::Reporter;
 use crate::stages::Status;
 use debounce::{Batch, Step, Window};
 use filter::{Filter, vanished};
-use output::{Failure, Found, Recheck, Stamp, Stream};
+use output::{Deployed, Failure, Found, Recheck, Stamp, Stream};
 use targets::Targets;
 
 /// How often `--poll` stats the watched directories ([`poll::StatPoller`]).
@@ -69,6 +76,9 @@ pub struct WatchOptions {
     pub poll: bool,
     /// Quiet period after the last change before rebuilding.
     pub debounce: Duration,
+    /// `--deploy`: after each rebuild, deploy what changed (these options,
+    /// with lambda.toml's bucket and prefix where they have none).
+    pub deploy: Option<DeployOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +119,16 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     };
 
     let mut session = Session::new(manifest_path, reporter.clone(), Arc::clone(&stop));
+    if let Some(opts) = &options.deploy {
+        // One connection for the session; no region or credentials is an
+        // error now rather than at the first save.
+        session.deploy = Some(DeploySession {
+            deployer: Deployer::connect()?,
+            opts: opts.clone(),
+            deployed: Default::default(),
+            attempted: Default::default(),
+        });
+    }
     session.reload();
     // Watch before the first build: a save during it is not lost, and the
     // first line printed means "watching".
@@ -146,6 +166,25 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     }
     reporter.info("stopped watching");
     Ok(())
+}
+
+/// Writes one rendered line; false when stdout is gone.
+fn print(line: Option<(Stream, String)>) -> bool {
+    match line {
+        Some((Stream::Stdout, text)) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+        }
+        Some((Stream::Stderr, text)) => {
+            eprintln!("{text}");
+            true
+        }
+        None => true,
+    }
+}
+
+fn print_all(lines: Vec<(Stream, String)>) -> bool {
+    lines.into_iter().all(|l| print(Some(l)))
 }
 
 /// The manifest's absolute path, its directory resolved like the plan does.
@@ -202,6 +241,67 @@ fn stop_on_signals(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> Result<(), WatchEr
     Ok(())
 }
 
+/// `--deploy`: the connection and what is on AWS, as far as this session
+/// knows. Deploys run on the loop's thread after the build, so two never
+/// overlap, and saves made during one are the next batch: one deploy
+/// covers them all.
+struct DeploySession {
+    deployer: Deployer,
+    opts: DeployOptions,
+    /// Each artifact's sha256 as last deployed (or found on AWS already),
+    /// by [`artifact_id`].
+    deployed: std::collections::HashMap<String, String>,
+    /// Each artifact's sha256 at the last attempt, successful or not: a
+    /// failed deploy is tried again when an input is saved or the zip
+    /// changes, not on every re-check.
+    attempted: std::collections::HashMap<String, String>,
+}
+
+/// `function NAME` / `layer NAME`, as the workspace lines name artifacts.
+fn artifact_id(kind: &str, name: &str) -> String {
+    format!("{kind} {name}")
+}
+
+/// Which artifacts a deploy after a rebuild covers: the layers whose zip
+/// differs from the one last deployed, the functions whose zip differs or
+/// that use such a layer (their layer list must point at its new version),
+/// and the layers those functions use (so their versions are known; an
+/// unchanged one costs a read). `is_current(id, sha256)`: deployed already.
+fn to_deploy(
+    functions: Vec<crate::deploy::FunctionArtifact>,
+    layers: Vec<crate::deploy::LayerArtifact>,
+    is_current: impl Fn(&str, &str) -> bool,
+) -> (
+    Vec<crate::deploy::FunctionArtifact>,
+    Vec<crate::deploy::LayerArtifact>,
+) {
+    let stale_layers: BTreeSet<String> = layers
+        .iter()
+        .filter(|l| !is_current(&artifact_id("layer", &l.name), &l.sha256))
+        .map(|l| l.name.clone())
+        .collect();
+    let uses = |f: &crate::deploy::FunctionArtifact, pred: &dyn Fn(&str) -> bool| {
+        f.layers
+            .iter()
+            .flatten()
+            .any(|r| matches!(r, LayerRef::Managed(n) if pred(n)))
+    };
+    let functions: Vec<_> = functions
+        .into_iter()
+        .filter(|f| {
+            !is_current(&artifact_id("function", &f.name), &f.sha256)
+                || uses(f, &|n| stale_layers.contains(n))
+        })
+        .collect();
+    let layers = layers
+        .into_iter()
+        .filter(|l| {
+            stale_layers.contains(&l.name) || functions.iter().any(|f| uses(f, &|n| n == l.name))
+        })
+        .collect();
+    (functions, layers)
+}
+
 /// The watcher's state between batches.
 struct Session {
     manifest_path: PathBuf,
@@ -224,6 +324,8 @@ struct Session {
     last_sha: Option<String>,
     /// The failure the last build reported, if it failed.
     last_error: Option<Failure>,
+    /// `--deploy`.
+    deploy: Option<DeploySession>,
 }
 
 impl Session {
@@ -245,6 +347,7 @@ impl Session {
             watched: BTreeSet::new(),
             last_sha: None,
             last_error: None,
+            deploy: None,
         }
     }
 
@@ -412,17 +515,115 @@ impl Session {
             news,
             last_good,
         };
-        match output::render(&recheck, self.reporter.mode, self.reporter.verbose) {
-            Some((Stream::Stdout, text)) => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
-            }
-            Some((Stream::Stderr, text)) => {
-                eprintln!("{text}");
-                true
-            }
-            None => true,
+        let ok = print(output::render(
+            &recheck,
+            self.reporter.mode,
+            self.reporter.verbose,
+        ));
+        if let (Some(_), Found::Built(outcome), Some((ws, _))) =
+            (&self.deploy, &found, &self.loaded)
+        {
+            let ws = ws.clone();
+            let built = [outcome];
+            return ok && self.deploy_changed(&ws, &built, initial, touches_input);
         }
+        ok
+    }
+
+    /// `--deploy`, after a rebuild: deploys the built artifacts whose zip
+    /// is not known to be on AWS ([`to_deploy`]), and prints what happened.
+    /// A failure is printed and the watch goes on. Returns false when
+    /// stdout is gone.
+    fn deploy_changed(
+        &mut self,
+        ws: &Workspace,
+        built: &[&BuildOutcome],
+        initial: bool,
+        touches_input: bool,
+    ) -> bool {
+        let Some(d) = self.deploy.as_mut() else {
+            return true;
+        };
+        if self.stopping.load(Ordering::SeqCst) || built.is_empty() {
+            return true;
+        }
+        let outcome = WorkspaceOutcome {
+            single: ws.single,
+            artifacts: built
+                .iter()
+                .map(|o| ArtifactResult::Built((*o).clone()))
+                .collect(),
+            ms: 0,
+        };
+        let opts = d.opts.with_manifest(ws);
+        let (functions, layers) = match crate::deploy::artifacts_from(ws, &outcome, &[], &opts) {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                let failure = Failure::from(&e);
+                return print_all(output::render_deploy(
+                    &Stamp::now(),
+                    &Deployed::Failed {
+                        failure: &failure,
+                        functions: Vec::new(),
+                        layers: Vec::new(),
+                    },
+                    initial,
+                    self.reporter.mode,
+                ));
+            }
+        };
+        let (functions, layers) = to_deploy(functions, layers, |id, sha| {
+            d.deployed.get(id).is_some_and(|s| s == sha)
+        });
+        let ids: Vec<(String, String)> = layers
+            .iter()
+            .map(|l| (artifact_id("layer", &l.name), l.sha256.clone()))
+            .chain(
+                functions
+                    .iter()
+                    .map(|f| (artifact_id("function", &f.name), f.sha256.clone())),
+            )
+            .collect();
+        // Nothing new since the last attempt (a failed one, or none is
+        // needed): a save of an input tries again, a re-check does not.
+        let new = ids.iter().any(|(id, sha)| d.attempted.get(id) != Some(sha));
+        if ids.is_empty() || !(initial || touches_input || new) {
+            return true;
+        }
+        for (id, sha) in &ids {
+            d.attempted.insert(id.clone(), sha.clone());
+        }
+        let result = d
+            .deployer
+            .deploy(&functions, &layers, &opts, &self.reporter);
+        let stamp = Stamp::now();
+        let lines = match result {
+            Ok(report) => {
+                for (id, sha) in ids {
+                    d.deployed.insert(id, sha);
+                }
+                output::render_deploy(
+                    &stamp,
+                    &Deployed::Done(&report),
+                    initial,
+                    self.reporter.mode,
+                )
+            }
+            Err(e) => {
+                let failure = Failure::from(&crate::Error::from(e));
+                output::render_deploy(
+                    &stamp,
+                    &Deployed::Failed {
+                        failure: &failure,
+                        functions: functions.iter().map(|f| f.aws_name.clone()).collect(),
+                        layers: layers.iter().map(|l| l.aws_name.clone()).collect(),
+                    },
+                    initial,
+                    self.reporter.mode,
+                )
+            }
+        };
+        print_all(lines)
     }
 
     /// A workspace: every artifact is checked (the keys decide), and each
@@ -502,19 +703,20 @@ impl Session {
                 news,
                 last_good: zip.as_deref().filter(|p| p.exists()),
             };
-            ok &= match output::render(&recheck, self.reporter.mode, self.reporter.verbose) {
-                Some((Stream::Stdout, text)) => {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
-                }
-                Some((Stream::Stderr, text)) => {
-                    eprintln!("{text}");
-                    true
-                }
-                None => true,
-            };
+            ok &= print(output::render(
+                &recheck,
+                self.reporter.mode,
+                self.reporter.verbose,
+            ));
         }
-        ok
+        let built: Vec<&BuildOutcome> = results
+            .iter()
+            .filter_map(|(_, _, f)| match f {
+                Found::Built(o) => Some(o),
+                Found::Failed(_) => None,
+            })
+            .collect();
+        ok && self.deploy_changed(ws, &built, initial, touches_input)
     }
 
     /// The batch's paths for reporting, relative to the project: the
@@ -544,5 +746,122 @@ impl Session {
             out.push("*".into());
         }
         (out, touches_input || batch.rescan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::{FunctionArtifact, LayerArtifact};
+    use crate::manifest::{Architecture, Runtime};
+
+    fn function(name: &str, sha: &str, layers: &[&str]) -> FunctionArtifact {
+        FunctionArtifact {
+            name: name.into(),
+            aws_name: name.into(),
+            zip: PathBuf::from(format!("dist/{name}.zip")),
+            sha256: sha.into(),
+            code_sha256: sha.into(),
+            size: 1,
+            handler: "app.handler".into(),
+            runtime: Runtime::parse("python3.12").unwrap(),
+            architecture: Architecture::X86_64,
+            layers: Some(
+                layers
+                    .iter()
+                    .map(|l| LayerRef::Managed(l.to_string()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn layer(name: &str, sha: &str) -> LayerArtifact {
+        LayerArtifact {
+            name: name.into(),
+            aws_name: name.into(),
+            zip: PathBuf::from(format!("dist/{name}.zip")),
+            sha256: sha.into(),
+            code_sha256: sha.into(),
+            size: 1,
+            runtimes: vec![Runtime::parse("python3.12").unwrap()],
+            architectures: vec![Architecture::X86_64],
+        }
+    }
+
+    fn names(
+        (functions, layers): (Vec<FunctionArtifact>, Vec<LayerArtifact>),
+    ) -> (Vec<String>, Vec<String>) {
+        (
+            functions.into_iter().map(|f| f.name).collect(),
+            layers.into_iter().map(|l| l.name).collect(),
+        )
+    }
+
+    /// orders and billing use the layer common; solo uses none.
+    fn all() -> (Vec<FunctionArtifact>, Vec<LayerArtifact>) {
+        (
+            vec![
+                function("billing", "b1", &["common"]),
+                function("orders", "o1", &["common"]),
+                function("solo", "s1", &[]),
+            ],
+            vec![layer("common", "c1"), layer("other", "x1")],
+        )
+    }
+
+    fn deployed(current: &[(&str, &str)]) -> impl Fn(&str, &str) -> bool {
+        let current: Vec<(String, String)> = current
+            .iter()
+            .map(|(id, sha)| (id.to_string(), sha.to_string()))
+            .collect();
+        move |id, sha| current.iter().any(|(i, s)| i == id && s == sha)
+    }
+
+    const ALL_DEPLOYED: &[(&str, &str)] = &[
+        ("function billing", "b1"),
+        ("function orders", "o1"),
+        ("function solo", "s1"),
+        ("layer common", "c1"),
+        ("layer other", "x1"),
+    ];
+
+    #[test]
+    fn nothing_deployed_yet_deploys_everything() {
+        let (f, l) = all();
+        let got = names(to_deploy(f, l, deployed(&[])));
+        assert_eq!(got.0, ["billing", "orders", "solo"]);
+        assert_eq!(got.1, ["common", "other"]);
+    }
+
+    #[test]
+    fn a_changed_function_is_deployed_with_the_layers_it_names_only() {
+        let (mut f, l) = all();
+        f[1].sha256 = "o2".into();
+        let got = names(to_deploy(f, l, deployed(ALL_DEPLOYED)));
+        assert_eq!(got.0, ["orders"]);
+        // Its layer is read for its version's ARN; the other is left alone.
+        assert_eq!(got.1, ["common"]);
+        let (mut f, l) = all();
+        f[2].sha256 = "s2".into();
+        assert_eq!(
+            names(to_deploy(f, l, deployed(ALL_DEPLOYED))),
+            (vec!["solo".to_string()], vec![])
+        );
+    }
+
+    #[test]
+    fn a_changed_layer_takes_the_functions_that_use_it() {
+        let (f, mut l) = all();
+        l[0].sha256 = "c2".into();
+        let got = names(to_deploy(f, l, deployed(ALL_DEPLOYED)));
+        assert_eq!(got.0, ["billing", "orders"]);
+        assert_eq!(got.1, ["common"]);
+    }
+
+    #[test]
+    fn nothing_changed_deploys_nothing() {
+        let (f, l) = all();
+        let got = names(to_deploy(f, l, deployed(ALL_DEPLOYED)));
+        assert_eq!(got, (vec![], vec![]));
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use jiff::ZonedDateTime;
 use serde::Serialize;
 
+use crate::deploy::{DeployReport, Status as DeployStatus};
 use crate::pipeline::{self, BuildOutcome};
 use crate::report::Mode;
 use crate::stages::Status;
@@ -176,6 +177,121 @@ struct FailedLine<'a> {
     hint: Option<&'a str>,
 }
 
+/// What one `--deploy` after a rebuild did.
+pub enum Deployed<'a> {
+    Done(&'a DeployReport),
+    /// The deploy failed; nothing says how far it got (the next one
+    /// compares CodeSha256 again). `functions`/`layers`: AWS names tried.
+    Failed {
+        failure: &'a Failure,
+        functions: Vec<String>,
+        layers: Vec<String>,
+    },
+}
+
+/// The lines for one deploy, in order. People get one line per layer and
+/// function on stdout (`17:45:03  deploy  function hello  updated  A -> B
+/// 812 ms`) or the failure on stderr; `--json` gets one object each, the
+/// report's fields under `deploy`. A layer found unchanged (deployed only to
+/// resolve a function's layer list) is shown on the initial deploy only.
+pub fn render_deploy(
+    stamp: &Stamp,
+    deployed: &Deployed,
+    initial: bool,
+    mode: Mode,
+) -> Vec<(Stream, String)> {
+    let time = stamp.hms();
+    let json = |deploy: serde_json::Value| {
+        let v = serde_json::json!({ "time": stamp.rfc3339(), "deploy": deploy });
+        (Stream::Stdout, v.to_string())
+    };
+
+    match (deployed, mode) {
+        (Deployed::Done(_), Mode::Quiet) => Vec::new(),
+        (Deployed::Done(report), Mode::Json) => {
+            let layers = report
+                .layers
+                .iter()
+                .filter(|l| initial || l.status != DeployStatus::Unchanged)
+                .map(|l| json(serde_json::to_value(l).unwrap_or_default()));
+            let functions = report
+                .functions
+                .iter()
+                .map(|f| json(serde_json::to_value(f).unwrap_or_default()));
+            layers.chain(functions).collect()
+        }
+        (Deployed::Done(report), Mode::Human) => {
+            let layers = report
+                .layers
+                .iter()
+                .filter(|l| initial || l.status != DeployStatus::Unchanged)
+                .map(|l| {
+                    format!(
+                        "{time}  deploy  layer {}  {}  {}  {} ms",
+                        l.aws_name,
+                        l.status.as_str(),
+                        l.version_arn.as_deref().unwrap_or(&l.code_sha256),
+                        l.ms
+                    )
+                });
+            let functions = report.functions.iter().map(|f| {
+                let hashes = if f.status == DeployStatus::Unchanged {
+                    f.new_code_sha256.clone()
+                } else {
+                    format!("{} -> {}", f.old_code_sha256, f.new_code_sha256)
+                };
+                let layers = match &f.layers {
+                    Some(l) if l.status != DeployStatus::Unchanged => {
+                        format!("  layers {}", l.status.as_str())
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{time}  deploy  function {}  {}  {hashes}{layers}  {} ms",
+                    f.aws_name,
+                    f.status.as_str(),
+                    f.ms
+                )
+            });
+            layers
+                .chain(functions)
+                .map(|text| (Stream::Stdout, text))
+                .collect()
+        }
+        (
+            Deployed::Failed {
+                failure,
+                functions,
+                layers,
+            },
+            Mode::Json,
+        ) => {
+            let v = serde_json::json!({
+                "status": "failed",
+                "functions": functions,
+                "layers": layers,
+                "error": failure.error,
+                "hint": failure.hint,
+            });
+            vec![json(v)]
+        }
+        (Deployed::Failed { failure, .. }, Mode::Human | Mode::Quiet) => {
+            let hint = failure
+                .hint
+                .as_ref()
+                .map(|h| format!("\n  hint: {h}"))
+                .unwrap_or_default();
+            vec![(
+                Stream::Stderr,
+                format!(
+                    "{time}  deploy  error: {}{hint}\n  (still watching; the next change deploys again)",
+                    failure.error
+                ),
+            )]
+        }
+    }
+}
+
 /// `17:45:02  app.py  sources+package  1.2 KiB  sha256 3f2a9c1b0e12  38 ms`
 fn human_line(time: &str, what: &str, o: &BuildOutcome) -> String {
     let ran: Vec<&str> = o
@@ -295,5 +411,96 @@ mod tests {
             .into();
         assert_eq!(shown(&paths), "a.py, b.py, c.py +2 more");
         assert_eq!(shown(&[]), "(no path)");
+    }
+
+    fn report() -> DeployReport {
+        use crate::deploy::{FunctionReport, LayerReport, LayersReport};
+        DeployReport {
+            layers: vec![LayerReport {
+                kind: "layer",
+                name: "common".into(),
+                aws_name: "dev-common".into(),
+                status: DeployStatus::Unchanged,
+                version_arn: Some("arn:common:3".into()),
+                code_sha256: "C=".into(),
+                s3: None,
+                ms: 4,
+            }],
+            functions: vec![FunctionReport {
+                kind: "function",
+                name: "orders".into(),
+                aws_name: "dev-orders".into(),
+                status: DeployStatus::Updated,
+                old_code_sha256: "A=".into(),
+                new_code_sha256: "B=".into(),
+                sha256: "ab".into(),
+                s3: None,
+                layers: Some(LayersReport {
+                    status: DeployStatus::Unchanged,
+                    old: vec!["arn:common:3".into()],
+                    new: vec!["arn:common:3".into()],
+                }),
+                warnings: vec![],
+                ms: 812,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_deploy_is_one_line_per_artifact_and_unchanged_layers_only_at_first() {
+        let r = report();
+        let texts = |initial, mode| -> Vec<String> {
+            render_deploy(&at(1), &Deployed::Done(&r), initial, mode)
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect()
+        };
+        assert_eq!(
+            texts(false, Mode::Human),
+            ["17:45:01  deploy  function dev-orders  updated  A= -> B=  812 ms"]
+        );
+        assert_eq!(
+            texts(true, Mode::Human),
+            [
+                "17:45:01  deploy  layer dev-common  unchanged  arn:common:3  4 ms",
+                "17:45:01  deploy  function dev-orders  updated  A= -> B=  812 ms"
+            ]
+        );
+        let json = texts(false, Mode::Json);
+        assert_eq!(json.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+        assert_eq!(v["time"], "2026-11-25T17:45:01.123+01:00");
+        assert_eq!(v["deploy"]["name"], "orders");
+        assert_eq!(v["deploy"]["status"], "updated");
+        assert_eq!(v["deploy"]["old_code_sha256"], "A=");
+        assert!(texts(true, Mode::Quiet).is_empty());
+    }
+
+    #[test]
+    fn a_failed_deploy_goes_to_stderr_with_its_hint_and_to_json_with_its_names() {
+        let failure = Failure {
+            error: "the Lambda function x does not exist in us-east-1".into(),
+            hint: Some("create it".into()),
+        };
+        let failed = Deployed::Failed {
+            failure: &failure,
+            functions: vec!["x".into()],
+            layers: vec![],
+        };
+        for mode in [Mode::Human, Mode::Quiet] {
+            let lines = render_deploy(&at(1), &failed, false, mode);
+            assert_eq!(lines.len(), 1);
+            assert!(matches!(lines[0].0, Stream::Stderr));
+            assert_eq!(
+                lines[0].1,
+                "17:45:01  deploy  error: the Lambda function x does not exist in us-east-1\n  \
+                 hint: create it\n  (still watching; the next change deploys again)"
+            );
+        }
+        let lines = render_deploy(&at(1), &failed, false, Mode::Json);
+        let v: serde_json::Value = serde_json::from_str(&lines[0].1).unwrap();
+        assert_eq!(v["deploy"]["status"], "failed");
+        assert_eq!(v["deploy"]["functions"][0], "x");
+        assert_eq!(v["deploy"]["hint"], "create it");
     }
 }

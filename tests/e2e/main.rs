@@ -16,4 +16,5 @@ mod lockfiles;
 mod moto;
 mod safety;
 mod watch;
+mod watch_deploy;
 mod workspace;

@@ -18,10 +18,10 @@ use serde_json::Value;
 use crate::common::{self, TestProject, python_entries, status_of, unzip_test};
 
 /// The longest a rebuild line may take to arrive (a loaded 2-core CI box).
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// A running `lbuild watch --json`, killed when dropped.
-struct Watch {
+pub(crate) struct Watch {
     child: Child,
     lines: Receiver<Value>,
     stderr: Arc<Mutex<String>>,
@@ -36,7 +36,7 @@ impl Watch {
         Watch::spawn(cmd)
     }
 
-    fn spawn(mut cmd: Command) -> Watch {
+    pub(crate) fn spawn(mut cmd: Command) -> Watch {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -77,12 +77,12 @@ impl Watch {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// The next line, within [`WAIT`].
-    fn next(&self, what: &str) -> Value {
+    pub(crate) fn next(&self, what: &str) -> Value {
         match self.lines.recv_timeout(WAIT) {
             Ok(v) => v,
             Err(RecvTimeoutError::Timeout) => panic!(
@@ -97,7 +97,7 @@ impl Watch {
     }
 
     /// The next line, which must be a successful build.
-    fn build(&self, what: &str) -> Value {
+    pub(crate) fn build(&self, what: &str) -> Value {
         let v = self.next(what);
         assert!(
             v.get("error").is_none(),
@@ -155,7 +155,7 @@ impl Watch {
     }
 
     /// Stops the watcher (SIGTERM) and returns all it wrote on stderr.
-    fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         self.signal("-TERM");
         let status = self.wait_exit();
         assert!(status.success(), "{status}\n{}", self.stderr());
@@ -183,7 +183,7 @@ impl Drop for Watch {
     }
 }
 
-fn changed(v: &Value) -> Vec<String> {
+pub(crate) fn changed(v: &Value) -> Vec<String> {
     v["changed"]
         .as_array()
         .unwrap_or_else(|| panic!("no `changed` in {v}"))
