@@ -27,7 +27,7 @@
 //! pyproject.toml for the `locked` check.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
@@ -45,6 +45,9 @@ pub struct Pinned {
     pub version: String,
     /// `sha256:HEX` (or another algorithm), as the installers take them.
     pub hashes: Vec<String>,
+    /// A local package (a path dependency: a directory to build, or a
+    /// wheel / sdist file), absolute; `None` for one from an index.
+    pub local: Option<PathBuf>,
 }
 
 /// The packages the target needs, sorted by canonical name.
@@ -54,26 +57,33 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Every package has at least one hash: the install can require them.
+    /// Every indexed package has at least one hash: the install can
+    /// require them (local packages are hashed when built).
     pub fn all_hashed(&self) -> bool {
-        self.pinned.iter().all(|p| !p.hashes.is_empty())
+        self.pinned
+            .iter()
+            .all(|p| p.local.is_some() || !p.hashes.is_empty())
     }
 
-    /// The packages without a recorded hash.
+    /// The indexed packages without a recorded hash.
     pub fn unhashed(&self) -> Vec<&str> {
         self.pinned
             .iter()
-            .filter(|p| p.hashes.is_empty())
+            .filter(|p| p.local.is_none() && p.hashes.is_empty())
             .map(|p| p.name.as_str())
             .collect()
     }
 
-    /// A requirements file: `name==version` per line, with `--hash=` options
-    /// when `with_hashes` (pip and uv both check them).
+    /// A requirements file: `name==version` per line (a local package: the
+    /// wheel built from it, by path), with `--hash=` options when
+    /// `with_hashes` (pip and uv both check them).
     pub fn requirements_text(&self, with_hashes: bool) -> String {
         let mut out = String::new();
         for p in &self.pinned {
-            out.push_str(&format!("{}=={}", p.name, p.version));
+            match &p.local {
+                Some(wheel) => out.push_str(&wheel.display().to_string()),
+                None => out.push_str(&format!("{}=={}", p.name, p.version)),
+            }
             if with_hashes {
                 for h in &p.hashes {
                     out.push_str(&format!(" --hash={h}"));
@@ -199,6 +209,15 @@ impl Ctx<'_> {
         Ok(self.marker(written, package)?.evaluate(self.env, extras))
     }
 
+    /// A local package's path (relative to the lock's directory), made
+    /// absolute; `None` for the lock's own directory: the project root,
+    /// never installed (its code comes through `[sources]`).
+    fn local(&self, written: &str) -> Option<PathBuf> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = crate::manifest::normalize(&dir.join(written));
+        (path != crate::manifest::normalize(dir)).then_some(path)
+    }
+
     fn refused(&self, message: String, hint: &str) -> DepsError {
         DepsError::Refused {
             message,
@@ -228,6 +247,316 @@ fn extra_names(extras: &BTreeSet<String>) -> Vec<ExtraName> {
         .iter()
         .filter_map(|e| ExtraName::new(e.clone()).ok())
         .collect()
+}
+
+/// Every local package the lock names (path dependencies, whatever the
+/// target), absolute and sorted: their content joins the deps key. A
+/// lock naming none (the common case) is only scanned, not parsed, so a
+/// no-op build stays cheap.
+pub fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
+    let bytes = super::requirements::read_regular_file(&lock.path, None)?;
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Ok(Vec::new()); // the install says why
+    };
+    let mentions = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    let maybe = match lock.kind {
+        LockKind::Uv => text
+            .lines()
+            .filter(|l| l.starts_with("source = {"))
+            .any(|l| {
+                l.contains("directory =")
+                    || l.contains("path =")
+                    || (l.contains("editable =") && !l.contains("editable = \".\""))
+            }),
+        LockKind::Poetry => mentions(&["type = \"directory\"", "type = \"file\""]),
+        LockKind::Pylock => mentions(&["path ="]),
+    };
+    if !maybe {
+        return Ok(Vec::new());
+    }
+    let env = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "",
+        implementation_version: "3.0",
+        os_name: "",
+        platform_machine: "",
+        platform_python_implementation: "",
+        platform_release: "",
+        platform_system: "",
+        platform_version: "",
+        python_full_version: "3.0",
+        python_version: "3.0",
+        sys_platform: "",
+    })
+    .expect("3.0 is a valid version");
+    let ctx = Ctx {
+        path: &lock.path,
+        text,
+        env: &env,
+    };
+    let mut out: Vec<PathBuf> = match lock.kind {
+        LockKind::Uv => {
+            let parsed: UvLock = ctx.parse()?;
+            parsed
+                .package
+                .iter()
+                .filter(|p| !p.is_root())
+                .filter_map(|p| p.local_source().and_then(|w| ctx.local(w)))
+                .collect()
+        }
+        LockKind::Poetry => {
+            let parsed: PoetryLock = ctx.parse()?;
+            parsed
+                .package
+                .iter()
+                .filter_map(|p| p.source.as_ref())
+                .filter(|s| matches!(s.kind.as_str(), "directory" | "file"))
+                .filter_map(|s| s.url.as_deref().and_then(|u| ctx.local(u)))
+                .collect()
+        }
+        LockKind::Pylock => {
+            let parsed: Pylock = ctx.parse()?;
+            parsed
+                .packages
+                .iter()
+                .filter_map(|p| p.local_path().and_then(|w| ctx.local(w)))
+                .collect()
+        }
+    };
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Build backends (and build requirements) that compile: a path
+/// dependency built with one of them would hold binaries for the host,
+/// not for Lambda.
+const COMPILING_BACKENDS: &[&str] = &[
+    "scikit-build",
+    "scikit_build",
+    "maturin",
+    "mesonpy",
+    "meson-python",
+    "meson_python",
+    "setuptools-rust",
+    "setuptools_rust",
+    "cython",
+    "pybind11",
+    "cffi",
+    "py-build-cmake",
+    "py_build_cmake",
+    "enscons",
+    "hatch-cython",
+    "cmake",
+];
+
+/// Why the package in `dir` needs compilation, if it visibly does: a
+/// compiling build backend or build requirement in pyproject.toml, or
+/// extension modules in setup.py.
+pub fn needs_compilation(dir: &Path) -> Option<String> {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "kebab-case")]
+    struct BuildSystem {
+        #[serde(default)]
+        requires: Vec<String>,
+        build_backend: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Py {
+        #[serde(default)]
+        build_system: BuildSystem,
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("pyproject.toml"))
+        && let Ok(py) = toml::from_str::<Py>(&text)
+    {
+        let b = &py.build_system;
+        let named = b.build_backend.iter().chain(&b.requires).find_map(|w| {
+            let lower = w.to_ascii_lowercase();
+            COMPILING_BACKENDS
+                .iter()
+                .find(|c| {
+                    lower
+                        .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+                        .any(|word| word == **c)
+                })
+                .map(|_| w.clone())
+        });
+        if let Some(w) = named {
+            return Some(format!("its [build-system] uses {w:?}"));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("setup.py")) {
+        for needle in ["ext_modules", "cffi_modules", "rust_extensions"] {
+            if text.contains(needle) {
+                return Some(format!("its setup.py declares {needle}"));
+            }
+        }
+    }
+    None
+}
+
+/// The files of a local package directory, as (name, path): what its
+/// key covers and what is copied out to build it. Its ignore files are
+/// honoured; VCS and tool directories, virtualenvs, byte-code and earlier
+/// build output (top-level `build/`, `dist/`, `*.egg-info/`) are left out.
+pub fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> {
+    let walk = super::walk::Walk {
+        dir,
+        names_from: dir,
+        root: dir,
+        skip: &[],
+        output: None,
+        ignores_from: Some(dir),
+    };
+    let built =
+        |d: &str| d == "build" || d == "dist" || (!d.contains('/') && d.ends_with(".egg-info"));
+    Ok(super::walk::files(
+        &walk,
+        |n| !super::walk::excluded_by_default(n),
+        built,
+    )?)
+}
+
+/// Turns the local package `p` into a wheel in `scratch` and points `p`
+/// at it with its sha256: a wheel file is taken as it is; a directory
+/// (copied first, so the build never writes into the project and builds
+/// exactly the files keyed) or an sdist is built by `installer` with the
+/// package's own build backend. Only pure-Python packages: one that needs
+/// compilation would be built for the host, not for Lambda.
+pub fn build_local(
+    p: &mut Pinned,
+    lock: &LockPlan,
+    installer: &super::installer::Installer,
+    index_args: &[String],
+    scratch: &Path,
+    cwd: &Path,
+) -> crate::Result<()> {
+    let Some(src) = p.local.clone() else {
+        return Ok(());
+    };
+    let io = DepsError::io;
+    let hint_binary = format!(
+        "build its wheel for the Lambda target yourself (in a manylinux container for the function's Python and architecture), put it in a find_links directory and depend on {} by version (then re-lock)",
+        p.name
+    );
+    let compiled = |why: String| DepsError::Refused {
+        message: format!(
+            "{}: the path dependency {} ({}) needs compilation ({why}): lbuild builds only pure-Python path dependencies, since a build here would hold binaries for this machine, not for Lambda",
+            lock.path.display(),
+            p.name,
+            src.display()
+        ),
+        hint: hint_binary.clone(),
+    };
+    let meta = fs_err::metadata(&src).map_err(|e| DepsError::Refused {
+        message: format!(
+            "{}: the path dependency {} is not there: {e}",
+            lock.path.display(),
+            p.name
+        ),
+        hint: "restore it, or re-lock after removing the dependency".into(),
+    })?;
+    let file_name = |path: &Path| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let wheel = if meta.is_file() && file_name(&src).ends_with(".whl") {
+        src.clone()
+    } else {
+        let slot = scratch.join(format!("local-{}", norm(&p.name)));
+        let out = slot.join("wheel");
+        fs_err::create_dir_all(&out).map_err(io("cannot build a path dependency"))?;
+        let from = if meta.is_dir() {
+            if let Some(why) = needs_compilation(&src) {
+                return Err(compiled(why).into());
+            }
+            let copy = slot.join("src");
+            for (name, path) in local_package_files(&src)? {
+                let to = copy.join(&name);
+                if let Some(parent) = to.parent() {
+                    fs_err::create_dir_all(parent).map_err(io("cannot copy a path dependency"))?;
+                }
+                fs_err::copy(&path, &to).map_err(io("cannot copy a path dependency"))?;
+            }
+            copy
+        } else {
+            src.clone()
+        };
+        let output = installer
+            .build_wheel_command(&from, &out, index_args)
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(io("cannot run the installer to build a path dependency"))?;
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stderr).into_owned()
+                + &String::from_utf8_lossy(&output.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail: String = lines[lines.len().saturating_sub(40)..]
+                .iter()
+                .map(|l| format!("  | {l}\n"))
+                .collect();
+            return Err(DepsError::Refused {
+                message: format!(
+                    "{}: cannot build the path dependency {} ({}) into a wheel ({}); {} said:\n{tail}",
+                    lock.path.display(),
+                    p.name,
+                    src.display(),
+                    output
+                        .status
+                        .code()
+                        .map_or_else(|| "killed by a signal".into(), |c| format!("exit {c}")),
+                    installer.name()
+                ),
+                hint: "fix the package's build (try `uv build --wheel` in its directory); its build backend must be installable from the indexes in lambda.toml".into(),
+            }
+            .into());
+        }
+        let built: Vec<PathBuf> = fs_err::read_dir(&out)
+            .map_err(io("cannot list the built wheel"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| file_name(f).ends_with(".whl"))
+            .collect();
+        match built.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                return Err(DepsError::Refused {
+                    message: format!(
+                        "{}: building the path dependency {} ({}) gave {} wheels, not one",
+                        lock.path.display(),
+                        p.name,
+                        src.display(),
+                        built.len()
+                    ),
+                    hint: "check the package's build backend".into(),
+                }
+                .into());
+            }
+        }
+    };
+    let name = file_name(&wheel);
+    if !name.ends_with("-none-any.whl") {
+        let tag = name
+            .trim_end_matches(".whl")
+            .splitn(3, '-')
+            .nth(2)
+            .unwrap_or(&name);
+        return Err(compiled(format!(
+            "its wheel {name} is tagged {tag}, not pure Python (none-any)"
+        ))
+        .into());
+    }
+    let bytes = fs_err::read(&wheel).map_err(io("cannot read the built wheel"))?;
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    p.local = Some(wheel);
+    p.hashes = vec![format!("sha256:{hex}")];
+    Ok(())
 }
 
 // ------------------------------------------------------------ uv.lock
@@ -274,6 +603,13 @@ impl UvPackage {
         ["editable", "virtual"]
             .iter()
             .any(|k| self.source.get(*k).and_then(|v| v.as_str()) == Some("."))
+    }
+    /// A path dependency (a workspace member, `{ path = ... }`, editable or
+    /// not): the path as written, relative to the lock's directory.
+    fn local_source(&self) -> Option<&str> {
+        ["directory", "editable", "path"]
+            .iter()
+            .find_map(|k| self.source.get(*k).and_then(|v| v.as_str()))
     }
     /// `registry = ...`: installable from an index by name and version.
     fn is_indexed(&self) -> bool {
@@ -399,6 +735,18 @@ fn uv(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
         if i == root {
             continue; // the project's code comes through [sources]
         }
+        if let Some(rel) = p.local_source() {
+            match ctx.local(rel) {
+                Some(path) => out.push(Pinned {
+                    name: p.name.clone(),
+                    version: p.version.clone().unwrap_or_default(),
+                    hashes: Vec::new(),
+                    local: Some(path),
+                }),
+                None => continue, // the project root, under another name
+            }
+            continue;
+        }
         if !p.is_indexed() {
             let source = toml::to_string(&p.source).unwrap_or_default();
             return Err(ctx.refused(
@@ -421,6 +769,7 @@ fn uv(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
             name: p.name.clone(),
             version,
             hashes: p.wheels.iter().filter_map(|w| w.hash.clone()).collect(),
+            local: None,
         });
     }
     Ok(out)
@@ -528,6 +877,19 @@ fn poetry(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
             continue;
         }
         if let Some(s) = &p.source
+            && matches!(s.kind.as_str(), "directory" | "file")
+        {
+            if let Some(path) = s.url.as_deref().and_then(|u| ctx.local(u)) {
+                out.push(Pinned {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    hashes: Vec::new(),
+                    local: Some(path),
+                });
+            }
+            continue;
+        }
+        if let Some(s) = &p.source
             && !matches!(s.kind.as_str(), "legacy" | "pypi")
         {
             return Err(ctx.refused(
@@ -556,6 +918,7 @@ fn poetry(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
             name: p.name.clone(),
             version: p.version.clone(),
             hashes: files.iter().map(|f| f.hash.clone()).collect(),
+            local: None,
         });
     }
     Ok(out)
@@ -581,6 +944,16 @@ struct PylockPackage {
     directory: Option<toml::Value>,
     vcs: Option<toml::Value>,
     archive: Option<toml::Value>,
+}
+
+impl PylockPackage {
+    /// `directory = { path = ... }` or a local `archive = { path = ... }`.
+    fn local_path(&self) -> Option<&str> {
+        [&self.directory, &self.archive]
+            .into_iter()
+            .flatten()
+            .find_map(|v| v.get("path").and_then(|p| p.as_str()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -610,6 +983,17 @@ fn pylock(ctx: &Ctx) -> Result<Vec<Pinned>, DepsError> {
         if !ctx.holds(p.marker.as_deref(), &p.name, &[])? {
             continue;
         }
+        if let Some(written) = p.local_path() {
+            if let Some(path) = ctx.local(written) {
+                out.push(Pinned {
+                    name: p.name.clone(),
+                    version: p.version.clone().unwrap_or_default(),
+                    hashes: Vec::new(),
+                    local: Some(path),
+                });
+            }
+            continue;
+        }
         if p.directory.is_some() || p.vcs.is_some() || p.archive.is_some() {
             return Err(ctx.refused(
                 format!(
@@ -636,6 +1020,7 @@ fn pylock(ctx: &Ctx) -> Result<Vec<Pinned>, DepsError> {
             name: p.name.clone(),
             version: version.clone(),
             hashes,
+            local: None,
         });
     }
     Ok(out)

@@ -427,6 +427,7 @@ fn stage_key(
         key.add("lock groups", groups.join(","))
             .add("lock extras", extras.join(","))
             .add("lock install", LOCK_INSTALL_VERSION);
+        add_local_packages(&mut key, cache, plan, l)?;
     }
     // As written (relative find_links stay relative: the key does not
     // change when the project moves); local directories' listings follow.
@@ -584,9 +585,18 @@ fn install_locked(
             "{message}; building from the lock as it is (re-lock with `uv lock`)"
         ));
     }
-    let selection = lock::select(lock, target)?;
+    let mut selection = lock::select(lock, target)?;
+    // The project root is never installed, whatever the lock calls it.
+    selection
+        .pinned
+        .retain(|p| p.local.as_deref() != Some(plan.project_dir.as_path()));
     if selection.pinned.is_empty() {
         return Ok(false);
+    }
+    for p in selection.pinned.iter_mut().filter(|p| p.local.is_some()) {
+        let spinner = reporter.spinner(&format!("building the path dependency {}", p.name));
+        lock::build_local(p, lock, installer, index_args, scratch, &plan.project_dir)?;
+        drop(spinner);
     }
     let hashed = selection.all_hashed();
     if !hashed {
@@ -619,6 +629,47 @@ fn install_locked(
             other => other,
         })?;
     Ok(true)
+}
+
+/// The lock's path dependencies join the key by content (every file, as
+/// the build copies them, through the fingerprint cache), so an edit in
+/// one builds and installs it again. The project root never does.
+fn add_local_packages(
+    key: &mut KeyBuilder,
+    cache: &mut Cache,
+    plan: &Plan,
+    lock: &crate::manifest::LockPlan,
+) -> crate::Result<()> {
+    for path in lock::local_paths(lock)? {
+        if path == plan.project_dir {
+            continue;
+        }
+        let label = format!(
+            "local package {}",
+            relative_path(&plan.project_dir, &path).display()
+        );
+        match fs_err::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let files = lock::local_package_files(&path)?;
+                let (entries, _) = hash_entries(cache, files)?;
+                key.add(&label, entries.len());
+                for e in &entries {
+                    key.add(
+                        &format!("  {}", e.name),
+                        format!("{} {}", e.hash.to_hex(), e.executable),
+                    );
+                }
+            }
+            Ok(m) if m.is_file() => {
+                let (entries, _) = hash_entries(cache, vec![(label.clone(), path.clone())])?;
+                key.add(&label, entries[0].hash.to_hex());
+            }
+            _ => {
+                key.add(&label, "missing");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Leftovers of installs that were killed (the project lock is held, so no
@@ -924,6 +975,42 @@ pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
             },
         )
     }));
+    // A lock's path dependencies: every file in them is keyed.
+    if let Some(l) = &deps.lock {
+        let everything = |glob: Option<&str>| {
+            let mut b = globset::GlobSetBuilder::new();
+            if let Some(g) = glob.and_then(|g| globset::Glob::new(g).ok()) {
+                b.add(g);
+            }
+            b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+        };
+        for dir in lock::local_paths(l).unwrap_or_default() {
+            let dir = normalize(&dir);
+            if dir == normalize(&plan.project_dir) {
+                continue;
+            }
+            roots.push(if dir.is_dir() {
+                WatchRoot {
+                    dir: dir.clone(),
+                    recursive: true,
+                    skip: Vec::new(),
+                    inputs: WatchInputs::Globs {
+                        base: dir,
+                        include: everything(Some("**")),
+                        exclude: everything(None),
+                    },
+                }
+            } else {
+                in_dir(
+                    &dir,
+                    WatchInputs::Files {
+                        files: vec![dir.clone()],
+                        replan: false,
+                    },
+                )
+            });
+        }
+    }
     roots.extend(links.iter().map(|dir| WatchRoot {
         dir: normalize(dir),
         recursive: false,
