@@ -731,3 +731,158 @@ fn a_path_dependency_that_needs_compilation_is_an_error_saying_so() {
     );
     assert_eq!(d.zip_bytes(), good);
 }
+
+#[test]
+fn pyproject_dependencies_are_resolved_for_the_target_with_a_warning_that_they_are_not_pinned() {
+    let d = LockProject::new();
+    for (arch, pins, expected) in [
+        (
+            "x86_64",
+            "nativepkg==1.0\npurepkg==1.0\n",
+            vec!["nativepkg", "purepkg"],
+        ),
+        (
+            "arm64",
+            "armonly==1.0\nnativepkg==1.0\npurepkg==1.0\n",
+            vec!["armonly", "nativepkg", "purepkg"],
+        ),
+    ] {
+        d.p.write("requirements.txt", pins);
+        d.manifest(arch, "");
+        d.build();
+        let want = d.zip_bytes();
+        d.manifest(arch, "pyproject = \"pyproject.toml\"");
+        let out = d.run(&[]);
+        crate::common::assert_success(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("not pinned") && stderr.contains("drift"),
+            "{stderr}"
+        );
+        assert_eq!(d.packages(), expected, "{arch}: the host must not decide");
+        assert!(d.zip_bytes() == want, "{arch}: differs from the pins' zip");
+    }
+    d.manifest(
+        "x86_64",
+        "pyproject = \"pyproject.toml\"\ngroups = [\"dev\"]\nextras = [\"email\"]",
+    );
+    d.build();
+    assert_eq!(d.packages(), ["devpkg", "extrapkg", "nativepkg", "purepkg"]);
+    // The key is the dependency lists: another description changes nothing.
+    d.p.write(
+        "pyproject.toml",
+        &PYPROJECT.replace(
+            "version = \"0.1.0\"",
+            "version = \"0.1.0\"\ndescription = \"x\"",
+        ),
+    );
+    assert_eq!(crate::common::status_of(&d.build(), "deps"), "cached");
+    d.p.write(
+        "pyproject.toml",
+        &PYPROJECT.replace("dev = [\"devpkg\"]", "dev = []"),
+    );
+    assert_eq!(crate::common::status_of(&d.build(), "deps"), "ran");
+    assert_eq!(d.packages(), ["extrapkg", "nativepkg", "purepkg"]);
+    // One source of packages.
+    d.manifest(
+        "x86_64",
+        "pyproject = \"pyproject.toml\"\nlock = \"uv.lock\"",
+    );
+    let err = d.fail();
+    assert!(
+        err.contains("both lock") && err.contains("pyproject"),
+        "{err}"
+    );
+}
+
+/// Poetry 2's content-hash of `pyproject.toml`, computed by Python itself
+/// (tomllib + json.dumps, as `Locker._get_content_hash` does).
+fn poetry_content_hash_by_python(dir: &std::path::Path) -> String {
+    let script = r#"
+import hashlib, json, sys, tomllib
+data = tomllib.load(open(sys.argv[1], "rb"))
+project = data.get("project", {})
+poetry = data.get("tool", {}).get("poetry", {})
+legacy = ["dependencies", "source", "extras", "dev-dependencies"]
+rp = {k: project[k] for k in ["requires-python", "dependencies", "optional-dependencies"] if project.get(k) is not None}
+rt = {}
+for k in legacy + ["group"]:
+    v = poetry.get(k)
+    if v is None and (k not in legacy or rp):
+        continue
+    rt[k] = v
+content = {"project": rp, "tool": {"poetry": rt}} if rp else rt
+print(hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join("pyproject.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_out_of_date_poetry_lock_by_its_content_hash_warns_and_with_locked_fails() {
+    let d = LockProject::new();
+    // A pyproject with [project] and [tool.poetry] parts, non-ASCII and
+    // escapes included, as Poetry 2 projects have.
+    let pyproject = format!(
+        "{PYPROJECT}\n[tool.poetry]\npackage-mode = false\n\n[tool.poetry.group.test.dependencies]\npytest = {{ version = \"^8\", markers = \"sys_platform != 'win32'\" }}\n\"naïve\" = \"*\"\n\n[[tool.poetry.source]]\nname = \"corp\"\nurl = \"https://pypi.example.com/simple\\\\x\"\npriority = \"supplemental\"\n"
+    );
+    d.p.write("pyproject.toml", &pyproject);
+    let h = d.hashes();
+    let hash = poetry_content_hash_by_python(d.p.path());
+    let current = poetry_lock(&h).replace(
+        "content-hash = \"0000\"",
+        &format!("content-hash = \"{hash}\""),
+    );
+    d.p.write("poetry.lock", &current);
+    d.manifest("x86_64", "lock = \"poetry.lock\"\nlocked = true");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("out of date"),
+        "the content-hash Poetry computes must match: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = d.zip_bytes();
+    // A dependency added to pyproject, the lock not redone.
+    d.p.write(
+        "pyproject.toml",
+        &pyproject.replace("\"purepkg==1.0\",", "\"purepkg==1.0\",\n    \"newglibc\","),
+    );
+    d.p.write("poetry.lock", &format!("{current}\n"));
+    let err = d.fail();
+    assert!(
+        err.contains("out of date") && err.contains("content-hash") && err.contains("poetry lock"),
+        "{err}"
+    );
+    assert_eq!(d.zip_bytes(), good);
+    d.manifest("x86_64", "lock = \"poetry.lock\"");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of date"));
+    // A Poetry 1 style pyproject (no [project]): the legacy keys, null
+    // when absent, at the top level.
+    d.p.write(
+        "pyproject.toml",
+        "[tool.poetry]\nname = \"app\"\nversion = \"0.1.0\"\n\n[tool.poetry.dependencies]\npython = \"^3.9\"\npurepkg = \"1.0\"\n",
+    );
+    let hash = poetry_content_hash_by_python(d.p.path());
+    d.p.write(
+        "poetry.lock",
+        &poetry_lock(&h).replace(
+            "content-hash = \"0000\"",
+            &format!("content-hash = \"{hash}\""),
+        ),
+    );
+    d.manifest("x86_64", "lock = \"poetry.lock\"\nlocked = true");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+}

@@ -139,6 +139,12 @@ pub fn select(lock: &LockPlan, target: Target) -> Result<Selection, DepsError> {
         LockKind::Uv => uv(&ctx, lock)?,
         LockKind::Poetry => poetry(&ctx, lock)?,
         LockKind::Pylock => pylock(&ctx)?,
+        LockKind::Pyproject => {
+            return Err(ctx.refused(
+                format!("{} is not a lock", lock.path.display()),
+                "resolve it with `pyproject_requirements`",
+            ));
+        }
     };
     pinned.sort_by_key(|p| norm(&p.name));
     pinned.dedup_by(|a, b| norm(&a.name) == norm(&b.name) && a.version == b.version);
@@ -270,6 +276,7 @@ pub fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
             }),
         LockKind::Poetry => mentions(&["type = \"directory\"", "type = \"file\""]),
         LockKind::Pylock => mentions(&["path ="]),
+        LockKind::Pyproject => false,
     };
     if !maybe {
         return Ok(Vec::new());
@@ -321,6 +328,7 @@ pub fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
                 .filter_map(|p| p.local_path().and_then(|w| ctx.local(w)))
                 .collect()
         }
+        LockKind::Pyproject => Vec::new(),
     };
     out.sort();
     out.dedup();
@@ -1026,6 +1034,185 @@ fn pylock(ctx: &Ctx) -> Result<Vec<Pinned>, DepsError> {
     Ok(out)
 }
 
+// ------------------------------------------------------------ pyproject.toml
+
+/// The pyproject's dependency lists this build reads, in a canonical
+/// text: `[project.dependencies]`, the `optional-dependencies` of the
+/// extras named and the `[dependency-groups]` named (include-groups
+/// followed). What the deps key takes for `pyproject = ...` (so editing
+/// the description reruns nothing), and what [`pyproject_requirements`]
+/// installs.
+fn pyproject_lists(lock: &LockPlan) -> Result<Vec<String>, DepsError> {
+    let bytes = super::requirements::read_regular_file(&lock.path, None)?;
+    let text = String::from_utf8(bytes).map_err(|e| DepsError::Lockfile {
+        path: lock.path.clone(),
+        line: 1,
+        message: format!("not UTF-8 text ({e})"),
+    })?;
+    let env = marker_env(Target {
+        runtime: crate::manifest::Runtime::parse("python3.12").expect("a runtime"),
+        arch: crate::manifest::Architecture::X86_64,
+    });
+    let ctx = Ctx {
+        path: &lock.path,
+        text: &text,
+        env: &env,
+    };
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Full {
+        project: Option<FullProject>,
+        #[serde(default)]
+        dependency_groups: BTreeMap<String, Vec<toml::Value>>,
+        tool: Option<toml::Table>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct FullProject {
+        name: Option<String>,
+        #[serde(default)]
+        dependencies: Vec<String>,
+        #[serde(default)]
+        optional_dependencies: BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        dynamic: Vec<String>,
+    }
+    let parsed: Full = ctx.parse()?;
+    let poetry_deps = parsed
+        .tool
+        .as_ref()
+        .and_then(|t| t.get("poetry"))
+        .and_then(|p| p.get("dependencies"))
+        .is_some();
+    let Some(project) = parsed.project else {
+        return Err(ctx.refused(
+            format!("{} has no [project] table", lock.path.display()),
+            if poetry_deps {
+                "a Poetry 1 project keeps its dependencies in [tool.poetry.dependencies]: lock it (`poetry lock`) and set lock = \"poetry.lock\""
+            } else {
+                "declare [project] dependencies (PEP 621), or use lock / requirements"
+            },
+        ));
+    };
+    if project.dynamic.iter().any(|d| d == "dependencies") {
+        return Err(ctx.refused(
+            format!(
+                "{}: [project] declares its dependencies dynamic, so only its build backend knows them",
+                lock.path.display()
+            ),
+            "lock the project (`uv lock`, `poetry lock`) and set lock = ..., or list the dependencies in [project]",
+        ));
+    }
+    let mut out = project.dependencies.clone();
+    let have: BTreeSet<String> = project.optional_dependencies.keys().cloned().collect();
+    for e in &lock.extras {
+        let (_, list) = project
+            .optional_dependencies
+            .iter()
+            .find(|(k, _)| norm(k) == norm(e))
+            .ok_or_else(|| {
+                ctx.missing(
+                    "extra",
+                    e,
+                    &have,
+                    "name one of the project's [project.optional-dependencies]",
+                )
+            })?;
+        out.extend(list.iter().cloned());
+    }
+    let groups: BTreeMap<String, &Vec<toml::Value>> = parsed
+        .dependency_groups
+        .iter()
+        .map(|(k, v)| (norm(k), v))
+        .collect();
+    let have: BTreeSet<String> = parsed.dependency_groups.keys().cloned().collect();
+    let mut pending: Vec<String> = lock.groups.iter().map(|g| norm(g)).collect();
+    let mut seen = BTreeSet::new();
+    while let Some(g) = pending.pop() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        let list = groups.get(&g).ok_or_else(|| {
+            ctx.missing(
+                "dependency group",
+                &g,
+                &have,
+                "name one of the project's [dependency-groups]",
+            )
+        })?;
+        for item in list.iter() {
+            match item {
+                toml::Value::String(r) => out.push(r.clone()),
+                toml::Value::Table(t) => {
+                    if let Some(inc) = t.get("include-group").and_then(|v| v.as_str()) {
+                        pending.push(norm(inc));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // The project naming itself (`app[email]` in a group) adds its extras.
+    let own = project.name.as_deref().map(norm);
+    let mut expanded = Vec::new();
+    for r in out {
+        match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(&r) {
+            Ok(req) if Some(norm(req.name.as_ref())) == own => {
+                for e in &req.extras {
+                    if let Some((_, l)) = project
+                        .optional_dependencies
+                        .iter()
+                        .find(|(k, _)| norm(k) == norm(e.as_ref()))
+                    {
+                        expanded.extend(l.iter().cloned());
+                    }
+                }
+            }
+            _ => expanded.push(r),
+        }
+    }
+    Ok(expanded)
+}
+
+/// What the deps key takes for `pyproject = ...`: the lists it reads.
+pub fn pyproject_key(lock: &LockPlan) -> Result<String, DepsError> {
+    let mut lists = pyproject_lists(lock)?;
+    lists.sort();
+    Ok(lists.join("\n"))
+}
+
+/// The requirements to resolve for `target` (each marker evaluated for
+/// the target, then dropped), one per line; how many.
+pub fn pyproject_requirements(
+    lock: &LockPlan,
+    target: Target,
+) -> Result<(String, usize), DepsError> {
+    let env = marker_env(target);
+    let extras = extra_names(&lock.extras.iter().map(|e| norm(e)).collect());
+    let mut out = String::new();
+    let mut count = 0;
+    for r in pyproject_lists(lock)? {
+        let mut req =
+            pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(&r).map_err(|e| {
+                DepsError::Refused {
+                    message: format!(
+                        "{}: cannot read the requirement {r:?}: {e}",
+                        lock.path.display()
+                    ),
+                    hint: "write it as PEP 508 says (`name[extra]>=1.0; marker`)".into(),
+                }
+            })?;
+        if !req.marker.evaluate(&env, &extras) {
+            continue;
+        }
+        req.marker = MarkerTree::TRUE;
+        out.push_str(&req.to_string());
+        out.push('\n');
+        count += 1;
+    }
+    Ok((out, count))
+}
+
 // ------------------------------------------------------------ out of date
 
 #[derive(Deserialize)]
@@ -1120,11 +1307,188 @@ fn from_pep508(text: &str, extra: Option<&str>) -> Option<Comparable> {
     ))
 }
 
+/// Python's `json.dumps(value, sort_keys=True)` (default separators,
+/// `ensure_ascii`), over a TOML value as `tomllib` loads it: what Poetry
+/// hashes for `content-hash`.
+fn python_json(v: Option<&toml::Value>, out: &mut String) {
+    use std::fmt::Write;
+    let Some(v) = v else {
+        out.push_str("null");
+        return;
+    };
+    match v {
+        toml::Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                        let mut buf = [0u16; 2];
+                        for unit in c.encode_utf16(&mut buf) {
+                            let _ = write!(out, "\\u{unit:04x}");
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        toml::Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        toml::Value::Float(f) => {
+            // Python's repr for the floats a pyproject holds (1.0, 0.5).
+            if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+                let _ = write!(out, "{f:.1}");
+            } else {
+                let _ = write!(out, "{f}");
+            }
+        }
+        toml::Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        toml::Value::Datetime(d) => {
+            let _ = write!(out, "\"{d}\"");
+        }
+        toml::Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(Some(item), out);
+            }
+            out.push(']');
+        }
+        toml::Value::Table(t) => {
+            out.push('{');
+            let mut keys: Vec<&String> = t.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(Some(&toml::Value::String(k.clone())), out);
+                out.push_str(": ");
+                python_json(t.get(k), out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Poetry 2's `content-hash` of a pyproject (`Locker._get_content_hash`):
+/// sha256 over `json.dumps(relevant, sort_keys=True)`, where `relevant`
+/// is `requires-python`, `dependencies` and `optional-dependencies` of
+/// `[project]` (those present) and `dependencies`, `source`, `extras`,
+/// `dev-dependencies`, `group` of `[tool.poetry]` (those present; the
+/// first four as null when absent and `[project]` has none of its three),
+/// nested as `{"project": ..., "tool": {"poetry": ...}}` when `[project]`
+/// has any, else the `[tool.poetry]` part alone.
+pub fn poetry_content_hash(pyproject: &toml::Table) -> String {
+    const LEGACY: [&str; 4] = ["dependencies", "source", "extras", "dev-dependencies"];
+    const PROJECT: [&str; 3] = ["requires-python", "dependencies", "optional-dependencies"];
+    let empty = toml::Table::new();
+    let project = pyproject
+        .get("project")
+        .and_then(|p| p.as_table())
+        .unwrap_or(&empty);
+    let poetry = pyproject
+        .get("tool")
+        .and_then(|t| t.get("poetry"))
+        .and_then(|p| p.as_table())
+        .unwrap_or(&empty);
+    let relevant_project: Vec<(&str, &toml::Value)> = PROJECT
+        .iter()
+        .filter_map(|k| project.get(*k).map(|v| (*k, v)))
+        .collect();
+    // (key, value or None for null), sorted as json.dumps sorts.
+    let mut relevant_poetry: Vec<(&str, Option<&toml::Value>)> = LEGACY
+        .iter()
+        .chain(&["group"])
+        .filter_map(|k| match poetry.get(*k) {
+            Some(v) => Some((*k, Some(v))),
+            None if LEGACY.contains(k) && relevant_project.is_empty() => Some((*k, None)),
+            None => None,
+        })
+        .collect();
+    relevant_poetry.sort_by_key(|(k, _)| *k);
+    let mut poetry_json = String::from("{");
+    for (i, (k, v)) in relevant_poetry.iter().enumerate() {
+        if i > 0 {
+            poetry_json.push_str(", ");
+        }
+        python_json(Some(&toml::Value::String(k.to_string())), &mut poetry_json);
+        poetry_json.push_str(": ");
+        python_json(*v, &mut poetry_json);
+    }
+    poetry_json.push('}');
+    let text = if relevant_project.is_empty() {
+        poetry_json
+    } else {
+        let mut t = toml::Table::new();
+        for (k, v) in &relevant_project {
+            t.insert(k.to_string(), (*v).clone());
+        }
+        let mut project_json = String::new();
+        python_json(Some(&toml::Value::Table(t)), &mut project_json);
+        format!("{{\"project\": {project_json}, \"tool\": {{\"poetry\": {poetry_json}}}}}")
+    };
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Is the poetry.lock at `lock` out of date with the pyproject.toml beside
+/// it, by Poetry's own rule (its recorded `content-hash`)?
+fn poetry_out_of_date(lock: &LockPlan) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        metadata: Option<MetaInner>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct MetaInner {
+        content_hash: Option<String>,
+    }
+    let pyproject_path = lock.path.parent()?.join("pyproject.toml");
+    let lock_text = std::fs::read_to_string(&lock.path).ok()?;
+    let recorded = toml::from_str::<Meta>(&lock_text)
+        .ok()?
+        .metadata?
+        .content_hash?;
+    let py: toml::Table = toml::from_str(&std::fs::read_to_string(&pyproject_path).ok()?).ok()?;
+    let computed = poetry_content_hash(&py);
+    (computed != recorded).then(|| {
+        format!(
+            "{} is out of date with {}: its content-hash ({}) is not the hash of pyproject.toml's dependency sections now ({}), so they changed since `poetry lock`",
+            lock.path.display(),
+            pyproject_path.display(),
+            short(&recorded),
+            short(&computed)
+        )
+    })
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
 /// Is the uv.lock at `lock` out of date with the pyproject.toml beside
-/// it? Returns the message saying how (None when it is current, or when
-/// the kind of lock records nothing to tell: only uv.lock is checked for
-/// now). To be wired to `--locked`: a warning without it, an error with it.
+/// it (or a poetry.lock with its, by Poetry's content-hash)? Returns the
+/// message saying how (None when it is current, or when the kind of lock
+/// records nothing to tell: a pylock.toml). A warning, or an error with
+/// `locked = true`.
 pub fn out_of_date(lock: &LockPlan) -> Option<String> {
+    if lock.kind == LockKind::Poetry {
+        return poetry_out_of_date(lock);
+    }
     if lock.kind != LockKind::Uv {
         return None;
     }

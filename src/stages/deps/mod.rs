@@ -248,7 +248,7 @@ fn stage(
     };
     let reqs = match &deps.lock {
         // Keyed by the lock's bytes; read and resolved only to install.
-        Some(l) => lock_requirements(&l.path)?,
+        Some(l) => lock_requirements(l)?,
         None => requirements::read(&deps.requirements)?,
     };
     if deps.lock.is_none() && reqs.count == 0 {
@@ -545,16 +545,70 @@ fn install(
 const LOCK_INSTALL_VERSION: u32 = 1;
 
 /// What the key and the pinning warning need from a lockfile: the file by
-/// its bytes (groups, extras and target join the key beside it).
-fn lock_requirements(path: &Path) -> Result<requirements::Requirements, DepsError> {
-    let bytes = requirements::read_regular_file(path, None)?;
+/// its bytes (groups, extras and target join the key beside it); from a
+/// pyproject.toml, only the dependency lists it reads.
+fn lock_requirements(
+    lock: &crate::manifest::LockPlan,
+) -> Result<requirements::Requirements, DepsError> {
+    let hash = if lock.kind == crate::manifest::LockKind::Pyproject {
+        blake3::hash(lock::pyproject_key(lock)?.as_bytes())
+    } else {
+        blake3::hash(&requirements::read_regular_file(&lock.path, None)?)
+    };
     Ok(requirements::Requirements {
         files: vec![requirements::RequirementsFile {
-            path: path.to_path_buf(),
-            hash: blake3::hash(&bytes),
+            path: lock.path.clone(),
+            hash,
         }],
         ..Default::default()
     })
+}
+
+/// `pyproject = ...`: the dependency lists, markers evaluated for the
+/// target, resolved by the installer now (not pinned: a warning says so).
+#[allow(clippy::too_many_arguments)]
+fn install_pyproject(
+    lock: &crate::manifest::LockPlan,
+    installer: &Installer,
+    target: Target,
+    index_args: &[String],
+    staging: &Path,
+    scratch: &Path,
+    plan: &Plan,
+    reporter: &Reporter,
+) -> crate::Result<bool> {
+    let (text, count) = lock::pyproject_requirements(lock, target)?;
+    let shown = relative(&plan.project_dir, &lock.path);
+    if count == 0 {
+        reporter.warn(format!(
+            "{shown} declares no dependencies for {}: the zip has no dependencies",
+            target.describe()
+        ));
+        return Ok(false);
+    }
+    reporter.warn(format!(
+        "{shown}'s dependencies are resolved now, not pinned: builds will drift as new versions appear (like unpinned requirements), and a rebuild reruns only when those lists change; lock them (`uv lock`) and set lock = \"uv.lock\" for reproducible builds"
+    ));
+    let file = scratch.join("pyproject-requirements.txt");
+    fs_err::write(&file, text).map_err(DepsError::io("cannot write the requirements"))?;
+    installer
+        .install(
+            target,
+            &file,
+            index_args,
+            staging,
+            &plan.project_dir,
+            reporter,
+        )
+        .map_err(|e| match e {
+            DepsError::Install(mut f) => {
+                let written = file.strip_prefix(&plan.project_dir).unwrap_or(&file);
+                f.what = f.what.replace(&written.display().to_string(), &shown);
+                DepsError::Install(f)
+            }
+            other => other,
+        })?;
+    Ok(true)
 }
 
 /// Resolves the lock for the target, writes the pinned requirements (with
@@ -571,18 +625,28 @@ fn install_locked(
     plan: &Plan,
     reporter: &Reporter,
 ) -> crate::Result<bool> {
+    if lock.kind == crate::manifest::LockKind::Pyproject {
+        return install_pyproject(
+            lock, installer, target, index_args, staging, scratch, plan, reporter,
+        );
+    }
     if let Some(message) = lock::out_of_date(lock) {
+        let relock = if lock.kind == crate::manifest::LockKind::Poetry {
+            "`poetry lock`"
+        } else {
+            "`uv lock`"
+        };
         if lock.locked {
             return Err(DepsError::Refused {
                 message,
-                hint:
-                    "re-lock (`uv lock`), or remove locked = true to build from the lock as it is"
-                        .into(),
+                hint: format!(
+                    "re-lock ({relock}), or remove locked = true to build from the lock as it is"
+                ),
             }
             .into());
         }
         reporter.warn(format!(
-            "{message}; building from the lock as it is (re-lock with `uv lock`)"
+            "{message}; building from the lock as it is (re-lock with {relock})"
         ));
     }
     let mut selection = lock::select(lock, target)?;
