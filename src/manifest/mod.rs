@@ -168,6 +168,9 @@ pub enum LockKind {
     Uv,
     Poetry,
     Pylock,
+    /// `pyproject = "pyproject.toml"`: not a lock; its dependency lists,
+    /// resolved at build time.
+    Pyproject,
 }
 
 impl LockKind {
@@ -188,11 +191,13 @@ impl LockKind {
             LockKind::Uv => "uv.lock",
             LockKind::Poetry => "poetry.lock",
             LockKind::Pylock => "pylock.toml",
+            LockKind::Pyproject => "pyproject.toml",
         }
     }
 }
 
-/// `[dependencies] lock = ...`: the packages come from a lockfile.
+/// `[dependencies] lock = ...`: the packages come from a lockfile (or,
+/// with `pyproject = ...`, from pyproject.toml's dependency lists).
 #[derive(Debug, Clone)]
 pub struct LockPlan {
     /// Absolute path of the lockfile (also [`DepsPlan::requirements`]).

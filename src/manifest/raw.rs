@@ -71,6 +71,9 @@ pub struct RawDependencies {
     /// A lockfile instead of requirements: `uv.lock`, `poetry.lock`,
     /// `pylock.toml` or `pylock.NAME.toml` (the kind comes from the name).
     pub lock: Option<Spanned<String>>,
+    /// No lock: `[project.dependencies]` of this pyproject.toml, resolved
+    /// at build time (not pinned).
+    pub pyproject: Option<Spanned<String>>,
     /// Dependency groups (uv) / Poetry groups to add to the lock's main set.
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,

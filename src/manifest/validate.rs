@@ -400,12 +400,15 @@ pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPla
 /// from it; `lock` and `requirements` exclude each other.
 fn lock(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<Option<LockPlan>, ManifestError> {
     let d = raw.get_ref();
+    if let Some(py) = &d.pyproject {
+        return pyproject(ctx, d, py).map(Some);
+    }
     let Some(l) = &d.lock else {
         if let Some(g) = d.groups.first().or(d.extras.first()) {
             return Err(ctx.at(
                 g.span(),
                 "groups and extras are read from a lockfile, and [dependencies] names none".into(),
-                "add lock = \"uv.lock\" (or poetry.lock, pylock.toml), or remove groups / extras",
+                "add lock = \"uv.lock\" (or poetry.lock, pylock.toml, or pyproject = \"pyproject.toml\"), or remove groups / extras",
             ));
         }
         return Ok(None);
@@ -445,6 +448,7 @@ fn lock(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<Option<LockPlan>, M
                 LockKind::Pylock => {
                     "create it with `uv export --format pylock.toml -o pylock.toml` or `pip lock`"
                 }
+                LockKind::Pyproject => "name an existing pyproject.toml",
             },
         ));
     }
@@ -464,6 +468,63 @@ fn lock(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<Option<LockPlan>, M
         extras: d.extras.iter().map(|g| g.get_ref().clone()).collect(),
         locked: d.locked,
     }))
+}
+
+/// `pyproject = "pyproject.toml"`: the project's dependency lists, with
+/// the groups and extras named, resolved at build time; exclusive with
+/// `requirements` and `lock`.
+fn pyproject(
+    ctx: &Ctx,
+    d: &RawDependencies,
+    py: &Spanned<String>,
+) -> Result<LockPlan, ManifestError> {
+    let other = d
+        .requirements
+        .as_ref()
+        .map(|r| ("requirements", r))
+        .or(d.lock.as_ref().map(|l| ("lock", l)));
+    if let Some((key, r)) = other {
+        return Err(ctx.at(
+            r.span(),
+            format!(
+                "[dependencies] sets both {key} ({:?}) and pyproject ({:?}) (at line {})",
+                r.get_ref(),
+                py.get_ref(),
+                ctx.position(&py.span()).line
+            ),
+            "keep one: the packages come from a requirements file, a lockfile, or pyproject.toml",
+        ));
+    }
+    let written = py.get_ref();
+    let path = normalize(&ctx.project_dir.join(written));
+    if path.file_name().and_then(|n| n.to_str()) != Some("pyproject.toml") {
+        return Err(ctx.at(
+            py.span(),
+            format!("pyproject {written:?} is not a file named pyproject.toml"),
+            "name the project's pyproject.toml (for a lockfile, use lock = \"uv.lock\" and the like)",
+        ));
+    }
+    if !path.is_file() {
+        return Err(ctx.at(
+            py.span(),
+            format!("pyproject {written:?} not found"),
+            "name an existing pyproject.toml",
+        ));
+    }
+    if d.locked {
+        return Err(ctx.at(
+            py.span(),
+            "locked = true needs a lockfile, and pyproject.toml is not one".into(),
+            "lock the project (`uv lock`) and set lock = \"uv.lock\", or remove locked",
+        ));
+    }
+    Ok(LockPlan {
+        path,
+        kind: LockKind::Pyproject,
+        groups: d.groups.iter().map(|g| g.get_ref().clone()).collect(),
+        extras: d.extras.iter().map(|g| g.get_ref().clone()).collect(),
+        locked: false,
+    })
 }
 
 const OUTPUT_HINT: &str = "write the zip to a directory of its own, e.g. \"dist/NAME.zip\" (lbuild leaves that directory out of the sources)";

@@ -513,17 +513,22 @@ fn merge_deps(
     own: &Section<RawDependencies>,
 ) -> Section<RawDependencies> {
     merge(d, own, |d, o| RawDependencies {
-        requirements: if o.lock.is_some() {
+        requirements: if o.lock.is_some() || o.pyproject.is_some() {
             o.requirements.clone()
         } else {
             o.requirements.clone().or_else(|| d.requirements.clone())
         },
         // One source: a function's own `requirements` is not overridden
-        // by a default `lock`, nor the reverse.
-        lock: if o.requirements.is_some() {
+        // by a default `lock` (or `pyproject`), nor the reverse.
+        lock: if o.requirements.is_some() || o.pyproject.is_some() {
             o.lock.clone()
         } else {
             o.lock.clone().or_else(|| d.lock.clone())
+        },
+        pyproject: if o.requirements.is_some() || o.lock.is_some() {
+            o.pyproject.clone()
+        } else {
+            o.pyproject.clone().or_else(|| d.pyproject.clone())
         },
         groups: or_list(&d.groups, &o.groups),
         extras: or_list(&d.extras, &o.extras),

@@ -548,3 +548,341 @@ fn an_out_of_date_lock_warns_and_with_locked_fails_keeping_the_last_zip() {
     );
     assert_eq!(d.zip_bytes(), good);
 }
+
+/// A PEP 517 build backend in the package's own tree (`backend-path`),
+/// with no build requirements: building it needs no index, so the test
+/// stays offline whatever build backends this machine has.
+const IN_TREE_BACKEND: &str = r#"import base64, hashlib, os, zipfile
+
+NAME, VERSION = "locallib", "0.1.0"
+DIST = f"{NAME}-{VERSION}.dist-info"
+
+
+def _files():
+    out = []
+    for root, dirs, files in os.walk(NAME):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out.append((p.replace(os.sep, "/"), fh.read()))
+    out.append((f"{DIST}/METADATA", f"Metadata-Version: 2.1\nName: {NAME}\nVersion: {VERSION}\n".encode()))
+    out.append((f"{DIST}/WHEEL", b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    return out
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for n, data in _files():
+            z.writestr(zipfile.ZipInfo(n, (1980, 1, 1, 0, 0, 0)), data)
+            h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{n},sha256={h},{len(data)}")
+        record.append(f"{DIST}/RECORD,,")
+        z.writestr(zipfile.ZipInfo(f"{DIST}/RECORD", (1980, 1, 1, 0, 0, 0)), "\n".join(record) + "\n")
+    return name
+"#;
+
+/// `lib/`: the pure-Python package `locallib` with its own build backend.
+fn write_local_lib(d: &LockProject) {
+    d.p.write(
+        "lib/pyproject.toml",
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\"_backend\"]\n\n[project]\nname = \"locallib\"\nversion = \"0.1.0\"\n",
+    );
+    d.p.write("lib/_backend/backend.py", IN_TREE_BACKEND);
+    d.p.write("lib/locallib/__init__.py", "X = 1\n");
+}
+
+/// The project (itself a package with a build backend, so uv locks it as
+/// `editable = "."`) depending on purepkg and on `lib/` by path.
+const PATH_PYPROJECT: &str = r#"[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "app"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = ["purepkg==1.0", "locallib"]
+
+[tool.uv.sources]
+locallib = { path = "lib" }
+"#;
+
+fn uv_lock_offline(d: &LockProject) -> String {
+    let mut cmd = std::process::Command::new("uv");
+    box_installers(&mut cmd, d.caches.path());
+    let out = cmd
+        .args(["lock", "--offline", "--no-index", "--find-links", "wheels"])
+        .current_dir(d.p.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "uv lock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(d.p.path().join("uv.lock")).unwrap()
+}
+
+#[test]
+fn a_pure_python_path_dependency_is_built_and_packaged_and_the_project_root_is_not() {
+    let d = LockProject::new();
+    write_local_lib(&d);
+    d.p.write("pyproject.toml", PATH_PYPROJECT);
+    let lock = uv_lock_offline(&d);
+    assert!(lock.contains("source = { editable = \".\" }"), "{lock}");
+    assert!(lock.contains("source = { directory = \"lib\" }"), "{lock}");
+    // lib/ is not the function's own code (the sources walk would take it).
+    let manifest = |lock: &str| {
+        d.manifest(
+            "x86_64",
+            &format!("lock = \"{lock}\"\n\n[sources]\nexclude = [\"lib/**\", \"wheels/**\"]"),
+        )
+    };
+    manifest("uv.lock");
+    let json = d.build();
+    assert_eq!(d.packages(), ["locallib", "purepkg"]);
+    assert_eq!(stage_details(&json, "deps")["distributions"], 2);
+    let names = entry_names(&d.p.zip_path("fn"));
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "locallib-0.1.0.dist-info/METADATA"),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("app-") || n.starts_with("lib/")),
+        "the project root is never installed: {names:?}"
+    );
+    // The build never writes into the package's directory.
+    let mut listed: Vec<String> = std::fs::read_dir(d.p.path().join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["_backend", "locallib", "pyproject.toml"]);
+
+    // Nothing changed: cached. An edit inside the package: built again.
+    assert_eq!(crate::common::status_of(&d.build(), "deps"), "cached");
+    d.p.write("lib/locallib/__init__.py", "X = 2\n");
+    let again = d.build();
+    assert_eq!(crate::common::status_of(&again, "deps"), "ran");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).read('locallib/__init__.py').decode(), end='')",
+        ])
+        .arg(d.p.zip_path("fn"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "X = 2\n");
+
+    // The same package through poetry.lock and pylock.toml gives the same zip.
+    let want = d.zip_bytes();
+    let h = d.hashes();
+    let purepkg_files: String = wheels_of(&h, "purepkg")
+        .map(|(f, hash)| format!("    {{file = \"{f}\", hash = \"sha256:{hash}\"}},\n"))
+        .collect();
+    d.p.write(
+        "poetry.lock",
+        &format!(
+            "[[package]]\nname = \"locallib\"\nversion = \"0.1.0\"\ndescription = \"\"\noptional = false\npython-versions = \"*\"\ngroups = [\"main\"]\nfiles = []\ndevelop = false\n\n[package.source]\ntype = \"directory\"\nurl = \"lib\"\n\n[[package]]\nname = \"purepkg\"\nversion = \"1.0\"\ndescription = \"\"\noptional = false\npython-versions = \"*\"\ngroups = [\"main\"]\nfiles = [\n{purepkg_files}]\n\n[metadata]\nlock-version = \"2.1\"\npython-versions = \">=3.9\"\ncontent-hash = \"0000\"\n"
+        ),
+    );
+    manifest("poetry.lock");
+    d.build();
+    assert!(d.zip_bytes() == want, "poetry.lock: {:?}", d.packages());
+    let pure = wheels_of(&h, "purepkg").next().unwrap().1.clone();
+    d.p.write(
+        "pylock.toml",
+        &format!(
+            "lock-version = \"1.0\"\ncreated-by = \"uv\"\n\n[[packages]]\nname = \"app\"\ndirectory = {{ path = \".\", editable = true }}\n\n[[packages]]\nname = \"locallib\"\ndirectory = {{ path = \"lib\", editable = false }}\n\n[[packages]]\nname = \"purepkg\"\nversion = \"1.0\"\nwheels = [{{ url = \"https://files.pythonhosted.org/packages/ab/cd/purepkg-1.0-py3-none-any.whl\", hashes = {{ sha256 = \"{pure}\" }} }}]\n"
+        ),
+    );
+    manifest("pylock.toml");
+    d.build();
+    assert!(d.zip_bytes() == want, "pylock.toml: {:?}", d.packages());
+}
+
+#[test]
+fn a_path_dependency_that_needs_compilation_is_an_error_saying_so() {
+    let d = LockProject::new();
+    write_locks(&d);
+    d.manifest("x86_64", "lock = \"pylock.toml\"");
+    d.build();
+    let good = d.zip_bytes();
+    d.p.write(
+        "native/pyproject.toml",
+        "[build-system]\nrequires = [\"maturin>=1,<2\"]\nbuild-backend = \"maturin\"\n\n[project]\nname = \"native\"\nversion = \"0.1.0\"\n",
+    );
+    let text = std::fs::read_to_string(d.p.path().join("pylock.toml")).unwrap();
+    d.p.write(
+        "pylock.toml",
+        &format!("{text}\n[[packages]]\nname = \"native\"\ndirectory = {{ path = \"native\" }}\n"),
+    );
+    let err = d.fail();
+    assert!(
+        err.contains("native") && err.contains("needs compilation") && err.contains("maturin"),
+        "{err}"
+    );
+    assert_eq!(d.zip_bytes(), good);
+}
+
+#[test]
+fn pyproject_dependencies_are_resolved_for_the_target_with_a_warning_that_they_are_not_pinned() {
+    let d = LockProject::new();
+    for (arch, pins, expected) in [
+        (
+            "x86_64",
+            "nativepkg==1.0\npurepkg==1.0\n",
+            vec!["nativepkg", "purepkg"],
+        ),
+        (
+            "arm64",
+            "armonly==1.0\nnativepkg==1.0\npurepkg==1.0\n",
+            vec!["armonly", "nativepkg", "purepkg"],
+        ),
+    ] {
+        d.p.write("requirements.txt", pins);
+        d.manifest(arch, "");
+        d.build();
+        let want = d.zip_bytes();
+        d.manifest(arch, "pyproject = \"pyproject.toml\"");
+        let out = d.run(&[]);
+        crate::common::assert_success(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("not pinned") && stderr.contains("drift"),
+            "{stderr}"
+        );
+        assert_eq!(d.packages(), expected, "{arch}: the host must not decide");
+        assert!(d.zip_bytes() == want, "{arch}: differs from the pins' zip");
+    }
+    d.manifest(
+        "x86_64",
+        "pyproject = \"pyproject.toml\"\ngroups = [\"dev\"]\nextras = [\"email\"]",
+    );
+    d.build();
+    assert_eq!(d.packages(), ["devpkg", "extrapkg", "nativepkg", "purepkg"]);
+    // The key is the dependency lists: another description changes nothing.
+    d.p.write(
+        "pyproject.toml",
+        &PYPROJECT.replace(
+            "version = \"0.1.0\"",
+            "version = \"0.1.0\"\ndescription = \"x\"",
+        ),
+    );
+    assert_eq!(crate::common::status_of(&d.build(), "deps"), "cached");
+    d.p.write(
+        "pyproject.toml",
+        &PYPROJECT.replace("dev = [\"devpkg\"]", "dev = []"),
+    );
+    assert_eq!(crate::common::status_of(&d.build(), "deps"), "ran");
+    assert_eq!(d.packages(), ["extrapkg", "nativepkg", "purepkg"]);
+    // One source of packages.
+    d.manifest(
+        "x86_64",
+        "pyproject = \"pyproject.toml\"\nlock = \"uv.lock\"",
+    );
+    let err = d.fail();
+    assert!(
+        err.contains("both lock") && err.contains("pyproject"),
+        "{err}"
+    );
+}
+
+/// Poetry 2's content-hash of `pyproject.toml`, computed by Python itself
+/// (tomllib + json.dumps, as `Locker._get_content_hash` does).
+fn poetry_content_hash_by_python(dir: &std::path::Path) -> String {
+    let script = r#"
+import hashlib, json, sys, tomllib
+data = tomllib.load(open(sys.argv[1], "rb"))
+project = data.get("project", {})
+poetry = data.get("tool", {}).get("poetry", {})
+legacy = ["dependencies", "source", "extras", "dev-dependencies"]
+rp = {k: project[k] for k in ["requires-python", "dependencies", "optional-dependencies"] if project.get(k) is not None}
+rt = {}
+for k in legacy + ["group"]:
+    v = poetry.get(k)
+    if v is None and (k not in legacy or rp):
+        continue
+    rt[k] = v
+content = {"project": rp, "tool": {"poetry": rt}} if rp else rt
+print(hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join("pyproject.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_out_of_date_poetry_lock_by_its_content_hash_warns_and_with_locked_fails() {
+    let d = LockProject::new();
+    // A pyproject with [project] and [tool.poetry] parts, non-ASCII and
+    // escapes included, as Poetry 2 projects have.
+    let pyproject = format!(
+        "{PYPROJECT}\n[tool.poetry]\npackage-mode = false\n\n[tool.poetry.group.test.dependencies]\npytest = {{ version = \"^8\", markers = \"sys_platform != 'win32'\" }}\n\"naïve\" = \"*\"\n\n[[tool.poetry.source]]\nname = \"corp\"\nurl = \"https://pypi.example.com/simple\\\\x\"\npriority = \"supplemental\"\n"
+    );
+    d.p.write("pyproject.toml", &pyproject);
+    let h = d.hashes();
+    let hash = poetry_content_hash_by_python(d.p.path());
+    let current = poetry_lock(&h).replace(
+        "content-hash = \"0000\"",
+        &format!("content-hash = \"{hash}\""),
+    );
+    d.p.write("poetry.lock", &current);
+    d.manifest("x86_64", "lock = \"poetry.lock\"\nlocked = true");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("out of date"),
+        "the content-hash Poetry computes must match: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = d.zip_bytes();
+    // A dependency added to pyproject, the lock not redone.
+    d.p.write(
+        "pyproject.toml",
+        &pyproject.replace("\"purepkg==1.0\",", "\"purepkg==1.0\",\n    \"newglibc\","),
+    );
+    d.p.write("poetry.lock", &format!("{current}\n"));
+    let err = d.fail();
+    assert!(
+        err.contains("out of date") && err.contains("content-hash") && err.contains("poetry lock"),
+        "{err}"
+    );
+    assert_eq!(d.zip_bytes(), good);
+    d.manifest("x86_64", "lock = \"poetry.lock\"");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of date"));
+    // A Poetry 1 style pyproject (no [project]): the legacy keys, null
+    // when absent, at the top level.
+    d.p.write(
+        "pyproject.toml",
+        "[tool.poetry]\nname = \"app\"\nversion = \"0.1.0\"\n\n[tool.poetry.dependencies]\npython = \"^3.9\"\npurepkg = \"1.0\"\n",
+    );
+    let hash = poetry_content_hash_by_python(d.p.path());
+    d.p.write(
+        "poetry.lock",
+        &poetry_lock(&h).replace(
+            "content-hash = \"0000\"",
+            &format!("content-hash = \"{hash}\""),
+        ),
+    );
+    d.manifest("x86_64", "lock = \"poetry.lock\"\nlocked = true");
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+}

@@ -359,6 +359,29 @@ impl Installer {
         cmd
     }
 
+    /// The command that builds the package in `src` (a directory or an
+    /// sdist) into one wheel in `out`, with its own build backend (from the
+    /// same indexes as the install).
+    pub fn build_wheel_command(&self, src: &Path, out: &Path, index_args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        match self.kind {
+            Kind::Uv => {
+                cmd.args(["build", "--wheel", "--out-dir"]).arg(out);
+            }
+            Kind::Pip => {
+                cmd.args(["-m", "pip", "wheel", "--no-deps", "--wheel-dir"])
+                    .arg(out)
+                    .arg("--disable-pip-version-check")
+                    .arg("--no-input");
+            }
+        }
+        cmd.args(index_args).arg(src);
+        cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
     /// Runs the install; on failure the error names the package (best
     /// effort) and the target, with the installer's own message.
     pub fn install(

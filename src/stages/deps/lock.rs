@@ -27,7 +27,7 @@
 //! pyproject.toml for the `locked` check.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
@@ -45,6 +45,9 @@ pub struct Pinned {
     pub version: String,
     /// `sha256:HEX` (or another algorithm), as the installers take them.
     pub hashes: Vec<String>,
+    /// A local package (a path dependency: a directory to build, or a
+    /// wheel / sdist file), absolute; `None` for one from an index.
+    pub local: Option<PathBuf>,
 }
 
 /// The packages the target needs, sorted by canonical name.
@@ -54,26 +57,33 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Every package has at least one hash: the install can require them.
+    /// Every indexed package has at least one hash: the install can
+    /// require them (local packages are hashed when built).
     pub fn all_hashed(&self) -> bool {
-        self.pinned.iter().all(|p| !p.hashes.is_empty())
+        self.pinned
+            .iter()
+            .all(|p| p.local.is_some() || !p.hashes.is_empty())
     }
 
-    /// The packages without a recorded hash.
+    /// The indexed packages without a recorded hash.
     pub fn unhashed(&self) -> Vec<&str> {
         self.pinned
             .iter()
-            .filter(|p| p.hashes.is_empty())
+            .filter(|p| p.local.is_none() && p.hashes.is_empty())
             .map(|p| p.name.as_str())
             .collect()
     }
 
-    /// A requirements file: `name==version` per line, with `--hash=` options
-    /// when `with_hashes` (pip and uv both check them).
+    /// A requirements file: `name==version` per line (a local package: the
+    /// wheel built from it, by path), with `--hash=` options when
+    /// `with_hashes` (pip and uv both check them).
     pub fn requirements_text(&self, with_hashes: bool) -> String {
         let mut out = String::new();
         for p in &self.pinned {
-            out.push_str(&format!("{}=={}", p.name, p.version));
+            match &p.local {
+                Some(wheel) => out.push_str(&wheel.display().to_string()),
+                None => out.push_str(&format!("{}=={}", p.name, p.version)),
+            }
             if with_hashes {
                 for h in &p.hashes {
                     out.push_str(&format!(" --hash={h}"));
@@ -129,6 +139,12 @@ pub fn select(lock: &LockPlan, target: Target) -> Result<Selection, DepsError> {
         LockKind::Uv => uv(&ctx, lock)?,
         LockKind::Poetry => poetry(&ctx, lock)?,
         LockKind::Pylock => pylock(&ctx)?,
+        LockKind::Pyproject => {
+            return Err(ctx.refused(
+                format!("{} is not a lock", lock.path.display()),
+                "resolve it with `pyproject_requirements`",
+            ));
+        }
     };
     pinned.sort_by_key(|p| norm(&p.name));
     pinned.dedup_by(|a, b| norm(&a.name) == norm(&b.name) && a.version == b.version);
@@ -199,6 +215,15 @@ impl Ctx<'_> {
         Ok(self.marker(written, package)?.evaluate(self.env, extras))
     }
 
+    /// A local package's path (relative to the lock's directory), made
+    /// absolute; `None` for the lock's own directory: the project root,
+    /// never installed (its code comes through `[sources]`).
+    fn local(&self, written: &str) -> Option<PathBuf> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = crate::manifest::normalize(&dir.join(written));
+        (path != crate::manifest::normalize(dir)).then_some(path)
+    }
+
     fn refused(&self, message: String, hint: &str) -> DepsError {
         DepsError::Refused {
             message,
@@ -228,6 +253,318 @@ fn extra_names(extras: &BTreeSet<String>) -> Vec<ExtraName> {
         .iter()
         .filter_map(|e| ExtraName::new(e.clone()).ok())
         .collect()
+}
+
+/// Every local package the lock names (path dependencies, whatever the
+/// target), absolute and sorted: their content joins the deps key. A
+/// lock naming none (the common case) is only scanned, not parsed, so a
+/// no-op build stays cheap.
+pub fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
+    let bytes = super::requirements::read_regular_file(&lock.path, None)?;
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Ok(Vec::new()); // the install says why
+    };
+    let mentions = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    let maybe = match lock.kind {
+        LockKind::Uv => text
+            .lines()
+            .filter(|l| l.starts_with("source = {"))
+            .any(|l| {
+                l.contains("directory =")
+                    || l.contains("path =")
+                    || (l.contains("editable =") && !l.contains("editable = \".\""))
+            }),
+        LockKind::Poetry => mentions(&["type = \"directory\"", "type = \"file\""]),
+        LockKind::Pylock => mentions(&["path ="]),
+        LockKind::Pyproject => false,
+    };
+    if !maybe {
+        return Ok(Vec::new());
+    }
+    let env = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "",
+        implementation_version: "3.0",
+        os_name: "",
+        platform_machine: "",
+        platform_python_implementation: "",
+        platform_release: "",
+        platform_system: "",
+        platform_version: "",
+        python_full_version: "3.0",
+        python_version: "3.0",
+        sys_platform: "",
+    })
+    .expect("3.0 is a valid version");
+    let ctx = Ctx {
+        path: &lock.path,
+        text,
+        env: &env,
+    };
+    let mut out: Vec<PathBuf> = match lock.kind {
+        LockKind::Uv => {
+            let parsed: UvLock = ctx.parse()?;
+            parsed
+                .package
+                .iter()
+                .filter(|p| !p.is_root())
+                .filter_map(|p| p.local_source().and_then(|w| ctx.local(w)))
+                .collect()
+        }
+        LockKind::Poetry => {
+            let parsed: PoetryLock = ctx.parse()?;
+            parsed
+                .package
+                .iter()
+                .filter_map(|p| p.source.as_ref())
+                .filter(|s| matches!(s.kind.as_str(), "directory" | "file"))
+                .filter_map(|s| s.url.as_deref().and_then(|u| ctx.local(u)))
+                .collect()
+        }
+        LockKind::Pylock => {
+            let parsed: Pylock = ctx.parse()?;
+            parsed
+                .packages
+                .iter()
+                .filter_map(|p| p.local_path().and_then(|w| ctx.local(w)))
+                .collect()
+        }
+        LockKind::Pyproject => Vec::new(),
+    };
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Build backends (and build requirements) that compile: a path
+/// dependency built with one of them would hold binaries for the host,
+/// not for Lambda.
+const COMPILING_BACKENDS: &[&str] = &[
+    "scikit-build",
+    "scikit_build",
+    "maturin",
+    "mesonpy",
+    "meson-python",
+    "meson_python",
+    "setuptools-rust",
+    "setuptools_rust",
+    "cython",
+    "pybind11",
+    "cffi",
+    "py-build-cmake",
+    "py_build_cmake",
+    "enscons",
+    "hatch-cython",
+    "cmake",
+];
+
+/// Why the package in `dir` needs compilation, if it visibly does: a
+/// compiling build backend or build requirement in pyproject.toml, or
+/// extension modules in setup.py.
+pub fn needs_compilation(dir: &Path) -> Option<String> {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "kebab-case")]
+    struct BuildSystem {
+        #[serde(default)]
+        requires: Vec<String>,
+        build_backend: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Py {
+        #[serde(default)]
+        build_system: BuildSystem,
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("pyproject.toml"))
+        && let Ok(py) = toml::from_str::<Py>(&text)
+    {
+        let b = &py.build_system;
+        let named = b.build_backend.iter().chain(&b.requires).find_map(|w| {
+            let lower = w.to_ascii_lowercase();
+            COMPILING_BACKENDS
+                .iter()
+                .find(|c| {
+                    lower
+                        .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+                        .any(|word| word == **c)
+                })
+                .map(|_| w.clone())
+        });
+        if let Some(w) = named {
+            return Some(format!("its [build-system] uses {w:?}"));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("setup.py")) {
+        for needle in ["ext_modules", "cffi_modules", "rust_extensions"] {
+            if text.contains(needle) {
+                return Some(format!("its setup.py declares {needle}"));
+            }
+        }
+    }
+    None
+}
+
+/// The files of a local package directory, as (name, path): what its
+/// key covers and what is copied out to build it. Its ignore files are
+/// honoured; VCS and tool directories, virtualenvs, byte-code and earlier
+/// build output (top-level `build/`, `dist/`, `*.egg-info/`) are left out.
+pub fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> {
+    let walk = super::walk::Walk {
+        dir,
+        names_from: dir,
+        root: dir,
+        skip: &[],
+        output: None,
+        ignores_from: Some(dir),
+    };
+    let built =
+        |d: &str| d == "build" || d == "dist" || (!d.contains('/') && d.ends_with(".egg-info"));
+    Ok(super::walk::files(
+        &walk,
+        |n| !super::walk::excluded_by_default(n),
+        built,
+    )?)
+}
+
+/// Turns the local package `p` into a wheel in `scratch` and points `p`
+/// at it with its sha256: a wheel file is taken as it is; a directory
+/// (copied first, so the build never writes into the project and builds
+/// exactly the files keyed) or an sdist is built by `installer` with the
+/// package's own build backend. Only pure-Python packages: one that needs
+/// compilation would be built for the host, not for Lambda.
+pub fn build_local(
+    p: &mut Pinned,
+    lock: &LockPlan,
+    installer: &super::installer::Installer,
+    index_args: &[String],
+    scratch: &Path,
+    cwd: &Path,
+) -> crate::Result<()> {
+    let Some(src) = p.local.clone() else {
+        return Ok(());
+    };
+    let io = DepsError::io;
+    let hint_binary = format!(
+        "build its wheel for the Lambda target yourself (in a manylinux container for the function's Python and architecture), put it in a find_links directory and depend on {} by version (then re-lock)",
+        p.name
+    );
+    let compiled = |why: String| DepsError::Refused {
+        message: format!(
+            "{}: the path dependency {} ({}) needs compilation ({why}): lbuild builds only pure-Python path dependencies, since a build here would hold binaries for this machine, not for Lambda",
+            lock.path.display(),
+            p.name,
+            src.display()
+        ),
+        hint: hint_binary.clone(),
+    };
+    let meta = fs_err::metadata(&src).map_err(|e| DepsError::Refused {
+        message: format!(
+            "{}: the path dependency {} is not there: {e}",
+            lock.path.display(),
+            p.name
+        ),
+        hint: "restore it, or re-lock after removing the dependency".into(),
+    })?;
+    let file_name = |path: &Path| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let wheel = if meta.is_file() && file_name(&src).ends_with(".whl") {
+        src.clone()
+    } else {
+        let slot = scratch.join(format!("local-{}", norm(&p.name)));
+        let out = slot.join("wheel");
+        fs_err::create_dir_all(&out).map_err(io("cannot build a path dependency"))?;
+        let from = if meta.is_dir() {
+            if let Some(why) = needs_compilation(&src) {
+                return Err(compiled(why).into());
+            }
+            let copy = slot.join("src");
+            for (name, path) in local_package_files(&src)? {
+                let to = copy.join(&name);
+                if let Some(parent) = to.parent() {
+                    fs_err::create_dir_all(parent).map_err(io("cannot copy a path dependency"))?;
+                }
+                fs_err::copy(&path, &to).map_err(io("cannot copy a path dependency"))?;
+            }
+            copy
+        } else {
+            src.clone()
+        };
+        let output = installer
+            .build_wheel_command(&from, &out, index_args)
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(io("cannot run the installer to build a path dependency"))?;
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stderr).into_owned()
+                + &String::from_utf8_lossy(&output.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail: String = lines[lines.len().saturating_sub(40)..]
+                .iter()
+                .map(|l| format!("  | {l}\n"))
+                .collect();
+            return Err(DepsError::Refused {
+                message: format!(
+                    "{}: cannot build the path dependency {} ({}) into a wheel ({}); {} said:\n{tail}",
+                    lock.path.display(),
+                    p.name,
+                    src.display(),
+                    output
+                        .status
+                        .code()
+                        .map_or_else(|| "killed by a signal".into(), |c| format!("exit {c}")),
+                    installer.name()
+                ),
+                hint: "fix the package's build (try `uv build --wheel` in its directory); its build backend must be installable from the indexes in lambda.toml".into(),
+            }
+            .into());
+        }
+        let built: Vec<PathBuf> = fs_err::read_dir(&out)
+            .map_err(io("cannot list the built wheel"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| file_name(f).ends_with(".whl"))
+            .collect();
+        match built.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                return Err(DepsError::Refused {
+                    message: format!(
+                        "{}: building the path dependency {} ({}) gave {} wheels, not one",
+                        lock.path.display(),
+                        p.name,
+                        src.display(),
+                        built.len()
+                    ),
+                    hint: "check the package's build backend".into(),
+                }
+                .into());
+            }
+        }
+    };
+    let name = file_name(&wheel);
+    if !name.ends_with("-none-any.whl") {
+        let tag = name
+            .trim_end_matches(".whl")
+            .splitn(3, '-')
+            .nth(2)
+            .unwrap_or(&name);
+        return Err(compiled(format!(
+            "its wheel {name} is tagged {tag}, not pure Python (none-any)"
+        ))
+        .into());
+    }
+    let bytes = fs_err::read(&wheel).map_err(io("cannot read the built wheel"))?;
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    p.local = Some(wheel);
+    p.hashes = vec![format!("sha256:{hex}")];
+    Ok(())
 }
 
 // ------------------------------------------------------------ uv.lock
@@ -274,6 +611,13 @@ impl UvPackage {
         ["editable", "virtual"]
             .iter()
             .any(|k| self.source.get(*k).and_then(|v| v.as_str()) == Some("."))
+    }
+    /// A path dependency (a workspace member, `{ path = ... }`, editable or
+    /// not): the path as written, relative to the lock's directory.
+    fn local_source(&self) -> Option<&str> {
+        ["directory", "editable", "path"]
+            .iter()
+            .find_map(|k| self.source.get(*k).and_then(|v| v.as_str()))
     }
     /// `registry = ...`: installable from an index by name and version.
     fn is_indexed(&self) -> bool {
@@ -399,6 +743,18 @@ fn uv(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
         if i == root {
             continue; // the project's code comes through [sources]
         }
+        if let Some(rel) = p.local_source() {
+            match ctx.local(rel) {
+                Some(path) => out.push(Pinned {
+                    name: p.name.clone(),
+                    version: p.version.clone().unwrap_or_default(),
+                    hashes: Vec::new(),
+                    local: Some(path),
+                }),
+                None => continue, // the project root, under another name
+            }
+            continue;
+        }
         if !p.is_indexed() {
             let source = toml::to_string(&p.source).unwrap_or_default();
             return Err(ctx.refused(
@@ -421,6 +777,7 @@ fn uv(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
             name: p.name.clone(),
             version,
             hashes: p.wheels.iter().filter_map(|w| w.hash.clone()).collect(),
+            local: None,
         });
     }
     Ok(out)
@@ -528,6 +885,19 @@ fn poetry(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
             continue;
         }
         if let Some(s) = &p.source
+            && matches!(s.kind.as_str(), "directory" | "file")
+        {
+            if let Some(path) = s.url.as_deref().and_then(|u| ctx.local(u)) {
+                out.push(Pinned {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    hashes: Vec::new(),
+                    local: Some(path),
+                });
+            }
+            continue;
+        }
+        if let Some(s) = &p.source
             && !matches!(s.kind.as_str(), "legacy" | "pypi")
         {
             return Err(ctx.refused(
@@ -556,6 +926,7 @@ fn poetry(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
             name: p.name.clone(),
             version: p.version.clone(),
             hashes: files.iter().map(|f| f.hash.clone()).collect(),
+            local: None,
         });
     }
     Ok(out)
@@ -581,6 +952,16 @@ struct PylockPackage {
     directory: Option<toml::Value>,
     vcs: Option<toml::Value>,
     archive: Option<toml::Value>,
+}
+
+impl PylockPackage {
+    /// `directory = { path = ... }` or a local `archive = { path = ... }`.
+    fn local_path(&self) -> Option<&str> {
+        [&self.directory, &self.archive]
+            .into_iter()
+            .flatten()
+            .find_map(|v| v.get("path").and_then(|p| p.as_str()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -610,6 +991,17 @@ fn pylock(ctx: &Ctx) -> Result<Vec<Pinned>, DepsError> {
         if !ctx.holds(p.marker.as_deref(), &p.name, &[])? {
             continue;
         }
+        if let Some(written) = p.local_path() {
+            if let Some(path) = ctx.local(written) {
+                out.push(Pinned {
+                    name: p.name.clone(),
+                    version: p.version.clone().unwrap_or_default(),
+                    hashes: Vec::new(),
+                    local: Some(path),
+                });
+            }
+            continue;
+        }
         if p.directory.is_some() || p.vcs.is_some() || p.archive.is_some() {
             return Err(ctx.refused(
                 format!(
@@ -636,9 +1028,189 @@ fn pylock(ctx: &Ctx) -> Result<Vec<Pinned>, DepsError> {
             name: p.name.clone(),
             version: version.clone(),
             hashes,
+            local: None,
         });
     }
     Ok(out)
+}
+
+// ------------------------------------------------------------ pyproject.toml
+
+/// The pyproject's dependency lists this build reads, in a canonical
+/// text: `[project.dependencies]`, the `optional-dependencies` of the
+/// extras named and the `[dependency-groups]` named (include-groups
+/// followed). What the deps key takes for `pyproject = ...` (so editing
+/// the description reruns nothing), and what [`pyproject_requirements`]
+/// installs.
+fn pyproject_lists(lock: &LockPlan) -> Result<Vec<String>, DepsError> {
+    let bytes = super::requirements::read_regular_file(&lock.path, None)?;
+    let text = String::from_utf8(bytes).map_err(|e| DepsError::Lockfile {
+        path: lock.path.clone(),
+        line: 1,
+        message: format!("not UTF-8 text ({e})"),
+    })?;
+    let env = marker_env(Target {
+        runtime: crate::manifest::Runtime::parse("python3.12").expect("a runtime"),
+        arch: crate::manifest::Architecture::X86_64,
+    });
+    let ctx = Ctx {
+        path: &lock.path,
+        text: &text,
+        env: &env,
+    };
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Full {
+        project: Option<FullProject>,
+        #[serde(default)]
+        dependency_groups: BTreeMap<String, Vec<toml::Value>>,
+        tool: Option<toml::Table>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct FullProject {
+        name: Option<String>,
+        #[serde(default)]
+        dependencies: Vec<String>,
+        #[serde(default)]
+        optional_dependencies: BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        dynamic: Vec<String>,
+    }
+    let parsed: Full = ctx.parse()?;
+    let poetry_deps = parsed
+        .tool
+        .as_ref()
+        .and_then(|t| t.get("poetry"))
+        .and_then(|p| p.get("dependencies"))
+        .is_some();
+    let Some(project) = parsed.project else {
+        return Err(ctx.refused(
+            format!("{} has no [project] table", lock.path.display()),
+            if poetry_deps {
+                "a Poetry 1 project keeps its dependencies in [tool.poetry.dependencies]: lock it (`poetry lock`) and set lock = \"poetry.lock\""
+            } else {
+                "declare [project] dependencies (PEP 621), or use lock / requirements"
+            },
+        ));
+    };
+    if project.dynamic.iter().any(|d| d == "dependencies") {
+        return Err(ctx.refused(
+            format!(
+                "{}: [project] declares its dependencies dynamic, so only its build backend knows them",
+                lock.path.display()
+            ),
+            "lock the project (`uv lock`, `poetry lock`) and set lock = ..., or list the dependencies in [project]",
+        ));
+    }
+    let mut out = project.dependencies.clone();
+    let have: BTreeSet<String> = project.optional_dependencies.keys().cloned().collect();
+    for e in &lock.extras {
+        let (_, list) = project
+            .optional_dependencies
+            .iter()
+            .find(|(k, _)| norm(k) == norm(e))
+            .ok_or_else(|| {
+                ctx.missing(
+                    "extra",
+                    e,
+                    &have,
+                    "name one of the project's [project.optional-dependencies]",
+                )
+            })?;
+        out.extend(list.iter().cloned());
+    }
+    let groups: BTreeMap<String, &Vec<toml::Value>> = parsed
+        .dependency_groups
+        .iter()
+        .map(|(k, v)| (norm(k), v))
+        .collect();
+    let have: BTreeSet<String> = parsed.dependency_groups.keys().cloned().collect();
+    let mut pending: Vec<String> = lock.groups.iter().map(|g| norm(g)).collect();
+    let mut seen = BTreeSet::new();
+    while let Some(g) = pending.pop() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        let list = groups.get(&g).ok_or_else(|| {
+            ctx.missing(
+                "dependency group",
+                &g,
+                &have,
+                "name one of the project's [dependency-groups]",
+            )
+        })?;
+        for item in list.iter() {
+            match item {
+                toml::Value::String(r) => out.push(r.clone()),
+                toml::Value::Table(t) => {
+                    if let Some(inc) = t.get("include-group").and_then(|v| v.as_str()) {
+                        pending.push(norm(inc));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // The project naming itself (`app[email]` in a group) adds its extras.
+    let own = project.name.as_deref().map(norm);
+    let mut expanded = Vec::new();
+    for r in out {
+        match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(&r) {
+            Ok(req) if Some(norm(req.name.as_ref())) == own => {
+                for e in &req.extras {
+                    if let Some((_, l)) = project
+                        .optional_dependencies
+                        .iter()
+                        .find(|(k, _)| norm(k) == norm(e.as_ref()))
+                    {
+                        expanded.extend(l.iter().cloned());
+                    }
+                }
+            }
+            _ => expanded.push(r),
+        }
+    }
+    Ok(expanded)
+}
+
+/// What the deps key takes for `pyproject = ...`: the lists it reads.
+pub fn pyproject_key(lock: &LockPlan) -> Result<String, DepsError> {
+    let mut lists = pyproject_lists(lock)?;
+    lists.sort();
+    Ok(lists.join("\n"))
+}
+
+/// The requirements to resolve for `target` (each marker evaluated for
+/// the target, then dropped), one per line; how many.
+pub fn pyproject_requirements(
+    lock: &LockPlan,
+    target: Target,
+) -> Result<(String, usize), DepsError> {
+    let env = marker_env(target);
+    let extras = extra_names(&lock.extras.iter().map(|e| norm(e)).collect());
+    let mut out = String::new();
+    let mut count = 0;
+    for r in pyproject_lists(lock)? {
+        let mut req =
+            pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(&r).map_err(|e| {
+                DepsError::Refused {
+                    message: format!(
+                        "{}: cannot read the requirement {r:?}: {e}",
+                        lock.path.display()
+                    ),
+                    hint: "write it as PEP 508 says (`name[extra]>=1.0; marker`)".into(),
+                }
+            })?;
+        if !req.marker.evaluate(&env, &extras) {
+            continue;
+        }
+        req.marker = MarkerTree::TRUE;
+        out.push_str(&req.to_string());
+        out.push('\n');
+        count += 1;
+    }
+    Ok((out, count))
 }
 
 // ------------------------------------------------------------ out of date
@@ -735,11 +1307,188 @@ fn from_pep508(text: &str, extra: Option<&str>) -> Option<Comparable> {
     ))
 }
 
+/// Python's `json.dumps(value, sort_keys=True)` (default separators,
+/// `ensure_ascii`), over a TOML value as `tomllib` loads it: what Poetry
+/// hashes for `content-hash`.
+fn python_json(v: Option<&toml::Value>, out: &mut String) {
+    use std::fmt::Write;
+    let Some(v) = v else {
+        out.push_str("null");
+        return;
+    };
+    match v {
+        toml::Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                        let mut buf = [0u16; 2];
+                        for unit in c.encode_utf16(&mut buf) {
+                            let _ = write!(out, "\\u{unit:04x}");
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        toml::Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        toml::Value::Float(f) => {
+            // Python's repr for the floats a pyproject holds (1.0, 0.5).
+            if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+                let _ = write!(out, "{f:.1}");
+            } else {
+                let _ = write!(out, "{f}");
+            }
+        }
+        toml::Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        toml::Value::Datetime(d) => {
+            let _ = write!(out, "\"{d}\"");
+        }
+        toml::Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(Some(item), out);
+            }
+            out.push(']');
+        }
+        toml::Value::Table(t) => {
+            out.push('{');
+            let mut keys: Vec<&String> = t.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(Some(&toml::Value::String(k.clone())), out);
+                out.push_str(": ");
+                python_json(t.get(k), out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Poetry 2's `content-hash` of a pyproject (`Locker._get_content_hash`):
+/// sha256 over `json.dumps(relevant, sort_keys=True)`, where `relevant`
+/// is `requires-python`, `dependencies` and `optional-dependencies` of
+/// `[project]` (those present) and `dependencies`, `source`, `extras`,
+/// `dev-dependencies`, `group` of `[tool.poetry]` (those present; the
+/// first four as null when absent and `[project]` has none of its three),
+/// nested as `{"project": ..., "tool": {"poetry": ...}}` when `[project]`
+/// has any, else the `[tool.poetry]` part alone.
+pub fn poetry_content_hash(pyproject: &toml::Table) -> String {
+    const LEGACY: [&str; 4] = ["dependencies", "source", "extras", "dev-dependencies"];
+    const PROJECT: [&str; 3] = ["requires-python", "dependencies", "optional-dependencies"];
+    let empty = toml::Table::new();
+    let project = pyproject
+        .get("project")
+        .and_then(|p| p.as_table())
+        .unwrap_or(&empty);
+    let poetry = pyproject
+        .get("tool")
+        .and_then(|t| t.get("poetry"))
+        .and_then(|p| p.as_table())
+        .unwrap_or(&empty);
+    let relevant_project: Vec<(&str, &toml::Value)> = PROJECT
+        .iter()
+        .filter_map(|k| project.get(*k).map(|v| (*k, v)))
+        .collect();
+    // (key, value or None for null), sorted as json.dumps sorts.
+    let mut relevant_poetry: Vec<(&str, Option<&toml::Value>)> = LEGACY
+        .iter()
+        .chain(&["group"])
+        .filter_map(|k| match poetry.get(*k) {
+            Some(v) => Some((*k, Some(v))),
+            None if LEGACY.contains(k) && relevant_project.is_empty() => Some((*k, None)),
+            None => None,
+        })
+        .collect();
+    relevant_poetry.sort_by_key(|(k, _)| *k);
+    let mut poetry_json = String::from("{");
+    for (i, (k, v)) in relevant_poetry.iter().enumerate() {
+        if i > 0 {
+            poetry_json.push_str(", ");
+        }
+        python_json(Some(&toml::Value::String(k.to_string())), &mut poetry_json);
+        poetry_json.push_str(": ");
+        python_json(*v, &mut poetry_json);
+    }
+    poetry_json.push('}');
+    let text = if relevant_project.is_empty() {
+        poetry_json
+    } else {
+        let mut t = toml::Table::new();
+        for (k, v) in &relevant_project {
+            t.insert(k.to_string(), (*v).clone());
+        }
+        let mut project_json = String::new();
+        python_json(Some(&toml::Value::Table(t)), &mut project_json);
+        format!("{{\"project\": {project_json}, \"tool\": {{\"poetry\": {poetry_json}}}}}")
+    };
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Is the poetry.lock at `lock` out of date with the pyproject.toml beside
+/// it, by Poetry's own rule (its recorded `content-hash`)?
+fn poetry_out_of_date(lock: &LockPlan) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        metadata: Option<MetaInner>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct MetaInner {
+        content_hash: Option<String>,
+    }
+    let pyproject_path = lock.path.parent()?.join("pyproject.toml");
+    let lock_text = std::fs::read_to_string(&lock.path).ok()?;
+    let recorded = toml::from_str::<Meta>(&lock_text)
+        .ok()?
+        .metadata?
+        .content_hash?;
+    let py: toml::Table = toml::from_str(&std::fs::read_to_string(&pyproject_path).ok()?).ok()?;
+    let computed = poetry_content_hash(&py);
+    (computed != recorded).then(|| {
+        format!(
+            "{} is out of date with {}: its content-hash ({}) is not the hash of pyproject.toml's dependency sections now ({}), so they changed since `poetry lock`",
+            lock.path.display(),
+            pyproject_path.display(),
+            short(&recorded),
+            short(&computed)
+        )
+    })
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
 /// Is the uv.lock at `lock` out of date with the pyproject.toml beside
-/// it? Returns the message saying how (None when it is current, or when
-/// the kind of lock records nothing to tell: only uv.lock is checked for
-/// now). To be wired to `--locked`: a warning without it, an error with it.
+/// it (or a poetry.lock with its, by Poetry's content-hash)? Returns the
+/// message saying how (None when it is current, or when the kind of lock
+/// records nothing to tell: a pylock.toml). A warning, or an error with
+/// `locked = true`.
 pub fn out_of_date(lock: &LockPlan) -> Option<String> {
+    if lock.kind == LockKind::Poetry {
+        return poetry_out_of_date(lock);
+    }
     if lock.kind != LockKind::Uv {
         return None;
     }

@@ -248,7 +248,7 @@ fn stage(
     };
     let reqs = match &deps.lock {
         // Keyed by the lock's bytes; read and resolved only to install.
-        Some(l) => lock_requirements(&l.path)?,
+        Some(l) => lock_requirements(l)?,
         None => requirements::read(&deps.requirements)?,
     };
     if deps.lock.is_none() && reqs.count == 0 {
@@ -427,6 +427,7 @@ fn stage_key(
         key.add("lock groups", groups.join(","))
             .add("lock extras", extras.join(","))
             .add("lock install", LOCK_INSTALL_VERSION);
+        add_local_packages(&mut key, cache, plan, l)?;
     }
     // As written (relative find_links stay relative: the key does not
     // change when the project moves); local directories' listings follow.
@@ -544,16 +545,70 @@ fn install(
 const LOCK_INSTALL_VERSION: u32 = 1;
 
 /// What the key and the pinning warning need from a lockfile: the file by
-/// its bytes (groups, extras and target join the key beside it).
-fn lock_requirements(path: &Path) -> Result<requirements::Requirements, DepsError> {
-    let bytes = requirements::read_regular_file(path, None)?;
+/// its bytes (groups, extras and target join the key beside it); from a
+/// pyproject.toml, only the dependency lists it reads.
+fn lock_requirements(
+    lock: &crate::manifest::LockPlan,
+) -> Result<requirements::Requirements, DepsError> {
+    let hash = if lock.kind == crate::manifest::LockKind::Pyproject {
+        blake3::hash(lock::pyproject_key(lock)?.as_bytes())
+    } else {
+        blake3::hash(&requirements::read_regular_file(&lock.path, None)?)
+    };
     Ok(requirements::Requirements {
         files: vec![requirements::RequirementsFile {
-            path: path.to_path_buf(),
-            hash: blake3::hash(&bytes),
+            path: lock.path.clone(),
+            hash,
         }],
         ..Default::default()
     })
+}
+
+/// `pyproject = ...`: the dependency lists, markers evaluated for the
+/// target, resolved by the installer now (not pinned: a warning says so).
+#[allow(clippy::too_many_arguments)]
+fn install_pyproject(
+    lock: &crate::manifest::LockPlan,
+    installer: &Installer,
+    target: Target,
+    index_args: &[String],
+    staging: &Path,
+    scratch: &Path,
+    plan: &Plan,
+    reporter: &Reporter,
+) -> crate::Result<bool> {
+    let (text, count) = lock::pyproject_requirements(lock, target)?;
+    let shown = relative(&plan.project_dir, &lock.path);
+    if count == 0 {
+        reporter.warn(format!(
+            "{shown} declares no dependencies for {}: the zip has no dependencies",
+            target.describe()
+        ));
+        return Ok(false);
+    }
+    reporter.warn(format!(
+        "{shown}'s dependencies are resolved now, not pinned: builds will drift as new versions appear (like unpinned requirements), and a rebuild reruns only when those lists change; lock them (`uv lock`) and set lock = \"uv.lock\" for reproducible builds"
+    ));
+    let file = scratch.join("pyproject-requirements.txt");
+    fs_err::write(&file, text).map_err(DepsError::io("cannot write the requirements"))?;
+    installer
+        .install(
+            target,
+            &file,
+            index_args,
+            staging,
+            &plan.project_dir,
+            reporter,
+        )
+        .map_err(|e| match e {
+            DepsError::Install(mut f) => {
+                let written = file.strip_prefix(&plan.project_dir).unwrap_or(&file);
+                f.what = f.what.replace(&written.display().to_string(), &shown);
+                DepsError::Install(f)
+            }
+            other => other,
+        })?;
+    Ok(true)
 }
 
 /// Resolves the lock for the target, writes the pinned requirements (with
@@ -570,23 +625,42 @@ fn install_locked(
     plan: &Plan,
     reporter: &Reporter,
 ) -> crate::Result<bool> {
+    if lock.kind == crate::manifest::LockKind::Pyproject {
+        return install_pyproject(
+            lock, installer, target, index_args, staging, scratch, plan, reporter,
+        );
+    }
     if let Some(message) = lock::out_of_date(lock) {
+        let relock = if lock.kind == crate::manifest::LockKind::Poetry {
+            "`poetry lock`"
+        } else {
+            "`uv lock`"
+        };
         if lock.locked {
             return Err(DepsError::Refused {
                 message,
-                hint:
-                    "re-lock (`uv lock`), or remove locked = true to build from the lock as it is"
-                        .into(),
+                hint: format!(
+                    "re-lock ({relock}), or remove locked = true to build from the lock as it is"
+                ),
             }
             .into());
         }
         reporter.warn(format!(
-            "{message}; building from the lock as it is (re-lock with `uv lock`)"
+            "{message}; building from the lock as it is (re-lock with {relock})"
         ));
     }
-    let selection = lock::select(lock, target)?;
+    let mut selection = lock::select(lock, target)?;
+    // The project root is never installed, whatever the lock calls it.
+    selection
+        .pinned
+        .retain(|p| p.local.as_deref() != Some(plan.project_dir.as_path()));
     if selection.pinned.is_empty() {
         return Ok(false);
+    }
+    for p in selection.pinned.iter_mut().filter(|p| p.local.is_some()) {
+        let spinner = reporter.spinner(&format!("building the path dependency {}", p.name));
+        lock::build_local(p, lock, installer, index_args, scratch, &plan.project_dir)?;
+        drop(spinner);
     }
     let hashed = selection.all_hashed();
     if !hashed {
@@ -619,6 +693,47 @@ fn install_locked(
             other => other,
         })?;
     Ok(true)
+}
+
+/// The lock's path dependencies join the key by content (every file, as
+/// the build copies them, through the fingerprint cache), so an edit in
+/// one builds and installs it again. The project root never does.
+fn add_local_packages(
+    key: &mut KeyBuilder,
+    cache: &mut Cache,
+    plan: &Plan,
+    lock: &crate::manifest::LockPlan,
+) -> crate::Result<()> {
+    for path in lock::local_paths(lock)? {
+        if path == plan.project_dir {
+            continue;
+        }
+        let label = format!(
+            "local package {}",
+            relative_path(&plan.project_dir, &path).display()
+        );
+        match fs_err::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let files = lock::local_package_files(&path)?;
+                let (entries, _) = hash_entries(cache, files)?;
+                key.add(&label, entries.len());
+                for e in &entries {
+                    key.add(
+                        &format!("  {}", e.name),
+                        format!("{} {}", e.hash.to_hex(), e.executable),
+                    );
+                }
+            }
+            Ok(m) if m.is_file() => {
+                let (entries, _) = hash_entries(cache, vec![(label.clone(), path.clone())])?;
+                key.add(&label, entries[0].hash.to_hex());
+            }
+            _ => {
+                key.add(&label, "missing");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Leftovers of installs that were killed (the project lock is held, so no
@@ -924,6 +1039,42 @@ pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
             },
         )
     }));
+    // A lock's path dependencies: every file in them is keyed.
+    if let Some(l) = &deps.lock {
+        let everything = |glob: Option<&str>| {
+            let mut b = globset::GlobSetBuilder::new();
+            if let Some(g) = glob.and_then(|g| globset::Glob::new(g).ok()) {
+                b.add(g);
+            }
+            b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+        };
+        for dir in lock::local_paths(l).unwrap_or_default() {
+            let dir = normalize(&dir);
+            if dir == normalize(&plan.project_dir) {
+                continue;
+            }
+            roots.push(if dir.is_dir() {
+                WatchRoot {
+                    dir: dir.clone(),
+                    recursive: true,
+                    skip: Vec::new(),
+                    inputs: WatchInputs::Globs {
+                        base: dir,
+                        include: everything(Some("**")),
+                        exclude: everything(None),
+                    },
+                }
+            } else {
+                in_dir(
+                    &dir,
+                    WatchInputs::Files {
+                        files: vec![dir.clone()],
+                        replan: false,
+                    },
+                )
+            });
+        }
+    }
     roots.extend(links.iter().map(|dir| WatchRoot {
         dir: normalize(dir),
         recursive: false,
