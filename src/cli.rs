@@ -91,7 +91,22 @@ pub enum Command {
         /// Keep what was used within this many days
         #[arg(long, default_value_t = 30)]
         days: u64,
+        /// Instead: trim the machine store (shared by every project) to this
+        /// size, least recently used first (e.g. 2G, 500M)
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
     },
+    /// The machine store shared by every project ($LBUILD_STORE, else ~/.cache/lbuild)
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print where the machine store is and what it holds
+    Stats,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -302,10 +317,17 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             let ws = cli.global.workspace()?;
             pipeline::clean(&ws.artifacts, &reporter)
         }
-        Command::Gc { days } => {
+        Command::Gc {
+            max_size: Some(size),
+            ..
+        } => pipeline::gc_store(crate::store::parse_size(&size)?, &reporter),
+        Command::Gc { days, .. } => {
             let ws = cli.global.workspace()?;
             pipeline::gc(&ws.artifacts[0], days, &reporter).map(|_| ())
         }
+        Command::Cache {
+            command: CacheCommand::Stats,
+        } => pipeline::store_stats(&reporter),
         Command::Deploy(args) => deploy(&cli.global, &args, &reporter),
         Command::Invoke(args) => invoke(&cli.global, &args, &reporter),
     }

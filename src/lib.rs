@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod report;
 pub mod size;
 pub mod stages;
+pub mod store;
 pub mod terraform;
 pub mod watch;
 

@@ -263,6 +263,10 @@ pub struct Env {
     pub cache_dir: Option<OsString>,
     /// `SOURCE_DATE_EPOCH`, as set (parsed where it is used).
     pub source_date_epoch: Option<String>,
+    /// The machine store shared by every project: `LBUILD_STORE`, else
+    /// `$XDG_CACHE_HOME/lbuild`, else `~/.cache/lbuild` (None when none is
+    /// set: then each project keeps its trees in its own cache directory).
+    pub store_dir: Option<PathBuf>,
 }
 
 impl Env {
@@ -270,6 +274,7 @@ impl Env {
         Env {
             cache_dir: std::env::var_os("LBUILD_CACHE_DIR").filter(|v| !v.is_empty()),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+            store_dir: crate::store::dir_from_env(),
         }
     }
 }
@@ -339,6 +344,17 @@ impl Plan {
         let (module, _) = self.handler.rsplit_once('.').unwrap_or((&self.handler, ""));
         let base = module.replace('.', "/");
         [format!("{base}.py"), format!("{base}/__init__.py")]
+    }
+
+    /// The machine store this build shares with every project (the
+    /// project's own cache directory when no store directory is known).
+    pub fn machine_store(&self) -> crate::store::MachineStore {
+        crate::store::MachineStore::at(
+            self.env
+                .store_dir
+                .clone()
+                .unwrap_or_else(|| self.cache_dir.clone()),
+        )
     }
 
     pub fn is_layer(&self) -> bool {

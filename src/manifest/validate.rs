@@ -688,6 +688,7 @@ mod tests {
         let env = Env {
             cache_dir: Some("cache".into()),
             source_date_epoch: Some("5".into()),
+            store_dir: None,
         };
         let plan = load_with_env(&d.path().join("lambda.toml"), env).unwrap();
         assert_eq!(plan.cache_dir, plan.project_dir.join("cache"));

@@ -183,7 +183,14 @@ pub fn build(
     let store = Store::new(&plan.cache_dir, cache.packed_lookup()?, &settings);
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
-    let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref())?;
+    let machine = plan.machine_store();
+    let written = archive::write_zip(
+        tmp.as_file(),
+        &entries,
+        &settings,
+        store.as_ref(),
+        Some(&machine),
+    )?;
     drop(spinner);
 
     // Hashed while it was written, unless the writer had to seek back.
@@ -247,6 +254,8 @@ pub fn build(
         "reused": written.reused,
         "compressed": written.compressed,
         "rejected": written.rejected,
+        "from_store": written.from_store,
+        "store_rejected": written.store_rejected,
     });
     let report = StageReport::new(
         NAME,

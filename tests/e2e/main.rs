@@ -14,5 +14,6 @@ mod invoke;
 mod lockfiles;
 mod moto;
 mod safety;
+mod store;
 mod watch;
 mod workspace;

@@ -34,6 +34,7 @@ use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
 use crate::cache::{Cache, Hash};
 use crate::manifest::{DepsPlan, FindLinks, Plan, relative_path};
 use crate::report::Reporter;
+use crate::store::TREE_RECORD;
 use installer::{Installer, Kind, Target};
 
 pub const NAME: &str = "deps";
@@ -192,6 +193,10 @@ pub fn ready(
     if let Some(entries) =
         recorded_files(cache, &key)?.and_then(|files| still_installed(&tree, &files))
     {
+        // Last use, for `lbuild gc --max-size` on the machine store.
+        if let Some(dir) = tree.parent() {
+            crate::store::touch(&dir.join(TREE_RECORD));
+        }
         let digest = Some(digest);
         return Ok((ReadyDeps { digest, entries }, None));
     }
@@ -260,7 +265,8 @@ fn stage(
 
     let key = stage_key(plan, deps, &reqs, &installer, target, cache)?;
     let (key_hash, explain) = key.finish();
-    let tree = tree_dir(&plan.cache_dir, &key_hash);
+    let store = plan.machine_store();
+    let tree = tree_dir(store.root(), &key_hash);
 
     let details = |ran: bool, record: &Record| {
         let mut d = serde_json::json!({
@@ -296,6 +302,26 @@ fn stage(
         };
         return Ok((out, report));
     }
+    // Not recorded in this project: another project on this machine (or
+    // the remote store) may have installed the same tree.
+    if !reinstall && let Some(shared) = read_shared(store.root(), &key_hash) {
+        cache.record_stage_with_detail(
+            NAME,
+            &key_hash,
+            &serde_json::to_string(&shared.record).unwrap_or_default(),
+            &serde_json::to_string(&shared.files).unwrap_or_default(),
+        );
+        crate::store::touch(&key_dir(store.root(), &key_hash).join(TREE_RECORD));
+        let mut d = details(false, &shared.record);
+        d["from"] = serde_json::json!("store");
+        let report = StageReport::new(NAME, Status::Cached, &key_hash, started, d, explain);
+        let out = DepsTree::Unverified {
+            digest: shared.record.digest,
+            tree,
+            key: key_hash,
+        };
+        return Ok((out, report));
+    }
 
     // About to install: this is when loose pins drift.
     for u in &reqs.unpinned {
@@ -317,65 +343,72 @@ fn stage(
         ));
     }
 
-    let (ran, normalized) = install(
+    let installed = install(
         plan,
         deps,
         &installer,
         target,
         &index_args,
         &reqs,
-        &tree,
+        &key_hash,
+        cache,
+        reinstall,
         reporter,
     )?;
-    for name in &normalized.unmatched_excludes {
+    let Installed {
+        ran,
+        shared,
+        entries,
+        unmatched_excludes,
+    } = installed;
+    for name in &unmatched_excludes {
         // Often deliberate (boto3 "just in case"), so only shown with -v.
         reporter.detail(format!(
             "[dependencies] exclude: no installed distribution is named {name:?}; nothing removed"
         ));
     }
-    let files = walk::files_under(&tree, &tree, &tree, &[], |_| true)?;
-    let (entries, _) = hash_entries(cache, files)?;
-    let files: Vec<RecordedFile> = entries
-        .iter()
-        .map(|e| {
-            let mtime_ns = std::fs::metadata(&e.path)
-                .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
-                .unwrap_or(0);
-            RecordedFile {
-                name: e.name.clone(),
-                hash: e.hash,
-                size: e.size,
-                executable: e.executable,
-                mtime_ns,
-            }
-        })
-        .collect();
-    let record = Record {
-        digest: crate::entry::entries_digest(&entries),
-        installer: installer.version.clone(),
-        distributions: normalized.distributions,
-        excluded: normalized.excluded,
-        files: files.len(),
-    };
     cache.record_stage_with_detail(
         NAME,
         &key_hash,
-        &serde_json::to_string(&record).unwrap_or_default(),
-        &serde_json::to_string(&files).unwrap_or_default(),
+        &serde_json::to_string(&shared.record).unwrap_or_default(),
+        &serde_json::to_string(&shared.files).unwrap_or_default(),
     );
     let report = StageReport::new(
         NAME,
         Status::Ran,
         &key_hash,
         started,
-        details(ran, &record),
+        details(ran, &shared.record),
         explain,
     );
     let out = DepsTree::Ready {
-        digest: record.digest,
+        digest: shared.record.digest,
         entries,
     };
     Ok((out, report))
+}
+
+/// A tree's record and file list as kept in the machine store beside the
+/// tree (`deps/KEY/tree.json`), from which a project's stage record is
+/// made without installing anything.
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedTree {
+    record: Record,
+    files: Vec<RecordedFile>,
+}
+
+/// The tree of `key` in the machine store, if one is there.
+fn read_shared(root: &Path, key: &Hash) -> Option<SharedTree> {
+    let text = std::fs::read_to_string(key_dir(root, key).join(TREE_RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// What [`install`] left in the store.
+struct Installed {
+    ran: bool,
+    shared: SharedTree,
+    entries: Vec<Entry>,
+    unmatched_excludes: Vec<String>,
 }
 
 /// The deps key: everything that can change the installed tree (see the
@@ -469,10 +502,13 @@ fn stage_key(
     Ok(key)
 }
 
-/// Installs into a temporary directory next to the final tree, normalises
-/// it, then renames it into place: a failure at any point leaves nothing
-/// under the key's directory. Returns whether the installer ran and what
-/// normalising did.
+/// Installs into a temporary directory of the machine store, normalises
+/// it, hashes it and writes its record beside it, then renames the whole
+/// key directory into place in one step: a failure at any point leaves
+/// nothing under the key, and a reader never sees a tree without its
+/// record. When another build put the same key in place first, its tree is
+/// used and ours dropped (same key, same files); a reinstall (the tree was
+/// found changed) swaps the old one out.
 #[allow(clippy::too_many_arguments)]
 fn install(
     plan: &Plan,
@@ -481,15 +517,18 @@ fn install(
     target: Target,
     index_args: &[String],
     reqs: &requirements::Requirements,
-    tree: &Path,
+    key: &Hash,
+    cache: &mut Cache,
+    reinstall: bool,
     reporter: &Reporter,
-) -> crate::Result<(bool, normalize::Normalized)> {
-    let deps_dir = plan.cache_dir.join("deps");
+) -> crate::Result<Installed> {
+    let store = plan.machine_store();
+    let deps_dir = store.deps_dir();
     let io = DepsError::io;
     fs_err::create_dir_all(&deps_dir).map_err(io("cannot install dependencies"))?;
-    remove_stale_temporaries(&deps_dir);
+    crate::store::remove_dead_temporaries(&deps_dir);
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(&format!(".tmp-{}-", std::process::id()))
         .tempdir_in(&deps_dir)
         // tempfile's error names the path.
         .map_err(io("cannot install dependencies"))?;
@@ -524,11 +563,107 @@ fn install(
     let normalized = normalize::normalize(&staging, &deps.exclude)?;
     // The tree's own directories: ordinary permissions, whatever the umask.
     let _ = fs_err::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
-    if tree.exists() {
-        fs_err::remove_dir_all(tree).map_err(io("cannot remove the stale deps tree"))?;
+    // Scratch files of a lock install are not part of the tree.
+    for item in std::fs::read_dir(tmp.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if item.file_name() != "tree" {
+            let _ = std::fs::remove_file(item.path());
+        }
     }
-    fs_err::rename(&staging, tree).map_err(io("cannot move the installed deps tree into place"))?;
-    Ok((ran, normalized))
+    let files = walk::files_under(&staging, &staging, &staging, &[], |_| true)?;
+    let (entries, _) = hash_entries(cache, files)?;
+    let recorded: Vec<RecordedFile> = entries
+        .iter()
+        .map(|e| {
+            let mtime_ns = std::fs::metadata(&e.path)
+                .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+                .unwrap_or(0);
+            RecordedFile {
+                name: e.name.clone(),
+                hash: e.hash,
+                size: e.size,
+                executable: e.executable,
+                mtime_ns,
+            }
+        })
+        .collect();
+    let shared = SharedTree {
+        record: Record {
+            digest: crate::entry::entries_digest(&entries),
+            installer: installer.version.clone(),
+            distributions: normalized.distributions,
+            excluded: normalized.excluded,
+            files: recorded.len(),
+        },
+        files: recorded,
+    };
+    fs_err::write(
+        tmp.path().join(TREE_RECORD),
+        serde_json::to_string(&shared).unwrap_or_default(),
+    )
+    .map_err(io("cannot record the installed deps tree"))?;
+    let final_dir = key_dir(store.root(), key);
+    let tree = tree_dir(store.root(), key);
+    let staged = tmp.keep();
+    let moved = |entries: Vec<Entry>| -> Vec<Entry> {
+        entries
+            .into_iter()
+            .map(|mut e| {
+                e.path = tree.join(&e.name);
+                e
+            })
+            .collect()
+    };
+    let done = |shared: SharedTree, entries: Vec<Entry>| Installed {
+        ran,
+        shared,
+        entries,
+        unmatched_excludes: normalized.unmatched_excludes.clone(),
+    };
+    if reinstall && final_dir.exists() {
+        let aside = deps_dir.join(format!(".tmp-{}-old", std::process::id()));
+        let _ = fs_err::remove_dir_all(&aside);
+        fs_err::rename(&final_dir, &aside)
+            .map_err(io("cannot move the changed deps tree aside"))?;
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    match std::fs::rename(&staged, &final_dir) {
+        Ok(()) => Ok(done(shared, moved(entries))),
+        Err(e) if final_dir.join(TREE_RECORD).is_file() => {
+            // Another build installed the same key first: use its tree.
+            let _ = std::fs::remove_dir_all(&staged);
+            let theirs = read_shared(store.root(), key).ok_or_else(|| DepsError::Io {
+                context: "cannot use the deps tree another build installed",
+                source: std::io::Error::new(e.kind(), format!("{}: {e}", final_dir.display())),
+            })?;
+            let entries = theirs
+                .files
+                .iter()
+                .map(|f| Entry {
+                    name: f.name.clone(),
+                    path: tree.join(&f.name),
+                    hash: f.hash,
+                    size: f.size,
+                    executable: f.executable,
+                })
+                .collect();
+            Ok(done(theirs, entries))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Err(DepsError::Io {
+                context: "cannot move the installed deps tree into place",
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("{} -> {}: {e}", staged.display(), final_dir.display()),
+                ),
+            }
+            .into())
+        }
+    }
 }
 
 /// Bump when what a lock turns into (the pinned file, the installer's
@@ -611,18 +746,6 @@ fn install_locked(
             other => other,
         })?;
     Ok(true)
-}
-
-/// Leftovers of installs that were killed (the project lock is held, so no
-/// other build is using them).
-fn remove_stale_temporaries(deps_dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(deps_dir) {
-        for item in rd.flatten() {
-            if item.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = std::fs::remove_dir_all(item.path());
-            }
-        }
-    }
 }
 
 /// The file list recorded with the tree of `key` (kept apart from the
@@ -925,9 +1048,15 @@ pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
     roots
 }
 
+/// The directory of deps key `key` in a store rooted at `root`: the tree
+/// (`tree/`) and its record ([`TREE_RECORD`]).
+pub fn key_dir(root: &Path, key: &Hash) -> PathBuf {
+    root.join("deps").join(key.to_hex().as_str())
+}
+
 /// Where the tree installed for deps key `key` lives.
-pub fn tree_dir(cache_dir: &std::path::Path, key: &crate::entry::Hash) -> std::path::PathBuf {
-    cache_dir.join("deps").join(key.to_hex().as_str())
+pub fn tree_dir(root: &Path, key: &Hash) -> PathBuf {
+    key_dir(root, key).join("tree")
 }
 
 #[cfg(test)]

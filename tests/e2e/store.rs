@@ -1,0 +1,217 @@
+//! The machine store (`LBUILD_STORE`): installed trees and compressed
+//! entries shared by every project on the machine; its housekeeping.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{assert_success, stage_details, status_of};
+use crate::deps::{DepsProject, deps_ran};
+
+/// A directory holding a `uv` that answers `--version` like the real one
+/// (so the deps key is the same) and otherwise records that it ran and
+/// fails: the witness that a build installed nothing.
+fn uv_that_must_not_install() -> (tempfile::TempDir, PathBuf) {
+    let real = std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("uv"))
+                .find(|u| u.is_file())
+        })
+        .expect("uv on PATH");
+    let dir = tempfile::Builder::new()
+        .prefix("lbuild-fake-uv-")
+        .tempdir()
+        .unwrap();
+    let marker = dir.path().join("ran");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = \"--version\" ] || [ \"$1\" = \"-V\" ]; then exec '{}' \"$@\"; fi\necho \"$@\" >> '{}'\nexit 1\n",
+        real.display(),
+        marker.display()
+    );
+    let uv = dir.path().join("uv");
+    std::fs::write(&uv, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, marker)
+}
+
+/// `d`'s lbuild with the machine store at `store` (and PATH led by `bin`).
+fn run_in(d: &DepsProject, store: &Path, bin: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = d.p.cmd();
+    crate::common::box_installers(&mut cmd, d.caches.path());
+    cmd.env("LBUILD_STORE", store);
+    if let Some(bin) = bin {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+    }
+    cmd.args(args).output().unwrap()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert_success(out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_second_project_with_the_same_requirements_installs_and_compresses_nothing() {
+    let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let first = a.build();
+    assert!(deps_ran(&first));
+    let store = a.p.store.path();
+
+    let b = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let (bin, marker) = uv_that_must_not_install();
+    let second = json_of(&run_in(&b, store, Some(bin.path()), &["--json"]));
+    let deps = stage_details(&second, "deps");
+    assert_eq!(deps["from"], "store", "{second}");
+    assert!(!deps_ran(&second), "{second}");
+    assert!(!marker.exists(), "the installer ran");
+    let package = stage_details(&second, "package");
+    assert_eq!(package["compressed"], 0, "{package}");
+    assert_eq!(b.zip_bytes(), a.zip_bytes());
+
+    // One tree in the store, none in either project.
+    let trees: Vec<_> = std::fs::read_dir(store.join("deps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    for p in [&a.p, &b.p] {
+        assert!(!p.path().join(".lbuild/deps").exists());
+    }
+    // A second build of B is an ordinary no-op.
+    let again = json_of(&run_in(&b, store, Some(bin.path()), &["--json"]));
+    assert_eq!(status_of(&again, "package"), "cached");
+}
+
+#[test]
+fn two_projects_building_at_once_on_one_store_both_succeed() {
+    let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let b = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    b.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'b'\n",
+    );
+    for i in 0..30 {
+        let body = format!("X = {i}\n").repeat(200);
+        a.p.write(&format!("mods/m{i}.py"), &body);
+        b.p.write(&format!("mods/m{i}.py"), &body);
+    }
+    let shared = tempfile::Builder::new()
+        .prefix("lbuild-shared-store-")
+        .tempdir()
+        .unwrap();
+    let spawn = |d: &DepsProject| {
+        let mut cmd = d.p.cmd();
+        crate::common::box_installers(&mut cmd, d.caches.path());
+        cmd.env("LBUILD_STORE", shared.path())
+            .arg("--json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    );
+    json_of(&oa);
+    json_of(&ob);
+    // Each zip is what a build with a store of its own makes.
+    for d in [&a, &b] {
+        let together = d.zip_bytes();
+        d.p.remove("dist/fn.zip");
+        std::fs::remove_dir_all(d.p.path().join(".lbuild")).unwrap();
+        let alone = json_of(&run_in(d, d.p.store.path(), None, &["--json"]));
+        assert!(deps_ran(&alone));
+        assert_eq!(d.zip_bytes(), together);
+    }
+    assert!(
+        b.entry("app.py").unwrap().contains("'b'"),
+        "b's own handler"
+    );
+    assert!(b.entry("purepkg/__init__.py").is_some());
+}
+
+fn stats(d: &DepsProject, store: &Path) -> serde_json::Value {
+    json_of(&run_in(d, store, None, &["cache", "stats", "--json"]))
+}
+
+#[test]
+fn gc_max_size_keeps_the_store_under_budget_and_waits_for_running_builds() {
+    let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    for i in 0..20 {
+        a.p.write(&format!("mods/m{i}.py"), &format!("Y = {i}\n").repeat(300));
+    }
+    a.build();
+    let store = a.p.store.path();
+    let before = stats(&a, store);
+    let total = before["bytes"].as_u64().unwrap();
+    assert!(before["trees"].as_u64().unwrap() == 1, "{before}");
+    assert!(before["entries"].as_u64().unwrap() >= 20, "{before}");
+
+    // A build holds the store shared: gc waits, then gives up untouched.
+    let holder = Command::new("python3")
+        .arg("-c")
+        .arg("import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)")
+        .arg(store.join("lock"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut holder = holder;
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held");
+    }
+    let mut cmd = a.p.cmd();
+    cmd.env("LBUILD_STORE", store)
+        .env("LBUILD_LOCK_TIMEOUT", "1")
+        .args(["gc", "--max-size", "0"]);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by a running build"), "{err}");
+    assert_eq!(stats(&a, store)["bytes"], total);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let budget = total / 2;
+    let out = run_in(
+        &a,
+        store,
+        None,
+        &["gc", "--max-size", &budget.to_string(), "--json"],
+    );
+    let gc = json_of(&out);
+    assert!(gc["removed"].as_u64().unwrap() > 0, "{gc}");
+    let after = stats(&a, store)["bytes"].as_u64().unwrap();
+    assert!(after <= budget, "{after} > {budget}");
+
+    // The project still builds, the same bytes, after a total trim.
+    let zip = a.zip_bytes();
+    json_of(&run_in(
+        &a,
+        store,
+        None,
+        &["gc", "--max-size", "0", "--json"],
+    ));
+    assert_eq!(stats(&a, store)["bytes"], 0);
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n\n",
+    );
+    a.build();
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+    );
+    a.build();
+    assert_eq!(a.zip_bytes(), zip);
+}
