@@ -197,6 +197,13 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether the store holds an entry for this content and mode.
+    pub fn has(&self, content: &Hash, executable: bool) -> bool {
+        self.by_content.contains_key(&(*content, executable))
+    }
+}
+
 /// What writing the archive did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct WriteReport {
@@ -597,6 +604,32 @@ fn open_stored_entry(
         from_store: true,
         store_rejected: false,
     })
+}
+
+/// The content of a one-entry zip fetched from elsewhere (the remote
+/// store), if it is exactly what [`prepare`] would make of `e` (as
+/// [`verify_stored_entry`] checks).
+pub fn stored_entry_content(bytes: &[u8], e: &Entry, settings: &Settings) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; DIGEST_BUF];
+    if !entry_is(Cursor::new(bytes), e, settings, &mut buf) {
+        return None;
+    }
+    let mut zip = ZipArchive::new(Cursor::new(bytes)).ok()?;
+    let mut f = zip.by_index(0).ok()?;
+    let mut data = Vec::with_capacity(e.size.min(1 << 30) as usize);
+    f.read_to_end(&mut data).ok()?;
+    Some(data)
+}
+
+/// Entry `index` of `zip` as a one-entry zip of its own (a raw copy: the
+/// compressed bytes and every header field a copy carries).
+pub fn one_entry_copy<R: Read + Seek>(
+    zip: &mut ZipArchive<R>,
+    index: usize,
+) -> Result<Vec<u8>, ArchiveError> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    w.raw_copy_file_rename(zip.by_index_raw(index)?, "x")?;
+    Ok(w.finish()?.into_inner())
 }
 
 fn entry_is<R: Read + Seek>(reader: R, e: &Entry, settings: &Settings, buf: &mut [u8]) -> bool {

@@ -53,6 +53,14 @@ pub struct GlobalArgs {
     /// In a workspace, only this function and the layers it uses (repeatable)
     #[arg(long = "function", global = true, value_name = "NAME")]
     pub functions: Vec<String>,
+    /// Share compressed entries and dependency trees through this bucket
+    /// (s3://BUCKET/PREFIX; also LBUILD_REMOTE_CACHE or [cache] remote)
+    #[arg(long, global = true, value_name = "S3_URL")]
+    pub remote_cache: Option<String>,
+    /// read: fetch only; read-write: also upload what this build made
+    /// [default: read-write when CI is set, else read]
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["read", "read-write"])]
+    pub remote_cache_mode: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,7 +242,16 @@ impl GlobalArgs {
     }
 
     pub fn workspace(&self) -> crate::Result<Workspace> {
-        Ok(manifest::load_workspace(&self.manifest_path()?)?)
+        let mut ws = manifest::load_workspace(&self.manifest_path()?)?;
+        for plan in &mut ws.artifacts {
+            if self.remote_cache.is_some() {
+                plan.env.remote_cache = self.remote_cache.clone();
+            }
+            if self.remote_cache_mode.is_some() {
+                plan.env.remote_cache_mode = self.remote_cache_mode.clone();
+            }
+        }
+        Ok(ws)
     }
 }
 

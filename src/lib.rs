@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod lock;
 pub mod manifest;
 pub mod pipeline;
+pub mod remote;
 pub mod report;
 pub mod size;
 pub mod stages;

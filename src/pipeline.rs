@@ -270,6 +270,12 @@ fn build_locked(
             } else {
                 package::key(plan, deps.digest, &src, &cfg)?
             };
+            // Kept for the remote store (before the layer's prefix).
+            let remote = crate::remote::for_plan(plan)?.filter(|r| r.can_write());
+            let tree_entries = match (remote, deps.digest) {
+                (Some(_), Some(_)) => deps.entries.clone(),
+                _ => Vec::new(),
+            };
             let dep_entries = under_prefix(plan, deps.entries);
             // Checked before anything is written: over the quota, the
             // last good zip stays.
@@ -294,6 +300,13 @@ fn build_locked(
                 },
             ];
             let built = package::build(plan, &mut cache, reporter, key, &inputs)?;
+            if let Some(r) = remote
+                && !tree_entries.is_empty()
+                && let Ok(bytes) = blake3::Hash::from_hex(&dep_report.key)
+                && deps::upload_remote(r, plan, &bytes, &tree_entries, reporter)?
+            {
+                dep_report.details["uploaded"] = serde_json::json!(true);
+            }
             // The direct-upload warning needs the zip's size.
             warnings = check_limits(plan, Some(built.0.size), unzipped, layers)?;
             built

@@ -267,6 +267,13 @@ pub struct Env {
     /// `$XDG_CACHE_HOME/lbuild`, else `~/.cache/lbuild` (None when none is
     /// set: then each project keeps its trees in its own cache directory).
     pub store_dir: Option<PathBuf>,
+    /// The remote store: `--remote-cache`, else `LBUILD_REMOTE_CACHE`.
+    pub remote_cache: Option<String>,
+    /// `--remote-cache-mode`, else `LBUILD_REMOTE_CACHE_MODE`.
+    pub remote_cache_mode: Option<String>,
+    /// `CI` is set (and not "false"/"0"): the remote store's default mode
+    /// is then read-write.
+    pub ci: bool,
 }
 
 impl Env {
@@ -275,6 +282,13 @@ impl Env {
             cache_dir: std::env::var_os("LBUILD_CACHE_DIR").filter(|v| !v.is_empty()),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
             store_dir: crate::store::dir_from_env(),
+            remote_cache: std::env::var("LBUILD_REMOTE_CACHE")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            remote_cache_mode: std::env::var("LBUILD_REMOTE_CACHE_MODE")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            ci: std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"),
         }
     }
 }
@@ -335,6 +349,9 @@ pub struct Plan {
     /// This artifact's reuse store in the cache directory (`store.zip`, or
     /// `store-KIND-NAME.zip` in a workspace).
     pub store_file: String,
+    /// `[cache] remote` in the manifest (the environment and the command
+    /// line take precedence, see [`crate::remote::config_of`]).
+    pub remote_cache: Option<String>,
 }
 
 impl Plan {

@@ -138,6 +138,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         lambda,
         foreign_outputs: Vec::new(),
         store_file: crate::stages::package::STORE_FILE.to_string(),
+        remote_cache: None,
     })
 }
 
@@ -688,7 +689,7 @@ mod tests {
         let env = Env {
             cache_dir: Some("cache".into()),
             source_date_epoch: Some("5".into()),
-            store_dir: None,
+            ..Env::default()
         };
         let plan = load_with_env(&d.path().join("lambda.toml"), env).unwrap();
         assert_eq!(plan.cache_dir, plan.project_dir.join("cache"));

@@ -215,3 +215,191 @@ fn gc_max_size_keeps_the_store_under_budget_and_waits_for_running_builds() {
     a.build();
     assert_eq!(a.zip_bytes(), zip);
 }
+
+// ------------------------------------------------------------ remote store
+
+use crate::moto::Moto;
+
+const BUCKET_URL: &str = "s3://lbuild-cache/team";
+
+/// `d`'s lbuild against moto's S3, with the remote store at [`BUCKET_URL`].
+fn run_remote(
+    d: &DepsProject,
+    moto: &Moto,
+    bin: Option<&Path>,
+    mode: Option<&str>,
+    args: &[&str],
+) -> Output {
+    let mut cmd = d.p.cmd();
+    crate::common::box_installers(&mut cmd, d.caches.path());
+    moto.aws_env(&mut cmd);
+    if let Some(bin) = bin {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+    }
+    cmd.args(["--remote-cache", BUCKET_URL]);
+    if let Some(mode) = mode {
+        cmd.args(["--remote-cache-mode", mode]);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+fn bucket(moto: &Moto) {
+    moto.boto3("s3.create_bucket(Bucket='lbuild-cache')", &[]);
+}
+
+/// A project with dependencies and a few sources worth compressing.
+fn remote_project() -> DepsProject {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    for i in 0..5 {
+        d.p.write(&format!("mods/m{i}.py"), &format!("Z = {i}\n").repeat(100));
+    }
+    d
+}
+
+fn warnings(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_fresh_clone_with_a_warm_remote_installs_and_compresses_nothing() {
+    let moto = Moto::start();
+    bucket(&moto);
+    let a = remote_project();
+    let first = json_of(&run_remote(
+        &a,
+        &moto,
+        None,
+        Some("read-write"),
+        &["--json"],
+    ));
+    assert!(deps_ran(&first));
+    assert_eq!(stage_details(&first, "deps")["uploaded"], true, "{first}");
+    let up = stage_details(&first, "package");
+    assert!(up["uploaded"].as_u64().unwrap() >= 6, "{up}");
+
+    // B: a copy with an empty machine store, read-only, and a uv that
+    // fails if asked to install anything.
+    let b = remote_project();
+    let (bin, marker) = uv_that_must_not_install();
+    let out = run_remote(&b, &moto, Some(bin.path()), None, &["--json"]);
+    let second = json_of(&out);
+    assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
+    assert_eq!(stage_details(&second, "deps")["from"], "remote", "{second}");
+    assert!(!deps_ran(&second));
+    assert!(!marker.exists(), "the installer ran");
+    let package = stage_details(&second, "package");
+    assert_eq!(package["compressed"], 0, "{package}");
+    assert_eq!(
+        package["uploaded"], 0,
+        "read-only uploads nothing: {package}"
+    );
+    assert_eq!(b.zip_bytes(), a.zip_bytes());
+
+    // The no-op path never calls the bucket: with the endpoint gone, no
+    // warning.
+    drop(moto);
+    let down = Moto::start_unrecorded();
+    let port = down.port;
+    drop(down);
+    let mut cmd = b.p.cmd();
+    crate::common::box_installers(&mut cmd, b.caches.path());
+    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .args(["--remote-cache", BUCKET_URL, "--json"]);
+    let out = cmd.output().unwrap();
+    let noop = json_of(&out);
+    assert_eq!(status_of(&noop, "package"), "cached");
+    assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
+}
+
+#[test]
+fn tampered_remote_objects_are_rejected_and_rebuilt_locally() {
+    let moto = Moto::start();
+    bucket(&moto);
+    let a = remote_project();
+    json_of(&run_remote(
+        &a,
+        &moto,
+        None,
+        Some("read-write"),
+        &["--json"],
+    ));
+    // Flip one byte in the compressed data of every zip in the bucket
+    // (of its largest entry).
+    let flipped = moto.boto3(
+        "n = 0\n\
+         for o in s3.list_objects_v2(Bucket='lbuild-cache')['Contents']:\n\
+         \x20   if not o['Key'].endswith('.zip'):\n\
+         \x20       continue\n\
+         \x20   b = bytearray(s3.get_object(Bucket='lbuild-cache', Key=o['Key'])['Body'].read())\n\
+         \x20   info = max(zipfile.ZipFile(io.BytesIO(bytes(b))).infolist(), key=lambda i: i.compress_size)\n\
+         \x20   h = info.header_offset\n\
+         \x20   start = h + 30 + int.from_bytes(b[h+26:h+28], 'little') + int.from_bytes(b[h+28:h+30], 'little')\n\
+         \x20   b[start + info.compress_size // 2] ^= 0xff\n\
+         \x20   s3.put_object(Bucket='lbuild-cache', Key=o['Key'], Body=bytes(b))\n\
+         \x20   n += 1\n\
+         print(json.dumps(n))\n",
+        &[],
+    );
+    assert!(flipped.as_u64().unwrap() >= 7, "{flipped}");
+
+    let b = remote_project();
+    let out = run_remote(&b, &moto, None, None, &["--json"]);
+    let json = json_of(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("discarded"), "{err}");
+    assert!(deps_ran(&json), "the tampered tree was not used: {json}");
+    let package = stage_details(&json, "package");
+    // Every fetched entry was discarded: all compressed here (a duplicate
+    // content is compressed once and then found in the machine store).
+    assert_eq!(
+        package["compressed"].as_u64().unwrap() + package["from_store"].as_u64().unwrap(),
+        package["entries"].as_u64().unwrap(),
+        "{package}"
+    );
+    assert!(package["compressed"].as_u64().unwrap() >= 6, "{package}");
+    assert_eq!(b.zip_bytes(), a.zip_bytes());
+    crate::common::unzip_test(&b.p.zip_path("fn"));
+}
+
+#[test]
+fn an_unreachable_bucket_is_one_warning_and_a_local_build() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = remote_project();
+    let mut cmd = d.p.cmd();
+    crate::common::box_installers(&mut cmd, d.caches.path());
+    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "--remote-cache",
+            BUCKET_URL,
+            "--remote-cache-mode",
+            "read-write",
+            "--json",
+        ]);
+    let out = cmd.output().unwrap();
+    let json = json_of(&out);
+    assert!(deps_ran(&json));
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("remote cache s3://lbuild-cache/team is not usable"),
+        "{w:?}"
+    );
+    assert!(d.entry("purepkg/__init__.py").is_some());
+}

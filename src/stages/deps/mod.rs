@@ -304,7 +304,21 @@ fn stage(
     }
     // Not recorded in this project: another project on this machine (or
     // the remote store) may have installed the same tree.
-    if !reinstall && let Some(shared) = read_shared(store.root(), &key_hash) {
+    let mut from = "store";
+    let mut found = if reinstall {
+        None
+    } else {
+        read_shared(store.root(), &key_hash)
+    };
+    if !reinstall
+        && found.is_none()
+        && let Some(remote) = crate::remote::for_plan(plan)?
+        && let Some((shared, _)) = fetch_remote(remote, plan, &key_hash, reporter)?
+    {
+        from = "remote";
+        found = Some(shared);
+    }
+    if let Some(shared) = found {
         cache.record_stage_with_detail(
             NAME,
             &key_hash,
@@ -313,7 +327,7 @@ fn stage(
         );
         crate::store::touch(&key_dir(store.root(), &key_hash).join(TREE_RECORD));
         let mut d = details(false, &shared.record);
-        d["from"] = serde_json::json!("store");
+        d["from"] = serde_json::json!(from);
         let report = StageReport::new(NAME, Status::Cached, &key_hash, started, d, explain);
         let out = DepsTree::Unverified {
             digest: shared.record.digest,
@@ -605,55 +619,71 @@ fn install(
         serde_json::to_string(&shared).unwrap_or_default(),
     )
     .map_err(io("cannot record the installed deps tree"))?;
-    let final_dir = key_dir(store.root(), key);
-    let tree = tree_dir(store.root(), key);
     let staged = tmp.keep();
-    let moved = |entries: Vec<Entry>| -> Vec<Entry> {
-        entries
-            .into_iter()
-            .map(|mut e| {
-                e.path = tree.join(&e.name);
-                e
-            })
-            .collect()
-    };
-    let done = |shared: SharedTree, entries: Vec<Entry>| Installed {
+    let (shared, entries) = publish(store.root(), &staged, key, shared, entries, reinstall)?;
+    Ok(Installed {
         ran,
         shared,
         entries,
-        unmatched_excludes: normalized.unmatched_excludes.clone(),
+        unmatched_excludes: normalized.unmatched_excludes,
+    })
+}
+
+/// Renames a staged key directory (`tree/` and its record) into place in
+/// the store. When another build put the same key in place first, its tree
+/// is used and ours dropped (same key, same files); with `replace` (the
+/// tree was found changed) the old one is swapped out. Returns the tree's
+/// record and its entries at their final paths.
+fn publish(
+    root: &Path,
+    staged: &Path,
+    key: &Hash,
+    shared: SharedTree,
+    entries: Vec<Entry>,
+    replace: bool,
+) -> crate::Result<(SharedTree, Vec<Entry>)> {
+    let io = DepsError::io;
+    let final_dir = key_dir(root, key);
+    let tree = tree_dir(root, key);
+    let at_final = |files: &[RecordedFile]| -> Vec<Entry> {
+        files
+            .iter()
+            .map(|f| Entry {
+                name: f.name.clone(),
+                path: tree.join(&f.name),
+                hash: f.hash,
+                size: f.size,
+                executable: f.executable,
+            })
+            .collect()
     };
-    if reinstall && final_dir.exists() {
-        let aside = deps_dir.join(format!(".tmp-{}-old", std::process::id()));
+    drop(entries);
+    if replace && final_dir.exists() {
+        let aside = root
+            .join("deps")
+            .join(format!(".tmp-{}-old", std::process::id()));
         let _ = fs_err::remove_dir_all(&aside);
         fs_err::rename(&final_dir, &aside)
             .map_err(io("cannot move the changed deps tree aside"))?;
         let _ = std::fs::remove_dir_all(&aside);
     }
-    match std::fs::rename(&staged, &final_dir) {
-        Ok(()) => Ok(done(shared, moved(entries))),
+    match std::fs::rename(staged, &final_dir) {
+        Ok(()) => {
+            let entries = at_final(&shared.files);
+            Ok((shared, entries))
+        }
         Err(e) if final_dir.join(TREE_RECORD).is_file() => {
             // Another build installed the same key first: use its tree.
-            let _ = std::fs::remove_dir_all(&staged);
-            let theirs = read_shared(store.root(), key).ok_or_else(|| DepsError::Io {
+            let _ = std::fs::remove_dir_all(staged);
+            let theirs = read_shared(root, key).ok_or_else(|| DepsError::Io {
                 context: "cannot use the deps tree another build installed",
                 source: std::io::Error::new(e.kind(), format!("{}: {e}", final_dir.display())),
             })?;
-            let entries = theirs
-                .files
-                .iter()
-                .map(|f| Entry {
-                    name: f.name.clone(),
-                    path: tree.join(&f.name),
-                    hash: f.hash,
-                    size: f.size,
-                    executable: f.executable,
-                })
-                .collect();
-            Ok(done(theirs, entries))
+            let entries = at_final(&theirs.files);
+            Ok((theirs, entries))
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&staged);
+            let _ = std::fs::remove_dir_all(staged);
             Err(DepsError::Io {
                 context: "cannot move the installed deps tree into place",
                 source: std::io::Error::new(
@@ -664,6 +694,179 @@ fn install(
             .into())
         }
     }
+}
+
+/// The names of a tree's objects in the remote store: its record (files,
+/// hashes, modes; no times) and its files as compressed entries for these
+/// archive settings.
+pub fn remote_names(key: &Hash, settings: &crate::archive::Settings) -> (String, String) {
+    let hex = key.to_hex();
+    (
+        format!("deps/{hex}.json"),
+        format!("deps/{hex}-{}.zip", &settings.id().to_hex()[..16]),
+    )
+}
+
+/// A file name from a fetched record: relative, `/`-separated, no `..`.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && !name.contains('\0')
+}
+
+/// The tree of `key` from the remote store: its record, then its zip of
+/// compressed entries; every entry is checked against the record's content
+/// hash (and the record against its digest) before the tree is unpacked
+/// into the machine store, and each entry goes into the machine store
+/// as it is (nothing to compress later). None when the remote store does
+/// not have it, is down, or sent something that does not verify (with a
+/// warning).
+fn fetch_remote(
+    remote: &crate::remote::Remote,
+    plan: &Plan,
+    key: &Hash,
+    reporter: &Reporter,
+) -> crate::Result<Option<(SharedTree, Vec<Entry>)>> {
+    let settings = crate::stages::package::settings(plan)?;
+    let (json_name, zip_name) = remote_names(key, &settings);
+    let mut got = remote.get_many(&[json_name.clone(), zip_name.clone()], reporter);
+    let (Some(json), Some(zip_bytes)) = (got[0].take(), got[1].take()) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        reporter.warn(format!(
+            "remote cache object {zip_name} {why}; discarded, installing locally"
+        ));
+        Ok(None)
+    };
+    let Ok(mut shared) = serde_json::from_slice::<SharedTree>(&json) else {
+        return bad("has an unreadable record");
+    };
+    let listed: Vec<Entry> = shared
+        .files
+        .iter()
+        .map(|f| Entry {
+            name: f.name.clone(),
+            path: PathBuf::new(),
+            hash: f.hash,
+            size: f.size,
+            executable: f.executable,
+        })
+        .collect();
+    if shared.record.files != listed.len()
+        || crate::entry::entries_digest(&listed) != shared.record.digest
+        || !listed.iter().all(|e| safe_name(&e.name))
+        || !listed
+            .windows(2)
+            .all(|w| w[0].name.as_bytes() < w[1].name.as_bytes())
+    {
+        return bad("has a record that does not match its digest");
+    }
+    let Ok(mut zip) = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])) else {
+        return bad("is not a zip");
+    };
+    if zip.len() != listed.len() {
+        return bad("does not hold the files its record lists");
+    }
+    let store = plan.machine_store();
+    let deps_dir = store.deps_dir();
+    let io = DepsError::io;
+    fs_err::create_dir_all(&deps_dir).map_err(io("cannot unpack dependencies"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .tempdir_in(&deps_dir)
+        .map_err(io("cannot unpack dependencies"))?;
+    let staging = tmp.path().join("tree");
+    let id = settings.id();
+    for (i, e) in listed.iter().enumerate() {
+        let name_ok = zip
+            .by_index_raw(i)
+            .is_ok_and(|f| f.name().is_ok_and(|n| n == e.name));
+        let mini = match crate::archive::one_entry_copy(&mut zip, i) {
+            Ok(m) if name_ok => m,
+            _ => return bad("does not hold the files its record lists"),
+        };
+        let Some(data) = crate::archive::stored_entry_content(&mini, e, &settings) else {
+            return bad(&format!(
+                "holds {} with other bytes than its content hash",
+                e.name
+            ));
+        };
+        let path = staging.join(&e.name);
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir).map_err(io("cannot unpack dependencies"))?;
+        }
+        fs_err::write(&path, &data).map_err(io("cannot unpack dependencies"))?;
+        let mode = if e.executable { 0o755 } else { 0o644 };
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io("cannot unpack dependencies"))?;
+        let entry_path = store.entry_path(&e.hash, e.executable, &id);
+        if !entry_path.exists() {
+            let _ = store.put_bytes(&entry_path, &mini);
+        }
+    }
+    fs_err::create_dir_all(&staging).map_err(io("cannot unpack dependencies"))?;
+    for f in &mut shared.files {
+        f.mtime_ns = std::fs::metadata(staging.join(&f.name))
+            .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+            .unwrap_or(0);
+    }
+    fs_err::write(
+        tmp.path().join(TREE_RECORD),
+        serde_json::to_string(&shared).unwrap_or_default(),
+    )
+    .map_err(io("cannot record the unpacked deps tree"))?;
+    let staged = tmp.keep();
+    publish(store.root(), &staged, key, shared, Vec::new(), false).map(Some)
+}
+
+/// After a build that wrote a zip (read-write mode): puts the tree of
+/// `key` in the remote store unless it is there, as its record (times
+/// left out) and a zip of its files written by lbuild's own writer from
+/// the machine store's compressed entries (so nothing is compressed
+/// again). Best effort.
+pub fn upload_remote(
+    remote: &crate::remote::Remote,
+    plan: &Plan,
+    key: &Hash,
+    entries: &[Entry],
+    reporter: &Reporter,
+) -> crate::Result<bool> {
+    let settings = crate::stages::package::settings(plan)?;
+    let (json_name, zip_name) = remote_names(key, &settings);
+    if remote.exists(&zip_name, reporter) != Some(false) {
+        return Ok(false);
+    }
+    let store = plan.machine_store();
+    let Some(mut shared) = read_shared(store.root(), key) else {
+        return Ok(false);
+    };
+    for f in &mut shared.files {
+        f.mtime_ns = 0;
+    }
+    let Ok(file) = tempfile::tempfile() else {
+        return Ok(false);
+    };
+    if crate::archive::write_zip(&file, entries, &settings, None, Some(&store)).is_err() {
+        return Ok(false);
+    }
+    let mut bytes = Vec::new();
+    use std::io::{Read, Seek};
+    let mut file = file;
+    if file
+        .rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .is_err()
+    {
+        return Ok(false);
+    }
+    let json = serde_json::to_vec(&shared).unwrap_or_default();
+    // The zip first: a record without its zip is never used.
+    Ok(remote.put_many(vec![(zip_name, bytes)], reporter) > 0
+        && remote.put_many(vec![(json_name, json)], reporter) > 0)
 }
 
 /// Bump when what a lock turns into (the pinned file, the installer's
