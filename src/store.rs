@@ -13,7 +13,7 @@
 //! rename it into place; readers verify what they read (an entry against
 //! its content hash, a tree against its recorded file list), so two builds
 //! of different projects may share the store at once. Builds hold a
-//! shared flock of `STORE/lock`; `lbuild gc --max-size` takes it
+//! shared flock of `STORE/store.lock`; `lbuild gc --max-size` takes it
 //! exclusively, so it never deletes what a running build uses. Last use
 //! is the file's mtime (an entry's, a tree's `KEY.json`), set on every hit.
 
@@ -97,7 +97,7 @@ impl MachineStore {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.root.join("lock"))
+            .open(self.root.join(LOCK))
             .ok()
     }
 
@@ -251,6 +251,11 @@ fn fs_err_io(e: std::io::Error, p: &Path) -> StoreError {
         format!("cannot remove {}: {e}", p.display()),
     ))
 }
+
+/// The store's lock file (builds shared, gc exclusive). Not `lock`: when
+/// the store falls back to a project's cache directory, that name is the
+/// project's own lock, held exclusively by the same build.
+pub const LOCK: &str = "store.lock";
 
 /// A tree's record inside its key directory (`deps/KEY/tree.json`, beside
 /// `deps/KEY/tree/`): renamed into place with the tree, in one rename.

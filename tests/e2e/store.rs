@@ -157,7 +157,7 @@ fn gc_max_size_keeps_the_store_under_budget_and_waits_for_running_builds() {
     let holder = Command::new("python3")
         .arg("-c")
         .arg("import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)")
-        .arg(store.join("lock"))
+        .arg(store.join("store.lock"))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -378,6 +378,12 @@ fn an_unreachable_bucket_is_one_warning_and_a_local_build() {
         l.local_addr().unwrap().port()
     };
     let d = remote_project();
+    // The manifest's [cache] key and the environment's mode, this time.
+    let manifest = std::fs::read_to_string(d.p.path().join("lambda.toml")).unwrap();
+    d.p.write(
+        "lambda.toml",
+        &format!("[cache]\nremote = \"{BUCKET_URL}\"\n\n{manifest}"),
+    );
     let mut cmd = d.p.cmd();
     crate::common::box_installers(&mut cmd, d.caches.path());
     cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
@@ -385,13 +391,8 @@ fn an_unreachable_bucket_is_one_warning_and_a_local_build() {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args([
-            "--remote-cache",
-            BUCKET_URL,
-            "--remote-cache-mode",
-            "read-write",
-            "--json",
-        ]);
+        .env("LBUILD_REMOTE_CACHE_MODE", "read-write")
+        .arg("--json");
     let out = cmd.output().unwrap();
     let json = json_of(&out);
     assert!(deps_ran(&json));
@@ -402,4 +403,36 @@ fn an_unreachable_bucket_is_one_warning_and_a_local_build() {
         "{w:?}"
     );
     assert!(d.entry("purepkg/__init__.py").is_some());
+}
+
+#[test]
+fn a_corrupt_machine_store_entry_is_recompressed_never_packaged() {
+    let p = crate::common::TestProject::hello();
+    p.write(
+        "util.py",
+        &"def greet():\n    return 'hi there'\n".repeat(40),
+    );
+    let first = p.build_json();
+    let cold = p.zip_bytes("hello");
+    // Flip a byte in the middle of every stored entry, and drop the
+    // project's own reuse store so the machine store is asked.
+    let mut n = 0;
+    for shard in std::fs::read_dir(p.store.path().join("entries")).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            let mut b = std::fs::read(&path).unwrap();
+            let i = 30 + 1 + (b.len() - 30 - 1 - 46 - 1 - 22) / 2;
+            b[i] ^= 0xff;
+            std::fs::write(&path, b).unwrap();
+            n += 1;
+        }
+    }
+    assert_eq!(n, 3, "{first}");
+    std::fs::remove_file(p.path().join(".lbuild/store.zip")).unwrap();
+    p.remove("dist/hello.zip");
+    let json = p.build_json();
+    let d = stage_details(&json, "package");
+    assert_eq!(d["store_rejected"], 3, "{d}");
+    assert_eq!(d["compressed"], 3, "{d}");
+    assert_eq!(p.zip_bytes("hello"), cold);
 }
