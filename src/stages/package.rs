@@ -303,6 +303,13 @@ pub fn build(
     Ok((info, report))
 }
 
+/// Smaller entries are neither fetched from nor uploaded to the remote
+/// store one by one: deflating them takes less than a round trip, and an
+/// edit-build loop with a remote store configured should not wait on the
+/// network for its one changed file. (Dependency files of any size travel
+/// in their tree's zip.)
+const REMOTE_MIN_ENTRY: u64 = 64 * 1024;
+
 /// Fetches from the remote store the compressed entries that neither the
 /// reuse store nor the machine store holds, verifies each (a bad one is
 /// discarded with a warning) and puts it in the machine store. Returns the
@@ -320,6 +327,7 @@ fn fetch_entries(
     let mut seen = std::collections::HashSet::new();
     let wanted: Vec<(&Entry, PathBuf)> = entries
         .iter()
+        .filter(|e| e.size >= REMOTE_MIN_ENTRY)
         .filter(|e| !store.is_some_and(|s| s.has(&e.hash, e.executable)))
         .filter(|e| seen.insert((e.hash, e.executable)))
         .map(|e| (e, machine.entry_path(&e.hash, e.executable, &id)))

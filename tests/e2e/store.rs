@@ -253,8 +253,13 @@ fn bucket(moto: &Moto) {
 /// A project with dependencies and a few sources worth compressing.
 fn remote_project() -> DepsProject {
     let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    // Above the size below which entries are compressed rather than
+    // fetched one by one (64 KiB).
     for i in 0..5 {
-        d.p.write(&format!("mods/m{i}.py"), &format!("Z = {i}\n").repeat(100));
+        d.p.write(
+            &format!("mods/m{i}.py"),
+            &format!("Z = {i:05}\n").repeat(8000),
+        );
     }
     d
 }
@@ -282,7 +287,7 @@ fn a_fresh_clone_with_a_warm_remote_installs_and_compresses_nothing() {
     assert!(deps_ran(&first));
     assert_eq!(stage_details(&first, "deps")["uploaded"], true, "{first}");
     let up = stage_details(&first, "package");
-    assert!(up["uploaded"].as_u64().unwrap() >= 6, "{up}");
+    assert_eq!(up["uploaded"], 5, "{up}");
 
     // B: a copy with an empty machine store, read-only, and a uv that
     // fails if asked to install anything.
@@ -295,7 +300,9 @@ fn a_fresh_clone_with_a_warm_remote_installs_and_compresses_nothing() {
     assert!(!deps_ran(&second));
     assert!(!marker.exists(), "the installer ran");
     let package = stage_details(&second, "package");
-    assert_eq!(package["compressed"], 0, "{package}");
+    // Only app.py, below the size worth a round trip; the dependencies and
+    // the large sources came compressed.
+    assert_eq!(package["compressed"], 1, "{package}");
     assert_eq!(
         package["uploaded"], 0,
         "read-only uploads nothing: {package}"
@@ -350,7 +357,7 @@ fn tampered_remote_objects_are_rejected_and_rebuilt_locally() {
          print(json.dumps(n))\n",
         &[],
     );
-    assert!(flipped.as_u64().unwrap() >= 7, "{flipped}");
+    assert!(flipped.as_u64().unwrap() >= 6, "{flipped}");
 
     let b = remote_project();
     let out = run_remote(&b, &moto, None, None, &["--json"]);
@@ -435,4 +442,51 @@ fn a_corrupt_machine_store_entry_is_recompressed_never_packaged() {
     assert_eq!(d["store_rejected"], 3, "{d}");
     assert_eq!(d["compressed"], 3, "{d}");
     assert_eq!(p.zip_bytes("hello"), cold);
+}
+
+#[test]
+fn an_edit_build_with_a_remote_store_makes_no_request() {
+    let moto = Moto::start();
+    bucket(&moto);
+    let a = remote_project();
+    json_of(&run_remote(
+        &a,
+        &moto,
+        None,
+        Some("read-write"),
+        &["--json"],
+    ));
+    assert!(
+        moto.keys("lbuild-cache")
+            .iter()
+            .all(|k| k.starts_with("team/entries/") || k.starts_with("team/deps/")),
+        "{:?}",
+        moto.keys("lbuild-cache")
+    );
+    assert!(!moto.requests().is_empty(), "the recording works");
+    // A handler edit: the small file is compressed here (no round trip),
+    // the tree is known to be in the bucket (no HEAD), nothing to upload.
+    moto.reset_recording();
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'edited'\n",
+    );
+    let edited = json_of(&run_remote(
+        &a,
+        &moto,
+        None,
+        Some("read-write"),
+        &["--json"],
+    ));
+    assert_eq!(stage_details(&edited, "package")["compressed"], 1);
+    assert!(moto.requests().is_empty(), "{:?}", moto.requests());
+    // And a no-op makes none either.
+    json_of(&run_remote(
+        &a,
+        &moto,
+        None,
+        Some("read-write"),
+        &["--json"],
+    ));
+    assert!(moto.requests().is_empty(), "{:?}", moto.requests());
 }

@@ -837,10 +837,23 @@ pub fn upload_remote(
 ) -> crate::Result<bool> {
     let settings = crate::stages::package::settings(plan)?;
     let (json_name, zip_name) = remote_names(key, &settings);
-    if remote.exists(&zip_name, reporter) != Some(false) {
+    let store = plan.machine_store();
+    // Known to be there (uploaded, or seen): no request at all.
+    let marker = key_dir(store.root(), key).join(format!(
+        "remote-{}",
+        blake3::hash(format!("{}\n{zip_name}", remote.config.url).as_bytes()).to_hex()
+    ));
+    if marker.exists() {
         return Ok(false);
     }
-    let store = plan.machine_store();
+    match remote.exists(&zip_name, reporter) {
+        Some(false) => {}
+        Some(true) => {
+            let _ = std::fs::write(&marker, "");
+            return Ok(false);
+        }
+        None => return Ok(false),
+    }
     let Some(mut shared) = read_shared(store.root(), key) else {
         return Ok(false);
     };
@@ -865,8 +878,12 @@ pub fn upload_remote(
     }
     let json = serde_json::to_vec(&shared).unwrap_or_default();
     // The zip first: a record without its zip is never used.
-    Ok(remote.put_many(vec![(zip_name, bytes)], reporter) > 0
-        && remote.put_many(vec![(json_name, json)], reporter) > 0)
+    let done = remote.put_many(vec![(zip_name, bytes)], reporter) > 0
+        && remote.put_many(vec![(json_name, json)], reporter) > 0;
+    if done {
+        let _ = std::fs::write(&marker, "");
+    }
+    Ok(done)
 }
 
 /// Bump when what a lock turns into (the pinned file, the installer's
