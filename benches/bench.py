@@ -54,6 +54,11 @@ BENCHES = REPO / "benches"
 CORPUS_ROOT = BENCHES / ".corpus"
 WORK = BENCHES / ".work"
 RESULTS = BENCHES / "results"
+# lbuild's machine store (compressed entries and dependency trees shared by
+# every project): the benchmark's own, emptied for every cold build, never
+# the user's ~/.cache/lbuild.
+STORE = WORK / "store"
+os.environ["LBUILD_STORE"] = str(STORE)
 
 # The corpus: the eight packages of SPEC.md, plus every transitive
 # dependency, pinned, so that every run packages the same bytes.
@@ -419,7 +424,7 @@ def lbuild_cmd(exe: Path, lay: Layout, level: int = DEFAULT_LEVEL, json_out: boo
 
 
 def lbuild_cold(exe: Path, lay: Layout, level: int = DEFAULT_LEVEL) -> Run:
-    rm(lay.lb / ".lbuild", lay.lb / "dist")
+    rm(lay.lb / ".lbuild", lay.lb / "dist", STORE)
     return timed(lbuild_cmd(exe, lay, level, json_out=True), lay.lb)
 
 
@@ -586,7 +591,7 @@ def measure_rss(exe: Path, lay: Layout, cold: dict) -> dict:
     log("(d) peak RSS of the cold package")
     out: dict = {"wait4_max_rss_bytes": [r.rss for r in cold["runs"]["lbuild"]]}
     if Path("/usr/bin/time").exists():
-        rm(lay.lb / ".lbuild", lay.lb / "dist")
+        rm(lay.lb / ".lbuild", lay.lb / "dist", STORE)
         p = subprocess.run(
             ["/usr/bin/time", "-v", *lbuild_cmd(exe, lay)],
             cwd=lay.lb, capture_output=True, text=True, check=True,

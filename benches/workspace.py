@@ -56,7 +56,7 @@ def single_toml(wheels: Path) -> str:
 
 
 def make_project(root: Path, text: str, functions: list[str]) -> None:
-    bench.rm(root)
+    bench.rm(root, bench.STORE)
     root.mkdir(parents=True)
     (root / "lambda.toml").write_text(text)
     (root / "requirements.txt").write_text("\n".join(bench.PINS) + "\n")

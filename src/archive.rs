@@ -28,6 +28,7 @@ use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
 use crate::cache::{Hash, PackedEntry};
 use crate::entry::Entry;
+use crate::store::MachineStore;
 
 /// Bumped whenever the bytes lbuild writes for the same inputs change.
 /// Part of every stage key.
@@ -196,6 +197,13 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether the store holds an entry for this content and mode.
+    pub fn has(&self, content: &Hash, executable: bool) -> bool {
+        self.by_content.contains_key(&(*content, executable))
+    }
+}
+
 /// What writing the archive did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct WriteReport {
@@ -206,6 +214,11 @@ pub struct WriteReport {
     pub compressed: usize,
     /// Store entries whose bytes did not match their record: compressed again.
     pub rejected: usize,
+    /// Copied out of the machine store (compressed by an earlier build of
+    /// any project on this machine, or fetched from the remote store).
+    pub from_store: usize,
+    /// Machine-store entries that failed verification: compressed again.
+    pub store_rejected: usize,
     #[serde(skip)]
     pub packed: Vec<PackedEntry>,
     /// SHA-256 and size of the zip, hashed as it was written (None when the
@@ -219,6 +232,10 @@ pub struct WriteReport {
 struct Prepared {
     mini_zip: MiniZip,
     digest: Hash,
+    /// Found in the machine store (not compressed by this build).
+    from_store: bool,
+    /// A machine-store entry was there but did not verify.
+    store_rejected: bool,
 }
 
 /// Where a compressed entry's one-entry zip lives.
@@ -287,6 +304,7 @@ pub fn write_zip(
     entries: &[Entry],
     settings: &Settings,
     store: Option<&Store>,
+    machine: Option<&MachineStore>,
 ) -> Result<WriteReport, ArchiveError> {
     debug_assert!(
         entries
@@ -330,7 +348,7 @@ pub fn write_zip(
 
     let written = std::thread::scope(|scope| -> Result<(), ArchiveError> {
         for _ in 0..threads {
-            scope.spawn(|| pipeline.work(settings));
+            scope.spawn(|| pipeline.work(settings, machine));
         }
         let result = (|| {
             let settings_id = settings.id();
@@ -346,11 +364,16 @@ pub fn write_zip(
                             continue;
                         }
                         report.rejected += 1;
-                        prepare(e, settings, &mut buf)?
+                        prepare_via(e, settings, &mut buf, machine)?
                     }
                     None => pipeline.take(i)?,
                 };
-                report.compressed += 1;
+                report.store_rejected += prepared.store_rejected as usize;
+                if prepared.from_store {
+                    report.from_store += 1;
+                } else {
+                    report.compressed += 1;
+                }
                 prepared.mini_zip.copy_into(&mut zip, &e.name)?;
                 report.packed.push(packed(e, settings_id, prepared.digest));
             }
@@ -496,7 +519,165 @@ fn prepare_streaming_above(
         mini_zip
     };
     let digest = mini_zip.digest(buf)?;
-    Ok(Prepared { mini_zip, digest })
+    Ok(Prepared {
+        mini_zip,
+        digest,
+        from_store: false,
+        store_rejected: false,
+    })
+}
+
+/// [`prepare`], through the machine store: a verified entry found there is
+/// used as it is; otherwise the entry is compressed and the result put
+/// there (best effort: a failed write only costs a later build time).
+fn prepare_via(
+    e: &Entry,
+    settings: &Settings,
+    buf: &mut [u8],
+    machine: Option<&MachineStore>,
+) -> Result<Prepared, ArchiveError> {
+    let Some(machine) = machine else {
+        return prepare(e, settings, buf);
+    };
+    let path = machine.entry_path(&e.hash, e.executable, &settings.id());
+    let mut store_rejected = false;
+    if let Ok(file) = File::open(&path) {
+        match open_stored_entry(file, e, settings, buf) {
+            Some(p) => {
+                crate::store::touch(&path);
+                return Ok(p);
+            }
+            None => {
+                store_rejected = true;
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let mut p = prepare(e, settings, buf)?;
+    p.store_rejected = store_rejected;
+    let _ = match &mut p.mini_zip {
+        MiniZip::Memory(bytes) => machine.put_bytes(&path, bytes),
+        MiniZip::File(f) => machine.put_with(&path, |out| {
+            f.rewind()?;
+            std::io::copy(f, out)?;
+            f.rewind()?;
+            Ok(())
+        }),
+    };
+    Ok(p)
+}
+
+/// A one-entry zip from the machine store, if it is exactly what
+/// [`prepare`] would make of `e`: one entry, its size, mode, time and
+/// method as these settings write them, no extra field or comment, and
+/// bytes that inflate to `e`'s content hash (which also checks the CRC).
+pub fn verify_stored_entry(file: File, e: &Entry, settings: &Settings) -> bool {
+    let mut buf = vec![0u8; DIGEST_BUF];
+    open_stored_entry(file, e, settings, &mut buf).is_some()
+}
+
+fn open_stored_entry(
+    mut file: File,
+    e: &Entry,
+    settings: &Settings,
+    buf: &mut [u8],
+) -> Option<Prepared> {
+    let len = file.metadata().ok()?.len();
+    let mut mini_zip = if e.size <= STREAM_THRESHOLD && len <= STREAM_THRESHOLD + 4096 {
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes).ok()?;
+        if !entry_is(Cursor::new(&bytes[..]), e, settings, buf) {
+            return None;
+        }
+        MiniZip::Memory(bytes)
+    } else {
+        if !entry_is(std::io::BufReader::new(&file), e, settings, buf) {
+            return None;
+        }
+        file.rewind().ok()?;
+        MiniZip::File(file)
+    };
+    let digest = mini_zip.digest(buf).ok()?;
+    Some(Prepared {
+        mini_zip,
+        digest,
+        from_store: true,
+        store_rejected: false,
+    })
+}
+
+/// The content of a one-entry zip fetched from elsewhere (the remote
+/// store), if it is exactly what [`prepare`] would make of `e` (as
+/// [`verify_stored_entry`] checks).
+pub fn stored_entry_content(bytes: &[u8], e: &Entry, settings: &Settings) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; DIGEST_BUF];
+    if !entry_is(Cursor::new(bytes), e, settings, &mut buf) {
+        return None;
+    }
+    let mut zip = ZipArchive::new(Cursor::new(bytes)).ok()?;
+    let mut f = zip.by_index(0).ok()?;
+    let mut data = Vec::with_capacity(e.size.min(1 << 30) as usize);
+    f.read_to_end(&mut data).ok()?;
+    Some(data)
+}
+
+/// Entry `index` of `zip` as a one-entry zip of its own (a raw copy: the
+/// compressed bytes and every header field a copy carries).
+pub fn one_entry_copy<R: Read + Seek>(
+    zip: &mut ZipArchive<R>,
+    index: usize,
+) -> Result<Vec<u8>, ArchiveError> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    w.raw_copy_file_rename(zip.by_index_raw(index)?, "x")?;
+    Ok(w.finish()?.into_inner())
+}
+
+fn entry_is<R: Read + Seek>(reader: R, e: &Entry, settings: &Settings, buf: &mut [u8]) -> bool {
+    let Ok(mut zip) = ZipArchive::new(reader) else {
+        return false;
+    };
+    if zip.len() != 1 || !zip.comment().is_empty() {
+        return false;
+    }
+    {
+        let Ok(f) = zip.by_index_raw(0) else {
+            return false;
+        };
+        let mode = 0o100000 | if e.executable { 0o755 } else { 0o644 };
+        let method_ok = match f.compression() {
+            CompressionMethod::Stored => true,
+            CompressionMethod::Deflated => settings.level > 0,
+            _ => false,
+        };
+        let extra = f.extra_data_fields().count() + f.extra_data().map_or(0, |d| d.len());
+        let ok = method_ok
+            && f.size() == e.size
+            && f.unix_mode() == Some(mode)
+            && f.system() == zip::System::Unix
+            && !f.encrypted()
+            && f.comment().is_empty()
+            && f.last_modified() == Some(settings.time)
+            && (extra == 0 || e.size >= u32::MAX as u64)
+            && f.external_attributes() == mode << 16;
+        if !ok {
+            return false;
+        }
+    }
+    let Ok(mut f) = zip.by_index(0) else {
+        return false;
+    };
+    let mut h = blake3::Hasher::new();
+    loop {
+        match f.read(buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+            }
+            // A CRC mismatch or broken deflate stream.
+            Err(_) => return false,
+        }
+    }
+    h.finalize() == e.hash
 }
 
 thread_local! {
@@ -893,7 +1074,7 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    fn work(&self, settings: &Settings) {
+    fn work(&self, settings: &Settings, machine: Option<&MachineStore>) {
         let mut buf = vec![0u8; DIGEST_BUF];
         loop {
             let i = {
@@ -912,7 +1093,7 @@ impl<'a> Pipeline<'a> {
                     st = self.cond.wait(st).expect("poisoned");
                 }
             };
-            let result = prepare(&self.entries[i], settings, &mut buf);
+            let result = prepare_via(&self.entries[i], settings, &mut buf, machine);
             let mut st = self.state.lock().expect("poisoned");
             st.done.insert(i, result);
             self.cond.notify_all();
@@ -1039,6 +1220,8 @@ mod tests {
                     Prepared {
                         mini_zip: ours,
                         digest,
+                        from_store: false,
+                        store_rejected: false,
                     },
                     &e.name,
                 );
@@ -1046,6 +1229,8 @@ mod tests {
                     Prepared {
                         mini_zip: theirs,
                         digest,
+                        from_store: false,
+                        store_rejected: false,
                     },
                     &e.name,
                 );
@@ -1147,7 +1332,7 @@ mod tests {
         };
         let build = |entries: &[Entry], store: Option<&Store>, out: &Path| {
             let f = File::create(out).unwrap();
-            let report = write_zip(&f, entries, &settings, store).unwrap();
+            let report = write_zip(&f, entries, &settings, store, None).unwrap();
             assert_eq!(
                 report.sha256,
                 Some((sha_of(out), f.metadata().unwrap().len()))

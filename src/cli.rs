@@ -54,6 +54,14 @@ pub struct GlobalArgs {
     /// In a workspace, only this function and the layers it uses (repeatable)
     #[arg(long = "function", global = true, value_name = "NAME")]
     pub functions: Vec<String>,
+    /// Share compressed entries and dependency trees through this bucket
+    /// (s3://BUCKET/PREFIX; also LBUILD_REMOTE_CACHE or [cache] remote)
+    #[arg(long, global = true, value_name = "S3_URL")]
+    pub remote_cache: Option<String>,
+    /// read: fetch only; read-write: also upload what this build made
+    /// [default: read-write when CI is set, else read]
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["read", "read-write"])]
+    pub remote_cache_mode: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,12 +103,27 @@ pub enum Command {
         /// Keep what was used within this many days
         #[arg(long, default_value_t = 30)]
         days: u64,
+        /// Instead: trim the machine store (shared by every project) to this
+        /// size, least recently used first (e.g. 2G, 500M)
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
     },
     /// Print a shell completion script (e.g. `lbuild completions bash > ~/.local/share/bash-completion/completions/lbuild`)
     Completions {
         /// bash, zsh, fish, powershell or elvish
         shell: clap_complete::Shell,
     },
+    /// The machine store shared by every project ($LBUILD_STORE, else ~/.cache/lbuild)
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print where the machine store is and what it holds
+    Stats,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -287,7 +310,16 @@ impl GlobalArgs {
     }
 
     pub fn workspace(&self) -> crate::Result<Workspace> {
-        Ok(manifest::load_workspace(&self.manifest_path()?)?)
+        let mut ws = manifest::load_workspace(&self.manifest_path()?)?;
+        for plan in &mut ws.artifacts {
+            if self.remote_cache.is_some() {
+                plan.env.remote_cache = self.remote_cache.clone();
+            }
+            if self.remote_cache_mode.is_some() {
+                plan.env.remote_cache_mode = self.remote_cache_mode.clone();
+            }
+        }
+        Ok(ws)
     }
 }
 
@@ -403,7 +435,11 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             );
             Ok(())
         }
-        Command::Gc { days } => {
+        Command::Gc {
+            max_size: Some(size),
+            ..
+        } => pipeline::gc_store(crate::store::parse_size(&size)?, &reporter),
+        Command::Gc { days, .. } => {
             let ws = cli.global.workspace()?;
             let removed = pipeline::gc(&ws.artifacts[0], days, &reporter)?;
             print_json(
@@ -416,6 +452,9 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             );
             Ok(())
         }
+        Command::Cache {
+            command: CacheCommand::Stats,
+        } => pipeline::store_stats(&reporter),
         Command::Deploy(args) => deploy(&cli.global, &args, &reporter),
         Command::Invoke(args) => invoke(&cli.global, &args, &reporter),
     }

@@ -11,6 +11,7 @@ use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::stages::deps::DepsError;
 use crate::stages::walk::WalkError;
+use crate::store::StoreError;
 use crate::watch::WatchError;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum Error {
     Deploy(#[from] DeployError),
     #[error(transparent)]
     Invoke(#[from] InvokeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Bad input found while planning the build (not a manifest syntax error).
     #[error("{message}")]
     Input { message: String, hint: String },
@@ -60,6 +63,7 @@ impl Error {
             Error::ArtifactsFailed { code, .. } => *code,
             Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
+            Error::Store(StoreError::BadSize { .. }) => 2,
             _ => 1,
         }
     }
@@ -77,6 +81,7 @@ impl Error {
             Error::Lock(e) => e.hint(),
             Error::Deploy(e) => e.hint(),
             Error::Invoke(e) => e.hint(),
+            Error::Store(e) => e.hint(),
             Error::Input { hint, .. } => Some(hint.clone()),
             Error::ArtifactsFailed { .. } => None,
             Error::Io { .. } => None,

@@ -15,9 +15,11 @@ pub mod invoke;
 pub mod lock;
 pub mod manifest;
 pub mod pipeline;
+pub mod remote;
 pub mod report;
 pub mod size;
 pub mod stages;
+pub mod store;
 pub mod terraform;
 pub mod watch;
 

@@ -183,7 +183,7 @@ fn command() -> String {
     }
 }
 
-fn timeout() -> Result<Duration, LockError> {
+pub(crate) fn timeout() -> Result<Duration, LockError> {
     match std::env::var(TIMEOUT_ENV) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()

@@ -45,6 +45,7 @@ pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
     let _explain = crate::stages::explain_keys(reporter.verbose);
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
+    let _store = plan.machine_store().shared();
     build_healing(plan, reporter, &[])
 }
 
@@ -126,6 +127,7 @@ pub fn build_workspace(
     let first = selected.first().copied().unwrap_or(&ws.artifacts[0]);
     prepare_cache_dir(first)?;
     let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, reporter)?;
+    let _store = first.machine_store().shared();
     let mut results: Vec<ArtifactResult> = Vec::new();
     for plan in selected {
         let mut layers = Vec::new();
@@ -268,6 +270,12 @@ fn build_locked(
             } else {
                 package::key(plan, deps.digest, &src, &cfg)?
             };
+            // Kept for the remote store (before the layer's prefix).
+            let remote = crate::remote::for_plan(plan)?.filter(|r| r.can_write());
+            let tree_entries = match (remote, deps.digest) {
+                (Some(_), Some(_)) => deps.entries.clone(),
+                _ => Vec::new(),
+            };
             let dep_entries = under_prefix(plan, deps.entries);
             // Checked before anything is written: over the quota, the
             // last good zip stays.
@@ -292,6 +300,13 @@ fn build_locked(
                 },
             ];
             let built = package::build(plan, &mut cache, reporter, key, &inputs)?;
+            if let Some(r) = remote
+                && !tree_entries.is_empty()
+                && let Ok(bytes) = blake3::Hash::from_hex(&dep_report.key)
+                && deps::upload_remote(r, plan, &bytes, &tree_entries, reporter)?
+            {
+                dep_report.details["uploaded"] = serde_json::json!(true);
+            }
             // The direct-upload warning needs the zip's size.
             warnings = check_limits(plan, Some(built.0.size), unzipped, layers)?;
             built
@@ -515,8 +530,10 @@ pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
     let cache = Cache::open(&plan.cache_dir)?;
     let removed = cache.gc_stages(days)?;
     for (stage, key) in &removed {
-        if stage == deps::NAME {
-            let dir = deps::tree_dir(&plan.cache_dir, key);
+        // Trees in the machine store are shared: `lbuild gc --max-size`
+        // removes those; here only trees kept in the cache directory.
+        if stage == deps::NAME && plan.machine_store().root() == plan.cache_dir {
+            let dir = deps::key_dir(&plan.cache_dir, key);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(Error::io("cannot remove", &dir))?;
             }
@@ -528,4 +545,63 @@ pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
         removed.len()
     ));
     Ok(removed.len())
+}
+
+/// The machine store named by the environment (no manifest needed).
+fn machine_store() -> crate::Result<crate::store::MachineStore> {
+    crate::store::dir_from_env()
+        .map(crate::store::MachineStore::at)
+        .ok_or_else(|| Error::Input {
+            message: "no machine store: none of LBUILD_STORE, XDG_CACHE_HOME, HOME is set".into(),
+            hint: "set LBUILD_STORE to a directory".into(),
+        })
+}
+
+/// `lbuild gc --max-size`: trims the machine store to `max` bytes, least
+/// recently used first, once no build is using it.
+pub fn gc_store(max: u64, reporter: &Reporter) -> crate::Result<()> {
+    let store = machine_store()?;
+    let (removed, kept) = store.gc(max)?;
+    if reporter.mode == Mode::Json {
+        println!(
+            "{}",
+            serde_json::json!({"store": store.root(), "removed": removed, "bytes": kept})
+        );
+    } else {
+        reporter.info(format!(
+            "removed {removed} items from {}; it holds {}",
+            store.root().display(),
+            human_size(kept)
+        ));
+    }
+    Ok(())
+}
+
+/// `lbuild cache stats`: where the machine store is and what it holds.
+pub fn store_stats(reporter: &Reporter) -> crate::Result<()> {
+    let store = machine_store()?;
+    let s = store.stats();
+    if reporter.mode == Mode::Json {
+        println!(
+            "{}",
+            serde_json::json!({"store": store.root(), "entries": s.entries, "entry_bytes": s.entry_bytes, "trees": s.trees, "tree_bytes": s.tree_bytes, "bytes": s.entry_bytes + s.tree_bytes})
+        );
+    } else {
+        println!("store    {}", store.root().display());
+        println!(
+            "entries  {:>8}  {}  (compressed files, shared by every project)",
+            s.entries,
+            human_size(s.entry_bytes)
+        );
+        println!(
+            "trees    {:>8}  {}  (installed dependency trees)",
+            s.trees,
+            human_size(s.tree_bytes)
+        );
+        println!(
+            "total              {}",
+            human_size(s.entry_bytes + s.tree_bytes)
+        );
+    }
+    Ok(())
 }

@@ -273,6 +273,17 @@ pub struct Env {
     pub cache_dir: Option<OsString>,
     /// `SOURCE_DATE_EPOCH`, as set (parsed where it is used).
     pub source_date_epoch: Option<String>,
+    /// The machine store shared by every project: `LBUILD_STORE`, else
+    /// `$XDG_CACHE_HOME/lbuild`, else `~/.cache/lbuild` (None when none is
+    /// set: then each project keeps its trees in its own cache directory).
+    pub store_dir: Option<PathBuf>,
+    /// The remote store: `--remote-cache`, else `LBUILD_REMOTE_CACHE`.
+    pub remote_cache: Option<String>,
+    /// `--remote-cache-mode`, else `LBUILD_REMOTE_CACHE_MODE`.
+    pub remote_cache_mode: Option<String>,
+    /// `CI` is set (and not "false"/"0"): the remote store's default mode
+    /// is then read-write.
+    pub ci: bool,
 }
 
 impl Env {
@@ -280,6 +291,14 @@ impl Env {
         Env {
             cache_dir: std::env::var_os("LBUILD_CACHE_DIR").filter(|v| !v.is_empty()),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+            store_dir: crate::store::dir_from_env(),
+            remote_cache: std::env::var("LBUILD_REMOTE_CACHE")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            remote_cache_mode: std::env::var("LBUILD_REMOTE_CACHE_MODE")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            ci: std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"),
         }
     }
 }
@@ -340,6 +359,9 @@ pub struct Plan {
     /// This artifact's reuse store in the cache directory (`store.zip`, or
     /// `store-KIND-NAME.zip` in a workspace).
     pub store_file: String,
+    /// `[cache] remote` in the manifest (the environment and the command
+    /// line take precedence, see [`crate::remote::config_of`]).
+    pub remote_cache: Option<String>,
 }
 
 impl Plan {
@@ -349,6 +371,17 @@ impl Plan {
         let (module, _) = self.handler.rsplit_once('.').unwrap_or((&self.handler, ""));
         let base = module.replace('.', "/");
         [format!("{base}.py"), format!("{base}/__init__.py")]
+    }
+
+    /// The machine store this build shares with every project (the
+    /// project's own cache directory when no store directory is known).
+    pub fn machine_store(&self) -> crate::store::MachineStore {
+        crate::store::MachineStore::at(
+            self.env
+                .store_dir
+                .clone()
+                .unwrap_or_else(|| self.cache_dir.clone()),
+        )
     }
 
     pub fn is_layer(&self) -> bool {

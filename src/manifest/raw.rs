@@ -18,6 +18,16 @@ pub struct RawManifest {
     pub dependencies: Option<Spanned<RawDependencies>>,
     pub config: Option<Spanned<RawConfig>>,
     pub output: Option<Spanned<RawOutput>>,
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+/// `[cache]`: the remote store shared by a fleet (top level, also in a
+/// workspace).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `s3://BUCKET/PREFIX`.
+    pub remote: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

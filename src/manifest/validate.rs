@@ -101,7 +101,7 @@ pub fn manifest(
     env: Env,
 ) -> Result<Plan, ManifestError> {
     let ctx = Ctx::new(path, text, env)?;
-    artifact(
+    let mut plan = artifact(
         &ctx,
         Sections {
             function: &raw.function,
@@ -110,7 +110,31 @@ pub fn manifest(
             config: raw.config.as_ref(),
             output: raw.output.as_ref(),
         },
-    )
+    )?;
+    plan.remote_cache = cache(&ctx, raw.cache.as_ref())?;
+    Ok(plan)
+}
+
+/// `[cache] remote`: an `s3://BUCKET[/PREFIX]` URL.
+pub fn cache(
+    ctx: &Ctx,
+    raw: Option<&Spanned<super::raw::RawCache>>,
+) -> Result<Option<String>, ManifestError> {
+    let Some(remote) = raw.and_then(|c| c.get_ref().remote.as_ref()) else {
+        return Ok(None);
+    };
+    let url = remote.get_ref();
+    let bucket = url
+        .strip_prefix("s3://")
+        .map(|r| r.split('/').next().unwrap_or(""));
+    if bucket.is_none_or(str::is_empty) {
+        return Err(ctx.at(
+            remote.span(),
+            format!("remote {url:?} is not an s3://BUCKET/PREFIX URL"),
+            "write e.g. remote = \"s3://my-team-lbuild-cache/lbuild\" (the endpoint comes from AWS_ENDPOINT_URL)",
+        ));
+    }
+    Ok(Some(url.clone()))
 }
 
 /// Validates one artifact's sections into its plan.
@@ -138,6 +162,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         lambda,
         foreign_outputs: Vec::new(),
         store_file: crate::stages::package::STORE_FILE.to_string(),
+        remote_cache: None,
     })
 }
 
@@ -700,6 +725,29 @@ mod tests {
         d
     }
 
+    #[test]
+    fn cache_remote_is_an_s3_url_in_either_form() {
+        let single = "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\n[cache]\nremote = \"s3://b/p\"\n";
+        let d = project(single);
+        let plan = load_with_env(&d.path().join("lambda.toml"), Env::default()).unwrap();
+        assert_eq!(plan.remote_cache.as_deref(), Some("s3://b/p"));
+        let e = error_of(
+            "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\n[cache]\nremote = \"https://b\"\n",
+        );
+        assert!(
+            e.contains(":6:10: remote \"https://b\" is not an s3://"),
+            "{e}"
+        );
+        let ws = "[cache]\nremote = \"s3://team/x\"\n\n[functions.f]\nhandler = \"app.handler\"\n";
+        let d = project(ws);
+        let w = crate::manifest::workspace::load_workspace_with_env(
+            &d.path().join("lambda.toml"),
+            Env::default(),
+        )
+        .unwrap();
+        assert_eq!(w.artifacts[0].remote_cache.as_deref(), Some("s3://team/x"));
+    }
+
     fn error_of(manifest: &str) -> String {
         let d = project(manifest);
         load_with_env(&d.path().join("lambda.toml"), Env::default())
@@ -751,6 +799,7 @@ mod tests {
         let env = Env {
             cache_dir: Some("cache".into()),
             source_date_epoch: Some("5".into()),
+            ..Env::default()
         };
         let plan = load_with_env(&d.path().join("lambda.toml"), env).unwrap();
         assert_eq!(plan.cache_dir, plan.project_dir.join("cache"));

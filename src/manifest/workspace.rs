@@ -29,6 +29,7 @@ struct RawWorkspace {
     defaults: Option<Spanned<RawDefaults>>,
     functions: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawFunctionEntry>>>>,
     layers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawLayerEntry>>>>,
+    cache: Option<Spanned<super::raw::RawCache>>,
 }
 
 /// Keys every function and layer inherits unless it sets its own.
@@ -186,7 +187,7 @@ pub fn load_workspace_with_env(path: &Path, env: Env) -> Result<Workspace, Manif
         let at = Position::of(&text, e.span().map_or(0, |s| s.start));
         let message = e.message().trim().to_string();
         let hint = if message.contains("unknown field") {
-            "a workspace holds [defaults], [functions.NAME] and [layers.NAME]; sections such as sources, dependencies, config and output go inside one of them (see lambda.toml.example)"
+            "a workspace holds [defaults], [functions.NAME], [layers.NAME] and [cache]; sections such as sources, dependencies, config and output go inside one of them (see lambda.toml.example)"
         } else {
             "fix the value at that position; lambda.toml.example documents every workspace key"
         };
@@ -203,6 +204,7 @@ pub fn load_workspace_with_env(path: &Path, env: Env) -> Result<Workspace, Manif
 }
 
 fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, ManifestError> {
+    let remote_cache = validate::cache(ctx, raw.cache.as_ref())?;
     let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
     let layer_tables = raw.layers.map(Spanned::into_inner).unwrap_or_default();
     let function_tables = match raw.functions {
@@ -289,6 +291,7 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
     let outputs: Vec<PathBuf> = artifacts.iter().map(|p| p.output.path.clone()).collect();
     for plan in &mut artifacts {
         plan.store_file = format!("store-{}-{}.zip", plan.kind.label(), plan.name);
+        plan.remote_cache = remote_cache.clone();
         plan.foreign_outputs = outputs
             .iter()
             .filter(|o| **o != plan.output.path)

@@ -65,6 +65,14 @@ pub struct PackageKey {
     started: Instant,
 }
 
+/// The archive settings of a plan (level and the one DOS time).
+pub fn settings(plan: &Plan) -> crate::Result<Settings> {
+    Ok(Settings {
+        level: plan.output.level,
+        time: archive::dos_time_from_unix(zip_time(plan)?),
+    })
+}
+
 pub fn key(
     plan: &Plan,
     deps_digest: Option<Hash>,
@@ -183,17 +191,30 @@ pub fn build(
     let store = Store::new(&plan.cache_dir, cache.packed_lookup()?, &settings);
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
-    let written = archive::write_zip(tmp.as_file(), &entries, &settings, store.as_ref()).map_err(
-        |e| match e {
-            // A write that failed (disk full) is about the file being
-            // written: name it, with the OS's words, not the zip crate's.
-            archive::ArchiveError::Write(io)
-            | archive::ArchiveError::Zip(zip::result::ZipError::Io(io)) => {
-                Error::io("cannot write the new zip", tmp.path())(io)
-            }
-            other => other.into(),
-        },
-    )?;
+    let machine = plan.machine_store();
+    // Entries neither here nor on this machine: fetched from the remote
+    // store (verified) before any is compressed.
+    let remote = crate::remote::for_plan(plan)?;
+    let remote_missing = match remote {
+        Some(r) => fetch_entries(r, &machine, &entries, &settings, store.as_ref(), reporter),
+        None => Vec::new(),
+    };
+    let written = archive::write_zip(
+        tmp.as_file(),
+        &entries,
+        &settings,
+        store.as_ref(),
+        Some(&machine),
+    )
+    .map_err(|e| match e {
+        // A write that failed (disk full) is about the file being
+        // written: name it, with the OS's words, not the zip crate's.
+        archive::ArchiveError::Write(io)
+        | archive::ArchiveError::Zip(zip::result::ZipError::Io(io)) => {
+            Error::io("cannot write the new zip", tmp.path())(io)
+        }
+        other => other.into(),
+    })?;
     drop(spinner);
 
     // Hashed while it was written, unless the writer had to seek back.
@@ -234,6 +255,20 @@ pub fn build(
         reporter.warn(format!("cannot flush the output directory to disk: {e}"));
     }
 
+    // After a successful build: what the remote store lacked, from the
+    // machine store (read-write mode only).
+    let mut uploaded = 0;
+    if let Some(r) = remote.filter(|r| r.can_write()) {
+        let items: Vec<(String, Vec<u8>)> = remote_missing
+            .iter()
+            .filter_map(|(rel, path)| Some((rel.clone(), std::fs::read(path).ok()?)))
+            .collect();
+        let n = items.len();
+        if r.put_many(items, reporter) > 0 {
+            uploaded = n;
+        }
+    }
+
     let mut info = ZipInfo {
         path: out.clone(),
         code_sha256: base64::engine::general_purpose::STANDARD.encode(sha256),
@@ -257,7 +292,15 @@ pub fn build(
         "reused": written.reused,
         "compressed": written.compressed,
         "rejected": written.rejected,
+        "from_store": written.from_store,
+        "store_rejected": written.store_rejected,
     });
+    let mut details = details;
+    if let Some(r) = remote {
+        details["remote_missing"] = serde_json::json!(remote_missing.len());
+        details["uploaded"] = serde_json::json!(uploaded);
+        details["remote_down"] = serde_json::json!(r.is_down());
+    }
     let report = StageReport::new(
         NAME,
         Status::Ran,
@@ -267,6 +310,68 @@ pub fn build(
         key.explain,
     );
     Ok((info, report))
+}
+
+/// Smaller entries are neither fetched from nor uploaded to the remote
+/// store one by one: deflating them takes less than a round trip, and an
+/// edit-build loop with a remote store configured should not wait on the
+/// network for its one changed file. (Dependency files of any size travel
+/// in their tree's zip.)
+const REMOTE_MIN_ENTRY: u64 = 64 * 1024;
+
+/// Fetches from the remote store the compressed entries that neither the
+/// reuse store nor the machine store holds, verifies each (a bad one is
+/// discarded with a warning) and puts it in the machine store. Returns the
+/// objects the remote store lacked (name, machine-store path), to upload
+/// after the build.
+fn fetch_entries(
+    remote: &crate::remote::Remote,
+    machine: &crate::store::MachineStore,
+    entries: &[Entry],
+    settings: &Settings,
+    store: Option<&Store>,
+    reporter: &Reporter,
+) -> Vec<(String, PathBuf)> {
+    let id = settings.id();
+    let mut seen = std::collections::HashSet::new();
+    let wanted: Vec<(&Entry, PathBuf)> = entries
+        .iter()
+        .filter(|e| e.size >= REMOTE_MIN_ENTRY)
+        .filter(|e| !store.is_some_and(|s| s.has(&e.hash, e.executable)))
+        .filter(|e| seen.insert((e.hash, e.executable)))
+        .map(|e| (e, machine.entry_path(&e.hash, e.executable, &id)))
+        .filter(|(_, path)| !path.exists())
+        .collect();
+    let rels: Vec<String> = wanted
+        .iter()
+        .map(|(e, _)| {
+            format!(
+                "entries/{}",
+                crate::store::entry_name(&e.hash, e.executable, &id)
+            )
+        })
+        .collect();
+    let fetched = remote.get_many(&rels, reporter);
+    if remote.is_down() {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    for (((e, path), rel), bytes) in wanted.into_iter().zip(rels).zip(fetched) {
+        match bytes {
+            Some(b) if archive::stored_entry_content(&b, e, settings).is_some() => {
+                let _ = machine.put_bytes(&path, &b);
+            }
+            Some(_) => {
+                reporter.warn(format!(
+                    "remote cache object {rel} does not match its content hash; discarded, compressing {} locally",
+                    e.name
+                ));
+                missing.push((rel, path));
+            }
+            None => missing.push((rel, path)),
+        }
+    }
+    missing
 }
 
 /// The reuse store's file name inside the cache directory, for a

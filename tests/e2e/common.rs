@@ -17,6 +17,9 @@ files = ["config/*.json"]
 
 pub struct TestProject {
     pub dir: tempfile::TempDir,
+    /// This project's own machine store (`LBUILD_STORE`), so tests never
+    /// share compressed entries or trees unless they ask to.
+    pub store: tempfile::TempDir,
 }
 
 /// The lbuild binary under test.
@@ -27,8 +30,13 @@ pub fn lbuild_bin() -> PathBuf {
 /// A command with a scrubbed environment: no user config, fixed locale and
 /// time zone, no SOURCE_DATE_EPOCH, no cache dir override.
 pub fn hermetic(cmd: &mut Command) -> &mut Command {
+    // Never the user's machine store (a TestProject sets its own).
+    let store = std::env::temp_dir().join(format!("lbuild-test-store-{}", std::process::id()));
     cmd.env_remove("SOURCE_DATE_EPOCH")
         .env_remove("LBUILD_CACHE_DIR")
+        .env_remove("LBUILD_REMOTE_CACHE")
+        .env_remove("CI")
+        .env("LBUILD_STORE", store)
         .env("TZ", "UTC")
         .env("LC_ALL", "C")
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
@@ -59,6 +67,10 @@ impl TestProject {
         TestProject {
             dir: tempfile::Builder::new()
                 .prefix("lbuild-test-")
+                .tempdir()
+                .unwrap(),
+            store: tempfile::Builder::new()
+                .prefix("lbuild-test-store-")
                 .tempdir()
                 .unwrap(),
         }
@@ -108,7 +120,9 @@ impl TestProject {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(lbuild_bin());
-        hermetic(&mut c).current_dir(self.path());
+        hermetic(&mut c)
+            .current_dir(self.path())
+            .env("LBUILD_STORE", self.store.path());
         c
     }
 

@@ -141,9 +141,9 @@ pub(crate) fn write_wheelhouse(dir: &Path) {
 /// A project with a wheelhouse under `wheels/` and installer caches in a
 /// temp dir of their own (outside the project: uv's cache holds .py files
 /// the sources globs would otherwise pick up).
-struct DepsProject {
-    p: TestProject,
-    caches: tempfile::TempDir,
+pub(crate) struct DepsProject {
+    pub(crate) p: TestProject,
+    pub(crate) caches: tempfile::TempDir,
 }
 
 fn manifest(installer: &str, runtime: &str, arch: &str, extra: &str) -> String {
@@ -174,7 +174,7 @@ fn require_uv() {
 }
 
 impl DepsProject {
-    fn new(installer: &str, runtime: &str, arch: &str, requirements: &str) -> Self {
+    pub(crate) fn new(installer: &str, runtime: &str, arch: &str, requirements: &str) -> Self {
         require_uv();
         let p = TestProject::empty();
         p.write("lambda.toml", &manifest(installer, runtime, arch, ""));
@@ -200,13 +200,13 @@ impl DepsProject {
 
     /// lbuild with the installers boxed in: own caches, no user config,
     /// no index settings from the environment, no Python downloads.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let mut cmd = self.p.cmd();
         box_installers(&mut cmd, self.caches.path());
         cmd.args(args).output().unwrap()
     }
 
-    fn build(&self) -> serde_json::Value {
+    pub(crate) fn build(&self) -> serde_json::Value {
         let out = self.run(&["--json"]);
         crate::common::assert_success(&out);
         serde_json::from_slice(&out.stdout).unwrap()
@@ -230,12 +230,12 @@ impl DepsProject {
         self.p.zip_path("fn")
     }
 
-    fn zip_bytes(&self) -> Vec<u8> {
+    pub(crate) fn zip_bytes(&self) -> Vec<u8> {
         self.p.zip_bytes("fn")
     }
 
     /// The contents of one zip entry, read back with Python's zipfile.
-    fn entry(&self, name: &str) -> Option<String> {
+    pub(crate) fn entry(&self, name: &str) -> Option<String> {
         python_entries(&self.zip())
             .into_iter()
             .find(|e| e["name"] == name)
@@ -243,7 +243,7 @@ impl DepsProject {
     }
 }
 
-fn deps_ran(json: &serde_json::Value) -> bool {
+pub(crate) fn deps_ran(json: &serde_json::Value) -> bool {
     stage_details(json, "deps")["installer_ran"]
         .as_bool()
         .unwrap_or_else(|| panic!("no installer_ran in {json}"))
@@ -493,7 +493,7 @@ fn a_missing_wheel_for_the_target_fails_clearly_and_keeps_the_last_zip() {
     let d = DepsProject::new("uv", "python3.12", "x86_64", "newglibc==1.0\n");
     d.build();
     let good = d.zip_bytes();
-    let deps_dir = d.p.path().join(".lbuild/deps");
+    let deps_dir = d.p.store.path().join("deps");
     let trees_before = std::fs::read_dir(&deps_dir).unwrap().count();
 
     // newglibc has no aarch64 wheel.
@@ -632,7 +632,7 @@ fn a_deps_tree_changed_behind_lbuilds_back_is_reinstalled_when_the_zip_needs_it(
     let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
     let first = d.build();
     let key = deps_key(&first);
-    let tree = d.p.path().join(".lbuild/deps").join(&key);
+    let tree = d.p.store.path().join("deps").join(&key).join("tree");
     let init = std::fs::read_dir(tree.join("purepkg"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -647,6 +647,7 @@ fn a_deps_tree_changed_behind_lbuilds_back_is_reinstalled_when_the_zip_needs_it(
     // The zip must be written again (handler edit, and no reuse store):
     // the tampered tree is noticed and reinstalled, never packaged.
     std::fs::remove_file(d.p.path().join(".lbuild/store.zip")).unwrap();
+    std::fs::remove_dir_all(d.p.store.path().join("entries")).unwrap();
     d.p.write("app.py", "def handler(event, context):\n    return 2\n");
     let rebuilt = d.build();
     assert!(deps_ran(&rebuilt), "{rebuilt}");

@@ -15,6 +15,7 @@ mod invoke;
 mod lockfiles;
 mod moto;
 mod safety;
+mod store;
 mod watch;
 mod watch_deploy;
 mod workspace;

@@ -34,6 +34,7 @@ use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
 use crate::cache::{Cache, Hash};
 use crate::manifest::{DepsPlan, FindLinks, Plan, relative_path};
 use crate::report::Reporter;
+use crate::store::TREE_RECORD;
 use installer::{Installer, Kind, Target};
 
 pub const NAME: &str = "deps";
@@ -192,6 +193,10 @@ pub fn ready(
     if let Some(entries) =
         recorded_files(cache, &key)?.and_then(|files| still_installed(&tree, &files))
     {
+        // Last use, for `lbuild gc --max-size` on the machine store.
+        if let Some(dir) = tree.parent() {
+            crate::store::touch(&dir.join(TREE_RECORD));
+        }
         let digest = Some(digest);
         return Ok((ReadyDeps { digest, entries }, None));
     }
@@ -268,7 +273,8 @@ fn stage(
 
     let key = stage_key(plan, deps, &reqs, &installer, target, cache)?;
     let (key_hash, explain) = key.finish();
-    let tree = tree_dir(&plan.cache_dir, &key_hash);
+    let store = plan.machine_store();
+    let tree = tree_dir(store.root(), &key_hash);
 
     let details = |ran: bool, record: &Record| {
         let mut d = serde_json::json!({
@@ -304,6 +310,40 @@ fn stage(
         };
         return Ok((out, report));
     }
+    // Not recorded in this project: another project on this machine (or
+    // the remote store) may have installed the same tree.
+    let mut from = "store";
+    let mut found = if reinstall {
+        None
+    } else {
+        read_shared(store.root(), &key_hash)
+    };
+    if !reinstall
+        && found.is_none()
+        && let Some(remote) = crate::remote::for_plan(plan)?
+        && let Some((shared, _)) = fetch_remote(remote, plan, &key_hash, reporter)?
+    {
+        from = "remote";
+        found = Some(shared);
+    }
+    if let Some(shared) = found {
+        cache.record_stage_with_detail(
+            NAME,
+            &key_hash,
+            &serde_json::to_string(&shared.record).unwrap_or_default(),
+            &serde_json::to_string(&shared.files).unwrap_or_default(),
+        );
+        crate::store::touch(&key_dir(store.root(), &key_hash).join(TREE_RECORD));
+        let mut d = details(false, &shared.record);
+        d["from"] = serde_json::json!(from);
+        let report = StageReport::new(NAME, Status::Cached, &key_hash, started, d, explain);
+        let out = DepsTree::Unverified {
+            digest: shared.record.digest,
+            tree,
+            key: key_hash,
+        };
+        return Ok((out, report));
+    }
 
     // About to install: this is when loose pins drift.
     for u in &reqs.unpinned {
@@ -325,65 +365,72 @@ fn stage(
         ));
     }
 
-    let (ran, normalized) = install(
+    let installed = install(
         plan,
         deps,
         &installer,
         target,
         &index_args,
         &reqs,
-        &tree,
+        &key_hash,
+        cache,
+        reinstall,
         reporter,
     )?;
-    for name in &normalized.unmatched_excludes {
+    let Installed {
+        ran,
+        shared,
+        entries,
+        unmatched_excludes,
+    } = installed;
+    for name in &unmatched_excludes {
         // Often deliberate (boto3 "just in case"), so only shown with -v.
         reporter.detail(format!(
             "[dependencies] exclude: no installed distribution is named {name:?}; nothing removed"
         ));
     }
-    let files = walk::files_under(&tree, &tree, &tree, &[], |_| true)?;
-    let (entries, _) = hash_entries(cache, files)?;
-    let files: Vec<RecordedFile> = entries
-        .iter()
-        .map(|e| {
-            let mtime_ns = std::fs::metadata(&e.path)
-                .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
-                .unwrap_or(0);
-            RecordedFile {
-                name: e.name.clone(),
-                hash: e.hash,
-                size: e.size,
-                executable: e.executable,
-                mtime_ns,
-            }
-        })
-        .collect();
-    let record = Record {
-        digest: crate::entry::entries_digest(&entries),
-        installer: installer.version.clone(),
-        distributions: normalized.distributions,
-        excluded: normalized.excluded,
-        files: files.len(),
-    };
     cache.record_stage_with_detail(
         NAME,
         &key_hash,
-        &serde_json::to_string(&record).unwrap_or_default(),
-        &serde_json::to_string(&files).unwrap_or_default(),
+        &serde_json::to_string(&shared.record).unwrap_or_default(),
+        &serde_json::to_string(&shared.files).unwrap_or_default(),
     );
     let report = StageReport::new(
         NAME,
         Status::Ran,
         &key_hash,
         started,
-        details(ran, &record),
+        details(ran, &shared.record),
         explain,
     );
     let out = DepsTree::Ready {
-        digest: record.digest,
+        digest: shared.record.digest,
         entries,
     };
     Ok((out, report))
+}
+
+/// A tree's record and file list as kept in the machine store beside the
+/// tree (`deps/KEY/tree.json`), from which a project's stage record is
+/// made without installing anything.
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedTree {
+    record: Record,
+    files: Vec<RecordedFile>,
+}
+
+/// The tree of `key` in the machine store, if one is there.
+fn read_shared(root: &Path, key: &Hash) -> Option<SharedTree> {
+    let text = std::fs::read_to_string(key_dir(root, key).join(TREE_RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// What [`install`] left in the store.
+struct Installed {
+    ran: bool,
+    shared: SharedTree,
+    entries: Vec<Entry>,
+    unmatched_excludes: Vec<String>,
 }
 
 /// The deps key: everything that can change the installed tree (see the
@@ -478,10 +525,13 @@ fn stage_key(
     Ok(key)
 }
 
-/// Installs into a temporary directory next to the final tree, normalises
-/// it, then renames it into place: a failure at any point leaves nothing
-/// under the key's directory. Returns whether the installer ran and what
-/// normalising did.
+/// Installs into a temporary directory of the machine store, normalises
+/// it, hashes it and writes its record beside it, then renames the whole
+/// key directory into place in one step: a failure at any point leaves
+/// nothing under the key, and a reader never sees a tree without its
+/// record. When another build put the same key in place first, its tree is
+/// used and ours dropped (same key, same files); a reinstall (the tree was
+/// found changed) swaps the old one out.
 #[allow(clippy::too_many_arguments)]
 fn install(
     plan: &Plan,
@@ -490,15 +540,18 @@ fn install(
     target: Target,
     index_args: &[String],
     reqs: &requirements::Requirements,
-    tree: &Path,
+    key: &Hash,
+    cache: &mut Cache,
+    reinstall: bool,
     reporter: &Reporter,
-) -> crate::Result<(bool, normalize::Normalized)> {
-    let deps_dir = plan.cache_dir.join("deps");
+) -> crate::Result<Installed> {
+    let store = plan.machine_store();
+    let deps_dir = store.deps_dir();
     let io = DepsError::io;
     fs_err::create_dir_all(&deps_dir).map_err(io("cannot install dependencies"))?;
-    remove_stale_temporaries(&deps_dir);
+    crate::store::remove_dead_temporaries(&deps_dir);
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(&format!(".tmp-{}-", std::process::id()))
         .tempdir_in(&deps_dir)
         // tempfile's error names the path.
         .map_err(io("cannot install dependencies"))?;
@@ -533,11 +586,313 @@ fn install(
     let normalized = normalize::normalize(&staging, &deps.exclude)?;
     // The tree's own directories: ordinary permissions, whatever the umask.
     let _ = fs_err::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
-    if tree.exists() {
-        fs_err::remove_dir_all(tree).map_err(io("cannot remove the stale deps tree"))?;
+    // Scratch files of a lock install are not part of the tree.
+    for item in std::fs::read_dir(tmp.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if item.file_name() != "tree" {
+            let _ = std::fs::remove_file(item.path());
+        }
     }
-    fs_err::rename(&staging, tree).map_err(io("cannot move the installed deps tree into place"))?;
-    Ok((ran, normalized))
+    let files = walk::files_under(&staging, &staging, &staging, &[], |_| true)?;
+    let (entries, _) = hash_entries(cache, files)?;
+    let recorded: Vec<RecordedFile> = entries
+        .iter()
+        .map(|e| {
+            let mtime_ns = std::fs::metadata(&e.path)
+                .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+                .unwrap_or(0);
+            RecordedFile {
+                name: e.name.clone(),
+                hash: e.hash,
+                size: e.size,
+                executable: e.executable,
+                mtime_ns,
+            }
+        })
+        .collect();
+    let shared = SharedTree {
+        record: Record {
+            digest: crate::entry::entries_digest(&entries),
+            installer: installer.version.clone(),
+            distributions: normalized.distributions,
+            excluded: normalized.excluded,
+            files: recorded.len(),
+        },
+        files: recorded,
+    };
+    fs_err::write(
+        tmp.path().join(TREE_RECORD),
+        serde_json::to_string(&shared).unwrap_or_default(),
+    )
+    .map_err(io("cannot record the installed deps tree"))?;
+    let staged = tmp.keep();
+    let (shared, entries) = publish(store.root(), &staged, key, shared, entries, reinstall)?;
+    Ok(Installed {
+        ran,
+        shared,
+        entries,
+        unmatched_excludes: normalized.unmatched_excludes,
+    })
+}
+
+/// Renames a staged key directory (`tree/` and its record) into place in
+/// the store. When another build put the same key in place first, its tree
+/// is used and ours dropped (same key, same files); with `replace` (the
+/// tree was found changed) the old one is swapped out. Returns the tree's
+/// record and its entries at their final paths.
+fn publish(
+    root: &Path,
+    staged: &Path,
+    key: &Hash,
+    shared: SharedTree,
+    entries: Vec<Entry>,
+    replace: bool,
+) -> crate::Result<(SharedTree, Vec<Entry>)> {
+    let io = DepsError::io;
+    let final_dir = key_dir(root, key);
+    let tree = tree_dir(root, key);
+    let at_final = |files: &[RecordedFile]| -> Vec<Entry> {
+        files
+            .iter()
+            .map(|f| Entry {
+                name: f.name.clone(),
+                path: tree.join(&f.name),
+                hash: f.hash,
+                size: f.size,
+                executable: f.executable,
+            })
+            .collect()
+    };
+    drop(entries);
+    if replace && final_dir.exists() {
+        let aside = root
+            .join("deps")
+            .join(format!(".tmp-{}-old", std::process::id()));
+        let _ = fs_err::remove_dir_all(&aside);
+        fs_err::rename(&final_dir, &aside)
+            .map_err(io("cannot move the changed deps tree aside"))?;
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+    match std::fs::rename(staged, &final_dir) {
+        Ok(()) => {
+            let entries = at_final(&shared.files);
+            Ok((shared, entries))
+        }
+        Err(e) if final_dir.join(TREE_RECORD).is_file() => {
+            // Another build installed the same key first: use its tree.
+            let _ = std::fs::remove_dir_all(staged);
+            let theirs = read_shared(root, key).ok_or_else(|| DepsError::Io {
+                context: "cannot use the deps tree another build installed",
+                source: std::io::Error::new(e.kind(), format!("{}: {e}", final_dir.display())),
+            })?;
+            let entries = at_final(&theirs.files);
+            Ok((theirs, entries))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(staged);
+            Err(DepsError::Io {
+                context: "cannot move the installed deps tree into place",
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("{} -> {}: {e}", staged.display(), final_dir.display()),
+                ),
+            }
+            .into())
+        }
+    }
+}
+
+/// The names of a tree's objects in the remote store: its record (files,
+/// hashes, modes; no times) and its files as compressed entries for these
+/// archive settings.
+pub fn remote_names(key: &Hash, settings: &crate::archive::Settings) -> (String, String) {
+    let hex = key.to_hex();
+    (
+        format!("deps/{hex}.json"),
+        format!("deps/{hex}-{}.zip", &settings.id().to_hex()[..16]),
+    )
+}
+
+/// A file name from a fetched record: relative, `/`-separated, no `..`.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && !name.contains('\0')
+}
+
+/// The tree of `key` from the remote store: its record, then its zip of
+/// compressed entries; every entry is checked against the record's content
+/// hash (and the record against its digest) before the tree is unpacked
+/// into the machine store, and each entry goes into the machine store
+/// as it is (nothing to compress later). None when the remote store does
+/// not have it, is down, or sent something that does not verify (with a
+/// warning).
+fn fetch_remote(
+    remote: &crate::remote::Remote,
+    plan: &Plan,
+    key: &Hash,
+    reporter: &Reporter,
+) -> crate::Result<Option<(SharedTree, Vec<Entry>)>> {
+    let settings = crate::stages::package::settings(plan)?;
+    let (json_name, zip_name) = remote_names(key, &settings);
+    let mut got = remote.get_many(&[json_name.clone(), zip_name.clone()], reporter);
+    let (Some(json), Some(zip_bytes)) = (got[0].take(), got[1].take()) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        reporter.warn(format!(
+            "remote cache object {zip_name} {why}; discarded, installing locally"
+        ));
+        Ok(None)
+    };
+    let Ok(mut shared) = serde_json::from_slice::<SharedTree>(&json) else {
+        return bad("has an unreadable record");
+    };
+    let listed: Vec<Entry> = shared
+        .files
+        .iter()
+        .map(|f| Entry {
+            name: f.name.clone(),
+            path: PathBuf::new(),
+            hash: f.hash,
+            size: f.size,
+            executable: f.executable,
+        })
+        .collect();
+    if shared.record.files != listed.len()
+        || crate::entry::entries_digest(&listed) != shared.record.digest
+        || !listed.iter().all(|e| safe_name(&e.name))
+        || !listed
+            .windows(2)
+            .all(|w| w[0].name.as_bytes() < w[1].name.as_bytes())
+    {
+        return bad("has a record that does not match its digest");
+    }
+    let Ok(mut zip) = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])) else {
+        return bad("is not a zip");
+    };
+    if zip.len() != listed.len() {
+        return bad("does not hold the files its record lists");
+    }
+    let store = plan.machine_store();
+    let deps_dir = store.deps_dir();
+    let io = DepsError::io;
+    fs_err::create_dir_all(&deps_dir).map_err(io("cannot unpack dependencies"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .tempdir_in(&deps_dir)
+        .map_err(io("cannot unpack dependencies"))?;
+    let staging = tmp.path().join("tree");
+    let id = settings.id();
+    for (i, e) in listed.iter().enumerate() {
+        let name_ok = zip
+            .by_index_raw(i)
+            .is_ok_and(|f| f.name().is_ok_and(|n| n == e.name));
+        let mini = match crate::archive::one_entry_copy(&mut zip, i) {
+            Ok(m) if name_ok => m,
+            _ => return bad("does not hold the files its record lists"),
+        };
+        let Some(data) = crate::archive::stored_entry_content(&mini, e, &settings) else {
+            return bad(&format!(
+                "holds {} with other bytes than its content hash",
+                e.name
+            ));
+        };
+        let path = staging.join(&e.name);
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir).map_err(io("cannot unpack dependencies"))?;
+        }
+        fs_err::write(&path, &data).map_err(io("cannot unpack dependencies"))?;
+        let mode = if e.executable { 0o755 } else { 0o644 };
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io("cannot unpack dependencies"))?;
+        let entry_path = store.entry_path(&e.hash, e.executable, &id);
+        if !entry_path.exists() {
+            let _ = store.put_bytes(&entry_path, &mini);
+        }
+    }
+    fs_err::create_dir_all(&staging).map_err(io("cannot unpack dependencies"))?;
+    for f in &mut shared.files {
+        f.mtime_ns = std::fs::metadata(staging.join(&f.name))
+            .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+            .unwrap_or(0);
+    }
+    fs_err::write(
+        tmp.path().join(TREE_RECORD),
+        serde_json::to_string(&shared).unwrap_or_default(),
+    )
+    .map_err(io("cannot record the unpacked deps tree"))?;
+    let staged = tmp.keep();
+    publish(store.root(), &staged, key, shared, Vec::new(), false).map(Some)
+}
+
+/// After a build that wrote a zip (read-write mode): puts the tree of
+/// `key` in the remote store unless it is there, as its record (times
+/// left out) and a zip of its files written by lbuild's own writer from
+/// the machine store's compressed entries (so nothing is compressed
+/// again). Best effort.
+pub fn upload_remote(
+    remote: &crate::remote::Remote,
+    plan: &Plan,
+    key: &Hash,
+    entries: &[Entry],
+    reporter: &Reporter,
+) -> crate::Result<bool> {
+    let settings = crate::stages::package::settings(plan)?;
+    let (json_name, zip_name) = remote_names(key, &settings);
+    let store = plan.machine_store();
+    // Known to be there (uploaded, or seen): no request at all.
+    let marker = key_dir(store.root(), key).join(format!(
+        "remote-{}",
+        blake3::hash(format!("{}\n{zip_name}", remote.config.url).as_bytes()).to_hex()
+    ));
+    if marker.exists() {
+        return Ok(false);
+    }
+    match remote.exists(&zip_name, reporter) {
+        Some(false) => {}
+        Some(true) => {
+            let _ = std::fs::write(&marker, "");
+            return Ok(false);
+        }
+        None => return Ok(false),
+    }
+    let Some(mut shared) = read_shared(store.root(), key) else {
+        return Ok(false);
+    };
+    for f in &mut shared.files {
+        f.mtime_ns = 0;
+    }
+    let Ok(file) = tempfile::tempfile() else {
+        return Ok(false);
+    };
+    if crate::archive::write_zip(&file, entries, &settings, None, Some(&store)).is_err() {
+        return Ok(false);
+    }
+    let mut bytes = Vec::new();
+    use std::io::{Read, Seek};
+    let mut file = file;
+    if file
+        .rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .is_err()
+    {
+        return Ok(false);
+    }
+    let json = serde_json::to_vec(&shared).unwrap_or_default();
+    // The zip first: a record without its zip is never used.
+    let done = remote.put_many(vec![(zip_name, bytes)], reporter) > 0
+        && remote.put_many(vec![(json_name, json)], reporter) > 0;
+    if done {
+        let _ = std::fs::write(&marker, "");
+    }
+    Ok(done)
 }
 
 /// Bump when what a lock turns into (the pinned file, the installer's
@@ -734,18 +1089,6 @@ fn add_local_packages(
         }
     }
     Ok(())
-}
-
-/// Leftovers of installs that were killed (the project lock is held, so no
-/// other build is using them).
-fn remove_stale_temporaries(deps_dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(deps_dir) {
-        for item in rd.flatten() {
-            if item.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = std::fs::remove_dir_all(item.path());
-            }
-        }
-    }
 }
 
 /// The file list recorded with the tree of `key` (kept apart from the
@@ -1084,9 +1427,15 @@ pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
     roots
 }
 
+/// The directory of deps key `key` in a store rooted at `root`: the tree
+/// (`tree/`) and its record ([`TREE_RECORD`]).
+pub fn key_dir(root: &Path, key: &Hash) -> PathBuf {
+    root.join("deps").join(key.to_hex().as_str())
+}
+
 /// Where the tree installed for deps key `key` lives.
-pub fn tree_dir(cache_dir: &std::path::Path, key: &crate::entry::Hash) -> std::path::PathBuf {
-    cache_dir.join("deps").join(key.to_hex().as_str())
+pub fn tree_dir(root: &Path, key: &Hash) -> PathBuf {
+    key_dir(root, key).join("tree")
 }
 
 #[cfg(test)]

@@ -1,0 +1,356 @@
+//! The remote store: the machine store's objects in an S3-compatible
+//! bucket, shared by a fleet (CI runners, laptops).
+//!
+//! `--remote-cache s3://BUCKET/PREFIX` (or `LBUILD_REMOTE_CACHE`, or
+//! `[cache] remote` in lambda.toml). Objects are named by content keys only:
+//! `PREFIX/entries/HASH-x|r-SETTINGS.zip` (a compressed entry, the one-entry
+//! zip of the machine store), `PREFIX/deps/KEY.json` (a tree's record and
+//! file list) and `PREFIX/deps/KEY-SETTINGS.zip` (the tree's files as
+//! ready-to-copy compressed entries, written by lbuild's own zip writer).
+//! Everything fetched is verified against the content hashes it must
+//! have before it reaches the machine store; a bad object is discarded
+//! with a warning and the work is done locally.
+//!
+//! The client is aws-sdk-s3, already in the tree for `lbuild deploy`: one
+//! HTTP/TLS stack, one credential chain (`AWS_PROFILE`, SSO, roles) and
+//! `AWS_ENDPOINT_URL` for MinIO, R2 and the like; `object_store` or
+//! `opendal` would add a second HTTP client and signer for the same calls.
+//! It is created only when an object is first needed, so a no-op build
+//! never touches the network. A bucket that fails (unreachable, denied,
+//! slow: connect 2 s, each read 10 s) is one warning; the build then goes
+//! on locally without calling it again.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::report::Reporter;
+
+/// Read only, or read and upload what this build made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Read,
+    ReadWrite,
+}
+
+/// Where the remote store is and what a build may do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    pub url: String,
+    pub bucket: String,
+    /// Without a trailing slash; may be empty.
+    pub prefix: String,
+    pub mode: Mode,
+}
+
+/// `s3://BUCKET/PREFIX` and a mode (`read`, `read-write`; default
+/// read-write when `ci`, else read).
+pub fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, crate::Error> {
+    let bad = |message: String| {
+        crate::Error::Input {
+        message,
+        hint: "write it as s3://BUCKET or s3://BUCKET/PREFIX (the endpoint comes from AWS_ENDPOINT_URL)".into(),
+    }
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad(format!("remote cache {url:?} is not an s3:// URL")))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(bad(format!("remote cache {url:?} names no bucket")));
+    }
+    let mode = match mode.map(str::trim) {
+        None | Some("") => {
+            if ci {
+                Mode::ReadWrite
+            } else {
+                Mode::Read
+            }
+        }
+        Some("read") => Mode::Read,
+        Some("read-write") => Mode::ReadWrite,
+        Some(other) => {
+            return Err(crate::Error::Input {
+                message: format!("remote cache mode {other:?} is not read or read-write"),
+                hint: "use --remote-cache-mode read (fetch only) or read-write (fetch and upload)"
+                    .into(),
+            });
+        }
+    };
+    Ok(RemoteConfig {
+        url: url.to_string(),
+        bucket: bucket.to_string(),
+        prefix: prefix.trim_matches('/').to_string(),
+        mode,
+    })
+}
+
+/// A connection to the remote store (made on first use).
+pub struct Remote {
+    pub config: RemoteConfig,
+    rt: tokio::runtime::Runtime,
+    client: OnceLock<Option<aws_sdk_s3::Client>>,
+    /// Set after the first failure: no further calls this run.
+    down: AtomicBool,
+}
+
+/// At most this many requests in flight.
+const PARALLEL: usize = 32;
+
+impl Remote {
+    /// The process's remote store for `config` (one per run).
+    pub fn session(config: &RemoteConfig) -> Option<&'static Remote> {
+        static SESSION: OnceLock<Option<Remote>> = OnceLock::new();
+        SESSION
+            .get_or_init(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                Some(Remote {
+                    config: config.clone(),
+                    rt,
+                    client: OnceLock::new(),
+                    down: AtomicBool::new(false),
+                })
+            })
+            .as_ref()
+            .filter(|r| r.config == *config)
+    }
+
+    pub fn can_write(&self) -> bool {
+        self.config.mode == Mode::ReadWrite && !self.is_down()
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    fn client(&self) -> Option<&aws_sdk_s3::Client> {
+        self.client
+            .get_or_init(|| {
+                let timeouts = aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .read_timeout(Duration::from_secs(10))
+                    .build();
+                let config = self.rt.block_on(
+                    aws_config::defaults(aws_config::BehaviorVersion::latest())
+                        .timeout_config(timeouts)
+                        .retry_config(
+                            aws_config::retry::RetryConfig::standard().with_max_attempts(2),
+                        )
+                        .load(),
+                );
+                let s3 = aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(config.endpoint_url().is_some())
+                    .build();
+                Some(aws_sdk_s3::Client::from_conf(s3))
+            })
+            .as_ref()
+    }
+
+    fn key(&self, rel: &str) -> String {
+        if self.config.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.config.prefix)
+        }
+    }
+
+    /// Marks the store down, with one warning for the whole run.
+    fn fail(&self, reporter: &Reporter, what: String) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            reporter.warn(format!(
+                "remote cache {} is not usable ({what}); building locally",
+                self.config.url
+            ));
+        }
+    }
+
+    /// Fetches objects (`rel` names under the prefix): each is its bytes,
+    /// or None when it is not there (or the store is down).
+    pub fn get_many(&self, rels: &[String], reporter: &Reporter) -> Vec<Option<Vec<u8>>> {
+        if rels.is_empty() || self.is_down() {
+            return vec![None; rels.len()];
+        }
+        let Some(client) = self.client() else {
+            return vec![None; rels.len()];
+        };
+        let bucket = &self.config.bucket;
+        let results: Vec<Result<Option<Vec<u8>>, String>> = self.rt.block_on(async {
+            let mut out = Vec::with_capacity(rels.len());
+            for chunk in rels.chunks(PARALLEL) {
+                let mut set = tokio::task::JoinSet::new();
+                for (i, rel) in chunk.iter().enumerate() {
+                    let req = client.get_object().bucket(bucket).key(self.key(rel));
+                    set.spawn(async move {
+                        let r = match req.send().await {
+                            Ok(o) => match o.body.collect().await {
+                                Ok(b) => Ok(Some(b.into_bytes().to_vec())),
+                                Err(e) => Err(e.to_string()),
+                            },
+                            Err(e) => {
+                                use aws_sdk_s3::operation::get_object::GetObjectError;
+                                let missing = matches!(
+                                    e.as_service_error(),
+                                    Some(GetObjectError::NoSuchKey(_))
+                                ) || e
+                                    .raw_response()
+                                    .is_some_and(|r| r.status().as_u16() == 404);
+                                if missing { Ok(None) } else { Err(describe(&e)) }
+                            }
+                        };
+                        (i, r)
+                    });
+                }
+                let mut part: Vec<Option<Result<Option<Vec<u8>>, String>>> =
+                    (0..chunk.len()).map(|_| None).collect();
+                while let Some(j) = set.join_next().await {
+                    if let Ok((i, r)) = j {
+                        part[i] = Some(r);
+                    }
+                }
+                let failed = part.iter().any(|r| !matches!(r, Some(Ok(_))));
+                out.extend(
+                    part.into_iter()
+                        .map(|r| r.unwrap_or_else(|| Err("task failed".into()))),
+                );
+                if failed {
+                    break;
+                }
+            }
+            out
+        });
+        let mut fetched = Vec::with_capacity(rels.len());
+        for r in results {
+            match r {
+                Ok(v) => fetched.push(v),
+                Err(e) => {
+                    self.fail(reporter, e);
+                    fetched.push(None);
+                }
+            }
+        }
+        fetched.resize(rels.len(), None);
+        fetched
+    }
+
+    pub fn get(&self, rel: &str, reporter: &Reporter) -> Option<Vec<u8>> {
+        self.get_many(&[rel.to_string()], reporter)
+            .into_iter()
+            .next()
+            .flatten()
+    }
+
+    /// Whether an object is there (None: the store is down).
+    pub fn exists(&self, rel: &str, reporter: &Reporter) -> Option<bool> {
+        if self.is_down() {
+            return None;
+        }
+        let client = self.client()?;
+        let r = self.rt.block_on(
+            client
+                .head_object()
+                .bucket(&self.config.bucket)
+                .key(self.key(rel))
+                .send(),
+        );
+        match r {
+            Ok(_) => Some(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Some(false),
+            Err(e) => {
+                self.fail(reporter, describe(&e));
+                None
+            }
+        }
+    }
+
+    /// Uploads objects (read-write mode only); best effort.
+    pub fn put_many(&self, items: Vec<(String, Vec<u8>)>, reporter: &Reporter) -> usize {
+        if items.is_empty() || !self.can_write() {
+            return 0;
+        }
+        let Some(client) = self.client() else {
+            return 0;
+        };
+        let bucket = &self.config.bucket;
+        let errors: Vec<String> = self.rt.block_on(async {
+            let mut errors = Vec::new();
+            let mut items = items.into_iter().peekable();
+            while items.peek().is_some() {
+                let mut set = tokio::task::JoinSet::new();
+                for (rel, bytes) in items.by_ref().take(PARALLEL) {
+                    let req = client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(self.key(&rel))
+                        .body(bytes.into());
+                    set.spawn(
+                        async move { req.send().await.map(|_| ()).map_err(|e| describe(&e)) },
+                    );
+                }
+                while let Some(j) = set.join_next().await {
+                    match j {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => errors.push(e),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                if !errors.is_empty() {
+                    break;
+                }
+            }
+            errors
+        });
+        match errors.into_iter().next() {
+            Some(e) => {
+                self.fail(reporter, format!("upload: {e}"));
+                0
+            }
+            None => 1,
+        }
+    }
+}
+
+/// A short description of an SDK error (status and code when known).
+fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &aws_sdk_s3::error::SdkError<E, R>,
+) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}
+
+/// The remote configuration a plan asks for, if any (the command line and
+/// `LBUILD_REMOTE_CACHE`, read into the plan's environment, before the
+/// manifest's `[cache] remote`).
+pub fn config_of(plan: &crate::manifest::Plan) -> crate::Result<Option<RemoteConfig>> {
+    let env = &plan.env;
+    let Some(url) = env.remote_cache.as_deref().or(plan.remote_cache.as_deref()) else {
+        return Ok(None);
+    };
+    parse(url, env.remote_cache_mode.as_deref(), env.ci).map(Some)
+}
+
+/// The remote store a plan uses, connected lazily (None without one).
+pub fn for_plan(plan: &crate::manifest::Plan) -> crate::Result<Option<&'static Remote>> {
+    Ok(config_of(plan)?.and_then(|c| Remote::session(&c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_modes_parse() {
+        let c = parse("s3://b/team/lbuild/", None, false).unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("b", "team/lbuild"));
+        assert_eq!(c.mode, Mode::Read);
+        assert_eq!(parse("s3://b", None, true).unwrap().mode, Mode::ReadWrite);
+        assert_eq!(
+            parse("s3://b", Some("read"), true).unwrap().mode,
+            Mode::Read
+        );
+        assert!(parse("https://b", None, false).is_err());
+        assert!(parse("s3:///x", None, false).is_err());
+        assert!(parse("s3://b", Some("write"), false).is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! The machine store: what every project on this machine shares.
+//!
+//! `STORE/entries/ab/HASH-x|r-SETTINGS.zip` are compressed entries, each
+//! the one-entry zip [`crate::archive`] makes for a file (content hash,
+//! execute bit, archive settings id), so any project copies them raw
+//! instead of compressing again; `STORE/deps/KEY/` are installed,
+//! normalised dependency trees beside `STORE/deps/KEY.json` (their record
+//! and file list), so a second project with the same requirements and
+//! target installs nothing. Names are content keys only: no path, user or
+//! clock.
+//!
+//! Writers put a file or tree under a temporary name (with their pid) and
+//! rename it into place; readers verify what they read (an entry against
+//! its content hash, a tree against its recorded file list), so two builds
+//! of different projects may share the store at once. Builds hold a
+//! shared flock of `STORE/store.lock`; `lbuild gc --max-size` takes it
+//! exclusively, so it never deletes what a running build uses. Last use
+//! is the file's mtime (an entry's, a tree's `KEY.json`), set on every hit.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cache::Hash;
+
+/// `LBUILD_STORE`, else `$XDG_CACHE_HOME/lbuild`, else `$HOME/.cache/lbuild`.
+pub fn dir_from_env() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("LBUILD_STORE") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = var("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
+        return Some(PathBuf::from(d).join("lbuild"));
+    }
+    var("HOME").map(|h| PathBuf::from(h).join(".cache").join("lbuild"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("--max-size {value:?} is not a size (e.g. 500M, 10G, 123456)")]
+    BadSize { value: String },
+    #[error("the machine store {path} is still in use by a running build after {secs} s")]
+    Busy { path: PathBuf, secs: u64 },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+}
+
+impl StoreError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::Busy { .. } => Some(format!(
+                "run it again when the builds are done, or set {} (seconds) to wait longer",
+                crate::lock::TIMEOUT_ENV
+            )),
+            StoreError::Lock(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// The machine store at one directory.
+#[derive(Debug, Clone)]
+pub struct MachineStore {
+    root: PathBuf,
+}
+
+/// A shared (build) or exclusive (gc) hold on the store.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: Option<File>,
+}
+
+impl MachineStore {
+    pub fn at(root: impl Into<PathBuf>) -> MachineStore {
+        MachineStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Held by a build while it reads or writes the store (best effort: a
+    /// store that cannot be created is simply not used for locking).
+    pub fn shared(&self) -> StoreLock {
+        let file = self
+            .lock_file()
+            .and_then(|f| f.lock_shared().ok().map(|_| f));
+        StoreLock { _file: file }
+    }
+
+    fn lock_file(&self) -> Option<File> {
+        fs_err::create_dir_all(&self.root).ok()?;
+        let _ = mark(&self.root);
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(LOCK))
+            .ok()
+    }
+
+    /// Where the compressed entry for (content, executable, settings) lives.
+    pub fn entry_path(&self, content: &Hash, executable: bool, settings: &Hash) -> PathBuf {
+        let hex = content.to_hex();
+        self.root
+            .join("entries")
+            .join(&hex[..2])
+            .join(entry_name(content, executable, settings))
+    }
+
+    /// The directory of installed dependency trees.
+    pub fn deps_dir(&self) -> PathBuf {
+        self.root.join("deps")
+    }
+
+    /// Writes `bytes` at `path` through a temporary name and a rename.
+    pub fn put_bytes(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        self.put_with(path, |f| f.write_all(bytes))
+    }
+
+    /// Writes at `path` what `fill` writes, through a temporary name.
+    pub fn put_with(
+        &self,
+        path: &Path,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs_err::create_dir_all(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".tmp-{}-", std::process::id()))
+            .tempfile_in(dir)?;
+        fill(tmp.as_file_mut())?;
+        tmp.as_file().sync_data()?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Size and count of what the store holds, per kind.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for f in self.items() {
+            match f.kind {
+                Kind::Entry => {
+                    s.entries += 1;
+                    s.entry_bytes += f.bytes;
+                }
+                Kind::Tree => {
+                    s.trees += 1;
+                    s.tree_bytes += f.bytes;
+                }
+            }
+        }
+        s
+    }
+
+    /// Every entry and tree with its size and last use.
+    fn items(&self) -> Vec<Item> {
+        let mut out = Vec::new();
+        for shard in read_dir(&self.root.join("entries")) {
+            for f in read_dir(&shard) {
+                let name = f.file_name().unwrap_or_default().to_string_lossy();
+                if name.starts_with(".tmp-") || !name.ends_with(".zip") {
+                    continue;
+                }
+                if let Ok(m) = std::fs::symlink_metadata(&f) {
+                    out.push(Item {
+                        kind: Kind::Entry,
+                        bytes: m.len(),
+                        used: m.modified().ok(),
+                        paths: vec![f],
+                    });
+                }
+            }
+        }
+        for dir in read_dir(&self.deps_dir()) {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let record = dir.join(TREE_RECORD);
+            if name.starts_with(".tmp-") || !record.is_file() {
+                continue;
+            }
+            let used = std::fs::metadata(&record).and_then(|m| m.modified()).ok();
+            out.push(Item {
+                kind: Kind::Tree,
+                bytes: du(&dir),
+                used,
+                paths: vec![dir],
+            });
+        }
+        out
+    }
+
+    /// Removes the least recently used entries and trees until the store
+    /// holds at most `max` bytes; waits for running builds to finish (they
+    /// hold the store shared). Returns (items removed, bytes kept).
+    pub fn gc(&self, max: u64) -> Result<(usize, u64), StoreError> {
+        let Some(lock) = self.lock_file() else {
+            return Ok((0, 0));
+        };
+        let timeout = crate::lock::timeout()?;
+        let started = std::time::Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Busy {
+                        path: self.root.clone(),
+                        secs: timeout.as_secs(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
+        }
+        let mut items = self.items();
+        // Oldest first; ties by path so the order is stable.
+        items.sort_by(|a, b| a.used.cmp(&b.used).then_with(|| a.paths.cmp(&b.paths)));
+        let mut total: u64 = items.iter().map(|i| i.bytes).sum();
+        let mut removed = 0;
+        for item in items {
+            if total <= max {
+                break;
+            }
+            for p in &item.paths {
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(fs_err_io(e, p)),
+                }
+            }
+            total -= item.bytes;
+            removed += 1;
+        }
+        Ok((removed, total))
+    }
+}
+
+fn fs_err_io(e: std::io::Error, p: &Path) -> StoreError {
+    StoreError::Io(std::io::Error::new(
+        e.kind(),
+        format!("cannot remove {}: {e}", p.display()),
+    ))
+}
+
+/// The store's lock file (builds shared, gc exclusive). Not `lock`: when
+/// the store falls back to a project's cache directory, that name is the
+/// project's own lock, held exclusively by the same build.
+pub const LOCK: &str = "store.lock";
+
+/// A tree's record inside its key directory (`deps/KEY/tree.json`, beside
+/// `deps/KEY/tree/`): renamed into place with the tree, in one rename.
+pub const TREE_RECORD: &str = "tree.json";
+
+/// The file name of a compressed entry (shared with the remote store).
+pub fn entry_name(content: &Hash, executable: bool, settings: &Hash) -> String {
+    format!(
+        "{}-{}-{}.zip",
+        content.to_hex(),
+        if executable { "x" } else { "r" },
+        &settings.to_hex()[..16]
+    )
+}
+
+/// Marks a path as just used (its mtime set to now); best effort.
+pub fn touch(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: a valid NUL-terminated path; null times mean "now".
+    unsafe {
+        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0);
+    }
+}
+
+/// The store is a cache directory: tell backup tools so.
+fn mark(root: &Path) -> std::io::Result<()> {
+    let tag = root.join("CACHEDIR.TAG");
+    if !tag.exists() {
+        std::fs::write(
+            tag,
+            "Signature: 8a477f597d28d172789f06886806bc55\n# lbuild's machine store (see `lbuild cache stats`, `lbuild gc --max-size`)\n",
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Stats {
+    pub entries: u64,
+    pub entry_bytes: u64,
+    pub trees: u64,
+    pub tree_bytes: u64,
+}
+
+enum Kind {
+    Entry,
+    Tree,
+}
+
+struct Item {
+    kind: Kind,
+    bytes: u64,
+    used: Option<std::time::SystemTime>,
+    paths: Vec<PathBuf>,
+}
+
+fn read_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Bytes of the regular files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for p in read_dir(&d) {
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// "500M", "10G", "1.5G", "123456" -> bytes (binary units).
+pub fn parse_size(s: &str) -> Result<u64, StoreError> {
+    let bad = || StoreError::BadSize {
+        value: s.to_string(),
+    };
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let m: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if n.is_nan() || n < 0.0 {
+        return Err(bad());
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// Whether a process with this pid exists (for temporaries of dead builds).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes `.tmp-PID-*` leftovers in `dir` whose writer is dead.
+pub fn remove_dead_temporaries(dir: &Path) {
+    for p in read_dir(dir) {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        let Some(rest) = name.strip_prefix(".tmp-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !process_alive(pid)) {
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("123").unwrap(), 123);
+        assert_eq!(parse_size("2K").unwrap(), 2048);
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+}
