@@ -61,8 +61,16 @@ pub struct Input<'a> {
 pub struct PackageKey {
     hash: Hash,
     explain: Vec<String>,
+    /// The inputs, when the key was built keeping them (`stages::explain`).
+    inputs: Option<super::Inputs>,
     settings: Settings,
     started: Instant,
+}
+
+impl PackageKey {
+    pub fn inputs(&self) -> Option<super::Inputs> {
+        self.inputs.clone()
+    }
 }
 
 pub fn key(
@@ -106,6 +114,7 @@ pub fn key(
     Ok(PackageKey {
         hash,
         explain,
+        inputs: key.inputs(),
         settings,
         started,
     })
