@@ -91,9 +91,15 @@ impl Reporter {
             .unwrap_or_default()
     }
 
-    /// A spinner for long work, shown only on a terminal in human mode.
+    /// A spinner for long work in human mode: animated on a terminal;
+    /// elsewhere (CI logs) a plain line at most every
+    /// [`PLAIN_PROGRESS_EVERY`], and only once the work has lasted that
+    /// long, so quick work prints nothing.
     pub fn spinner(&self, msg: &str) -> Spinner {
-        if self.tty && self.mode == Mode::Human {
+        if self.mode != Mode::Human {
+            return Spinner::None;
+        }
+        if self.tty {
             let pb = ProgressBar::new_spinner();
             pb.set_style(
                 ProgressStyle::with_template("{spinner} {prefix} {wide_msg}")
@@ -101,28 +107,95 @@ impl Reporter {
             );
             pb.set_prefix(msg.to_string());
             pb.enable_steady_tick(Duration::from_millis(100));
-            Spinner(Some(pb))
+            Spinner::Bar(pb)
         } else {
-            Spinner(None)
+            Spinner::Plain(PlainProgress::start(msg.to_string(), PLAIN_PROGRESS_EVERY))
         }
     }
 }
 
-/// A running spinner; dropping it clears the line.
-pub struct Spinner(Option<ProgressBar>);
+/// How often long work says it is still going when stderr is not a
+/// terminal.
+pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A running spinner; dropping it clears the line (or stops the plain
+/// progress lines).
+pub enum Spinner {
+    None,
+    Bar(ProgressBar),
+    Plain(PlainProgress),
+}
 
 impl Spinner {
     pub fn set_message(&self, msg: impl Into<String>) {
-        if let Some(pb) = &self.0 {
-            pb.set_message(msg.into());
+        match self {
+            Spinner::None => {}
+            Spinner::Bar(pb) => pb.set_message(msg.into()),
+            Spinner::Plain(p) => p.set_message(msg.into()),
         }
     }
 }
 
 impl Drop for Spinner {
     fn drop(&mut self) {
-        if let Some(pb) = &self.0 {
+        if let Spinner::Bar(pb) = self {
             pb.finish_and_clear();
+        }
+    }
+}
+
+/// `installing dependencies (uv): 10 s` lines on stderr, one per period
+/// while the work lasts, from a thread that stops when this is dropped.
+pub struct PlainProgress {
+    state: Arc<(Mutex<(bool, String)>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PlainProgress {
+    fn start(prefix: String, every: Duration) -> PlainProgress {
+        let state = Arc::new((
+            Mutex::new((false, String::new())),
+            std::sync::Condvar::new(),
+        ));
+        let shared = Arc::clone(&state);
+        let started = std::time::Instant::now();
+        let thread = std::thread::spawn(move || {
+            let (lock, cvar) = &*shared;
+            let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let (g, timeout) = cvar
+                    .wait_timeout_while(guard, every, |(done, _)| !*done)
+                    .unwrap_or_else(|e| e.into_inner());
+                guard = g;
+                if guard.0 || !timeout.timed_out() {
+                    return;
+                }
+                let secs = started.elapsed().as_secs();
+                if guard.1.is_empty() {
+                    eprintln!("{prefix}: {secs} s");
+                } else {
+                    eprintln!("{prefix}: {} ({secs} s)", guard.1);
+                }
+            }
+        });
+        PlainProgress {
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    fn set_message(&self, msg: String) {
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).1 = msg;
+    }
+}
+
+impl Drop for PlainProgress {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.state;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -191,6 +264,14 @@ pub fn split_position(message: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_progress_stops_when_the_work_ends_not_at_its_next_line() {
+        // A period of an hour: dropping must not wait for it.
+        let p = PlainProgress::start("packaging".into(), Duration::from_secs(3600));
+        p.set_message("3 entries".into());
+        drop(p);
+    }
 
     #[test]
     fn positions_are_split_off_for_the_problem_matcher_line() {
