@@ -296,7 +296,17 @@ pub fn run(cli: Cli) -> crate::Result<()> {
     match cli.command.unwrap_or(Command::Build { check: false }) {
         Command::Build { check } => {
             if check {
-                crate::check::run(&cli.global.workspace()?, &cli.global.functions, &reporter)?;
+                // With --json, stdout keeps the build's one document.
+                let check_reporter = if reporter.mode == Mode::Json {
+                    Reporter::silent()
+                } else {
+                    reporter.clone()
+                };
+                crate::check::run(
+                    &cli.global.workspace()?,
+                    &cli.global.functions,
+                    &check_reporter,
+                )?;
             }
             build(&cli.global, &reporter).map(|_| ())
         }
