@@ -108,6 +108,82 @@ pub fn check_sources(
     Ok(problems)
 }
 
+/// `lbuild check` (and `build --check`): the sources of every selected
+/// artifact compiled with its runtime's Python; each problem printed on
+/// stderr as `path:line:col: error: message` (path relative to the
+/// manifest's directory). Without that Python the artifact's check is
+/// skipped with a note. Fails (exit 2) when any problem was found.
+pub fn run(
+    ws: &crate::manifest::Workspace,
+    names: &[String],
+    reporter: &crate::report::Reporter,
+) -> crate::Result<()> {
+    use crate::report::{Mode, label};
+    let mut problems = Vec::new();
+    let mut skipped = Vec::new();
+    let mut checked = 0usize;
+    for plan in ws.select(names)? {
+        let python = match crate::invoke::find_interpreter(plan.runtime) {
+            Ok(p) => p,
+            Err(e) => {
+                let note = format!(
+                    "skipped the syntax check of {} {}: {e}",
+                    plan.kind.label(),
+                    plan.name
+                );
+                if reporter.mode == Mode::Human {
+                    eprintln!("{} {note}", label("note"));
+                }
+                skipped.push(note);
+                continue;
+            }
+        };
+        let files: Vec<PathBuf> = crate::stages::sources::files(plan)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        let shown_from = plan.manifest_path.parent().unwrap_or(&plan.project_dir);
+        let found =
+            check_sources(&python, &files, shown_from).map_err(|e| crate::Error::Input {
+                message: e.to_string(),
+                hint: "check that this Python runs (`python3.X -c pass`)".into(),
+            })?;
+        checked += files.len();
+        // Errors, so printed even with -q (as the build's errors are).
+        for p in &found {
+            eprintln!(
+                "{}:{}:{}: {} {}",
+                p.path.display(),
+                p.line,
+                p.column,
+                label("error"),
+                p.message
+            );
+        }
+        problems.extend(found);
+    }
+    if reporter.mode == Mode::Json {
+        println!(
+            "{}",
+            serde_json::json!({"problems": problems, "skipped": skipped, "files": checked})
+        );
+    }
+    if problems.is_empty() {
+        if skipped.is_empty() {
+            reporter.info(format!("checked {checked} files: no syntax errors"));
+        }
+        return Ok(());
+    }
+    Err(crate::Error::Input {
+        message: format!(
+            "{} syntax error{} in the sources",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        ),
+        hint: "fix the lines above; they are what Lambda would fail to import".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,8 @@ lbuild init                 write a commented lambda.toml here\n  \
 lbuild                      build dist/NAME.zip (same as `lbuild build`)\n  \
 lbuild --json               build and print a JSON summary (sha256, CodeSha256, stages)\n  \
 lbuild --function orders    build one function of a workspace (and the layers it uses)\n  \
+lbuild explain              build, and say why each stage ran (what changed since the last build)\n  \
+lbuild check                syntax-check the sources with the runtime's Python\n  \
 lbuild size                 where the bytes go, and the headroom under Lambda's limits\n  \
 lbuild watch                rebuild on every save\n  \
 lbuild watch --deploy       rebuild on every save, then deploy what changed\n  \
@@ -67,7 +69,17 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build the zip (the default command); in a workspace, every function and layer
-    Build,
+    Build {
+        /// First check the sources' syntax with the runtime's Python (as `lbuild check`)
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build, saying for each stage that ran what differs from the last build
+    /// (files changed, added or removed, pins moved, settings, installer version)
+    Explain,
+    /// Compile the sources with the runtime's Python (python3.X on PATH) and report
+    /// syntax errors as `path:line:col: error: message`; skipped without that Python
+    Check,
     /// Show where each zip's bytes go (largest distributions and directories, zipped
     /// and unzipped) and the headroom under Lambda's size limits; builds first
     Size {
@@ -375,9 +387,31 @@ fn built(
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> crate::Result<()> {
-    let reporter = cli.global.reporter();
-    match cli.command.unwrap_or(Command::Build) {
-        Command::Build => build(&cli.global, &reporter).map(|_| ()),
+    let mut reporter = cli.global.reporter();
+    match cli.command.unwrap_or(Command::Build { check: false }) {
+        Command::Build { check } => {
+            if check {
+                // With --json, stdout keeps the build's one document.
+                let check_reporter = if reporter.mode == Mode::Json {
+                    Reporter::silent()
+                } else {
+                    reporter.clone()
+                };
+                crate::check::run(
+                    &cli.global.workspace()?,
+                    &cli.global.functions,
+                    &check_reporter,
+                )?;
+            }
+            build(&cli.global, &reporter).map(|_| ())
+        }
+        Command::Explain => {
+            reporter.explain = true;
+            build(&cli.global, &reporter).map(|_| ())
+        }
+        Command::Check => {
+            crate::check::run(&cli.global.workspace()?, &cli.global.functions, &reporter)
+        }
         Command::Size { top } => {
             let ws = cli.global.workspace()?;
             let outcome = pipeline::build_workspace(&ws, &cli.global.functions, &reporter)?;

@@ -16,7 +16,13 @@ fn main() -> ExitCode {
                 let doc = serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});
                 println!("{doc}");
             }
-            eprintln!("error: {}", e.with_hint());
+            // `path:line:col: error: message` when the error points into a
+            // file (editors' problem matchers), coloured on a terminal.
+            let hint = e.hint();
+            eprintln!(
+                "{}",
+                lbuild::report::error_text(&e.to_string(), hint.as_deref())
+            );
             ExitCode::from(code as u8)
         }
     }

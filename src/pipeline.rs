@@ -24,7 +24,9 @@ pub struct BuildOutcome {
     pub kind: &'static str,
     /// Uncompressed bytes of the entries (Lambda's quota counts these).
     pub unzipped_size: u64,
-    /// Warnings about this artifact (size quotas).
+    /// Warnings about this artifact: this build's, and those a cached
+    /// stage result carries (replayed, marked "(cached)"), and Lambda's
+    /// size quotas.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub zip: std::path::PathBuf,
@@ -43,28 +45,46 @@ pub struct BuildOutcome {
 /// cache only ever makes builds faster, never fails them.
 pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
     let _explain = crate::stages::explain_keys(reporter.verbose);
+    let _reasons = crate::stages::want_reasons(wants_reasons(reporter));
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
     let _store = plan.machine_store().shared();
     build_healing(plan, reporter, &[])
 }
 
+/// Whether stages say why they ran: only when it will be shown.
+fn wants_reasons(reporter: &Reporter) -> bool {
+    reporter.verbose || reporter.explain || reporter.mode == Mode::Json
+}
+
 /// One artifact under the lock, retried once from scratch when the cache
-/// turns out corrupt.
+/// turns out corrupt. Its warnings (the stages', replayed ones of cached
+/// results, the size quotas') are printed after it and kept in its
+/// outcome (`--json`'s `warnings`).
 fn build_healing(
     plan: &Plan,
     reporter: &Reporter,
     layers: &[(String, u64)],
 ) -> crate::Result<BuildOutcome> {
     let started = Instant::now();
-    match build_locked(plan, reporter, started, layers) {
-        Err(Error::Cache(e)) if e.is_corrupt() => {
-            let aside = Cache::move_aside(&plan.cache_dir)?;
-            warn_corrupt(reporter, &e.to_string(), &aside);
-            build_locked(plan, reporter, started, layers)
-        }
+    let held = reporter.holding_warnings();
+    let result = match build_locked(plan, &held, started, layers) {
+        Err(Error::Cache(e)) if e.is_corrupt() => Cache::move_aside(&plan.cache_dir)
+            .map_err(Error::from)
+            .and_then(|aside| {
+                warn_corrupt(&held, &e.to_string(), &aside);
+                build_locked(plan, &held, started, layers)
+            }),
         other => other,
+    };
+    let warnings = held.take_warnings();
+    for w in &warnings {
+        reporter.warn(w);
     }
+    result.map(|mut o| {
+        o.warnings = warnings;
+        o
+    })
 }
 
 /// One artifact's result in a workspace build.
@@ -124,6 +144,7 @@ pub fn build_workspace(
     let started = Instant::now();
     let selected = ws.select(names)?;
     let _explain = crate::stages::explain_keys(reporter.verbose);
+    let _reasons = crate::stages::want_reasons(wants_reasons(reporter));
     let first = selected.first().copied().unwrap_or(&ws.artifacts[0]);
     prepare_cache_dir(first)?;
     let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, reporter)?;
@@ -252,6 +273,7 @@ fn build_locked(
     let (src, cfg) = (under_prefix(plan, src), under_prefix(plan, cfg));
     let (tree, mut dep_report) = deps::run(plan, &mut cache, reporter)?;
     let recorded_digest = tree.digest();
+    let mut digest = recorded_digest;
     let key = package::key(plan, recorded_digest, &src, &cfg)?;
     let warnings;
     let (zip, pkg_report) = match package::cached(plan, &cache, &key)? {
@@ -265,6 +287,7 @@ fn build_locked(
             if let Some(report) = reinstalled {
                 dep_report = report;
             }
+            digest = deps.digest;
             let key = if deps.digest == recorded_digest {
                 key
             } else {
@@ -321,10 +344,33 @@ fn build_locked(
     for w in &warnings {
         reporter.warn(w);
     }
+    let mut pkg_report = pkg_report;
+    pkg_report.reasons = package_reasons(plan, &cache, &pkg_report, digest, &src, &cfg)?;
     let stages = vec![dep_report, src_report, cfg_report, pkg_report];
-    let mut o = outcome(plan, zip, stages, started);
-    o.warnings = warnings;
-    Ok(o)
+    Ok(outcome(plan, zip, stages, started))
+}
+
+/// What differs in the package stage's inputs from the artifact's last
+/// build (its key fed again, keeping its inputs, only when it differs).
+fn package_reasons(
+    plan: &Plan,
+    cache: &Cache,
+    report: &StageReport,
+    digest: Option<crate::entry::Hash>,
+    src: &[crate::entry::Entry],
+    cfg: &[crate::entry::Entry],
+) -> crate::Result<Vec<String>> {
+    use crate::stages::explain;
+    let Ok(hash) = crate::entry::Hash::from_hex(&report.key) else {
+        return Ok(Vec::new());
+    };
+    let inputs = if explain::needs_inputs(cache, plan, package::NAME, &hash)? {
+        explain::record(|| package::key(plan, digest, src, cfg))?.inputs()
+    } else {
+        None
+    };
+    let ran = report.status == Status::Ran;
+    explain::settle_inputs(cache, plan, package::NAME, &hash, ran, inputs)
 }
 
 /// A layer's files all sit under its prefix (`python/...`).
@@ -384,15 +430,7 @@ pub fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
         match a {
             ArtifactResult::Built(b) => {
                 if reporter.mode == Mode::Human {
-                    for s in &b.stages {
-                        reporter.detail(format!(
-                            "  {:<8} {:<7} {:>6} ms  {}",
-                            s.name,
-                            status_word(s.status),
-                            s.ms,
-                            brief(&s.details)
-                        ));
-                    }
+                    print_stages(&b.stages, reporter);
                     let ran = b.stages.iter().any(|s| s.status == Status::Ran);
                     eprintln!(
                         "{:<10} {:<6} {:<9} {}  {} zipped, {} unzipped, {} entries",
@@ -408,8 +446,54 @@ pub fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
                 }
             }
             ArtifactResult::Failed { name, kind, error } => {
-                eprintln!("error: {kind} {name}: {}", error.with_hint());
+                let hint = error.hint();
+                eprintln!(
+                    "{}",
+                    crate::report::error_text_about(
+                        &format!("{kind} {name}: "),
+                        &error.to_string(),
+                        hint.as_deref()
+                    )
+                );
             }
+        }
+    }
+}
+
+/// The stage table (under `-v`: each stage, its key and facts, the key's
+/// inputs and why it ran), or under `lbuild explain` only why each stage
+/// ran.
+fn print_stages(stages: &[StageReport], reporter: &Reporter) {
+    if reporter.verbose {
+        for s in stages {
+            let key = s.key.get(..12).unwrap_or("-");
+            reporter.detail(format!(
+                "  {:<8} {:<7} {:>6} ms  key {key}  {}",
+                s.name,
+                status_word(s.status),
+                s.ms,
+                brief(&s.details)
+            ));
+            for line in &s.explain {
+                reporter.detail(format!("             {line}"));
+            }
+            if !s.reasons.is_empty() {
+                reporter.detail(format!("           why: {}", s.reasons.join("; ")));
+            }
+        }
+    } else if reporter.explain {
+        let mut any = false;
+        for s in stages.iter().filter(|s| !s.reasons.is_empty()) {
+            any = true;
+            let reused = if s.status == Status::Cached {
+                " (an earlier result reused)"
+            } else {
+                ""
+            };
+            eprintln!("  {}: {}{reused}", s.name, s.reasons.join("; "));
+        }
+        if !any {
+            eprintln!("  nothing changed since the last build");
         }
     }
 }
@@ -428,24 +512,7 @@ pub fn print_outcome(o: &BuildOutcome, reporter: &Reporter) {
         Mode::Json => println!("{}", serde_json::to_string(o).unwrap_or_default()),
         Mode::Quiet => {}
         Mode::Human => {
-            for s in &o.stages {
-                let status = match s.status {
-                    Status::Ran => "ran",
-                    Status::Cached => "cached",
-                    Status::Skipped => "skipped",
-                };
-                let key = s.key.get(..12).unwrap_or("-");
-                eprintln!(
-                    "  {:<8} {:<7} {:>6} ms  key {key}  {}",
-                    s.name,
-                    status,
-                    s.ms,
-                    brief(&s.details)
-                );
-                for line in &s.explain {
-                    reporter.detail(format!("             {line}"));
-                }
-            }
+            print_stages(&o.stages, reporter);
             eprintln!(
                 "{} {} ({} entries, {})",
                 if o.stages.iter().all(|s| s.status != Status::Ran) {

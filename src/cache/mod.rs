@@ -160,12 +160,13 @@ pub const DB_FILE: &str = "cache.sqlite";
 
 /// The tables the current schema has (checked at open: a version number
 /// alone does not prove them there).
-const TABLES: [&str; 3] = ["files", "stages", "packed"];
+const TABLES: [&str; 4] = ["files", "stages", "packed", "last_inputs"];
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_stage_detail.sql"),
     include_str!("../../migrations/0003_packed_per_store.sql"),
+    include_str!("../../migrations/0004_last_inputs.sql"),
 ];
 
 /// The open cache of one project.
@@ -372,6 +373,44 @@ impl Cache {
             )
             .optional()?
             .flatten())
+    }
+
+    /// The key of `stage` at the last build of `artifact` (see
+    /// `stages::explain`).
+    pub fn last_inputs_key(&self, artifact: &str, stage: &str) -> Result<Option<Hash>, CacheError> {
+        let key: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT key FROM last_inputs WHERE artifact = ?1 AND stage = ?2",
+                params![artifact, stage],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(key.and_then(|k| crate::entry::hash_from_slice(&k)))
+    }
+
+    /// The inputs of `stage` at the last build of `artifact` (JSON).
+    pub fn last_inputs(&self, artifact: &str, stage: &str) -> Result<Option<String>, CacheError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT inputs FROM last_inputs WHERE artifact = ?1 AND stage = ?2",
+                params![artifact, stage],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records this build's inputs of `stage` for `artifact` (best effort).
+    pub fn record_last_inputs(&self, artifact: &str, stage: &str, key: &Hash, inputs: &str) {
+        self.soft(
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO last_inputs (artifact, stage, key, inputs) VALUES (?1, ?2, ?3, ?4)",
+                    params![artifact, stage, key.as_bytes().as_slice(), inputs],
+                )
+                .map_err(CacheError::from),
+        );
     }
 
     pub fn forget_stage(&self, stage: &str, key: &Hash) -> Result<(), CacheError> {

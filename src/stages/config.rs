@@ -72,10 +72,14 @@ pub fn run(
     files.dedup_by(|a, b| a.0 == b.0);
     let (entries, stats) = hash_entries(cache, files)?;
 
-    let mut key = KeyBuilder::new(NAME);
-    key.add("files", plan.config.patterns.join(","))
-        .add_entries(&entries);
-    let report = settle_listing(cache, NAME, &key, started, &entries, stats)?;
+    let rekey = || {
+        let mut key = KeyBuilder::new(NAME);
+        key.add("files", plan.config.patterns.join(","))
+            .add_entries(&entries);
+        key
+    };
+    let key = rekey();
+    let report = settle_listing(cache, plan, NAME, &key, rekey, started, &entries, stats)?;
     Ok((entries, report))
 }
 

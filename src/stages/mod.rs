@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod deps;
+pub mod explain;
 pub mod package;
 pub mod sources;
 pub mod walk;
@@ -18,6 +19,7 @@ use serde::Serialize;
 
 use crate::archive::{DEFLATE_BACKEND, FORMAT_VERSION};
 use crate::entry::{Entry, Hash};
+pub use explain::{Inputs, settle_inputs, want_reasons};
 
 /// How many key inputs `lbuild -v` lists per stage.
 const MAX_EXPLAIN_LINES: usize = 64;
@@ -31,7 +33,14 @@ trait KeySink {
     /// One named input, its value already as text.
     fn input(&mut self, label: &str, value: &str);
     fn entry(&mut self, e: &Entry);
+    /// A fact kept with the recorded inputs but not hashed (the pinned
+    /// lines of a requirements file, for "why did this run?").
+    fn note(&mut self, _label: &str, _value: &mut dyn FnMut() -> String) {}
     fn finish(&self) -> (Hash, Vec<String>);
+    /// The inputs, compactly, when this sink keeps them.
+    fn inputs(&self) -> Option<Inputs> {
+        None
+    }
 }
 
 /// The key alone: length-prefixed inputs into BLAKE3.
@@ -72,11 +81,13 @@ impl KeySink for TerseHash {
 struct ExplainHash {
     terse: TerseHash,
     lines: Vec<String>,
+    /// The same inputs, structured, for the record of the last build.
+    inputs: Inputs,
 }
 
 impl ExplainHash {
     /// Keeps a line, up to [`MAX_EXPLAIN_LINES`] (the rest is elided).
-    fn note(&mut self, line: impl FnOnce() -> String) {
+    fn line(&mut self, line: impl FnOnce() -> String) {
         if self.lines.len() < MAX_EXPLAIN_LINES {
             self.lines.push(line());
         } else if self.lines.len() == MAX_EXPLAIN_LINES {
@@ -88,17 +99,29 @@ impl ExplainHash {
 impl KeySink for ExplainHash {
     fn input(&mut self, label: &str, value: &str) {
         self.terse.input(label, value);
-        self.note(|| format!("{label} = {value}"));
+        self.inputs
+            .items
+            .push((label.to_string(), value.to_string()));
+        self.line(|| format!("{label} = {value}"));
     }
 
     fn entry(&mut self, e: &Entry) {
         self.terse.entry(e);
+        self.inputs.add_entry(e);
         let mode = if e.executable { "755" } else { "644" };
-        self.note(|| format!("{} = {} {mode}", e.name, e.hash.to_hex()));
+        self.line(|| format!("{} = {} {mode}", e.name, e.hash.to_hex()));
+    }
+
+    fn note(&mut self, label: &str, value: &mut dyn FnMut() -> String) {
+        self.inputs.notes.push((label.to_string(), value()));
     }
 
     fn finish(&self) -> (Hash, Vec<String>) {
         (self.terse.hasher.finalize(), self.lines.clone())
+    }
+
+    fn inputs(&self) -> Option<Inputs> {
+        Some(self.inputs.clone())
     }
 }
 
@@ -136,7 +159,7 @@ pub struct KeyBuilder {
 
 impl KeyBuilder {
     pub fn new(stage: &str) -> Self {
-        Self::with_explain(stage, EXPLAIN.with(|e| e.get()))
+        Self::with_explain(stage, EXPLAIN.with(|e| e.get()) || explain::recording())
     }
 
     fn with_explain(stage: &str, explain: bool) -> Self {
@@ -176,9 +199,22 @@ impl KeyBuilder {
         self.add("deflate", DEFLATE_BACKEND)
     }
 
+    /// A fact recorded with the inputs (see [`KeyBuilder::inputs`]) but
+    /// not part of the key; `value` runs only when inputs are kept.
+    pub fn note(&mut self, label: &str, mut value: impl FnMut() -> String) -> &mut Self {
+        self.sink.note(label, &mut value);
+        self
+    }
+
     /// The key, and its explanation (empty unless explaining).
     pub fn finish(&self) -> (Hash, Vec<String>) {
         self.sink.finish()
+    }
+
+    /// The inputs, compactly, when this builder keeps them (explaining,
+    /// or under [`explain::recording`]).
+    pub fn inputs(&self) -> Option<Inputs> {
+        self.sink.inputs()
     }
 }
 
@@ -201,6 +237,10 @@ pub struct StageReport {
     pub details: serde_json::Value,
     #[serde(skip)]
     pub explain: Vec<String>,
+    /// What differs from the last build of this artifact (computed only
+    /// when shown: `-v`, `lbuild explain`, `--json`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 impl StageReport {
@@ -219,6 +259,7 @@ impl StageReport {
             ms: started.elapsed().as_millis() as u64,
             details,
             explain,
+            reasons: Vec::new(),
         }
     }
 }
@@ -252,35 +293,47 @@ pub fn hash_entries(
 }
 
 /// Records a listing stage (sources, config) under its key: cached when
-/// the key was already there, ran otherwise.
+/// the key was already there, ran otherwise. `rekey` feeds the same
+/// inputs again (to record them, see [`explain`]) when the key differs
+/// from the artifact's last build and `key` did not keep them.
+#[allow(clippy::too_many_arguments)]
 pub fn settle_listing(
     cache: &crate::cache::Cache,
+    plan: &crate::manifest::Plan,
     stage: &'static str,
     key: &KeyBuilder,
+    rekey: impl FnOnce() -> KeyBuilder,
     started: std::time::Instant,
     entries: &[Entry],
     stats: crate::cache::HashStats,
 ) -> crate::Result<StageReport> {
-    let (key, explain) = key.finish();
-    let status = if cache.stage_output(stage, &key)?.is_some() {
+    let (hash, explain) = key.finish();
+    let status = if cache.stage_output(stage, &hash)?.is_some() {
         Status::Cached
     } else {
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         cache.record_stage(
             stage,
-            &key,
+            &hash,
             &serde_json::to_string(&names).unwrap_or_default(),
         );
         Status::Ran
     };
+    let inputs = if explain::needs_inputs(cache, plan, stage, &hash)? {
+        key.inputs()
+            .or_else(|| explain::record(|| rekey().inputs()))
+    } else {
+        None
+    };
+    let reasons = settle_inputs(cache, plan, stage, &hash, status == Status::Ran, inputs)?;
     let details = serde_json::json!({
         "files": entries.len(),
         "hashed": stats.hashed,
         "bytes_hashed": stats.bytes_hashed,
     });
-    Ok(StageReport::new(
-        stage, status, &key, started, details, explain,
-    ))
+    let mut report = StageReport::new(stage, status, &hash, started, details, explain);
+    report.reasons = reasons;
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -61,6 +61,8 @@ pub struct Input<'a> {
 pub struct PackageKey {
     hash: Hash,
     explain: Vec<String>,
+    /// The inputs, when the key was built keeping them (`stages::explain`).
+    inputs: Option<super::Inputs>,
     settings: Settings,
     started: Instant,
 }
@@ -71,6 +73,12 @@ pub fn settings(plan: &Plan) -> crate::Result<Settings> {
         level: plan.output.level,
         time: archive::dos_time_from_unix(zip_time(plan)?),
     })
+}
+
+impl PackageKey {
+    pub fn inputs(&self) -> Option<super::Inputs> {
+        self.inputs.clone()
+    }
 }
 
 pub fn key(
@@ -114,6 +122,7 @@ pub fn key(
     Ok(PackageKey {
         hash,
         explain,
+        inputs: key.inputs(),
         settings,
         started,
     })

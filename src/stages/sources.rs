@@ -22,6 +22,37 @@ pub fn run(
     reporter: &Reporter,
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
     let started = Instant::now();
+    let (files, unmatched) = select(plan)?;
+    warn_package_data(plan, &files, &unmatched, reporter);
+    let (entries, stats) = hash_entries(cache, files)?;
+    if !plan.is_layer() {
+        check_handler(plan, &entries, reporter)?;
+    }
+
+    let s = &plan.sources;
+    let rekey = || {
+        let mut key = KeyBuilder::new(NAME);
+        key.add("root", &s.root_written)
+            .add("include", s.include_patterns.join(","))
+            .add("exclude", s.exclude_patterns.join(","))
+            .add_entries(&entries);
+        key
+    };
+    let key = rekey();
+    let report = settle_listing(cache, plan, NAME, &key, rekey, started, &entries, stats)?;
+    Ok((entries, report))
+}
+
+/// The files the stage packages (archive name, path), without hashing
+/// them: what `lbuild check` compiles.
+pub fn files(plan: &Plan) -> crate::Result<Vec<(String, PathBuf)>> {
+    Ok(select(plan)?.0)
+}
+
+/// The walk: the files selected, and those neither glob matched.
+type Selected = (Vec<(String, PathBuf)>, Vec<String>);
+
+fn select(plan: &Plan) -> crate::Result<Selected> {
     let s = &plan.sources;
     // Files neither glob matched: package data left out unless said so.
     let mut unmatched: Vec<String> = Vec::new();
@@ -51,19 +82,7 @@ pub fn run(
     // Another artifact's zip in this workspace is never a source.
     let mut files = files;
     files.retain(|(_, path)| !plan.foreign_outputs.contains(path));
-    warn_package_data(plan, &files, &unmatched, reporter);
-    let (entries, stats) = hash_entries(cache, files)?;
-    if !plan.is_layer() {
-        check_handler(plan, &entries, reporter)?;
-    }
-
-    let mut key = KeyBuilder::new(NAME);
-    key.add("root", &s.root_written)
-        .add("include", s.include_patterns.join(","))
-        .add("exclude", s.exclude_patterns.join(","))
-        .add_entries(&entries);
-    let report = settle_listing(cache, NAME, &key, started, &entries, stats)?;
-    Ok((entries, report))
+    Ok((files, unmatched))
 }
 
 /// A source in the output's directory is the output path's fault: point

@@ -108,10 +108,20 @@ pub fn render(r: &Recheck, mode: Mode, verbose: bool) -> Option<(Stream, String)
                 warnings: if r.news { &r.warnings } else { &[] },
             };
             let json = match found {
-                Found::Built(outcome) => serde_json::to_string(&BuiltLine {
-                    line: &line,
-                    outcome,
-                }),
+                Found::Built(outcome) => {
+                    // The build's `warnings` are the line's (one field):
+                    // none on a re-check that is no news.
+                    let mut outcome = outcome.clone();
+                    outcome.warnings = line.warnings.to_vec();
+                    let line = Line {
+                        warnings: &[],
+                        ..line
+                    };
+                    serde_json::to_string(&BuiltLine {
+                        line: &line,
+                        outcome: &outcome,
+                    })
+                }
                 Found::Failed(f) => serde_json::to_string(&FailedLine {
                     line: &line,
                     error: &f.error,

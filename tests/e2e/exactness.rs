@@ -144,7 +144,7 @@ fn output_path_that_is_a_directory_points_at_the_key() {
     std::fs::create_dir_all(p.path().join("out/build")).unwrap();
     let err = p.fail(&[]);
     assert!(
-        err.contains("lambda.toml:1:30: output path") && err.contains("is a directory"),
+        err.contains("lambda.toml:1:30: error: output path") && err.contains("is a directory"),
         "{err}"
     );
 }
@@ -159,7 +159,7 @@ fn manifest_errors_in_inline_tables_point_at_the_value() {
     );
     let err = p.fail(&[]);
     assert!(
-        err.contains("lambda.toml:2:16: compression level 42"),
+        err.contains("lambda.toml:2:16: error: compression level 42"),
         "{err}"
     );
 }

@@ -9,6 +9,7 @@ mod deploy;
 mod deps;
 mod errors;
 mod exactness;
+mod explain;
 mod failures;
 mod incremental;
 mod invoke;

@@ -125,6 +125,10 @@ struct Record {
     excluded: Vec<String>,
     /// How many files the tree holds (their list is the stage detail).
     files: usize,
+    /// The warnings the install gave (an unpinned requirement...),
+    /// replayed whenever this tree is used again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -248,6 +252,7 @@ fn stage(
                 ms: started.elapsed().as_millis() as u64,
                 details: serde_json::json!({}),
                 explain: Vec::new(),
+                reasons: Vec::new(),
             },
         ));
     };
@@ -275,6 +280,18 @@ fn stage(
     let (key_hash, explain) = key.finish();
     let store = plan.machine_store();
     let tree = tree_dir(store.root(), &key_hash);
+    // This build's inputs, when they differ from the artifact's last
+    // build (kept by `key` under -v, fed again otherwise).
+    let inputs = if super::explain::needs_inputs(cache, plan, NAME, &key_hash)? {
+        match key.inputs() {
+            Some(i) => Some(i),
+            None => super::explain::record(|| {
+                stage_key(plan, deps, &reqs, &installer, target, cache).map(|k| k.inputs())
+            })?,
+        }
+    } else {
+        None
+    };
 
     let details = |ran: bool, record: &Record| {
         let mut d = serde_json::json!({
@@ -295,7 +312,10 @@ fn stage(
         .stage_output(NAME, &key_hash)?
         .and_then(|s| serde_json::from_str::<Record>(&s).ok());
     if let Some(record) = recorded.filter(|_| !reinstall) {
-        let report = StageReport::new(
+        for w in &record.warnings {
+            reporter.warn(format!("{w} (cached)"));
+        }
+        let mut report = StageReport::new(
             NAME,
             Status::Cached,
             &key_hash,
@@ -303,6 +323,7 @@ fn stage(
             details(false, &record),
             explain,
         );
+        report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, false, inputs)?;
         let out = DepsTree::Unverified {
             digest: record.digest,
             tree,
@@ -334,9 +355,13 @@ fn stage(
             &serde_json::to_string(&shared.files).unwrap_or_default(),
         );
         crate::store::touch(&key_dir(store.root(), &key_hash).join(TREE_RECORD));
+        for w in &shared.record.warnings {
+            reporter.warn(format!("{w} (cached)"));
+        }
         let mut d = details(false, &shared.record);
         d["from"] = serde_json::json!(from);
-        let report = StageReport::new(NAME, Status::Cached, &key_hash, started, d, explain);
+        let mut report = StageReport::new(NAME, Status::Cached, &key_hash, started, d, explain);
+        report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, false, inputs)?;
         let out = DepsTree::Unverified {
             digest: shared.record.digest,
             tree,
@@ -345,9 +370,16 @@ fn stage(
         return Ok((out, report));
     }
 
+    // What this install warns about is kept with its record and replayed
+    // whenever the tree is used again (a cached tree drifts no less).
+    let mut warnings: Vec<String> = Vec::new();
+    let mut warn = |w: String| {
+        reporter.warn(&w);
+        warnings.push(w);
+    };
     // About to install: this is when loose pins drift.
     for u in &reqs.unpinned {
-        reporter.warn(format!(
+        warn(format!(
             "{}:{}: {:?} is not pinned with == (builds will drift as new versions appear); pin it, e.g. with the version `pip freeze` shows",
             relative(&plan.project_dir, &u.path),
             u.line,
@@ -358,13 +390,15 @@ fn stage(
         && reqs.count > 0
         && installer.host_python.as_deref() != Some(plan.runtime.version().as_str())
     {
-        reporter.warn(format!(
+        warn(format!(
             "pip evaluates dependency markers (python_version, ...) with the Python running it ({}), not the target {}: a dependency declared only for some Python versions may be wrongly added or left out; install uv (`python3 -m pip install uv`) for exact results",
             installer.host_python.as_deref().unwrap_or("unknown"),
             plan.runtime.name()
         ));
     }
 
+    let prior = warnings.len();
+    let installing = reporter.holding_warnings();
     let installed = install(
         plan,
         deps,
@@ -375,8 +409,25 @@ fn stage(
         &key_hash,
         cache,
         reinstall,
-        reporter,
-    )?;
+        &installing,
+        warnings,
+    );
+    // What the install itself warned about was kept in its record; show it
+    // now (and on a failure, what came before it).
+    let installed = match installed {
+        Ok(i) => {
+            for w in i.shared.record.warnings.iter().skip(prior) {
+                reporter.warn(w);
+            }
+            i
+        }
+        Err(e) => {
+            for w in installing.take_warnings() {
+                reporter.warn(&w);
+            }
+            return Err(e);
+        }
+    };
     let Installed {
         ran,
         shared,
@@ -395,7 +446,7 @@ fn stage(
         &serde_json::to_string(&shared.record).unwrap_or_default(),
         &serde_json::to_string(&shared.files).unwrap_or_default(),
     );
-    let report = StageReport::new(
+    let mut report = StageReport::new(
         NAME,
         Status::Ran,
         &key_hash,
@@ -403,6 +454,7 @@ fn stage(
         details(ran, &shared.record),
         explain,
     );
+    report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, true, inputs)?;
     let out = DepsTree::Ready {
         digest: shared.record.digest,
         entries,
@@ -448,10 +500,12 @@ fn stage_key(
         .add("target", target.describe())
         .add("installer", &installer.version);
     for f in &reqs.files {
-        key.add(
-            &format!("requirements {}", relative(&plan.project_dir, &f.path)),
-            f.hash.to_hex(),
-        );
+        let name = relative(&plan.project_dir, &f.path);
+        key.add(&format!("requirements {name}"), f.hash.to_hex());
+        // Recorded, not hashed: for "requirements.txt changed (x 1 → 2)".
+        key.note(&format!("pins {name}"), || {
+            super::explain::pinned_lines(&std::fs::read_to_string(&f.path).unwrap_or_default())
+        });
     }
     for o in &reqs.index_options {
         key.add("requirements option", keyed_secret(o));
@@ -544,6 +598,7 @@ fn install(
     cache: &mut Cache,
     reinstall: bool,
     reporter: &Reporter,
+    mut warnings: Vec<String>,
 ) -> crate::Result<Installed> {
     let store = plan.machine_store();
     let deps_dir = store.deps_dir();
@@ -620,6 +675,10 @@ fn install(
             distributions: normalized.distributions,
             excluded: normalized.excluded,
             files: recorded.len(),
+            warnings: {
+                warnings.extend(reporter.take_warnings());
+                warnings
+            },
         },
         files: recorded,
     };
