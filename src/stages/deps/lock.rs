@@ -24,7 +24,16 @@
 //!
 //! The lock alone decides (so editing pyproject.toml without re-locking
 //! changes nothing); [`out_of_date`] compares a uv.lock with its
-//! pyproject.toml for the `locked` check.
+//! pyproject.toml (a poetry.lock by Poetry's `content-hash`,
+//! [`poetry_content_hash`]) for the `locked` check.
+//!
+//! Path dependencies (a uv workspace member or path source, a Poetry
+//! directory/file source, a pylock `directory`) are [`local_paths`], keyed
+//! by their files ([`local_package_files`]) and built into a pure-Python
+//! wheel by [`build_local`]; the project root (the lock's directory) never
+//! is. `pyproject = "pyproject.toml"` (LockKind::Pyproject) is not a lock:
+//! [`pyproject_requirements`] hands its dependency lists to the installer
+//! to resolve, keyed by [`pyproject_key`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
