@@ -176,12 +176,23 @@ pub struct Store {
 impl Store {
     /// The stores in `dir` that `packed` names, restricted to entries
     /// written with `settings`: a file compressed for one artifact is
-    /// copied, not compressed again, into any other.
-    pub fn new(dir: &Path, packed: Vec<PackedEntry>, settings: &Settings) -> Option<Store> {
+    /// copied, not compressed again, into any other. Where several stores
+    /// hold an entry, `own` (this artifact's store) wins: an incremental
+    /// build then opens one zip, not every artifact's.
+    pub fn new(
+        dir: &Path,
+        packed: Vec<PackedEntry>,
+        settings: &Settings,
+        own: &str,
+    ) -> Option<Store> {
         let id = settings.id();
         let mut paths: Vec<PathBuf> = Vec::new();
         let mut by_content = HashMap::new();
-        for p in packed.into_iter().filter(|p| p.settings == id) {
+        let (mine, others): (Vec<PackedEntry>, Vec<PackedEntry>) = packed
+            .into_iter()
+            .filter(|p| p.settings == id)
+            .partition(|p| p.store == own);
+        for p in others.into_iter().chain(mine) {
             let path = dir.join(&p.store);
             let i = match paths.iter().position(|q| *q == path) {
                 Some(i) => i,
@@ -311,29 +322,30 @@ pub fn write_zip(
             .windows(2)
             .all(|w| w[0].name.as_bytes() < w[1].name.as_bytes())
     );
-    let mut store_zips: Vec<Option<ZipArchive<PReader>>> = match store {
-        Some(s) => s
-            .paths
-            .iter()
-            .map(|p| {
-                File::open(p)
-                    .ok()
-                    .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok())
-            })
-            .collect(),
+    // Store zips are opened (their central directory read) only when an
+    // entry is found in them.
+    let mut store_zips: Vec<Option<Option<ZipArchive<PReader>>>> = match store {
+        Some(s) => s.paths.iter().map(|_| None).collect(),
         None => Vec::new(),
     };
     // Decide up front which entries come from a store, so the workers
     // compress only the rest.
-    let reuse: Vec<Option<(usize, usize, Hash)>> = entries
-        .iter()
-        .map(|e| {
+    let mut reuse: Vec<Option<(usize, usize, Hash)>> = Vec::with_capacity(entries.len());
+    for e in entries {
+        reuse.push((|| {
             let s = store?;
             let (z, name, digest) = s.by_content.get(&(e.hash, e.executable))?;
-            let zip = store_zips.get(*z)?.as_ref()?;
+            let slot = store_zips.get_mut(*z)?;
+            let zip = slot
+                .get_or_insert_with(|| {
+                    File::open(&s.paths[*z])
+                        .ok()
+                        .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok())
+                })
+                .as_ref()?;
             Some((*z, zip.index_for_name(name)?, *digest))
-        })
-        .collect();
+        })());
+    }
     let jobs: Vec<usize> = (0..entries.len()).filter(|&i| reuse[i].is_none()).collect();
 
     let mut report = WriteReport {
@@ -357,7 +369,10 @@ pub fn write_zip(
             for (i, e) in entries.iter().enumerate() {
                 let prepared = match reuse[i] {
                     Some((z, index, digest)) => {
-                        let zip_in = store_zips[z].as_mut().expect("reuse implies a store");
+                        let zip_in = store_zips[z]
+                            .as_mut()
+                            .and_then(Option::as_mut)
+                            .expect("reuse implies an open store");
                         if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
                             report.reused += 1;
                             report.packed.push(packed(e, settings_id, digest));
@@ -1356,7 +1371,7 @@ mod tests {
                 ..p
             })
             .collect();
-        let store = Store::new(dir.path(), packed, &settings).unwrap();
+        let store = Store::new(dir.path(), packed, &settings, "store.zip").unwrap();
         let incremental = dir.path().join("incremental.zip");
         let report = build(&entries, Some(&store), &incremental);
         assert_eq!((report.compressed, report.reused), (1, 3));

@@ -197,7 +197,12 @@ pub fn build(
         .map_err(Error::io("cannot create a temporary file in", out_dir))?;
 
     let store_path = plan.cache_dir.join(&plan.store_file);
-    let store = Store::new(&plan.cache_dir, cache.packed_lookup()?, &settings);
+    let store = Store::new(
+        &plan.cache_dir,
+        cache.packed_lookup()?,
+        &settings,
+        &plan.store_file,
+    );
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
     let machine = plan.machine_store();
