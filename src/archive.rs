@@ -582,15 +582,6 @@ fn prepare_via(
     Ok(p)
 }
 
-/// A one-entry zip from the machine store, if it is exactly what
-/// [`prepare`] would make of `e`: one entry, its size, mode, time and
-/// method as these settings write them, no extra field or comment, and
-/// bytes that inflate to `e`'s content hash (which also checks the CRC).
-pub fn verify_stored_entry(file: File, e: &Entry, settings: &Settings) -> bool {
-    let mut buf = vec![0u8; DIGEST_BUF];
-    open_stored_entry(file, e, settings, &mut buf).is_some()
-}
-
 fn open_stored_entry(
     mut file: File,
     e: &Entry,
@@ -623,7 +614,7 @@ fn open_stored_entry(
 
 /// The content of a one-entry zip fetched from elsewhere (the remote
 /// store), if it is exactly what [`prepare`] would make of `e` (as
-/// [`verify_stored_entry`] checks).
+/// `open_stored_entry` checks).
 pub fn stored_entry_content(bytes: &[u8], e: &Entry, settings: &Settings) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; DIGEST_BUF];
     if !entry_is(Cursor::new(bytes), e, settings, &mut buf) {

@@ -599,7 +599,6 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
         layers,
         handler: plan.handler.clone(),
         runtime: plan.runtime,
-        architecture: plan.architecture,
         timeout: opts.timeout,
         memory_mb: opts.memory_mb,
         environment: opts.environment,

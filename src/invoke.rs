@@ -125,7 +125,6 @@ pub struct Invocation {
     pub layers: Vec<(PathBuf, String)>,
     pub handler: String,
     pub runtime: Runtime,
-    pub architecture: Architecture,
     pub timeout: Duration,
     pub memory_mb: u32,
     pub environment: Vec<(String, String)>,

@@ -3,24 +3,29 @@
 //! `main.rs` only parses arguments and maps errors to exit codes; the work
 //! lives here so tests and benchmarks can call it. See ARCHITECTURE.md.
 
-pub mod archive;
-pub mod cache;
-pub mod check;
+mod archive;
+mod cache;
+mod check;
 pub mod cli;
 pub mod deploy;
-pub mod entry;
-pub mod error;
-pub mod init;
-pub mod invoke;
-pub mod lock;
-pub mod manifest;
-pub mod pipeline;
-pub mod remote;
-pub mod report;
-pub mod size;
-pub mod stages;
-pub mod store;
-pub mod terraform;
-pub mod watch;
+mod entry;
+mod error;
+mod init;
+mod invoke;
+mod lock;
+mod manifest;
+mod pipeline;
+mod remote;
+mod report;
+mod size;
+mod stages;
+mod store;
+mod terraform;
+mod watch;
 
 pub use error::{Error, Result};
+// What the binary and the integration tests reach for; everything else is
+// the crate's own.
+pub use manifest::{Architecture, Runtime};
+pub use report::{Reporter, error_text};
+pub use stages::deps::installer::{PIP_KEYED_ENV, UV_KEYED_ENV};

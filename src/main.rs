@@ -19,10 +19,7 @@ fn main() -> ExitCode {
             // `path:line:col: error: message` when the error points into a
             // file (editors' problem matchers), coloured on a terminal.
             let hint = e.hint();
-            eprintln!(
-                "{}",
-                lbuild::report::error_text(&e.to_string(), hint.as_deref())
-            );
+            eprintln!("{}", lbuild::error_text(&e.to_string(), hint.as_deref()));
             ExitCode::from(code as u8)
         }
     }

@@ -235,13 +235,6 @@ impl Remote {
         fetched
     }
 
-    pub fn get(&self, rel: &str, reporter: &Reporter) -> Option<Vec<u8>> {
-        self.get_many(&[rel.to_string()], reporter)
-            .into_iter()
-            .next()
-            .flatten()
-    }
-
     /// Whether an object is there (None: the store is down).
     pub fn exists(&self, rel: &str, reporter: &Reporter) -> Option<bool> {
         if self.is_down() {

@@ -57,14 +57,6 @@ pub struct HashStats {
     pub bytes_hashed: u64,
 }
 
-impl HashStats {
-    pub fn add(&mut self, other: HashStats) {
-        self.files += other.files;
-        self.hashed += other.hashed;
-        self.bytes_hashed += other.bytes_hashed;
-    }
-}
-
 impl Cache {
     /// Content hashes of `paths` (absolute), reading only files whose
     /// fingerprint changed or is racy. New fingerprints are recorded.

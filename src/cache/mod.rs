@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
-pub use fingerprint::{FileHash, HashStats};
+pub use fingerprint::HashStats;
 
 pub use crate::entry::Hash;
 
@@ -177,7 +177,6 @@ const MIGRATIONS: &[&str] = &[
 /// next build is merely slower.
 pub struct Cache {
     pub(crate) conn: Connection,
-    dir: PathBuf,
     write_failure: std::cell::RefCell<Option<String>>,
     healed: Option<PathBuf>,
 }
@@ -292,7 +291,6 @@ impl Cache {
         }
         Ok(Cache {
             conn,
-            dir: dir.to_path_buf(),
             write_failure: Default::default(),
             healed: None,
         })
@@ -315,10 +313,6 @@ impl Cache {
     /// The first write that failed during this build, if any.
     pub fn take_write_failure(&self) -> Option<String> {
         self.write_failure.borrow_mut().take()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The recorded output of `stage` for `key`, if any; marks it used
@@ -413,14 +407,6 @@ impl Cache {
         );
     }
 
-    pub fn forget_stage(&self, stage: &str, key: &Hash) -> Result<(), CacheError> {
-        self.conn.execute(
-            "DELETE FROM stages WHERE stage = ?1 AND key = ?2",
-            params![stage, key.as_bytes().as_slice()],
-        )?;
-        Ok(())
-    }
-
     /// Deletes stage records not used for `days` days and returns their
     /// (stage, key) so the caller can remove their on-disk outputs.
     pub fn gc_stages(&self, days: u64) -> Result<Vec<(String, Hash)>, CacheError> {
@@ -452,18 +438,6 @@ impl Cache {
             .into_iter()
             .filter_map(|(s, k)| Some((s, crate::entry::hash_from_slice(&k)?)))
             .collect())
-    }
-
-    /// Keys of every recorded run of `stage`.
-    pub fn stage_keys(&self, stage: &str) -> Result<Vec<Hash>, CacheError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key FROM stages WHERE stage = ?1")?;
-        let keys = stmt
-            .query_map(params![stage], |r| r.get::<_, Vec<u8>>(0))?
-            .filter_map(|k| k.ok().and_then(|k| crate::entry::hash_from_slice(&k)))
-            .collect();
-        Ok(keys)
     }
 
     /// The reuse stores' index: where each (content, executable, settings)
@@ -529,15 +503,6 @@ impl Cache {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Forgets one store's index (best effort).
-    pub fn clear_packed(&self, store: &str) {
-        self.soft(
-            self.conn
-                .execute("DELETE FROM packed WHERE store = ?1", params![store])
-                .map_err(CacheError::from),
-        );
     }
 }
 

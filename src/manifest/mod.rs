@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::GlobSet;
 
-pub use globs::{Pruner, check_relative_glob, compile_globs, literal_prefix};
+pub use globs::Pruner;
 pub use raw::{Architecture, InstallerChoice, LimitMode, MtimeMode, RawManifest};
 pub use workspace::{Workspace, load_workspace};
 
@@ -428,12 +428,15 @@ pub fn find_manifest(start: &Path) -> Result<PathBuf, ManifestError> {
     })
 }
 
-/// Reads and validates a manifest, with the process's environment.
+/// Reads and validates a single-function manifest, with the process's
+/// environment (tests; the binary reads any form with [`load_workspace`]).
+#[cfg(test)]
 pub fn load(path: &Path) -> Result<Plan, ManifestError> {
     load_with_env(path, Env::from_process())
 }
 
-/// Reads and validates a manifest with the environment given.
+/// Reads and validates a single-function manifest with the environment given.
+#[cfg(test)]
 pub fn load_with_env(path: &Path, env: Env) -> Result<Plan, ManifestError> {
     let text = fs_err::read_to_string(path).map_err(ManifestError::Read)?;
     let raw = parse(path, &text)?;

@@ -23,6 +23,7 @@ pub struct Targets {
 }
 
 impl Targets {
+    #[cfg(test)]
     pub fn of(plan: &Plan) -> Targets {
         Targets::of_all(std::slice::from_ref(plan))
     }

@@ -54,7 +54,7 @@ pub fn box_installers<'a>(cmd: &'a mut Command, caches: &Path) -> &'a mut Comman
         .env("PIP_CONFIG_FILE", "/dev/null");
     // Every variable lbuild keys on, so the machine's settings (this one
     // sets PIP_FIND_LINKS) neither change the install nor the key.
-    use lbuild::stages::deps::installer::{PIP_KEYED_ENV, UV_KEYED_ENV};
+    use lbuild::{PIP_KEYED_ENV, UV_KEYED_ENV};
     for var in UV_KEYED_ENV.iter().chain(PIP_KEYED_ENV) {
         cmd.env_remove(var);
     }

@@ -331,7 +331,7 @@ fn layers_are_published_once_and_functions_point_at_them() {
     use lbuild::deploy::{
         DeployOptions, Deployer, FunctionArtifact, LayerArtifact, LayerRef, Status,
     };
-    use lbuild::manifest::{Architecture, Runtime};
+    use lbuild::{Architecture, Runtime};
     let moto = Moto::start();
     moto.create_function("orders", "python3.11", "x86_64");
     moto.create_function("billing", "python3.11", "x86_64");
@@ -386,7 +386,7 @@ fn layers_are_published_once_and_functions_point_at_them() {
         ));
     let deployer = Deployer::connect_with(loader).unwrap();
     let opts = DeployOptions::default();
-    let quiet = lbuild::report::Reporter::silent();
+    let quiet = lbuild::Reporter::silent();
     let layer_versions = || {
         moto.boto3(
             "print(json.dumps([v['LayerVersionArn'] for v in lam.list_layer_versions(LayerName='shared')['LayerVersions']]))",
