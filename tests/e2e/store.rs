@@ -490,3 +490,30 @@ fn an_edit_build_with_a_remote_store_makes_no_request() {
     ));
     assert!(moto.requests().is_empty(), "{:?}", moto.requests());
 }
+
+#[test]
+fn a_bucket_that_denies_access_is_one_warning_and_a_local_build() {
+    let moto = Moto::start_unrecorded();
+    bucket(&moto);
+    let (key, secret) = moto.restricted_user(&["lambda:GetFunction"], 0);
+    let d = remote_project();
+    let mut cmd = d.p.cmd();
+    crate::common::box_installers(&mut cmd, d.caches.path());
+    moto.aws_env(&mut cmd)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .args([
+            "--remote-cache",
+            BUCKET_URL,
+            "--remote-cache-mode",
+            "read-write",
+            "--json",
+        ]);
+    let out = cmd.output().unwrap();
+    let json = json_of(&out);
+    assert!(deps_ran(&json));
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("is not usable"), "{w:?}");
+    crate::common::unzip_test(&d.p.zip_path("fn"));
+}
