@@ -517,3 +517,36 @@ fn a_bucket_that_denies_access_is_one_warning_and_a_local_build() {
     assert!(w[0].contains("is not usable"), "{w:?}");
     crate::common::unzip_test(&d.p.zip_path("fn"));
 }
+
+#[test]
+fn a_tree_installed_again_by_another_project_after_gc_is_adopted_not_reinstalled() {
+    let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let b = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let store = a.p.store.path();
+    a.build();
+    let zip = a.zip_bytes();
+    json_of(&run_in(
+        &a,
+        store,
+        None,
+        &["gc", "--max-size", "0", "--json"],
+    ));
+    // B installs the same key again: the same files, new times.
+    assert!(deps_ran(&json_of(&run_in(&b, store, None, &["--json"]))));
+    // A's record no longer matches the tree's stat facts; the store's own
+    // record does: A uses the tree as it is.
+    let (bin, marker) = uv_that_must_not_install();
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n\n",
+    );
+    let edited = json_of(&run_in(&a, store, Some(bin.path()), &["--json"]));
+    assert!(!deps_ran(&edited), "{edited}");
+    assert!(!marker.exists(), "the installer ran");
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+    );
+    json_of(&run_in(&a, store, Some(bin.path()), &["--json"]));
+    assert_eq!(a.zip_bytes(), zip);
+}

@@ -200,10 +200,39 @@ pub fn ready(
         let digest = Some(digest);
         return Ok((ReadyDeps { digest, entries }, None));
     }
-    reporter.info(format!(
-        "the dependency tree {} changed since it was installed; installing again",
-        tree.display()
-    ));
+    // The machine store's tree may have been replaced since this project
+    // recorded it (trimmed by gc, then installed again by another project):
+    // its own record says what it holds now.
+    let root = plan.machine_store();
+    let now = read_shared(root.root(), &key).filter(|s| s.record.digest == digest);
+    if let Some(shared) = now
+        && let Some(entries) = still_installed(&tree, &shared.files)
+    {
+        record_shared(cache, &key, &shared);
+        let digest = Some(digest);
+        return Ok((ReadyDeps { digest, entries }, None));
+    }
+    // Gone (trimmed by gc): the remote store may have it.
+    if !tree.exists()
+        && let Some(remote) = crate::remote::for_plan(plan)?
+        && let Some((shared, entries)) = fetch_remote(remote, plan, &key, reporter)?
+        && shared.record.digest == digest
+    {
+        record_shared(cache, &key, &shared);
+        let digest = Some(digest);
+        return Ok((ReadyDeps { digest, entries }, None));
+    }
+    reporter.info(if tree.exists() {
+        format!(
+            "the dependency tree {} changed since it was installed; installing again",
+            tree.display()
+        )
+    } else {
+        format!(
+            "the dependency tree {} is gone (lbuild gc --max-size?); installing again",
+            tree.display()
+        )
+    });
     let (installed, report) = stage(plan, cache, reporter, true)?;
     match installed {
         DepsTree::Ready { digest, entries } => {
@@ -400,6 +429,16 @@ fn stage(
         entries,
     };
     Ok((out, report))
+}
+
+/// Records a machine-store tree as this project's deps stage for `key`.
+fn record_shared(cache: &Cache, key: &Hash, shared: &SharedTree) {
+    cache.record_stage_with_detail(
+        NAME,
+        key,
+        &serde_json::to_string(&shared.record).unwrap_or_default(),
+        &serde_json::to_string(&shared.files).unwrap_or_default(),
+    );
 }
 
 /// A tree's record and file list as kept in the machine store beside the
