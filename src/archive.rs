@@ -527,6 +527,13 @@ fn prepare_streaming_above(
     })
 }
 
+/// Entries below this size are compressed, never looked up in or put into
+/// the machine store: creating a file costs more than deflating a few KiB
+/// (measured on ext4: a cold build of the 4,600-file corpus took 2.3 s
+/// instead of 1.0 s when every entry was also put in the store), while the
+/// large files, a fraction of the count, carry most of the compression time.
+pub const MACHINE_MIN_ENTRY: u64 = 64 * 1024;
+
 /// [`prepare`], through the machine store: a verified entry found there is
 /// used as it is; otherwise the entry is compressed and the result put
 /// there (best effort: a failed write only costs a later build time).
@@ -536,7 +543,7 @@ fn prepare_via(
     buf: &mut [u8],
     machine: Option<&MachineStore>,
 ) -> Result<Prepared, ArchiveError> {
-    let Some(machine) = machine else {
+    let Some(machine) = machine.filter(|_| e.size >= MACHINE_MIN_ENTRY) else {
         return prepare(e, settings, buf);
     };
     let path = machine.entry_path(&e.hash, e.executable, &settings.id());

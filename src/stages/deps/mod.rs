@@ -857,7 +857,7 @@ fn fetch_remote(
             };
             write().map_err(|err| Bad::Io(io("cannot unpack dependencies")(err)))?;
             let entry_path = store.entry_path(&e.hash, e.executable, &id);
-            if !entry_path.exists() {
+            if e.size >= crate::archive::MACHINE_MIN_ENTRY && !entry_path.exists() {
                 let _ = store.put_bytes(&entry_path, &mini);
             }
         }
