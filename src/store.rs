@@ -131,8 +131,10 @@ impl MachineStore {
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".tmp-{}-", std::process::id()))
             .tempfile_in(dir)?;
+        // No fsync: the store is a cache, and every read verifies (a file
+        // torn by a power cut fails its check and is made again), while a
+        // cold build puts thousands of entries.
         fill(tmp.as_file_mut())?;
-        tmp.as_file().sync_data()?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
         tmp.persist(path).map_err(|e| e.error)?;

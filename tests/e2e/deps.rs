@@ -647,7 +647,7 @@ fn a_deps_tree_changed_behind_lbuilds_back_is_reinstalled_when_the_zip_needs_it(
     // The zip must be written again (handler edit, and no reuse store):
     // the tampered tree is noticed and reinstalled, never packaged.
     std::fs::remove_file(d.p.path().join(".lbuild/store.zip")).unwrap();
-    std::fs::remove_dir_all(d.p.store.path().join("entries")).unwrap();
+    let _ = std::fs::remove_dir_all(d.p.store.path().join("entries"));
     d.p.write("app.py", "def handler(event, context):\n    return 2\n");
     let rebuilt = d.build();
     assert!(deps_ran(&rebuilt), "{rebuilt}");

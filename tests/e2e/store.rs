@@ -55,21 +55,26 @@ fn json_of(out: &Output) -> serde_json::Value {
 }
 
 #[test]
-fn a_second_project_with_the_same_requirements_installs_and_compresses_nothing() {
+fn a_second_project_with_the_same_requirements_installs_nothing_and_copies_large_entries() {
+    let big = "DATA = 1\n".repeat(10_000);
     let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    a.p.write("big.py", &big);
     let first = a.build();
     assert!(deps_ran(&first));
     let store = a.p.store.path();
 
     let b = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    b.p.write("big.py", &big);
     let (bin, marker) = uv_that_must_not_install();
     let second = json_of(&run_in(&b, store, Some(bin.path()), &["--json"]));
     let deps = stage_details(&second, "deps");
     assert_eq!(deps["from"], "store", "{second}");
     assert!(!deps_ran(&second), "{second}");
     assert!(!marker.exists(), "the installer ran");
+    // The large file comes compressed; small ones (below 64 KiB) are
+    // deflated again, cheaper than a file of their own in the store.
     let package = stage_details(&second, "package");
-    assert_eq!(package["compressed"], 0, "{package}");
+    assert_eq!(package["from_store"], 1, "{package}");
     assert_eq!(b.zip_bytes(), a.zip_bytes());
 
     // One tree in the store, none in either project.
@@ -144,7 +149,10 @@ fn stats(d: &DepsProject, store: &Path) -> serde_json::Value {
 fn gc_max_size_keeps_the_store_under_budget_and_waits_for_running_builds() {
     let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
     for i in 0..20 {
-        a.p.write(&format!("mods/m{i}.py"), &format!("Y = {i}\n").repeat(300));
+        a.p.write(
+            &format!("mods/m{i}.py"),
+            &format!("Y = {i:05}\n").repeat(8000),
+        );
     }
     a.build();
     let store = a.p.store.path();
@@ -273,7 +281,7 @@ fn warnings(out: &Output) -> Vec<String> {
 }
 
 #[test]
-fn a_fresh_clone_with_a_warm_remote_installs_and_compresses_nothing() {
+fn a_fresh_clone_with_a_warm_remote_installs_nothing_and_copies_large_entries() {
     let moto = Moto::start();
     bucket(&moto);
     let a = remote_project();
@@ -300,9 +308,10 @@ fn a_fresh_clone_with_a_warm_remote_installs_and_compresses_nothing() {
     assert!(!deps_ran(&second));
     assert!(!marker.exists(), "the installer ran");
     let package = stage_details(&second, "package");
-    // Only app.py, below the size worth a round trip; the dependencies and
-    // the large sources came compressed.
-    assert_eq!(package["compressed"], 1, "{package}");
+    // Only the small files (app.py and the package's, below the 64 KiB
+    // worth a file of their own); the large sources came compressed.
+    assert_eq!(package["compressed"], 6, "{package}");
+    assert_eq!(package["from_store"], 5, "{package}");
     assert_eq!(
         package["uploaded"], 0,
         "read-only uploads nothing: {package}"
@@ -415,9 +424,10 @@ fn an_unreachable_bucket_is_one_warning_and_a_local_build() {
 #[test]
 fn a_corrupt_machine_store_entry_is_recompressed_never_packaged() {
     let p = crate::common::TestProject::hello();
+    // Above the size the machine store keeps (64 KiB).
     p.write(
         "util.py",
-        &"def greet():\n    return 'hi there'\n".repeat(40),
+        &"def greet():\n    return 'hi there'\n".repeat(2500),
     );
     let first = p.build_json();
     let cold = p.zip_bytes("hello");
@@ -434,12 +444,12 @@ fn a_corrupt_machine_store_entry_is_recompressed_never_packaged() {
             n += 1;
         }
     }
-    assert_eq!(n, 3, "{first}");
+    assert_eq!(n, 1, "{first}");
     std::fs::remove_file(p.path().join(".lbuild/store.zip")).unwrap();
     p.remove("dist/hello.zip");
     let json = p.build_json();
     let d = stage_details(&json, "package");
-    assert_eq!(d["store_rejected"], 3, "{d}");
+    assert_eq!(d["store_rejected"], 1, "{d}");
     assert_eq!(d["compressed"], 3, "{d}");
     assert_eq!(p.zip_bytes("hello"), cold);
 }
@@ -489,4 +499,64 @@ fn an_edit_build_with_a_remote_store_makes_no_request() {
         &["--json"],
     ));
     assert!(moto.requests().is_empty(), "{:?}", moto.requests());
+}
+
+#[test]
+fn a_bucket_that_denies_access_is_one_warning_and_a_local_build() {
+    let moto = Moto::start_unrecorded();
+    bucket(&moto);
+    let (key, secret) = moto.restricted_user(&["lambda:GetFunction"], 0);
+    let d = remote_project();
+    let mut cmd = d.p.cmd();
+    crate::common::box_installers(&mut cmd, d.caches.path());
+    moto.aws_env(&mut cmd)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .args([
+            "--remote-cache",
+            BUCKET_URL,
+            "--remote-cache-mode",
+            "read-write",
+            "--json",
+        ]);
+    let out = cmd.output().unwrap();
+    let json = json_of(&out);
+    assert!(deps_ran(&json));
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("is not usable"), "{w:?}");
+    crate::common::unzip_test(&d.p.zip_path("fn"));
+}
+
+#[test]
+fn a_tree_installed_again_by_another_project_after_gc_is_adopted_not_reinstalled() {
+    let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let b = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    let store = a.p.store.path();
+    a.build();
+    let zip = a.zip_bytes();
+    json_of(&run_in(
+        &a,
+        store,
+        None,
+        &["gc", "--max-size", "0", "--json"],
+    ));
+    // B installs the same key again: the same files, new times.
+    assert!(deps_ran(&json_of(&run_in(&b, store, None, &["--json"]))));
+    // A's record no longer matches the tree's stat facts; the store's own
+    // record does: A uses the tree as it is.
+    let (bin, marker) = uv_that_must_not_install();
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n\n",
+    );
+    let edited = json_of(&run_in(&a, store, Some(bin.path()), &["--json"]));
+    assert!(!deps_ran(&edited), "{edited}");
+    assert!(!marker.exists(), "the installer ran");
+    a.p.write(
+        "app.py",
+        "import purepkg\n\ndef handler(event, context):\n    return 'ok'\n",
+    );
+    json_of(&run_in(&a, store, Some(bin.path()), &["--json"]));
+    assert_eq!(a.zip_bytes(), zip);
 }

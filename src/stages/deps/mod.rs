@@ -204,10 +204,39 @@ pub fn ready(
         let digest = Some(digest);
         return Ok((ReadyDeps { digest, entries }, None));
     }
-    reporter.info(format!(
-        "the dependency tree {} changed since it was installed; installing again",
-        tree.display()
-    ));
+    // The machine store's tree may have been replaced since this project
+    // recorded it (trimmed by gc, then installed again by another project):
+    // its own record says what it holds now.
+    let root = plan.machine_store();
+    let now = read_shared(root.root(), &key).filter(|s| s.record.digest == digest);
+    if let Some(shared) = now
+        && let Some(entries) = still_installed(&tree, &shared.files)
+    {
+        record_shared(cache, &key, &shared);
+        let digest = Some(digest);
+        return Ok((ReadyDeps { digest, entries }, None));
+    }
+    // Gone (trimmed by gc): the remote store may have it.
+    if !tree.exists()
+        && let Some(remote) = crate::remote::for_plan(plan)?
+        && let Some((shared, entries)) = fetch_remote(remote, plan, &key, reporter)?
+        && shared.record.digest == digest
+    {
+        record_shared(cache, &key, &shared);
+        let digest = Some(digest);
+        return Ok((ReadyDeps { digest, entries }, None));
+    }
+    reporter.info(if tree.exists() {
+        format!(
+            "the dependency tree {} changed since it was installed; installing again",
+            tree.display()
+        )
+    } else {
+        format!(
+            "the dependency tree {} is gone (lbuild gc --max-size?); installing again",
+            tree.display()
+        )
+    });
     let (installed, report) = stage(plan, cache, reporter, true)?;
     match installed {
         DepsTree::Ready { digest, entries } => {
@@ -460,6 +489,16 @@ fn stage(
         entries,
     };
     Ok((out, report))
+}
+
+/// Records a machine-store tree as this project's deps stage for `key`.
+fn record_shared(cache: &Cache, key: &Hash, shared: &SharedTree) {
+    cache.record_stage_with_detail(
+        NAME,
+        key,
+        &serde_json::to_string(&shared.record).unwrap_or_default(),
+        &serde_json::to_string(&shared.files).unwrap_or_default(),
+    );
 }
 
 /// A tree's record and file list as kept in the machine store beside the
@@ -833,7 +872,7 @@ fn fetch_remote(
     {
         return bad("has a record that does not match its digest");
     }
-    let Ok(mut zip) = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])) else {
+    let Ok(zip) = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])) else {
         return bad("is not a zip");
     };
     if zip.len() != listed.len() {
@@ -849,31 +888,68 @@ fn fetch_remote(
         .map_err(io("cannot unpack dependencies"))?;
     let staging = tmp.path().join("tree");
     let id = settings.id();
-    for (i, e) in listed.iter().enumerate() {
-        let name_ok = zip
-            .by_index_raw(i)
-            .is_ok_and(|f| f.name().is_ok_and(|n| n == e.name));
-        let mini = match crate::archive::one_entry_copy(&mut zip, i) {
-            Ok(m) if name_ok => m,
-            _ => return bad("does not hold the files its record lists"),
-        };
-        let Some(data) = crate::archive::stored_entry_content(&mini, e, &settings) else {
-            return bad(&format!(
-                "holds {} with other bytes than its content hash",
-                e.name
-            ));
-        };
-        let path = staging.join(&e.name);
-        if let Some(dir) = path.parent() {
-            fs_err::create_dir_all(dir).map_err(io("cannot unpack dependencies"))?;
+    drop(zip);
+    // Unpacked on every core: each worker takes every n-th entry, with a
+    // reader of its own over the same bytes.
+    enum Bad {
+        Listing,
+        Content(String),
+        Io(DepsError),
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(listed.len().max(1));
+    let unpack = |k: usize| -> Result<(), Bad> {
+        let mut zip =
+            zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])).map_err(|_| Bad::Listing)?;
+        for (i, e) in listed.iter().enumerate().skip(k).step_by(workers) {
+            let name_ok = zip
+                .by_index_raw(i)
+                .is_ok_and(|f| f.name().is_ok_and(|n| n == e.name));
+            let mini = match crate::archive::one_entry_copy(&mut zip, i) {
+                Ok(m) if name_ok => m,
+                _ => return Err(Bad::Listing),
+            };
+            let Some(data) = crate::archive::stored_entry_content(&mini, e, &settings) else {
+                return Err(Bad::Content(e.name.clone()));
+            };
+            let path = staging.join(&e.name);
+            let write = || -> std::io::Result<()> {
+                if let Some(dir) = path.parent() {
+                    fs_err::create_dir_all(dir)?;
+                }
+                fs_err::write(&path, &data)?;
+                let mode = if e.executable { 0o755 } else { 0o644 };
+                fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            };
+            write().map_err(|err| Bad::Io(io("cannot unpack dependencies")(err)))?;
+            let entry_path = store.entry_path(&e.hash, e.executable, &id);
+            if e.size >= crate::archive::MACHINE_MIN_ENTRY && !entry_path.exists() {
+                let _ = store.put_bytes(&entry_path, &mini);
+            }
         }
-        fs_err::write(&path, &data).map_err(io("cannot unpack dependencies"))?;
-        let mode = if e.executable { 0o755 } else { 0o644 };
-        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(io("cannot unpack dependencies"))?;
-        let entry_path = store.entry_path(&e.hash, e.executable, &id);
-        if !entry_path.exists() {
-            let _ = store.put_bytes(&entry_path, &mini);
+        Ok(())
+    };
+    let results: Vec<Result<(), Bad>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| scope.spawn(move || unpack(k)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(Bad::Listing)))
+            .collect()
+    });
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(Bad::Listing) => return bad("does not hold the files its record lists"),
+            Err(Bad::Content(name)) => {
+                return bad(&format!(
+                    "holds {name} with other bytes than its content hash"
+                ));
+            }
+            Err(Bad::Io(e)) => return Err(e.into()),
         }
     }
     fs_err::create_dir_all(&staging).map_err(io("cannot unpack dependencies"))?;
