@@ -440,34 +440,48 @@ impl Cache {
             .collect())
     }
 
-    /// The reuse stores' index: where each (content, executable, settings)
-    /// sits in which store zip, with the BLAKE3 of its compressed bytes.
-    pub fn packed_lookup(&self) -> Result<Vec<PackedEntry>, CacheError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, bool>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                ))
-            })?
-            .filter_map(|r| r.ok())
-            .filter_map(|((store, name), c, executable, s, raw)| {
+    /// The reuse stores' index for one build: every entry of `own` (this
+    /// artifact's store), then, for each of `wanted` that `own` lacks, a
+    /// row of any other store (by the content index). A workspace's five
+    /// stores are not all read when one function changes a file.
+    pub fn packed_lookup(
+        &self,
+        own: &str,
+        wanted: &[(Hash, bool)],
+    ) -> Result<Vec<PackedEntry>, CacheError> {
+        fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<PackedEntry>> {
+            Ok((|| {
                 Some(PackedEntry {
-                    store,
-                    name,
-                    content_hash: crate::entry::hash_from_slice(&c)?,
-                    executable,
-                    settings: crate::entry::hash_from_slice(&s)?,
-                    raw_hash: crate::entry::hash_from_slice(&raw)?,
+                    store: r.get::<_, String>(0).ok()?,
+                    name: r.get::<_, String>(1).ok()?,
+                    content_hash: crate::entry::hash_from_slice(&r.get::<_, Vec<u8>>(2).ok()?)?,
+                    executable: r.get::<_, bool>(3).ok()?,
+                    settings: crate::entry::hash_from_slice(&r.get::<_, Vec<u8>>(4).ok()?)?,
+                    raw_hash: crate::entry::hash_from_slice(&r.get::<_, Vec<u8>>(5).ok()?)?,
                 })
-            })
+            })())
+        }
+        let mut rows: Vec<PackedEntry> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1",
+            )?;
+            stmt.query_map(params![own], row)?
+                .filter_map(|r| r.ok().flatten())
+                .collect()
+        };
+        let have: std::collections::HashSet<(Hash, bool)> = rows
+            .iter()
+            .map(|p| (p.content_hash, p.executable))
             .collect();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE content_hash = ?1 AND executable = ?2 AND store != ?3",
+        )?;
+        for (hash, exec) in wanted.iter().filter(|w| !have.contains(w)) {
+            rows.extend(
+                stmt.query_map(params![hash.as_bytes().as_slice(), exec, own], row)?
+                    .filter_map(|r| r.ok().flatten()),
+            );
+        }
         Ok(rows)
     }
 

@@ -199,7 +199,13 @@ pub fn build(
     let store_path = plan.cache_dir.join(&plan.store_file);
     let store = Store::new(
         &plan.cache_dir,
-        cache.packed_lookup()?,
+        cache.packed_lookup(
+            &plan.store_file,
+            &entries
+                .iter()
+                .map(|e| (e.hash, e.executable))
+                .collect::<Vec<_>>(),
+        )?,
         &settings,
         &plan.store_file,
     );
