@@ -47,8 +47,8 @@ impl Sig {
     fn of(m: &std::fs::Metadata) -> Sig {
         Sig {
             size: m.len(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            mtime_ns: crate::entry::mtime_ns(m),
+            ctime_ns: crate::entry::ctime_ns(m),
             ino: m.ino(),
             dir: m.is_dir(),
         }

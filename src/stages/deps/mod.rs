@@ -696,7 +696,7 @@ fn install(
         .iter()
         .map(|e| {
             let mtime_ns = std::fs::metadata(&e.path)
-                .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+                .map(|m| crate::entry::mtime_ns(&m))
                 .unwrap_or(0);
             RecordedFile {
                 name: e.name.clone(),
@@ -955,7 +955,7 @@ fn fetch_remote(
     fs_err::create_dir_all(&staging).map_err(io("cannot unpack dependencies"))?;
     for f in &mut shared.files {
         f.mtime_ns = std::fs::metadata(staging.join(&f.name))
-            .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+            .map(|m| crate::entry::mtime_ns(&m))
             .unwrap_or(0);
     }
     fs_err::write(
@@ -1247,7 +1247,7 @@ fn still_installed(tree: &Path, files: &[RecordedFile]) -> Option<Vec<Entry>> {
             let m = std::fs::symlink_metadata(&path).ok()?;
             let same = m.is_file()
                 && m.len() == f.size
-                && m.mtime() * 1_000_000_000 + m.mtime_nsec() == f.mtime_ns
+                && crate::entry::mtime_ns(&m) == f.mtime_ns
                 && (m.mode() & 0o111 != 0) == f.executable;
             same.then(|| Entry {
                 name: f.name.clone(),
