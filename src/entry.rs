@@ -66,6 +66,11 @@ pub fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
 }
 
+/// Lowercase hex of any digest's bytes (the SHA-256 of a zip, a wheel).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A hash read back from a database blob.
 pub fn hash_from_slice(bytes: &[u8]) -> Option<Hash> {
     <[u8; 32]>::try_from(bytes).ok().map(Hash::from_bytes)

@@ -292,7 +292,7 @@ pub fn build(
     let mut info = ZipInfo {
         path: out.clone(),
         code_sha256: base64::engine::general_purpose::STANDARD.encode(sha256),
-        sha256: sha256.iter().map(|b| format!("{b:02x}")).collect(),
+        sha256: crate::entry::hex(&sha256),
         size,
         entries: entries.len(),
         unzipped: entries.iter().map(|e| e.size).sum(),
@@ -534,7 +534,7 @@ fn still_in_place(mut info: ZipInfo, path: &Path) -> Option<ZipInfo> {
     // Touched, copied over or edited in place: trust it only if its bytes
     // are still ours.
     let (sha, _) = sha256_of(path).ok()?;
-    let sha: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let sha = crate::entry::hex(&sha);
     (sha == info.sha256).then(|| {
         info.stat = stat;
         info

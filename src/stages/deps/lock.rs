@@ -567,10 +567,7 @@ pub fn build_local(
     }
     let bytes = fs_err::read(&wheel).map_err(io("cannot read the built wheel"))?;
     use sha2::Digest;
-    let hex: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = crate::entry::hex(&sha2::Sha256::digest(&bytes));
     p.local = Some(wheel);
     p.hashes = vec![format!("sha256:{hex}")];
     Ok(())
@@ -679,38 +676,41 @@ fn uv(ctx: &Ctx, lock: &LockPlan) -> Result<Vec<Pinned>, DepsError> {
     // The root's own lists: dependencies, the extras and groups asked for.
     let r = &packages[root];
     let mut start: Vec<&UvDep> = r.dependencies.iter().collect();
-    let have_extras: BTreeSet<String> = r.optional_dependencies.keys().cloned().collect();
-    for e in &lock.extras {
-        let list = r
-            .optional_dependencies
-            .iter()
-            .find(|(k, _)| norm(k) == norm(e))
-            .ok_or_else(|| {
-                ctx.missing(
-                    "extra",
-                    e,
-                    &have_extras,
-                    "name one of the project's [project.optional-dependencies], and re-lock if you just added it",
-                )
-            })?;
-        start.extend(list.1);
+    // Each extra or group asked for, by its normalised name.
+    fn add_lists<'p>(
+        start: &mut Vec<&'p UvDep>,
+        ctx: &Ctx,
+        lists: &'p BTreeMap<String, Vec<UvDep>>,
+        wanted: &[String],
+        what: &str,
+        hint: &str,
+    ) -> Result<(), DepsError> {
+        let have: BTreeSet<String> = lists.keys().cloned().collect();
+        for w in wanted {
+            let (_, list) = lists
+                .iter()
+                .find(|(k, _)| norm(k) == norm(w))
+                .ok_or_else(|| ctx.missing(what, w, &have, hint))?;
+            start.extend(list);
+        }
+        Ok(())
     }
-    let have_groups: BTreeSet<String> = r.dev_dependencies.keys().cloned().collect();
-    for g in &lock.groups {
-        let list = r
-            .dev_dependencies
-            .iter()
-            .find(|(k, _)| norm(k) == norm(g))
-            .ok_or_else(|| {
-                ctx.missing(
-                    "dependency group",
-                    g,
-                    &have_groups,
-                    "name one of the project's [dependency-groups], and re-lock if you just added it",
-                )
-            })?;
-        start.extend(list.1);
-    }
+    add_lists(
+        &mut start,
+        ctx,
+        &r.optional_dependencies,
+        &lock.extras,
+        "extra",
+        "name one of the project's [project.optional-dependencies], and re-lock if you just added it",
+    )?;
+    add_lists(
+        &mut start,
+        ctx,
+        &r.dev_dependencies,
+        &lock.groups,
+        "dependency group",
+        "name one of the project's [dependency-groups], and re-lock if you just added it",
+    )?;
 
     // (package, extra) pairs reached; None = the package itself.
     let mut seen: BTreeSet<(usize, Option<String>)> = BTreeSet::new();
@@ -1448,10 +1448,7 @@ pub fn poetry_content_hash(pyproject: &toml::Table) -> String {
         format!("{{\"project\": {project_json}, \"tool\": {{\"poetry\": {poetry_json}}}}}")
     };
     use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::entry::hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// Is the poetry.lock at `lock` out of date with the pyproject.toml beside
