@@ -9,7 +9,8 @@
 //! `LBUILD_LOCK_TIMEOUT` seconds (default 300), naming the holder.
 
 use std::fs::{File, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -79,7 +80,7 @@ pub fn acquire(
             source,
         }
     };
-    let mut file = File::options()
+    let file = File::options()
         .create(true)
         .truncate(false)
         .read(true)
@@ -89,9 +90,11 @@ pub fn acquire(
     wait_for(&file, &path, deadline, timeout, reporter, holder)?;
     // Name the holder for builds that will wait on us.
     let me = format!("{}\n{}\n", std::process::id(), command());
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(me.as_bytes()))
+    // Overwrite in place, then cut to length: truncating to zero first
+    // makes ext4 flush the file on close (its replace-via-truncate
+    // heuristic), a disk write in every no-op build.
+    file.write_all_at(me.as_bytes(), 0)
+        .and_then(|()| file.set_len(me.len() as u64))
         .map_err(io("write", &path))?;
 
     let project = File::open(project_dir).map_err(io("open", project_dir))?;

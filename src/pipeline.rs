@@ -261,9 +261,16 @@ fn build_locked(
     started: Instant,
     layers: &[(String, u64)],
 ) -> crate::Result<BuildOutcome> {
-    let mut cache = Cache::open(&plan.cache_dir)?;
+    let mut cache = Cache::open_or_memory(&plan.cache_dir)?;
     if let Some(aside) = cache.healed() {
         warn_corrupt(reporter, "the database could not be read", aside);
+    }
+    if let Some(why) = cache.unavailable() {
+        reporter.warn(format!(
+            "{why}; building without the cache (slower, same bytes): free space or fix \
+             permissions under {}",
+            plan.cache_dir.display()
+        ));
     }
 
     // Cheap, likely-to-fail checks first: a missing handler should not

@@ -78,6 +78,25 @@ impl CacheError {
         }
     }
 
+    /// Whether the database could not be opened for want of space or
+    /// permission (disk full, read-only file system): the files may be
+    /// fine, the build can go on without them.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::{
+            CannotOpen, DiskFull, PermissionDenied, ReadOnly, SystemIoFailure,
+        };
+        match self {
+            CacheError::Open {
+                source: rusqlite::Error::SqliteFailure(f, _),
+                ..
+            } => matches!(
+                f.code,
+                CannotOpen | DiskFull | PermissionDenied | ReadOnly | SystemIoFailure
+            ),
+            _ => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             CacheError::TooNew { .. } => {
@@ -179,6 +198,29 @@ pub struct Cache {
     pub(crate) conn: Connection,
     write_failure: std::cell::RefCell<Option<String>>,
     healed: Option<PathBuf>,
+    unavailable: Option<String>,
+}
+
+/// A WAL left behind is replayed in full by the next process to open the
+/// database (recovery), so a build that wrote rows copies them into the
+/// database and truncates the WAL before it exits; a no-op wrote nothing
+/// and pays one `stat`.
+impl Drop for Cache {
+    fn drop(&mut self) {
+        let Some(db) = self.conn.path().map(PathBuf::from) else {
+            return;
+        };
+        let wal = PathBuf::from(format!("{}-wal", db.display()));
+        let written = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        if written {
+            // Never wait here: with `watch` reading at the same moment the
+            // checkpoint is simply left to a later build.
+            let _ = self.conn.busy_timeout(Duration::ZERO);
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
 
 impl Cache {
@@ -242,7 +284,7 @@ impl Cache {
             path: path.clone(),
             source,
         };
-        let mut conn = Connection::open(&path).map_err(open_err)?;
+        let conn = Connection::open(&path).map_err(open_err)?;
         // Editors run `lbuild` while `lbuild watch` runs: wait for the other
         // writer instead of failing with "database is locked".
         conn.busy_timeout(Duration::from_secs(60))
@@ -251,15 +293,25 @@ impl Cache {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
-        // Checkpointing the WAL when the last connection closes costs an
-        // fsync in every build that wrote a row; SQLite's automatic
-        // checkpoint (every 1000 pages) keeps the WAL bounded instead.
+        // Closing does not checkpoint (that would create and delete the WAL
+        // and shm files in every no-op): `Drop` empties the WAL instead,
+        // and only when this build wrote to it.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         )
         .map_err(open_err)?;
 
+        Self::migrate(conn, path)
+    }
+
+    /// Brings a fresh or older database to the current schema and checks
+    /// its tables.
+    fn migrate(mut conn: Connection, path: PathBuf) -> Result<Cache, CacheError> {
+        let open_err = |source| CacheError::Open {
+            path: path.clone(),
+            source,
+        };
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(open_err)?;
@@ -293,7 +345,33 @@ impl Cache {
             conn,
             write_failure: Default::default(),
             healed: None,
+            unavailable: None,
         })
+    }
+
+    /// [`Cache::open`] for a build: when the database cannot be opened for
+    /// want of space or permission, the build goes on with an empty cache
+    /// in memory (see [`Cache::unavailable`]) instead of failing. Slower,
+    /// never wrong.
+    pub fn open_or_memory(dir: &Path) -> Result<Cache, CacheError> {
+        match Self::open(dir) {
+            Err(e) if e.is_unavailable() => {
+                let conn = Connection::open_in_memory().map_err(|source| CacheError::Open {
+                    path: PathBuf::from(":memory:"),
+                    source,
+                })?;
+                let mut cache = Self::migrate(conn, PathBuf::from(":memory:"))?;
+                cache.unavailable = Some(e.to_string());
+                Ok(cache)
+            }
+            other => other,
+        }
+    }
+
+    /// Why the cache on disk is not in use, when [`Cache::open_or_memory`]
+    /// fell back to memory.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// Keeps the first failed write for one warning at the end of the

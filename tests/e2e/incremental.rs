@@ -187,6 +187,30 @@ fn noop_build_reads_no_file_contents() {
     }
 }
 
+/// A WAL left behind is replayed in full by every later process (no-ops
+/// included) when it opens the cache: a build empties it before exiting,
+/// and a no-op writes nothing to it.
+#[test]
+fn builds_leave_no_write_ahead_log_to_replay() {
+    let p = TestProject::hello();
+    let wal = p.path().join(".lbuild/cache.sqlite-wal");
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    p.build_json();
+    assert_eq!(wal_len(), 0, "the cold build left its WAL behind");
+    let db = std::fs::read(p.path().join(".lbuild/cache.sqlite")).unwrap();
+    p.write("app.py", "def handler(event, context):\n    return 2\n");
+    p.build_json();
+    assert_eq!(wal_len(), 0, "the edit build left its WAL behind");
+    assert_ne!(
+        std::fs::read(p.path().join(".lbuild/cache.sqlite")).unwrap(),
+        db,
+        "the edit's records never reached the database"
+    );
+    let json = p.build_json();
+    assert_eq!(status_of(&json, "package"), "cached");
+    assert_eq!(wal_len(), 0, "a no-op wrote to the cache");
+}
+
 #[test]
 fn an_edit_keeping_size_and_mtime_is_still_seen() {
     // Content changes, same size, mtime forced back to the recorded value:
