@@ -49,7 +49,7 @@ pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
     let _store = plan.machine_store().shared();
-    build_healing(plan, reporter, &[])
+    build_healing(&mut OpenCache::default(), plan, reporter, &[])
 }
 
 /// Whether stages say why they ran: only when it will be shown.
@@ -62,19 +62,23 @@ fn wants_reasons(reporter: &Reporter) -> bool {
 /// results, the size quotas') are printed after it and kept in its
 /// outcome (`--json`'s `warnings`).
 fn build_healing(
+    open: &mut OpenCache,
     plan: &Plan,
     reporter: &Reporter,
     layers: &[(String, u64)],
 ) -> crate::Result<BuildOutcome> {
     let started = Instant::now();
     let held = reporter.holding_warnings();
-    let result = match build_locked(plan, &held, started, layers) {
-        Err(Error::Cache(e)) if e.is_corrupt() => Cache::move_aside(&plan.cache_dir)
-            .map_err(Error::from)
-            .and_then(|aside| {
-                warn_corrupt(&held, &e.to_string(), &aside);
-                build_locked(plan, &held, started, layers)
-            }),
+    let result = match build_locked(open, plan, &held, started, layers) {
+        Err(Error::Cache(e)) if e.is_corrupt() => {
+            open.close();
+            Cache::move_aside(&plan.cache_dir)
+                .map_err(Error::from)
+                .and_then(|aside| {
+                    warn_corrupt(&held, &e.to_string(), &aside);
+                    build_locked(open, plan, &held, started, layers)
+                })
+        }
         other => other,
     };
     let warnings = held.take_warnings();
@@ -149,6 +153,7 @@ pub fn build_workspace(
     prepare_cache_dir(first)?;
     let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, reporter)?;
     let _store = first.machine_store().shared();
+    let mut open = OpenCache::default();
     let mut results: Vec<ArtifactResult> = Vec::new();
     for plan in selected {
         let mut layers = Vec::new();
@@ -172,7 +177,7 @@ pub fn build_workspace(
                 ),
                 hint: "fix the layer's error above".into(),
             }),
-            None => build_healing(plan, reporter, &layers),
+            None => build_healing(&mut open, plan, reporter, &layers),
         };
         results.push(match result {
             Ok(o) => ArtifactResult::Built(o),
@@ -251,46 +256,79 @@ fn warn_corrupt(reporter: &Reporter, why: &str, aside: &std::path::Path) {
     ));
 }
 
+/// The cache database, opened by the first artifact that needs it and kept
+/// for the rest of the run: a workspace opens (and checkpoints) it once,
+/// not once per function.
+#[derive(Default)]
+struct OpenCache {
+    open: Option<(std::path::PathBuf, Cache)>,
+}
+
+impl OpenCache {
+    /// The cache in `plan.cache_dir`, saying once if it was healed or is
+    /// unavailable (then the build runs on a cache in memory).
+    fn get(&mut self, plan: &Plan, reporter: &Reporter) -> crate::Result<&mut Cache> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(dir, _)| dir != &plan.cache_dir)
+        {
+            self.open = None;
+        }
+        if self.open.is_none() {
+            let cache = Cache::open_or_memory(&plan.cache_dir)?;
+            if let Some(aside) = cache.healed() {
+                warn_corrupt(reporter, "the database could not be read", aside);
+            }
+            if let Some(why) = cache.unavailable() {
+                reporter.warn(format!(
+                    "{why}; building without the cache (slower, same bytes): free space or fix \
+                     permissions under {}",
+                    plan.cache_dir.display()
+                ));
+            }
+            self.open = Some((plan.cache_dir.clone(), cache));
+        }
+        Ok(&mut self.open.as_mut().expect("opened above").1)
+    }
+
+    /// Closes the database (before it is moved aside).
+    fn close(&mut self) {
+        self.open = None;
+    }
+}
+
 /// The stages in order, once, under the lock. Linear: the package key is
 /// first computed from the deps tree's recorded digest to look the zip up;
 /// only when it must be written is the tree made ready (checked, or
 /// installed again), and the key recomputed if its digest changed.
 fn build_locked(
+    open: &mut OpenCache,
     plan: &Plan,
     reporter: &Reporter,
     started: Instant,
     layers: &[(String, u64)],
 ) -> crate::Result<BuildOutcome> {
-    let mut cache = Cache::open_or_memory(&plan.cache_dir)?;
-    if let Some(aside) = cache.healed() {
-        warn_corrupt(reporter, "the database could not be read", aside);
-    }
-    if let Some(why) = cache.unavailable() {
-        reporter.warn(format!(
-            "{why}; building without the cache (slower, same bytes): free space or fix \
-             permissions under {}",
-            plan.cache_dir.display()
-        ));
-    }
+    let cache = open.get(plan, reporter)?;
 
     // Cheap, likely-to-fail checks first: a missing handler should not
     // wait for a dependency install.
-    let (src, src_report) = sources::run(plan, &mut cache, reporter)?;
-    let (cfg, cfg_report) = config::run(plan, &mut cache, reporter)?;
+    let (src, src_report) = sources::run(plan, cache, reporter)?;
+    let (cfg, cfg_report) = config::run(plan, cache, reporter)?;
     let (src, cfg) = (under_prefix(plan, src), under_prefix(plan, cfg));
-    let (tree, mut dep_report) = deps::run(plan, &mut cache, reporter)?;
+    let (tree, mut dep_report) = deps::run(plan, cache, reporter)?;
     let recorded_digest = tree.digest();
     let mut digest = recorded_digest;
     let key = package::key(plan, recorded_digest, &src, &cfg)?;
     let warnings;
-    let (zip, pkg_report) = match package::cached(plan, &cache, &key)? {
+    let (zip, pkg_report) = match package::cached(plan, cache, &key)? {
         Some(found) => {
             warnings = check_limits(plan, Some(found.0.size), found.0.unzipped, layers)?;
             found
         }
         None => {
             // The zip must be written: now the deps tree's files are needed.
-            let (deps, reinstalled) = deps::ready(tree, plan, &mut cache, reporter)?;
+            let (deps, reinstalled) = deps::ready(tree, plan, cache, reporter)?;
             if let Some(report) = reinstalled {
                 dep_report = report;
             }
@@ -329,7 +367,7 @@ fn build_locked(
                     entries: &cfg,
                 },
             ];
-            let built = package::build(plan, &mut cache, reporter, key, &inputs)?;
+            let built = package::build(plan, cache, reporter, key, &inputs)?;
             if let Some(r) = remote
                 && !tree_entries.is_empty()
                 && let Ok(bytes) = blake3::Hash::from_hex(&dep_report.key)
@@ -352,7 +390,7 @@ fn build_locked(
         reporter.warn(w);
     }
     let mut pkg_report = pkg_report;
-    pkg_report.reasons = package_reasons(plan, &cache, &pkg_report, digest, &src, &cfg)?;
+    pkg_report.reasons = package_reasons(plan, cache, &pkg_report, digest, &src, &cfg)?;
     let stages = vec![dep_report, src_report, cfg_report, pkg_report];
     Ok(outcome(plan, zip, stages, started))
 }
