@@ -162,26 +162,29 @@ pub fn run(
         }
         problems.extend(found);
     }
+    let failure = (!problems.is_empty()).then(|| crate::Error::SyntaxErrors {
+        count: problems.len(),
+    });
     if reporter.mode == Mode::Json {
-        println!(
-            "{}",
-            serde_json::json!({"problems": problems, "skipped": skipped, "files": checked})
-        );
-    }
-    if problems.is_empty() {
-        if skipped.is_empty() {
-            reporter.info(format!("checked {checked} files: no syntax errors"));
+        let mut doc =
+            serde_json::json!({"problems": problems, "skipped": skipped, "files": checked});
+        if let Some(e) = &failure {
+            // One document per run: the failure rides along with its problems.
+            doc["error"] = e.to_string().into();
+            doc["hint"] = e.hint().into();
+            doc["exit_code"] = e.exit_code().into();
         }
-        return Ok(());
+        println!("{doc}");
     }
-    Err(crate::Error::Input {
-        message: format!(
-            "{} syntax error{} in the sources",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" }
-        ),
-        hint: "fix the lines above; they are what Lambda would fail to import".into(),
-    })
+    match failure {
+        None => {
+            if skipped.is_empty() {
+                reporter.info(format!("checked {checked} files: no syntax errors"));
+            }
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

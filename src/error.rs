@@ -47,6 +47,10 @@ pub enum Error {
         total: usize,
         code: i32,
     },
+    /// `lbuild check` found syntax errors (each printed with its position,
+    /// and in its JSON document).
+    #[error("{count} syntax error{} in the sources", if *count == 1 { "" } else { "s" })]
+    SyntaxErrors { count: usize },
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -60,6 +64,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
+            Error::SyntaxErrors { .. } => 2,
             Error::ArtifactsFailed { code, .. } => *code,
             Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
@@ -84,8 +89,21 @@ impl Error {
             Error::Store(e) => e.hint(),
             Error::Input { hint, .. } => Some(hint.clone()),
             Error::ArtifactsFailed { .. } => None,
+            Error::SyntaxErrors { .. } => {
+                Some("fix the lines above; they are what Lambda would fail to import".into())
+            }
             Error::Io { .. } => None,
         }
+    }
+
+    /// Whether `--json` output already carries this failure (a workspace
+    /// build's per-artifact errors, `check`'s problems): the edge must not
+    /// print a second JSON document for it.
+    pub fn reported_in_json(&self) -> bool {
+        matches!(
+            self,
+            Error::ArtifactsFailed { .. } | Error::SyntaxErrors { .. }
+        )
     }
 
     /// The message with its hint on a second line, for people.

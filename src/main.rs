@@ -9,8 +9,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
-            // A workspace build already printed its failures in its JSON.
-            let reported = matches!(e, lbuild::Error::ArtifactsFailed { .. });
+            // A workspace build or `check` already printed it in its JSON.
+            let reported = e.reported_in_json();
             if json && !reported {
                 // Editors read stdout: give them the failure in the same shape.
                 let doc = serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});

@@ -243,6 +243,27 @@ fn check_reports_a_syntax_error_with_its_position_and_build_check_refuses_to_bui
 }
 
 #[test]
+fn check_json_is_one_document_carrying_problems_and_the_failure() {
+    // Regression: a failed `check --json` printed its problems, then a
+    // second JSON document for the error: editors parse one.
+    let p = shop();
+    p.write("src/shop/handler.py", "x = ]\n");
+    let out = p.run(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(docs.len(), 1, "{stdout}");
+    let doc: serde_json::Value = serde_json::from_str(docs[0]).unwrap();
+    assert_eq!(doc["problems"][0]["path"], "src/shop/handler.py", "{doc}");
+    assert_eq!(doc["error"], "1 syntax error in the sources", "{doc}");
+    assert_eq!(doc["exit_code"], 2, "{doc}");
+    assert!(
+        doc["hint"].as_str().unwrap().contains("fix the lines"),
+        "{doc}"
+    );
+}
+
+#[test]
 fn check_without_the_runtimes_python_says_it_skipped() {
     let p = shop();
     p.write("lambda.toml", &SHOP.replace("python3.11", "python3.13"));
