@@ -59,6 +59,39 @@ pub struct RawDeploy {
     pub s3_prefix: Option<String>,
 }
 
+/// A key's value, remembering whether the manifest wrote it: in a
+/// workspace an artifact's `exclude = []` or `locked = false` overrides
+/// the `[defaults]` value, where leaving the key out inherits it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Given<T> {
+    pub value: T,
+    pub given: bool,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(|value| Given { value, given: true })
+    }
+}
+
+impl<T> std::ops::Deref for Given<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Clone> Given<T> {
+    /// `own` where the artifact wrote the key, else the default.
+    pub fn or_default_of(&self, default: &Given<T>) -> Given<T> {
+        if self.given {
+            self.clone()
+        } else {
+            default.clone()
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawSources {
@@ -67,10 +100,10 @@ pub struct RawSources {
     /// Default `["**/*.py"]`.
     pub include: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    pub exclude: Vec<Spanned<String>>,
+    pub exclude: Given<Vec<Spanned<String>>>,
     /// Lets the root resolve outside the manifest's directory.
     #[serde(default)]
-    pub allow_outside_project: bool,
+    pub allow_outside_project: Given<bool>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -86,36 +119,36 @@ pub struct RawDependencies {
     pub pyproject: Option<Spanned<String>>,
     /// Dependency groups (uv) / Poetry groups to add to the lock's main set.
     #[serde(default)]
-    pub groups: Vec<Spanned<String>>,
+    pub groups: Given<Vec<Spanned<String>>>,
     /// Extras of the project to add.
     #[serde(default)]
-    pub extras: Vec<Spanned<String>>,
+    pub extras: Given<Vec<Spanned<String>>>,
     /// A lock out of date with its pyproject.toml is an error, not a warning.
     #[serde(default)]
-    pub locked: bool,
+    pub locked: Given<bool>,
     #[serde(default)]
     pub installer: InstallerChoice,
     /// Distributions to drop after install because the runtime provides them.
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub exclude: Given<Vec<String>>,
     #[serde(default)]
     pub index_url: Option<String>,
     #[serde(default)]
-    pub extra_index_urls: Vec<String>,
+    pub extra_index_urls: Given<Vec<String>>,
     #[serde(default)]
-    pub find_links: Vec<Spanned<String>>,
+    pub find_links: Given<Vec<Spanned<String>>>,
     #[serde(default)]
-    pub no_index: bool,
+    pub no_index: Given<bool>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
-    pub files: Vec<Spanned<String>>,
+    pub files: Given<Vec<Spanned<String>>>,
     /// Lets a glob's directory resolve outside the manifest's directory.
     #[serde(default)]
-    pub allow_outside_project: bool,
+    pub allow_outside_project: Given<bool>,
     /// Default true: a glob that matches no file is an error; false makes
     /// it a warning.
     #[serde(default)]

@@ -305,7 +305,7 @@ pub fn sources(ctx: &Ctx, raw: Option<&Spanned<RawSources>>) -> Result<SourcesPl
             root_hint,
         ));
     }
-    if !root.starts_with(&ctx.project_dir) && !s.allow_outside_project {
+    if !root.starts_with(&ctx.project_dir) && !*s.allow_outside_project {
         return Err(ctx.at(
             root_span,
             format!(
@@ -349,7 +349,7 @@ pub fn config(ctx: &Ctx, raw: Option<&Spanned<RawConfig>>) -> Result<ConfigPlan,
         // The walk starts at the base: it must not lead out of the project.
         if let Ok(resolved) = ctx.project_dir.join(&base).canonicalize()
             && !resolved.starts_with(&ctx.project_dir)
-            && !c.allow_outside_project
+            && !*c.allow_outside_project
         {
             return Err(ctx.at(
                 g.span(),
@@ -413,11 +413,11 @@ pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPla
         requirements,
         lock,
         installer: d.installer,
-        exclude: d.exclude.clone(),
+        exclude: d.exclude.to_vec(),
         index_url: d.index_url.clone(),
-        extra_index_urls: d.extra_index_urls.clone(),
+        extra_index_urls: d.extra_index_urls.to_vec(),
         find_links,
-        no_index: d.no_index,
+        no_index: *d.no_index,
     })
 }
 
@@ -491,7 +491,7 @@ fn lock(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<Option<LockPlan>, M
         kind,
         groups: d.groups.iter().map(|g| g.get_ref().clone()).collect(),
         extras: d.extras.iter().map(|g| g.get_ref().clone()).collect(),
-        locked: d.locked,
+        locked: *d.locked,
     }))
 }
 
@@ -536,7 +536,7 @@ fn pyproject(
             "name an existing pyproject.toml",
         ));
     }
-    if d.locked {
+    if *d.locked {
         return Err(ctx.at(
             py.span(),
             "locked = true needs a lockfile, and pyproject.toml is not one".into(),

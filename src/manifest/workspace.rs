@@ -483,8 +483,7 @@ fn merge_deploy(d: &Section<RawDeploy>, own: &Section<RawDeploy>) -> Section<Raw
 }
 
 /// Key-by-key inheritance within one section: the artifact's own value
-/// where it sets one, else the default's. A list left empty counts as
-/// unset.
+/// where it writes the key (even `[]` or `false`), else the default's.
 fn merge<T: Clone>(d: &Section<T>, own: &Section<T>, f: impl Fn(&T, &T) -> T) -> Section<T> {
     match (d, own) {
         (None, None) => None,
@@ -494,20 +493,14 @@ fn merge<T: Clone>(d: &Section<T>, own: &Section<T>, f: impl Fn(&T, &T) -> T) ->
     }
 }
 
-fn or_list<T: Clone>(d: &[T], own: &[T]) -> Vec<T> {
-    if own.is_empty() {
-        d.to_vec()
-    } else {
-        own.to_vec()
-    }
-}
-
 fn merge_sources(d: &Section<RawSources>, own: &Section<RawSources>) -> Section<RawSources> {
     merge(d, own, |d, o| RawSources {
         root: o.root.clone().or_else(|| d.root.clone()),
         include: o.include.clone().or_else(|| d.include.clone()),
-        exclude: or_list(&d.exclude, &o.exclude),
-        allow_outside_project: o.allow_outside_project || d.allow_outside_project,
+        exclude: o.exclude.or_default_of(&d.exclude),
+        allow_outside_project: o
+            .allow_outside_project
+            .or_default_of(&d.allow_outside_project),
     })
 }
 
@@ -533,19 +526,19 @@ fn merge_deps(
         } else {
             o.pyproject.clone().or_else(|| d.pyproject.clone())
         },
-        groups: or_list(&d.groups, &o.groups),
-        extras: or_list(&d.extras, &o.extras),
-        locked: o.locked || d.locked,
+        groups: o.groups.or_default_of(&d.groups),
+        extras: o.extras.or_default_of(&d.extras),
+        locked: o.locked.or_default_of(&d.locked),
         installer: if o.installer == Default::default() {
             d.installer
         } else {
             o.installer
         },
-        exclude: or_list(&d.exclude, &o.exclude),
+        exclude: o.exclude.or_default_of(&d.exclude),
         index_url: o.index_url.clone().or_else(|| d.index_url.clone()),
-        extra_index_urls: or_list(&d.extra_index_urls, &o.extra_index_urls),
-        find_links: or_list(&d.find_links, &o.find_links),
-        no_index: o.no_index || d.no_index,
+        extra_index_urls: o.extra_index_urls.or_default_of(&d.extra_index_urls),
+        find_links: o.find_links.or_default_of(&d.find_links),
+        no_index: o.no_index.or_default_of(&d.no_index),
     })
 }
 
@@ -568,8 +561,10 @@ fn inherited_deps(
 
 fn merge_config(d: &Section<RawConfig>, own: &Section<RawConfig>) -> Section<RawConfig> {
     merge(d, own, |d, o| RawConfig {
-        files: or_list(&d.files, &o.files),
-        allow_outside_project: o.allow_outside_project || d.allow_outside_project,
+        files: o.files.or_default_of(&d.files),
+        allow_outside_project: o
+            .allow_outside_project
+            .or_default_of(&d.allow_outside_project),
         required: o.required.or(d.required),
     })
 }

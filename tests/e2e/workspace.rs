@@ -401,6 +401,42 @@ fn terraform_external_data_source_round_trip() {
 }
 
 /// Writes a manifest and returns the failing build's stderr.
+#[test]
+fn an_artifacts_empty_list_overrides_the_default_rather_than_inheriting_it() {
+    // Regression: `exclude = []` counted as unset, so a function could not
+    // clear a default exclude (nor `allow_outside_project = false` a
+    // default `true`).
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        r#"
+[defaults]
+runtime = "python3.12"
+sources = { root = "src", exclude = ["**/test_*.py"] }
+
+[functions.a]
+handler = "a.handler"
+sources = { include = ["a.py", "test_a.py"] }
+
+[functions.b]
+handler = "b.handler"
+sources = { include = ["b.py", "test_b.py"], exclude = [] }
+"#,
+    );
+    for f in ["a.py", "test_a.py", "b.py", "test_b.py"] {
+        p.write(
+            &format!("src/{f}"),
+            "def handler(event, context):\n    return 1\n",
+        );
+    }
+    assert_success(&p.run(&[]));
+    assert_eq!(entry_names(&p.path().join("dist/a.zip")), ["a.py"]);
+    assert_eq!(
+        entry_names(&p.path().join("dist/b.zip")),
+        ["b.py", "test_b.py"]
+    );
+}
+
 fn manifest_error(manifest: &str) -> String {
     let ws = Ws::new();
     ws.p.write("lambda.toml", manifest);
