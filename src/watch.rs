@@ -27,8 +27,10 @@
 //!   line, on the loop's thread (so deploys never overlap and saves made
 //!   during one are the next batch), the artifacts whose zip is not the one
 //!   last deployed ([`to_deploy`]) go through one [`Deployer`] kept for the
-//!   session; its lines come from [`output::render_deploy`]. A failure is a
-//!   line too, and the watch goes on.
+//!   session: the stale layers in one call, then each function in its own,
+//!   so one that fails (not created yet) holds back no other. Its lines
+//!   come from [`output::render_deploy`]. A failure is a line too, and the
+//!   watch goes on.
 //! - **Backends**: inotify (notify's recommended watcher), or with `--poll`
 //!   [`poll::StatPoller`], which stats the same directories on a timer.
 //! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
@@ -572,6 +574,7 @@ impl Session {
                 ));
             }
         };
+        let all_layers = layers.clone();
         let (functions, layers) = to_deploy(functions, layers, |id, sha| {
             d.deployed.get(id).is_some_and(|s| s == sha)
         });
@@ -593,36 +596,91 @@ impl Session {
         for (id, sha) in &ids {
             d.attempted.insert(id.clone(), sha.clone());
         }
-        let result = d
-            .deployer
-            .deploy(&functions, &layers, &opts, &self.reporter);
-        let stamp = Stamp::now();
-        let lines = match result {
-            Ok(report) => {
-                for (id, sha) in ids {
-                    d.deployed.insert(id, sha);
-                }
-                output::render_deploy(
-                    &stamp,
-                    &Deployed::Done(&report),
-                    initial,
-                    self.reporter.mode,
-                )
-            }
-            Err(e) => {
-                let failure = Failure::from(&crate::Error::from(e));
-                output::render_deploy(
-                    &stamp,
-                    &Deployed::Failed {
-                        failure: &failure,
-                        functions: functions.iter().map(|f| f.aws_name.clone()).collect(),
-                        layers: layers.iter().map(|l| l.aws_name.clone()).collect(),
-                    },
-                    initial,
-                    self.reporter.mode,
-                )
-            }
+        let mode = self.reporter.mode;
+        let failed = |e: crate::deploy::DeployError, functions: Vec<String>, layers| {
+            let failure = Failure::from(&crate::Error::from(e));
+            output::render_deploy(
+                &Stamp::now(),
+                &Deployed::Failed {
+                    failure: &failure,
+                    functions,
+                    layers,
+                },
+                initial,
+                mode,
+            )
         };
+        let mut lines = Vec::new();
+        // The stale layers together, then each function on its own: a
+        // function that does not exist yet (or is misconfigured) must not
+        // hold back the others, as it does in `lbuild deploy`.
+        let stale: Vec<_> = layers
+            .iter()
+            .filter(|l| d.deployed.get(&artifact_id("layer", &l.name)) != Some(&l.sha256))
+            .cloned()
+            .collect();
+        let mut broken_layers = BTreeSet::new();
+        if !stale.is_empty() {
+            match d.deployer.deploy(&[], &stale, &opts, &self.reporter) {
+                Ok(report) => {
+                    for l in &stale {
+                        d.deployed
+                            .insert(artifact_id("layer", &l.name), l.sha256.clone());
+                    }
+                    lines.extend(output::render_deploy(
+                        &Stamp::now(),
+                        &Deployed::Done(&report),
+                        initial,
+                        mode,
+                    ));
+                }
+                Err(e) => {
+                    broken_layers.extend(stale.iter().map(|l| l.name.clone()));
+                    lines.extend(failed(
+                        e,
+                        Vec::new(),
+                        stale.iter().map(|l| l.aws_name.clone()).collect(),
+                    ));
+                }
+            }
+        }
+        for f in &functions {
+            let managed = |name: &str| {
+                f.layers
+                    .iter()
+                    .flatten()
+                    .any(|r| matches!(r, LayerRef::Managed(n) if n == name))
+            };
+            // Its layers, published above or earlier: the deploy reads their
+            // versions to point the function at them.
+            let uses: Vec<_> = all_layers
+                .iter()
+                .filter(|l| managed(&l.name))
+                .cloned()
+                .collect();
+            if uses.iter().any(|l| broken_layers.contains(&l.name)) {
+                // Reported with the layer's failure; tried again with it.
+                continue;
+            }
+            match d
+                .deployer
+                .deploy(std::slice::from_ref(f), &uses, &opts, &self.reporter)
+            {
+                Ok(mut report) => {
+                    d.deployed
+                        .insert(artifact_id("function", &f.name), f.sha256.clone());
+                    // The layers were only read for their versions.
+                    report.layers.clear();
+                    lines.extend(output::render_deploy(
+                        &Stamp::now(),
+                        &Deployed::Done(&report),
+                        initial,
+                        mode,
+                    ));
+                }
+                Err(e) => lines.extend(failed(e, vec![f.aws_name.clone()], Vec::new())),
+            }
+        }
         print_all(lines)
     }
 

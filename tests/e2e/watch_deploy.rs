@@ -198,3 +198,65 @@ fn watch_deploy_failure_is_reported_and_the_next_save_deploys() {
     let stderr = w.finish();
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn watch_deploy_a_missing_function_does_not_hold_back_the_others() {
+    // Regression: the deploy after a rebuild was one all-or-nothing batch,
+    // so billing (not created yet) kept orders from ever being deployed.
+    let moto = Moto::start();
+    moto.create_function("orders", "python3.11", "x86_64");
+    let p = TestProject::empty();
+    p.write("lambda.toml", WORKSPACE);
+    p.write("src/orders.py", "def handler(e, c):\n    return 1\n");
+    p.write("src/billing.py", "def handler(e, c):\n    return 2\n");
+    let mut w = watch_deploy(&p, &moto, &[]);
+    for what in [
+        "the initial build of billing",
+        "the initial build of orders",
+    ] {
+        build_line(&w, what);
+    }
+    let mut initial: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            let d = deploy_line(&w, "the initial deploy");
+            let name = match d["name"].as_str() {
+                Some(n) => n.to_string(),
+                None => d["functions"][0].as_str().unwrap().to_string(),
+            };
+            (name, d["status"].as_str().unwrap().to_string())
+        })
+        .collect();
+    initial.sort();
+    assert_eq!(
+        initial,
+        [
+            ("billing".to_string(), "failed".to_string()),
+            ("orders".to_string(), "updated".to_string())
+        ]
+    );
+    assert_eq!(
+        moto.function("orders")["CodeSha256"],
+        code_sha256(&p.zip_bytes("orders")).as_str()
+    );
+
+    // An edit of orders deploys it; billing, still missing, is tried
+    // again (a save is also how one retries) and fails again, alone.
+    moto.reset_recording();
+    p.write("src/orders.py", "def handler(e, c):\n    return 10\n");
+    build_line(&w, "the edit of orders");
+    let mut after = (0..2)
+        .map(|_| deploy_line(&w, "the deploy of the edit"))
+        .collect::<Vec<_>>();
+    after.sort_by_key(|d| d["status"].as_str().unwrap().to_string());
+    assert_eq!(after[0]["status"], "failed", "{after:?}");
+    assert_eq!(after[0]["functions"], serde_json::json!(["billing"]));
+    assert_eq!(after[1]["name"], "orders", "{after:?}");
+    assert_eq!(after[1]["status"], "updated", "{after:?}");
+    assert_eq!(writes(&moto), ["PUT /2015-03-31/functions/orders/code"]);
+    assert_eq!(
+        moto.function("orders")["CodeSha256"],
+        code_sha256(&p.zip_bytes("orders")).as_str()
+    );
+    let stderr = w.finish();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
