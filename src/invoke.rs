@@ -61,7 +61,7 @@ impl InvokeError {
                 Some("pass a JSON document with --event FILE, or on stdin with --event -".into())
             }
             InvokeError::ImportFailed { .. } => Some(
-                "Lambda would fail the same way: add the missing distribution to requirements.txt, or the module to [sources] include, and check the handler's module path"
+                "Lambda would fail the same way: add the missing distribution to requirements.txt, or the module to [sources] include, and check the handler's module path (boto3, which the runtime provides, comes from this machine's Python when installed there: `python3.X -m pip install boto3`)"
                     .into(),
             ),
             InvokeError::TimedOut { .. } => Some(
@@ -282,6 +282,7 @@ const BOOTSTRAP: &str = r#"
 import json, os, sys, time, traceback, uuid
 spec = json.loads(sys.argv[1])
 sys.path[:0] = spec["path"]
+sys.path.extend(spec["runtime"])  # /var/runtime: after the code and layers
 deadline = time.monotonic() + spec["timeout_s"]
 
 class LambdaContext:
@@ -319,6 +320,81 @@ out.write(json.dumps(result) + "\n")
 out.flush()
 "#;
 
+/// What Lambda's Python runtimes put on `sys.path` after the function's
+/// code and layers (`/var/runtime`): the AWS SDK and what it imports.
+const RUNTIME_PACKAGES: &[&str] = &[
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "dateutil",
+    "urllib3",
+    "six",
+];
+
+/// Prints, as JSON, where `python` (with its site-packages) finds each of
+/// the runtime's packages: a package's directory or a module's file.
+const FIND_RUNTIME_PACKAGES: &str = r#"
+import importlib.util, json, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:
+        spec = None
+    if spec is None:
+        continue
+    if spec.submodule_search_locations:
+        found[name] = list(spec.submodule_search_locations)[0]
+    elif spec.origin and spec.origin.endswith(".py"):
+        found[name] = spec.origin
+print(json.dumps(found, sort_keys=True))
+"#;
+
+/// A directory holding only the runtime's packages (boto3 and its
+/// dependencies), linked from `python`'s own site-packages when installed
+/// there; `None` when boto3 is not. The rest of the machine's packages stay
+/// out of reach, as on Lambda. Kept per set of paths under `scratch`.
+fn runtime_sdk(python: &Path, scratch: &Path) -> Option<PathBuf> {
+    let out = Command::new(python)
+        .args(["-I", "-B", "-c", FIND_RUNTIME_PACKAGES])
+        .args(RUNTIME_PACKAGES)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let found: std::collections::BTreeMap<String, PathBuf> =
+        serde_json::from_slice(&out.stdout).ok()?;
+    if !found.contains_key("boto3") {
+        return None;
+    }
+    let id = blake3::hash(&out.stdout).to_hex();
+    let dir = scratch.join(format!("runtime-sdk-{}", &id[..16]));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".runtime-sdk-")
+        .tempdir_in(scratch)
+        .ok()?;
+    for (name, target) in &found {
+        let link = match target.extension() {
+            Some(ext) if target.is_file() => tmp.path().join(name).with_extension(ext),
+            _ => tmp.path().join(name),
+        };
+        std::os::unix::fs::symlink(target, link).ok()?;
+    }
+    let tmp = tmp.keep();
+    match std::fs::rename(&tmp, &dir) {
+        Ok(()) => Some(dir),
+        // Another invoke made it meanwhile: theirs is as good.
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            dir.is_dir().then_some(dir)
+        }
+    }
+}
+
 /// Runs the invocation; the handler's result goes to this process's stdout.
 pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
     let task = extract_once(&inv.zip, &inv.zip_sha256, &inv.scratch)?;
@@ -354,8 +430,10 @@ pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
         );
         path.push(py.display().to_string());
     }
+    let runtime_sdk = runtime_sdk(python, &inv.scratch);
     let spec = serde_json::json!({
         "path": path,
+        "runtime": runtime_sdk.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "handler": inv.handler,
         "function": inv.function,
         "memory_mb": inv.memory_mb,
@@ -364,8 +442,9 @@ pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
     });
     let mut cmd = Command::new(python);
     // -I: no user site, no PYTHON* variables, no script directory; -S: not
-    // the interpreter's site-packages either. Only the zip and its layers
-    // (and the standard library) are importable, as on Lambda.
+    // the interpreter's site-packages either. Only the zip and its layers,
+    // then the runtime's SDK (and the standard library) are importable, as
+    // on Lambda.
     cmd.args(["-I", "-S", "-B", "-c", BOOTSTRAP])
         .arg(spec.to_string())
         .current_dir(&task)

@@ -147,6 +147,32 @@ fn invoke_does_not_see_the_machines_site_packages() {
     assert!(stderr.contains("No module named 'moto'"), "{stderr}");
 }
 
+/// Lambda's runtime provides boto3 (after the code and layers on
+/// sys.path): a handler importing it without vendoring it runs, with this
+/// machine's boto3 (moto's dependency, installed for the deploy tests),
+/// and nothing else of the machine's comes along (see above).
+#[test]
+fn invoke_provides_the_runtimes_boto3_after_the_zip() {
+    let p = project(
+        "import boto3, botocore\n\ndef handler(event, context):\n    return [boto3.__name__, botocore.__name__]\n",
+    );
+    let out = invoke(&p, &[]);
+    assert_success(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"["boto3", "botocore"]"#
+    );
+    // The zip's own copy wins, as on Lambda.
+    p.write("boto3/__init__.py", "VENDORED = True\n");
+    p.write(
+        "app.py",
+        "import boto3\n\ndef handler(event, context):\n    return boto3.VENDORED\n",
+    );
+    let out = invoke(&p, &[]);
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true");
+}
+
 #[test]
 fn invoke_stops_the_handler_at_the_timeout() {
     let p = project("import time\n\ndef handler(event, context):\n    time.sleep(60)\n");
