@@ -288,6 +288,30 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
             ));
         }
     }
+    // Nor one's zip over another's input (its own are checked with its
+    // output): building it would overwrite that file.
+    for a in &artifacts {
+        for b in artifacts.iter().filter(|b| b.output.path != a.output.path) {
+            if let Some((message, hint)) = super::validate::overwritten_input(
+                &ctx.project_dir,
+                &a.output.path,
+                &b.sources,
+                &b.config,
+                b.deps.as_ref(),
+            ) {
+                return Err(a.output_error(
+                    format!(
+                        "{} {:?}: {message} (an input of {} {:?})",
+                        a.kind.label(),
+                        a.name,
+                        b.kind.label(),
+                        b.name
+                    ),
+                    hint,
+                ));
+            }
+        }
+    }
     let outputs: Vec<PathBuf> = artifacts.iter().map(|p| p.output.path.clone()).collect();
     for plan in &mut artifacts {
         plan.store_file = format!("store-{}-{}.zip", plan.kind.label(), plan.name);

@@ -239,3 +239,45 @@ fn a_relative_cache_dir_resolves_against_the_project() {
     assert!(!p.path().join("sub/cache").exists());
     assert!(!p.path().join(".lbuild").exists());
 }
+
+#[test]
+fn a_workspace_output_cannot_be_another_artifacts_input() {
+    // Regression: function a's output was checked against a's own inputs
+    // only, so `output = { path = "src/b/app.py" }` replaced function b's
+    // handler with a's zip (and b then failed for a missing module).
+    let p = TestProject::empty();
+    let handler = "def handler(event, context):\n    return 1\n";
+    p.write("src/a/app.py", handler);
+    p.write("src/b/app.py", handler);
+    p.write("config/b.json", "{}\n");
+    p.write("b-requirements.txt", "# none\n");
+    let manifest = |output: &str| {
+        format!(
+            "[defaults]\nruntime = \"python3.12\"\nsources = {{ root = \"src\" }}\n\n\
+             [functions.a]\nhandler = \"a.app.handler\"\n\
+             sources = {{ include = [\"a/**/*.py\"] }}\n\
+             output = {{ path = \"{output}\" }}\n\n\
+             [functions.b]\nhandler = \"b.app.handler\"\n\
+             sources = {{ include = [\"b/**/*.py\"] }}\n\
+             config = {{ files = [\"config/*.json\"] }}\n\
+             dependencies = {{ requirements = \"b-requirements.txt\" }}\n"
+        )
+    };
+    for (output, what) in [
+        ("src/b/app.py", "one of the sources"),
+        ("config/b.json", "config input"),
+        ("b-requirements.txt", "requirements file"),
+    ] {
+        let before = std::fs::read(p.path().join(output)).unwrap();
+        p.write("lambda.toml", &manifest(output));
+        fails_with(
+            &p,
+            &["lambda.toml:8:19:", output, what, "of function \"b\""],
+        );
+        assert_eq!(
+            std::fs::read(p.path().join(output)).unwrap(),
+            before,
+            "{output} was overwritten"
+        );
+    }
+}
