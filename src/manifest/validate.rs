@@ -708,7 +708,7 @@ pub fn overwritten_input(
 }
 
 /// `path` with its directory's symlinks resolved, when the directory exists.
-fn resolve(path: &Path) -> PathBuf {
+pub(super) fn resolve(path: &Path) -> PathBuf {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => dir
             .canonicalize()

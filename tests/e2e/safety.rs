@@ -281,3 +281,37 @@ fn a_workspace_output_cannot_be_another_artifacts_input() {
         );
     }
 }
+
+#[test]
+fn two_artifacts_cannot_write_one_zip_through_a_symlinked_directory() {
+    // Regression: outputs were compared as written, so `out/a.zip` with
+    // `out -> dist` passed as another file than `dist/a.zip`: function b's
+    // zip replaced function a's, and a's CodeSha256 was printed for b's
+    // bytes.
+    let p = TestProject::empty();
+    let handler = "def handler(event, context):\n    return 1\n";
+    p.write("src/a/app.py", handler);
+    p.write("src/b/app.py", handler);
+    std::fs::create_dir(p.path().join("dist")).unwrap();
+    symlink("dist", p.path().join("out")).unwrap();
+    p.write(
+        "lambda.toml",
+        "[defaults]\nruntime = \"python3.12\"\nsources = { root = \"src\" }\n\n\
+         [functions.a]\nhandler = \"a.app.handler\"\n\
+         sources = { include = [\"a/**/*.py\"] }\n\n\
+         [functions.b]\nhandler = \"b.app.handler\"\n\
+         sources = { include = [\"b/**/*.py\"] }\n\
+         output = { path = \"out/a.zip\" }\n",
+    );
+    fails_with(
+        &p,
+        &[
+            "lambda.toml:12:19:",
+            "function \"a\" and function \"b\" both write",
+            "out/a.zip",
+            "the same file as",
+            "dist/a.zip",
+        ],
+    );
+    assert_eq!(std::fs::read_dir(p.path().join("dist")).unwrap().count(), 0);
+}
