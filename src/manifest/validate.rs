@@ -644,6 +644,20 @@ pub fn output(
             OUTPUT_HINT,
         ));
     }
+    // Some other file of the user's (a document, say): not lbuild's to
+    // replace. A damaged zip of lbuild's own is rebuilt, so only a name
+    // not ending in .zip is checked.
+    if !rel.ends_with(".zip")
+        && fs_err::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0)
+        && !starts_like_a_zip(&path)
+    {
+        return Err(err(
+            format!(
+                "output path {shown} exists and is not a zip: lbuild would overwrite it (and `lbuild clean` would delete it)"
+            ),
+            "point [output] path at a new file, e.g. \"dist/NAME.zip\", or move that file away",
+        ));
+    }
     Ok(OutputPlan {
         path,
         level,
@@ -705,6 +719,18 @@ pub fn overwritten_input(
         ));
     }
     None
+}
+
+/// Whether the file begins with a zip signature (a local file header, or
+/// the end of central directory of an empty zip). An unreadable file
+/// counts as one: writing the output will say what is wrong with it.
+fn starts_like_a_zip(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) => head == *b"PK\x03\x04" || head == *b"PK\x05\x06",
+        Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
+    }
 }
 
 /// `path` with its directory's symlinks resolved, when the directory exists.

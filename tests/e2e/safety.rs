@@ -263,23 +263,25 @@ fn a_workspace_output_cannot_be_another_artifacts_input() {
              dependencies = {{ requirements = \"b-requirements.txt\" }}\n"
         )
     };
+    // (An existing file that is not a zip is refused before, whoever's
+    // input it is: the new sources file here is only b's input.)
     for (output, what) in [
-        ("src/b/app.py", "one of the sources"),
-        ("config/b.json", "config input"),
-        ("b-requirements.txt", "requirements file"),
+        ("src/b/new.py", "one of the sources"),
+        ("src/b/app.py", "not a zip"),
+        ("config/b.json", "not a zip"),
+        ("b-requirements.txt", "not a zip"),
     ] {
-        let before = std::fs::read(p.path().join(output)).unwrap();
+        let before = std::fs::read(p.path().join(output)).ok();
         p.write("lambda.toml", &manifest(output));
-        fails_with(
-            &p,
-            &["lambda.toml:8:19:", output, what, "of function \"b\""],
-        );
+        fails_with(&p, &["lambda.toml:8:19:", output, what]);
         assert_eq!(
-            std::fs::read(p.path().join(output)).unwrap(),
+            std::fs::read(p.path().join(output)).ok(),
             before,
-            "{output} was overwritten"
+            "{output} was written"
         );
     }
+    p.write("lambda.toml", &manifest("src/b/new.py"));
+    fails_with(&p, &["(an input of function \"b\")"]);
 }
 
 #[test]
@@ -314,4 +316,33 @@ fn two_artifacts_cannot_write_one_zip_through_a_symlinked_directory() {
         ],
     );
     assert_eq!(std::fs::read_dir(p.path().join("dist")).unwrap().count(), 0);
+}
+
+#[test]
+fn output_cannot_overwrite_an_existing_file_that_is_not_a_zip() {
+    // Regression: `path = "docs/DESIGN.md"` (no input, so no other check
+    // caught it) replaced the document with the zip, and `lbuild clean`
+    // then deleted it.
+    let p = TestProject::hello();
+    p.write("docs/DESIGN.md", "# Design\n");
+    p.write("lambda.toml", &with_output("docs/DESIGN.md"));
+    fails_with(
+        &p,
+        &[
+            "lambda.toml:10:8:",
+            "docs/DESIGN.md",
+            "exists and is not a zip",
+        ],
+    );
+    assert!(!p.run(&["clean"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("docs/DESIGN.md")).unwrap(),
+        "# Design\n"
+    );
+    // A zip there (the last build's) is replaced as usual, whatever its name.
+    p.write("lambda.toml", &with_output("docs/hello.bin"));
+    p.build_json();
+    p.write("app.py", "def handler(event, context):\n    return 2\n");
+    p.build_json();
+    unzip_test(&p.path().join("docs/hello.bin"));
 }
