@@ -365,32 +365,43 @@ pub fn write_zip(
         let result = (|| {
             let settings_id = settings.id();
             let mut buf = vec![0u8; DIGEST_BUF];
-            let mut zip = ZipWriter::new(HashingWriter::new(out)?);
-            for (i, e) in entries.iter().enumerate() {
-                let prepared = match reuse[i] {
-                    Some((z, index, digest)) => {
-                        let zip_in = store_zips[z]
-                            .as_mut()
-                            .and_then(Option::as_mut)
-                            .expect("reuse implies an open store");
-                        if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
-                            report.reused += 1;
-                            report.packed.push(packed(e, settings_id, digest));
-                            continue;
+            let writer = HashingWriter::new(out)?;
+            let discard = writer.discard_switch();
+            let mut zip = ZipWriter::new(writer);
+            let copied = (|| -> Result<(), ArchiveError> {
+                for (i, e) in entries.iter().enumerate() {
+                    let prepared = match reuse[i] {
+                        Some((z, index, digest)) => {
+                            let zip_in = store_zips[z]
+                                .as_mut()
+                                .and_then(Option::as_mut)
+                                .expect("reuse implies an open store");
+                            if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
+                                report.reused += 1;
+                                report.packed.push(packed(e, settings_id, digest));
+                                continue;
+                            }
+                            report.rejected += 1;
+                            prepare_via(e, settings, &mut buf, machine)?
                         }
-                        report.rejected += 1;
-                        prepare_via(e, settings, &mut buf, machine)?
+                        None => pipeline.take(i)?,
+                    };
+                    report.store_rejected += prepared.store_rejected as usize;
+                    if prepared.from_store {
+                        report.from_store += 1;
+                    } else {
+                        report.compressed += 1;
                     }
-                    None => pipeline.take(i)?,
-                };
-                report.store_rejected += prepared.store_rejected as usize;
-                if prepared.from_store {
-                    report.from_store += 1;
-                } else {
-                    report.compressed += 1;
+                    prepared.mini_zip.copy_into(&mut zip, &e.name)?;
+                    report.packed.push(packed(e, settings_id, prepared.digest));
                 }
-                prepared.mini_zip.copy_into(&mut zip, &e.name)?;
-                report.packed.push(packed(e, settings_id, prepared.digest));
+                Ok(())
+            })();
+            if let Err(e) = copied {
+                // Abandoned before it is dropped: its destructor would
+                // finish it (and print its own error if that failed).
+                discard.set(true);
+                return Err(e);
             }
             let mut w = zip.finish()?;
             w.flush()?;
@@ -894,6 +905,11 @@ struct HashingWriter<'a> {
     len: u64,
     /// Running hash of every byte, while they were only ever appended.
     sha: Option<BackgroundSha>,
+    /// Set once the zip is abandoned (a write failed, or the caller gave
+    /// up): every later write, flush and seek is a no-op that succeeds, so
+    /// the zip writer's destructor, which finishes an unfinished archive,
+    /// neither writes more nor prints its own error to stderr.
+    discard: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 /// SHA-256 on a helper thread, fed the buffers the writer flushes (a
@@ -957,14 +973,29 @@ impl<'a> HashingWriter<'a> {
             pos,
             len,
             sha: (pos == 0 && len == 0).then(BackgroundSha::start),
+            discard: Default::default(),
         })
+    }
+
+    /// Setting it abandons the zip (see [`HashingWriter::discard`]).
+    fn discard_switch(&self) -> std::rc::Rc<std::cell::Cell<bool>> {
+        self.discard.clone()
+    }
+
+    /// Writes to the file; a failure abandons the zip.
+    fn write_out(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let mut out = self.out;
+        out.write_all(data).inspect_err(|_| self.discard.set(true))
     }
 
     fn flush_buf(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.out.write_all(&self.buf)?;
+        let buf = std::mem::take(&mut self.buf);
+        let written = self.write_out(&buf);
+        self.buf = buf;
+        written?;
         match &self.sha {
             Some(sha) => {
                 let full = std::mem::replace(&mut self.buf, sha.buffer());
@@ -987,11 +1018,14 @@ impl<'a> HashingWriter<'a> {
 
 impl Write for HashingWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.discard.get() {
+            return Ok(data.len());
+        }
         if self.buf.len() + data.len() > Self::CAPACITY {
             self.flush_buf()?;
         }
         if data.len() >= Self::CAPACITY {
-            self.out.write_all(data)?;
+            self.write_out(data)?;
             if let Some(sha) = &self.sha
                 && !sha.send(data.to_vec())
             {
@@ -1006,6 +1040,9 @@ impl Write for HashingWriter<'_> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.discard.get() {
+            return Ok(());
+        }
         self.flush_buf()?;
         self.out.flush()
     }
@@ -1019,6 +1056,10 @@ impl Seek for HashingWriter<'_> {
             SeekFrom::End(d) => self.len.checked_add_signed(d),
         };
         if target == Some(self.pos) {
+            return Ok(self.pos);
+        }
+        if self.discard.get() {
+            self.pos = target.unwrap_or(self.pos);
             return Ok(self.pos);
         }
         self.flush_buf()?;

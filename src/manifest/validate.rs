@@ -629,29 +629,9 @@ pub fn output(
             OUTPUT_HINT,
         ));
     }
-    if let Some(d) = deps
-        && (path == d.requirements
-            || Some(&resolved) == d.requirements.canonicalize().ok().as_ref())
+    if let Some((message, hint)) = overwritten_input(&ctx.project_dir, &path, sources, config, deps)
     {
-        return Err(err(
-            format!(
-                "output path {shown} is the requirements file {}: lbuild would overwrite it",
-                d.requirements.display()
-            ),
-            OUTPUT_HINT,
-        ));
-    }
-    if let Ok(rel_to_project) = path.strip_prefix(&ctx.project_dir)
-        && let Some(rel_to_project) = rel_to_project.to_str()
-        && let Some(g) = config.globs.iter().find(|g| g.set.is_match(rel_to_project))
-    {
-        return Err(err(
-            format!(
-                "output path {shown} is a config input (matched by [config] files {:?}): lbuild would overwrite it",
-                g.pattern
-            ),
-            OUTPUT_HINT,
-        ));
+        return Err(err(message, hint));
     }
     // The output's directory is left out of the walk: it must not be the
     // sources root itself (that would leave out every source).
@@ -664,17 +644,18 @@ pub fn output(
             OUTPUT_HINT,
         ));
     }
-    if let Ok(rel_to_root) = resolved.strip_prefix(&sources.root)
-        && let Some(rel_to_root) = rel_to_root.to_str()
-        && sources.selects(rel_to_root)
-        && !walk::excluded_by_default(rel_to_root)
+    // Some other file of the user's (a document, say): not lbuild's to
+    // replace. A damaged zip of lbuild's own is rebuilt, so only a name
+    // not ending in .zip is checked.
+    if !rel.ends_with(".zip")
+        && fs_err::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0)
+        && !starts_like_a_zip(&path)
     {
         return Err(err(
             format!(
-                "output path {shown} is one of the sources (selected by [sources] include under {}): lbuild would package or overwrite it",
-                sources.root.display()
+                "output path {shown} exists and is not a zip: lbuild would overwrite it (and `lbuild clean` would delete it)"
             ),
-            "write the zip outside the sources, or exclude its directory in [sources] exclude (e.g. \"dist/**\")",
+            "point [output] path at a new file, e.g. \"dist/NAME.zip\", or move that file away",
         ));
     }
     Ok(OutputPlan {
@@ -686,8 +667,74 @@ pub fn output(
     })
 }
 
+/// Whether writing the zip to `path` would overwrite (or package) one of an
+/// artifact's inputs: its requirements file or lockfile, a file its config
+/// globs match, or one its sources select. The message and hint, if so.
+/// Checked for the artifact's own output and, in a workspace, for every
+/// other artifact's.
+pub fn overwritten_input(
+    project_dir: &Path,
+    path: &Path,
+    sources: &SourcesPlan,
+    config: &ConfigPlan,
+    deps: Option<&DepsPlan>,
+) -> Option<(String, &'static str)> {
+    let resolved = resolve(path);
+    let shown = path.display();
+    if let Some(d) = deps
+        && (path == d.requirements
+            || Some(&resolved) == d.requirements.canonicalize().ok().as_ref())
+    {
+        return Some((
+            format!(
+                "output path {shown} is the requirements file {}: lbuild would overwrite it",
+                d.requirements.display()
+            ),
+            OUTPUT_HINT,
+        ));
+    }
+    if let Ok(rel_to_project) = path.strip_prefix(project_dir)
+        && let Some(rel_to_project) = rel_to_project.to_str()
+        && let Some(g) = config.globs.iter().find(|g| g.set.is_match(rel_to_project))
+    {
+        return Some((
+            format!(
+                "output path {shown} is a config input (matched by [config] files {:?}): lbuild would overwrite it",
+                g.pattern
+            ),
+            OUTPUT_HINT,
+        ));
+    }
+    if let Ok(rel_to_root) = resolved.strip_prefix(&sources.root)
+        && let Some(rel_to_root) = rel_to_root.to_str()
+        && sources.selects(rel_to_root)
+        && !walk::excluded_by_default(rel_to_root)
+    {
+        return Some((
+            format!(
+                "output path {shown} is one of the sources (selected by [sources] include under {}): lbuild would package or overwrite it",
+                sources.root.display()
+            ),
+            "write the zip outside the sources, or exclude its directory in [sources] exclude (e.g. \"dist/**\")",
+        ));
+    }
+    None
+}
+
+/// Whether the file begins with a zip signature (a local file header, or
+/// the end of central directory of an empty zip). An unreadable file
+/// counts as one: writing the output will say what is wrong with it.
+fn starts_like_a_zip(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) => head == *b"PK\x03\x04" || head == *b"PK\x05\x06",
+        Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
+    }
+}
+
 /// `path` with its directory's symlinks resolved, when the directory exists.
-fn resolve(path: &Path) -> PathBuf {
+pub(super) fn resolve(path: &Path) -> PathBuf {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => dir
             .canonicalize()

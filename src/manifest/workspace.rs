@@ -269,23 +269,59 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
         artifacts.push(plan);
     }
 
-    // No two artifacts write one zip.
+    // No two artifacts write one zip, however its directory is spelled
+    // (a symlinked directory leads two paths to one file).
+    let resolved: Vec<PathBuf> = artifacts
+        .iter()
+        .map(|p| validate::resolve(&p.output.path))
+        .collect();
     for (i, a) in artifacts.iter().enumerate() {
         if let Some(b) = artifacts[..i]
             .iter()
-            .find(|b| b.output.path == a.output.path)
+            .zip(&resolved)
+            .find(|(b, r)| b.output.path == a.output.path || **r == resolved[i])
+            .map(|(b, _)| b)
         {
             return Err(a.output_error(
                 format!(
-                    "{} {:?} and {} {:?} both write {}",
+                    "{} {:?} and {} {:?} both write {}{}",
                     b.kind.label(),
                     b.name,
                     a.kind.label(),
                     a.name,
-                    a.output.path.display()
+                    a.output.path.display(),
+                    if b.output.path == a.output.path {
+                        String::new()
+                    } else {
+                        format!(" (the same file as {})", b.output.path.display())
+                    }
                 ),
                 "give one of them its own [output] path",
             ));
+        }
+    }
+    // Nor one's zip over another's input (its own are checked with its
+    // output): building it would overwrite that file.
+    for a in &artifacts {
+        for b in artifacts.iter().filter(|b| b.output.path != a.output.path) {
+            if let Some((message, hint)) = super::validate::overwritten_input(
+                &ctx.project_dir,
+                &a.output.path,
+                &b.sources,
+                &b.config,
+                b.deps.as_ref(),
+            ) {
+                return Err(a.output_error(
+                    format!(
+                        "{} {:?}: {message} (an input of {} {:?})",
+                        a.kind.label(),
+                        a.name,
+                        b.kind.label(),
+                        b.name
+                    ),
+                    hint,
+                ));
+            }
         }
     }
     let outputs: Vec<PathBuf> = artifacts.iter().map(|p| p.output.path.clone()).collect();

@@ -489,6 +489,37 @@ fn deps_rerun_only_when_requirements_change_and_a_revert_reuses_the_tree() {
 }
 
 #[test]
+fn an_editable_requirement_is_refused_rather_than_linked_to_this_machine() {
+    // Regression: `-e ./mylib` went to the installer, which put
+    // `__editable__.mylib.pth` holding this machine's absolute path to
+    // mylib into the zip: a zip that depends on the path, and a package
+    // Lambda cannot import.
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    d.build();
+    let good = d.zip_bytes();
+    d.p.write(
+        "mylib/pyproject.toml",
+        "[project]\nname = \"mylib\"\nversion = \"0.1\"\n",
+    );
+    d.p.write("mylib/mylib/__init__.py", "X = 1\n");
+    for line in ["-e ./mylib", "--editable=./mylib"] {
+        d.p.write("requirements.txt", &format!("purepkg==1.0\n{line}\n"));
+        let (code, err) = d.fail();
+        assert_eq!(code, 1, "{err}");
+        for expect in [
+            "requirements.txt:2: error:",
+            line,
+            "editable install",
+            &d.p.path().join("mylib").display().to_string(),
+            "hint: drop the -e",
+        ] {
+            assert!(err.contains(expect), "stderr lacks {expect:?}:\n{err}");
+        }
+        assert_eq!(d.zip_bytes(), good, "the last good zip was touched");
+    }
+}
+
+#[test]
 fn a_missing_wheel_for_the_target_fails_clearly_and_keeps_the_last_zip() {
     let d = DepsProject::new("uv", "python3.12", "x86_64", "newglibc==1.0\n");
     d.build();

@@ -554,6 +554,42 @@ fn a_build_killed_at_any_point_leaves_the_old_zip_or_the_new_one() {
     unzip_test(&zip);
 }
 
+/// `len` bytes that deflate cannot shrink, different for each `seed`.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut noise = Vec::with_capacity(len);
+    let mut x: u32 = seed;
+    for _ in 0..len {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push((x >> 16) as u8);
+    }
+    noise
+}
+
+#[test]
+fn a_full_disk_in_the_middle_of_the_zip_prints_one_clear_error() {
+    // Regression: a write that failed before the zip's end dropped the zip
+    // writer unfinished; its destructor tried to finish it (writing the
+    // central directory into a full buffer), failed again and printed
+    // `ZipWriter::drop: failed to finalize archive: Io(Os {..})` (no
+    // newline) before lbuild's own error.
+    let p = TestProject::hello();
+    p.build_json();
+    let good = p.zip_bytes("hello");
+    // Small entries fill the 1 MiB write buffer to the brim before the
+    // write that fails; their central directory does not fit after it.
+    for i in 0..1500 {
+        p.write_bytes(&format!("pkg/module_{i:04}.py"), &noise(1024, i));
+    }
+    let out = run_with_file_size_limit(&p, 256 * 1024);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the new zip"), "{err}");
+    assert!(!err.contains("ZipWriter"), "{err}");
+    assert!(!err.contains("Io("), "no debug representation: {err}");
+    assert_eq!(p.zip_bytes("hello"), good, "the last good zip is untouched");
+    assert_eq!(names_in(&p.path().join("dist")), ["hello.zip"]);
+}
+
 #[test]
 fn a_full_disk_while_writing_the_zip_names_the_file_and_keeps_the_last_zip() {
     // Regression: disk full printed the zip library's debug representation

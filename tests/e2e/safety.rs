@@ -239,3 +239,110 @@ fn a_relative_cache_dir_resolves_against_the_project() {
     assert!(!p.path().join("sub/cache").exists());
     assert!(!p.path().join(".lbuild").exists());
 }
+
+#[test]
+fn a_workspace_output_cannot_be_another_artifacts_input() {
+    // Regression: function a's output was checked against a's own inputs
+    // only, so `output = { path = "src/b/app.py" }` replaced function b's
+    // handler with a's zip (and b then failed for a missing module).
+    let p = TestProject::empty();
+    let handler = "def handler(event, context):\n    return 1\n";
+    p.write("src/a/app.py", handler);
+    p.write("src/b/app.py", handler);
+    p.write("config/b.json", "{}\n");
+    p.write("b-requirements.txt", "# none\n");
+    let manifest = |output: &str| {
+        format!(
+            "[defaults]\nruntime = \"python3.12\"\nsources = {{ root = \"src\" }}\n\n\
+             [functions.a]\nhandler = \"a.app.handler\"\n\
+             sources = {{ include = [\"a/**/*.py\"] }}\n\
+             output = {{ path = \"{output}\" }}\n\n\
+             [functions.b]\nhandler = \"b.app.handler\"\n\
+             sources = {{ include = [\"b/**/*.py\"] }}\n\
+             config = {{ files = [\"config/*.json\"] }}\n\
+             dependencies = {{ requirements = \"b-requirements.txt\" }}\n"
+        )
+    };
+    // (An existing file that is not a zip is refused before, whoever's
+    // input it is: the new sources file here is only b's input.)
+    for (output, what) in [
+        ("src/b/new.py", "one of the sources"),
+        ("src/b/app.py", "not a zip"),
+        ("config/b.json", "not a zip"),
+        ("b-requirements.txt", "not a zip"),
+    ] {
+        let before = std::fs::read(p.path().join(output)).ok();
+        p.write("lambda.toml", &manifest(output));
+        fails_with(&p, &["lambda.toml:8:19:", output, what]);
+        assert_eq!(
+            std::fs::read(p.path().join(output)).ok(),
+            before,
+            "{output} was written"
+        );
+    }
+    p.write("lambda.toml", &manifest("src/b/new.py"));
+    fails_with(&p, &["(an input of function \"b\")"]);
+}
+
+#[test]
+fn two_artifacts_cannot_write_one_zip_through_a_symlinked_directory() {
+    // Regression: outputs were compared as written, so `out/a.zip` with
+    // `out -> dist` passed as another file than `dist/a.zip`: function b's
+    // zip replaced function a's, and a's CodeSha256 was printed for b's
+    // bytes.
+    let p = TestProject::empty();
+    let handler = "def handler(event, context):\n    return 1\n";
+    p.write("src/a/app.py", handler);
+    p.write("src/b/app.py", handler);
+    std::fs::create_dir(p.path().join("dist")).unwrap();
+    symlink("dist", p.path().join("out")).unwrap();
+    p.write(
+        "lambda.toml",
+        "[defaults]\nruntime = \"python3.12\"\nsources = { root = \"src\" }\n\n\
+         [functions.a]\nhandler = \"a.app.handler\"\n\
+         sources = { include = [\"a/**/*.py\"] }\n\n\
+         [functions.b]\nhandler = \"b.app.handler\"\n\
+         sources = { include = [\"b/**/*.py\"] }\n\
+         output = { path = \"out/a.zip\" }\n",
+    );
+    fails_with(
+        &p,
+        &[
+            "lambda.toml:12:19:",
+            "function \"a\" and function \"b\" both write",
+            "out/a.zip",
+            "the same file as",
+            "dist/a.zip",
+        ],
+    );
+    assert_eq!(std::fs::read_dir(p.path().join("dist")).unwrap().count(), 0);
+}
+
+#[test]
+fn output_cannot_overwrite_an_existing_file_that_is_not_a_zip() {
+    // Regression: `path = "docs/DESIGN.md"` (no input, so no other check
+    // caught it) replaced the document with the zip, and `lbuild clean`
+    // then deleted it.
+    let p = TestProject::hello();
+    p.write("docs/DESIGN.md", "# Design\n");
+    p.write("lambda.toml", &with_output("docs/DESIGN.md"));
+    fails_with(
+        &p,
+        &[
+            "lambda.toml:10:8:",
+            "docs/DESIGN.md",
+            "exists and is not a zip",
+        ],
+    );
+    assert!(!p.run(&["clean"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("docs/DESIGN.md")).unwrap(),
+        "# Design\n"
+    );
+    // A zip there (the last build's) is replaced as usual, whatever its name.
+    p.write("lambda.toml", &with_output("docs/hello.bin"));
+    p.build_json();
+    p.write("app.py", "def handler(event, context):\n    return 2\n");
+    p.build_json();
+    unzip_test(&p.path().join("docs/hello.bin"));
+}

@@ -59,6 +59,19 @@ pub enum DepsError {
         line: usize,
         message: String,
     },
+    /// An `-e` line: installed into the target directory, an editable
+    /// install is a `.pth` file holding this machine's absolute path to the
+    /// package, not its code.
+    #[error(
+        "{path}:{line}: `{requirement}` is an editable install: the zip would hold a link to {target} on this machine instead of the package"
+    )]
+    Editable {
+        path: PathBuf,
+        line: usize,
+        requirement: String,
+        /// The package's directory (absolute), or the URL as written.
+        target: String,
+    },
     /// A lockfile that is not valid TOML (or not of its kind's shape).
     #[error("{path}:{line}: {message}")]
     Lockfile {
@@ -85,6 +98,9 @@ impl DepsError {
             DepsError::Install(f) => Some(f.hint.clone()),
             DepsError::Requirements { .. } => Some(
                 "fix the line; included files are relative to the file that includes them".into(),
+            ),
+            DepsError::Editable { .. } => Some(
+                "drop the -e: the path alone installs the package's files into the zip".into(),
             ),
             DepsError::Lockfile { .. } => Some(
                 "fix the line, or write the lock again (`uv lock`, `poetry lock`, `uv export --format pylock.toml`)".into(),

@@ -176,9 +176,20 @@ impl Reader {
             }
             "-e" | "--editable" => {
                 let v = need_value()?;
-                parse_requirement(&v, dir)
-                    .map(Some)
-                    .map_err(|message| error_at(at, message))
+                // Checked first, so a malformed value gets its own error.
+                parse_requirement(&v, dir).map_err(|message| error_at(at, message))?;
+                Err(DepsError::Editable {
+                    path: at.0.to_path_buf(),
+                    line: at.1,
+                    requirement: line.trim().to_string(),
+                    target: if v.contains("://") {
+                        v
+                    } else {
+                        crate::manifest::normalize(&dir.join(&v))
+                            .display()
+                            .to_string()
+                    },
+                })
             }
             _ => {
                 let Some((_, canonical_opt)) = INDEX_OPTIONS.iter().find(|(o, _)| *o == opt) else {
@@ -705,13 +716,13 @@ mod tests {
     }
 
     #[test]
-    fn editable_and_local_requirements_are_counted_and_collected() {
+    fn local_requirements_are_counted_and_collected() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("pkg")).unwrap();
         std::fs::write(d.path().join("a.whl"), "wheel").unwrap();
         std::fs::write(
             d.path().join("requirements.txt"),
-            "-e ./pkg\nlocal @ file:./a.whl\n--pre\n",
+            "./pkg\nlocal @ file:./a.whl\n--pre\n",
         )
         .unwrap();
         let r = read(&d.path().join("requirements.txt")).unwrap();
