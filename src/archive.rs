@@ -517,6 +517,19 @@ fn raw_digest<R: Read>(
     file: &mut zip::read::ZipFile<'_, R>,
     buf: &mut [u8],
 ) -> Result<Hash, ArchiveError> {
+    let mut h = raw_digest_header(file);
+    loop {
+        let n = file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize())
+}
+
+/// [`raw_digest`]'s hasher fed every header fact, before the data.
+fn raw_digest_header<R: Read>(file: &zip::read::ZipFile<'_, R>) -> blake3::Hasher {
     /// Bit 11: derived from the copy's own name, not copied.
     const LANGUAGE_ENCODING: u16 = 1 << 11;
     let mut h = blake3::Hasher::new();
@@ -540,14 +553,7 @@ fn raw_digest<R: Read>(
     let extra =
         file.extra_data_fields().count() as u64 + file.extra_data().map_or(0, |d| d.len() as u64);
     h.update(&extra.to_le_bytes());
-    loop {
-        let n = file.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize())
+    h
 }
 
 /// Raw-copies entry `index` of the store when its record is intact and
@@ -787,32 +793,66 @@ pub fn verify_tree_zip(
     let check = |k: usize| -> Checked {
         let mut zip = open().ok_or(None)?;
         let mut buf = vec![0u8; DIGEST_BUF];
+        let mut inflater = libdeflater::Decompressor::new();
         let mut out = Vec::new();
         for (i, e) in files.iter().enumerate().skip(k).step_by(workers) {
             let bad = || Some(e.name.clone());
-            match zip.by_index_raw(i) {
-                Ok(f) if f.name().is_ok_and(|n| n == e.name) && header_is(&f, e, settings) => {}
-                _ => return Err(bad()),
-            }
-            let mut h = blake3::Hasher::new();
-            let mut f = zip.by_index(i).map_err(|_| bad())?;
-            loop {
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        h.update(&buf[..n]);
-                    }
-                    // A CRC mismatch or a broken deflate stream.
-                    Err(_) => return Err(bad()),
-                }
-            }
-            drop(f);
-            if h.finalize() != e.hash {
+            let mut f = zip.by_index_raw(i).map_err(|_| bad())?;
+            if !f.name().is_ok_and(|n| n == e.name) || !header_is(&f, e, settings) {
                 return Err(bad());
             }
-            let digest = raw_digest(&mut zip.by_index_raw(i).map_err(|_| bad())?, &mut buf)
-                .map_err(|_| bad())?;
-            out.push((i, digest));
+            if e.size > STREAM_THRESHOLD {
+                // Streamed: the zip crate inflates and checks the CRC.
+                drop(f);
+                let mut h = blake3::Hasher::new();
+                let mut f = zip.by_index(i).map_err(|_| bad())?;
+                loop {
+                    match f.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            h.update(&buf[..n]);
+                        }
+                        // A CRC mismatch or a broken deflate stream.
+                        Err(_) => return Err(bad()),
+                    }
+                }
+                drop(f);
+                if h.finalize() != e.hash {
+                    return Err(bad());
+                }
+                let digest = raw_digest(&mut zip.by_index_raw(i).map_err(|_| bad())?, &mut buf)
+                    .map_err(|_| bad())?;
+                out.push((i, digest));
+                continue;
+            }
+            // In memory: the compressed bytes read once, for the raw digest
+            // and for libdeflate (several times faster than a stream).
+            let mut digest = raw_digest_header(&f);
+            let (crc, method) = (f.crc32(), f.compression());
+            let mut raw = Vec::with_capacity(f.compressed_size().min(STREAM_THRESHOLD) as usize);
+            f.read_to_end(&mut raw).map_err(|_| bad())?;
+            drop(f);
+            digest.update(&raw);
+            let inflated;
+            let data: &[u8] = match method {
+                CompressionMethod::Stored => &raw,
+                _ => {
+                    let mut data = vec![0u8; e.size as usize];
+                    match inflater.deflate_decompress(&raw, &mut data) {
+                        Ok(n) if n as u64 == e.size => {}
+                        _ => return Err(bad()),
+                    }
+                    inflated = data;
+                    &inflated
+                }
+            };
+            if data.len() as u64 != e.size
+                || libdeflater::crc32(data) != crc
+                || blake3::hash(data) != e.hash
+            {
+                return Err(bad());
+            }
+            out.push((i, digest.finalize()));
         }
         Ok(out)
     };
@@ -1622,6 +1662,57 @@ mod tests {
         (&f).seek(SeekFrom::Start(0)).unwrap();
         (&f).read_to_string(&mut back).unwrap();
         assert_eq!(back, "Jello");
+    }
+
+    #[test]
+    fn a_tree_zip_verifies_with_the_digests_a_copy_checks_and_a_flipped_byte_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = (0..30_000u32)
+            .flat_map(|i| format!("{}\n", i % 613).into_bytes())
+            .collect();
+        let entries = entries_in(
+            dir.path(),
+            &[
+                ("empty", Vec::new()),
+                ("noise.bin", noise(100_000, 5)),
+                ("text.txt", text),
+            ],
+        );
+        let settings = Settings {
+            level: 6,
+            time: dos_time_from_unix(0),
+        };
+        let path = dir.path().join("tree.zip");
+        let report = write_zip(
+            &File::create(&path).unwrap(),
+            &entries,
+            &settings,
+            None,
+            None,
+        )
+        .unwrap();
+        let digests = verify_tree_zip(&path, &entries, &settings).unwrap();
+        let recorded: Vec<Hash> = report.packed.iter().map(|p| p.raw_hash).collect();
+        assert_eq!(digests, recorded);
+        // Another time, another file list: refused. (The level leaves no
+        // trace in a header: the object's name carries the settings id.)
+        let other = Settings {
+            time: dos_time_from_unix(1_700_000_000),
+            ..settings
+        };
+        assert!(verify_tree_zip(&path, &entries, &other).is_err());
+        assert!(verify_tree_zip(&path, &entries[..2], &settings).is_err());
+        // One byte of the deflated entry's data flipped.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut zip = ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
+        let at = zip.by_name("text.txt").unwrap().data_start().unwrap() as usize + 10;
+        drop(zip);
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            verify_tree_zip(&path, &entries, &settings),
+            Err(Some("text.txt".to_string()))
+        );
     }
 
     #[test]
