@@ -130,7 +130,7 @@ def main() -> int:
             assert rep["sha256"] == sha, "the remote build differs"
             assert stage(rep, "deps").get("from") == "remote", rep
             # Large entries copied; files under 64 KiB are deflated again.
-            assert stage(rep, "package")["from_store"] > 0, rep
+            assert stage(rep, "package")["from_tree"] > 0, rep
             rows["remote-warm clone"].append(r)
             # (2) a second project on the machine whose store holds the corpus
             # (the cold build's store): another handler, same requirements.

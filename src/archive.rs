@@ -81,6 +81,11 @@ pub enum ArchiveError {
     Write(#[from] std::io::Error),
     #[error("zip format error: {0}")]
     Zip(#[from] zip::result::ZipError),
+    /// An entry of a dependency tree kept as its zip ([`TreeZip`]) no
+    /// longer matches the digest taken when it was checked, and its file
+    /// was never unpacked.
+    #[error("the dependency tree {path} is damaged")]
+    DamagedTree { path: PathBuf },
 }
 
 impl ArchiveError {
@@ -89,6 +94,9 @@ impl ArchiveError {
             ArchiveError::ChangedDuringBuild { .. } => {
                 Some("run lbuild again (lbuild watch does so by itself)".into())
             }
+            ArchiveError::DamagedTree { .. } => Some(
+                "run lbuild again: the damaged tree was removed from the machine store and will be fetched or installed again".into(),
+            ),
             _ => None,
         }
     }
@@ -171,6 +179,11 @@ pub struct Store {
     paths: Vec<PathBuf>,
     /// (content, executable) -> (index into `paths`, entry name, digest).
     by_content: HashMap<(Hash, bool), (usize, String, Hash)>,
+    /// The same for a dependency tree's zip ([`TreeZip`]): second choice,
+    /// after the reuse stores.
+    tree: HashMap<(Hash, bool), (usize, String, Hash)>,
+    /// Its index in `paths`.
+    tree_path: Option<usize>,
 }
 
 impl Store {
@@ -204,15 +217,62 @@ impl Store {
             };
             by_content.insert((p.content_hash, p.executable), (i, p.name, p.raw_hash));
         }
-        (!by_content.is_empty()).then_some(Store { paths, by_content })
+        (!by_content.is_empty()).then_some(Store {
+            paths,
+            by_content,
+            tree: HashMap::new(),
+            tree_path: None,
+        })
     }
-}
 
-impl Store {
+    /// `store` (if any) with a dependency tree's zip as second choice.
+    pub fn with_tree(store: Option<Store>, tree: Option<&TreeZip>) -> Option<Store> {
+        let Some(tree) = tree.filter(|t| !t.entries.is_empty()) else {
+            return store;
+        };
+        let mut s = store.unwrap_or(Store {
+            paths: Vec::new(),
+            by_content: HashMap::new(),
+            tree: HashMap::new(),
+            tree_path: None,
+        });
+        s.paths.push(tree.path.clone());
+        let i = s.paths.len() - 1;
+        s.tree_path = Some(i);
+        for p in &tree.entries {
+            s.tree.insert(
+                (p.content_hash, p.executable),
+                (i, p.name.clone(), p.raw_hash),
+            );
+        }
+        Some(s)
+    }
+
     /// Whether the store holds an entry for this content and mode.
     pub fn has(&self, content: &Hash, executable: bool) -> bool {
         self.by_content.contains_key(&(*content, executable))
+            || self.tree.contains_key(&(*content, executable))
     }
+}
+
+/// Where an entry of `e`'s content is in `map`'s zips: (zip, index, digest),
+/// opening the zip (its central directory read) on first use.
+fn locate(
+    s: &Store,
+    map: &HashMap<(Hash, bool), (usize, String, Hash)>,
+    zips: &mut [Option<Option<ZipArchive<PReader>>>],
+    e: &Entry,
+) -> Option<(usize, usize, Hash)> {
+    let (z, name, digest) = map.get(&(e.hash, e.executable))?;
+    let zip = zips
+        .get_mut(*z)?
+        .get_or_insert_with(|| {
+            File::open(&s.paths[*z])
+                .ok()
+                .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok())
+        })
+        .as_ref()?;
+    Some((*z, zip.index_for_name(name)?, *digest))
 }
 
 /// What writing the archive did.
@@ -230,6 +290,8 @@ pub struct WriteReport {
     pub from_store: usize,
     /// Machine-store entries that failed verification: compressed again.
     pub store_rejected: usize,
+    /// Copied out of a dependency tree's zip ([`TreeZip`]).
+    pub from_tree: usize,
     #[serde(skip)]
     pub packed: Vec<PackedEntry>,
     /// SHA-256 and size of the zip, hashed as it was written (None when the
@@ -332,19 +394,10 @@ pub fn write_zip(
     // compress only the rest.
     let mut reuse: Vec<Option<(usize, usize, Hash)>> = Vec::with_capacity(entries.len());
     for e in entries {
-        reuse.push((|| {
-            let s = store?;
-            let (z, name, digest) = s.by_content.get(&(e.hash, e.executable))?;
-            let slot = store_zips.get_mut(*z)?;
-            let zip = slot
-                .get_or_insert_with(|| {
-                    File::open(&s.paths[*z])
-                        .ok()
-                        .and_then(|f| ZipArchive::new(PReader::new(f).ok()?).ok())
-                })
-                .as_ref()?;
-            Some((*z, zip.index_for_name(name)?, *digest))
-        })());
+        reuse.push(store.and_then(|s| {
+            locate(s, &s.by_content, &mut store_zips, e)
+                .or_else(|| locate(s, &s.tree, &mut store_zips, e))
+        }));
     }
     let jobs: Vec<usize> = (0..entries.len()).filter(|&i| reuse[i].is_none()).collect();
 
@@ -368,21 +421,54 @@ pub fn write_zip(
             let writer = HashingWriter::new(out)?;
             let discard = writer.discard_switch();
             let mut zip = ZipWriter::new(writer);
-            let copied = (|| -> Result<(), ArchiveError> {
+            let copied_all = (|| -> Result<(), ArchiveError> {
                 for (i, e) in entries.iter().enumerate() {
                     let prepared = match reuse[i] {
-                        Some((z, index, digest)) => {
-                            let zip_in = store_zips[z]
-                                .as_mut()
-                                .and_then(Option::as_mut)
-                                .expect("reuse implies an open store");
-                            if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
-                                report.reused += 1;
-                                report.packed.push(packed(e, settings_id, digest));
+                        Some(first) => {
+                            // The reuse store's copy, else the tree's (also
+                            // when the reuse store's did not verify).
+                            let tree_path = store.and_then(|s| s.tree_path);
+                            let mut candidate = Some(first);
+                            let mut copied = false;
+                            let mut tree_rejected = false;
+                            while let Some((z, index, digest)) = candidate.take() {
+                                let zip_in = store_zips[z]
+                                    .as_mut()
+                                    .and_then(Option::as_mut)
+                                    .expect("reuse implies an open store");
+                                if copy_if_intact(zip_in, index, digest, e, &mut zip, &mut buf)? {
+                                    if Some(z) == tree_path {
+                                        report.from_tree += 1;
+                                    } else {
+                                        report.reused += 1;
+                                    }
+                                    report.packed.push(packed(e, settings_id, digest));
+                                    copied = true;
+                                    break;
+                                }
+                                report.rejected += 1;
+                                tree_rejected |= Some(z) == tree_path;
+                                if Some(z) != tree_path
+                                    && let Some(s) = store
+                                {
+                                    candidate = locate(s, &s.tree, &mut store_zips, e);
+                                }
+                            }
+                            if copied {
                                 continue;
                             }
-                            report.rejected += 1;
-                            prepare_via(e, settings, &mut buf, machine)?
+                            match prepare_via(e, settings, &mut buf, machine) {
+                                // Not unpacked: the damaged zip was its only copy.
+                                Err(ArchiveError::Read { source, .. })
+                                    if tree_rejected
+                                        && source.kind() == std::io::ErrorKind::NotFound =>
+                                {
+                                    let s = store.expect("a tree implies a store");
+                                    let path = s.paths[s.tree_path.expect("tree")].clone();
+                                    return Err(ArchiveError::DamagedTree { path });
+                                }
+                                other => other?,
+                            }
                         }
                         None => pipeline.take(i)?,
                     };
@@ -397,7 +483,7 @@ pub fn write_zip(
                 }
                 Ok(())
             })();
-            if let Err(e) = copied {
+            if let Err(e) = copied_all {
                 // Abandoned before it is dropped: its destructor would
                 // finish it (and print its own error if that failed).
                 discard.set(true);
@@ -442,6 +528,19 @@ fn raw_digest<R: Read>(
     file: &mut zip::read::ZipFile<'_, R>,
     buf: &mut [u8],
 ) -> Result<Hash, ArchiveError> {
+    let mut h = raw_digest_header(file);
+    loop {
+        let n = file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize())
+}
+
+/// [`raw_digest`]'s hasher fed every header fact, before the data.
+fn raw_digest_header<R: Read>(file: &zip::read::ZipFile<'_, R>) -> blake3::Hasher {
     /// Bit 11: derived from the copy's own name, not copied.
     const LANGUAGE_ENCODING: u16 = 1 << 11;
     let mut h = blake3::Hasher::new();
@@ -465,14 +564,7 @@ fn raw_digest<R: Read>(
     let extra =
         file.extra_data_fields().count() as u64 + file.extra_data().map_or(0, |d| d.len() as u64);
     h.update(&extra.to_le_bytes());
-    loop {
-        let n = file.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize())
+    h
 }
 
 /// Raw-copies entry `index` of the store when its record is intact and
@@ -673,21 +765,130 @@ pub fn stored_entry_content(bytes: &[u8], e: &Entry, settings: &Settings) -> Opt
     Some(data)
 }
 
+/// A dependency tree kept as its zip of compressed entries (fetched from
+/// the remote store, every entry checked when it arrived): a raw-copy
+/// source like the reuse store, second in line after it.
+#[derive(Debug, Clone)]
+pub struct TreeZip {
+    pub path: PathBuf,
+    /// Each entry by content, with the digest of its raw record taken when
+    /// it was checked (`store` unused).
+    pub entries: Vec<PackedEntry>,
+}
+
+/// Checks a dependency tree's zip (from the remote store) against the
+/// files it must hold, in order: entry `i` is named `files[i].name`, has
+/// the header [`prepare`] writes for it, and inflates (CRC checked) to its
+/// content hash. Returns the raw digest of each entry, or the name of the
+/// first entry that fails (None: the zip itself is unreadable). On every
+/// core, each worker with a reader of its own.
+pub fn verify_tree_zip(
+    path: &Path,
+    files: &[Entry],
+    settings: &Settings,
+) -> Result<Vec<Hash>, Option<String>> {
+    let open = || -> Option<ZipArchive<PReader>> {
+        ZipArchive::new(PReader::new(File::open(path).ok()?).ok()?).ok()
+    };
+    let zip = open().ok_or(None)?;
+    if zip.len() != files.len() || !zip.comment().is_empty() {
+        return Err(None);
+    }
+    drop(zip);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len().max(1));
+    // (index, raw digest) of the entries a worker checked, or the failure.
+    type Checked = Result<Vec<(usize, Hash)>, Option<String>>;
+    let check = |k: usize| -> Checked {
+        let mut zip = open().ok_or(None)?;
+        let mut buf = vec![0u8; DIGEST_BUF];
+        let mut inflater = libdeflater::Decompressor::new();
+        let mut out = Vec::new();
+        for (i, e) in files.iter().enumerate().skip(k).step_by(workers) {
+            let bad = || Some(e.name.clone());
+            let mut f = zip.by_index_raw(i).map_err(|_| bad())?;
+            if !f.name().is_ok_and(|n| n == e.name) || !header_is(&f, e, settings) {
+                return Err(bad());
+            }
+            if e.size > STREAM_THRESHOLD {
+                // Streamed: the zip crate inflates and checks the CRC.
+                drop(f);
+                let mut h = blake3::Hasher::new();
+                let mut f = zip.by_index(i).map_err(|_| bad())?;
+                loop {
+                    match f.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            h.update(&buf[..n]);
+                        }
+                        // A CRC mismatch or a broken deflate stream.
+                        Err(_) => return Err(bad()),
+                    }
+                }
+                drop(f);
+                if h.finalize() != e.hash {
+                    return Err(bad());
+                }
+                let digest = raw_digest(&mut zip.by_index_raw(i).map_err(|_| bad())?, &mut buf)
+                    .map_err(|_| bad())?;
+                out.push((i, digest));
+                continue;
+            }
+            // In memory: the compressed bytes read once, for the raw digest
+            // and for libdeflate (several times faster than a stream).
+            let mut digest = raw_digest_header(&f);
+            let (crc, method) = (f.crc32(), f.compression());
+            let mut raw = Vec::with_capacity(f.compressed_size().min(STREAM_THRESHOLD) as usize);
+            f.read_to_end(&mut raw).map_err(|_| bad())?;
+            drop(f);
+            digest.update(&raw);
+            let inflated;
+            let data: &[u8] = match method {
+                CompressionMethod::Stored => &raw,
+                _ => {
+                    let mut data = vec![0u8; e.size as usize];
+                    match inflater.deflate_decompress(&raw, &mut data) {
+                        Ok(n) if n as u64 == e.size => {}
+                        _ => return Err(bad()),
+                    }
+                    inflated = data;
+                    &inflated
+                }
+            };
+            if data.len() as u64 != e.size
+                || libdeflater::crc32(data) != crc
+                || blake3::hash(data) != e.hash
+            {
+                return Err(bad());
+            }
+            out.push((i, digest.finalize()));
+        }
+        Ok(out)
+    };
+    let parts: Vec<Checked> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| scope.spawn(move || check(k)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(None)))
+            .collect()
+    });
+    let mut digests = vec![Hash::from([0; 32]); files.len()];
+    for part in parts {
+        for (i, d) in part? {
+            digests[i] = d;
+        }
+    }
+    Ok(digests)
+}
+
 /// One-entry zips verified in this process: hash of their bytes -> raw
 /// digest.
 static VERIFIED: std::sync::LazyLock<Mutex<HashMap<Hash, Hash>>> =
     std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// Entry `index` of `zip` as a one-entry zip of its own (a raw copy: the
-/// compressed bytes and every header field a copy carries).
-pub fn one_entry_copy<R: Read + Seek>(
-    zip: &mut ZipArchive<R>,
-    index: usize,
-) -> Result<Vec<u8>, ArchiveError> {
-    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
-    w.raw_copy_file_rename(zip.by_index_raw(index)?, "x")?;
-    Ok(w.finish()?.into_inner())
-}
 
 /// Whether a stored entry's header is what these settings write for `e`.
 fn header_is<R: Read>(f: &zip::read::ZipFile<'_, R>, e: &Entry, settings: &Settings) -> bool {
@@ -698,7 +899,11 @@ fn header_is<R: Read>(f: &zip::read::ZipFile<'_, R>, e: &Entry, settings: &Setti
         _ => false,
     };
     let extra = f.extra_data_fields().count() + f.extra_data().map_or(0, |d| d.len());
+    // No flag but the language encoding (derived from a copy's own name):
+    // a data descriptor or encryption bit would travel with a raw copy.
+    let flags_ok = f.flags().as_u16() & !(1 << 11) == 0;
     method_ok
+        && flags_ok
         && f.size() == e.size
         && f.unix_mode() == Some(mode)
         && f.system() == zip::System::Unix
@@ -1498,6 +1703,57 @@ mod tests {
         (&f).seek(SeekFrom::Start(0)).unwrap();
         (&f).read_to_string(&mut back).unwrap();
         assert_eq!(back, "Jello");
+    }
+
+    #[test]
+    fn a_tree_zip_verifies_with_the_digests_a_copy_checks_and_a_flipped_byte_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = (0..30_000u32)
+            .flat_map(|i| format!("{}\n", i % 613).into_bytes())
+            .collect();
+        let entries = entries_in(
+            dir.path(),
+            &[
+                ("empty", Vec::new()),
+                ("noise.bin", noise(100_000, 5)),
+                ("text.txt", text),
+            ],
+        );
+        let settings = Settings {
+            level: 6,
+            time: dos_time_from_unix(0),
+        };
+        let path = dir.path().join("tree.zip");
+        let report = write_zip(
+            &File::create(&path).unwrap(),
+            &entries,
+            &settings,
+            None,
+            None,
+        )
+        .unwrap();
+        let digests = verify_tree_zip(&path, &entries, &settings).unwrap();
+        let recorded: Vec<Hash> = report.packed.iter().map(|p| p.raw_hash).collect();
+        assert_eq!(digests, recorded);
+        // Another time, another file list: refused. (The level leaves no
+        // trace in a header: the object's name carries the settings id.)
+        let other = Settings {
+            time: dos_time_from_unix(1_700_000_000),
+            ..settings
+        };
+        assert!(verify_tree_zip(&path, &entries, &other).is_err());
+        assert!(verify_tree_zip(&path, &entries[..2], &settings).is_err());
+        // One byte of the deflated entry's data flipped.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut zip = ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
+        let at = zip.by_name("text.txt").unwrap().data_start().unwrap() as usize + 10;
+        drop(zip);
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            verify_tree_zip(&path, &entries, &settings),
+            Err(Some("text.txt".to_string()))
+        );
     }
 
     #[test]

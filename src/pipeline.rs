@@ -328,7 +328,8 @@ fn build_locked(
         }
         None => {
             // The zip must be written: now the deps tree's files are needed.
-            let (deps, reinstalled) = deps::ready(tree, plan, cache, reporter)?;
+            let (mut deps, reinstalled) = deps::ready(tree, plan, cache, reporter)?;
+            let tree_zip = deps.tree_zip.take();
             if let Some(report) = reinstalled {
                 dep_report = report;
             }
@@ -367,7 +368,7 @@ fn build_locked(
                     entries: &cfg,
                 },
             ];
-            let built = package::build(plan, cache, reporter, key, &inputs)?;
+            let built = package::build(plan, cache, reporter, key, &inputs, tree_zip.as_ref())?;
             if let Some(r) = remote
                 && !tree_entries.is_empty()
                 && let Ok(bytes) = blake3::Hash::from_hex(&dep_report.key)

@@ -189,16 +189,8 @@ impl Remote {
                                 Ok(b) => Ok(Some(b.into_bytes().to_vec())),
                                 Err(e) => Err(e.to_string()),
                             },
-                            Err(e) => {
-                                use aws_sdk_s3::operation::get_object::GetObjectError;
-                                let missing = matches!(
-                                    e.as_service_error(),
-                                    Some(GetObjectError::NoSuchKey(_))
-                                ) || e
-                                    .raw_response()
-                                    .is_some_and(|r| r.status().as_u16() == 404);
-                                if missing { Ok(None) } else { Err(describe(&e)) }
-                            }
+                            Err(e) if is_missing(&e) => Ok(None),
+                            Err(e) => Err(describe(&e)),
                         };
                         (i, r)
                     });
@@ -233,6 +225,82 @@ impl Remote {
         }
         fetched.resize(rels.len(), None);
         fetched
+    }
+
+    /// Fetches one object into `file`, streamed (memory stays one chunk,
+    /// whatever the object weighs): Some(true) when written, Some(false)
+    /// when the bucket does not have it (or the file could not be
+    /// written), None when the store is down.
+    pub fn get_into(
+        &self,
+        rel: &str,
+        file: &mut std::fs::File,
+        reporter: &Reporter,
+    ) -> Option<bool> {
+        use std::io::Write;
+        if self.is_down() {
+            return None;
+        }
+        let client = self.client()?;
+        // Err(Some(e)): the store failed; Err(None): writing here failed.
+        let r: Result<bool, Option<String>> = self.rt.block_on(async {
+            let req = client
+                .get_object()
+                .bucket(&self.config.bucket)
+                .key(self.key(rel));
+            match req.send().await {
+                Ok(mut o) => {
+                    while let Some(chunk) =
+                        o.body.try_next().await.map_err(|e| Some(e.to_string()))?
+                    {
+                        file.write_all(&chunk).map_err(|_| None)?;
+                    }
+                    Ok(true)
+                }
+                Err(e) if is_missing(&e) => Ok(false),
+                Err(e) => Err(Some(describe(&e))),
+            }
+        });
+        match r {
+            Ok(got) => Some(got),
+            Err(Some(e)) => {
+                self.fail(reporter, e);
+                None
+            }
+            Err(None) => Some(false),
+        }
+    }
+
+    /// Uploads a file as one object, streamed from disk (read-write mode
+    /// only); best effort.
+    pub fn put_file(&self, rel: &str, path: &std::path::Path, reporter: &Reporter) -> bool {
+        if !self.can_write() {
+            return false;
+        }
+        let Some(client) = self.client() else {
+            return false;
+        };
+        let r = self.rt.block_on(async {
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(self.key(rel))
+                .body(body)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe(&e))
+        });
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(reporter, format!("upload: {e}"));
+                false
+            }
+        }
     }
 
     /// Whether an object is there (None: the store is down).
@@ -303,6 +371,18 @@ impl Remote {
             None => 1,
         }
     }
+}
+
+/// Whether a GetObject failed because the object is not there.
+fn is_missing(
+    e: &aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::get_object::GetObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+) -> bool {
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_)))
+        || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
 }
 
 /// A short description of an SDK error (status and code when known).

@@ -6,7 +6,9 @@
 //! instead of compressing again; `STORE/deps/KEY/` are installed,
 //! normalised dependency trees beside `STORE/deps/KEY.json` (their record
 //! and file list), so a second project with the same requirements and
-//! target installs nothing. Names are content keys only: no path, user or
+//! target installs nothing; a tree fetched from the remote store is kept
+//! as its zip of compressed entries (`STORE/deps/KEY/tree-SETTINGS.zip`)
+//! and packaged from it, never unpacked. Names are content keys only: no path, user or
 //! clock.
 //!
 //! Writers put a file or tree under a temporary name (with their pid) and

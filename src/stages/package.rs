@@ -178,6 +178,7 @@ pub fn build(
     reporter: &Reporter,
     key: PackageKey,
     inputs: &[Input<'_>],
+    tree: Option<&archive::TreeZip>,
 ) -> crate::Result<(ZipInfo, StageReport)> {
     let entries = merge(inputs)?;
     let settings = key.settings;
@@ -197,17 +198,22 @@ pub fn build(
         .map_err(Error::io("cannot create a temporary file in", out_dir))?;
 
     let store_path = plan.cache_dir.join(&plan.store_file);
-    let store = Store::new(
-        &plan.cache_dir,
-        cache.packed_lookup(
+    // The reuse stores first, then the dependency tree's zip (a tree
+    // fetched from the remote store is packaged from it, not unpacked).
+    let store = Store::with_tree(
+        Store::new(
+            &plan.cache_dir,
+            cache.packed_lookup(
+                &plan.store_file,
+                &entries
+                    .iter()
+                    .map(|e| (e.hash, e.executable))
+                    .collect::<Vec<_>>(),
+            )?,
+            &settings,
             &plan.store_file,
-            &entries
-                .iter()
-                .map(|e| (e.hash, e.executable))
-                .collect::<Vec<_>>(),
-        )?,
-        &settings,
-        &plan.store_file,
+        ),
+        tree,
     );
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
@@ -232,6 +238,14 @@ pub fn build(
         archive::ArchiveError::Write(io)
         | archive::ArchiveError::Zip(zip::result::ZipError::Io(io)) => {
             Error::io("cannot write the new zip", tmp.path())(io)
+        }
+        archive::ArchiveError::DamagedTree { path } => {
+            // Its key directory goes: the next build fetches or installs
+            // the tree again instead of finding the same damage.
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            archive::ArchiveError::DamagedTree { path }.into()
         }
         other => other.into(),
     })?;
@@ -314,6 +328,7 @@ pub fn build(
         "rejected": written.rejected,
         "from_store": written.from_store,
         "store_rejected": written.store_rejected,
+        "from_tree": written.from_tree,
     });
     let mut details = details;
     if let Some(r) = remote {

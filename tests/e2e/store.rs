@@ -308,10 +308,18 @@ fn a_fresh_clone_with_a_warm_remote_installs_nothing_and_copies_large_entries() 
     assert!(!deps_ran(&second));
     assert!(!marker.exists(), "the installer ran");
     let package = stage_details(&second, "package");
-    // Only the small files (app.py and the package's, below the 64 KiB
-    // worth a file of their own); the large sources came compressed.
-    assert_eq!(package["compressed"], 6, "{package}");
+    // Only app.py (small: deflating it is cheaper than a round trip); the
+    // large sources came compressed one by one, the dependencies as their
+    // tree's zip, copied raw without being unpacked.
+    assert_eq!(package["compressed"], 1, "{package}");
     assert_eq!(package["from_store"], 5, "{package}");
+    assert_eq!(
+        package["from_tree"].as_u64().unwrap(),
+        package["entries"].as_u64().unwrap() - 6,
+        "{package}"
+    );
+    let (kept, unpacked) = kept_trees(b.p.store.path());
+    assert_eq!((kept.len(), unpacked), (1, 0), "{kept:?}");
     assert_eq!(
         package["uploaded"], 0,
         "read-only uploads nothing: {package}"
@@ -559,4 +567,178 @@ fn a_tree_installed_again_by_another_project_after_gc_is_adopted_not_reinstalled
     );
     json_of(&run_in(&a, store, Some(bin.path()), &["--json"]));
     assert_eq!(a.zip_bytes(), zip);
+}
+
+/// The dependency trees a machine store keeps as their zips
+/// (`deps/KEY/tree-*.zip`), and how many it holds unpacked (`deps/KEY/tree/`).
+fn kept_trees(store: &Path) -> (Vec<PathBuf>, usize) {
+    let mut zips = Vec::new();
+    let mut unpacked = 0;
+    for key in std::fs::read_dir(store.join("deps")).unwrap() {
+        let key = key.unwrap().path();
+        if !key.is_dir() {
+            continue;
+        }
+        unpacked += key.join("tree").is_dir() as usize;
+        for f in std::fs::read_dir(&key).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("tree-") && name.ends_with(".zip") {
+                zips.push(f);
+            }
+        }
+    }
+    (zips, unpacked)
+}
+
+/// A project warmed into the bucket (read-write), as a CI build would.
+fn warmed(moto: &Moto) -> DepsProject {
+    bucket(moto);
+    let a = remote_project();
+    assert!(deps_ran(&json_of(&run_remote(
+        &a,
+        moto,
+        None,
+        Some("read-write"),
+        &["--json"],
+    ))));
+    a
+}
+
+const EDITED: &str = "import purepkg\n\ndef handler(event, context):\n    return 'edited'\n";
+
+#[test]
+fn a_clone_built_from_the_remote_tree_zip_stays_equal_to_cold_through_edits() {
+    let moto = Moto::start();
+    let a = warmed(&moto);
+    let b = remote_project();
+    let (bin, marker) = uv_that_must_not_install();
+    let first = json_of(&run_remote(&b, &moto, Some(bin.path()), None, &["--json"]));
+    assert_eq!(stage_details(&first, "deps")["from"], "remote", "{first}");
+    assert_eq!(b.zip_bytes(), a.zip_bytes());
+
+    // An edit: the same bytes as a cold build of the edited project
+    // (installed, no remote), and still nothing installed here.
+    let cold = remote_project();
+    cold.p.write("app.py", EDITED);
+    cold.build();
+    b.p.write("app.py", EDITED);
+    let edited = json_of(&run_remote(&b, &moto, Some(bin.path()), None, &["--json"]));
+    assert!(!deps_ran(&edited), "{edited}");
+    assert_eq!(stage_details(&edited, "package")["compressed"], 1);
+    assert_eq!(b.zip_bytes(), cold.zip_bytes());
+
+    // Without the project's reuse store, the dependencies come out of the
+    // kept tree zip again (checked by its recorded digests), still never
+    // unpacked.
+    std::fs::remove_file(b.p.path().join(".lbuild/store.zip")).unwrap();
+    b.p.remove("dist/fn.zip");
+    let again = json_of(&run_remote(&b, &moto, Some(bin.path()), None, &["--json"]));
+    let package = stage_details(&again, "package");
+    assert_eq!(
+        package["from_tree"].as_u64().unwrap(),
+        package["entries"].as_u64().unwrap() - 6,
+        "{package}"
+    );
+    assert_eq!(b.zip_bytes(), cold.zip_bytes());
+    assert!(!marker.exists(), "the installer ran");
+    let (kept, unpacked) = kept_trees(b.p.store.path());
+    assert_eq!((kept.len(), unpacked), (1, 0), "{kept:?}");
+    crate::common::unzip_test(&b.p.zip_path("fn"));
+}
+
+#[test]
+fn a_remote_tree_zip_with_a_wrong_crc_or_cut_short_is_discarded_and_the_zip_equals_cold() {
+    let moto = Moto::start();
+    let a = warmed(&moto);
+    // The first entry's CRC in the central directory: its data intact, so
+    // only the CRC check can tell (a raw copy would carry the wrong CRC).
+    let deps_zip = "k = [o['Key'] for o in s3.list_objects_v2(Bucket='lbuild-cache')['Contents'] if '/deps/' in o['Key'] and o['Key'].endswith('.zip')][0]\n\
+                    b = bytearray(s3.get_object(Bucket='lbuild-cache', Key=k)['Body'].read())\n";
+    moto.boto3(
+        &format!(
+            "{deps_zip}\
+             e = b.rindex(b'PK\\x05\\x06')\n\
+             cd = int.from_bytes(b[e+16:e+20], 'little')\n\
+             b[cd + 16] ^= 0x01\n\
+             s3.put_object(Bucket='lbuild-cache', Key=k, Body=bytes(b))\n"
+        ),
+        &[],
+    );
+    let b = remote_project();
+    let out = run_remote(&b, &moto, None, None, &["--json"]);
+    let json = json_of(&out);
+    let w = warnings(&out);
+    assert!(
+        w.len() == 1 && w[0].contains("discarded, installing locally"),
+        "{w:?}"
+    );
+    assert!(deps_ran(&json), "{json}");
+    assert_eq!(b.zip_bytes(), a.zip_bytes());
+
+    // Cut short: not a zip at all.
+    moto.boto3(
+        &format!(
+            "{deps_zip}s3.put_object(Bucket='lbuild-cache', Key=k, Body=bytes(b[:len(b)//2]))\n"
+        ),
+        &[],
+    );
+    let c = remote_project();
+    let out = run_remote(&c, &moto, None, None, &["--json"]);
+    let json = json_of(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("discarded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(deps_ran(&json), "{json}");
+    assert_eq!(c.zip_bytes(), a.zip_bytes());
+}
+
+#[test]
+fn a_kept_tree_zip_damaged_on_disk_never_reaches_the_zip_and_is_fetched_again() {
+    let moto = Moto::start();
+    let a = warmed(&moto);
+    let b = remote_project();
+    json_of(&run_remote(&b, &moto, None, None, &["--json"]));
+    let (kept, _) = kept_trees(b.p.store.path());
+    // One byte of compressed data flipped, size and mtime as they were.
+    let zip = &kept[0];
+    let mtime = std::fs::metadata(zip).unwrap().modified().unwrap();
+    let at = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+             i = max(zipfile.ZipFile(sys.argv[1]).infolist(), key=lambda i: i.compress_size)\n\
+             b = open(sys.argv[1], 'rb').read()\n\
+             h = i.header_offset\n\
+             print(h + 30 + int.from_bytes(b[h+26:h+28], 'little') + int.from_bytes(b[h+28:h+30], 'little') + i.compress_size // 2)",
+        )
+        .arg(zip)
+        .output()
+        .unwrap();
+    let at: usize = String::from_utf8_lossy(&at.stdout).trim().parse().unwrap();
+    let mut bytes = std::fs::read(zip).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(zip, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(zip)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::remove_file(b.p.path().join(".lbuild/store.zip")).unwrap();
+    b.p.remove("dist/fn.zip");
+    let out = run_remote(&b, &moto, None, None, &["--json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is damaged") && err.contains("run lbuild again"),
+        "{err}"
+    );
+    assert!(!b.p.zip_path("fn").exists());
+    // The damaged copy is gone: the next build fetches it again.
+    let healed = json_of(&run_remote(&b, &moto, None, None, &["--json"]));
+    assert!(!deps_ran(&healed), "{healed}");
+    assert_eq!(b.zip_bytes(), a.zip_bytes());
 }

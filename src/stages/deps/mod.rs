@@ -190,6 +190,10 @@ pub struct ReadyDeps {
     /// None when the function has no `[dependencies]`.
     pub digest: Option<Hash>,
     pub entries: Vec<Entry>,
+    /// A tree kept as the zip it came in from the remote store: its
+    /// entries are copied out of it (their paths name files that are not
+    /// on disk).
+    pub tree_zip: Option<crate::archive::TreeZip>,
 }
 
 /// Makes `tree` ready to package: a cached tree is checked file by file
@@ -206,7 +210,12 @@ pub fn ready(
         DepsTree::None => return Ok((ReadyDeps::default(), None)),
         DepsTree::Ready { digest, entries } => {
             let digest = Some(digest);
-            return Ok((ReadyDeps { digest, entries }, None));
+            let ready = ReadyDeps {
+                digest,
+                entries,
+                tree_zip: None,
+            };
+            return Ok((ready, None));
         }
         DepsTree::Unverified { digest, tree, key } => (digest, tree, key),
     };
@@ -218,29 +227,51 @@ pub fn ready(
             crate::store::touch(&dir.join(TREE_RECORD));
         }
         let digest = Some(digest);
-        return Ok((ReadyDeps { digest, entries }, None));
+        let ready = ReadyDeps {
+            digest,
+            entries,
+            tree_zip: None,
+        };
+        return Ok((ready, None));
     }
     // The machine store's tree may have been replaced since this project
-    // recorded it (trimmed by gc, then installed again by another project):
-    // its own record says what it holds now.
-    let root = plan.machine_store();
-    let now = read_shared(root.root(), &key).filter(|s| s.record.digest == digest);
+    // recorded it (trimmed by gc, then installed again by another project),
+    // or be kept as the zip it was fetched as: its own record says what it
+    // holds now.
+    let store = plan.machine_store();
+    let root = store.root();
+    let settings = crate::stages::package::settings(plan)?;
+    let now = read_shared(root, &key).filter(|s| s.record.digest == digest);
     if let Some(shared) = now
-        && let Some(entries) = still_installed(&tree, &shared.files)
+        && let Some((entries, tree_zip)) = usable(root, &key, &shared, &settings)
     {
-        record_shared(cache, &key, &shared);
+        if tree_zip.is_none() {
+            record_shared(cache, &key, &shared);
+        }
+        crate::store::touch(&key_dir(root, &key).join(TREE_RECORD));
         let digest = Some(digest);
-        return Ok((ReadyDeps { digest, entries }, None));
+        let ready = ReadyDeps {
+            digest,
+            entries,
+            tree_zip,
+        };
+        return Ok((ready, None));
     }
     // Gone (trimmed by gc): the remote store may have it.
     if !tree.exists()
         && let Some(remote) = crate::remote::for_plan(plan)?
-        && let Some((shared, entries)) = fetch_remote(remote, plan, &key, reporter)?
+        && let Some(shared) = fetch_remote(remote, plan, &key, reporter)?
         && shared.record.digest == digest
+        && let Some((entries, tree_zip)) = usable(root, &key, &shared, &settings)
     {
         record_shared(cache, &key, &shared);
         let digest = Some(digest);
-        return Ok((ReadyDeps { digest, entries }, None));
+        let ready = ReadyDeps {
+            digest,
+            entries,
+            tree_zip,
+        };
+        return Ok((ready, None));
     }
     reporter.info(if tree.exists() {
         format!(
@@ -257,7 +288,12 @@ pub fn ready(
     match installed {
         DepsTree::Ready { digest, entries } => {
             let digest = Some(digest);
-            Ok((ReadyDeps { digest, entries }, Some(report)))
+            let ready = ReadyDeps {
+                digest,
+                entries,
+                tree_zip: None,
+            };
+            Ok((ready, Some(report)))
         }
         // `stage` with `reinstall` only ever returns a fresh tree.
         DepsTree::None | DepsTree::Unverified { .. } => Err(crate::Error::Io {
@@ -387,7 +423,7 @@ fn stage(
     if !reinstall
         && found.is_none()
         && let Some(remote) = crate::remote::for_plan(plan)?
-        && let Some((shared, _)) = fetch_remote(remote, plan, &key_hash, reporter)?
+        && let Some(shared) = fetch_remote(remote, plan, &key_hash, reporter)?
     {
         from = "remote";
         found = Some(shared);
@@ -524,6 +560,95 @@ fn record_shared(cache: &Cache, key: &Hash, shared: &SharedTree) {
 struct SharedTree {
     record: Record,
     files: Vec<RecordedFile>,
+    /// Set when the tree is kept as the zip it was fetched as (then the
+    /// files' times are 0 and `tree/` is absent). Machine-store only:
+    /// never taken from, nor sent to, the remote store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zip: Option<TreeZipRecord>,
+}
+
+/// A dependency tree kept as its zip of compressed entries, as fetched
+/// from the remote store: every entry was checked on arrival (name, header,
+/// content hash through a full inflate) and its raw record's digest kept
+/// here, so a later raw copy out of it is checked like one out of a reuse
+/// store, without unpacking ~5,000 files into the store first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TreeZipRecord {
+    /// Its file name in the key directory (`tree-SETTINGS16.zip`).
+    file: String,
+    /// The archive settings its entries were compressed with.
+    #[serde(with = "crate::entry::hash_hex")]
+    settings: Hash,
+    /// Size and mtime of the file when checked.
+    size: u64,
+    mtime_ns: i64,
+    /// Each entry's raw-record digest (hex), in the order of `files`.
+    raw: Vec<String>,
+}
+
+/// The entries of a machine-store tree at their paths under `tree/`.
+fn at_tree(root: &Path, key: &Hash, files: &[RecordedFile]) -> Vec<Entry> {
+    let tree = tree_dir(root, key);
+    files
+        .iter()
+        .map(|f| Entry {
+            name: f.name.clone(),
+            path: tree.join(&f.name),
+            hash: f.hash,
+            size: f.size,
+            executable: f.executable,
+        })
+        .collect()
+}
+
+/// The zip a tree is kept as, if it is still the file that was checked
+/// and holds entries for these archive settings.
+fn tree_zip_of(
+    root: &Path,
+    key: &Hash,
+    shared: &SharedTree,
+    settings: &crate::archive::Settings,
+) -> Option<crate::archive::TreeZip> {
+    let z = shared.zip.as_ref()?;
+    if z.settings != settings.id() || z.raw.len() != shared.files.len() || !safe_name(&z.file) {
+        return None;
+    }
+    let path = key_dir(root, key).join(&z.file);
+    let m = std::fs::metadata(&path).ok()?;
+    if !m.is_file() || m.len() != z.size || crate::entry::mtime_ns(&m) != z.mtime_ns {
+        return None;
+    }
+    let entries = shared
+        .files
+        .iter()
+        .zip(&z.raw)
+        .map(|(f, raw)| {
+            Some(crate::cache::PackedEntry {
+                store: String::new(),
+                name: f.name.clone(),
+                content_hash: f.hash,
+                executable: f.executable,
+                settings: z.settings,
+                raw_hash: Hash::from_hex(raw).ok()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(crate::archive::TreeZip { path, entries })
+}
+
+/// A machine-store tree's entries, if it can be packaged: installed and
+/// unchanged (by stat), or kept as a checked zip for these settings.
+fn usable(
+    root: &Path,
+    key: &Hash,
+    shared: &SharedTree,
+    settings: &crate::archive::Settings,
+) -> Option<(Vec<Entry>, Option<crate::archive::TreeZip>)> {
+    if let Some(entries) = still_installed(&tree_dir(root, key), &shared.files) {
+        return Some((entries, None));
+    }
+    let zip = tree_zip_of(root, key, shared, settings)?;
+    Some((at_tree(root, key, &shared.files), Some(zip)))
 }
 
 /// The tree of `key` in the machine store, if one is there.
@@ -736,6 +861,7 @@ fn install(
             },
         },
         files: recorded,
+        zip: None,
     };
     fs_err::write(
         tmp.path().join(TREE_RECORD),
@@ -841,22 +967,26 @@ fn safe_name(name: &str) -> bool {
 }
 
 /// The tree of `key` from the remote store: its record, then its zip of
-/// compressed entries; every entry is checked against the record's content
-/// hash (and the record against its digest) before the tree is unpacked
-/// into the machine store, and each entry goes into the machine store
-/// as it is (nothing to compress later). None when the remote store does
-/// not have it, is down, or sent something that does not verify (with a
-/// warning).
+/// compressed entries, streamed to a file in the machine store. The
+/// record is checked against its digest, and every entry of the zip
+/// against the record (name, the header lbuild writes, content hash by a
+/// full inflate) before the tree is published: kept as that zip (see
+/// [`TreeZipRecord`]), not unpacked, since the package is made by copying
+/// its entries raw. None when the remote store does not have it, is down,
+/// or sent something that does not verify (with a warning).
 fn fetch_remote(
     remote: &crate::remote::Remote,
     plan: &Plan,
     key: &Hash,
     reporter: &Reporter,
-) -> crate::Result<Option<(SharedTree, Vec<Entry>)>> {
+) -> crate::Result<Option<SharedTree>> {
     let settings = crate::stages::package::settings(plan)?;
     let (json_name, zip_name) = remote_names(key, &settings);
-    let mut got = remote.get_many(&[json_name.clone(), zip_name.clone()], reporter);
-    let (Some(json), Some(zip_bytes)) = (got[0].take(), got[1].take()) else {
+    let Some(json) = remote
+        .get_many(std::slice::from_ref(&json_name), reporter)
+        .pop()
+        .flatten()
+    else {
         return Ok(None);
     };
     let bad = |why: &str| {
@@ -868,6 +998,9 @@ fn fetch_remote(
     let Ok(mut shared) = serde_json::from_slice::<SharedTree>(&json) else {
         return bad("has an unreadable record");
     };
+    // What the machine store knows about its own copy is never taken
+    // from the bucket.
+    shared.zip = None;
     let listed: Vec<Entry> = shared
         .files
         .iter()
@@ -888,99 +1021,50 @@ fn fetch_remote(
     {
         return bad("has a record that does not match its digest");
     }
-    let Ok(zip) = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])) else {
-        return bad("is not a zip");
-    };
-    if zip.len() != listed.len() {
-        return bad("does not hold the files its record lists");
-    }
     let store = plan.machine_store();
     let deps_dir = store.deps_dir();
     let io = DepsError::io;
-    fs_err::create_dir_all(&deps_dir).map_err(io("cannot unpack dependencies"))?;
+    fs_err::create_dir_all(&deps_dir).map_err(io("cannot fetch dependencies"))?;
+    crate::store::remove_dead_temporaries(&deps_dir);
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".tmp-{}-", std::process::id()))
         .tempdir_in(&deps_dir)
-        .map_err(io("cannot unpack dependencies"))?;
-    let staging = tmp.path().join("tree");
+        .map_err(io("cannot fetch dependencies"))?;
     let id = settings.id();
-    drop(zip);
-    // Unpacked on every core: each worker takes every n-th entry, with a
-    // reader of its own over the same bytes.
-    enum Bad {
-        Listing,
-        Content(String),
-        Io(DepsError),
+    let file = format!("tree-{}.zip", &id.to_hex()[..16]);
+    let zip_path = tmp.path().join(&file);
+    let mut out = fs_err::File::create(&zip_path).map_err(io("cannot fetch dependencies"))?;
+    if remote.get_into(&zip_name, out.file_mut(), reporter) != Some(true) {
+        return Ok(None);
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(listed.len().max(1));
-    let unpack = |k: usize| -> Result<(), Bad> {
-        let mut zip =
-            zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes[..])).map_err(|_| Bad::Listing)?;
-        for (i, e) in listed.iter().enumerate().skip(k).step_by(workers) {
-            let name_ok = zip
-                .by_index_raw(i)
-                .is_ok_and(|f| f.name().is_ok_and(|n| n == e.name));
-            let mini = match crate::archive::one_entry_copy(&mut zip, i) {
-                Ok(m) if name_ok => m,
-                _ => return Err(Bad::Listing),
-            };
-            let Some(data) = crate::archive::stored_entry_content(&mini, e, &settings) else {
-                return Err(Bad::Content(e.name.clone()));
-            };
-            let path = staging.join(&e.name);
-            let write = || -> std::io::Result<()> {
-                if let Some(dir) = path.parent() {
-                    fs_err::create_dir_all(dir)?;
-                }
-                fs_err::write(&path, &data)?;
-                let mode = if e.executable { 0o755 } else { 0o644 };
-                fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            };
-            write().map_err(|err| Bad::Io(io("cannot unpack dependencies")(err)))?;
-            let entry_path = store.entry_path(&e.hash, e.executable, &id);
-            if e.size >= crate::archive::MACHINE_MIN_ENTRY && !entry_path.exists() {
-                let _ = store.put_bytes(&entry_path, &mini);
-            }
+    drop(out);
+    let raw = match crate::archive::verify_tree_zip(&zip_path, &listed, &settings) {
+        Ok(raw) => raw,
+        Err(Some(name)) => {
+            return bad(&format!(
+                "holds {name} with other bytes than its content hash"
+            ));
         }
-        Ok(())
+        Err(None) => return bad("does not hold the files its record lists"),
     };
-    let results: Vec<Result<(), Bad>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|k| scope.spawn(move || unpack(k)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(Bad::Listing)))
-            .collect()
-    });
-    for r in results {
-        match r {
-            Ok(()) => {}
-            Err(Bad::Listing) => return bad("does not hold the files its record lists"),
-            Err(Bad::Content(name)) => {
-                return bad(&format!(
-                    "holds {name} with other bytes than its content hash"
-                ));
-            }
-            Err(Bad::Io(e)) => return Err(e.into()),
-        }
-    }
-    fs_err::create_dir_all(&staging).map_err(io("cannot unpack dependencies"))?;
+    let meta = fs_err::metadata(&zip_path).map_err(io("cannot fetch dependencies"))?;
     for f in &mut shared.files {
-        f.mtime_ns = std::fs::metadata(staging.join(&f.name))
-            .map(|m| crate::entry::mtime_ns(&m))
-            .unwrap_or(0);
+        f.mtime_ns = 0;
     }
+    shared.zip = Some(TreeZipRecord {
+        file,
+        settings: id,
+        size: meta.len(),
+        mtime_ns: crate::entry::mtime_ns(&meta),
+        raw: raw.iter().map(|h| h.to_hex().to_string()).collect(),
+    });
     fs_err::write(
         tmp.path().join(TREE_RECORD),
         serde_json::to_string(&shared).unwrap_or_default(),
     )
-    .map_err(io("cannot record the unpacked deps tree"))?;
+    .map_err(io("cannot record the fetched deps tree"))?;
     let staged = tmp.keep();
-    publish(store.root(), &staged, key, shared, Vec::new(), false).map(Some)
+    publish(store.root(), &staged, key, shared, Vec::new(), false).map(|(shared, _)| Some(shared))
 }
 
 /// After a build that wrote a zip (read-write mode): puts the tree of
@@ -1017,28 +1101,34 @@ pub fn upload_remote(
     let Some(mut shared) = read_shared(store.root(), key) else {
         return Ok(false);
     };
+    // A tree kept as the zip it was fetched as is sent as it is (every
+    // entry was checked on arrival, and is checked again by whoever
+    // fetches it); an installed one is zipped by lbuild's writer from the
+    // machine store's compressed entries.
+    let kept = tree_zip_of(store.root(), key, &shared, &settings);
+    shared.zip = None;
     for f in &mut shared.files {
         f.mtime_ns = 0;
     }
-    let Ok(file) = tempfile::tempfile() else {
-        return Ok(false);
+    let written;
+    let zip_path = match &kept {
+        Some(z) => z.path.as_path(),
+        None => {
+            let Ok(file) = tempfile::NamedTempFile::new() else {
+                return Ok(false);
+            };
+            if crate::archive::write_zip(file.as_file(), entries, &settings, None, Some(&store))
+                .is_err()
+            {
+                return Ok(false);
+            }
+            written = file;
+            written.path()
+        }
     };
-    if crate::archive::write_zip(&file, entries, &settings, None, Some(&store)).is_err() {
-        return Ok(false);
-    }
-    let mut bytes = Vec::new();
-    use std::io::{Read, Seek};
-    let mut file = file;
-    if file
-        .rewind()
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .is_err()
-    {
-        return Ok(false);
-    }
     let json = serde_json::to_vec(&shared).unwrap_or_default();
     // The zip first: a record without its zip is never used.
-    let done = remote.put_many(vec![(zip_name, bytes)], reporter) > 0
+    let done = remote.put_file(&zip_name, zip_path, reporter)
         && remote.put_many(vec![(json_name, json)], reporter) > 0;
     if done {
         let _ = std::fs::write(&marker, "");
