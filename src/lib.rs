@@ -10,6 +10,7 @@ pub mod cli;
 pub mod deploy;
 mod entry;
 mod error;
+mod hits;
 mod init;
 mod invoke;
 mod lock;

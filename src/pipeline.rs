@@ -87,6 +87,7 @@ fn build_healing(
     }
     result.map(|mut o| {
         o.warnings = warnings;
+        crate::hits::record(plan.machine_store().root(), &o);
         o
     })
 }
@@ -694,10 +695,11 @@ pub fn gc_store(max: u64, reporter: &Reporter) -> crate::Result<()> {
 pub fn store_stats(reporter: &Reporter) -> crate::Result<()> {
     let store = machine_store()?;
     let s = store.stats();
+    let hits = crate::hits::summary(store.root());
     if reporter.mode == Mode::Json {
         println!(
             "{}",
-            serde_json::json!({"store": store.root(), "entries": s.entries, "entry_bytes": s.entry_bytes, "trees": s.trees, "tree_bytes": s.tree_bytes, "bytes": s.entry_bytes + s.tree_bytes})
+            serde_json::json!({"store": store.root(), "entries": s.entries, "entry_bytes": s.entry_bytes, "trees": s.trees, "tree_bytes": s.tree_bytes, "bytes": s.entry_bytes + s.tree_bytes, "hits": hits})
         );
     } else {
         println!("store    {}", store.root().display());
@@ -714,6 +716,31 @@ pub fn store_stats(reporter: &Reporter) -> crate::Result<()> {
         println!(
             "total              {}",
             human_size(s.entry_bytes + s.tree_bytes)
+        );
+        let rate = |hit: u64, of: u64| {
+            if of == 0 {
+                "-".to_string()
+            } else {
+                format!("{hit}/{of} ({:.0}%)", 100.0 * hit as f64 / of as f64)
+            }
+        };
+        println!();
+        println!("hits over {} artifact builds", hits.builds);
+        println!(
+            "zips     {}  already up to date",
+            rate(hits.zips_cached, hits.builds)
+        );
+        println!(
+            "entries  {}  copied compressed, not compressed again",
+            rate(
+                hits.entries_copied,
+                hits.entries_copied + hits.entries_compressed
+            )
+        );
+        println!(
+            "trees    {}  ready, installer not run ({} from the remote store)",
+            rate(hits.trees_ready, hits.trees_ready + hits.trees_installed),
+            hits.trees_from_remote
         );
     }
     Ok(())

@@ -411,3 +411,30 @@ fn gc_with_an_absurd_day_count_keeps_everything() {
         assert_eq!(status_of(&json, stage), "cached", "{json}");
     }
 }
+
+/// `lbuild cache stats` reports what builds found ready: zips already up
+/// to date, entries copied rather than compressed again.
+#[test]
+fn cache_stats_counts_hits_over_builds() {
+    let p = TestProject::hello();
+    p.build_json(); // cold: 3 entries compressed
+    p.build_json(); // no-op: the zip is up to date
+    p.write(
+        "app.py",
+        "from util import greet\n\ndef handler(event, context):\n    return greet() * 2\n",
+    );
+    p.build_json(); // the edit: app.py compressed, 2 entries copied
+    let out = p.run(&["cache", "stats", "--json"]);
+    assert_success(&out);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hits = &stats["hits"];
+    assert_eq!(hits["builds"], 3, "{stats}");
+    assert_eq!(hits["zips_cached"], 1, "{stats}");
+    assert_eq!(hits["entries_compressed"], 4, "{stats}");
+    assert_eq!(hits["entries_copied"], 2, "{stats}");
+    assert_eq!(hits["trees_installed"], 0, "{stats}");
+    let human = p.run(&["cache", "stats"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("zips     1/3 (33%)"), "{text}");
+    assert!(text.contains("entries  2/6 (33%)"), "{text}");
+}

@@ -1,0 +1,156 @@
+//! Hit rates for `lbuild cache stats`: one line per built artifact appended
+//! to `STORE/hits.jsonl` (what its package and deps stages found ready and
+//! what they had to do), and their sum.
+//!
+//! Owns the log's format and its summary. An append of one short line is a
+//! single `write` with `O_APPEND`, so builds of several projects sharing the
+//! store never interleave; recording is best effort (a full disk loses a
+//! line, never a build). It does not decide anything: the counts are read
+//! off the stage reports the pipeline already made.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::BuildOutcome;
+use crate::stages::Status;
+
+const LOG: &str = "hits.jsonl";
+
+/// Past this size the log is folded into one line at the next record.
+const FOLD_AT: u64 = 1 << 20;
+
+/// What builds found ready, summed over the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Hits {
+    /// Artifacts built (cached or not).
+    pub builds: u64,
+    /// Of those, the zip was already in place: nothing written.
+    pub zips_cached: u64,
+    /// Entries of written zips copied already compressed (the project's
+    /// reuse store, the machine store, a dependency tree's zip).
+    pub entries_copied: u64,
+    /// Entries of written zips compressed by this build.
+    pub entries_compressed: u64,
+    /// Dependency stages that found their tree ready (recorded in the
+    /// project, the machine store or the remote store).
+    pub trees_ready: u64,
+    /// Of those, fetched from the remote store.
+    pub trees_from_remote: u64,
+    /// Dependency stages that ran the installer.
+    pub trees_installed: u64,
+}
+
+impl Hits {
+    /// One artifact's build, read off its stage reports.
+    pub fn of(outcome: &BuildOutcome) -> Hits {
+        let mut h = Hits {
+            builds: 1,
+            ..Hits::default()
+        };
+        let count = |d: &serde_json::Value, key: &str| d[key].as_u64().unwrap_or(0);
+        for stage in &outcome.stages {
+            match (stage.name, stage.status) {
+                ("package", Status::Cached) => h.zips_cached += 1,
+                ("package", Status::Ran) => {
+                    let d = &stage.details;
+                    h.entries_copied +=
+                        count(d, "reused") + count(d, "from_store") + count(d, "from_tree");
+                    h.entries_compressed += count(d, "compressed");
+                }
+                ("deps", Status::Cached) => {
+                    h.trees_ready += 1;
+                    if stage.details["from"] == "remote" {
+                        h.trees_from_remote += 1;
+                    }
+                }
+                ("deps", Status::Ran) => h.trees_installed += 1,
+                _ => {}
+            }
+        }
+        h
+    }
+
+    fn add(&mut self, o: &Hits) {
+        self.builds += o.builds;
+        self.zips_cached += o.zips_cached;
+        self.entries_copied += o.entries_copied;
+        self.entries_compressed += o.entries_compressed;
+        self.trees_ready += o.trees_ready;
+        self.trees_from_remote += o.trees_from_remote;
+        self.trees_installed += o.trees_installed;
+    }
+}
+
+/// Appends `outcome`'s counts to the store's log; silent on failure.
+pub fn record(store_root: &Path, outcome: &BuildOutcome) {
+    let path = store_root.join(LOG);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > FOLD_AT) {
+        fold(store_root);
+    }
+    let Ok(mut line) = serde_json::to_string(&Hits::of(outcome)) else {
+        return;
+    };
+    line.push('\n');
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// The sum of every line of the store's log (unreadable lines skipped).
+pub fn summary(store_root: &Path) -> Hits {
+    let mut total = Hits::default();
+    if let Ok(text) = std::fs::read_to_string(store_root.join(LOG)) {
+        for line in text.lines() {
+            if let Ok(h) = serde_json::from_str::<Hits>(line) {
+                total.add(&h);
+            }
+        }
+    }
+    total
+}
+
+/// Replaces the log with its sum (renamed into place: a line appended
+/// meanwhile to the old file may be lost, which only rounds the rates).
+fn fold(store_root: &Path) {
+    let total = summary(store_root);
+    let Ok(mut tmp) = tempfile::NamedTempFile::new_in(store_root) else {
+        return;
+    };
+    if let Ok(line) = serde_json::to_string(&total)
+        && writeln!(tmp, "{line}").is_ok()
+    {
+        let _ = tmp.persist(store_root.join(LOG));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_keeps_the_sum() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Hits {
+            builds: 1,
+            zips_cached: 1,
+            entries_copied: 3,
+            ..Hits::default()
+        };
+        let text = format!("{}\n", serde_json::to_string(&one).unwrap()).repeat(5);
+        std::fs::write(dir.path().join(LOG), format!("{text}garbage\n")).unwrap();
+        let before = summary(dir.path());
+        assert_eq!(before.builds, 5);
+        assert_eq!(before.entries_copied, 15);
+        fold(dir.path());
+        assert_eq!(summary(dir.path()), before);
+        let lines = std::fs::read_to_string(dir.path().join(LOG)).unwrap();
+        assert_eq!(lines.lines().count(), 1);
+    }
+}
