@@ -65,6 +65,13 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::Input { .. } | Error::Walk(_) => 2,
             Error::SyntaxErrors { .. } => 2,
+            // A requirements or lock file to fix, like the manifest.
+            Error::Deps(
+                DepsError::Requirements { .. }
+                | DepsError::Editable { .. }
+                | DepsError::Lockfile { .. }
+                | DepsError::Refused { .. },
+            ) => 2,
             Error::ArtifactsFailed { code, .. } => *code,
             Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,

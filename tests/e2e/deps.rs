@@ -505,7 +505,7 @@ fn an_editable_requirement_is_refused_rather_than_linked_to_this_machine() {
     for line in ["-e ./mylib", "--editable=./mylib"] {
         d.p.write("requirements.txt", &format!("purepkg==1.0\n{line}\n"));
         let (code, err) = d.fail();
-        assert_eq!(code, 1, "{err}");
+        assert_eq!(code, 2, "{err}");
         for expect in [
             "requirements.txt:2: error:",
             line,
@@ -826,7 +826,7 @@ fn an_include_of_dev_zero_is_refused_without_reading_it() {
     // Regression: `-r /dev/zero` grew memory without bound.
     let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n-r /dev/zero\n");
     let (code, err) = run_bounded(&d, Some(2 << 30));
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("requirements.txt:2"), "{err}");
     assert!(err.contains("/dev/zero"), "{err}");
     assert!(err.contains("a character device"), "{err}");
@@ -843,7 +843,7 @@ fn an_include_of_a_fifo_is_refused_without_blocking() {
         .unwrap();
     assert!(made.success());
     let (code, err) = run_bounded(&d, None);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("pipe.txt"), "{err}");
     assert!(err.contains("a named pipe (fifo)"), "{err}");
     assert!(err.contains("hint:"), "{err}");
@@ -857,7 +857,7 @@ fn an_oversized_include_is_refused_with_the_cap_named() {
         .set_len(17 << 20)
         .unwrap();
     let (code, err) = run_bounded(&d, None);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("big.txt is larger than 16 MiB"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
@@ -897,7 +897,7 @@ fn a_find_links_directory_with_too_many_entries_is_refused_with_a_hint() {
         std::fs::write(many.join(format!("f{i}")), "").unwrap();
     }
     let (code, err) = run_bounded(&d, None);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("more than 10000 entries"), "{err}");
     assert!(
         err.contains("hint: point find_links at a directory"),
