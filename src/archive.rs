@@ -371,6 +371,11 @@ impl MiniZip {
     }
 }
 
+/// Entries of the zip being written that are already in it, for the
+/// packaging progress line. A process writes one zip at a time (workspace
+/// artifacts build in turn), so one counter is enough.
+pub static ENTRIES_DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Writes `entries` (already sorted by name) to `out`.
 pub fn write_zip(
     out: &File,
@@ -423,6 +428,7 @@ pub fn write_zip(
             let mut zip = ZipWriter::new(writer);
             let copied_all = (|| -> Result<(), ArchiveError> {
                 for (i, e) in entries.iter().enumerate() {
+                    ENTRIES_DONE.store(i, std::sync::atomic::Ordering::Relaxed);
                     let prepared = match reuse[i] {
                         Some(first) => {
                             // The reuse store's copy, else the tree's (also

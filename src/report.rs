@@ -127,6 +127,11 @@ pub enum Spinner {
 }
 
 impl Spinner {
+    /// Whether anything is displayed (not in `--json` or `-q` mode).
+    pub fn is_shown(&self) -> bool {
+        !matches!(self, Spinner::None)
+    }
+
     pub fn set_message(&self, msg: impl Into<String>) {
         match self {
             Spinner::None => {}

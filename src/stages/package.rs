@@ -225,13 +225,32 @@ pub fn build(
         Some(r) => fetch_entries(r, &machine, &entries, &settings, store.as_ref(), reporter),
         None => Vec::new(),
     };
-    let written = archive::write_zip(
-        tmp.as_file(),
-        &entries,
-        &settings,
-        store.as_ref(),
-        Some(&machine),
-    )
+    archive::ENTRIES_DONE.store(0, std::sync::atomic::Ordering::Relaxed);
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let written = std::thread::scope(|scope| {
+        // "1200/4652 entries" on the progress line while the zip is written.
+        let ticker = spinner.is_shown().then(|| {
+            scope.spawn(|| {
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let done = archive::ENTRIES_DONE.load(std::sync::atomic::Ordering::Relaxed);
+                    spinner.set_message(format!("{done}/{} entries", entries.len()));
+                    std::thread::park_timeout(std::time::Duration::from_millis(200));
+                }
+            })
+        });
+        let written = archive::write_zip(
+            tmp.as_file(),
+            &entries,
+            &settings,
+            store.as_ref(),
+            Some(&machine),
+        );
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = ticker {
+            t.thread().unpark();
+        }
+        written
+    })
     .map_err(|e| match e {
         // A write that failed (disk full) is about the file being
         // written: name it, with the OS's words, not the zip crate's.
