@@ -393,6 +393,14 @@ fn build_locked(
     }
     let mut pkg_report = pkg_report;
     pkg_report.reasons = package_reasons(plan, cache, &pkg_report, digest, &src, &cfg)?;
+    if zip.entries == 0 {
+        // Lambda takes an empty layer and publishes it; nobody wants one.
+        reporter.warn(format!(
+            "{} {} has no files: its zip is empty (check its [sources] include and [dependencies])",
+            plan.kind.label(),
+            plan.name
+        ));
+    }
     let stages = vec![dep_report, src_report, cfg_report, pkg_report];
     Ok(outcome(plan, zip, stages, started))
 }
@@ -429,6 +437,11 @@ fn under_prefix(plan: &Plan, mut entries: Vec<crate::entry::Entry>) -> Vec<crate
         }
     }
     entries
+}
+
+/// "1 entry", "3 entries".
+fn entries_text(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "entry" } else { "entries" })
 }
 
 fn outcome(plan: &Plan, zip: ZipInfo, stages: Vec<StageReport>, started: Instant) -> BuildOutcome {
@@ -480,14 +493,14 @@ pub fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
                     print_stages(&b.stages, reporter);
                     let ran = b.stages.iter().any(|s| s.status == Status::Ran);
                     eprintln!(
-                        "{:<10} {:<6} {:<9} {}  {} zipped, {} unzipped, {} entries",
+                        "{:<10} {:<6} {:<9} {}  {} zipped, {} unzipped, {}",
                         if ran { "Built" } else { "Up to date" },
                         b.kind,
                         b.name,
                         b.zip.display(),
                         human_size(b.size),
                         human_size(b.unzipped_size),
-                        b.entries,
+                        entries_text(b.entries),
                     );
                     println!("{} {} CodeSha256 {}", b.kind, b.name, b.code_sha256);
                 }
@@ -561,14 +574,14 @@ pub fn print_outcome(o: &BuildOutcome, reporter: &Reporter) {
         Mode::Human => {
             print_stages(&o.stages, reporter);
             eprintln!(
-                "{} {} ({} entries, {})",
+                "{} {} ({}, {})",
                 if o.stages.iter().all(|s| s.status != Status::Ran) {
                     "Up to date"
                 } else {
                     "Built"
                 },
                 o.zip.display(),
-                o.entries,
+                entries_text(o.entries),
                 human_size(o.size)
             );
             println!("sha256 {}", o.sha256);

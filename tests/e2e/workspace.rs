@@ -437,6 +437,30 @@ sources = { include = ["b.py", "test_b.py"], exclude = [] }
     );
 }
 
+#[test]
+fn an_empty_layer_is_built_with_a_warning() {
+    // Regression: a layer that selected nothing gave an empty zip, silently.
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        "[defaults]\nruntime = \"python3.12\"\n\n[layers.common]\n\n[functions.f]\nhandler = \"app.handler\"\nlayers = [\"common\"]\n",
+    );
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    let out = p.run(&[]);
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("layer common has no files"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 entry"), "{stderr}");
+}
+
 fn manifest_error(manifest: &str) -> String {
     let ws = Ws::new();
     ws.p.write("lambda.toml", manifest);
