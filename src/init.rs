@@ -7,6 +7,7 @@
 //! `requires-python`). Also appends `.lbuild/` and the output directory to
 //! `.gitignore`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -50,7 +51,10 @@ pub fn write_manifest(path: &Path, force: bool, workspace: bool) -> crate::Resul
     };
     std::fs::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
     let handlers = workspace_candidates(&dir);
-    let (text, mut outcome) = if workspace && handlers.len() > 1 {
+    let template = crate::templates::read(&dir).filter(|t| t.functions.len() > 1);
+    let (text, mut outcome) = if let Some(t) = template {
+        render_from_template(&dir, &t)
+    } else if workspace && handlers.len() > 1 {
         render_workspace(&dir, &handlers)
     } else {
         let (text, mut outcome) = render(&dir);
@@ -582,6 +586,102 @@ fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, In
         root,
         runtime: runtime_name,
         architecture: arch_name,
+        notes,
+    };
+    (text, outcome)
+}
+
+/// A workspace manifest with one function per Python function of a SAM or
+/// Serverless template: its handler, code directory as sources root (SAM;
+/// Serverless packages the service directory), runtime and architecture
+/// where they differ from the template's defaults.
+fn render_from_template(dir: &Path, t: &crate::templates::Template) -> (String, InitOutcome) {
+    let most_common = |pick: &dyn Fn(&crate::templates::TemplateFunction) -> Option<String>| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for f in &t.functions {
+            if let Some(v) = pick(f) {
+                *counts.entry(v).or_default() += 1;
+            }
+        }
+        counts.into_iter().max_by_key(|(_, n)| *n).map(|(v, _)| v)
+    };
+    let runtime = t
+        .runtime
+        .clone()
+        .or_else(|| most_common(&|f| f.runtime.clone()))
+        .unwrap_or_else(|| "python3.12".into());
+    let arch = t
+        .architecture
+        .clone()
+        .or_else(|| most_common(&|f| f.architecture.clone()))
+        .unwrap_or_else(|| "x86_64".into());
+    let sam = t.kind == "SAM";
+    let mut text = format!(
+        "# lambda.toml: a workspace written by `lbuild init` from {} ({}): one\n\
+         # function per Python function there. Every key: lambda.workspace.toml.example.\n\
+         # Function names on AWS: set deploy = {{ name = \"...\" }} per function for\n\
+         # `lbuild deploy` (a stack's generated names are not in the template).\n\n\
+         [defaults]\nruntime = \"{runtime}\"\narchitecture = \"{arch}\"\n",
+        t.file, t.kind
+    );
+    if sam {
+        text.push_str(
+            "# SAM packages the whole code directory (CodeUri): so does each function\n\
+             # here, test files left out (test_*.py, *_test.py, tests/, conftest.py).\n\
+             sources = { include = [\"**/*\"], exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\", \"requirements*.txt\"] }\n",
+        );
+    } else {
+        text.push_str(
+            "# Serverless packages the service directory: each function takes its\n\
+             # Python files, test files left out.\n\
+             sources = { include = [\"**/*.py\"], exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\"] }\n",
+        );
+        if dir.join("requirements.txt").is_file() {
+            text.push_str(
+                "# serverless-python-requirements' file: every function gets these; a\n\
+                 # [layers.NAME] would ship them once.\n\
+                 dependencies = { requirements = \"requirements.txt\" }\n",
+            );
+        }
+    }
+    for f in &t.functions {
+        text.push_str(&format!(
+            "\n[functions.{}]\nhandler = \"{}\"\n",
+            f.name, f.handler
+        ));
+        if f.root != "." {
+            text.push_str(&format!("sources = {{ root = \"{}\" }}\n", f.root));
+        }
+        if let Some(r) = f.runtime.as_ref().filter(|r| **r != runtime) {
+            text.push_str(&format!("runtime = \"{r}\"\n"));
+        }
+        if let Some(a) = f.architecture.as_ref().filter(|a| **a != arch) {
+            text.push_str(&format!("architecture = \"{a}\"\n"));
+        }
+        if let Some(req) = &f.requirements {
+            text.push_str(&format!("dependencies = {{ requirements = \"{req}\" }}\n"));
+        }
+    }
+    let mut notes = vec![format!(
+        "wrote a workspace with {} functions from {} ({})",
+        t.functions.len(),
+        t.file,
+        t.functions
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )];
+    if !t.skipped.is_empty() {
+        notes.push(format!("left out: {}", t.skipped.join(", ")));
+    }
+    let first = &t.functions[0];
+    let outcome = InitOutcome {
+        manifest: PathBuf::new(),
+        handler: first.handler.clone(),
+        root: first.root.clone(),
+        runtime,
+        architecture: arch,
         notes,
     };
     (text, outcome)

@@ -21,6 +21,7 @@ mod report;
 mod size;
 mod stages;
 mod store;
+mod templates;
 mod terraform;
 mod watch;
 

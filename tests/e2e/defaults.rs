@@ -306,6 +306,130 @@ fn init_then_build_picks_the_candidate_defining_a_handler_and_honours_manifest()
     assert!(p.path().join("fn/.gitignore").is_file());
 }
 
+/// `init` in a project `sam build` or `serverless deploy` packages, then a
+/// build: every Python function of the template gets its zip.
+fn init_from_template_then_build(p: &TestProject) -> (String, String, Vec<(String, Vec<String>)>) {
+    let out = p.run(&["init"]);
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
+    let out = p.run(&["--json"]);
+    assert!(
+        out.status.success(),
+        "build after init failed:\n{}\nmanifest:\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut zips: Vec<(String, Vec<String>)> = std::fs::read_dir(p.path().join("dist"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                entry_names(&e.path()),
+            )
+        })
+        .collect();
+    zips.sort();
+    (said, text, zips)
+}
+
+#[test]
+fn init_turns_a_sam_template_with_several_functions_into_a_workspace() {
+    let p = TestProject::empty();
+    p.write(
+        "template.yaml",
+        r#"AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.12
+    Architectures: [arm64]
+Resources:
+  OrdersFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: orders/
+      Handler: app.lambda_handler
+      Environment:
+        Variables:
+          TABLE: !Ref OrdersTable
+  BillingFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: billing/
+      Handler: pay.handler
+      Runtime: python3.11
+  Web:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: web/
+      Handler: index.handler
+      Runtime: nodejs20.x
+  OrdersTable:
+    Type: AWS::Serverless::SimpleTable
+"#,
+    );
+    p.write(
+        "orders/app.py",
+        "def lambda_handler(event, context):\n    return 1\n",
+    );
+    p.write("orders/schema.json", "{}\n");
+    p.write("orders/test_app.py", "def test(): pass\n");
+    p.write(
+        "billing/pay.py",
+        "def handler(event, context):\n    return 2\n",
+    );
+    p.write("web/index.js", "exports.handler = async () => 1;\n");
+    let (said, text, zips) = init_from_template_then_build(&p);
+    assert!(said.contains("from template.yaml"), "{said}");
+    assert!(
+        said.contains("left out: Web (runtime nodejs20.x)"),
+        "{said}"
+    );
+    assert!(text.contains("architecture = \"arm64\""), "{text}");
+    assert!(text.contains("[functions.BillingFunction]"), "{text}");
+    assert!(text.contains("runtime = \"python3.11\""), "{text}");
+    assert_eq!(
+        zips,
+        [
+            (
+                "BillingFunction.zip".to_string(),
+                vec!["pay.py".to_string()]
+            ),
+            (
+                "OrdersFunction.zip".to_string(),
+                vec!["app.py".to_string(), "schema.json".to_string()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn init_turns_a_serverless_service_into_a_workspace() {
+    let p = TestProject::empty();
+    p.write(
+        "serverless.yml",
+        "service: shop\nprovider:\n  name: aws\n  runtime: python3.12\nfunctions:\n  orders:\n    handler: src/orders.handler\n  report:\n    handler: report.main\n",
+    );
+    p.write(
+        "src/orders.py",
+        "def handler(event, context):\n    return 1\n",
+    );
+    p.write("report.py", "def main(event, context):\n    return 2\n");
+    p.write("package.json", "{}\n");
+    let (said, text, zips) = init_from_template_then_build(&p);
+    assert!(said.contains("from serverless.yml"), "{said}");
+    assert!(text.contains("handler = \"src.orders.handler\""), "{text}");
+    let all = vec!["report.py".to_string(), "src/orders.py".to_string()];
+    assert_eq!(
+        zips,
+        [
+            ("orders.zip".to_string(), all.clone()),
+            ("report.zip".to_string(), all)
+        ]
+    );
+}
+
 #[test]
 fn completions_generate_for_each_shell() {
     let p = TestProject::empty();
