@@ -258,9 +258,10 @@ fn choose_handler(dir: &Path) -> (Candidate, Option<String>) {
 /// A value read from the repository and the file it came from.
 type Found = (String, String);
 
-/// `python3.N` from the repository: a SAM template's `Runtime`,
-/// `.python-version`, or pyproject's `requires-python` lower bound; and
-/// the architecture from the SAM template's `Architectures`.
+/// `python3.N` from the repository: a SAM template's `Runtime`, a
+/// serverless.yml's `provider.runtime`, `.python-version`, or pyproject's
+/// `requires-python` lower bound; and the architecture from the SAM
+/// template's `Architectures` or serverless.yml's `architecture`.
 fn runtime_and_arch(dir: &Path) -> (Option<Found>, Option<Found>) {
     let supported = |minor: u32| (9..=14).contains(&minor);
     let from_version = |s: &str| -> Option<String> {
@@ -308,6 +309,26 @@ fn runtime_and_arch(dir: &Path) -> (Option<Found>, Option<Found>) {
             }
         }
         break;
+    }
+    if let Some(t) = crate::templates::read(dir).filter(|t| t.kind == "Serverless") {
+        let first = t.functions.first();
+        if runtime.is_none()
+            && let Some(r) = t
+                .runtime
+                .clone()
+                .or_else(|| first.and_then(|f| f.runtime.clone()))
+            && let Some(r) = from_version(&r)
+        {
+            runtime = Some((r, t.file.clone()));
+        }
+        if arch.is_none()
+            && let Some(a) = t
+                .architecture
+                .clone()
+                .or_else(|| first.and_then(|f| f.architecture.clone()))
+        {
+            arch = Some((a, t.file.clone()));
+        }
     }
     if runtime.is_none()
         && let Ok(text) = std::fs::read_to_string(dir.join(".python-version"))
@@ -753,5 +774,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(runtime_and_arch(d.path()).0.unwrap().0, "python3.10");
+        std::fs::write(
+            d.path().join("serverless.yml"),
+            "provider:\n  runtime: python3.12\n  architecture: arm64\nfunctions:\n  f:\n    handler: app.handler\n",
+        )
+        .unwrap();
+        let (r, a) = runtime_and_arch(d.path());
+        assert_eq!(r.unwrap(), ("python3.12".into(), "serverless.yml".into()));
+        assert_eq!(a.unwrap().0, "arm64");
     }
 }
