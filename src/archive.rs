@@ -1068,36 +1068,113 @@ fn stream_into_mini_zip(
         source,
     };
     let mut input = File::open(&e.path).map_err(read_err)?;
-    let mut mini = ZipWriter::new(std::io::BufWriter::new(tempfile::tempfile()?));
-    mini.start_file("x", entry_options(e, settings, method))?;
-    let mut hasher = blake3::Hasher::new();
-    let chunk = &mut buf[..DEFLATE_CHUNK];
-    loop {
-        // Fill the chunk completely (short reads must not move the cuts).
-        let mut filled = 0;
-        while filled < chunk.len() {
-            match input.read(&mut chunk[filled..]).map_err(read_err)? {
-                0 => break,
-                n => filled += n,
+    let sink = Abandonable::new(std::io::BufWriter::new(tempfile::tempfile()?));
+    let abandon = sink.switch();
+    let mut mini = ZipWriter::new(sink);
+    let streamed = (|| -> Result<(), ArchiveError> {
+        mini.start_file("x", entry_options(e, settings, method))?;
+        let mut hasher = blake3::Hasher::new();
+        let chunk = &mut buf[..DEFLATE_CHUNK];
+        loop {
+            // Fill the chunk completely (short reads must not move the cuts).
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match input.read(&mut chunk[filled..]).map_err(read_err)? {
+                    0 => break,
+                    n => filled += n,
+                }
             }
+            if filled == 0 {
+                break;
+            }
+            hasher.update(&chunk[..filled]);
+            mini.write_all(&chunk[..filled])?;
         }
-        if filled == 0 {
-            break;
+        if hasher.finalize() != e.hash {
+            return Err(ArchiveError::ChangedDuringBuild {
+                path: e.path.clone(),
+            });
         }
-        hasher.update(&chunk[..filled]);
-        mini.write_all(&chunk[..filled])?;
-    }
-    if hasher.finalize() != e.hash {
-        return Err(ArchiveError::ChangedDuringBuild {
-            path: e.path.clone(),
-        });
+        Ok(())
+    })();
+    if let Err(err) = streamed {
+        // Dropped unfinished, the zip writer would finish it (and print
+        // its own error if the temp file's disk is full).
+        abandon.set(true);
+        return Err(err);
     }
     let mut file = mini
         .finish()?
+        .inner
         .into_inner()
         .map_err(|e| ArchiveError::Write(e.into_error()))?;
     file.rewind()?;
     Ok(file)
+}
+
+/// A writer that can be told to swallow everything from then on, so a zip
+/// writer dropped after a failure has nothing left to finish. It keeps the
+/// position itself: the zip writer still seeks while it "finishes".
+struct Abandonable<W> {
+    inner: W,
+    abandoned: std::rc::Rc<std::cell::Cell<bool>>,
+    pos: u64,
+    len: u64,
+}
+
+impl<W> Abandonable<W> {
+    fn new(inner: W) -> Self {
+        Abandonable {
+            inner,
+            abandoned: Default::default(),
+            pos: 0,
+            len: 0,
+        }
+    }
+
+    fn switch(&self) -> std::rc::Rc<std::cell::Cell<bool>> {
+        self.abandoned.clone()
+    }
+
+    fn moved_to(&mut self, pos: u64) -> u64 {
+        self.pos = pos;
+        self.len = self.len.max(pos);
+        pos
+    }
+}
+
+impl<W: Write> Write for Abandonable<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = if self.abandoned.get() {
+            data.len()
+        } else {
+            self.inner.write(data)?
+        };
+        self.moved_to(self.pos + n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.abandoned.get() {
+            return Ok(());
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Seek> Seek for Abandonable<W> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        if !self.abandoned.get() {
+            let pos = self.inner.seek(to)?;
+            return Ok(self.moved_to(pos));
+        }
+        let base = match to {
+            SeekFrom::Start(n) => return Ok(self.moved_to(n)),
+            SeekFrom::Current(d) => (self.pos, d),
+            SeekFrom::End(d) => (self.len, d),
+        };
+        Ok(self.moved_to(base.0.saturating_add_signed(base.1)))
+    }
 }
 
 /// The zip's output: buffered, and hashed (SHA-256) as it is written.
@@ -1391,7 +1468,17 @@ impl<'a> Pipeline<'a> {
                     st = self.cond.wait(st).expect("poisoned");
                 }
             };
-            let result = prepare_via(&self.entries[i], settings, &mut buf, machine);
+            // A worker that panicked would leave the writer waiting for its
+            // entry forever: its panic becomes that entry's error.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                prepare_via(&self.entries[i], settings, &mut buf, machine)
+            }))
+            .unwrap_or_else(|_| {
+                Err(ArchiveError::Write(std::io::Error::other(format!(
+                    "compressing {} failed (a bug in lbuild: please report it with the message above)",
+                    self.entries[i].path.display()
+                ))))
+            });
             let mut st = self.state.lock().expect("poisoned");
             st.done.insert(i, result);
             self.cond.notify_all();

@@ -591,6 +591,23 @@ fn a_full_disk_in_the_middle_of_the_zip_prints_one_clear_error() {
 }
 
 #[test]
+fn a_full_temp_disk_while_streaming_a_large_file_prints_one_clear_error() {
+    // Regression: a file over 32 MiB is deflated into a one-entry zip in a
+    // temp file; when that write failed, the dropped zip writer tried to
+    // finish it and printed `ZipWriter::drop: failed to finalize archive`.
+    let p = TestProject::hello();
+    p.build_json();
+    let good = p.zip_bytes("hello");
+    p.write_bytes("big.py", &noise(33 << 20, 7));
+    let out = run_with_file_size_limit(&p, 1 << 20);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("ZipWriter"), "{err}");
+    assert!(!err.contains("Io("), "no debug representation: {err}");
+    assert_eq!(p.zip_bytes("hello"), good, "the last good zip is untouched");
+}
+
+#[test]
 fn a_full_disk_while_writing_the_zip_names_the_file_and_keeps_the_last_zip() {
     // Regression: disk full printed the zip library's debug representation
     // and named no path.
