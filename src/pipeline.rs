@@ -331,6 +331,7 @@ fn build_locked(
             // The zip must be written: now the deps tree's files are needed.
             let (mut deps, reinstalled) = deps::ready(tree, plan, cache, reporter)?;
             let tree_zip = deps.tree_zip.take();
+            let keep = deps.keep.take();
             if let Some(report) = reinstalled {
                 dep_report = report;
             }
@@ -340,10 +341,11 @@ fn build_locked(
             } else {
                 package::key(plan, deps.digest, &src, &cfg)?
             };
-            // Kept for the remote store (before the layer's prefix).
+            // Kept for the remote store and the machine store's tree zip
+            // (before the layer's prefix).
             let remote = crate::remote::for_plan(plan)?.filter(|r| r.can_write());
-            let tree_entries = match (remote, deps.digest) {
-                (Some(_), Some(_)) => deps.entries.clone(),
+            let tree_entries = match (remote.is_some() || keep.is_some(), deps.digest) {
+                (true, Some(_)) => deps.entries.clone(),
                 _ => Vec::new(),
             };
             let dep_entries = under_prefix(plan, deps.entries);
@@ -370,6 +372,9 @@ fn build_locked(
                 },
             ];
             let built = package::build(plan, cache, reporter, key, &inputs, tree_zip.as_ref())?;
+            if let Some(k) = keep.filter(|_| !tree_entries.is_empty()) {
+                deps::keep_tree_zip(plan, cache, k, &tree_entries, &built.1.details, reporter);
+            }
             if let Some(r) = remote
                 && !tree_entries.is_empty()
                 && let Ok(bytes) = blake3::Hash::from_hex(&dep_report.key)

@@ -8,7 +8,9 @@
 //! and file list), so a second project with the same requirements and
 //! target installs nothing; a tree fetched from the remote store is kept
 //! as its zip of compressed entries (`STORE/deps/KEY/tree-SETTINGS.zip`)
-//! and packaged from it, never unpacked. Names are content keys only: no path, user or
+//! and packaged from it, never unpacked; an installed tree gets the same
+//! zip after its first packaging, so the next project compresses none of
+//! it (gc counts and removes it with its tree). Names are content keys only: no path, user or
 //! clock.
 //!
 //! Writers put a file or tree under a temporary name (with their pid) and

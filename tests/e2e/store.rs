@@ -591,6 +591,35 @@ fn kept_trees(store: &Path) -> (Vec<PathBuf>, usize) {
     (zips, unpacked)
 }
 
+/// Flips one byte in the middle of the compressed data of `zip`'s largest
+/// entry, leaving its size and mtime as they were (so only the entry's
+/// digest can tell).
+fn flip_a_compressed_byte(zip: &Path) {
+    let mtime = std::fs::metadata(zip).unwrap().modified().unwrap();
+    let at = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+             i = max(zipfile.ZipFile(sys.argv[1]).infolist(), key=lambda i: i.compress_size)\n\
+             b = open(sys.argv[1], 'rb').read()\n\
+             h = i.header_offset\n\
+             print(h + 30 + int.from_bytes(b[h+26:h+28], 'little') + int.from_bytes(b[h+28:h+30], 'little') + i.compress_size // 2)",
+        )
+        .arg(zip)
+        .output()
+        .unwrap();
+    let at: usize = String::from_utf8_lossy(&at.stdout).trim().parse().unwrap();
+    let mut bytes = std::fs::read(zip).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(zip, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(zip)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
 /// A project warmed into the bucket (read-write), as a CI build would.
 fn warmed(moto: &Moto) -> DepsProject {
     bucket(moto);
@@ -702,31 +731,7 @@ fn a_kept_tree_zip_damaged_on_disk_never_reaches_the_zip_and_is_fetched_again() 
     let b = remote_project();
     json_of(&run_remote(&b, &moto, None, None, &["--json"]));
     let (kept, _) = kept_trees(b.p.store.path());
-    // One byte of compressed data flipped, size and mtime as they were.
-    let zip = &kept[0];
-    let mtime = std::fs::metadata(zip).unwrap().modified().unwrap();
-    let at = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sys, zipfile\n\
-             i = max(zipfile.ZipFile(sys.argv[1]).infolist(), key=lambda i: i.compress_size)\n\
-             b = open(sys.argv[1], 'rb').read()\n\
-             h = i.header_offset\n\
-             print(h + 30 + int.from_bytes(b[h+26:h+28], 'little') + int.from_bytes(b[h+28:h+30], 'little') + i.compress_size // 2)",
-        )
-        .arg(zip)
-        .output()
-        .unwrap();
-    let at: usize = String::from_utf8_lossy(&at.stdout).trim().parse().unwrap();
-    let mut bytes = std::fs::read(zip).unwrap();
-    bytes[at] ^= 0xff;
-    std::fs::write(zip, &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(zip)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    flip_a_compressed_byte(&kept[0]);
     std::fs::remove_file(b.p.path().join(".lbuild/store.zip")).unwrap();
     b.p.remove("dist/fn.zip");
     let out = run_remote(&b, &moto, None, None, &["--json"]);
@@ -741,4 +746,115 @@ fn a_kept_tree_zip_damaged_on_disk_never_reaches_the_zip_and_is_fetched_again() 
     let healed = json_of(&run_remote(&b, &moto, None, None, &["--json"]));
     assert!(!deps_ran(&healed), "{healed}");
     assert_eq!(b.zip_bytes(), a.zip_bytes());
+}
+
+/// A project with `purepkg` and a handler of its own (`tag`), every file
+/// small (below the machine store's entry threshold).
+fn tagged_project(tag: &str) -> DepsProject {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    d.p.write(
+        "app.py",
+        &format!("import purepkg\n\ndef handler(event, context):\n    return '{tag}'\n"),
+    );
+    d
+}
+
+/// (deps files, package details) of a build's JSON report.
+fn deps_and_package(json: &serde_json::Value) -> (u64, serde_json::Value) {
+    let files = stage_details(json, "deps")["files"].as_u64().unwrap();
+    (files, stage_details(json, "package").clone())
+}
+
+#[test]
+fn a_second_project_copies_every_dependency_entry_from_the_kept_tree_zip_and_equals_cold() {
+    let a = tagged_project("a");
+    assert!(deps_ran(&a.build()));
+    let store = a.p.store.path();
+    // The installing build kept its tree also as a zip, nothing of the
+    // project in it: only the dependency's files.
+    let (kept, unpacked) = kept_trees(store);
+    assert_eq!((kept.len(), unpacked), (1, 1), "{kept:?}");
+    let names = crate::common::entry_names(&kept[0]);
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("purepkg")),
+        "{names:?}"
+    );
+    crate::common::unzip_test(&kept[0]);
+    let a_path = a.p.path().to_string_lossy().into_owned();
+    let kept_bytes = std::fs::read(&kept[0]).unwrap();
+    let record = std::fs::read(kept[0].parent().unwrap().join("tree.json")).unwrap();
+    for bytes in [&kept_bytes, &record] {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains(&a_path),
+            "the project's path leaked into the store"
+        );
+    }
+    // gc counts it with its tree.
+    let st = stats(&a, store);
+    assert!(
+        st["tree_bytes"].as_u64().unwrap() > kept_bytes.len() as u64,
+        "{st}"
+    );
+
+    let b = tagged_project("b");
+    let (bin, marker) = uv_that_must_not_install();
+    let second = json_of(&run_in(&b, store, Some(bin.path()), &["--json"]));
+    assert_eq!(stage_details(&second, "deps")["from"], "store", "{second}");
+    assert!(!marker.exists(), "the installer ran");
+    let (files, package) = deps_and_package(&second);
+    // Every dependency entry copied; only b's own files compressed.
+    assert_eq!(package["from_tree"].as_u64().unwrap(), files, "{package}");
+    assert_eq!(
+        package["compressed"].as_u64().unwrap(),
+        package["entries"].as_u64().unwrap() - files,
+        "{package}"
+    );
+    assert_eq!(package["rejected"], 0, "{package}");
+
+    // Byte for byte what b's own cold build (a store of its own) makes.
+    let cold = tagged_project("b");
+    assert!(deps_ran(&cold.build()));
+    assert_eq!(b.zip_bytes(), cold.zip_bytes());
+    crate::common::unzip_test(&b.p.zip_path("fn"));
+
+    // Removing every kept zip is harmless: the next project compresses.
+    json_of(&run_in(
+        &a,
+        store,
+        None,
+        &["gc", "--max-size", "0", "--json"],
+    ));
+    assert_eq!(kept_trees(store).0.len(), 0);
+}
+
+#[test]
+fn a_damaged_kept_tree_zip_of_an_installed_tree_is_compressed_around_and_made_again() {
+    let a = tagged_project("a");
+    a.build();
+    let store = a.p.store.path();
+    let (kept, _) = kept_trees(store);
+    flip_a_compressed_byte(&kept[0]);
+
+    // The damaged entry is compressed from the installed file instead;
+    // the zip is b's cold zip.
+    let b = tagged_project("b");
+    let out = json_of(&run_in(&b, store, None, &["--json"]));
+    let (files, package) = deps_and_package(&out);
+    assert_eq!(package["rejected"], 1, "{package}");
+    assert_eq!(
+        package["from_tree"].as_u64().unwrap(),
+        files - 1,
+        "{package}"
+    );
+    let cold = tagged_project("b");
+    cold.build();
+    assert_eq!(b.zip_bytes(), cold.zip_bytes());
+
+    // The kept zip was made again: the next project copies everything.
+    let c = tagged_project("b");
+    let out = json_of(&run_in(&c, store, None, &["--json"]));
+    let (files, package) = deps_and_package(&out);
+    assert_eq!(package["rejected"], 0, "{package}");
+    assert_eq!(package["from_tree"].as_u64().unwrap(), files, "{package}");
+    assert_eq!(c.zip_bytes(), cold.zip_bytes());
 }

@@ -163,14 +163,22 @@ struct RecordedFile {
 pub enum DepsTree {
     /// The function has no `[dependencies]`.
     None,
-    /// Entries known: just installed.
-    Ready { digest: Hash, entries: Vec<Entry> },
+    /// Entries known: just installed (under deps key `key`).
+    Ready {
+        digest: Hash,
+        entries: Vec<Entry>,
+        key: Hash,
+    },
     /// A cached tree, known by its recorded digest, not yet checked against
     /// its record (a build whose zip is cached never needs to).
     Unverified {
         digest: Hash,
         tree: PathBuf,
         key: Hash,
+        /// Adopted from the machine store by this build (another project
+        /// installed it): this project's reuse store has none of its
+        /// entries yet.
+        adopted: bool,
     },
 }
 
@@ -194,6 +202,18 @@ pub struct ReadyDeps {
     /// entries are copied out of it (their paths name files that are not
     /// on disk).
     pub tree_zip: Option<crate::archive::TreeZip>,
+    /// An installed tree, to be kept also as a zip after packaging (see
+    /// [`keep_tree_zip`]) when it has none for these archive settings or
+    /// the one it has turned out damaged.
+    pub keep: Option<KeepTree>,
+}
+
+/// An installed machine-store tree that [`keep_tree_zip`] may keep as a zip.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepTree {
+    key: Hash,
+    /// A kept zip was found and used as this build's tree zip.
+    kept: bool,
 }
 
 /// Makes `tree` ready to package: a cached tree is checked file by file
@@ -206,18 +226,28 @@ pub fn ready(
     cache: &mut Cache,
     reporter: &Reporter,
 ) -> crate::Result<(ReadyDeps, Option<StageReport>)> {
-    let (digest, tree, key) = match tree {
+    let (digest, tree, key, adopted) = match tree {
         DepsTree::None => return Ok((ReadyDeps::default(), None)),
-        DepsTree::Ready { digest, entries } => {
+        DepsTree::Ready {
+            digest,
+            entries,
+            key,
+        } => {
             let digest = Some(digest);
             let ready = ReadyDeps {
                 digest,
                 entries,
                 tree_zip: None,
+                keep: Some(KeepTree { key, kept: false }),
             };
             return Ok((ready, None));
         }
-        DepsTree::Unverified { digest, tree, key } => (digest, tree, key),
+        DepsTree::Unverified {
+            digest,
+            tree,
+            key,
+            adopted,
+        } => (digest, tree, key, adopted),
     };
     if let Some(entries) =
         recorded_files(cache, &key)?.and_then(|files| still_installed(&tree, &files))
@@ -226,11 +256,15 @@ pub fn ready(
         if let Some(dir) = tree.parent() {
             crate::store::touch(&dir.join(TREE_RECORD));
         }
+        // Installed, and perhaps also kept as a zip (by the project that
+        // installed it): its entries are then copied, not compressed.
+        let (tree_zip, keep) = installed_tree_zip(plan, &key, &digest, adopted);
         let digest = Some(digest);
         let ready = ReadyDeps {
             digest,
             entries,
-            tree_zip: None,
+            tree_zip,
+            keep,
         };
         return Ok((ready, None));
     }
@@ -243,17 +277,24 @@ pub fn ready(
     let settings = crate::stages::package::settings(plan)?;
     let now = read_shared(root, &key).filter(|s| s.record.digest == digest);
     if let Some(shared) = now
-        && let Some((entries, tree_zip)) = usable(root, &key, &shared, &settings)
+        && let Some((entries, tree_zip, installed)) = usable(root, &key, &shared, &settings)
     {
-        if tree_zip.is_none() {
+        if installed {
             record_shared(cache, &key, &shared);
         }
         crate::store::touch(&key_dir(root, &key).join(TREE_RECORD));
+        let keep = (installed && (tree_zip.is_some() || may_keep(&shared, &settings))).then_some(
+            KeepTree {
+                key,
+                kept: tree_zip.is_some(),
+            },
+        );
         let digest = Some(digest);
         let ready = ReadyDeps {
             digest,
             entries,
             tree_zip,
+            keep,
         };
         return Ok((ready, None));
     }
@@ -262,7 +303,7 @@ pub fn ready(
         && let Some(remote) = crate::remote::for_plan(plan)?
         && let Some(shared) = fetch_remote(remote, plan, &key, reporter)?
         && shared.record.digest == digest
-        && let Some((entries, tree_zip)) = usable(root, &key, &shared, &settings)
+        && let Some((entries, tree_zip, _)) = usable(root, &key, &shared, &settings)
     {
         record_shared(cache, &key, &shared);
         let digest = Some(digest);
@@ -270,6 +311,7 @@ pub fn ready(
             digest,
             entries,
             tree_zip,
+            keep: None,
         };
         return Ok((ready, None));
     }
@@ -286,12 +328,17 @@ pub fn ready(
     });
     let (installed, report) = stage(plan, cache, reporter, true)?;
     match installed {
-        DepsTree::Ready { digest, entries } => {
+        DepsTree::Ready {
+            digest,
+            entries,
+            key,
+        } => {
             let digest = Some(digest);
             let ready = ReadyDeps {
                 digest,
                 entries,
                 tree_zip: None,
+                keep: Some(KeepTree { key, kept: false }),
             };
             Ok((ready, Some(report)))
         }
@@ -409,6 +456,7 @@ fn stage(
             digest: record.digest,
             tree,
             key: key_hash,
+            adopted: false,
         };
         return Ok((out, report));
     }
@@ -447,6 +495,7 @@ fn stage(
             digest: shared.record.digest,
             tree,
             key: key_hash,
+            adopted: true,
         };
         return Ok((out, report));
     }
@@ -539,6 +588,7 @@ fn stage(
     let out = DepsTree::Ready {
         digest: shared.record.digest,
         entries,
+        key: key_hash,
     };
     Ok((out, report))
 }
@@ -637,18 +687,82 @@ fn tree_zip_of(
 }
 
 /// A machine-store tree's entries, if it can be packaged: installed and
-/// unchanged (by stat), or kept as a checked zip for these settings.
+/// unchanged (by stat; its kept zip, if any, copied from, a damaged entry
+/// compressed from the installed file), or not installed but kept as a
+/// checked zip for these settings. The flag says whether it is installed.
 fn usable(
     root: &Path,
     key: &Hash,
     shared: &SharedTree,
     settings: &crate::archive::Settings,
-) -> Option<(Vec<Entry>, Option<crate::archive::TreeZip>)> {
-    if let Some(entries) = still_installed(&tree_dir(root, key), &shared.files) {
-        return Some((entries, None));
+) -> Option<(Vec<Entry>, Option<crate::archive::TreeZip>, bool)> {
+    let tree = tree_dir(root, key);
+    if tree.is_dir() {
+        // Installed: packaged only as installed. A tree changed behind
+        // lbuild's back is installed again, not packaged around (an entry
+        // its zip fails would be read from the changed file).
+        let entries = still_installed(&tree, &shared.files)?;
+        return Some((entries, tree_zip_of(root, key, shared, settings), true));
     }
     let zip = tree_zip_of(root, key, shared, settings)?;
-    Some((at_tree(root, key, &shared.files), Some(zip)))
+    Some((at_tree(root, key, &shared.files), Some(zip), false))
+}
+
+/// Whether a tree's record leaves room for a kept zip for these settings:
+/// none kept yet, or one for these settings that no longer matches its
+/// record (two builds raced to keep it): made again. A zip kept for other
+/// settings stays.
+fn may_keep(shared: &SharedTree, settings: &crate::archive::Settings) -> bool {
+    shared
+        .zip
+        .as_ref()
+        .is_none_or(|z| z.settings == settings.id())
+}
+
+/// For a tree installed in the machine store and recorded in the project
+/// under `digest`: its kept zip (usable for this plan's settings), and
+/// whether to keep one after packaging. Reads the tree's record only when
+/// a zip is there and the tree was `adopted` by this build (one directory
+/// listing otherwise): a project that packaged this tree before copies
+/// its entries out of its own reuse store, and an edit build should not
+/// parse the tree's record (~1 MB for 4,600 files) for nothing.
+fn installed_tree_zip(
+    plan: &Plan,
+    key: &Hash,
+    digest: &Hash,
+    adopted: bool,
+) -> (Option<crate::archive::TreeZip>, Option<KeepTree>) {
+    let store = plan.machine_store();
+    let root = store.root();
+    let any_zip = std::fs::read_dir(key_dir(root, key)).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("tree-") && name.ends_with(".zip")
+        })
+    });
+    let keep = |kept| KeepTree { key: *key, kept };
+    if !any_zip {
+        return (None, Some(keep(false)));
+    }
+    if !adopted {
+        return (None, None);
+    }
+    let (Some(shared), Ok(settings)) = (
+        read_shared(root, key),
+        crate::stages::package::settings(plan),
+    ) else {
+        return (None, None);
+    };
+    // Another tree under this key (installed again since): its zip pairs
+    // its own files with their compressed entries, not this project's.
+    if shared.record.digest != *digest {
+        return (None, None);
+    }
+    match tree_zip_of(root, key, &shared, &settings) {
+        Some(z) => (Some(z), Some(keep(true))),
+        None => (None, may_keep(&shared, &settings).then_some(keep(false))),
+    }
 }
 
 /// The tree of `key` in the machine store, if one is there.
@@ -1134,6 +1248,121 @@ pub fn upload_remote(
         let _ = std::fs::write(&marker, "");
     }
     Ok(done)
+}
+
+/// After a build that packaged the installed tree of `key` (`entries`,
+/// without any layer prefix): keeps the tree in the machine store also as
+/// its zip of compressed entries (`deps/KEY/tree-SETTINGS16.zip`, raw
+/// digests in `tree.json`), copied raw out of the project's reuse store
+/// just written, so nothing is compressed again; a second project with
+/// the same tree then copies every dependency entry out of it. Written
+/// under a temporary name and renamed, the record after the zip, so a
+/// concurrent build sees the old record or the new one, never a partial
+/// file. Best effort: a failure is one warning.
+///
+/// `package` is the package stage's details: a kept zip this build used
+/// is made again when an entry was rejected (it may be the one damaged).
+pub fn keep_tree_zip(
+    plan: &Plan,
+    cache: &Cache,
+    keep: KeepTree,
+    entries: &[Entry],
+    package: &serde_json::Value,
+    reporter: &Reporter,
+) {
+    let rejected = package["rejected"].as_u64().unwrap_or(0) > 0;
+    if keep.kept && !rejected {
+        return;
+    }
+    let key = &keep.key;
+    if let Err(why) = try_keep_tree_zip(plan, cache, key, entries, keep.kept) {
+        reporter.warn(format!(
+            "could not keep the dependency tree as a zip in {} ({why}); the zip is fine, another project with these dependencies compresses them again",
+            key_dir(plan.machine_store().root(), key).display()
+        ));
+    }
+}
+
+/// With `again`, a kept zip that still matches its record by stat is
+/// replaced too (its bytes did not verify).
+fn try_keep_tree_zip(
+    plan: &Plan,
+    cache: &Cache,
+    key: &Hash,
+    entries: &[Entry],
+    again: bool,
+) -> Result<(), String> {
+    let store = plan.machine_store();
+    let root = store.root();
+    let dir = key_dir(root, key);
+    let digest = crate::entry::entries_digest(entries);
+    // Only for the tree these entries are (its record may have been
+    // replaced since, or the tree trimmed by gc).
+    let current = |shared: &SharedTree| shared.record.digest == digest;
+    let Some(shared) = read_shared(root, key).filter(current) else {
+        return Ok(());
+    };
+    let settings = crate::stages::package::settings(plan).map_err(|e| e.to_string())?;
+    if (!again && tree_zip_of(root, key, &shared, &settings).is_some())
+        || !may_keep(&shared, &settings)
+    {
+        return Ok(());
+    }
+    let wanted: Vec<(Hash, bool)> = entries.iter().map(|e| (e.hash, e.executable)).collect();
+    let packed = cache
+        .packed_lookup(&plan.store_file, &wanted)
+        .map_err(|e| e.to_string())?;
+    let reuse = crate::archive::Store::new(&plan.cache_dir, packed, &settings, &plan.store_file);
+    crate::store::remove_dead_temporaries(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .suffix(".zip")
+        .tempfile_in(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let written = crate::archive::write_zip(
+        tmp.as_file(),
+        entries,
+        &settings,
+        reuse.as_ref(),
+        Some(&store),
+    )
+    .map_err(|e| e.to_string())?;
+    if written.packed.len() != shared.files.len()
+        || !written
+            .packed
+            .iter()
+            .zip(&shared.files)
+            .all(|(p, f)| p.name == f.name && p.content_hash == f.hash)
+    {
+        return Ok(());
+    }
+    let raw = written
+        .packed
+        .iter()
+        .map(|p| p.raw_hash.to_hex().to_string())
+        .collect();
+    let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+    let file = format!("tree-{}.zip", &settings.id().to_hex()[..16]);
+    let path = dir.join(&file);
+    tmp.persist(&path)
+        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
+    let meta = fs_err::metadata(&path).map_err(|e| e.to_string())?;
+    // Read again just before it is replaced: another build may have
+    // replaced the tree meanwhile.
+    let Some(mut shared) = read_shared(root, key).filter(current) else {
+        return Ok(());
+    };
+    shared.zip = Some(TreeZipRecord {
+        file,
+        settings: settings.id(),
+        size: meta.len(),
+        mtime_ns: crate::entry::mtime_ns(&meta),
+        raw,
+    });
+    let json = serde_json::to_vec(&shared).map_err(|e| e.to_string())?;
+    store
+        .put_bytes(&dir.join(TREE_RECORD), &json)
+        .map_err(|e| e.to_string())
 }
 
 /// Bump when what a lock turns into (the pinned file, the installer's
