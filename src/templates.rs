@@ -97,6 +97,14 @@ fn requirements_in(dir: &Path, root: &str) -> Option<String> {
     dir.join(&rel).is_file().then_some(rel)
 }
 
+/// Why a function with this runtime is left out, unless it is Python.
+fn not_python(runtime: &Option<String>) -> Option<String> {
+    match runtime.as_deref() {
+        Some(r) if r.starts_with("python") => None,
+        other => Some(format!("runtime {}", other.unwrap_or("not given"))),
+    }
+}
+
 /// `path/to/module.function` (either separator) as `path.to.module.function`.
 fn dotted(handler: &str) -> String {
     handler.trim().trim_start_matches("./").replace('/', ".")
@@ -121,14 +129,8 @@ fn sam(dir: &Path, file: &str, doc: &Yaml) -> Template {
                 continue;
             }
             let fn_runtime = pick("Runtime");
-            if !fn_runtime
-                .as_deref()
-                .is_some_and(|r| r.starts_with("python"))
-            {
-                skipped.push(format!(
-                    "{name} (runtime {})",
-                    fn_runtime.as_deref().unwrap_or("not given")
-                ));
+            if let Some(why) = not_python(&fn_runtime) {
+                skipped.push(format!("{name} ({why})"));
                 continue;
             }
             let Some(handler) = pick("Handler") else {
@@ -191,14 +193,8 @@ fn serverless(file: &str, doc: &Yaml) -> Template {
                 continue;
             }
             let fn_runtime = text(&f["runtime"]).or_else(|| runtime.clone());
-            if !fn_runtime
-                .as_deref()
-                .is_some_and(|r| r.starts_with("python"))
-            {
-                skipped.push(format!(
-                    "{name} (runtime {})",
-                    fn_runtime.as_deref().unwrap_or("not given")
-                ));
+            if let Some(why) = not_python(&fn_runtime) {
+                skipped.push(format!("{name} ({why})"));
                 continue;
             }
             let Some(handler) = text(&f["handler"]) else {

@@ -1007,19 +1007,7 @@ fn publish(
 ) -> crate::Result<(SharedTree, Vec<Entry>)> {
     let io = DepsError::io;
     let final_dir = key_dir(root, key);
-    let tree = tree_dir(root, key);
-    let at_final = |files: &[RecordedFile]| -> Vec<Entry> {
-        files
-            .iter()
-            .map(|f| Entry {
-                name: f.name.clone(),
-                path: tree.join(&f.name),
-                hash: f.hash,
-                size: f.size,
-                executable: f.executable,
-            })
-            .collect()
-    };
+    let at_final = |files: &[RecordedFile]| at_tree(root, key, files);
     drop(entries);
     if replace && final_dir.exists() {
         let aside = root
