@@ -133,7 +133,7 @@ impl MachineStore {
         let dir = path.parent().unwrap_or(Path::new("."));
         fs_err::create_dir_all(dir)?;
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".tmp-{}-", std::process::id()))
+            .prefix(&temp_prefix())
             .tempfile_in(dir)?;
         // No fsync: the store is a cache, and every read verifies (a file
         // torn by a power cut fails its check and is made again), while a
@@ -384,6 +384,12 @@ pub fn process_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The prefix of this process's temporary names in the store, `.tmp-PID-`:
+/// what [`remove_dead_temporaries`] reads the writer's pid from.
+pub fn temp_prefix() -> String {
+    format!(".tmp-{}-", std::process::id())
 }
 
 /// Removes `.tmp-PID-*` leftovers in `dir` whose writer is dead.

@@ -636,6 +636,19 @@ struct TreeZipRecord {
     raw: Vec<String>,
 }
 
+/// A fresh directory in the store's `deps/` to build a tree in before it
+/// is renamed into place, after clearing dead builds' leftovers there.
+fn staging_dir(deps_dir: &Path, context: &'static str) -> Result<tempfile::TempDir, DepsError> {
+    let io = DepsError::io;
+    fs_err::create_dir_all(deps_dir).map_err(io(context))?;
+    crate::store::remove_dead_temporaries(deps_dir);
+    tempfile::Builder::new()
+        .prefix(&crate::store::temp_prefix())
+        .tempdir_in(deps_dir)
+        // tempfile's error names the path.
+        .map_err(io(context))
+}
+
 /// The entries of a machine-store tree at their paths under `tree/`.
 fn at_tree(root: &Path, key: &Hash, files: &[RecordedFile]) -> Vec<Entry> {
     let tree = tree_dir(root, key);
@@ -897,13 +910,7 @@ fn install(
     let store = plan.machine_store();
     let deps_dir = store.deps_dir();
     let io = DepsError::io;
-    fs_err::create_dir_all(&deps_dir).map_err(io("cannot install dependencies"))?;
-    crate::store::remove_dead_temporaries(&deps_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
-        .tempdir_in(&deps_dir)
-        // tempfile's error names the path.
-        .map_err(io("cannot install dependencies"))?;
+    let tmp = staging_dir(&deps_dir, "cannot install dependencies")?;
     let staging = tmp.path().join("tree");
     let ran = match &deps.lock {
         None => {
@@ -1126,12 +1133,7 @@ fn fetch_remote(
     let store = plan.machine_store();
     let deps_dir = store.deps_dir();
     let io = DepsError::io;
-    fs_err::create_dir_all(&deps_dir).map_err(io("cannot fetch dependencies"))?;
-    crate::store::remove_dead_temporaries(&deps_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
-        .tempdir_in(&deps_dir)
-        .map_err(io("cannot fetch dependencies"))?;
+    let tmp = staging_dir(&deps_dir, "cannot fetch dependencies")?;
     let id = settings.id();
     let file = format!("tree-{}.zip", &id.to_hex()[..16]);
     let zip_path = tmp.path().join(&file);
@@ -1303,7 +1305,7 @@ fn try_keep_tree_zip(
     let reuse = crate::archive::Store::new(&plan.cache_dir, packed, &settings, &plan.store_file);
     crate::store::remove_dead_temporaries(&dir);
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .prefix(&crate::store::temp_prefix())
         .suffix(".zip")
         .tempfile_in(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
