@@ -54,6 +54,7 @@ use std::time::Duration;
 
 use notify::{Event, RecursiveMode, Watcher};
 
+use crate::context::BuildContext;
 use crate::deploy::{DeployOptions, Deployer, LayerRef};
 use crate::manifest::{self, Plan, Workspace};
 use crate::pipeline::{self, ArtifactResult, BuildOutcome, WorkspaceOutcome};
@@ -465,7 +466,9 @@ impl Session {
         let (changed, touches_input) = self.changed(batch);
         let found = match (&self.manifest_error, self.plan()) {
             (Some(e), _) => Found::Failed(e.clone()),
-            (None, Some(plan)) => match pipeline::build(plan, &self.build_reporter) {
+            (None, Some(plan)) => match BuildContext::for_plan(plan, &self.build_reporter)
+                .and_then(|cx| pipeline::build(&cx, plan))
+            {
                 Ok(outcome) => Found::Built(outcome),
                 Err(e) => Found::Failed(Failure::from(&e)),
             },
@@ -689,7 +692,9 @@ impl Session {
     fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
         let (changed, touches_input) = self.changed(batch);
         let results: Vec<(String, Option<PathBuf>, Found)> =
-            match pipeline::build_workspace(ws, &[], &self.build_reporter) {
+            match BuildContext::for_workspace(ws, &self.build_reporter)
+                .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]))
+            {
                 Ok(outcome) => outcome
                     .artifacts
                     .into_iter()
