@@ -1227,7 +1227,7 @@ pub fn upload_remote(
             let Ok(file) = tempfile::NamedTempFile::new() else {
                 return Ok(false);
             };
-            if crate::archive::write_zip(file.as_file(), entries, &settings, None, Some(&store))
+            if crate::archive::write_zip(file.as_file(), entries, &settings, None, Some(store))
                 .is_err()
             {
                 return Ok(false);
@@ -1321,7 +1321,7 @@ fn try_keep_tree_zip(
         entries,
         &settings,
         reuse.as_ref(),
-        Some(&store),
+        Some(store),
     )
     .map_err(|e| e.to_string())?;
     if written.packed.len() != shared.files.len()
