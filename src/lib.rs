@@ -11,6 +11,8 @@ mod context;
 pub mod deploy;
 mod entry;
 mod error;
+mod exclusions;
+mod explain;
 mod hits;
 mod init;
 mod invoke;
@@ -24,7 +26,9 @@ mod stages;
 mod store;
 mod templates;
 mod terraform;
+mod walk;
 mod watch;
+mod watch_root;
 
 pub use error::{Error, Result};
 // What the binary and the integration tests reach for; everything else is

@@ -424,7 +424,7 @@ fn package_reasons(
     src: &[crate::entry::Entry],
     cfg: &[crate::entry::Entry],
 ) -> crate::Result<Vec<String>> {
-    use crate::stages::explain;
+    use crate::explain;
     let Ok(hash) = crate::entry::Hash::from_hex(&report.key) else {
         return Ok(Vec::new());
     };

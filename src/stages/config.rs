@@ -3,12 +3,13 @@
 
 use std::time::Instant;
 
-use super::watch_root::{WatchInputs, WatchRoot};
-use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing, walk};
+use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing};
 use crate::Error;
 use crate::cache::Cache;
 use crate::context::BuildContext;
 use crate::manifest::Plan;
+use crate::walk;
+use crate::watch_root::{WatchInputs, WatchRoot};
 
 pub const NAME: &str = "config";
 

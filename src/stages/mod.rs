@@ -7,11 +7,8 @@
 
 pub mod config;
 pub mod deps;
-pub mod explain;
 pub mod package;
 pub mod sources;
-pub mod walk;
-pub mod watch_root;
 
 use std::path::PathBuf;
 
@@ -19,7 +16,8 @@ use serde::Serialize;
 
 use crate::archive::{DEFLATE_BACKEND, FORMAT_VERSION};
 use crate::entry::{Entry, Hash};
-pub use explain::{Inputs, settle_inputs};
+pub use crate::explain::{Inputs, settle_inputs};
+use crate::{explain, walk};
 
 /// How many key inputs `lbuild -v` lists per stage.
 const MAX_EXPLAIN_LINES: usize = 64;

@@ -62,7 +62,7 @@ pub struct Input<'a> {
 pub struct PackageKey {
     hash: Hash,
     explain: Vec<String>,
-    /// The inputs, when the key was built keeping them (`stages::explain`).
+    /// The inputs, when the key was built keeping them (`crate::explain`).
     inputs: Option<super::Inputs>,
     settings: Settings,
     started: Instant,

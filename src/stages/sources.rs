@@ -7,13 +7,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::watch_root::{WatchInputs, WatchRoot};
-use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing, walk};
+use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing};
 use crate::Error;
 use crate::cache::Cache;
 use crate::context::BuildContext;
 use crate::manifest::Plan;
 use crate::report::Reporter;
+use crate::walk;
+use crate::watch_root::{WatchInputs, WatchRoot};
 
 pub const NAME: &str = "sources";
 

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
+use super::{Entry, KeyBuilder, StageReport, Status, hash_entries};
 use crate::cache::{Cache, Hash};
 use crate::context::BuildContext;
 use crate::manifest::{DepsPlan, FindLinks, Plan, relative_path};
@@ -38,6 +38,7 @@ use crate::remote::RemoteStore;
 use crate::report::Reporter;
 use crate::store::MachineStore;
 use crate::store::TREE_RECORD;
+use crate::walk;
 use installer::{Installer, Kind, Target};
 
 pub const NAME: &str = "deps";
@@ -414,7 +415,7 @@ fn stage(
     let tree = tree_dir(store.root(), &key_hash);
     // This build's inputs, when they differ from the artifact's last
     // build (kept by `key` under -v, fed again otherwise).
-    let inputs = if super::explain::needs_inputs(cache, plan, NAME, &key_hash)? {
+    let inputs = if crate::explain::needs_inputs(cache, plan, NAME, &key_hash)? {
         match key.inputs() {
             Some(i) => Some(i),
             None => stage_key(plan, deps, &reqs, &installer, target, cache, true)?.inputs(),
@@ -817,7 +818,7 @@ fn stage_key(
         key.add(&format!("requirements {name}"), f.hash.to_hex());
         // Recorded, not hashed: for "requirements.txt changed (x 1 → 2)".
         key.note(&format!("pins {name}"), || {
-            super::explain::pinned_lines(&std::fs::read_to_string(&f.path).unwrap_or_default())
+            crate::explain::pinned_lines(&std::fs::read_to_string(&f.path).unwrap_or_default())
         });
     }
     for o in &reqs.index_options {
@@ -1796,9 +1797,9 @@ fn relative(base: &Path, path: &Path) -> String {
 /// and requirements files), and the local wheels the requirements name.
 /// When the requirements cannot be read, the build says why; the top file
 /// is watched until it is fixed.
-pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
-    use super::watch_root::{WatchInputs, WatchRoot};
+pub fn watch_roots(plan: &Plan) -> Vec<crate::watch_root::WatchRoot> {
     use crate::manifest::normalize;
+    use crate::watch_root::{WatchInputs, WatchRoot};
     let Some(deps) = &plan.deps else {
         return Vec::new();
     };
