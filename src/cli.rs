@@ -357,7 +357,7 @@ fn built(
         return match outcome.artifacts.into_iter().next() {
             Some(pipeline::ArtifactResult::Built(o)) => {
                 if print {
-                    pipeline::print_outcome(&o, reporter);
+                    crate::output::print_outcome(&o, reporter);
                 }
                 Ok(pipeline::WorkspaceOutcome {
                     single: true,
@@ -371,7 +371,7 @@ fn built(
     }
     match outcome.exit_code() {
         Some(code) => {
-            pipeline::print_workspace(&outcome, reporter);
+            crate::output::print_workspace(&outcome, reporter);
             Err(crate::Error::ArtifactsFailed {
                 failed: outcome.failures(),
                 total: outcome.artifacts.len(),
@@ -380,7 +380,7 @@ fn built(
         }
         None => {
             if print {
-                pipeline::print_workspace(&outcome, reporter);
+                crate::output::print_workspace(&outcome, reporter);
             }
             Ok(outcome)
         }
@@ -456,7 +456,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Clean => {
             let ws = cli.global.workspace()?;
-            pipeline::clean(&ws.artifacts, &reporter)?;
+            crate::clean::clean(&ws.artifacts, &reporter)?;
             let outputs: Vec<&std::path::Path> = ws
                 .artifacts
                 .iter()
@@ -475,10 +475,10 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Gc {
             max_size: Some(size),
             ..
-        } => pipeline::gc_store(crate::store::parse_size(&size)?, &reporter),
+        } => crate::gc::gc_store(crate::store::parse_size(&size)?, &reporter),
         Command::Gc { days, .. } => {
             let ws = cli.global.workspace()?;
-            let removed = pipeline::gc(&ws.artifacts[0], days, &reporter)?;
+            let removed = crate::gc::gc(&ws.artifacts[0], days, &reporter)?;
             print_json(
                 &cli.global,
                 &serde_json::json!({
@@ -491,7 +491,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Cache {
             command: CacheCommand::Stats,
-        } => pipeline::store_stats(&reporter),
+        } => crate::stats::store_stats(&reporter),
         Command::Deploy(args) => deploy(&cli.global, &args, &reporter),
         Command::Invoke(args) => invoke(&cli.global, &args, &reporter),
     }
@@ -579,7 +579,7 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
     let outcome = match built.built(&plan.name, "function") {
         Some(o) => o.clone(),
         None => {
-            pipeline::print_workspace(&built, reporter);
+            crate::output::print_workspace(&built, reporter);
             return Err(crate::Error::Input {
                 message: format!("function {:?} did not build", plan.name),
                 hint: "fix the error above".into(),

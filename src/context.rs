@@ -35,10 +35,10 @@ impl<'r> BuildContext<'r> {
     /// The context for building `plan` (any artifact of a workspace: they
     /// share the cache directory, the store and the remote configuration).
     pub fn for_plan(plan: &Plan, reporter: &'r Reporter) -> crate::Result<Self> {
-        let remote = crate::remote::config_of(plan)?
+        let remote = remote_config_of(plan)?
             .as_ref()
             .and_then(crate::remote::connect);
-        Ok(Self::new(reporter, plan.machine_store(), remote))
+        Ok(Self::new(reporter, machine_store_of(plan), remote))
     }
 
     /// The context for building the artifacts of `ws`.
@@ -79,4 +79,26 @@ impl<'r> BuildContext<'r> {
     pub fn writable_remote(&self) -> Option<&dyn RemoteStore> {
         self.remote.as_deref().filter(|r| r.can_write())
     }
+}
+
+/// The machine store a plan's build shares with every project (the
+/// project's own cache directory when no store directory is known).
+pub fn machine_store_of(plan: &Plan) -> MachineStore {
+    MachineStore::at(
+        plan.env
+            .store_dir
+            .clone()
+            .unwrap_or_else(|| plan.cache_dir.clone()),
+    )
+}
+
+/// The remote configuration a plan asks for, if any (the command line and
+/// `LBUILD_REMOTE_CACHE`, read into the plan's environment, before the
+/// manifest's `[cache] remote`).
+fn remote_config_of(plan: &Plan) -> crate::Result<Option<crate::remote::RemoteConfig>> {
+    let env = &plan.env;
+    let Some(url) = env.remote_cache.as_deref().or(plan.remote_cache.as_deref()) else {
+        return Ok(None);
+    };
+    crate::remote::parse(url, env.remote_cache_mode.as_deref(), env.ci).map(Some)
 }

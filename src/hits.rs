@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::BuildOutcome;
+use crate::outcome::BuildOutcome;
 use crate::stages::Status;
 
 const LOG: &str = "hits.jsonl";

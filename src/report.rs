@@ -56,6 +56,28 @@ impl Reporter {
         }
     }
 
+    /// A line of the command's result on stdout (a CodeSha256, a table):
+    /// what scripts read, so never decorated. The caller decides by mode.
+    pub fn result(&self, line: impl AsRef<str>) {
+        println!("{}", line.as_ref());
+    }
+
+    /// The one JSON document of `--json`, on stdout.
+    pub fn json(&self, doc: &serde_json::Value) {
+        println!("{doc}");
+    }
+
+    /// A line for the person at the terminal (stderr) that the command was
+    /// asked for (`lbuild explain`'s reasons), whatever the mode.
+    pub fn say(&self, msg: impl AsRef<str>) {
+        eprintln!("{}", msg.as_ref());
+    }
+
+    /// An error, on stderr, in every mode.
+    pub fn error(&self, text: impl AsRef<str>) {
+        eprintln!("{}", text.as_ref());
+    }
+
     /// Detail shown with `-v`.
     pub fn detail(&self, msg: impl AsRef<str>) {
         if self.verbose && self.mode != Mode::Quiet {

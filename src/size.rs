@@ -1,7 +1,4 @@
-//! Lambda's size quotas and where the bytes of a built zip go.
-//!
-//! Owns the limits (50 MB zipped for a direct upload, 262,144,000 bytes
-//! unzipped for a function with all its layers, 5 layers) and the
+//! Where the bytes of a built zip go: the
 //! breakdown `lbuild size` prints: bytes per distribution (found through
 //! each `*.dist-info/RECORD` in the zip) and per top-level directory. It
 //! reads finished zips only; it does not decide what goes into them.
@@ -12,13 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// A zip larger than this cannot be uploaded directly (UpdateFunctionCode
-/// with ZipFile); it has to go through S3.
-pub const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1000 * 1000;
-/// Unzipped size of a function together with all its layers.
-pub const UNZIPPED_LIMIT: u64 = 262_144_000;
-/// Layers one function may use.
-pub const MAX_LAYERS: usize = 5;
+pub use crate::limits::{DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT, mb};
 
 /// Bytes of one group of entries (a distribution or a directory).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -161,65 +152,6 @@ fn largest_first(groups: BTreeMap<String, Group>) -> Vec<Group> {
     v
 }
 
-/// One contributor to a function's unzipped total: the function's own zip
-/// or one of its layers.
-#[derive(Debug, Clone)]
-pub struct Contributor {
-    pub name: String,
-    pub unzipped: u64,
-}
-
-/// What Lambda's quotas say about one function with its layers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LimitCheck {
-    /// Over the unzipped quota: the message naming the limit and the
-    /// largest contributors.
-    pub over_unzipped: Option<String>,
-    /// The zip is over the direct-upload size.
-    pub over_direct_upload: Option<String>,
-}
-
-/// Checks one function's zip (and its layers) against the quotas.
-pub fn check_limits(
-    function: &str,
-    zipped: u64,
-    own: Contributor,
-    layers: &[Contributor],
-) -> LimitCheck {
-    let total: u64 = own.unzipped + layers.iter().map(|l| l.unzipped).sum::<u64>();
-    let over_unzipped = (total > UNZIPPED_LIMIT).then(|| {
-        let mut parts: Vec<&Contributor> = std::iter::once(&own).chain(layers).collect();
-        parts.sort_by(|a, b| b.unzipped.cmp(&a.unzipped).then(a.name.cmp(&b.name)));
-        let listed: Vec<String> = parts
-            .iter()
-            .map(|c| format!("{} {}", c.name, mb(c.unzipped)))
-            .collect();
-        format!(
-            "{function} is {} unzipped with its layers, over Lambda's limit of {} ({} bytes): {}",
-            mb(total),
-            mb(UNZIPPED_LIMIT),
-            UNZIPPED_LIMIT,
-            listed.join(", ")
-        )
-    });
-    let over_direct_upload = (zipped > DIRECT_UPLOAD_LIMIT).then(|| {
-        format!(
-            "{function}'s zip is {}, over the {} Lambda accepts in a direct upload: deploy it through S3",
-            mb(zipped),
-            mb(DIRECT_UPLOAD_LIMIT)
-        )
-    });
-    LimitCheck {
-        over_unzipped,
-        over_direct_upload,
-    }
-}
-
-/// Megabytes as Lambda's documentation counts them (10^6 bytes).
-pub fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
 /// The human listing of `lbuild size` for one artifact.
 pub fn render(b: &Breakdown, headroom_unzipped: u64, top: usize) -> String {
     let mut out = String::new();
@@ -273,12 +205,12 @@ fn signed_mb(bytes: i128) -> String {
 /// one JSON object), with each function's headroom counting its layers.
 pub fn report(
     ws: &crate::manifest::Workspace,
-    outcome: &crate::pipeline::WorkspaceOutcome,
+    outcome: &crate::outcome::WorkspaceOutcome,
     names: &[String],
     top: usize,
     mode: crate::report::Mode,
 ) -> crate::Result<()> {
-    use crate::pipeline::ArtifactResult;
+    use crate::outcome::ArtifactResult;
     let mut docs = Vec::new();
     let mut text = String::new();
     for a in &outcome.artifacts {
@@ -343,6 +275,7 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{Contributor, LimitCheck, check_limits};
     use std::io::Write;
 
     fn zip_of(files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {

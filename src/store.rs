@@ -27,18 +27,6 @@ use std::path::{Path, PathBuf};
 
 use crate::cache::Hash;
 
-/// `LBUILD_STORE`, else `$XDG_CACHE_HOME/lbuild`, else `$HOME/.cache/lbuild`.
-pub fn dir_from_env() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(d) = var("LBUILD_STORE") {
-        return Some(PathBuf::from(d));
-    }
-    if let Some(d) = var("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
-        return Some(PathBuf::from(d).join("lbuild"));
-    }
-    var("HOME").map(|h| PathBuf::from(h).join(".cache").join("lbuild"))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0}")]

@@ -174,6 +174,11 @@ pub fn is_cache_entry(name: &str) -> bool {
         })
 }
 
+/// The reuse store's file name inside the cache directory, for a
+/// single-function manifest (a workspace's artifacts each have their own,
+/// `store-KIND-NAME.zip`, see `Plan::store_file`).
+pub const STORE_FILE: &str = "store.zip";
+
 /// The database file's name inside the cache directory.
 pub const DB_FILE: &str = "cache.sqlite";
 

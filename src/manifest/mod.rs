@@ -291,7 +291,7 @@ impl Env {
         Env {
             cache_dir: std::env::var_os("LBUILD_CACHE_DIR").filter(|v| !v.is_empty()),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
-            store_dir: crate::store::dir_from_env(),
+            store_dir: store_dir_from_env(),
             remote_cache: std::env::var("LBUILD_REMOTE_CACHE")
                 .ok()
                 .filter(|v| !v.is_empty()),
@@ -360,8 +360,20 @@ pub struct Plan {
     /// `store-KIND-NAME.zip` in a workspace).
     pub store_file: String,
     /// `[cache] remote` in the manifest (the environment and the command
-    /// line take precedence, see [`crate::remote::config_of`]).
+    /// line take precedence, see `BuildContext::for_plan`).
     pub remote_cache: Option<String>,
+}
+
+/// `LBUILD_STORE`, else `$XDG_CACHE_HOME/lbuild`, else `$HOME/.cache/lbuild`.
+pub fn store_dir_from_env() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("LBUILD_STORE") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = var("XDG_CACHE_HOME").filter(|d| Path::new(d).is_absolute()) {
+        return Some(PathBuf::from(d).join("lbuild"));
+    }
+    var("HOME").map(|h| PathBuf::from(h).join(".cache").join("lbuild"))
 }
 
 impl Plan {
@@ -371,17 +383,6 @@ impl Plan {
         let (module, _) = self.handler.rsplit_once('.').unwrap_or((&self.handler, ""));
         let base = module.replace('.', "/");
         [format!("{base}.py"), format!("{base}/__init__.py")]
-    }
-
-    /// The machine store this build shares with every project (the
-    /// project's own cache directory when no store directory is known).
-    pub fn machine_store(&self) -> crate::store::MachineStore {
-        crate::store::MachineStore::at(
-            self.env
-                .store_dir
-                .clone()
-                .unwrap_or_else(|| self.cache_dir.clone()),
-        )
     }
 
     pub fn is_layer(&self) -> bool {

@@ -161,7 +161,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         kind: super::ArtifactKind::Function { layers: Vec::new() },
         lambda,
         foreign_outputs: Vec::new(),
-        store_file: crate::stages::package::STORE_FILE.to_string(),
+        store_file: crate::cache::STORE_FILE.to_string(),
         remote_cache: None,
     })
 }

@@ -21,7 +21,7 @@ use super::raw::{
 };
 use super::validate::{self, Ctx, Sections};
 use super::{ArtifactKind, Env, ManifestError, Plan, Position};
-use crate::size::MAX_LAYERS;
+use crate::limits::MAX_LAYERS;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

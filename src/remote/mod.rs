@@ -118,17 +118,6 @@ pub fn connect(config: &RemoteConfig) -> Option<std::sync::Arc<dyn RemoteStore>>
     s3::S3Remote::new(config).map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn RemoteStore>)
 }
 
-/// The remote configuration a plan asks for, if any (the command line and
-/// `LBUILD_REMOTE_CACHE`, read into the plan's environment, before the
-/// manifest's `[cache] remote`).
-pub fn config_of(plan: &crate::manifest::Plan) -> crate::Result<Option<RemoteConfig>> {
-    let env = &plan.env;
-    let Some(url) = env.remote_cache.as_deref().or(plan.remote_cache.as_deref()) else {
-        return Ok(None);
-    };
-    parse(url, env.remote_cache_mode.as_deref(), env.ci).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

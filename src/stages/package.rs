@@ -431,11 +431,6 @@ fn fetch_entries(
     missing
 }
 
-/// The reuse store's file name inside the cache directory, for a
-/// single-function manifest (a workspace's artifacts each have their own,
-/// `store-KIND-NAME.zip`, see [`Plan::store_file`]).
-pub const STORE_FILE: &str = "store.zip";
-
 /// `.lbuild-NAME.zip-`: what every temp file of this output starts with
 /// (then the writing process's pid, `-`, a random part, `.tmp`).
 fn temp_prefix(out: &Path) -> String {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `lbuild` binary on projects made in temp dirs,
 //! zips read back with Python's `zipfile` and `unzip -t`.
 
+mod architecture;
 mod common;
 
 mod contract;
