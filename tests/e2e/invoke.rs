@@ -455,3 +455,41 @@ fn invoke_refuses_a_non_utf8_event_as_bad_input() {
     );
     assert!(!p.zip_path("hello").exists(), "built despite the bad event");
 }
+
+/// Lambda's response rules: JSON (else Runtime.MarshalError), at most 6 MB.
+#[test]
+fn invoke_refuses_a_response_lambda_would_not_return() {
+    let p = project("def handler(event, context):\n    return object()\n");
+    let out = invoke(&p, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Runtime.MarshalError"), "{stderr}");
+    assert!(stderr.contains("its return value is not JSON"), "{stderr}");
+
+    // A JSON string of 6 MB + 1 byte, quotes included.
+    p.write(
+        "app.py",
+        "def handler(event, context):\n    return 'x' * (6 * 1024 * 1024 - 1)\n",
+    );
+    let out = invoke(&p, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no partial result");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("returned 6291457 bytes of JSON, over Lambda's limit of 6291456 bytes"),
+        "{stderr}"
+    );
+    // Exactly the limit is returned whole.
+    p.write(
+        "app.py",
+        "def handler(event, context):\n    return 'x' * (6 * 1024 * 1024 - 2)\n",
+    );
+    let out = invoke(&p, &[]);
+    assert_success(&out);
+    assert_eq!(
+        out.stdout.len(),
+        6 * 1024 * 1024 + 1,
+        "the JSON and a newline"
+    );
+}
