@@ -251,9 +251,12 @@ pub struct DeployArgs {
     long_about = "Builds the zip, then runs its handler on this machine the way Lambda would: \
 the zip extracted once (keyed by its sha256) under .lbuild/invoke/, only the zip importable \
 (function code first), a context object with Lambda's attributes and \
-get_remaining_time_in_millis(), and the timeout enforced. The handler's return value is \
-printed as JSON on stdout; its prints and logs go to stderr. An exception prints the \
-traceback and exits non-zero, so a `No module named x` shows up before a deploy.\n\n\
+get_remaining_time_in_millis(), Lambda's environment variables (plus the manifest's, --env \
+and the caller's AWS credentials; nothing else of this machine's unless --pass-env names it), \
+the event on stdin (UTF-8 JSON up to 6 MB), and the timeout enforced on the handler's whole \
+process group. The handler's return value is printed as JSON on stdout; its prints and logs go \
+to stderr. An exception prints the traceback and exits non-zero, so a `No module named x` \
+shows up before a deploy; so does sys.exit() or os._exit(), as on Lambda.\n\n\
 Needs the runtime's Python (python3.X on PATH, or found by `uv python find`); no Docker, \
 no network.",
     after_help = "Examples:\n  \
@@ -275,6 +278,9 @@ pub struct InvokeArgs {
     /// An environment variable for the handler (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// Give the handler this variable of lbuild's environment, if set (repeatable)
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
 }
 
 impl DeployArgs {
@@ -606,6 +612,7 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
         timeout: opts.timeout,
         memory_mb: opts.memory_mb,
         environment: opts.environment,
+        pass_env: args.pass_env.clone(),
         event,
         scratch: plan.cache_dir.join("invoke"),
     };
