@@ -4,7 +4,10 @@
 //! Owns the merge (one archive path, one claimant), the archive settings
 //! (level, the single DOS time), the atomic write and the reuse store
 //! (`.lbuild/store.zip`, a hard link to the last zip built, indexed in the
-//! cache so unchanged entries are copied, not deflated again).
+//! cache so unchanged entries are copied, not deflated again), and the
+//! chain of [`EntrySource`]s the writer asks before compressing (the reuse
+//! stores, a kept tree zip, the machine store, the remote store's bulk
+//! fetch into it).
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
