@@ -25,7 +25,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::archive::{Compressed, EntrySource, Found, SourceKind};
 use crate::cache::Hash;
+use crate::entry::Entry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -246,6 +248,48 @@ fn fs_err_io(e: std::io::Error, p: &Path) -> StoreError {
     ))
 }
 
+/// Entries below this size are compressed, never looked up in or put into
+/// the machine store: creating a file costs more than deflating a few KiB
+/// (measured on ext4: a cold build of the 4,600-file corpus took 2.3 s
+/// instead of 1.0 s when every entry was also put in the store), while the
+/// large files, a fraction of the count, carry most of the compression time.
+pub const MACHINE_MIN_ENTRY: u64 = 64 * 1024;
+
+/// The machine store as a source of compressed entries for the zip writer:
+/// a one-entry zip per (content, mode, settings) of [`MACHINE_MIN_ENTRY`]
+/// or more, checked by the writer, touched when used, removed when it fails
+/// its check, and put after the writer compressed the entry itself.
+impl EntrySource for MachineStore {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Store
+    }
+
+    fn one_entry(&self, e: &Entry, settings_id: &Hash) -> Option<Found> {
+        if e.size < MACHINE_MIN_ENTRY {
+            return None;
+        }
+        let path = self.entry_path(&e.hash, e.executable, settings_id);
+        let file = File::open(&path).ok()?;
+        Some(Found { file, path })
+    }
+
+    fn used(&self, path: &Path) {
+        touch(path);
+    }
+
+    fn rejected(&self, path: &Path) {
+        let _ = std::fs::remove_file(path);
+    }
+
+    fn keep(&self, e: &Entry, settings_id: &Hash, zip: &mut Compressed<'_>) {
+        if e.size < MACHINE_MIN_ENTRY {
+            return;
+        }
+        let path = self.entry_path(&e.hash, e.executable, settings_id);
+        let _ = self.put_with(&path, |out| zip.write_to(out));
+    }
+}
+
 /// The store's lock file (builds shared, gc exclusive). Not `lock`: when
 /// the store falls back to a project's cache directory, that name is the
 /// project's own lock, held exclusively by the same build.
@@ -401,6 +445,66 @@ pub fn remove_dead_temporaries(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_puts_large_entries_finds_them_and_replaces_a_damaged_one() {
+        // The machine store as the writer's one source: a cold write puts
+        // the entries of 64 KiB and more (only those), the next finds them,
+        // a damaged one is compressed again and put back; every zip is the
+        // same bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let store = MachineStore::at(dir.path().join("store"));
+        let files: [(&str, Vec<u8>); 2] = [
+            ("big.txt", b"line of text\n".repeat(10_000)),
+            ("small.py", b"print('hi')\n".to_vec()),
+        ];
+        let entries: Vec<Entry> = files
+            .iter()
+            .map(|(name, data)| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, data).unwrap();
+                Entry {
+                    name: name.to_string(),
+                    path,
+                    hash: blake3::hash(data),
+                    size: data.len() as u64,
+                    executable: false,
+                }
+            })
+            .collect();
+        let settings = crate::archive::Settings {
+            level: 6,
+            time: crate::archive::dos_time_from_unix(0),
+        };
+        let write = || {
+            let out = tempfile::tempfile().unwrap();
+            let report = crate::archive::write_zip(&out, &entries, &settings, &[&store]).unwrap();
+            let mut bytes = Vec::new();
+            use std::io::{Read, Seek};
+            (&out).rewind().unwrap();
+            (&out).read_to_end(&mut bytes).unwrap();
+            (report, bytes)
+        };
+        let (cold, cold_bytes) = write();
+        assert_eq!((cold.compressed, cold.from_store), (2, 0));
+        let big = store.entry_path(&entries[0].hash, false, &settings.id());
+        let small = store.entry_path(&entries[1].hash, false, &settings.id());
+        assert!(big.is_file() && !small.exists());
+
+        let (warm, warm_bytes) = write();
+        assert_eq!((warm.compressed, warm.from_store), (1, 1));
+        assert_eq!(warm_bytes, cold_bytes);
+
+        let mut damaged = std::fs::read(&big).unwrap();
+        let at = damaged.len() / 2;
+        damaged[at] ^= 0xff;
+        std::fs::write(&big, &damaged).unwrap();
+        let (again, again_bytes) = write();
+        assert_eq!((again.compressed, again.store_rejected), (2, 1));
+        assert_eq!(again_bytes, cold_bytes);
+        assert_ne!(std::fs::read(&big).unwrap(), damaged, "put back whole");
+        assert_eq!(write().0.from_store, 1);
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

@@ -4,7 +4,10 @@
 //! Owns the merge (one archive path, one claimant), the archive settings
 //! (level, the single DOS time), the atomic write and the reuse store
 //! (`.lbuild/store.zip`, a hard link to the last zip built, indexed in the
-//! cache so unchanged entries are copied, not deflated again).
+//! cache so unchanged entries are copied, not deflated again), and the
+//! chain of [`EntrySource`]s the writer asks before compressing (the reuse
+//! stores, a kept tree zip, the machine store, the remote store's bulk
+//! fetch into it).
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Entry, KeyBuilder, StageReport, Status};
 use crate::Error;
-use crate::archive::{self, Settings, Store};
+use crate::archive::{self, EntrySource, ReuseStore, Settings};
 use crate::cache::{Cache, Hash};
 use crate::context::BuildContext;
 use crate::manifest::{MtimeMode, Plan};
@@ -201,33 +204,24 @@ pub fn build(
         .map_err(Error::io("cannot create a temporary file in", out_dir))?;
 
     let store_path = plan.cache_dir.join(&plan.store_file);
-    // The reuse stores first, then the dependency tree's zip (a tree
-    // fetched from the remote store is packaged from it, not unpacked).
-    let store = Store::with_tree(
-        Store::new(
-            &plan.cache_dir,
-            cache.packed_lookup(
-                &plan.store_file,
-                &entries
-                    .iter()
-                    .map(|e| (e.hash, e.executable))
-                    .collect::<Vec<_>>(),
-            )?,
-            &settings,
+    let reuse = ReuseStore::new(
+        &plan.cache_dir,
+        cache.packed_lookup(
             &plan.store_file,
-        ),
-        tree,
+            &entries
+                .iter()
+                .map(|e| (e.hash, e.executable))
+                .collect::<Vec<_>>(),
+        )?,
+        &settings,
+        &plan.store_file,
     );
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
     let machine = &cx.store;
-    // Entries neither here nor on this machine: fetched from the remote
-    // store (verified) before any is compressed.
     let remote = cx.remote.as_deref();
-    let remote_missing = match remote {
-        Some(r) => fetch_entries(r, machine, &entries, &settings, store.as_ref(), reporter),
-        None => Vec::new(),
-    };
+    let remote_entries = remote.map(|r| RemoteEntries::new(r, machine, reporter));
+    let chain = sources(reuse.as_ref(), tree, machine, remote_entries.as_ref());
     archive::ENTRIES_DONE.store(0, std::sync::atomic::Ordering::Relaxed);
     let writing = std::sync::atomic::AtomicBool::new(true);
     let written = std::thread::scope(|scope| {
@@ -241,13 +235,7 @@ pub fn build(
                 }
             })
         });
-        let written = archive::write_zip(
-            tmp.as_file(),
-            &entries,
-            &settings,
-            store.as_ref(),
-            Some(machine),
-        );
+        let written = archive::write_zip(tmp.as_file(), &entries, &settings, &chain);
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = ticker {
             t.thread().unpark();
@@ -313,6 +301,10 @@ pub fn build(
 
     // After a successful build: what the remote store lacked, from the
     // machine store (read-write mode only).
+    let remote_missing = remote_entries
+        .as_ref()
+        .map(RemoteEntries::missing)
+        .unwrap_or_default();
     let mut uploaded = 0;
     if let Some(r) = remote.filter(|r| r.can_write()) {
         let items: Vec<(String, Vec<u8>)> = remote_missing
@@ -376,59 +368,111 @@ pub fn build(
 /// in their tree's zip.)
 const REMOTE_MIN_ENTRY: u64 = 64 * 1024;
 
-/// Fetches from the remote store the compressed entries that neither the
-/// reuse store nor the machine store holds, verifies each (a bad one is
-/// discarded with a warning) and puts it in the machine store. Returns the
-/// objects the remote store lacked (name, machine-store path), to upload
-/// after the build.
-fn fetch_entries(
-    remote: &dyn crate::remote::RemoteStore,
-    machine: &crate::store::MachineStore,
-    entries: &[Entry],
-    settings: &Settings,
-    store: Option<&Store>,
-    reporter: &Reporter,
-) -> Vec<(String, PathBuf)> {
-    let id = settings.id();
-    let mut seen = std::collections::HashSet::new();
-    let wanted: Vec<(&Entry, PathBuf)> = entries
-        .iter()
-        .filter(|e| e.size >= REMOTE_MIN_ENTRY)
-        .filter(|e| !store.is_some_and(|s| s.has(&e.hash, e.executable)))
-        .filter(|e| seen.insert((e.hash, e.executable)))
-        .map(|e| (e, machine.entry_path(&e.hash, e.executable, &id)))
-        .filter(|(_, path)| !path.exists())
-        .collect();
-    let rels: Vec<String> = wanted
-        .iter()
-        .map(|(e, _)| {
-            format!(
-                "entries/{}",
-                crate::store::entry_name(&e.hash, e.executable, &id)
-            )
-        })
-        .collect();
-    let fetched = remote.get_many(&rels, reporter);
-    if remote.is_down() {
-        return Vec::new();
+/// The chain of sources the zip writer asks before it compresses an entry,
+/// in order: the reuse stores (this artifact's and its workspace's), the
+/// dependency tree's kept zip (a tree fetched from the remote store is
+/// packaged from it, not unpacked), the machine store, the remote store
+/// (which fetches into the machine store).
+fn sources<'a>(
+    reuse: Option<&'a ReuseStore>,
+    tree: Option<&'a archive::TreeZip>,
+    machine: &'a crate::store::MachineStore,
+    remote: Option<&'a RemoteEntries<'a>>,
+) -> Vec<&'a dyn EntrySource> {
+    let mut chain: Vec<&dyn EntrySource> = Vec::with_capacity(4);
+    if let Some(r) = reuse {
+        chain.push(r);
     }
-    let mut missing = Vec::new();
-    for (((e, path), rel), bytes) in wanted.into_iter().zip(rels).zip(fetched) {
-        match bytes {
-            Some(b) if archive::stored_entry_content(&b, e, settings).is_some() => {
-                let _ = machine.put_bytes(&path, &b);
-            }
-            Some(_) => {
-                reporter.warn(format!(
-                    "remote cache object {rel} does not match its content hash; discarded, compressing {} locally",
-                    e.name
-                ));
-                missing.push((rel, path));
-            }
-            None => missing.push((rel, path)),
+    if let Some(t) = tree.filter(|t| !t.entries.is_empty()) {
+        chain.push(t);
+    }
+    chain.push(machine);
+    if let Some(r) = remote {
+        chain.push(r);
+    }
+    chain
+}
+
+/// The remote store as an entry source: before the writer looks anything
+/// up in the machine store, it fetches the compressed entries that no
+/// reuse store holds and the machine store lacks, verifies each (a bad one
+/// is discarded with a warning) and puts it in the machine store, where
+/// the writer then finds it. Remembers the objects the remote store lacked
+/// (name, machine-store path), to upload after the build.
+struct RemoteEntries<'a> {
+    remote: &'a dyn crate::remote::RemoteStore,
+    machine: &'a crate::store::MachineStore,
+    reporter: &'a Reporter,
+    missing: std::sync::Mutex<Vec<(String, PathBuf)>>,
+}
+
+impl<'a> RemoteEntries<'a> {
+    fn new(
+        remote: &'a dyn crate::remote::RemoteStore,
+        machine: &'a crate::store::MachineStore,
+        reporter: &'a Reporter,
+    ) -> Self {
+        RemoteEntries {
+            remote,
+            machine,
+            reporter,
+            missing: Default::default(),
         }
     }
-    missing
+
+    fn missing(&self) -> Vec<(String, PathBuf)> {
+        std::mem::take(&mut *self.missing.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl EntrySource for RemoteEntries<'_> {
+    fn kind(&self) -> archive::SourceKind {
+        archive::SourceKind::Store
+    }
+
+    fn prefetch(&self, entries: &[&Entry], settings: &Settings) {
+        let (remote, machine, reporter) = (self.remote, self.machine, self.reporter);
+        let id = settings.id();
+        let mut seen = std::collections::HashSet::new();
+        let wanted: Vec<(&Entry, PathBuf)> = entries
+            .iter()
+            .copied()
+            .filter(|e| e.size >= REMOTE_MIN_ENTRY)
+            .filter(|e| seen.insert((e.hash, e.executable)))
+            .map(|e| (e, machine.entry_path(&e.hash, e.executable, &id)))
+            .filter(|(_, path)| !path.exists())
+            .collect();
+        let rels: Vec<String> = wanted
+            .iter()
+            .map(|(e, _)| {
+                format!(
+                    "entries/{}",
+                    crate::store::entry_name(&e.hash, e.executable, &id)
+                )
+            })
+            .collect();
+        let fetched = remote.get_many(&rels, reporter);
+        if remote.is_down() {
+            return;
+        }
+        let mut missing = Vec::new();
+        for (((e, path), rel), bytes) in wanted.into_iter().zip(rels).zip(fetched) {
+            match bytes {
+                Some(b) if archive::stored_entry_content(&b, e, settings).is_some() => {
+                    let _ = machine.put_bytes(&path, &b);
+                }
+                Some(_) => {
+                    reporter.warn(format!(
+                        "remote cache object {rel} does not match its content hash; discarded, compressing {} locally",
+                        e.name
+                    ));
+                    missing.push((rel, path));
+                }
+                None => missing.push((rel, path)),
+            }
+        }
+        *self.missing.lock().unwrap_or_else(|p| p.into_inner()) = missing;
+    }
 }
 
 /// `.lbuild-NAME.zip-`: what every temp file of this output starts with

@@ -702,7 +702,7 @@ fn tree_zip_of(
             })
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(crate::archive::TreeZip { path, entries })
+    Some(crate::archive::TreeZip::new(path, entries))
 }
 
 /// A machine-store tree's entries, if it can be packaged: installed and
@@ -1223,14 +1223,12 @@ pub fn upload_remote(
     }
     let written;
     let zip_path = match &kept {
-        Some(z) => z.path.as_path(),
+        Some(z) => z.path(),
         None => {
             let Ok(file) = tempfile::NamedTempFile::new() else {
                 return Ok(false);
             };
-            if crate::archive::write_zip(file.as_file(), entries, &settings, None, Some(store))
-                .is_err()
-            {
+            if crate::archive::write_zip(file.as_file(), entries, &settings, &[store]).is_err() {
                 return Ok(false);
             }
             written = file;
@@ -1310,21 +1308,21 @@ fn try_keep_tree_zip(
     let packed = cache
         .packed_lookup(&plan.store_file, &wanted)
         .map_err(|e| e.to_string())?;
-    let reuse = crate::archive::Store::new(&plan.cache_dir, packed, &settings, &plan.store_file);
+    let reuse =
+        crate::archive::ReuseStore::new(&plan.cache_dir, packed, &settings, &plan.store_file);
     crate::store::remove_dead_temporaries(&dir);
     let tmp = tempfile::Builder::new()
         .prefix(&crate::store::temp_prefix())
         .suffix(".zip")
         .tempfile_in(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let written = crate::archive::write_zip(
-        tmp.as_file(),
-        entries,
-        &settings,
-        reuse.as_ref(),
-        Some(store),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut chain: Vec<&dyn crate::archive::EntrySource> = Vec::new();
+    if let Some(r) = &reuse {
+        chain.push(r);
+    }
+    chain.push(store);
+    let written = crate::archive::write_zip(tmp.as_file(), entries, &settings, &chain)
+        .map_err(|e| e.to_string())?;
     if written.packed.len() != shared.files.len()
         || !written
             .packed
