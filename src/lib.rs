@@ -24,6 +24,7 @@ mod manifest;
 mod outcome;
 mod output;
 mod pipeline;
+mod process;
 mod remote;
 mod report;
 mod size;

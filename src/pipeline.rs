@@ -132,16 +132,19 @@ fn check_limits(
     zipped: Option<u64>,
     unzipped: u64,
     layers: &[(String, u64)],
+    parts: Vec<(String, u64)>,
 ) -> crate::Result<Vec<String>> {
     let own = crate::limits::Contributor {
         name: plan.name.clone(),
         unzipped,
+        parts,
     };
     let layers: Vec<crate::limits::Contributor> = layers
         .iter()
         .map(|(name, unzipped)| crate::limits::Contributor {
             name: name.clone(),
             unzipped: *unzipped,
+            parts: Vec::new(),
         })
         .collect();
     // A layer's own size counts against the functions using it.
@@ -253,7 +256,13 @@ fn build_locked(
     let warnings;
     let (zip, pkg_report) = match package::cached(plan, cache, &key)? {
         Some(found) => {
-            warnings = check_limits(plan, Some(found.0.size), found.0.unzipped, layers)?;
+            warnings = check_limits(
+                plan,
+                Some(found.0.size),
+                found.0.unzipped,
+                layers,
+                Vec::new(),
+            )?;
             found
         }
         None => {
@@ -285,7 +294,14 @@ fn build_locked(
                 .flat_map(|v| v.iter())
                 .map(|e| e.size)
                 .sum();
-            check_limits(plan, None, unzipped, layers)?;
+            let parts = crate::limits::largest_directories(
+                [&dep_entries, &src, &cfg]
+                    .iter()
+                    .flat_map(|v| v.iter())
+                    .map(|e| (e.name.as_str(), e.size)),
+                plan.archive_prefix(),
+            );
+            check_limits(plan, None, unzipped, layers, parts)?;
             let inputs = [
                 Input {
                     stage: deps::NAME,
@@ -320,7 +336,7 @@ fn build_locked(
                 dep_report.details["uploaded"] = serde_json::json!(true);
             }
             // The direct-upload warning needs the zip's size.
-            warnings = check_limits(plan, Some(built.0.size), unzipped, layers)?;
+            warnings = check_limits(plan, Some(built.0.size), unzipped, layers, Vec::new())?;
             built
         }
     };

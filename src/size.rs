@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use crate::limits::{DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT, mb};
+pub use crate::limits::{DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT};
+use crate::units::{headroom, human_size, limit};
 
 /// Bytes of one group of entries (a distribution or a directory).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -153,13 +154,13 @@ fn largest_first(groups: BTreeMap<String, Group>) -> Vec<Group> {
 }
 
 /// The human listing of `lbuild size` for one artifact.
-pub fn render(b: &Breakdown, headroom_unzipped: u64, top: usize) -> String {
+pub fn render(b: &Breakdown, unzipped_with_layers: u64, top: usize) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{}: {} zipped, {} unzipped, {} entries\n",
         b.zip.display(),
-        mb(b.zipped),
-        mb(b.unzipped),
+        human_size(b.zipped),
+        human_size(b.unzipped),
         b.entries
     ));
     for (title, groups) in [
@@ -174,8 +175,8 @@ pub fn render(b: &Breakdown, headroom_unzipped: u64, top: usize) -> String {
             out.push_str(&format!(
                 "    {:<26} {:>10} {:>10} {:>7}\n",
                 g.name,
-                mb(g.unzipped),
-                mb(g.zipped),
+                human_size(g.unzipped),
+                human_size(g.zipped),
                 g.files
             ));
         }
@@ -184,21 +185,13 @@ pub fn render(b: &Breakdown, headroom_unzipped: u64, top: usize) -> String {
         }
     }
     out.push_str(&format!(
-        "  headroom: {} under the {} direct-upload limit (zipped), {} under the {} unzipped limit (with layers)\n",
-        signed_mb(DIRECT_UPLOAD_LIMIT as i128 - b.zipped as i128),
-        mb(DIRECT_UPLOAD_LIMIT),
-        signed_mb(headroom_unzipped as i128),
-        mb(UNZIPPED_LIMIT),
+        "  headroom: {} the direct-upload limit of {} (zipped), {} the unzipped limit of {} (with layers)\n",
+        headroom(DIRECT_UPLOAD_LIMIT, b.zipped),
+        limit(DIRECT_UPLOAD_LIMIT),
+        headroom(UNZIPPED_LIMIT, unzipped_with_layers),
+        limit(UNZIPPED_LIMIT),
     ));
     out
-}
-
-fn signed_mb(bytes: i128) -> String {
-    if bytes < 0 {
-        format!("-{}", mb((-bytes) as u64))
-    } else {
-        mb(bytes as u64)
-    }
 }
 
 /// `lbuild size`: the breakdown of every artifact built (human listing or
@@ -248,7 +241,7 @@ pub fn report(
             .sum();
         let headroom = UNZIPPED_LIMIT.saturating_sub(breakdown.unzipped + layers);
         text.push_str(&format!("{} {}\n", b.kind, b.name));
-        text.push_str(&render(&breakdown, headroom, top));
+        text.push_str(&render(&breakdown, breakdown.unzipped + layers, top));
         let mut doc = serde_json::to_value(&breakdown).unwrap_or_default();
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("name".into(), b.name.clone().into());
@@ -275,7 +268,6 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{Contributor, LimitCheck, check_limits};
     use std::io::Write;
 
     fn zip_of(files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
@@ -324,38 +316,5 @@ mod tests {
         assert_eq!(b.distributions.len(), 1, "{:?}", b.distributions);
         assert_eq!(b.distributions[0].name, "pkg");
         assert_eq!(b.directories[0].name, "python/pkg/");
-    }
-
-    #[test]
-    fn limits_name_the_largest_contributors() {
-        let c = check_limits(
-            "orders",
-            60_000_000,
-            Contributor {
-                name: "orders".into(),
-                unzipped: 100_000_000,
-            },
-            &[Contributor {
-                name: "layer common".into(),
-                unzipped: 200_000_000,
-            }],
-        );
-        let msg = c.over_unzipped.unwrap();
-        assert!(msg.contains("262.1 MB"), "{msg}");
-        assert!(
-            msg.find("layer common").unwrap() < msg.find("orders 100").unwrap(),
-            "{msg}"
-        );
-        assert!(c.over_direct_upload.unwrap().contains("S3"));
-        let ok = check_limits(
-            "f",
-            10,
-            Contributor {
-                name: "f".into(),
-                unzipped: 10,
-            },
-            &[],
-        );
-        assert_eq!(ok, LimitCheck::default());
     }
 }

@@ -309,15 +309,17 @@ pub fn entry_name(content: &Hash, executable: bool, settings: &Hash) -> String {
     )
 }
 
-/// Marks a path as just used (its mtime set to now); best effort.
+/// Marks a path as just used (its mtime set to now); best effort. Opened
+/// read-only: setting "now" needs ownership or write access, not a
+/// writable descriptor, and a directory opens too.
 pub fn touch(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    // SAFETY: a valid NUL-terminated path; null times mean "now".
-    unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0);
+    let now = std::time::SystemTime::now();
+    if let Ok(f) = File::open(path) {
+        let _ = f.set_times(
+            std::fs::FileTimes::new()
+                .set_modified(now)
+                .set_accessed(now),
+        );
     }
 }
 
@@ -405,18 +407,7 @@ pub fn parse_size(s: &str) -> Result<u64, StoreError> {
     Ok((n * mult as f64) as u64)
 }
 
-/// Whether a process with this pid exists (for temporaries of dead builds).
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return true;
-    }
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
+pub use crate::process::process_alive;
 
 /// The prefix of this process's temporary names in the store, `.tmp-PID-`:
 /// what [`remove_dead_temporaries`] reads the writer's pid from.

@@ -502,24 +502,10 @@ fn remove_dead_temp_files(dir: &Path, prefix: &str) {
             continue;
         };
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !process_alive(pid)) {
+        if pid.is_some_and(|pid| !crate::process::process_alive(pid)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// Whether a process with this pid exists (signal 0 checks without
-/// sending; EPERM means it exists under another user).
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return true;
-    }
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// All entries sorted by archive name; an archive path claimed twice is an

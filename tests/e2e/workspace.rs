@@ -301,6 +301,9 @@ fn over_the_unzipped_quota_fails_and_keeps_the_last_zip() {
         "{err}"
     );
     assert!(err.contains("orders"), "{err}");
+    // Where the bytes are, in the one unit system (issue 20).
+    assert!(err.contains("(orders/ 251.0 MiB, "), "{err}");
+    assert!(!err.contains(" MB"), "{err}");
     assert_eq!(std::fs::read(ws.zip("dist/orders.zip")).unwrap(), good);
     // The other artifacts still built.
     assert!(ws.zip("dist/billing.zip").is_file());
@@ -344,6 +347,10 @@ fn size_lists_the_largest_distribution_first() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("purepkg"), "{text}");
     assert!(text.contains("headroom"), "{text}");
+    // One unit system: binary units, limits in bytes as AWS writes them.
+    assert!(text.contains("KiB"), "{text}");
+    assert!(!text.contains(" MB"), "{text}");
+    assert!(text.contains("50,000,000 bytes (47.7 MiB)"), "{text}");
 }
 
 fn terraform(ws: &Ws, query: &str) -> Output {
