@@ -7,6 +7,7 @@ mod archive;
 mod cache;
 mod check;
 pub mod cli;
+#[cfg(feature = "aws")]
 pub mod deploy;
 mod entry;
 mod error;
