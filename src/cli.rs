@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::context::BuildContext;
 use crate::manifest::{self, Workspace};
 use crate::pipeline;
 use crate::report::{Mode, Reporter};
@@ -351,7 +352,8 @@ fn built(
     print: bool,
 ) -> crate::Result<pipeline::WorkspaceOutcome> {
     let ws = global.workspace()?;
-    let outcome = pipeline::build_workspace(&ws, &global.functions, reporter)?;
+    let cx = BuildContext::for_workspace(&ws, reporter)?;
+    let outcome = pipeline::build_workspace(&cx, &ws, &global.functions)?;
     if outcome.single {
         // The single form: exactly today's output and error.
         return match outcome.artifacts.into_iter().next() {
@@ -416,7 +418,8 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Size { top } => {
             let ws = cli.global.workspace()?;
-            let outcome = pipeline::build_workspace(&ws, &cli.global.functions, &reporter)?;
+            let cx = BuildContext::for_workspace(&ws, &reporter)?;
+            let outcome = pipeline::build_workspace(&cx, &ws, &cli.global.functions)?;
             crate::size::report(&ws, &outcome, &cli.global.functions, top, reporter.mode)
         }
         Command::Terraform => crate::terraform::run(),
@@ -579,7 +582,8 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
     } else {
         vec![plan.name.clone()]
     };
-    let built = pipeline::build_workspace(&ws, &names, reporter)?;
+    let cx = BuildContext::for_workspace(&ws, reporter)?;
+    let built = pipeline::build_workspace(&cx, &ws, &names)?;
     let mut layers = Vec::new();
     for l in ws.layers_of(plan) {
         let o = built

@@ -11,8 +11,8 @@ use crate::invoke::InvokeError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::stages::deps::DepsError;
-use crate::stages::walk::WalkError;
 use crate::store::StoreError;
+use crate::walk::WalkError;
 use crate::watch::WatchError;
 
 #[derive(Debug, thiserror::Error)]

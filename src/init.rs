@@ -155,7 +155,7 @@ fn subdirs(dir: &Path) -> Vec<String> {
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| {
             !n.starts_with('.')
-                && !crate::stages::walk::PRUNED_DIRS.contains(&n.as_str())
+                && !crate::exclusions::PRUNED_DIRS.contains(&n.as_str())
                 && !matches!(n.as_str(), "tests" | "test" | "dist" | "build")
         })
         .collect();
@@ -170,7 +170,7 @@ fn candidates(dir: &Path) -> Vec<Candidate> {
     if dir.join("src").is_dir() {
         places.push(("src".into(), String::new()));
         for pkg in subdirs(&dir.join("src")) {
-            if crate::stages::walk::is_virtualenv(&dir.join("src").join(&pkg)) {
+            if crate::exclusions::is_virtualenv(&dir.join("src").join(&pkg)) {
                 continue;
             }
             places.push(("src".into(), pkg));
@@ -179,7 +179,7 @@ fn candidates(dir: &Path) -> Vec<Candidate> {
     for pkg in subdirs(dir) {
         if pkg != "src"
             && dir.join(&pkg).join("__init__.py").is_file()
-            && !crate::stages::walk::is_virtualenv(&dir.join(&pkg))
+            && !crate::exclusions::is_virtualenv(&dir.join(&pkg))
         {
             places.push((".".into(), pkg));
         }

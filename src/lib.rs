@@ -7,10 +7,13 @@ mod archive;
 mod cache;
 mod check;
 pub mod cli;
+mod context;
 #[cfg(feature = "aws")]
 pub mod deploy;
 mod entry;
 mod error;
+mod exclusions;
+mod explain;
 mod hits;
 mod init;
 mod invoke;
@@ -24,7 +27,9 @@ mod stages;
 mod store;
 mod templates;
 mod terraform;
+mod walk;
 mod watch;
+mod watch_root;
 
 pub use error::{Error, Result};
 // What the binary and the integration tests reach for; everything else is

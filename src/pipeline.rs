@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::cache::Cache;
+use crate::context::BuildContext;
 use crate::manifest::{LimitMode, Plan, Workspace};
 use crate::report::{Mode, Reporter};
 use crate::stages::package::{Input, ZipInfo};
@@ -43,18 +44,11 @@ pub struct BuildOutcome {
 /// A cache found corrupt (at open, or by a query during the build) is
 /// moved aside with one warning and the build runs again from scratch: the
 /// cache only ever makes builds faster, never fails them.
-pub fn build(plan: &Plan, reporter: &Reporter) -> crate::Result<BuildOutcome> {
-    let _explain = crate::stages::explain_keys(reporter.verbose);
-    let _reasons = crate::stages::want_reasons(wants_reasons(reporter));
+pub fn build(cx: &BuildContext, plan: &Plan) -> crate::Result<BuildOutcome> {
     prepare_cache_dir(plan)?;
-    let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
-    let _store = plan.machine_store().shared();
-    build_healing(&mut OpenCache::default(), plan, reporter, &[])
-}
-
-/// Whether stages say why they ran: only when it will be shown.
-fn wants_reasons(reporter: &Reporter) -> bool {
-    reporter.verbose || reporter.explain || reporter.mode == Mode::Json
+    let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, cx.reporter)?;
+    let _store = cx.store.shared();
+    build_healing(cx, &mut OpenCache::default(), plan, &[])
 }
 
 /// One artifact under the lock, retried once from scratch when the cache
@@ -62,21 +56,23 @@ fn wants_reasons(reporter: &Reporter) -> bool {
 /// results, the size quotas') are printed after it and kept in its
 /// outcome (`--json`'s `warnings`).
 fn build_healing(
+    cx: &BuildContext,
     open: &mut OpenCache,
     plan: &Plan,
-    reporter: &Reporter,
     layers: &[(String, u64)],
 ) -> crate::Result<BuildOutcome> {
     let started = Instant::now();
+    let reporter = cx.reporter;
     let held = reporter.holding_warnings();
-    let result = match build_locked(open, plan, &held, started, layers) {
+    let cx = &cx.with_reporter(&held);
+    let result = match build_locked(cx, open, plan, started, layers) {
         Err(Error::Cache(e)) if e.is_corrupt() => {
             open.close();
             Cache::move_aside(&plan.cache_dir)
                 .map_err(Error::from)
                 .and_then(|aside| {
                     warn_corrupt(&held, &e.to_string(), &aside);
-                    build_locked(open, plan, &held, started, layers)
+                    build_locked(cx, open, plan, started, layers)
                 })
         }
         other => other,
@@ -87,7 +83,7 @@ fn build_healing(
     }
     result.map(|mut o| {
         o.warnings = warnings;
-        crate::hits::record(plan.machine_store().root(), &o);
+        crate::hits::record(cx.store.root(), &o);
         o
     })
 }
@@ -142,18 +138,16 @@ impl WorkspaceOutcome {
 /// compressed the next copies. A failed artifact is reported with its name
 /// and the others still build; a function whose layer failed is not built.
 pub fn build_workspace(
+    cx: &BuildContext,
     ws: &Workspace,
     names: &[String],
-    reporter: &Reporter,
 ) -> crate::Result<WorkspaceOutcome> {
     let started = Instant::now();
     let selected = ws.select(names)?;
-    let _explain = crate::stages::explain_keys(reporter.verbose);
-    let _reasons = crate::stages::want_reasons(wants_reasons(reporter));
     let first = selected.first().copied().unwrap_or(&ws.artifacts[0]);
     prepare_cache_dir(first)?;
-    let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, reporter)?;
-    let _store = first.machine_store().shared();
+    let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, cx.reporter)?;
+    let _store = cx.store.shared();
     let mut open = OpenCache::default();
     let mut results: Vec<ArtifactResult> = Vec::new();
     for plan in selected {
@@ -178,7 +172,7 @@ pub fn build_workspace(
                 ),
                 hint: "fix the layer's error above".into(),
             }),
-            None => build_healing(&mut open, plan, reporter, &layers),
+            None => build_healing(cx, &mut open, plan, &layers),
         };
         results.push(match result {
             Ok(o) => ArtifactResult::Built(o),
@@ -304,23 +298,24 @@ impl OpenCache {
 /// only when it must be written is the tree made ready (checked, or
 /// installed again), and the key recomputed if its digest changed.
 fn build_locked(
+    cx: &BuildContext,
     open: &mut OpenCache,
     plan: &Plan,
-    reporter: &Reporter,
     started: Instant,
     layers: &[(String, u64)],
 ) -> crate::Result<BuildOutcome> {
+    let reporter = cx.reporter;
     let cache = open.get(plan, reporter)?;
 
     // Cheap, likely-to-fail checks first: a missing handler should not
     // wait for a dependency install.
-    let (src, src_report) = sources::run(plan, cache, reporter)?;
-    let (cfg, cfg_report) = config::run(plan, cache, reporter)?;
+    let (src, src_report) = sources::run(plan, cache, cx)?;
+    let (cfg, cfg_report) = config::run(plan, cache, cx)?;
     let (src, cfg) = (under_prefix(plan, src), under_prefix(plan, cfg));
-    let (tree, mut dep_report) = deps::run(plan, cache, reporter)?;
+    let (tree, mut dep_report) = deps::run(plan, cache, cx)?;
     let recorded_digest = tree.digest();
     let mut digest = recorded_digest;
-    let key = package::key(plan, recorded_digest, &src, &cfg)?;
+    let key = package::key(plan, recorded_digest, &src, &cfg, cx.explain)?;
     let warnings;
     let (zip, pkg_report) = match package::cached(plan, cache, &key)? {
         Some(found) => {
@@ -329,7 +324,7 @@ fn build_locked(
         }
         None => {
             // The zip must be written: now the deps tree's files are needed.
-            let (mut deps, reinstalled) = deps::ready(tree, plan, cache, reporter)?;
+            let (mut deps, reinstalled) = deps::ready(tree, plan, cache, cx)?;
             let tree_zip = deps.tree_zip.take();
             let keep = deps.keep.take();
             if let Some(report) = reinstalled {
@@ -339,11 +334,11 @@ fn build_locked(
             let key = if deps.digest == recorded_digest {
                 key
             } else {
-                package::key(plan, deps.digest, &src, &cfg)?
+                package::key(plan, deps.digest, &src, &cfg, cx.explain)?
             };
             // Kept for the remote store and the machine store's tree zip
             // (before the layer's prefix).
-            let remote = crate::remote::for_plan(plan)?.filter(|r| r.can_write());
+            let remote = cx.writable_remote();
             let tree_entries = match (remote.is_some() || keep.is_some(), deps.digest) {
                 (true, Some(_)) => deps.entries.clone(),
                 _ => Vec::new(),
@@ -371,14 +366,22 @@ fn build_locked(
                     entries: &cfg,
                 },
             ];
-            let built = package::build(plan, cache, reporter, key, &inputs, tree_zip.as_ref())?;
+            let built = package::build(plan, cache, cx, key, &inputs, tree_zip.as_ref())?;
             if let Some(k) = keep.filter(|_| !tree_entries.is_empty()) {
-                deps::keep_tree_zip(plan, cache, k, &tree_entries, &built.1.details, reporter);
+                deps::keep_tree_zip(
+                    plan,
+                    &cx.store,
+                    cache,
+                    k,
+                    &tree_entries,
+                    &built.1.details,
+                    reporter,
+                );
             }
             if let Some(r) = remote
                 && !tree_entries.is_empty()
                 && let Ok(bytes) = blake3::Hash::from_hex(&dep_report.key)
-                && deps::upload_remote(r, plan, &bytes, &tree_entries, reporter)?
+                && deps::upload_remote(r, plan, &cx.store, &bytes, &tree_entries, reporter)?
             {
                 dep_report.details["uploaded"] = serde_json::json!(true);
             }
@@ -397,7 +400,7 @@ fn build_locked(
         reporter.warn(w);
     }
     let mut pkg_report = pkg_report;
-    pkg_report.reasons = package_reasons(plan, cache, &pkg_report, digest, &src, &cfg)?;
+    pkg_report.reasons = package_reasons(cx, plan, cache, &pkg_report, digest, &src, &cfg)?;
     if zip.entries == 0 {
         // Lambda takes an empty layer and publishes it; nobody wants one.
         reporter.warn(format!(
@@ -413,6 +416,7 @@ fn build_locked(
 /// What differs in the package stage's inputs from the artifact's last
 /// build (its key fed again, keeping its inputs, only when it differs).
 fn package_reasons(
+    cx: &BuildContext,
     plan: &Plan,
     cache: &Cache,
     report: &StageReport,
@@ -420,17 +424,17 @@ fn package_reasons(
     src: &[crate::entry::Entry],
     cfg: &[crate::entry::Entry],
 ) -> crate::Result<Vec<String>> {
-    use crate::stages::explain;
+    use crate::explain;
     let Ok(hash) = crate::entry::Hash::from_hex(&report.key) else {
         return Ok(Vec::new());
     };
     let inputs = if explain::needs_inputs(cache, plan, package::NAME, &hash)? {
-        explain::record(|| package::key(plan, digest, src, cfg))?.inputs()
+        package::key(plan, digest, src, cfg, true)?.inputs()
     } else {
         None
     };
     let ran = report.status == Status::Ran;
-    explain::settle_inputs(cache, plan, package::NAME, &hash, ran, inputs)
+    explain::settle_inputs(cache, plan, package::NAME, &hash, ran, inputs, cx.reasons)
 }
 
 /// A layer's files all sit under its prefix (`python/...`).

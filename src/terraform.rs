@@ -122,15 +122,16 @@ pub fn run() -> crate::Result<()> {
         Wanted::Function(n) if !ws.single => vec![n.clone()],
         _ => Vec::new(),
     };
+    let cx = crate::context::BuildContext::for_workspace(&ws, &reporter)?;
     let outcome = if matches!(query.wanted, Wanted::Layer(_)) {
         // A layer alone: a workspace with just it selected.
         let only = crate::manifest::Workspace {
             artifacts: vec![plan.clone()],
             ..ws.clone()
         };
-        crate::pipeline::build_workspace(&only, &[], &reporter)?
+        crate::pipeline::build_workspace(&cx, &only, &[])?
     } else {
-        crate::pipeline::build_workspace(&ws, &names, &reporter)?
+        crate::pipeline::build_workspace(&cx, &ws, &names)?
     };
     for a in outcome.artifacts {
         match a {

@@ -448,7 +448,7 @@ impl Cache {
     }
 
     /// The key of `stage` at the last build of `artifact` (see
-    /// `stages::explain`).
+    /// `explain`).
     pub fn last_inputs_key(&self, artifact: &str, stage: &str) -> Result<Option<Hash>, CacheError> {
         let key: Option<Vec<u8>> = self
             .conn

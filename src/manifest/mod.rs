@@ -120,7 +120,7 @@ impl SourcesPlan {
     /// Whether the walk leaves out directory `rel` ('/'-separated,
     /// relative to the root) and everything below it because the exclude
     /// globs cover it entirely. The walk's default exclusions
-    /// (`walk::PRUNED_DIRS`) come on top. Shared by the build's walk and
+    /// (`exclusions::PRUNED_DIRS`) come on top. Shared by the build's walk and
     /// the watcher.
     pub fn prunes_dir(&self, rel: &str) -> bool {
         self.prune.prunes(rel)
@@ -128,7 +128,7 @@ impl SourcesPlan {
 
     /// Whether file `rel` (relative to the root) is selected by the globs:
     /// included, not excluded, and in no pruned directory. The walk's
-    /// default exclusions (`walk::excluded_by_default`) come on top.
+    /// default exclusions (`exclusions::excluded_by_default`) come on top.
     pub fn selects(&self, rel: &str) -> bool {
         self.include.is_match(rel)
             && !self.exclude.is_match(rel)

@@ -17,7 +17,7 @@ use super::{
     ConfigGlob, ConfigPlan, DepsPlan, Env, FindLinks, LockKind, LockPlan, MANIFEST_NAME,
     ManifestError, OutputPlan, Plan, Position, Runtime, SourcesPlan, normalize,
 };
-use crate::stages::walk;
+use crate::exclusions;
 
 const GLOB_HINT: &str =
     "globs are relative to their root, use '/' separators, and may not be absolute or contain '..'";
@@ -708,7 +708,7 @@ pub fn overwritten_input(
     if let Ok(rel_to_root) = resolved.strip_prefix(&sources.root)
         && let Some(rel_to_root) = rel_to_root.to_str()
         && sources.selects(rel_to_root)
-        && !walk::excluded_by_default(rel_to_root)
+        && !exclusions::excluded_by_default(rel_to_root)
     {
         return Some((
             format!(

@@ -3,20 +3,22 @@
 
 use std::time::Instant;
 
-use super::watch_root::{WatchInputs, WatchRoot};
-use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing, walk};
+use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing};
 use crate::Error;
 use crate::cache::Cache;
+use crate::context::BuildContext;
 use crate::manifest::Plan;
-use crate::report::Reporter;
+use crate::walk;
+use crate::watch_root::{WatchInputs, WatchRoot};
 
 pub const NAME: &str = "config";
 
 pub fn run(
     plan: &Plan,
     cache: &mut Cache,
-    reporter: &Reporter,
+    cx: &BuildContext,
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
+    let reporter = cx.reporter;
     let started = Instant::now();
     let mut files = Vec::new();
     let skip = super::sources::never_entered(plan);
@@ -72,14 +74,13 @@ pub fn run(
     files.dedup_by(|a, b| a.0 == b.0);
     let (entries, stats) = hash_entries(cache, files)?;
 
-    let rekey = || {
-        let mut key = KeyBuilder::new(NAME);
+    let rekey = |explain| {
+        let mut key = KeyBuilder::new(NAME, explain);
         key.add("files", plan.config.patterns.join(","))
             .add_entries(&entries);
         key
     };
-    let key = rekey();
-    let report = settle_listing(cache, plan, NAME, &key, rekey, started, &entries, stats)?;
+    let report = settle_listing(cache, plan, NAME, cx, rekey, started, &entries, stats)?;
     Ok((entries, report))
 }
 

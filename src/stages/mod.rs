@@ -7,11 +7,8 @@
 
 pub mod config;
 pub mod deps;
-pub mod explain;
 pub mod package;
 pub mod sources;
-pub mod walk;
-pub mod watch_root;
 
 use std::path::PathBuf;
 
@@ -19,7 +16,8 @@ use serde::Serialize;
 
 use crate::archive::{DEFLATE_BACKEND, FORMAT_VERSION};
 use crate::entry::{Entry, Hash};
-pub use explain::{Inputs, settle_inputs, want_reasons};
+pub use crate::explain::{Inputs, settle_inputs};
+use crate::{explain, walk};
 
 /// How many key inputs `lbuild -v` lists per stage.
 const MAX_EXPLAIN_LINES: usize = 64;
@@ -125,32 +123,8 @@ impl KeySink for ExplainHash {
     }
 }
 
-thread_local! {
-    /// Whether keys built on this thread keep their explanation: set for
-    /// the length of one build by [`explain_keys`].
-    static EXPLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// While the returned guard lives, [`KeyBuilder::new`] on this thread
-/// explains its key (the pipeline sets this from `-v`).
-pub fn explain_keys(on: bool) -> ExplainGuard {
-    let before = EXPLAIN.with(|e| e.replace(on));
-    ExplainGuard { before }
-}
-
-/// Restores the previous explain setting when dropped.
-pub struct ExplainGuard {
-    before: bool,
-}
-
-impl Drop for ExplainGuard {
-    fn drop(&mut self) {
-        EXPLAIN.with(|e| e.set(self.before));
-    }
-}
-
 /// Builds a stage's key from its inputs: terse, or explaining when `-v`
-/// asked for it (see [`explain_keys`]). Values are formatted once into a
+/// asked for it (the context's `explain`). Values are formatted once into a
 /// reused buffer for the hash; explanation lines only in explain mode.
 pub struct KeyBuilder {
     sink: Box<dyn KeySink>,
@@ -158,11 +132,9 @@ pub struct KeyBuilder {
 }
 
 impl KeyBuilder {
-    pub fn new(stage: &str) -> Self {
-        Self::with_explain(stage, EXPLAIN.with(|e| e.get()) || explain::recording())
-    }
-
-    fn with_explain(stage: &str, explain: bool) -> Self {
+    /// A builder for `stage`'s key; `explain` keeps the readable inputs
+    /// (for `-v`, and for recording what `lbuild explain` diffs).
+    pub fn new(stage: &str, explain: bool) -> Self {
         let sink: Box<dyn KeySink> = if explain {
             Box::<ExplainHash>::default()
         } else {
@@ -212,7 +184,7 @@ impl KeyBuilder {
     }
 
     /// The inputs, compactly, when this builder keeps them (explaining,
-    /// or under [`explain::recording`]).
+    /// or recording what `lbuild explain` diffs).
     pub fn inputs(&self) -> Option<Inputs> {
         self.sink.inputs()
     }
@@ -301,12 +273,13 @@ pub fn settle_listing(
     cache: &crate::cache::Cache,
     plan: &crate::manifest::Plan,
     stage: &'static str,
-    key: &KeyBuilder,
-    rekey: impl FnOnce() -> KeyBuilder,
+    cx: &crate::context::BuildContext,
+    rekey: impl Fn(bool) -> KeyBuilder,
     started: std::time::Instant,
     entries: &[Entry],
     stats: crate::cache::HashStats,
 ) -> crate::Result<StageReport> {
+    let key = rekey(cx.explain);
     let (hash, explain) = key.finish();
     let status = if cache.stage_output(stage, &hash)?.is_some() {
         Status::Cached
@@ -320,12 +293,12 @@ pub fn settle_listing(
         Status::Ran
     };
     let inputs = if explain::needs_inputs(cache, plan, stage, &hash)? {
-        key.inputs()
-            .or_else(|| explain::record(|| rekey().inputs()))
+        key.inputs().or_else(|| rekey(true).inputs())
     } else {
         None
     };
-    let reasons = settle_inputs(cache, plan, stage, &hash, status == Status::Ran, inputs)?;
+    let ran = status == Status::Ran;
+    let reasons = settle_inputs(cache, plan, stage, &hash, ran, inputs, cx.reasons)?;
     let details = serde_json::json!({
         "files": entries.len(),
         "hashed": stats.hashed,
@@ -361,13 +334,13 @@ mod key_tests {
         // again at FORMAT_VERSION 3, which every key includes): a change
         // here silently invalidates every cache, so it must be deliberate.
         const KEY: &str = "d90cd28ebc715cdeceb2d5f02e2b7ec6683f7287317b91d5ed7997b5a4afd8e4";
-        let mut terse = KeyBuilder::with_explain("sources", false);
+        let mut terse = KeyBuilder::new("sources", false);
         feed(&mut terse);
         let (key, lines) = terse.finish();
         assert_eq!(key.to_hex().as_str(), KEY);
         assert!(lines.is_empty(), "terse keys build no text: {lines:?}");
 
-        let mut explained = KeyBuilder::with_explain("sources", true);
+        let mut explained = KeyBuilder::new("sources", true);
         feed(&mut explained);
         let (key, lines) = explained.finish();
         assert_eq!(key.to_hex().as_str(), KEY);
@@ -381,12 +354,12 @@ mod key_tests {
     }
 
     #[test]
-    fn explain_guard_is_scoped() {
-        assert!(KeyBuilder::new("x").finish().1.is_empty());
-        {
-            let _g = explain_keys(true);
-            assert!(!KeyBuilder::new("x").finish().1.is_empty());
-        }
-        assert!(KeyBuilder::new("x").finish().1.is_empty());
+    fn only_explaining_keys_keep_lines() {
+        assert!(KeyBuilder::new("x", false).finish().1.is_empty());
+        assert!(!KeyBuilder::new("x", true).finish().1.is_empty());
+        assert_eq!(
+            KeyBuilder::new("x", false).finish().0,
+            KeyBuilder::new("x", true).finish().0
+        );
     }
 }

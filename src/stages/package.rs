@@ -19,6 +19,7 @@ use super::{Entry, KeyBuilder, StageReport, Status};
 use crate::Error;
 use crate::archive::{self, Settings, Store};
 use crate::cache::{Cache, Hash};
+use crate::context::BuildContext;
 use crate::manifest::{MtimeMode, Plan};
 use crate::report::Reporter;
 
@@ -61,7 +62,7 @@ pub struct Input<'a> {
 pub struct PackageKey {
     hash: Hash,
     explain: Vec<String>,
-    /// The inputs, when the key was built keeping them (`stages::explain`).
+    /// The inputs, when the key was built keeping them (`crate::explain`).
     inputs: Option<super::Inputs>,
     settings: Settings,
     started: Instant,
@@ -86,13 +87,14 @@ pub fn key(
     deps_digest: Option<Hash>,
     sources: &[Entry],
     config: &[Entry],
+    explain: bool,
 ) -> crate::Result<PackageKey> {
     let started = Instant::now();
     let settings = Settings {
         level: plan.output.level,
         time: archive::dos_time_from_unix(zip_time(plan)?),
     };
-    let mut key = KeyBuilder::new(NAME);
+    let mut key = KeyBuilder::new(NAME, explain);
     // Two artifacts with the same inputs write different zips: each has
     // its own record.
     let output = crate::manifest::relative_path(&plan.project_dir, &plan.output.path);
@@ -175,11 +177,12 @@ pub fn cached(
 pub fn build(
     plan: &Plan,
     cache: &mut Cache,
-    reporter: &Reporter,
+    cx: &BuildContext,
     key: PackageKey,
     inputs: &[Input<'_>],
     tree: Option<&archive::TreeZip>,
 ) -> crate::Result<(ZipInfo, StageReport)> {
+    let reporter = cx.reporter;
     let entries = merge(inputs)?;
     let settings = key.settings;
     let out = &plan.output.path;
@@ -217,12 +220,12 @@ pub fn build(
     );
     let spinner = reporter.spinner("packaging");
     spinner.set_message(format!("{} entries", entries.len()));
-    let machine = plan.machine_store();
+    let machine = &cx.store;
     // Entries neither here nor on this machine: fetched from the remote
     // store (verified) before any is compressed.
-    let remote = crate::remote::for_plan(plan)?;
+    let remote = cx.remote.as_deref();
     let remote_missing = match remote {
-        Some(r) => fetch_entries(r, &machine, &entries, &settings, store.as_ref(), reporter),
+        Some(r) => fetch_entries(r, machine, &entries, &settings, store.as_ref(), reporter),
         None => Vec::new(),
     };
     archive::ENTRIES_DONE.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -243,7 +246,7 @@ pub fn build(
             &entries,
             &settings,
             store.as_ref(),
-            Some(&machine),
+            Some(machine),
         );
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = ticker {
@@ -379,7 +382,7 @@ const REMOTE_MIN_ENTRY: u64 = 64 * 1024;
 /// objects the remote store lacked (name, machine-store path), to upload
 /// after the build.
 fn fetch_entries(
-    remote: &crate::remote::Remote,
+    remote: &dyn crate::remote::RemoteStore,
     machine: &crate::store::MachineStore,
     entries: &[Entry],
     settings: &Settings,

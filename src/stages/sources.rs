@@ -7,20 +7,23 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::watch_root::{WatchInputs, WatchRoot};
-use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing, walk};
+use super::{Entry, KeyBuilder, StageReport, hash_entries, settle_listing};
 use crate::Error;
 use crate::cache::Cache;
+use crate::context::BuildContext;
 use crate::manifest::Plan;
 use crate::report::Reporter;
+use crate::walk;
+use crate::watch_root::{WatchInputs, WatchRoot};
 
 pub const NAME: &str = "sources";
 
 pub fn run(
     plan: &Plan,
     cache: &mut Cache,
-    reporter: &Reporter,
+    cx: &BuildContext,
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
+    let reporter = cx.reporter;
     let started = Instant::now();
     let (files, unmatched) = select(plan)?;
     warn_package_data(plan, &files, &unmatched, reporter);
@@ -30,16 +33,15 @@ pub fn run(
     }
 
     let s = &plan.sources;
-    let rekey = || {
-        let mut key = KeyBuilder::new(NAME);
+    let rekey = |explain| {
+        let mut key = KeyBuilder::new(NAME, explain);
         key.add("root", &s.root_written)
             .add("include", s.include_patterns.join(","))
             .add("exclude", s.exclude_patterns.join(","))
             .add_entries(&entries);
         key
     };
-    let key = rekey();
-    let report = settle_listing(cache, plan, NAME, &key, rekey, started, &entries, stats)?;
+    let report = settle_listing(cache, plan, NAME, cx, rekey, started, &entries, stats)?;
     Ok((entries, report))
 }
 

@@ -12,8 +12,8 @@ use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind};
 
 use super::debounce::Change;
+use crate::exclusions;
 use crate::manifest::Plan;
-use crate::stages::walk;
 
 pub struct Filter {
     /// lambda.toml's directory: names are judged relative to it.
@@ -95,30 +95,19 @@ fn is_output(plan: &Plan, path: &Path) -> bool {
 /// project directory when the path is inside it.
 pub fn ignored_name(rel: &Path) -> bool {
     if rel.components().any(|c| {
-        c.as_os_str()
-            .to_str()
-            .is_some_and(|s| walk::PRUNED_DIRS.contains(&s) || walk::TOOL_DIRS.contains(&s))
+        c.as_os_str().to_str().is_some_and(|s| {
+            exclusions::PRUNED_DIRS.contains(&s) || exclusions::TOOL_DIRS.contains(&s)
+        })
     }) {
         return true;
     }
     let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    let b = name.as_bytes();
     name.ends_with(".pyc")
         || name.ends_with(".pyo")
         || (name.starts_with(".lbuild-") && name.ends_with(".tmp"))
-        // vim: .app.py.swp / .swo / .swx, the `4913` write test, `app.py~` backups
-        || (name.starts_with('.') && b.len() >= 5 && b[..b.len() - 1].ends_with(b".sw"))
-        || name == "4913"
-        || name.ends_with('~')
-        // emacs: #app.py# autosaves and .#app.py lock links
-        || (b.len() >= 2 && name.starts_with('#') && name.ends_with('#'))
-        || name.starts_with(".#")
-        // JetBrains safe write; GNOME's GIO
-        || name.ends_with("___jb_tmp___")
-        || name.ends_with("___jb_old___")
-        || name.starts_with(".goutputstream-")
+        || exclusions::is_editor_temp(name)
 }
 
 /// (device, inode) of stdout and stderr where they are regular files.

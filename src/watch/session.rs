@@ -19,6 +19,7 @@ use super::filter::{Filter, vanished};
 use super::output::{self, Failure, Found, Recheck, Stamp};
 use super::targets::Targets;
 use super::{Msg, WatchError, print};
+use crate::context::BuildContext;
 use crate::manifest::{self, Plan, Workspace};
 use crate::pipeline::{self, BuildOutcome};
 use crate::report::Reporter;
@@ -191,7 +192,9 @@ impl Session {
         let (changed, touches_input) = self.changed(batch);
         let found = match (&self.manifest_error, self.plan()) {
             (Some(e), _) => Found::Failed(e.clone()),
-            (None, Some(plan)) => match pipeline::build(plan, &self.build_reporter) {
+            (None, Some(plan)) => match BuildContext::for_plan(plan, &self.build_reporter)
+                .and_then(|cx| pipeline::build(&cx, plan))
+            {
                 Ok(outcome) => Found::Built(outcome),
                 Err(e) => Found::Failed(Failure::from(&e)),
             },
@@ -297,7 +300,9 @@ impl Session {
     fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
         let (changed, touches_input) = self.changed(batch);
         let results: Vec<(String, Option<PathBuf>, Found)> =
-            match pipeline::build_workspace(ws, &[], &self.build_reporter) {
+            match BuildContext::for_workspace(ws, &self.build_reporter)
+                .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]))
+            {
                 Ok(outcome) => outcome
                     .artifacts
                     .into_iter()

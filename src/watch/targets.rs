@@ -12,9 +12,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::exclusions;
 use crate::manifest::Plan;
-use crate::stages::watch_root::WatchRoot;
-use crate::stages::{config, deps, sources, walk};
+use crate::stages::{config, deps, sources};
+use crate::watch_root::WatchRoot;
 
 /// The roots of one loaded manifest.
 pub struct Targets {
@@ -96,9 +97,9 @@ fn add_tree(dirs: &mut BTreeSet<PathBuf>, root: &Path, skip: &[PathBuf]) {
             e.file_type().is_dir()
                 && (e.depth() == 0
                     || !(e.file_name().to_str().is_some_and(|n| {
-                        walk::PRUNED_DIRS.contains(&n) || walk::TOOL_DIRS.contains(&n)
+                        exclusions::PRUNED_DIRS.contains(&n) || exclusions::TOOL_DIRS.contains(&n)
                     }) || skip.iter().any(|s| s == e.path())
-                        || walk::is_virtualenv(e.path())))
+                        || exclusions::is_virtualenv(e.path())))
         });
     // Unreadable directories are left out: the build reports them.
     dirs.extend(walker.flatten().map(walkdir::DirEntry::into_path));

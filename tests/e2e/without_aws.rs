@@ -1,8 +1,9 @@
 //! An lbuild built without the `aws` feature (`cargo test
 //! --no-default-features`): it packages as always, and deploying or a
 //! remote cache — from the command line, the environment or lambda.toml —
-//! is refused with exit 2, a message saying this build lacks AWS support,
-//! and a hint how to get a full build. The last good zip is left alone.
+//! is refused with exit 2 before anything is built, with a message saying
+//! this build lacks AWS support and a hint how to get a full build. The
+//! last good zip is left alone.
 
 use crate::common::TestProject;
 
@@ -63,4 +64,28 @@ fn a_build_packages_and_invokes_without_aws() {
     // explain and size run too (they build).
     assert!(p.run(&["explain"]).status.success());
     assert!(p.run(&["size"]).status.success());
+}
+
+#[test]
+fn a_remote_cache_from_the_flag_the_environment_or_the_manifest_is_refused_and_the_zip_kept() {
+    let p = TestProject::hello();
+    p.build_json();
+    let good = p.zip_bytes("hello");
+    // A change the refused builds must not package.
+    p.write("util.py", "def greet():\n    return 'edited'\n");
+    let stderr = refused(&p, &["--remote-cache", "s3://b/team"], &[]);
+    assert!(
+        stderr.contains("the remote cache s3://b/team needs AWS support"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("drop --remote-cache"), "{stderr}");
+    refused(&p, &[], &[("LBUILD_REMOTE_CACHE", "s3://b/env")]);
+    let manifest = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
+    p.write(
+        "lambda.toml",
+        &format!("[cache]\nremote = \"s3://b/toml\"\n\n{manifest}"),
+    );
+    let stderr = refused(&p, &["build"], &[]);
+    assert!(stderr.contains("the remote cache s3://b/toml"), "{stderr}");
+    assert_eq!(p.zip_bytes("hello"), good, "the last good zip is untouched");
 }

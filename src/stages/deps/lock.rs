@@ -417,7 +417,7 @@ pub fn needs_compilation(dir: &Path) -> Option<String> {
 /// honoured; VCS and tool directories, virtualenvs, byte-code and earlier
 /// build output (top-level `build/`, `dist/`, `*.egg-info/`) are left out.
 pub fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> {
-    let walk = super::walk::Walk {
+    let walk = crate::walk::Walk {
         dir,
         names_from: dir,
         root: dir,
@@ -427,9 +427,9 @@ pub fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> 
     };
     let built =
         |d: &str| d == "build" || d == "dist" || (!d.contains('/') && d.ends_with(".egg-info"));
-    Ok(super::walk::files(
+    Ok(crate::walk::files(
         &walk,
-        |n| !super::walk::excluded_by_default(n),
+        |n| !crate::exclusions::excluded_by_default(n),
         built,
     )?)
 }

@@ -30,11 +30,15 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, KeyBuilder, StageReport, Status, hash_entries, walk};
+use super::{Entry, KeyBuilder, StageReport, Status, hash_entries};
 use crate::cache::{Cache, Hash};
+use crate::context::BuildContext;
 use crate::manifest::{DepsPlan, FindLinks, Plan, relative_path};
+use crate::remote::RemoteStore;
 use crate::report::Reporter;
+use crate::store::MachineStore;
 use crate::store::TREE_RECORD;
+use crate::walk;
 use installer::{Installer, Kind, Target};
 
 pub const NAME: &str = "deps";
@@ -224,8 +228,9 @@ pub fn ready(
     tree: DepsTree,
     plan: &Plan,
     cache: &mut Cache,
-    reporter: &Reporter,
+    cx: &BuildContext,
 ) -> crate::Result<(ReadyDeps, Option<StageReport>)> {
+    let reporter = cx.reporter;
     let (digest, tree, key, adopted) = match tree {
         DepsTree::None => return Ok((ReadyDeps::default(), None)),
         DepsTree::Ready {
@@ -258,7 +263,7 @@ pub fn ready(
         }
         // Installed, and perhaps also kept as a zip (by the project that
         // installed it): its entries are then copied, not compressed.
-        let (tree_zip, keep) = installed_tree_zip(plan, &key, &digest, adopted);
+        let (tree_zip, keep) = installed_tree_zip(plan, &cx.store, &key, &digest, adopted);
         let digest = Some(digest);
         let ready = ReadyDeps {
             digest,
@@ -272,8 +277,7 @@ pub fn ready(
     // recorded it (trimmed by gc, then installed again by another project),
     // or be kept as the zip it was fetched as: its own record says what it
     // holds now.
-    let store = plan.machine_store();
-    let root = store.root();
+    let root = cx.store.root();
     let settings = crate::stages::package::settings(plan)?;
     let now = read_shared(root, &key).filter(|s| s.record.digest == digest);
     if let Some(shared) = now
@@ -300,8 +304,8 @@ pub fn ready(
     }
     // Gone (trimmed by gc): the remote store may have it.
     if !tree.exists()
-        && let Some(remote) = crate::remote::for_plan(plan)?
-        && let Some(shared) = fetch_remote(remote, plan, &key, reporter)?
+        && let Some(remote) = cx.remote.as_deref()
+        && let Some(shared) = fetch_remote(remote, plan, &cx.store, &key, reporter)?
         && shared.record.digest == digest
         && let Some((entries, tree_zip, _)) = usable(root, &key, &shared, &settings)
     {
@@ -326,7 +330,7 @@ pub fn ready(
             tree.display()
         )
     });
-    let (installed, report) = stage(plan, cache, reporter, true)?;
+    let (installed, report) = stage(plan, cache, cx, true)?;
     match installed {
         DepsTree::Ready {
             digest,
@@ -356,9 +360,9 @@ pub fn ready(
 pub fn run(
     plan: &Plan,
     cache: &mut Cache,
-    reporter: &Reporter,
+    cx: &BuildContext,
 ) -> crate::Result<(DepsTree, StageReport)> {
-    stage(plan, cache, reporter, false)
+    stage(plan, cache, cx, false)
 }
 
 /// The stage itself; with `reinstall`, a recorded tree is installed again
@@ -366,9 +370,10 @@ pub fn run(
 fn stage(
     plan: &Plan,
     cache: &mut Cache,
-    reporter: &Reporter,
+    cx: &BuildContext,
     reinstall: bool,
 ) -> crate::Result<(DepsTree, StageReport)> {
+    let reporter = cx.reporter;
     let started = Instant::now();
     let Some(deps) = &plan.deps else {
         return Ok((
@@ -404,18 +409,16 @@ fn stage(
     };
     let index_args = index_args(deps);
 
-    let key = stage_key(plan, deps, &reqs, &installer, target, cache)?;
+    let key = stage_key(plan, deps, &reqs, &installer, target, cache, cx.explain)?;
     let (key_hash, explain) = key.finish();
-    let store = plan.machine_store();
+    let store = &cx.store;
     let tree = tree_dir(store.root(), &key_hash);
     // This build's inputs, when they differ from the artifact's last
     // build (kept by `key` under -v, fed again otherwise).
-    let inputs = if super::explain::needs_inputs(cache, plan, NAME, &key_hash)? {
+    let inputs = if crate::explain::needs_inputs(cache, plan, NAME, &key_hash)? {
         match key.inputs() {
             Some(i) => Some(i),
-            None => super::explain::record(|| {
-                stage_key(plan, deps, &reqs, &installer, target, cache).map(|k| k.inputs())
-            })?,
+            None => stage_key(plan, deps, &reqs, &installer, target, cache, true)?.inputs(),
         }
     } else {
         None
@@ -451,7 +454,8 @@ fn stage(
             details(false, &record),
             explain,
         );
-        report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, false, inputs)?;
+        report.reasons =
+            super::settle_inputs(cache, plan, NAME, &key_hash, false, inputs, cx.reasons)?;
         let out = DepsTree::Unverified {
             digest: record.digest,
             tree,
@@ -470,8 +474,8 @@ fn stage(
     };
     if !reinstall
         && found.is_none()
-        && let Some(remote) = crate::remote::for_plan(plan)?
-        && let Some(shared) = fetch_remote(remote, plan, &key_hash, reporter)?
+        && let Some(remote) = cx.remote.as_deref()
+        && let Some(shared) = fetch_remote(remote, plan, store, &key_hash, reporter)?
     {
         from = "remote";
         found = Some(shared);
@@ -490,7 +494,8 @@ fn stage(
         let mut d = details(false, &shared.record);
         d["from"] = serde_json::json!(from);
         let mut report = StageReport::new(NAME, Status::Cached, &key_hash, started, d, explain);
-        report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, false, inputs)?;
+        report.reasons =
+            super::settle_inputs(cache, plan, NAME, &key_hash, false, inputs, cx.reasons)?;
         let out = DepsTree::Unverified {
             digest: shared.record.digest,
             tree,
@@ -531,6 +536,7 @@ fn stage(
     let installing = reporter.holding_warnings();
     let installed = install(
         plan,
+        store,
         deps,
         &installer,
         target,
@@ -584,7 +590,7 @@ fn stage(
         details(ran, &shared.record),
         explain,
     );
-    report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, true, inputs)?;
+    report.reasons = super::settle_inputs(cache, plan, NAME, &key_hash, true, inputs, cx.reasons)?;
     let out = DepsTree::Ready {
         digest: shared.record.digest,
         entries,
@@ -741,11 +747,11 @@ fn may_keep(shared: &SharedTree, settings: &crate::archive::Settings) -> bool {
 /// parse the tree's record (~1 MB for 4,600 files) for nothing.
 fn installed_tree_zip(
     plan: &Plan,
+    store: &MachineStore,
     key: &Hash,
     digest: &Hash,
     adopted: bool,
 ) -> (Option<crate::archive::TreeZip>, Option<KeepTree>) {
-    let store = plan.machine_store();
     let root = store.root();
     let any_zip = std::fs::read_dir(key_dir(root, key)).is_ok_and(|rd| {
         rd.flatten().any(|e| {
@@ -801,8 +807,9 @@ fn stage_key(
     installer: &Installer,
     target: Target,
     cache: &mut Cache,
+    explain: bool,
 ) -> crate::Result<KeyBuilder> {
-    let mut key = KeyBuilder::new(NAME);
+    let mut key = KeyBuilder::new(NAME, explain);
     key.add("normalize", NORMALIZE_VERSION)
         .add("target", target.describe())
         .add("installer", &installer.version);
@@ -811,7 +818,7 @@ fn stage_key(
         key.add(&format!("requirements {name}"), f.hash.to_hex());
         // Recorded, not hashed: for "requirements.txt changed (x 1 → 2)".
         key.note(&format!("pins {name}"), || {
-            super::explain::pinned_lines(&std::fs::read_to_string(&f.path).unwrap_or_default())
+            crate::explain::pinned_lines(&std::fs::read_to_string(&f.path).unwrap_or_default())
         });
     }
     for o in &reqs.index_options {
@@ -896,6 +903,7 @@ fn stage_key(
 #[allow(clippy::too_many_arguments)]
 fn install(
     plan: &Plan,
+    store: &MachineStore,
     deps: &DepsPlan,
     installer: &Installer,
     target: Target,
@@ -907,7 +915,6 @@ fn install(
     reporter: &Reporter,
     mut warnings: Vec<String>,
 ) -> crate::Result<Installed> {
-    let store = plan.machine_store();
     let deps_dir = store.deps_dir();
     let io = DepsError::io;
     let tmp = staging_dir(&deps_dir, "cannot install dependencies")?;
@@ -1084,8 +1091,9 @@ fn safe_name(name: &str) -> bool {
 /// its entries raw. None when the remote store does not have it, is down,
 /// or sent something that does not verify (with a warning).
 fn fetch_remote(
-    remote: &crate::remote::Remote,
+    remote: &dyn RemoteStore,
     plan: &Plan,
+    store: &MachineStore,
     key: &Hash,
     reporter: &Reporter,
 ) -> crate::Result<Option<SharedTree>> {
@@ -1130,7 +1138,6 @@ fn fetch_remote(
     {
         return bad("has a record that does not match its digest");
     }
-    let store = plan.machine_store();
     let deps_dir = store.deps_dir();
     let io = DepsError::io;
     let tmp = staging_dir(&deps_dir, "cannot fetch dependencies")?;
@@ -1177,19 +1184,19 @@ fn fetch_remote(
 /// the machine store's compressed entries (so nothing is compressed
 /// again). Best effort.
 pub fn upload_remote(
-    remote: &crate::remote::Remote,
+    remote: &dyn RemoteStore,
     plan: &Plan,
+    store: &MachineStore,
     key: &Hash,
     entries: &[Entry],
     reporter: &Reporter,
 ) -> crate::Result<bool> {
     let settings = crate::stages::package::settings(plan)?;
     let (json_name, zip_name) = remote_names(key, &settings);
-    let store = plan.machine_store();
     // Known to be there (uploaded, or seen): no request at all.
     let marker = key_dir(store.root(), key).join(format!(
         "remote-{}",
-        blake3::hash(format!("{}\n{zip_name}", remote.config.url).as_bytes()).to_hex()
+        blake3::hash(format!("{}\n{zip_name}", remote.config().url).as_bytes()).to_hex()
     ));
     if marker.exists() {
         return Ok(false);
@@ -1221,7 +1228,7 @@ pub fn upload_remote(
             let Ok(file) = tempfile::NamedTempFile::new() else {
                 return Ok(false);
             };
-            if crate::archive::write_zip(file.as_file(), entries, &settings, None, Some(&store))
+            if crate::archive::write_zip(file.as_file(), entries, &settings, None, Some(store))
                 .is_err()
             {
                 return Ok(false);
@@ -1254,6 +1261,7 @@ pub fn upload_remote(
 /// is made again when an entry was rejected (it may be the one damaged).
 pub fn keep_tree_zip(
     plan: &Plan,
+    store: &MachineStore,
     cache: &Cache,
     keep: KeepTree,
     entries: &[Entry],
@@ -1265,10 +1273,10 @@ pub fn keep_tree_zip(
         return;
     }
     let key = &keep.key;
-    if let Err(why) = try_keep_tree_zip(plan, cache, key, entries, keep.kept) {
+    if let Err(why) = try_keep_tree_zip(plan, store, cache, key, entries, keep.kept) {
         reporter.warn(format!(
             "could not keep the dependency tree as a zip in {} ({why}); the zip is fine, another project with these dependencies compresses them again",
-            key_dir(plan.machine_store().root(), key).display()
+            key_dir(store.root(), key).display()
         ));
     }
 }
@@ -1277,12 +1285,12 @@ pub fn keep_tree_zip(
 /// replaced too (its bytes did not verify).
 fn try_keep_tree_zip(
     plan: &Plan,
+    store: &MachineStore,
     cache: &Cache,
     key: &Hash,
     entries: &[Entry],
     again: bool,
 ) -> Result<(), String> {
-    let store = plan.machine_store();
     let root = store.root();
     let dir = key_dir(root, key);
     let digest = crate::entry::entries_digest(entries);
@@ -1314,7 +1322,7 @@ fn try_keep_tree_zip(
         entries,
         &settings,
         reuse.as_ref(),
-        Some(&store),
+        Some(store),
     )
     .map_err(|e| e.to_string())?;
     if written.packed.len() != shared.files.len()
@@ -1789,9 +1797,9 @@ fn relative(base: &Path, path: &Path) -> String {
 /// and requirements files), and the local wheels the requirements name.
 /// When the requirements cannot be read, the build says why; the top file
 /// is watched until it is fixed.
-pub fn watch_roots(plan: &Plan) -> Vec<super::watch_root::WatchRoot> {
-    use super::watch_root::{WatchInputs, WatchRoot};
+pub fn watch_roots(plan: &Plan) -> Vec<crate::watch_root::WatchRoot> {
     use crate::manifest::normalize;
+    use crate::watch_root::{WatchInputs, WatchRoot};
     let Some(deps) = &plan.deps else {
         return Vec::new();
     };

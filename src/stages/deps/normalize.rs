@@ -346,7 +346,7 @@ fn remove_matching(tree: &Path) -> Result<usize, DepsError> {
         let rel = rel
             .to_string_lossy()
             .replace(std::path::MAIN_SEPARATOR, "/");
-        if !super::super::walk::excluded_by_default(&rel) {
+        if !crate::exclusions::excluded_by_default(&rel) {
             continue;
         }
         if item.file_type().is_dir() {

@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::exclusions::{IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, excluded_by_default, is_virtualenv};
+
 use walkdir::WalkDir;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,62 +66,6 @@ impl WalkError {
             WalkError::Io { .. } => None,
         }
     }
-}
-
-/// Directory names never descended into: VCS and tool state, byte-code,
-/// and virtual environments (host binaries and symlinks, never Lambda code).
-/// The project walks (sources) also prune [`TOOL_DIRS`] and any
-/// virtualenv ([`is_virtualenv`]).
-pub const PRUNED_DIRS: &[&str] = &[
-    ".git",
-    ".hg",
-    ".svn",
-    "__pycache__",
-    ".lbuild",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".tox",
-    ".nox",
-    ".venv",
-];
-
-/// Directories of other tools found in projects, never Lambda code: build
-/// and deployment output (`.aws-sam/`, `.serverless/`, `cdk.out/`,
-/// `.terraform/`) and `node_modules/`. Pruned from the sources walk and
-/// ignored by the watcher, but not from installed dependency trees (a
-/// wheel may ship a `node_modules/` of its own assets).
-pub const TOOL_DIRS: &[&str] = &[
-    "node_modules",
-    ".aws-sam",
-    ".serverless",
-    "cdk.out",
-    ".terraform",
-];
-
-/// The project's ignore files, read in each directory the sources walk
-/// enters (and in those between the project directory and the sources
-/// root). `.lbuildignore` has `.gitignore`'s syntax and wins over it in
-/// the same directory. The user's global gitignore (`core.excludesFile`)
-/// is never read: it differs per machine.
-pub const IGNORE_FILES: &[&str] = &[".gitignore", ".lbuildignore"];
-
-/// A directory holding `pyvenv.cfg` is a virtual environment (`python -m
-/// venv`, virtualenv, uv, poetry): host binaries, never Lambda code.
-pub fn is_virtualenv(dir: &Path) -> bool {
-    std::fs::symlink_metadata(dir.join("pyvenv.cfg")).is_ok()
-}
-
-/// True for files that never enter a zip: byte-code, secrets, and editor
-/// lock files (Emacs keeps `.#name` as a dangling symlink while editing).
-pub fn excluded_by_default(name: &str) -> bool {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    base.ends_with(".pyc")
-        || base.ends_with(".pyo")
-        || base.starts_with(".env")
-        || base.starts_with(".#")
-        || base == ".DS_Store"
-        || name.split('/').any(|seg| PRUNED_DIRS.contains(&seg))
 }
 
 /// What one walk covers.

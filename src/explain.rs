@@ -6,7 +6,7 @@
 //! Inputs are recorded only when a stage's key differs from the one last
 //! recorded for the artifact (so a no-op build reads one small row per
 //! stage and writes nothing), and reasons are formatted only when they
-//! will be shown (`-v`, `lbuild explain`, `--json`: see [`want_reasons`]).
+//! will be shown (`-v`, `lbuild explain`, `--json`: the context's `reasons`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -43,46 +43,6 @@ impl Inputs {
     }
 }
 
-thread_local! {
-    static RECORDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    static REASONS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether keys built now keep their inputs (inside [`recording`]).
-pub(super) fn recording() -> bool {
-    RECORDING.with(|r| r.get())
-}
-
-/// Runs `f` with every [`super::KeyBuilder`] it makes keeping its inputs.
-pub fn record<T>(f: impl FnOnce() -> T) -> T {
-    let before = RECORDING.with(|r| r.replace(true));
-    let out = f();
-    RECORDING.with(|r| r.set(before));
-    out
-}
-
-/// While the returned guard lives, stages on this thread compute their
-/// reasons (the pipeline sets it for `-v`, `lbuild explain`, `--json`).
-pub fn want_reasons(on: bool) -> ReasonsGuard {
-    let before = REASONS.with(|r| r.replace(on));
-    ReasonsGuard { before }
-}
-
-/// Restores the previous setting when dropped.
-pub struct ReasonsGuard {
-    before: bool,
-}
-
-impl Drop for ReasonsGuard {
-    fn drop(&mut self) {
-        REASONS.with(|r| r.set(self.before));
-    }
-}
-
-fn reasons_wanted() -> bool {
-    REASONS.with(|r| r.get())
-}
-
 /// The artifact's identity in the record: `function NAME` / `layer NAME`.
 pub fn artifact(plan: &Plan) -> String {
     format!("{} {}", plan.kind.label(), plan.name)
@@ -105,8 +65,8 @@ pub fn settle_inputs(
     key: &Hash,
     ran: bool,
     inputs: Option<Inputs>,
+    wanted: bool,
 ) -> crate::Result<Vec<String>> {
-    let wanted = reasons_wanted();
     let Some(inputs) = inputs else {
         return Ok(if ran && wanted {
             vec!["inputs unchanged since the last build; its output was missing or changed".into()]

@@ -1,93 +1,23 @@
-//! The remote store: the machine store's objects in an S3-compatible
-//! bucket, shared by a fleet (CI runners, laptops).
-//!
-//! `--remote-cache s3://BUCKET/PREFIX` (or `LBUILD_REMOTE_CACHE`, or
-//! `[cache] remote` in lambda.toml). Objects are named by content keys only:
-//! `PREFIX/entries/HASH-x|r-SETTINGS.zip` (a compressed entry, the one-entry
-//! zip of the machine store), `PREFIX/deps/KEY.json` (a tree's record and
-//! file list) and `PREFIX/deps/KEY-SETTINGS.zip` (the tree's files as
-//! ready-to-copy compressed entries, written by lbuild's own zip writer).
-//! Everything fetched is verified against the content hashes it must
-//! have before it reaches the machine store; a bad object is discarded
-//! with a warning and the work is done locally.
-//!
-//! The client is aws-sdk-s3, already in the tree for `lbuild deploy`: one
-//! HTTP/TLS stack, one credential chain (`AWS_PROFILE`, SSO, roles) and
-//! `AWS_ENDPOINT_URL` for MinIO, R2 and the like; `object_store` or
-//! `opendal` would add a second HTTP client and signer for the same calls.
-//! It is created only when an object is first needed, so a no-op build
-//! never touches the network. A bucket that fails (unreachable, denied,
-//! slow: connect 2 s, each read 10 s) is one warning; the build then goes
-//! on locally without calling it again.
+//! The remote store over S3 (aws-sdk-s3): the client is aws-sdk-s3,
+//! already in the tree for `lbuild deploy`: one HTTP/TLS stack, one
+//! credential chain (`AWS_PROFILE`, SSO, roles) and `AWS_ENDPOINT_URL` for
+//! MinIO, R2 and the like; `object_store` or `opendal` would add a second
+//! HTTP client and signer for the same calls. It is created only when an
+//! object is first needed, so a no-op build never touches the network. A
+//! bucket that fails (unreachable, denied, slow: connect 2 s, each read
+//! 10 s) is one warning; the build then goes on locally without calling it
+//! again.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::{RemoteConfig, RemoteStore};
 use crate::report::Reporter;
 
-/// Read only, or read and upload what this build made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Read,
-    ReadWrite,
-}
-
-/// Where the remote store is and what a build may do with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteConfig {
-    pub url: String,
-    pub bucket: String,
-    /// Without a trailing slash; may be empty.
-    pub prefix: String,
-    pub mode: Mode,
-}
-
-/// `s3://BUCKET/PREFIX` and a mode (`read`, `read-write`; default
-/// read-write when `ci`, else read).
-pub fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, crate::Error> {
-    let bad = |message: String| {
-        crate::Error::Input {
-        message,
-        hint: "write it as s3://BUCKET or s3://BUCKET/PREFIX (the endpoint comes from AWS_ENDPOINT_URL)".into(),
-    }
-    };
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| bad(format!("remote cache {url:?} is not an s3:// URL")))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(bad(format!("remote cache {url:?} names no bucket")));
-    }
-    let mode = match mode.map(str::trim) {
-        None | Some("") => {
-            if ci {
-                Mode::ReadWrite
-            } else {
-                Mode::Read
-            }
-        }
-        Some("read") => Mode::Read,
-        Some("read-write") => Mode::ReadWrite,
-        Some(other) => {
-            return Err(crate::Error::Input {
-                message: format!("remote cache mode {other:?} is not read or read-write"),
-                hint: "use --remote-cache-mode read (fetch only) or read-write (fetch and upload)"
-                    .into(),
-            });
-        }
-    };
-    Ok(RemoteConfig {
-        url: url.to_string(),
-        bucket: bucket.to_string(),
-        prefix: prefix.trim_matches('/').to_string(),
-        mode,
-    })
-}
-
 /// A connection to the remote store (made on first use).
-pub struct Remote {
-    pub config: RemoteConfig,
+pub(super) struct S3Remote {
+    config: RemoteConfig,
     rt: tokio::runtime::Runtime,
     client: OnceLock<Option<aws_sdk_s3::Client>>,
     /// Set after the first failure: no further calls this run.
@@ -97,33 +27,19 @@ pub struct Remote {
 /// At most this many requests in flight.
 const PARALLEL: usize = 32;
 
-impl Remote {
-    /// The process's remote store for `config` (one per run).
-    pub fn session(config: &RemoteConfig) -> Option<&'static Remote> {
-        static SESSION: OnceLock<Option<Remote>> = OnceLock::new();
-        SESSION
-            .get_or_init(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                Some(Remote {
-                    config: config.clone(),
-                    rt,
-                    client: OnceLock::new(),
-                    down: AtomicBool::new(false),
-                })
-            })
-            .as_ref()
-            .filter(|r| r.config == *config)
-    }
-
-    pub fn can_write(&self) -> bool {
-        self.config.mode == Mode::ReadWrite && !self.is_down()
-    }
-
-    pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::Relaxed)
+impl S3Remote {
+    /// A store for `config`, not yet connected.
+    pub(super) fn new(config: &RemoteConfig) -> Option<S3Remote> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        Some(S3Remote {
+            config: config.clone(),
+            rt,
+            client: OnceLock::new(),
+            down: AtomicBool::new(false),
+        })
     }
 
     fn client(&self) -> Option<&aws_sdk_s3::Client> {
@@ -166,10 +82,20 @@ impl Remote {
             ));
         }
     }
+}
+
+impl RemoteStore for S3Remote {
+    fn config(&self) -> &RemoteConfig {
+        &self.config
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
 
     /// Fetches objects (`rel` names under the prefix): each is its bytes,
     /// or None when it is not there (or the store is down).
-    pub fn get_many(&self, rels: &[String], reporter: &Reporter) -> Vec<Option<Vec<u8>>> {
+    fn get_many(&self, rels: &[String], reporter: &Reporter) -> Vec<Option<Vec<u8>>> {
         if rels.is_empty() || self.is_down() {
             return vec![None; rels.len()];
         }
@@ -231,12 +157,7 @@ impl Remote {
     /// whatever the object weighs): Some(true) when written, Some(false)
     /// when the bucket does not have it (or the file could not be
     /// written), None when the store is down.
-    pub fn get_into(
-        &self,
-        rel: &str,
-        file: &mut std::fs::File,
-        reporter: &Reporter,
-    ) -> Option<bool> {
+    fn get_into(&self, rel: &str, file: &mut std::fs::File, reporter: &Reporter) -> Option<bool> {
         use std::io::Write;
         if self.is_down() {
             return None;
@@ -273,7 +194,7 @@ impl Remote {
 
     /// Uploads a file as one object, streamed from disk (read-write mode
     /// only); best effort.
-    pub fn put_file(&self, rel: &str, path: &std::path::Path, reporter: &Reporter) -> bool {
+    fn put_file(&self, rel: &str, path: &std::path::Path, reporter: &Reporter) -> bool {
         if !self.can_write() {
             return false;
         }
@@ -304,7 +225,7 @@ impl Remote {
     }
 
     /// Whether an object is there (None: the store is down).
-    pub fn exists(&self, rel: &str, reporter: &Reporter) -> Option<bool> {
+    fn exists(&self, rel: &str, reporter: &Reporter) -> Option<bool> {
         if self.is_down() {
             return None;
         }
@@ -327,7 +248,7 @@ impl Remote {
     }
 
     /// Uploads objects (read-write mode only); best effort.
-    pub fn put_many(&self, items: Vec<(String, Vec<u8>)>, reporter: &Reporter) -> usize {
+    fn put_many(&self, items: Vec<(String, Vec<u8>)>, reporter: &Reporter) -> usize {
         if items.is_empty() || !self.can_write() {
             return 0;
         }
@@ -390,40 +311,4 @@ fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(
     e: &aws_sdk_s3::error::SdkError<E, R>,
 ) -> String {
     aws_sdk_s3::error::DisplayErrorContext(e).to_string()
-}
-
-/// The remote configuration a plan asks for, if any (the command line and
-/// `LBUILD_REMOTE_CACHE`, read into the plan's environment, before the
-/// manifest's `[cache] remote`).
-pub fn config_of(plan: &crate::manifest::Plan) -> crate::Result<Option<RemoteConfig>> {
-    let env = &plan.env;
-    let Some(url) = env.remote_cache.as_deref().or(plan.remote_cache.as_deref()) else {
-        return Ok(None);
-    };
-    parse(url, env.remote_cache_mode.as_deref(), env.ci).map(Some)
-}
-
-/// The remote store a plan uses, connected lazily (None without one).
-pub fn for_plan(plan: &crate::manifest::Plan) -> crate::Result<Option<&'static Remote>> {
-    Ok(config_of(plan)?.and_then(|c| Remote::session(&c)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_and_modes_parse() {
-        let c = parse("s3://b/team/lbuild/", None, false).unwrap();
-        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("b", "team/lbuild"));
-        assert_eq!(c.mode, Mode::Read);
-        assert_eq!(parse("s3://b", None, true).unwrap().mode, Mode::ReadWrite);
-        assert_eq!(
-            parse("s3://b", Some("read"), true).unwrap().mode,
-            Mode::Read
-        );
-        assert!(parse("https://b", None, false).is_err());
-        assert!(parse("s3:///x", None, false).is_err());
-        assert!(parse("s3://b", Some("write"), false).is_err());
-    }
 }

@@ -12,7 +12,7 @@ pub struct WatchRoot {
     /// Absolute and normalised. It may not exist yet.
     pub dir: PathBuf,
     /// The stage also reads the directories below `dir`: every one its walk
-    /// enters (not [`super::walk::PRUNED_DIRS`], not `skip`).
+    /// enters (not [`crate::exclusions::PRUNED_DIRS`], not `skip`).
     pub recursive: bool,
     /// Absolute directories below `dir` the stage's walk never enters
     /// (lbuild's cache and output directory).

@@ -1,0 +1,83 @@
+//! The services one command builds with, made once per command and handed
+//! to every stage: no stage reaches for a process-wide store, remote or
+//! switch of its own.
+//!
+//! It owns what a build is given (the reporter, the machine store, the
+//! remote store if any, whether keys explain themselves and whether stages
+//! compute reasons). It does not own the cache database: that is opened
+//! lazily by the pipeline (a no-op of a cached workspace opens it once)
+//! and handed to the stages beside the context as `&mut Cache`, the one
+//! service a stage writes to.
+
+use std::sync::Arc;
+
+use crate::manifest::Plan;
+use crate::remote::RemoteStore;
+use crate::report::{Mode, Reporter};
+use crate::store::MachineStore;
+
+/// What a build is handed: see the module docs.
+#[derive(Clone)]
+pub struct BuildContext<'r> {
+    pub reporter: &'r Reporter,
+    /// The machine store shared by every project on this machine.
+    pub store: MachineStore,
+    /// The remote store, when the command line, environment or manifest
+    /// names one (connected on first use).
+    pub remote: Option<Arc<dyn RemoteStore>>,
+    /// Keys keep their readable inputs (`-v`).
+    pub explain: bool,
+    /// Stages say why they ran (`-v`, `lbuild explain`, `--json`).
+    pub reasons: bool,
+}
+
+impl<'r> BuildContext<'r> {
+    /// The context for building `plan` (any artifact of a workspace: they
+    /// share the cache directory, the store and the remote configuration).
+    pub fn for_plan(plan: &Plan, reporter: &'r Reporter) -> crate::Result<Self> {
+        let remote = match crate::remote::config_of(plan)? {
+            Some(config) => crate::remote::connect(&config)?,
+            None => None,
+        };
+        Ok(Self::new(reporter, plan.machine_store(), remote))
+    }
+
+    /// The context for building the artifacts of `ws`.
+    pub fn for_workspace(
+        ws: &crate::manifest::Workspace,
+        reporter: &'r Reporter,
+    ) -> crate::Result<Self> {
+        Self::for_plan(&ws.artifacts[0], reporter)
+    }
+
+    pub fn new(
+        reporter: &'r Reporter,
+        store: MachineStore,
+        remote: Option<Arc<dyn RemoteStore>>,
+    ) -> Self {
+        BuildContext {
+            reporter,
+            store,
+            remote,
+            explain: reporter.verbose,
+            reasons: reporter.verbose || reporter.explain || reporter.mode == Mode::Json,
+        }
+    }
+
+    /// The same services, reporting to `reporter` (an artifact's held
+    /// warnings).
+    pub fn with_reporter<'s>(&self, reporter: &'s Reporter) -> BuildContext<'s> {
+        BuildContext {
+            reporter,
+            store: self.store.clone(),
+            remote: self.remote.clone(),
+            explain: self.explain,
+            reasons: self.reasons,
+        }
+    }
+
+    /// The remote store, if there is one and it may be written to.
+    pub fn writable_remote(&self) -> Option<&dyn RemoteStore> {
+        self.remote.as_deref().filter(|r| r.can_write())
+    }
+}

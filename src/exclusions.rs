@@ -1,0 +1,80 @@
+//! What never enters a zip or wakes the watcher, by name alone: the
+//! directories every walk prunes, other tools' directories, virtualenvs,
+//! byte-code, secrets, and editors' temporary files. A leaf: shared by the
+//! build's walk, the dependency tree's normalisation and the watch filter,
+//! so the three cannot disagree. It does not walk or read anything but
+//! one `pyvenv.cfg` stat.
+
+use std::path::Path;
+
+/// Directory names never descended into: VCS and tool state, byte-code,
+/// and virtual environments (host binaries and symlinks, never Lambda code).
+/// The project walks (sources) also prune [`TOOL_DIRS`] and any
+/// virtualenv ([`is_virtualenv`]).
+pub const PRUNED_DIRS: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".lbuild",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    ".venv",
+];
+
+/// Directories of other tools found in projects, never Lambda code: build
+/// and deployment output (`.aws-sam/`, `.serverless/`, `cdk.out/`,
+/// `.terraform/`) and `node_modules/`. Pruned from the sources walk and
+/// ignored by the watcher, but not from installed dependency trees (a
+/// wheel may ship a `node_modules/` of its own assets).
+pub const TOOL_DIRS: &[&str] = &[
+    "node_modules",
+    ".aws-sam",
+    ".serverless",
+    "cdk.out",
+    ".terraform",
+];
+
+/// The project's ignore files, read in each directory the sources walk
+/// enters (and in those between the project directory and the sources
+/// root). `.lbuildignore` has `.gitignore`'s syntax and wins over it in
+/// the same directory. The user's global gitignore (`core.excludesFile`)
+/// is never read: it differs per machine.
+pub const IGNORE_FILES: &[&str] = &[".gitignore", ".lbuildignore"];
+
+/// A directory holding `pyvenv.cfg` is a virtual environment (`python -m
+/// venv`, virtualenv, uv, poetry): host binaries, never Lambda code.
+pub fn is_virtualenv(dir: &Path) -> bool {
+    fs_err::symlink_metadata(dir.join("pyvenv.cfg")).is_ok()
+}
+
+/// True for files that never enter a zip: byte-code, secrets, and editor
+/// lock files (Emacs keeps `.#name` as a dangling symlink while editing).
+pub fn excluded_by_default(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base.ends_with(".pyc")
+        || base.ends_with(".pyo")
+        || base.starts_with(".env")
+        || base.starts_with(".#")
+        || base == ".DS_Store"
+        || name.split('/').any(|seg| PRUNED_DIRS.contains(&seg))
+}
+
+/// Editors' temporary and backup files (never a project's input): vim's
+/// `.app.py.swp`/`.swo`/`.swx`, its `4913` write test and `app.py~`
+/// backups, emacs' `#app.py#` autosaves and `.#app.py` lock links,
+/// JetBrains' safe-write files, GNOME's GIO temporaries.
+pub fn is_editor_temp(name: &str) -> bool {
+    let b = name.as_bytes();
+    (name.starts_with('.') && b.len() >= 5 && b[..b.len() - 1].ends_with(b".sw"))
+        || name == "4913"
+        || name.ends_with('~')
+        || (b.len() >= 2 && name.starts_with('#') && name.ends_with('#'))
+        || name.starts_with(".#")
+        || name.ends_with("___jb_tmp___")
+        || name.ends_with("___jb_old___")
+        || name.starts_with(".goutputstream-")
+}
