@@ -180,6 +180,7 @@ pub struct WatchArgs {
 
 impl WatchArgs {
     /// `--deploy` and its flags as deploy options (before lambda.toml's defaults).
+    #[cfg(feature = "aws")]
     fn deploy_options(&self) -> Option<crate::deploy::DeployOptions> {
         self.deploy.then(|| crate::deploy::DeployOptions {
             plan: false,
@@ -285,6 +286,7 @@ pub struct InvokeArgs {
 
 impl DeployArgs {
     /// The command line's deploy options (before lambda.toml's defaults).
+    #[cfg(feature = "aws")]
     fn options(&self) -> crate::deploy::DeployOptions {
         crate::deploy::DeployOptions {
             plan: self.plan,
@@ -428,10 +430,18 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         }
         Command::Terraform => crate::terraform::run(),
         Command::Watch(args) => {
+            #[cfg(not(feature = "aws"))]
+            if args.deploy {
+                return Err(crate::Error::without_aws(
+                    "`lbuild watch --deploy`",
+                    ", or watch without --deploy",
+                ));
+            }
             let options = crate::watch::WatchOptions {
                 manifest: cli.global.manifest_path()?,
                 poll: args.poll,
                 debounce: std::time::Duration::from_millis(args.debounce_ms),
+                #[cfg(feature = "aws")]
                 deploy: args.deploy_options(),
             };
             crate::watch::run(&options, &reporter)
@@ -503,9 +513,17 @@ pub fn run(cli: Cli) -> crate::Result<()> {
     }
 }
 
+/// `lbuild deploy` in a build without the `aws` feature: says so before
+/// building anything.
+#[cfg(not(feature = "aws"))]
+fn deploy(_: &GlobalArgs, _: &DeployArgs, _: &Reporter) -> crate::Result<()> {
+    Err(crate::Error::without_aws("`lbuild deploy`", ""))
+}
+
 /// `lbuild deploy`: build what `--function` selects, then deploy its
 /// layers (published once per content) and functions (updated only when
 /// their CodeSha256 differs).
+#[cfg(feature = "aws")]
 fn deploy(global: &GlobalArgs, args: &DeployArgs, reporter: &Reporter) -> crate::Result<()> {
     let ws = global.workspace()?;
     let built = built(global, reporter, false)?;

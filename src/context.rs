@@ -35,9 +35,10 @@ impl<'r> BuildContext<'r> {
     /// The context for building `plan` (any artifact of a workspace: they
     /// share the cache directory, the store and the remote configuration).
     pub fn for_plan(plan: &Plan, reporter: &'r Reporter) -> crate::Result<Self> {
-        let remote = remote_config_of(plan)?
-            .as_ref()
-            .and_then(crate::remote::connect);
+        let remote = match remote_config_of(plan)? {
+            Some(config) => crate::remote::connect(&config)?,
+            None => None,
+        };
         Ok(Self::new(reporter, machine_store_of(plan), remote))
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::archive::ArchiveError;
 use crate::cache::CacheError;
+#[cfg(feature = "aws")]
 use crate::deploy::DeployError;
 use crate::invoke::InvokeError;
 use crate::lock::LockError;
@@ -30,6 +31,7 @@ pub enum Error {
     Watch(#[from] WatchError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[cfg(feature = "aws")]
     #[error(transparent)]
     Deploy(#[from] DeployError),
     #[error(transparent)]
@@ -73,6 +75,7 @@ impl Error {
                 | DepsError::Refused { .. },
             ) => 2,
             Error::ArtifactsFailed { code, .. } => *code,
+            #[cfg(feature = "aws")]
             Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
             Error::Store(StoreError::BadSize { .. }) => 2,
@@ -91,6 +94,7 @@ impl Error {
             Error::Deps(e) => e.hint(),
             Error::Watch(e) => e.hint(),
             Error::Lock(e) => e.hint(),
+            #[cfg(feature = "aws")]
             Error::Deploy(e) => e.hint(),
             Error::Invoke(e) => e.hint(),
             Error::Store(e) => e.hint(),
@@ -118,6 +122,21 @@ impl Error {
         match self.hint() {
             Some(h) => format!("{self}\n  hint: {h}"),
             None => self.to_string(),
+        }
+    }
+
+    /// What a build without the `aws` cargo feature says when asked for
+    /// `what` (deploying, the remote cache): exit 2, what is missing, and
+    /// how to get a build that has it (or, `otherwise`, do without).
+    #[cfg(not(feature = "aws"))]
+    pub fn without_aws(what: &str, otherwise: &str) -> Error {
+        Error::Input {
+            message: format!(
+                "{what} needs AWS support, and this lbuild was built without it (cargo feature `aws`)"
+            ),
+            hint: format!(
+                "use a full build: `cargo install --locked --path .` or `cargo build --release` (the `aws` feature is on by default; --no-default-features leaves it out){otherwise}"
+            ),
         }
     }
 

@@ -9,6 +9,7 @@ mod check;
 mod clean;
 pub mod cli;
 mod context;
+#[cfg(feature = "aws")]
 pub mod deploy;
 mod entry;
 mod error;

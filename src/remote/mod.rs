@@ -14,8 +14,11 @@
 //! This module owns the configuration and the [`RemoteStore`] trait the
 //! stages call through (handed to them in the
 //! [`BuildContext`](crate::context::BuildContext)); `s3.rs` implements it
-//! with aws-sdk-s3. It does not verify objects: the callers do.
+//! with aws-sdk-s3, behind the `aws` cargo feature: a build without it
+//! refuses a configured remote ([`connect`]) rather than building without
+//! it unasked. It does not verify objects: the callers do.
 
+#[cfg(feature = "aws")]
 mod s3;
 
 use crate::report::Reporter;
@@ -114,8 +117,22 @@ pub trait RemoteStore: Send + Sync {
 
 /// Connects (lazily: no request until an object is needed) to the store
 /// `config` names. None when this build cannot reach one.
-pub fn connect(config: &RemoteConfig) -> Option<std::sync::Arc<dyn RemoteStore>> {
-    s3::S3Remote::new(config).map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn RemoteStore>)
+#[cfg(feature = "aws")]
+pub fn connect(config: &RemoteConfig) -> crate::Result<Option<std::sync::Arc<dyn RemoteStore>>> {
+    Ok(
+        s3::S3Remote::new(config)
+            .map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn RemoteStore>),
+    )
+}
+
+/// A build without the `aws` feature has no S3 client: a remote cache the
+/// command line, environment or manifest asks for is an error (exit 2).
+#[cfg(not(feature = "aws"))]
+pub fn connect(config: &RemoteConfig) -> crate::Result<Option<std::sync::Arc<dyn RemoteStore>>> {
+    Err(crate::Error::without_aws(
+        &format!("the remote cache {}", config.url),
+        ", or build without it: drop --remote-cache, unset LBUILD_REMOTE_CACHE, or remove `remote` from lambda.toml's [cache]",
+    ))
 }
 
 #[cfg(test)]

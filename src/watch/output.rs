@@ -8,6 +8,7 @@ use std::path::Path;
 use jiff::ZonedDateTime;
 use serde::Serialize;
 
+#[cfg(feature = "aws")]
 use crate::deploy::{DeployReport, Status as DeployStatus};
 use crate::pipeline::{self, BuildOutcome};
 use crate::report::Mode;
@@ -188,6 +189,7 @@ struct FailedLine<'a> {
 }
 
 /// What one `--deploy` after a rebuild did.
+#[cfg(feature = "aws")]
 pub enum Deployed<'a> {
     Done(&'a DeployReport),
     /// The deploy failed; nothing says how far it got (the next one
@@ -204,6 +206,7 @@ pub enum Deployed<'a> {
 /// 812 ms`) or the failure on stderr; `--json` gets one object each, the
 /// report's fields under `deploy`. A layer found unchanged (deployed only to
 /// resolve a function's layer list) is shown on the initial deploy only.
+#[cfg(feature = "aws")]
 pub fn render_deploy(
     stamp: &Stamp,
     deployed: &Deployed,
@@ -423,6 +426,7 @@ mod tests {
         assert_eq!(shown(&[]), "(no path)");
     }
 
+    #[cfg(feature = "aws")]
     fn report() -> DeployReport {
         use crate::deploy::{FunctionReport, LayerReport, LayersReport};
         DeployReport {
@@ -456,6 +460,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "aws")]
     #[test]
     fn a_deploy_is_one_line_per_artifact_and_unchanged_layers_only_at_first() {
         let r = report();
@@ -486,6 +491,7 @@ mod tests {
         assert!(texts(true, Mode::Quiet).is_empty());
     }
 
+    #[cfg(feature = "aws")]
     #[test]
     fn a_failed_deploy_goes_to_stderr_with_its_hint_and_to_json_with_its_names() {
         let failure = Failure {

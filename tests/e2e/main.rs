@@ -6,6 +6,9 @@ mod common;
 
 mod contract;
 mod defaults;
+// AWS: deploy and the remote store need the `aws` feature (and link the
+// SDK); the rest tests the core.
+#[cfg(feature = "aws")]
 mod deploy;
 mod deps;
 mod errors;
@@ -15,9 +18,13 @@ mod failures;
 mod incremental;
 mod invoke;
 mod lockfiles;
+#[cfg(feature = "aws")]
 mod moto;
 mod safety;
 mod store;
 mod watch;
+#[cfg(feature = "aws")]
 mod watch_deploy;
+#[cfg(not(feature = "aws"))]
+mod without_aws;
 mod workspace;

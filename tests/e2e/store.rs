@@ -226,11 +226,14 @@ fn gc_max_size_keeps_the_store_under_budget_and_waits_for_running_builds() {
 
 // ------------------------------------------------------------ remote store
 
+#[cfg(feature = "aws")]
 use crate::moto::Moto;
 
+#[cfg(feature = "aws")]
 const BUCKET_URL: &str = "s3://lbuild-cache/team";
 
 /// `d`'s lbuild against moto's S3, with the remote store at [`BUCKET_URL`].
+#[cfg(feature = "aws")]
 fn run_remote(
     d: &DepsProject,
     moto: &Moto,
@@ -254,11 +257,13 @@ fn run_remote(
     cmd.args(args).output().unwrap()
 }
 
+#[cfg(feature = "aws")]
 fn bucket(moto: &Moto) {
     moto.boto3("s3.create_bucket(Bucket='lbuild-cache')", &[]);
 }
 
 /// A project with dependencies and a few sources worth compressing.
+#[cfg(feature = "aws")]
 fn remote_project() -> DepsProject {
     let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
     // Above the size below which entries are compressed rather than
@@ -272,6 +277,7 @@ fn remote_project() -> DepsProject {
     d
 }
 
+#[cfg(feature = "aws")]
 fn warnings(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
@@ -280,6 +286,7 @@ fn warnings(out: &Output) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_fresh_clone_with_a_warm_remote_installs_nothing_and_copies_large_entries() {
     let moto = Moto::start();
@@ -345,6 +352,7 @@ fn a_fresh_clone_with_a_warm_remote_installs_nothing_and_copies_large_entries() 
     assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn tampered_remote_objects_are_rejected_and_rebuilt_locally() {
     let moto = Moto::start();
@@ -395,6 +403,7 @@ fn tampered_remote_objects_are_rejected_and_rebuilt_locally() {
     crate::common::unzip_test(&b.p.zip_path("fn"));
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn an_unreachable_bucket_is_one_warning_and_a_local_build() {
     let port = {
@@ -462,6 +471,7 @@ fn a_corrupt_machine_store_entry_is_recompressed_never_packaged() {
     assert_eq!(p.zip_bytes("hello"), cold);
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn an_edit_build_with_a_remote_store_makes_no_request() {
     let moto = Moto::start();
@@ -509,6 +519,7 @@ fn an_edit_build_with_a_remote_store_makes_no_request() {
     assert!(moto.requests().is_empty(), "{:?}", moto.requests());
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_bucket_that_denies_access_is_one_warning_and_a_local_build() {
     let moto = Moto::start_unrecorded();
@@ -621,6 +632,7 @@ fn flip_a_compressed_byte(zip: &Path) {
 }
 
 /// A project warmed into the bucket (read-write), as a CI build would.
+#[cfg(feature = "aws")]
 fn warmed(moto: &Moto) -> DepsProject {
     bucket(moto);
     let a = remote_project();
@@ -634,8 +646,10 @@ fn warmed(moto: &Moto) -> DepsProject {
     a
 }
 
+#[cfg(feature = "aws")]
 const EDITED: &str = "import purepkg\n\ndef handler(event, context):\n    return 'edited'\n";
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_clone_built_from_the_remote_tree_zip_stays_equal_to_cold_through_edits() {
     let moto = Moto::start();
@@ -676,6 +690,7 @@ fn a_clone_built_from_the_remote_tree_zip_stays_equal_to_cold_through_edits() {
     crate::common::unzip_test(&b.p.zip_path("fn"));
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_remote_tree_zip_with_a_wrong_crc_or_cut_short_is_discarded_and_the_zip_equals_cold() {
     let moto = Moto::start();
@@ -724,6 +739,7 @@ fn a_remote_tree_zip_with_a_wrong_crc_or_cut_short_is_discarded_and_the_zip_equa
     assert_eq!(c.zip_bytes(), a.zip_bytes());
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_kept_tree_zip_damaged_on_disk_never_reaches_the_zip_and_is_fetched_again() {
     let moto = Moto::start();

@@ -1,0 +1,421 @@
+//! The watch's state between batches: the manifest last loaded and what
+//! its stages read, the directories watched, each artifact's last zip or
+//! failure, and what is news. One rebuild is one ordinary build
+//! ([`pipeline::build`] or [`pipeline::build_workspace`]) and at most one
+//! line per artifact ([`output::render`]). It does not receive events or
+//! signals (`mod.rs`) or talk to AWS (`deploy.rs`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use notify::{RecursiveMode, Watcher};
+
+use super::debounce::{Batch, Step};
+#[cfg(feature = "aws")]
+use super::deploy::DeploySession;
+use super::filter::{Filter, vanished};
+use super::output::{self, Failure, Found, Recheck, Stamp};
+use super::targets::Targets;
+use super::{Msg, WatchError, print};
+use crate::context::BuildContext;
+use crate::manifest::{self, Plan, Workspace};
+use crate::pipeline::{self, BuildOutcome};
+use crate::report::Reporter;
+use crate::stages::Status;
+
+/// The watcher's state between batches.
+pub(super) struct Session {
+    manifest_path: PathBuf,
+    manifest_dir: PathBuf,
+    reporter: Reporter,
+    /// What builds report through: warnings held for the line they belong to.
+    build_reporter: Reporter,
+    /// Set by the first SIGINT/SIGTERM.
+    stopping: Arc<AtomicBool>,
+    /// The last manifest that loaded (kept while a broken one is fixed),
+    /// and what its stages read.
+    loaded: Option<(Workspace, Targets)>,
+    /// In a workspace: each artifact's last sha256 or failure.
+    last_by_artifact: std::collections::HashMap<String, Result<String, Failure>>,
+    /// Why the manifest on disk does not load right now.
+    manifest_error: Option<Failure>,
+    filter: Filter,
+    /// Directories currently watched.
+    pub(super) watched: BTreeSet<PathBuf>,
+    last_sha: Option<String>,
+    /// The failure the last build reported, if it failed.
+    last_error: Option<Failure>,
+    /// `--deploy`.
+    #[cfg(feature = "aws")]
+    pub(super) deploy: Option<DeploySession>,
+}
+
+impl Session {
+    pub(super) fn new(
+        manifest_path: PathBuf,
+        reporter: Reporter,
+        stopping: Arc<AtomicBool>,
+    ) -> Session {
+        let manifest_dir = manifest_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Session {
+            manifest_path,
+            filter: Filter::new(manifest_dir.clone()),
+            manifest_dir,
+            build_reporter: reporter.holding_warnings(),
+            reporter,
+            stopping,
+            loaded: None,
+            last_by_artifact: Default::default(),
+            manifest_error: None,
+            watched: BTreeSet::new(),
+            last_sha: None,
+            last_error: None,
+            #[cfg(feature = "aws")]
+            deploy: None,
+        }
+    }
+
+    /// The single-function form's plan.
+    fn plan(&self) -> Option<&Plan> {
+        self.loaded
+            .as_ref()
+            .filter(|(ws, _)| ws.single)
+            .map(|(ws, _)| &ws.artifacts[0])
+    }
+
+    fn plans(&self) -> &[Plan] {
+        self.loaded
+            .as_ref()
+            .map(|(ws, _)| ws.artifacts.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Re-reads lambda.toml. Cheap, so done before every build: it also
+    /// notices a sources root or requirements file that disappeared.
+    pub(super) fn reload(&mut self) {
+        match manifest::load_workspace(&self.manifest_path) {
+            Ok(ws) => {
+                let targets = Targets::of_all(&ws.artifacts);
+                self.loaded = Some((ws, targets));
+                self.manifest_error = None;
+            }
+            Err(e) => self.manifest_error = Some(Failure::from(&crate::Error::from(e))),
+        }
+    }
+
+    /// What one message from the watcher means for the batch.
+    pub(super) fn step(&self, msg: Msg) -> Step {
+        match msg {
+            Msg::Stop => Step::Stop,
+            Msg::Fs(Err(e)) if vanished(&e) => Step::Skip,
+            Msg::Fs(Err(e)) => {
+                self.reporter.warn(format!("file watcher: {e}"));
+                Step::Skip
+            }
+            Msg::Fs(Ok(event)) => match self.filter.change(event, self.plans()) {
+                Some(change) => Step::Keep(change),
+                None => Step::Skip,
+            },
+        }
+    }
+
+    /// Brings the watched set in line with the current inputs. `touched`
+    /// holds paths from the last batch: a directory among them may have
+    /// been deleted and recreated, so it is watched again.
+    pub(super) fn rewatch(
+        &mut self,
+        watcher: &mut dyn Watcher,
+        touched: &BTreeSet<PathBuf>,
+    ) -> Result<(), WatchError> {
+        let mut wanted = self
+            .loaded
+            .as_ref()
+            .map(|(_, t)| t.dirs())
+            .unwrap_or_default();
+        wanted.insert(self.manifest_dir.clone());
+        for gone in self.watched.difference(&wanted) {
+            // Already gone if the directory was deleted.
+            let _ = watcher.unwatch(gone);
+        }
+        let mut watched = BTreeSet::new();
+        for dir in wanted {
+            if !self.watched.contains(&dir) || touched.contains(&dir) {
+                match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    Ok(()) => {}
+                    Err(e) if vanished(&e) => continue,
+                    Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                        return Err(WatchError::Limit {
+                            watched: watched.len(),
+                        });
+                    }
+                    Err(e) => {
+                        self.reporter.warn(format!(
+                            "cannot watch {}: {e}; changes there will not trigger a rebuild",
+                            dir.display()
+                        ));
+                        continue;
+                    }
+                }
+            }
+            watched.insert(dir);
+        }
+        self.watched = watched;
+        Ok(())
+    }
+
+    /// Whether the watched set must be recomputed after `batch`: entries
+    /// appeared, vanished or moved, or a file that decides what is watched
+    /// (lambda.toml, a requirements file) changed.
+    pub(super) fn replan_needed(&self, batch: &Batch) -> bool {
+        batch.structural
+            || batch.paths.contains(&self.manifest_path)
+            || self
+                .loaded
+                .as_ref()
+                .is_some_and(|(_, t)| batch.paths.iter().any(|p| t.replans_on(p)))
+    }
+
+    /// Builds and reports. Returns false when stdout is gone (the reader
+    /// quit), which ends the watch.
+    pub(super) fn rebuild(&mut self, batch: &Batch, initial: bool) -> bool {
+        if self.manifest_error.is_none()
+            && let Some((ws, _)) = self.loaded.as_ref().filter(|(ws, _)| !ws.single)
+        {
+            let ws = ws.clone();
+            return self.rebuild_workspace(&ws, batch, initial);
+        }
+        let (changed, touches_input) = self.changed(batch);
+        let found = match (&self.manifest_error, self.plan()) {
+            (Some(e), _) => Found::Failed(e.clone()),
+            (None, Some(plan)) => match BuildContext::for_plan(plan, &self.build_reporter)
+                .and_then(|cx| pipeline::build(&cx, plan))
+            {
+                Ok(outcome) => Found::Built(outcome),
+                Err(e) => Found::Failed(Failure::from(&e)),
+            },
+            (None, None) => Found::Failed(Failure {
+                error: "no manifest loaded".into(),
+                hint: None,
+            }),
+        };
+        // Ctrl-C reaches the installer too: its failure is no news.
+        if matches!(found, Found::Failed(_)) && self.stopping.load(Ordering::SeqCst) {
+            let _ = self.build_reporter.take_warnings();
+            return true;
+        }
+        let news = match &found {
+            Found::Built(outcome) => {
+                let news = initial
+                    || outcome.stages.iter().any(|s| s.status == Status::Ran)
+                    || self.last_error.is_some()
+                    || self.last_sha.as_deref() != Some(outcome.sha256.as_str());
+                self.last_error = None;
+                self.last_sha = Some(outcome.sha256.clone());
+                news
+            }
+            Found::Failed(failure) => {
+                // The same error again is news only if an input was saved
+                // (not, say, a log file the user redirects stderr into).
+                let news = initial || touches_input || self.last_error.as_ref() != Some(failure);
+                self.last_error = Some(failure.clone());
+                news
+            }
+        };
+        // Warnings belong to the line they explain: a re-check that
+        // changed nothing does not repeat them.
+        let warnings = self.build_reporter.take_warnings();
+        let warnings = if news { warnings } else { Vec::new() };
+        for w in &warnings {
+            self.reporter.warn(w);
+        }
+        let last_good = self
+            .plan()
+            .map(|p| p.output.path.as_path())
+            .filter(|p| p.exists());
+        let recheck = Recheck {
+            stamp: Stamp::now(),
+            initial,
+            changed,
+            warnings,
+            found: &found,
+            news,
+            last_good,
+        };
+        let ok = print(output::render(
+            &recheck,
+            self.reporter.mode,
+            self.reporter.verbose,
+        ));
+        if self.deploying()
+            && let (Found::Built(outcome), Some((ws, _))) = (&found, &self.loaded)
+        {
+            let ws = ws.clone();
+            let built = [outcome];
+            return ok && self.deploy_changed(&ws, &built, initial, touches_input);
+        }
+        ok
+    }
+
+    /// Whether `--deploy` is on.
+    #[cfg(feature = "aws")]
+    fn deploying(&self) -> bool {
+        self.deploy.is_some()
+    }
+
+    #[cfg(not(feature = "aws"))]
+    fn deploying(&self) -> bool {
+        false
+    }
+
+    /// `--deploy`, after a rebuild (`deploy.rs`); not once a signal asked
+    /// the watch to stop. Returns false when stdout is gone.
+    #[cfg(feature = "aws")]
+    fn deploy_changed(
+        &mut self,
+        ws: &Workspace,
+        built: &[&BuildOutcome],
+        initial: bool,
+        touches_input: bool,
+    ) -> bool {
+        match self.deploy.as_mut() {
+            Some(d) if !self.stopping.load(Ordering::SeqCst) => {
+                d.after_rebuild(ws, built, initial, touches_input, &self.reporter)
+            }
+            _ => true,
+        }
+    }
+
+    #[cfg(not(feature = "aws"))]
+    fn deploy_changed(&mut self, _: &Workspace, _: &[&BuildOutcome], _: bool, _: bool) -> bool {
+        true
+    }
+
+    /// A workspace: every artifact is checked (the keys decide), and each
+    /// one that ran or failed gets its own line.
+    fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
+        let (changed, touches_input) = self.changed(batch);
+        let results: Vec<(String, Option<PathBuf>, Found)> =
+            match BuildContext::for_workspace(ws, &self.build_reporter)
+                .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]))
+            {
+                Ok(outcome) => outcome
+                    .artifacts
+                    .into_iter()
+                    .map(|a| match a {
+                        pipeline::ArtifactResult::Built(o) => (
+                            format!("{} {}", o.kind, o.name),
+                            Some(o.zip.clone()),
+                            Found::Built(o),
+                        ),
+                        pipeline::ArtifactResult::Failed { name, kind, error } => {
+                            let zip = ws
+                                .artifacts
+                                .iter()
+                                .find(|p| p.name == name && p.kind.label() == kind)
+                                .map(|p| p.output.path.clone());
+                            (
+                                format!("{kind} {name}"),
+                                zip,
+                                Found::Failed(Failure::from(&error)),
+                            )
+                        }
+                    })
+                    .collect(),
+                Err(e) => vec![("workspace".into(), None, Found::Failed(Failure::from(&e)))],
+            };
+        if self.stopping.load(Ordering::SeqCst)
+            && results
+                .iter()
+                .any(|(_, _, f)| matches!(f, Found::Failed(_)))
+        {
+            let _ = self.build_reporter.take_warnings();
+            return true;
+        }
+        let mut warnings = self.build_reporter.take_warnings();
+        let mut ok = true;
+        for (id, zip, found) in &results {
+            let last = self.last_by_artifact.get(id);
+            let news = match found {
+                Found::Built(o) => {
+                    initial
+                        || o.stages.iter().any(|s| s.status == Status::Ran)
+                        || !matches!(last, Some(Ok(sha)) if *sha == o.sha256)
+                }
+                Found::Failed(f) => {
+                    initial || touches_input || !matches!(last, Some(Err(e)) if e == f)
+                }
+            };
+            self.last_by_artifact.insert(
+                id.clone(),
+                match found {
+                    Found::Built(o) => Ok(o.sha256.clone()),
+                    Found::Failed(f) => Err(f.clone()),
+                },
+            );
+            if !news {
+                continue;
+            }
+            // The batch's warnings go with the first line that is news.
+            let line_warnings = std::mem::take(&mut warnings);
+            for w in &line_warnings {
+                self.reporter.warn(w);
+            }
+            let recheck = Recheck {
+                stamp: Stamp::now(),
+                initial,
+                changed: changed.clone(),
+                warnings: line_warnings,
+                found,
+                news,
+                last_good: zip.as_deref().filter(|p| p.exists()),
+            };
+            ok &= print(output::render(
+                &recheck,
+                self.reporter.mode,
+                self.reporter.verbose,
+            ));
+        }
+        let built: Vec<&BuildOutcome> = results
+            .iter()
+            .filter_map(|(_, _, f)| match f {
+                Found::Built(o) => Some(o),
+                Found::Failed(_) => None,
+            })
+            .collect();
+        ok && self.deploy_changed(ws, &built, initial, touches_input)
+    }
+
+    /// The batch's paths for reporting, relative to the project: the
+    /// build's input files among them if any (then true), else all of them.
+    fn changed(&self, batch: &Batch) -> (Vec<String>, bool) {
+        let inputs: Vec<&PathBuf> = batch
+            .paths
+            .iter()
+            .filter(|p| self.loaded.as_ref().is_some_and(|(_, t)| t.is_input(p)))
+            .collect();
+        let touches_input = !inputs.is_empty();
+        let paths = if touches_input {
+            inputs
+        } else {
+            batch.paths.iter().collect()
+        };
+        let mut out: Vec<String> = paths
+            .into_iter()
+            .map(|p| {
+                p.strip_prefix(&self.manifest_dir)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/")
+            })
+            .collect();
+        if batch.rescan {
+            out.push("*".into());
+        }
+        (out, touches_input || batch.rescan)
+    }
+}
