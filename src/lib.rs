@@ -18,6 +18,7 @@ mod manifest;
 mod pipeline;
 mod remote;
 mod report;
+mod runtimes;
 mod size;
 mod stages;
 mod store;

@@ -12,6 +12,7 @@ mod exactness;
 mod explain;
 mod failures;
 mod incremental;
+mod init_migrate;
 mod invoke;
 mod lockfiles;
 mod moto;
