@@ -1,10 +1,16 @@
 //! `lbuild init`: a commented lambda.toml made from lambda.toml.example,
-//! filled in from what the repository already says: the handler (flat,
-//! `src/PKG/`, console-style `lambda_function.py`; several candidates →
-//! the one defining `handler`/`lambda_handler`), the sources root, package
-//! data, config files of any common kind, requirements, runtime and
-//! architecture (SAM `template.yaml`, `.python-version`,
-//! `requires-python`). Also appends `.lbuild/` and the output directory to
+//! filled in from what the repository already says: the handler (a
+//! function taking (event, context) in app.py, lambda_function.py,
+//! handler.py, main.py or index.py, flat, under `src/` or in a package,
+//! namespace packages included; several → `--handler`), the sources root,
+//! package data, config files of any common kind, requirements, the
+//! runtime (`.python-version`, `requires-python` read as PEP 440). With a
+//! SAM/CloudFormation or Serverless template ([`crate::templates`]) it
+//! writes a workspace of its Python functions and layers instead and prints
+//! the migration report. Runtimes AWS no longer updates are replaced by the
+//! oldest one it does ([`crate::runtimes`]). Every value goes through the
+//! TOML serializer; the manifest is written by rename, never through a
+//! symlink. Also appends `.lbuild/` and the output directory to
 //! `.gitignore`.
 
 use std::collections::BTreeMap;

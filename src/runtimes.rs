@@ -5,8 +5,8 @@
 //!
 //! Owns the dates and the questions asked of them ("may a function on this
 //! runtime still be updated on this day?"). It does not decide what lbuild
-//! builds for (`manifest::Runtime` does) nor read the clock: callers pass
-//! the day, so every answer is testable.
+//! builds for (`manifest::Runtime` does); every question takes the day, so
+//! each answer is testable, and [`today`] is there for callers.
 
 use jiff::civil::Date;
 
