@@ -104,6 +104,12 @@ pub enum Command {
         /// Write a workspace: one function per package that defines a handler
         #[arg(long)]
         workspace: bool,
+        /// The SAM/CloudFormation template or serverless.yml to migrate
+        #[arg(long, value_name = "PATH")]
+        template: Option<std::path::PathBuf>,
+        /// The handler (module.function) when several functions fit
+        #[arg(long, value_name = "MODULE.FUNCTION")]
+        handler: Option<String>,
     },
     /// Build, then update the function on AWS if its code changed
     Deploy(DeployArgs),
@@ -446,14 +452,25 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             };
             crate::watch::run(&options, &reporter)
         }
-        Command::Init { force, workspace } => {
+        Command::Init {
+            force,
+            workspace,
+            template,
+            handler,
+        } => {
             let path = match &cli.global.manifest {
                 Some(p) => p.clone(),
                 None => std::env::current_dir()
                     .map_err(crate::Error::io("cannot read", "."))?
                     .join(manifest::MANIFEST_NAME),
             };
-            let outcome = crate::init::write_manifest(&path, force, workspace)?;
+            let options = crate::init::InitOptions {
+                force,
+                workspace,
+                template,
+                handler,
+            };
+            let outcome = crate::init::write_manifest(&path, &options)?;
             print_json(&cli.global, &outcome);
             for note in &outcome.notes {
                 reporter.info(note);

@@ -1,10 +1,16 @@
 //! `lbuild init`: a commented lambda.toml made from lambda.toml.example,
-//! filled in from what the repository already says: the handler (flat,
-//! `src/PKG/`, console-style `lambda_function.py`; several candidates →
-//! the one defining `handler`/`lambda_handler`), the sources root, package
-//! data, config files of any common kind, requirements, runtime and
-//! architecture (SAM `template.yaml`, `.python-version`,
-//! `requires-python`). Also appends `.lbuild/` and the output directory to
+//! filled in from what the repository already says: the handler (a
+//! function taking (event, context) in app.py, lambda_function.py,
+//! handler.py, main.py or index.py, flat, under `src/` or in a package,
+//! namespace packages included; several → `--handler`), the sources root,
+//! package data, config files of any common kind, requirements, the
+//! runtime (`.python-version`, `requires-python` read as PEP 440). With a
+//! SAM/CloudFormation or Serverless template ([`crate::templates`]) it
+//! writes a workspace of its Python functions and layers instead and prints
+//! the migration report. Runtimes AWS no longer updates are replaced by the
+//! oldest one it does ([`crate::runtimes`]). Every value goes through the
+//! TOML serializer; the manifest is written by rename, never through a
+//! symlink. Also appends `.lbuild/` and the output directory to
 //! `.gitignore`.
 
 use std::collections::BTreeMap;
@@ -34,57 +40,130 @@ pub struct InitOutcome {
     pub notes: Vec<String>,
 }
 
+/// What `lbuild init` was asked for.
+#[derive(Debug, Default, Clone)]
+pub struct InitOptions {
+    /// Overwrite an existing manifest (never a symlink).
+    pub force: bool,
+    /// One function per package defining a handler.
+    pub workspace: bool,
+    /// `--template PATH`: the SAM/CloudFormation or Serverless file to read.
+    pub template: Option<PathBuf>,
+    /// `--handler MODULE.FUNCTION`: the handler, when several fit.
+    pub handler: Option<String>,
+}
+
 /// Writes the manifest at `path` (its directory is the project's; created
-/// if missing); refuses to overwrite unless `force`. With `workspace`, one
-/// `[functions.NAME]` per handler module found (several packages each
-/// defining a handler); without it, such a layout is offered in a note.
-pub fn write_manifest(path: &Path, force: bool, workspace: bool) -> crate::Result<InitOutcome> {
-    if path.exists() && !force {
-        return Err(Error::Input {
-            message: format!("{} already exists", path.display()),
-            hint: "edit it, or pass --force to overwrite it".into(),
-        });
+/// if missing); refuses to overwrite unless `force`, and never writes
+/// through a symlink. A template found (or named) makes a workspace of its
+/// Python functions and layers; else, with `workspace`, one
+/// `[functions.NAME]` per handler package; else one function.
+pub fn write_manifest(path: &Path, options: &InitOptions) -> crate::Result<InitOutcome> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::Input {
+                message: format!(
+                    "{} is a symbolic link; init does not write through it",
+                    path.display()
+                ),
+                hint: "remove the link (or pass --manifest with another path), then run init again"
+                    .into(),
+            });
+        }
+        Ok(_) if !options.force => {
+            return Err(Error::Input {
+                message: format!("{} already exists", path.display()),
+                hint: "edit it, or pass --force to overwrite it".into(),
+            });
+        }
+        _ => {}
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
-    let handlers = workspace_candidates(&dir);
-    let template = crate::templates::read(&dir).filter(|t| t.functions.len() > 1);
-    let (text, mut outcome) = if let Some(t) = template {
-        render_from_template(&dir, &t)
-    } else if workspace && handlers.len() > 1 {
-        render_workspace(&dir, &handlers)
+    let template = if options.handler.is_some() && options.template.is_none() {
+        None
     } else {
-        let (text, mut outcome) = render(&dir);
-        if workspace {
-            outcome.notes.push(format!(
-                "--workspace: found {} package(s) defining a handler, so wrote a single function",
-                handlers.len()
-            ));
-        } else if handlers.len() > 1 {
-            let names: Vec<String> = handlers.iter().map(|(n, _)| n.clone()).collect();
-            outcome.notes.push(format!(
-                "found {} handlers in separate packages ({}): `lbuild init --workspace --force` writes a workspace with one function each",
-                handlers.len(),
-                names.join(", ")
-            ));
-        }
-        (text, outcome)
+        crate::templates::locate(&dir, options.template.as_deref())?
     };
-    std::fs::write(path, text).map_err(Error::io("cannot write", path))?;
+    let (text, mut outcome) = if let Some(file) = template {
+        let t = crate::templates::read(&dir, &file)?;
+        if t.functions.is_empty() {
+            return Err(Error::Input {
+                message: format!(
+                    "{} declares no Python function lbuild can build{}",
+                    t.file,
+                    if t.report.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", t.report.join("; "))
+                    }
+                ),
+                hint: "pass --template with the template of the Python functions, or --handler MODULE.FUNCTION to write one function without a template".into(),
+            });
+        }
+        render_from_template(&t)
+    } else {
+        let handlers = workspace_candidates(&dir);
+        if options.workspace && handlers.len() > 1 {
+            render_workspace(&dir, &handlers)
+        } else {
+            let (text, mut outcome) = render(&dir, options.handler.as_deref())?;
+            if options.workspace {
+                outcome.notes.push(format!(
+                    "--workspace: found {} package(s) defining a handler, so wrote a single function",
+                    handlers.len()
+                ));
+            }
+            (text, outcome)
+        }
+    };
+    write_new(path, &text)?;
     outcome.manifest = path.to_path_buf();
     let output_dir = "dist/";
+    let gitignore = dir.join(".gitignore");
+    if std::fs::symlink_metadata(&gitignore).is_ok_and(|m| m.file_type().is_symlink()) {
+        outcome.notes.push(format!(
+            "{} is a symbolic link: not changed; add .lbuild/ and {output_dir} to it yourself",
+            gitignore.display()
+        ));
+        return Ok(outcome);
+    }
     let added = append_gitignore(&dir, &[".lbuild/", output_dir])?;
     if !added.is_empty() {
         outcome.notes.push(format!(
             "added {} to {}",
             added.join(" and "),
-            dir.join(".gitignore").display()
+            gitignore.display()
         ));
     }
     Ok(outcome)
+}
+
+/// Writes `text` to `path` by a new file beside it (created, never opened
+/// through a link) renamed over it: a symlink put at `path` meanwhile is
+/// replaced, not followed.
+fn write_new(path: &Path, text: &str) -> crate::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "lambda.toml".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("cannot write", path)(e));
+    }
+    Ok(())
 }
 
 /// Appends the lines `.gitignore` lacks (creating it); returns them.
@@ -122,7 +201,7 @@ fn append_gitignore(dir: &Path, lines: &[&str]) -> crate::Result<Vec<String>> {
     Ok(missing)
 }
 
-/// A module that may hold the handler.
+/// A function that may be the handler.
 #[derive(Debug, Clone)]
 struct Candidate {
     /// Sources root, relative to the project ("." or "src").
@@ -131,19 +210,96 @@ struct Candidate {
     module: String,
     /// File, relative to the project, for messages.
     file: String,
-    /// The handler function it defines, if any of [`FUNCTIONS`].
-    function: Option<&'static str>,
+    /// The function taking (event, context), if the module defines one.
+    function: Option<String>,
 }
 
-fn defines(text: &str) -> Option<&'static str> {
-    FUNCTIONS.iter().copied().find(|f| {
-        text.lines().any(|l| {
-            let l = l.strip_prefix("async ").unwrap_or(l);
-            l.strip_prefix("def ")
-                .and_then(|r| r.strip_prefix(f))
-                .is_some_and(|r| r.trim_start().starts_with('('))
-        })
-    })
+/// A top-level `def` and its positional parameters.
+#[derive(Debug, PartialEq)]
+struct Def {
+    name: String,
+    params: Vec<String>,
+}
+
+/// The top-level functions of a module with their positional parameters
+/// (a line scan: a signature may span lines, annotations and defaults may
+/// hold brackets; `*args`, `**kw` and keyword-only ones are not positional).
+fn defs(text: &str) -> Vec<Def> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("def ") {
+        let line_start = at == 0 || rest.as_bytes()[at - 1] == b'\n';
+        let after_async = at >= 6
+            && &rest[at - 6..at] == "async "
+            && (at == 6 || rest.as_bytes()[at - 7] == b'\n');
+        let tail = &rest[at + 4..];
+        rest = tail;
+        if !(line_start || after_async) {
+            continue;
+        }
+        let Some(open) = tail.find('(') else { break };
+        let name = tail[..open].trim();
+        if name.is_empty() || !name.chars().all(|c| c == '_' || c.is_alphanumeric()) {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut params = Vec::new();
+        let mut current = String::new();
+        let mut keyword_only = false;
+        for c in tail[open + 1..].chars() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' if depth > 0 => depth -= 1,
+                ')' => break,
+                ',' if depth == 0 => {
+                    push_param(&mut params, &current, &mut keyword_only);
+                    current.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            if depth == 0 || !current.is_empty() {
+                current.push(c);
+            }
+        }
+        push_param(&mut params, &current, &mut keyword_only);
+        out.push(Def {
+            name: name.to_string(),
+            params,
+        });
+    }
+    out
+}
+
+fn push_param(params: &mut Vec<String>, raw: &str, keyword_only: &mut bool) {
+    let p = raw.trim();
+    if p.is_empty() || p == "/" || *keyword_only {
+        return;
+    }
+    if p.starts_with('*') {
+        *keyword_only = true;
+        return;
+    }
+    let name: String = p
+        .chars()
+        .take_while(|c| *c == '_' || c.is_alphanumeric())
+        .collect();
+    params.push(name);
+}
+
+/// The function of `text` Lambda can call as a handler: two positional
+/// parameters (event, context), named as handlers are or taking an event
+/// first. A `def main():` never is.
+fn handler_function(text: &str) -> Option<String> {
+    let fits: Vec<Def> = defs(text)
+        .into_iter()
+        .filter(|d| d.params.len() == 2)
+        .filter(|d| FUNCTIONS.contains(&d.name.as_str()) || d.params[0].contains("event"))
+        .collect();
+    fits.iter()
+        .find(|d| FUNCTIONS.contains(&d.name.as_str()))
+        .or(fits.first())
+        .map(|d| d.name.clone())
 }
 
 fn subdirs(dir: &Path) -> Vec<String> {
@@ -156,197 +312,266 @@ fn subdirs(dir: &Path) -> Vec<String> {
         .filter(|n| {
             !n.starts_with('.')
                 && !crate::exclusions::PRUNED_DIRS.contains(&n.as_str())
-                && !matches!(n.as_str(), "tests" | "test" | "dist" | "build")
+                && !matches!(
+                    n.as_str(),
+                    "tests" | "test" | "dist" | "build" | "node_modules"
+                )
+                && !crate::exclusions::is_virtualenv(&dir.join(n))
         })
         .collect();
     out.sort();
     out
 }
 
-/// Every module file that may hold the handler, in order of preference
-/// before looking at what they define: flat, `src/`, `src/PKG/`, `PKG/`.
+/// Every module file that may hold the handler: flat, `src/`, `src/PKG/`,
+/// `PKG/`. A package is a directory, `__init__.py` or not (Python imports
+/// namespace packages): its root is the directory above it, so the handler
+/// is `PKG.module.function` and the sources root follows the package.
 fn candidates(dir: &Path) -> Vec<Candidate> {
     let mut places: Vec<(String, String)> = vec![(".".into(), String::new())];
     if dir.join("src").is_dir() {
         places.push(("src".into(), String::new()));
         for pkg in subdirs(&dir.join("src")) {
-            if crate::exclusions::is_virtualenv(&dir.join("src").join(&pkg)) {
-                continue;
-            }
             places.push(("src".into(), pkg));
         }
     }
     for pkg in subdirs(dir) {
-        if pkg != "src"
-            && dir.join(&pkg).join("__init__.py").is_file()
-            && !crate::exclusions::is_virtualenv(&dir.join(&pkg))
-        {
+        if pkg != "src" {
             places.push((".".into(), pkg));
         }
     }
     let mut out = Vec::new();
     for (root, pkg) in places {
+        let rel_root = if root == "." {
+            PathBuf::new()
+        } else {
+            PathBuf::from(&root)
+        };
         for m in MODULES {
-            let rel_root = if root == "." {
-                PathBuf::new()
-            } else {
-                PathBuf::from(&root)
-            };
             let file = rel_root.join(&pkg).join(format!("{m}.py"));
             let Ok(text) = std::fs::read_to_string(dir.join(&file)) else {
                 continue;
             };
-            // A package without __init__.py under src/ is its own root.
-            let (root, module) = if pkg.is_empty() {
-                (root.clone(), m.to_string())
-            } else if dir.join(&rel_root).join(&pkg).join("__init__.py").is_file() {
-                (root.clone(), format!("{pkg}.{m}"))
+            let module = if pkg.is_empty() {
+                m.to_string()
             } else {
-                (
-                    rel_root.join(&pkg).to_string_lossy().into_owned(),
-                    m.to_string(),
-                )
+                format!("{pkg}.{m}")
             };
+            // A directory name that is no identifier cannot be imported.
+            if !crate::templates::valid_handler(&format!("{module}.f")) {
+                continue;
+            }
             out.push(Candidate {
-                root,
+                root: root.clone(),
                 module,
                 file: file.to_string_lossy().into_owned(),
-                function: defines(&text),
+                function: handler_function(&text),
             });
         }
     }
     out
 }
 
-/// The handler: the first candidate defining a handler function, else the
-/// first candidate, else `app.handler`; and what to tell the user.
-fn choose_handler(dir: &Path) -> (Candidate, Option<String>) {
+/// The handler and what to tell the user: `--handler` as given (its root
+/// found from where the module is), else the one function that fits, else
+/// `app.handler` with a note. Several that fit: an error listing them.
+fn choose_handler(dir: &Path, given: Option<&str>) -> crate::Result<(Candidate, Option<String>)> {
+    if let Some(h) = given {
+        let Some((module, function)) = h
+            .rsplit_once('.')
+            .filter(|_| crate::templates::valid_handler(h))
+        else {
+            return Err(Error::Input {
+                message: format!("--handler {h:?} is not module.function"),
+                hint: "write it as dotted Python identifiers, e.g. --handler shop.app.handler"
+                    .into(),
+            });
+        };
+        let rel = format!("{}.py", module.replace('.', "/"));
+        let Some(root) = [".", "src"]
+            .into_iter()
+            .find(|r| dir.join(r).join(&rel).is_file())
+        else {
+            return Err(Error::Input {
+                message: format!("--handler {h}: no {rel} here or under src/"),
+                hint: "name the module by its import path from the sources root".into(),
+            });
+        };
+        let file = Path::new(root).join(&rel).to_string_lossy().into_owned();
+        let note = std::fs::read_to_string(dir.join(&file))
+            .ok()
+            .filter(|t| !defs(t).iter().any(|d| d.name == function))
+            .map(|_| format!("--handler: {file} defines no top-level `def {function}(`"));
+        let candidate = Candidate {
+            root: root.to_string(),
+            module: module.to_string(),
+            file,
+            function: Some(function.to_string()),
+        };
+        return Ok((candidate, note));
+    }
     let all = candidates(dir);
-    let Some(first) = all.first().cloned() else {
-        return (
+    let fitting: Vec<&Candidate> = all.iter().filter(|c| c.function.is_some()).collect();
+    match fitting.as_slice() {
+        [] => Ok((
             Candidate {
                 root: ".".into(),
                 module: "app".into(),
                 file: "app.py".into(),
                 function: None,
             },
-            Some("no handler module found (app.py, lambda_function.py, handler.py, src/PKG/handler.py): wrote handler = \"app.handler\"; edit [function] handler".into()),
+            Some(format!(
+                "no function taking (event, context) found in app.py, lambda_function.py, handler.py, main.py, index.py (at the top, in src/, or in a package){}: wrote handler = \"app.handler\"; edit it, or run init again with --handler MODULE.FUNCTION",
+                if all.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; looked at {}",
+                        all.iter()
+                            .map(|c| c.file.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            )),
+        )),
+        [one] => {
+            let others: Vec<&str> = all
+                .iter()
+                .filter(|c| c.file != one.file)
+                .map(|c| c.file.as_str())
+                .collect();
+            let f = one.function.as_deref().unwrap_or_default();
+            let note = if others.is_empty() {
+                format!(
+                    "handler: chose {} (it defines `def {f}(event, context)`)",
+                    one.file
+                )
+            } else {
+                format!(
+                    "handler: chose {} (it defines `def {f}(event, context)`; {} define none)",
+                    one.file,
+                    others.join(", ")
+                )
+            };
+            Ok(((*one).clone(), Some(note)))
+        }
+        several => {
+            let listed: Vec<String> = several
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}.{} ({})",
+                        c.module,
+                        c.function.as_deref().unwrap_or_default(),
+                        c.file
+                    )
+                })
+                .collect();
+            Err(Error::Input {
+                message: format!(
+                    "{} functions could be the handler: {}",
+                    several.len(),
+                    listed.join(", ")
+                ),
+                hint: format!(
+                    "pass the one to use: lbuild init --handler {}.{}; or --workspace for one function per package",
+                    several[0].module,
+                    several[0].function.as_deref().unwrap_or_default()
+                ),
+            })
+        }
+    }
+}
+
+/// The runtimes lbuild builds for, oldest first.
+fn supported_runtimes() -> Vec<String> {
+    (0..=30)
+        .filter_map(|m| crate::manifest::Runtime::parse(&format!("python3.{m}")))
+        .map(|r| r.name())
+        .collect()
+}
+
+/// The runtime to write for `written` (a template's or a version file's),
+/// and the comment/note when it is not `written` itself: AWS no longer
+/// lets functions on it be updated (the oldest runtime lbuild builds for
+/// that AWS still updates is written instead), or lbuild does not build
+/// for it.
+fn carry_runtime(written: &str, today: jiff::civil::Date) -> (String, Option<String>) {
+    let supported = supported_runtimes();
+    let names: Vec<&str> = supported.iter().map(String::as_str).collect();
+    let schedule = crate::runtimes::schedule(written);
+    if crate::runtimes::update_blocked(written, today) {
+        let instead = crate::runtimes::oldest_updatable(&names, today).unwrap_or("python3.12");
+        let s = schedule.unwrap_or(crate::runtimes::SCHEDULE[0]);
+        let when = |d: Option<jiff::civil::Date>| d.map(|d| d.to_string()).unwrap_or("?".into());
+        return (
+            instead.to_string(),
+            Some(format!(
+                "{written}: AWS no longer lets you update functions on it (deprecated {}, updates blocked since {}); wrote {instead}, the oldest runtime lbuild builds for that AWS still updates: test the code on it",
+                when(s.deprecated),
+                when(s.block_update),
+            )),
         );
-    };
-    let defining: Vec<&Candidate> = all.iter().filter(|c| c.function.is_some()).collect();
-    let chosen = defining.first().map(|c| (*c).clone()).unwrap_or(first);
-    let note = (all.len() > 1).then(|| {
-        let others: Vec<&str> = all
-            .iter()
-            .filter(|c| c.file != chosen.file)
-            .map(|c| c.file.as_str())
-            .collect();
-        format!(
-            "handler: chose {} ({}) among {} candidates (also {}); edit [function] handler if it is another",
-            chosen.file,
-            match chosen.function {
-                Some(f) => format!("it defines `def {f}(`"),
-                None => "none defines a handler function".into(),
-            },
-            all.len(),
-            others.join(", ")
-        )
-    });
-    (chosen, note)
+    }
+    if crate::manifest::Runtime::parse(written).is_none() {
+        return (
+            "python3.12".into(),
+            Some(format!(
+                "{written}: lbuild builds for {} only; wrote python3.12",
+                names.join(", ")
+            )),
+        );
+    }
+    let note = schedule
+        .and_then(|s| Some((s.deprecated.filter(|d| *d <= today)?, s.block_update)))
+        .map(|(d, u)| {
+            format!(
+                "{written}: deprecated by AWS since {d}{}; plan the move to a newer runtime",
+                u.map(|u| format!(", updates blocked from {u}"))
+                    .unwrap_or_default()
+            )
+        });
+    (written.to_string(), note)
 }
 
 /// A value read from the repository and the file it came from.
 type Found = (String, String);
 
-/// `python3.N` from the repository: a SAM template's `Runtime`, a
-/// serverless.yml's `provider.runtime`, `.python-version`, or pyproject's
-/// `requires-python` lower bound; and the architecture from the SAM
-/// template's `Architectures` or serverless.yml's `architecture`.
-fn runtime_and_arch(dir: &Path) -> (Option<Found>, Option<Found>) {
-    let supported = |minor: u32| (9..=14).contains(&minor);
-    let from_version = |s: &str| -> Option<String> {
-        let rest = s.trim().strip_prefix("python").unwrap_or(s.trim());
-        let rest = rest.strip_prefix("3.")?;
-        let minor: u32 = rest
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .ok()?;
-        supported(minor).then(|| format!("python3.{minor}"))
-    };
-    let mut runtime = None;
-    let mut arch = None;
-    for name in ["template.yaml", "template.yml"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
-            continue;
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, l) in lines.iter().enumerate() {
-            let t = l.trim();
-            if runtime.is_none()
-                && let Some(v) = t.strip_prefix("Runtime:")
-                && let Some(r) = from_version(v.trim().trim_matches(['"', '\'']))
-            {
-                runtime = Some((r, name.to_string()));
-            }
-            if arch.is_none()
-                && let Some(v) = t.strip_prefix("Architectures:")
-            {
-                let mut scope = v.to_string();
-                for next in lines.iter().skip(i + 1).take(3) {
-                    if next.trim_start().starts_with('-') {
-                        scope.push_str(next);
-                    } else {
-                        break;
-                    }
-                }
-                if scope.contains("arm64") {
-                    arch = Some(("arm64".to_string(), name.to_string()));
-                } else if scope.contains("x86_64") {
-                    arch = Some(("x86_64".to_string(), name.to_string()));
-                }
-            }
-        }
-        break;
-    }
-    if let Some(t) = crate::templates::read(dir).filter(|t| t.kind == "Serverless") {
-        let first = t.functions.first();
-        if runtime.is_none()
-            && let Some(r) = t
-                .runtime
-                .clone()
-                .or_else(|| first.and_then(|f| f.runtime.clone()))
-            && let Some(r) = from_version(&r)
-        {
-            runtime = Some((r, t.file.clone()));
-        }
-        if arch.is_none()
-            && let Some(a) = t
-                .architecture
-                .clone()
-                .or_else(|| first.and_then(|f| f.architecture.clone()))
-        {
-            arch = Some((a, t.file.clone()));
-        }
-    }
-    if runtime.is_none()
-        && let Ok(text) = std::fs::read_to_string(dir.join(".python-version"))
-        && let Some(r) = text.lines().next().and_then(from_version)
+/// `python3.N` from `.python-version`, else the oldest runtime lbuild
+/// builds for (and AWS still updates) that pyproject's `requires-python`
+/// allows (PEP 440).
+fn runtime_from_files(dir: &Path, today: jiff::civil::Date) -> Option<Found> {
+    if let Ok(text) = std::fs::read_to_string(dir.join(".python-version"))
+        && let Some(line) = text.lines().next()
     {
-        runtime = Some((r, ".python-version".into()));
+        let v = line.trim();
+        let mut parts = v.trim_start_matches("python").split('.');
+        if let (Some("3"), Some(minor)) = (parts.next(), parts.next())
+            && minor.chars().all(|c| c.is_ascii_digit())
+        {
+            return Some((format!("python3.{minor}"), ".python-version".into()));
+        }
     }
-    if runtime.is_none()
-        && let Ok(text) = std::fs::read_to_string(dir.join("pyproject.toml"))
-        && let Some(line) = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("requires-python"))
-        && let Some(at) = line.find("3.")
-        && let Some(r) = from_version(&line[at..])
-    {
-        runtime = Some((r, "pyproject.toml requires-python".into()));
-    }
-    (runtime, arch)
+    let text = std::fs::read_to_string(dir.join("pyproject.toml")).ok()?;
+    let doc: toml::Table = toml::from_str(&text).ok()?;
+    let spec = doc.get("project")?.get("requires-python")?.as_str()?;
+    let specifiers: pep508_rs::pep440_rs::VersionSpecifiers = spec.parse().ok()?;
+    let supported = supported_runtimes();
+    supported
+        .iter()
+        .filter(|r| !crate::runtimes::update_blocked(r, today))
+        .find(|r| {
+            r.strip_prefix("python")
+                .and_then(|v| v.parse::<pep508_rs::pep440_rs::Version>().ok())
+                .is_some_and(|v| specifiers.contains(&v))
+        })
+        .map(|r| {
+            (
+                r.clone(),
+                format!("pyproject.toml requires-python {spec:?}"),
+            )
+        })
 }
 
 /// The config kinds present under `config/` (any depth).
@@ -376,12 +601,56 @@ fn config_globs(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn quoted_list(items: &[String]) -> String {
-    let q: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
-    format!("[{}]", q.join(", "))
+/// A TOML string (escaped by the serializer).
+fn tstr(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
 
-fn render(dir: &Path) -> (String, InitOutcome) {
+/// A TOML array of strings.
+fn tlist<S: AsRef<str>>(items: &[S]) -> String {
+    toml::Value::Array(
+        items
+            .iter()
+            .map(|i| toml::Value::String(i.as_ref().to_string()))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// A key: bare when it can be, else a basic string with every quote,
+/// backslash and control character escaped.
+fn tkey(k: &str) -> String {
+    if crate::templates::plain_name(k) {
+        return k.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in k.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Text from a template for a `#` comment: one line, control characters
+/// escaped.
+fn comment(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn render(dir: &Path, given: Option<&str>) -> crate::Result<(String, InitOutcome)> {
     let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let name: String = canonical
         .file_name()
@@ -397,59 +666,58 @@ fn render(dir: &Path) -> (String, InitOutcome) {
         })
         .collect();
     let mut notes = Vec::new();
-    let (chosen, note) = choose_handler(dir);
+    let (chosen, note) = choose_handler(dir, given)?;
     notes.extend(note);
-    let handler = format!("{}.{}", chosen.module, chosen.function.unwrap_or("handler"));
+    let handler = format!(
+        "{}.{}",
+        chosen.module,
+        chosen.function.as_deref().unwrap_or("handler")
+    );
     let root = chosen.root.clone();
     let root_dir = dir.join(&root);
 
     // Package data: everything inside the handler's top-level package (and
     // the other packages at the root), not only its .py files.
     let mut include = vec!["**/*.py".to_string()];
+    let handler_pkg = chosen.module.split_once('.').map(|(p, _)| p.to_string());
     for pkg in subdirs(&root_dir) {
-        if root_dir.join(&pkg).join("__init__.py").is_file() {
+        if root_dir.join(&pkg).join("__init__.py").is_file() || handler_pkg.as_deref() == Some(&pkg)
+        {
             include.push(format!("{pkg}/**/*"));
         }
     }
 
-    let (runtime, arch) = runtime_and_arch(dir);
-    let runtime_name = runtime
-        .as_ref()
-        .map(|(r, _)| r.clone())
-        .unwrap_or_else(|| "python3.12".into());
-    if let Some((r, from)) = &runtime {
-        notes.push(format!("runtime {r} (from {from})"));
-    }
-    let arch_name = arch
-        .as_ref()
-        .map(|(a, _)| a.clone())
-        .unwrap_or_else(|| "x86_64".into());
-    if let Some((a, from)) = &arch {
-        notes.push(format!("architecture {a} (from {from})"));
-    }
+    let today = crate::runtimes::today();
+    let runtime = runtime_from_files(dir, today);
+    let (runtime_name, runtime_note) = match &runtime {
+        Some((r, from)) => {
+            notes.push(format!("runtime {r} (from {from})"));
+            carry_runtime(r, today)
+        }
+        None => ("python3.12".to_string(), None),
+    };
+    notes.extend(runtime_note.clone());
+    let arch_name = "x86_64".to_string();
 
+    let runtime_line = match &runtime_note {
+        Some(n) => format!("# {}\nruntime = {}", comment(n), tstr(&runtime_name)),
+        None => format!("runtime = {}", tstr(&runtime_name)),
+    };
     let mut text = TEMPLATE
-        .replace("name = \"orders\"", &format!("name = \"{name}\""))
+        .replace("name = \"orders\"", &format!("name = {}", tstr(&name)))
         .replace(
             "handler = \"app.handler\"",
-            &format!("handler = \"{handler}\""),
+            &format!("handler = {}", tstr(&handler)),
         )
-        .replace(
-            "runtime = \"python3.12\"",
-            &format!("runtime = \"{runtime_name}\""),
-        )
-        .replace(
-            "architecture = \"x86_64\"",
-            &format!("architecture = \"{arch_name}\""),
-        )
-        .replace("root = \".\"", &format!("root = \"{root}\""))
+        .replace("runtime = \"python3.12\"", &runtime_line)
+        .replace("root = \".\"", &format!("root = {}", tstr(&root)))
         .replace(
             "include = [\"**/*.py\"]",
             &format!(
                 "# Python files, plus everything inside the packages (templates, JSON\n\
                  # schemas, py.typed: package data the code reads at run time).\n\
                  include = {}",
-                quoted_list(&include)
+                tlist(&include)
             ),
         )
         .replace(
@@ -459,7 +727,7 @@ fn render(dir: &Path) -> (String, InitOutcome) {
         )
         .replace(
             "path = \"dist/orders.zip\"",
-            &format!("path = \"dist/{name}.zip\""),
+            &format!("path = {}", tstr(&format!("dist/{name}.zip"))),
         );
 
     let mut places = vec!["requirements.txt".to_string()];
@@ -482,7 +750,7 @@ fn render(dir: &Path) -> (String, InitOutcome) {
         (None, Some(r)) => {
             text = text.replace(
                 "requirements = \"requirements.txt\"",
-                &format!("requirements = \"{r}\""),
+                &format!("requirements = {}", tstr(r)),
             );
         }
         (None, None) => text = comment_out_section(&text, "[dependencies]"),
@@ -496,7 +764,7 @@ fn render(dir: &Path) -> (String, InitOutcome) {
     let config = config_globs(dir);
     text = text.replace(
         "files = [\"config/*.json\"]",
-        &format!("files = {}", quoted_list(&config)),
+        &format!("files = {}", tlist(&config)),
     );
 
     let outcome = InitOutcome {
@@ -507,7 +775,7 @@ fn render(dir: &Path) -> (String, InitOutcome) {
         architecture: arch_name,
         notes,
     };
-    (text, outcome)
+    Ok((text, outcome))
 }
 
 /// Packages that each hold a module defining a handler function, as
@@ -534,15 +802,12 @@ fn workspace_candidates(dir: &Path) -> Vec<(String, Candidate)> {
 /// A workspace manifest: `[defaults]` with the target, one function per
 /// handler package, each packaging its package and the shared ones.
 fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, InitOutcome) {
-    let (runtime, arch) = runtime_and_arch(dir);
-    let runtime_name = runtime
-        .as_ref()
-        .map(|(r, _)| r.clone())
-        .unwrap_or_else(|| "python3.12".into());
-    let arch_name = arch
-        .as_ref()
-        .map(|(a, _)| a.clone())
-        .unwrap_or_else(|| "x86_64".into());
+    let today = crate::runtimes::today();
+    let (runtime_name, runtime_note) = match runtime_from_files(dir, today) {
+        Some((r, _)) => carry_runtime(&r, today),
+        None => ("python3.12".to_string(), None),
+    };
+    let arch_name = "x86_64".to_string();
     let root = handlers[0].1.root.clone();
     let root_dir = dir.join(&root);
     let function_pkgs: Vec<String> = handlers
@@ -559,11 +824,15 @@ fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, In
          # `lbuild init --workspace`). Every key: lambda.workspace.toml.example.\n\n\
          [defaults]\n",
     );
-    text.push_str(&format!("runtime = \"{runtime_name}\"\n"));
-    text.push_str(&format!("architecture = \"{arch_name}\"\n"));
+    if let Some(n) = &runtime_note {
+        text.push_str(&format!("# {}\n", comment(n)));
+    }
+    text.push_str(&format!("runtime = {}\n", tstr(&runtime_name)));
+    text.push_str(&format!("architecture = {}\n", tstr(&arch_name)));
     text.push_str(&format!(
         "# Test files are left out: test_*.py, *_test.py, tests/ directories, conftest.py.\n\
-         sources = {{ root = \"{root}\", exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\"] }}\n"
+         sources = {{ root = {}, exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\"] }}\n",
+        tstr(&root)
     ));
     let requirements = ["requirements.txt", "src/requirements.txt"]
         .into_iter()
@@ -572,7 +841,8 @@ fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, In
         text.push_str(&format!(
             "# Every function gets these dependencies; move them into a [layers.NAME]\n\
              # (and `layers = [\"NAME\"]` per function) to ship them once.\n\
-             dependencies = {{ requirements = \"{r}\" }}\n"
+             dependencies = {{ requirements = {} }}\n",
+            tstr(r)
         ));
     }
     for (name, c) in handlers {
@@ -580,10 +850,14 @@ fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, In
         let mut include = vec![format!("{pkg}/**/*")];
         include.extend(shared.iter().map(|s| format!("{s}/**/*")));
         text.push_str(&format!(
-            "\n[functions.{name}]\nhandler = \"{}.{}\"\nsources = {{ include = {} }}\n",
-            c.module,
-            c.function.unwrap_or("handler"),
-            quoted_list(&include)
+            "\n[functions.{}]\nhandler = {}\nsources = {{ include = {} }}\n",
+            tkey(name),
+            tstr(&format!(
+                "{}.{}",
+                c.module,
+                c.function.as_deref().unwrap_or("handler")
+            )),
+            tlist(&include)
         ));
     }
     let mut notes = vec![format!(
@@ -595,6 +869,7 @@ fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, In
             .collect::<Vec<_>>()
             .join(", ")
     )];
+    notes.extend(runtime_note);
     if !shared.is_empty() {
         notes.push(format!(
             "shared packages in every function: {}",
@@ -612,90 +887,249 @@ fn render_workspace(dir: &Path, handlers: &[(String, Candidate)]) -> (String, In
     (text, outcome)
 }
 
-/// A workspace manifest with one function per Python function of a SAM or
-/// Serverless template: its handler, code directory as sources root (SAM;
-/// Serverless packages the service directory), runtime and architecture
-/// where they differ from the template's defaults.
-fn render_from_template(dir: &Path, t: &crate::templates::Template) -> (String, InitOutcome) {
-    let most_common = |pick: &dyn Fn(&crate::templates::TemplateFunction) -> Option<String>| {
+/// Test files, left out of every function and layer made from a template.
+const TEST_EXCLUDES: &[&str] = &[
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/tests/**",
+    "**/conftest.py",
+];
+
+/// A workspace manifest from a SAM/CloudFormation or Serverless template:
+/// its layers, then one function per Python function, every value written
+/// by the TOML serializer, what cannot be carried left as a comment, and
+/// the migration report as notes.
+fn render_from_template(t: &crate::templates::Template) -> (String, InitOutcome) {
+    let today = crate::runtimes::today();
+    let mut notes = Vec::new();
+    // Runtimes as they will be written (a blocked one replaced), per
+    // function; the most common is the default.
+    let carried: Vec<(String, Option<String>)> = t
+        .functions
+        .iter()
+        .map(|f| carry_runtime(f.runtime.as_deref().unwrap_or("python3.12"), today))
+        .collect();
+    for (_, note) in &carried {
+        if let Some(n) = note
+            && !notes.contains(n)
+        {
+            notes.push(n.clone());
+        }
+    }
+    let most_common = |values: Vec<String>| {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for f in &t.functions {
-            if let Some(v) = pick(f) {
-                *counts.entry(v).or_default() += 1;
-            }
+        for v in values {
+            *counts.entry(v).or_default() += 1;
         }
         counts.into_iter().max_by_key(|(_, n)| *n).map(|(v, _)| v)
     };
-    let runtime = t
-        .runtime
-        .clone()
-        .or_else(|| most_common(&|f| f.runtime.clone()))
+    let runtime = most_common(carried.iter().map(|(r, _)| r.clone()).collect())
         .unwrap_or_else(|| "python3.12".into());
-    let arch = t
-        .architecture
-        .clone()
-        .or_else(|| most_common(&|f| f.architecture.clone()))
-        .unwrap_or_else(|| "x86_64".into());
+    let arch = most_common(
+        t.functions
+            .iter()
+            .map(|f| f.architecture.clone().unwrap_or_else(|| "x86_64".into()))
+            .collect(),
+    )
+    .unwrap_or_else(|| "x86_64".into());
     let sam = t.kind == "SAM";
     let mut text = format!(
         "# lambda.toml: a workspace written by `lbuild init` from {} ({}): one\n\
-         # function per Python function there. Every key: lambda.workspace.toml.example.\n\
-         # Function names on AWS: set deploy = {{ name = \"...\" }} per function for\n\
-         # `lbuild deploy` (a stack's generated names are not in the template).\n\n\
-         [defaults]\nruntime = \"{runtime}\"\narchitecture = \"{arch}\"\n",
-        t.file, t.kind
+         # function per Python function there{}. Every key: lambda.workspace.toml.example.\n\
+         # Events, permissions, networking and names on AWS stay with the template;\n\
+         # set deploy = {{ name = \"...\" }} per function for `lbuild deploy` where a\n\
+         # stack generates the name.\n\n\
+         [defaults]\nruntime = {}\narchitecture = {}\n",
+        comment(&t.file),
+        t.kind,
+        if t.layers.is_empty() {
+            ""
+        } else {
+            " and one layer per layer it builds"
+        },
+        tstr(&runtime),
+        tstr(&arch)
     );
-    if sam {
-        text.push_str(
-            "# SAM packages the whole code directory (CodeUri): so does each function\n\
-             # here, test files left out (test_*.py, *_test.py, tests/, conftest.py).\n\
-             sources = { include = [\"**/*\"], exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\", \"requirements*.txt\"] }\n",
-        );
-    } else {
-        text.push_str(
-            "# Serverless packages the service directory: each function takes its\n\
-             # Python files, test files left out.\n\
-             sources = { include = [\"**/*.py\"], exclude = [\"**/test_*.py\", \"**/*_test.py\", \"**/tests/**\", \"**/conftest.py\"] }\n",
-        );
-        if dir.join("requirements.txt").is_file() {
+    let mut carried_over = Vec::new();
+    for l in &t.layers {
+        text.push_str(&format!("\n[layers.{}]\n", tkey(&l.name)));
+        if sam {
             text.push_str(
-                "# serverless-python-requirements' file: every function gets these; a\n\
-                 # [layers.NAME] would ship them once.\n\
-                 dependencies = { requirements = \"requirements.txt\" }\n",
+                "# As `sam build` with BuildMethod python3.X: the ContentUri directory and its\n\
+                 # requirements, all under python/.\n",
             );
         }
-    }
-    for f in &t.functions {
-        text.push_str(&format!(
-            "\n[functions.{}]\nhandler = \"{}\"\n",
-            f.name, f.handler
+        if let Some(r) = &l.requirements {
+            let exclude = t
+                .functions
+                .iter()
+                .find(|f| f.layers.contains(&l.name))
+                .map(|f| f.dependency_exclude.clone())
+                .unwrap_or_default();
+            if exclude.is_empty() {
+                text.push_str(&format!("requirements = {}\n", tstr(r)));
+            } else {
+                text.push_str(&format!(
+                    "# noDeploy: the runtime provides these.\ndependencies = {{ requirements = {}, exclude = {} }}\n",
+                    tstr(r),
+                    tlist(&exclude)
+                ));
+            }
+        }
+        if !l.root.is_empty() {
+            let mut exclude: Vec<&str> = TEST_EXCLUDES.to_vec();
+            exclude.push("requirements*.txt");
+            text.push_str(&format!(
+                "sources = {{ root = {}, include = [\"**/*\"], exclude = {} }}\n",
+                tstr(&l.root),
+                tlist(&exclude)
+            ));
+        }
+        if let Some(r) = &l.runtime {
+            let (r, note) = carry_runtime(r, today);
+            if let Some(n) = &note {
+                text.push_str(&format!("# {}\n", comment(n)));
+            }
+            if r != runtime {
+                text.push_str(&format!("runtime = {}\n", tstr(&r)));
+            }
+        }
+        carried_over.push(format!(
+            "layer {}{}{}",
+            l.name,
+            if l.root.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", l.root)
+            },
+            l.requirements
+                .as_ref()
+                .map(|r| format!(" with {r}"))
+                .unwrap_or_default()
         ));
-        if f.root != "." {
-            text.push_str(&format!("sources = {{ root = \"{}\" }}\n", f.root));
+    }
+    for (f, (fn_runtime, runtime_note)) in t.functions.iter().zip(&carried) {
+        text.push_str(&format!(
+            "\n[functions.{}]\nhandler = {}\n",
+            tkey(&f.name),
+            tstr(&f.handler)
+        ));
+        if let Some(n) = runtime_note {
+            text.push_str(&format!("# {}\n", comment(n)));
         }
-        if let Some(r) = f.runtime.as_ref().filter(|r| **r != runtime) {
-            text.push_str(&format!("runtime = \"{r}\"\n"));
+        if *fn_runtime != runtime {
+            text.push_str(&format!("runtime = {}\n", tstr(fn_runtime)));
         }
-        if let Some(a) = f.architecture.as_ref().filter(|a| **a != arch) {
-            text.push_str(&format!("architecture = \"{a}\"\n"));
+        let fn_arch = f.architecture.clone().unwrap_or_else(|| "x86_64".into());
+        if fn_arch != arch {
+            text.push_str(&format!("architecture = {}\n", tstr(&fn_arch)));
         }
-        if let Some(req) = &f.requirements {
-            text.push_str(&format!("dependencies = {{ requirements = \"{req}\" }}\n"));
+        let mut exclude: Vec<String> = TEST_EXCLUDES.iter().map(|s| s.to_string()).collect();
+        let include: Vec<String> = if sam {
+            // SAM packages the whole code directory (CodeUri); with the
+            // project as CodeUri, not lbuild's own output.
+            exclude.push("requirements*.txt".into());
+            if f.root == "." {
+                exclude.push("dist/**".into());
+            }
+            vec!["**/*".into()]
+        } else {
+            let mut i = vec!["**/*.py".to_string()];
+            i.extend(f.include.iter().cloned());
+            exclude.extend(f.exclude.iter().cloned());
+            i
+        };
+        text.push_str(&format!(
+            "sources = {{ root = {}, include = {}, exclude = {} }}\n",
+            tstr(&f.root),
+            tlist(&include),
+            tlist(&exclude)
+        ));
+        if let Some(v) = f.timeout {
+            text.push_str(&format!("timeout = {v}\n"));
+        }
+        if let Some(v) = f.memory {
+            text.push_str(&format!("memory = {v}\n"));
+        }
+        if !f.layers.is_empty() {
+            text.push_str(&format!("layers = {}\n", tlist(&f.layers)));
+        }
+        for arn in &f.external_layers {
+            text.push_str(&format!(
+                "# layer attached by ARN, not built here (keep it attached at deploy): {}\n",
+                comment(arn)
+            ));
+        }
+        for r in &f.layer_refs {
+            text.push_str(&format!("# layer: {}\n", comment(r)));
+        }
+        if let Some(r) = &f.requirements {
+            if f.dependency_exclude.is_empty() {
+                text.push_str(&format!(
+                    "dependencies = {{ requirements = {} }}\n",
+                    tstr(r)
+                ));
+            } else {
+                text.push_str(&format!(
+                    "dependencies = {{ requirements = {}, exclude = {} }}\n",
+                    tstr(r),
+                    tlist(&f.dependency_exclude)
+                ));
+            }
+        }
+        if let Some(n) = &f.aws_name {
+            text.push_str(&format!("deploy = {{ name = {} }}\n", tstr(n)));
+        }
+        if !f.environment.is_empty() || !f.environment_refs.is_empty() {
+            text.push_str(&format!("\n[functions.{}.environment]\n", tkey(&f.name)));
+            for (k, v) in &f.environment {
+                text.push_str(&format!("{} = {}\n", tkey(k), tstr(v)));
+            }
+            for (k, v) in &f.environment_refs {
+                text.push_str(&format!(
+                    "# {} = {}  (resolved at deploy: set it there, or a literal here)\n",
+                    comment(k),
+                    comment(v)
+                ));
+            }
+        }
+        let mut what = vec![format!("handler {}", f.handler), format!("root {}", f.root)];
+        if let Some(r) = &f.requirements {
+            what.push(r.clone());
+        }
+        if !f.layers.is_empty() {
+            what.push(format!("layers {}", f.layers.join(", ")));
+        }
+        carried_over.push(format!("function {} ({})", f.name, what.join(", ")));
+        if !f.external_layers.is_empty() {
+            notes.push(format!(
+                "{}: layers attached by ARN kept as comments (lbuild's layers list names [layers.NAME] tables): {}",
+                f.name,
+                f.external_layers.join(", ")
+            ));
+        }
+        if !f.environment_refs.is_empty() || !f.layer_refs.is_empty() {
+            let names: Vec<&str> = f.environment_refs.iter().map(|(k, _)| k.as_str()).collect();
+            notes.push(format!(
+                "{}: references written as comments to fill in: {}",
+                f.name,
+                names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .chain(f.layer_refs.iter().map(|r| format!("layer {r}")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
-    let mut notes = vec![format!(
-        "wrote a workspace with {} functions from {} ({})",
-        t.functions.len(),
+    let mut report = vec![format!(
+        "migrated {} ({}): {}",
         t.file,
-        t.functions
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        t.kind,
+        carried_over.join("; ")
     )];
-    if !t.skipped.is_empty() {
-        notes.push(format!("left out: {}", t.skipped.join(", ")));
-    }
+    report.extend(t.report.iter().cloned());
+    report.extend(notes);
     let first = &t.functions[0];
     let outcome = InitOutcome {
         manifest: PathBuf::new(),
@@ -703,7 +1137,7 @@ fn render_from_template(dir: &Path, t: &crate::templates::Template) -> (String, 
         root: first.root.clone(),
         runtime,
         architecture: arch,
-        notes,
+        notes: report,
     };
     (text, outcome)
 }
@@ -743,7 +1177,7 @@ mod tests {
             "def lambda_handler(event, context):\n    pass\n",
         )
         .unwrap();
-        let (text, _) = render(d.path());
+        let (text, _) = render(d.path(), None).unwrap();
         let raw = crate::manifest::parse(Path::new("x"), &text).unwrap();
         assert_eq!(
             raw.function.get_ref().handler.get_ref(),
@@ -754,33 +1188,113 @@ mod tests {
     }
 
     #[test]
-    fn runtime_and_architecture_come_from_a_sam_template() {
+    fn signatures_decide_the_handler() {
+        let text = "def main():\n    pass\n\nasync def handler(\n    event: dict[str, int],\n    context=None,\n):\n    pass\ndef util(a, b): pass\n    def nested(event, context): pass\ndef on_event(event, ctx, *, x=1): pass\n";
+        let got: Vec<(String, usize)> = defs(text)
+            .into_iter()
+            .map(|d| (d.name, d.params.len()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("main".into(), 0),
+                ("handler".into(), 2),
+                ("util".into(), 2),
+                ("on_event".into(), 2)
+            ]
+        );
+        assert_eq!(handler_function(text).as_deref(), Some("handler"));
+        assert_eq!(handler_function("def main():\n  pass\n"), None);
+        assert_eq!(handler_function("def util(a, b): pass\n"), None);
+        assert_eq!(
+            handler_function("def process(event, context): pass\n").as_deref(),
+            Some("process")
+        );
+    }
+
+    #[test]
+    fn a_src_layout_namespace_package_roots_at_src_and_several_handlers_ask() {
         let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/svc")).unwrap();
+        std::fs::write(d.path().join("src/svc/main.py"), "def main():\n    pass\n").unwrap();
         std::fs::write(
-            d.path().join("template.yaml"),
-            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.11\n      Architectures:\n        - arm64\n",
+            d.path().join("src/svc/handler.py"),
+            "def handler(event, context):\n    return 1\n",
         )
         .unwrap();
-        std::fs::write(d.path().join(".python-version"), "3.13\n").unwrap();
-        let (r, a) = runtime_and_arch(d.path());
-        assert_eq!(r.unwrap().0, "python3.11");
-        assert_eq!(a.unwrap().0, "arm64");
-        std::fs::remove_file(d.path().join("template.yaml")).unwrap();
-        assert_eq!(runtime_and_arch(d.path()).0.unwrap().0, "python3.13");
-        std::fs::remove_file(d.path().join(".python-version")).unwrap();
+        let (c, note) = choose_handler(d.path(), None).unwrap();
+        assert_eq!((c.root.as_str(), c.module.as_str()), ("src", "svc.handler"));
+        assert!(note.unwrap().contains("src/svc/main.py define none"));
+        std::fs::write(
+            d.path().join("src/svc/main.py"),
+            "def lambda_handler(event, context):\n    pass\n",
+        )
+        .unwrap();
+        let Err(Error::Input { message, hint }) = choose_handler(d.path(), None) else {
+            panic!("several fit")
+        };
+        assert!(
+            message.contains("svc.handler.handler (src/svc/handler.py)"),
+            "{message}"
+        );
+        assert!(message.contains("svc.main.lambda_handler"), "{message}");
+        assert!(hint.contains("--handler"), "{hint}");
+        let (c, _) = choose_handler(d.path(), Some("svc.main.lambda_handler")).unwrap();
+        assert_eq!(c.root, "src");
+    }
+
+    #[test]
+    fn requires_python_is_read_as_pep_440() {
+        let d = tempfile::tempdir().unwrap();
+        let today = jiff::civil::Date::constant(2026, 1, 1);
         std::fs::write(
             d.path().join("pyproject.toml"),
-            "[project]\nrequires-python = \">=3.10,<3.14\"\n",
+            "[project]\nname = \"x\"\nrequires-python = \"<3.13,>=3.10\"\n",
         )
         .unwrap();
-        assert_eq!(runtime_and_arch(d.path()).0.unwrap().0, "python3.10");
+        assert_eq!(runtime_from_files(d.path(), today).unwrap().0, "python3.10");
         std::fs::write(
-            d.path().join("serverless.yml"),
-            "provider:\n  runtime: python3.12\n  architecture: arm64\nfunctions:\n  f:\n    handler: app.handler\n",
+            d.path().join("pyproject.toml"),
+            "[project]\nrequires-python = \">=3.12.1\"\n",
         )
         .unwrap();
-        let (r, a) = runtime_and_arch(d.path());
-        assert_eq!(r.unwrap(), ("python3.12".into(), "serverless.yml".into()));
-        assert_eq!(a.unwrap().0, "arm64");
+        assert_eq!(runtime_from_files(d.path(), today).unwrap().0, "python3.13");
+        std::fs::write(d.path().join(".python-version"), "3.11.4\n").unwrap();
+        assert_eq!(runtime_from_files(d.path(), today).unwrap().0, "python3.11");
+    }
+
+    #[test]
+    fn blocked_runtimes_are_replaced_with_a_reason() {
+        let today = jiff::civil::Date::constant(2026, 1, 1);
+        let (r, note) = carry_runtime("python3.8", today);
+        assert_eq!(r, "python3.9");
+        let note = note.unwrap();
+        assert!(note.contains("no longer lets you update"), "{note}");
+        assert!(note.contains("2025-03-31"), "{note}");
+        let (r, note) = carry_runtime("python3.9", today);
+        assert_eq!(r, "python3.9");
+        assert!(note.unwrap().contains("deprecated by AWS since 2025-12-15"));
+        assert_eq!(
+            carry_runtime("python3.12", today),
+            ("python3.12".into(), None)
+        );
+    }
+
+    #[test]
+    fn keys_and_comments_cannot_break_out() {
+        assert_eq!(tkey("orders_1"), "orders_1");
+        assert_eq!(tkey("a\"b]\n"), "\"a\\\"b]\\u000A\"");
+        let t: toml::Table = toml::from_str(&format!(
+            "{} = {}\n# {}\n",
+            tkey("x\"]\n[evil]"),
+            tstr("v\"\n[evil]\nroot = \"..\""),
+            comment("c\n[evil]")
+        ))
+        .unwrap();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(
+            t["x\"]\n[evil]"].as_str(),
+            Some("v\"\n[evil]\nroot = \"..\"")
+        );
     }
 }

@@ -28,6 +28,7 @@ mod pipeline;
 mod process;
 mod remote;
 mod report;
+mod runtimes;
 mod size;
 mod stages;
 mod stats;

@@ -251,10 +251,7 @@ fn init_then_build_on_a_src_package_layout() {
     p.write("tests/test_handler.py", "");
     p.write("config/app.yaml", "a: 1\n");
     p.write(".gitignore", "*.log");
-    p.write(
-        "template.yaml",
-        "Resources:\n  Fn:\n    Properties:\n      Runtime: python3.11\n      Architectures:\n        - arm64\n",
-    );
+    p.write(".python-version", "3.11\n");
     let (said, names) = init_then_build(&p, &[], "lambda.toml");
     assert_eq!(
         names,
@@ -273,8 +270,10 @@ fn init_then_build_on_a_src_package_layout() {
     );
     assert!(text.contains("root = \"src\""), "{text}");
     assert!(text.contains("runtime = \"python3.11\""), "{text}");
-    assert!(text.contains("architecture = \"arm64\""), "{text}");
-    assert!(said.contains("template.yaml"), "{said}");
+    assert!(
+        said.contains("runtime python3.11 (from .python-version)"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read_to_string(p.path().join(".gitignore")).unwrap(),
         "*.log\n.lbuild/\ndist/\n"
@@ -381,9 +380,9 @@ Resources:
     );
     p.write("web/index.js", "exports.handler = async () => 1;\n");
     let (said, text, zips) = init_from_template_then_build(&p);
-    assert!(said.contains("from template.yaml"), "{said}");
+    assert!(said.contains("migrated template.yaml (SAM)"), "{said}");
     assert!(
-        said.contains("left out: Web (runtime nodejs20.x)"),
+        said.contains("Web: left out: runtime nodejs20.x is not Python"),
         "{said}"
     );
     assert!(text.contains("architecture = \"arm64\""), "{text}");
@@ -418,7 +417,10 @@ fn init_turns_a_serverless_service_into_a_workspace() {
     p.write("report.py", "def main(event, context):\n    return 2\n");
     p.write("package.json", "{}\n");
     let (said, text, zips) = init_from_template_then_build(&p);
-    assert!(said.contains("from serverless.yml"), "{said}");
+    assert!(
+        said.contains("migrated serverless.yml (Serverless)"),
+        "{said}"
+    );
     assert!(text.contains("handler = \"src.orders.handler\""), "{text}");
     let all = vec!["report.py".to_string(), "src/orders.py".to_string()];
     assert_eq!(

@@ -16,6 +16,7 @@ mod exactness;
 mod explain;
 mod failures;
 mod incremental;
+mod init_migrate;
 mod invoke;
 mod lockfiles;
 #[cfg(feature = "aws")]

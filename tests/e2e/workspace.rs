@@ -524,7 +524,7 @@ fn the_single_function_form_keeps_its_json_shape() {
 }
 
 #[test]
-fn init_offers_a_workspace_for_several_handler_packages_and_writes_one_that_builds() {
+fn init_lists_several_handler_packages_and_writes_a_workspace_that_builds() {
     let p = TestProject::empty();
     for f in ["orders", "billing"] {
         p.write(&format!("src/{f}/__init__.py"), "");
@@ -536,11 +536,15 @@ fn init_offers_a_workspace_for_several_handler_packages_and_writes_one_that_buil
     p.write("src/shared/__init__.py", "");
     p.write("src/shared/util.py", "def twice(x):\n    return 2 * x\n");
 
-    // Without --workspace: one function, and the offer.
+    // Without --workspace: the candidates listed, --handler or
+    // --workspace asked for, nothing written.
     let out = p.run(&["init"]);
-    assert_success(&out);
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lbuild init --workspace"), "{err}");
+    assert!(err.contains("billing.app.handler"), "{err}");
+    assert!(err.contains("orders.app.handler"), "{err}");
+    assert!(err.contains("--workspace"), "{err}");
+    assert!(!p.path().join("lambda.toml").exists());
 
     let out = p.run(&["init", "--workspace", "--force"]);
     assert_success(&out);
