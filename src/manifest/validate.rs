@@ -205,9 +205,21 @@ pub fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, Manif
     let runtime = match &f.runtime {
         None => Runtime { minor: 12 },
         Some(r) => Runtime::parse(r.get_ref()).ok_or_else(|| {
+            // A runtime AWS retired says so, with its dates (from the
+            // schedule, not the clock: the message is the same every day).
+            let retired = crate::runtimes::schedule(r.get_ref()).and_then(|s| {
+                let deprecated = s.deprecated?;
+                Some(match s.block_update {
+                    Some(blocked) => format!(
+                        "runtime {:?} is deprecated by AWS (since {deprecated}; updating functions on it is blocked from {blocked})",
+                        r.get_ref()
+                    ),
+                    None => format!("runtime {:?} is deprecated by AWS (since {deprecated})", r.get_ref()),
+                })
+            });
             ctx.at(
                 r.span(),
-                format!("unsupported runtime {:?}", r.get_ref()),
+                retired.unwrap_or_else(|| format!("unsupported runtime {:?}", r.get_ref())),
                 "use one of python3.9, python3.10, python3.11, python3.12, python3.13, python3.14",
             )
         })?,
@@ -808,8 +820,15 @@ mod tests {
             "function = { name = \"f\", handler = \"app.handler\", runtime = \"python2.7\" }\n";
         let err = error_of(inline);
         assert!(
-            err.contains("lambda.toml:1:61: unsupported runtime"),
+            err.contains("lambda.toml:1:61: runtime \"python2.7\" is deprecated by AWS (since 2021-07-15; updating functions on it is blocked from 2022-05-30)"),
             "{err}"
+        );
+        let unknown = error_of(
+            "function = { name = \"f\", handler = \"app.handler\", runtime = \"nodejs20.x\" }\n",
+        );
+        assert!(
+            unknown.contains("unsupported runtime \"nodejs20.x\""),
+            "{unknown}"
         );
 
         let dotted = "function.name = \"f\"\nfunction.handler = \"app.handler\"\n\

@@ -87,7 +87,11 @@ fn wrong_type_and_bad_values() {
                 &HELLO_MANIFEST.replace("python3.12", "python2.7"),
             );
         },
-        &["lambda.toml:4:", "unsupported runtime", "python3.12"],
+        &[
+            "lambda.toml:4:",
+            "runtime \"python2.7\" is deprecated by AWS",
+            "python3.12",
+        ],
     );
     fails_keeping_zip(
         |p| {
