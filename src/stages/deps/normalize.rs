@@ -8,7 +8,7 @@
 //! URLs) and `uv_cache.json` (a timestamp). Every `*.dist-info/RECORD` is
 //! then rewritten from what remains: one row per file still in the tree,
 //! hashed again (sha256, as the wheel spec says), sorted by path. See
-//! ARCHITECTURE.md, "Dependencies: what stays in the tree and why it is
+//! docs/design.md, "Dependencies: what stays in the tree and why it is
 //! stable".
 
 use std::collections::{BTreeMap, BTreeSet};
