@@ -597,6 +597,12 @@ def main() -> int:
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    # CPU (user + sys of the process and its children): steadier than wall
+    # time on a loaded machine.
+    print("CPU time (user + sys), same runs:")
+    rows = [[str(n), str(r["files"])] + [fmt(r["cpu_median_s"].get(k)) for k, _ in cols] for n, r in results.items()]
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
 
     def ratio(a: tuple[int, str], b: tuple[int, str]) -> float | None:
         ra, rb = results.get(a[0]), results.get(b[0])
@@ -625,8 +631,9 @@ def main() -> int:
               f"p95 {watch['p95_ms']} ms  (target p50 <= {TARGET_WATCH_P50_MS:.0f} ms)  "
               f"{'PASS' if ok else 'MISS'}")  # fmt: skip
     if growth["noop"] is not None:
+        mk = f"{growth['make noop']:.1f}x" if growth["make noop"] is not None else "-"
         print(f"no-op growth N={small} -> {big}: lbuild {growth['noop']:.1f}x, "
-              f"make {growth['make noop'] or 0:.1f}x, files {growth['files']:.1f}x")  # fmt: skip
+              f"make {mk}, files {growth['files']:.1f}x")  # fmt: skip
     if sam:
         print(f"sam build --cached --parallel: {sam}")
 
