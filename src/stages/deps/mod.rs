@@ -302,7 +302,7 @@ fn stage(
             relative(&plan.project_dir, &plan.manifest_path),
         ));
     }
-    let installer = installer::detect(deps.installer, cache, reporter)?;
+    let installer = installer::detect(deps.installer, cache, &plan.project_dir, reporter)?;
     let target = Target {
         runtime: plan.runtime,
         arch: plan.architecture,
