@@ -1073,3 +1073,50 @@ handler = "app.handler"
     build();
     assert_eq!(asked(), 2, "a new .python-version may choose another uv");
 }
+
+/// A wheel's `.env*` files are its data and reach the zip (listed in the
+/// rewritten RECORD); its byte-code does not, and the project's own `.env`
+/// stays out.
+#[test]
+fn a_wheels_env_files_are_packaged_but_not_its_byte_code_nor_the_projects_secrets() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "envpkg==1.0\n");
+    Wheel {
+        name: "envpkg",
+        version: "1.0",
+        tag: "py3-none-any",
+        files: vec![
+            ("envpkg/__init__.py".into(), b"X = 1\n".to_vec(), false),
+            (
+                "envpkg/templates/.env.example".into(),
+                b"DATABASE_URL=sqlite://\n".to_vec(),
+                false,
+            ),
+            (
+                "envpkg/__pycache__/__init__.cpython-312.pyc".into(),
+                b"\x00host byte-code".to_vec(),
+                false,
+            ),
+        ],
+        entry_points: None,
+    }
+    .write_into(&d.p.path().join("wheels"));
+    d.p.write(".env", "AWS_SECRET_ACCESS_KEY=do-not-ship\n");
+    d.build();
+    let names = entry_names(&d.zip());
+    assert_eq!(
+        d.entry("envpkg/templates/.env.example").as_deref(),
+        Some("DATABASE_URL=sqlite://\n"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("__pycache__")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n == ".env"), "{names:?}");
+    let record = d.entry("envpkg-1.0.dist-info/RECORD").unwrap();
+    assert!(
+        record.contains("envpkg/templates/.env.example,sha256="),
+        "{record}"
+    );
+    assert!(!record.contains("__pycache__"), "{record}");
+}

@@ -58,8 +58,9 @@ pub use watch_roots::watch_roots;
 pub const NAME: &str = "deps";
 
 /// Bump when [`normalize`] changes what it leaves in a tree: installed
-/// trees of older versions are then not reused.
-const NORMALIZE_VERSION: u32 = 1;
+/// trees of older versions are then not reused. 2: a wheel's `.env*`
+/// files are kept.
+const NORMALIZE_VERSION: u32 = 2;
 
 /// The deps stage's result, for the package key and (when the zip must be
 /// written) its entries.
