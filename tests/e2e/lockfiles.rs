@@ -886,3 +886,37 @@ fn an_out_of_date_poetry_lock_by_its_content_hash_warns_and_with_locked_fails() 
     let out = d.run(&[]);
     crate::common::assert_success(&out);
 }
+
+/// A uv.lock or poetry.lock whose pyproject.toml cannot be read (broken,
+/// or gone) is not taken as current: the build fails naming both files,
+/// exit 2, and the last zip stays.
+#[test]
+fn a_lock_whose_pyproject_cannot_be_read_is_an_error_not_current() {
+    let d = LockProject::new();
+    write_locks(&d);
+    for lock in ["uv.lock", "poetry.lock"] {
+        d.manifest("x86_64", &format!("lock = \"{lock}\""));
+        d.p.write("pyproject.toml", PYPROJECT);
+        d.build();
+        let good = d.zip_bytes();
+        for broken in [Some("[project\nname = \"app\"\n"), None] {
+            match broken {
+                Some(text) => d.p.write("pyproject.toml", text),
+                None => d.p.remove("pyproject.toml"),
+            }
+            // Touched so that deps run (the key reads only the lock).
+            let text = std::fs::read_to_string(d.p.path().join(lock)).unwrap();
+            d.p.write(lock, &format!("{text}\n"));
+            let out = d.run(&[]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{lock} {broken:?}: {err}");
+            assert!(
+                err.contains(&format!("cannot check {}", d.p.path().join(lock).display()))
+                    && err.contains("pyproject.toml"),
+                "{err}"
+            );
+            assert_eq!(d.zip_bytes(), good);
+            d.p.write(lock, &text);
+        }
+    }
+}

@@ -177,7 +177,7 @@ pub(super) fn install_locked(
             lock, installer, target, index_args, staging, scratch, plan, reporter,
         );
     }
-    if let Some(message) = lockfile::out_of_date(lock) {
+    if let Some(message) = lockfile::out_of_date(lock)? {
         let relock = if lock.kind == crate::manifest::LockKind::Poetry {
             "`poetry lock`"
         } else {

@@ -4,7 +4,7 @@
 //! `locked = true` (the caller decides).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use pep508_rs::MarkerTree;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::norm;
 use crate::manifest::{LockKind, LockPlan};
+use crate::stages::deps::DepsError;
 
 #[derive(Deserialize)]
 struct UvLockMeta {
@@ -242,7 +243,7 @@ pub fn poetry_content_hash(pyproject: &toml::Table) -> String {
 
 /// Is the poetry.lock at `lock` out of date with the pyproject.toml beside
 /// it, by Poetry's own rule (its recorded `content-hash`)?
-fn poetry_out_of_date(lock: &LockPlan) -> Option<String> {
+fn poetry_out_of_date(lock: &LockPlan) -> Result<Option<String>, DepsError> {
     #[derive(Deserialize)]
     struct Meta {
         metadata: Option<MetaInner>,
@@ -252,15 +253,18 @@ fn poetry_out_of_date(lock: &LockPlan) -> Option<String> {
     struct MetaInner {
         content_hash: Option<String>,
     }
-    let pyproject_path = lock.path.parent()?.join("pyproject.toml");
-    let lock_text = std::fs::read_to_string(&lock.path).ok()?;
-    let recorded = toml::from_str::<Meta>(&lock_text)
-        .ok()?
-        .metadata?
-        .content_hash?;
-    let py: toml::Table = toml::from_str(&std::fs::read_to_string(&pyproject_path).ok()?).ok()?;
+    let pyproject_path = beside(lock);
+    // An unreadable lock is the selection's to report, with its line.
+    let Some(recorded) = std::fs::read_to_string(&lock.path)
+        .ok()
+        .and_then(|text| toml::from_str::<Meta>(&text).ok())
+        .and_then(|m| m.metadata?.content_hash)
+    else {
+        return Ok(None);
+    };
+    let py: toml::Table = read_pyproject(lock, &pyproject_path)?;
     let computed = poetry_content_hash(&py);
-    (computed != recorded).then(|| {
+    Ok((computed != recorded).then(|| {
         format!(
             "{} is out of date with {}: its content-hash ({}) is not the hash of pyproject.toml's dependency sections now ({}), so they changed since `poetry lock`",
             lock.path.display(),
@@ -268,6 +272,40 @@ fn poetry_out_of_date(lock: &LockPlan) -> Option<String> {
             short(&recorded),
             short(&computed)
         )
+    }))
+}
+
+/// The pyproject.toml beside a lock.
+fn beside(lock: &LockPlan) -> PathBuf {
+    lock.path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("pyproject.toml")
+}
+
+/// The pyproject.toml a lock was made from, parsed: a lock whose project
+/// cannot be read cannot be said to be current, so that is an error, not
+/// a fresh lock.
+fn read_pyproject<T: serde::de::DeserializeOwned>(
+    lock: &LockPlan,
+    path: &Path,
+) -> Result<T, DepsError> {
+    let refused = |why: String| {
+        DepsError::Refused {
+        message: format!(
+            "cannot check {} against {}: {why}",
+            lock.path.display(),
+            path.display()
+        ),
+        hint: "restore the project's pyproject.toml beside the lock (the lock is made from it), or fix it and re-lock".into(),
+    }
+    };
+    let text = fs_err::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(1, |s| {
+            text[..s.start.min(text.len())].matches('\n').count() + 1
+        });
+        refused(format!("line {line}: {}", e.message().trim()))
     })
 }
 
@@ -279,24 +317,31 @@ fn short(hash: &str) -> &str {
 /// it (or a poetry.lock with its, by Poetry's content-hash)? Returns the
 /// message saying how (None when it is current, or when the kind of lock
 /// records nothing to tell: a pylock.toml). A warning, or an error with
-/// `locked = true`.
-pub fn out_of_date(lock: &LockPlan) -> Option<String> {
+/// `locked = true`. A pyproject.toml that cannot be read is an error.
+pub fn out_of_date(lock: &LockPlan) -> Result<Option<String>, DepsError> {
     if lock.kind == LockKind::Poetry {
         return poetry_out_of_date(lock);
     }
     if lock.kind != LockKind::Uv {
-        return None;
+        return Ok(None);
     }
-    let pyproject_path = lock.path.parent()?.join("pyproject.toml");
-    let lock_text = std::fs::read_to_string(&lock.path).ok()?;
-    let py_text = std::fs::read_to_string(&pyproject_path).ok()?;
-    let parsed: UvLockMeta = toml::from_str(&lock_text).ok()?;
-    let py: Pyproject = toml::from_str(&py_text).ok()?;
-    let root = parsed.package.iter().find(|p| {
+    let pyproject_path = beside(lock);
+    // An unreadable lock, or one without a root, is the selection's to
+    // report, with its line.
+    let Some(parsed) = std::fs::read_to_string(&lock.path)
+        .ok()
+        .and_then(|text| toml::from_str::<UvLockMeta>(&text).ok())
+    else {
+        return Ok(None);
+    };
+    let py: Pyproject = read_pyproject(lock, &pyproject_path)?;
+    let Some(root) = parsed.package.iter().find(|p| {
         ["editable", "virtual"]
             .iter()
             .any(|k| p.source.get(*k).and_then(|v| v.as_str()) == Some("."))
-    })?;
+    }) else {
+        return Ok(None);
+    };
     let from_lock = |list: &[UvRequirement]| -> BTreeSet<Comparable> {
         list.iter()
             .map(|r| {
@@ -334,7 +379,7 @@ pub fn out_of_date(lock: &LockPlan) -> Option<String> {
     if locked != declared {
         let added: BTreeSet<Comparable> = declared.difference(&locked).cloned().collect();
         let removed: BTreeSet<Comparable> = locked.difference(&declared).cloned().collect();
-        return Some(format!(
+        return Ok(Some(format!(
             "{} is out of date with {}: the project's dependencies changed since it was locked (in pyproject.toml, not in the lock: {}; in the lock, not in pyproject.toml: {})",
             name(&lock.path),
             name(&pyproject_path),
@@ -348,7 +393,7 @@ pub fn out_of_date(lock: &LockPlan) -> Option<String> {
             } else {
                 shown(&removed)
             },
-        ));
+        )));
     }
     let locked_groups: BTreeMap<String, BTreeSet<Comparable>> = root
         .metadata
@@ -373,11 +418,11 @@ pub fn out_of_date(lock: &LockPlan) -> Option<String> {
         m.into_iter().filter(|(_, s)| !s.is_empty()).collect()
     };
     if nonempty(locked_groups) != nonempty(declared_groups) {
-        return Some(format!(
+        return Ok(Some(format!(
             "{} is out of date with {}: [dependency-groups] changed since it was locked",
             name(&lock.path),
             name(&pyproject_path)
-        ));
+        )));
     }
-    None
+    Ok(None)
 }
