@@ -1120,3 +1120,51 @@ fn a_wheels_env_files_are_packaged_but_not_its_byte_code_nor_the_projects_secret
     );
     assert!(!record.contains("__pycache__"), "{record}");
 }
+
+/// `${VAR}` in a requirements file is expanded by the installer (pip on
+/// every line; uv only in URLs and paths): the key takes the expanded
+/// text, so changing the variable installs again, and the value (a token,
+/// often) never appears in `-v`'s explanation.
+#[test]
+fn a_requirements_variable_is_keyed_by_its_value_and_never_shown() {
+    let d = DepsProject::new(
+        "pip",
+        "python3.12",
+        "x86_64",
+        "purepkg==${PUREPKG_VERSION}\n",
+    );
+    Wheel {
+        name: "purepkg",
+        version: "2.0",
+        tag: "py3-none-any",
+        files: vec![("purepkg/__init__.py".into(), b"V = 2\n".to_vec(), false)],
+        entry_points: None,
+    }
+    .write_into(&d.p.path().join("wheels"));
+    let build = |version: &str| {
+        let mut cmd = d.p.cmd();
+        box_installers(&mut cmd, d.caches.path());
+        let out = cmd
+            .env("PUREPKG_VERSION", version)
+            .args(["--json", "-v"])
+            .output()
+            .unwrap();
+        crate::common::assert_success(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (json, stderr)
+    };
+    let (first, _) = build("1.0");
+    assert!(deps_ran(&first));
+    assert!(
+        d.entry("purepkg/__init__.py")
+            .unwrap()
+            .contains("print('hi')")
+    );
+    let (again, _) = build("1.0");
+    assert_eq!(status_of(&again, "deps"), "cached");
+    let (second, stderr) = build("2.0");
+    assert!(deps_ran(&second), "a new value installs again: {second}");
+    assert_eq!(d.entry("purepkg/__init__.py").as_deref(), Some("V = 2\n"));
+    assert!(!stderr.contains("purepkg==2.0"), "{stderr}");
+}
