@@ -63,7 +63,8 @@ pub(super) fn stage_key(
         key.add("lock groups", groups.join(","))
             .add("lock extras", extras.join(","))
             .add("lock install", LOCK_INSTALL_VERSION);
-        add_local_packages(&mut key, cache, plan, l)?;
+        let lock_hash = reqs.files.first().map(|f| f.hash);
+        add_local_packages(&mut key, cache, plan, l, lock_hash)?;
     }
     // As written (relative find_links stay relative: the key does not
     // change when the project moves); local directories' listings follow.
@@ -138,16 +139,53 @@ pub(super) fn lock_requirements(
     })
 }
 
+/// The cache "stage" under which a lock's path dependencies are
+/// remembered by the lock's content (parsing a large uv.lock would cost a
+/// no-op more than the rest of it).
+const LOCAL_PATHS_MEMO: &str = "lock-local-paths";
+
 /// The lock's path dependencies join the key by content (every file, as
 /// the build copies them, through the fingerprint cache), so an edit in
 /// one builds and installs it again. The project root never does.
+/// `lock_hash` is the hash of the lock's bytes, under which the list of
+/// paths is remembered.
 pub(super) fn add_local_packages(
     key: &mut KeyBuilder,
     cache: &mut Cache,
     plan: &Plan,
     lock: &crate::manifest::LockPlan,
+    lock_hash: Option<crate::cache::Hash>,
 ) -> crate::Result<()> {
-    for path in lockfile::local_paths(lock)? {
+    let memo = lock_hash.map(|h| {
+        blake3::hash(
+            format!(
+                "{}\0{}\0{}",
+                lock.kind.name(),
+                lock.path.display(),
+                h.to_hex()
+            )
+            .as_bytes(),
+        )
+    });
+    let remembered = memo
+        .as_ref()
+        .and_then(|m| cache.stage_output(LOCAL_PATHS_MEMO, m).ok().flatten())
+        .and_then(|s| serde_json::from_str::<Vec<PathBuf>>(&s).ok());
+    let paths = match remembered {
+        Some(paths) => paths,
+        None => {
+            let paths = lockfile::local_paths(lock)?;
+            if let Some(m) = &memo {
+                cache.record_stage(
+                    LOCAL_PATHS_MEMO,
+                    m,
+                    &serde_json::to_string(&paths).unwrap_or_default(),
+                );
+            }
+            paths
+        }
+    };
+    for path in paths {
         if path == plan.project_dir {
             continue;
         }

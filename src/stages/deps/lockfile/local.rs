@@ -16,29 +16,16 @@ use crate::manifest::{LockKind, LockPlan};
 use crate::stages::deps::DepsError;
 
 /// Every local package the lock names (path dependencies, whatever the
-/// target), absolute and sorted: their content joins the deps key. A
-/// lock naming none (the common case) is only scanned, not parsed, so a
-/// no-op build stays cheap.
+/// target), absolute and sorted: their content joins the deps key. The
+/// lock is parsed, not scanned for a spelling (`source = { directory =
+/// ... }` is also `[package.source]` with `directory = ...`); the key
+/// remembers the answer per lock content, so a no-op does not parse.
 pub fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
     let bytes = crate::stages::deps::requirements::read_regular_file(&lock.path, None)?;
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return Ok(Vec::new()); // the install says why
     };
-    let mentions = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-    let maybe = match lock.kind {
-        LockKind::Uv => text
-            .lines()
-            .filter(|l| l.starts_with("source = {"))
-            .any(|l| {
-                l.contains("directory =")
-                    || l.contains("path =")
-                    || (l.contains("editable =") && !l.contains("editable = \".\""))
-            }),
-        LockKind::Poetry => mentions(&["type = \"directory\"", "type = \"file\""]),
-        LockKind::Pylock => mentions(&["path ="]),
-        LockKind::Pyproject => false,
-    };
-    if !maybe {
+    if lock.kind == LockKind::Pyproject {
         return Ok(Vec::new());
     }
     let env = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
@@ -322,4 +309,43 @@ pub fn build_local(
     p.local = Some(wheel);
     p.hashes = vec![format!("sha256:{hex}")];
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path dependency is found however the lock spells its source: an
+    /// inline table on one line, without spaces, or a `[package.source]`
+    /// table (the root, `editable = "."`, is never one).
+    #[test]
+    fn path_dependencies_are_found_whatever_the_formatting() {
+        let d = tempfile::tempdir().unwrap();
+        let lock = LockPlan {
+            path: d.path().join("uv.lock"),
+            kind: LockKind::Uv,
+            groups: Vec::new(),
+            extras: Vec::new(),
+            locked: false,
+        };
+        for text in [
+            "[[package]]\nname = \"app\"\nversion = \"0.1.0\"\nsource = { editable = \".\" }\n\n[[package]]\nname = \"lib\"\nversion = \"0.1.0\"\nsource = { directory = \"lib\" }\n",
+            "[[package]]\nname=\"app\"\nsource={editable=\".\"}\n\n[[package]]\nname=\"lib\"\nsource={directory=\"lib\"}\n",
+            "[[package]]\nname = \"app\"\n\n[package.source]\neditable = \".\"\n\n[[package]]\nname = \"lib\"\n\n[package.source]\ndirectory = \"lib\"\n",
+            "  [[package]]\n  name = \"lib\"\n  source = { path = \"lib\" }\n",
+        ] {
+            std::fs::write(&lock.path, text).unwrap();
+            assert_eq!(
+                local_paths(&lock).unwrap(),
+                [d.path().join("lib")],
+                "{text}"
+            );
+        }
+        std::fs::write(
+            &lock.path,
+            "[[package]]\nname = \"app\"\n\n[package.source]\neditable = \".\"\n",
+        )
+        .unwrap();
+        assert!(local_paths(&lock).unwrap().is_empty());
+    }
 }
