@@ -30,7 +30,8 @@
 //! The lock alone decides (so editing pyproject.toml without re-locking
 //! changes nothing); [`out_of_date`] compares a uv.lock with its
 //! pyproject.toml (a poetry.lock by Poetry's `content-hash`,
-//! [`poetry_content_hash`]) for the `locked` check.
+//! [`fresh::poetry_content_hash`], `[dependency-groups]` included as Poetry
+//! 2.3 does) for the `locked` check.
 //!
 //! Path dependencies (a uv workspace member or path source, a Poetry
 //! directory/file source, a pylock `directory`) are [`local_paths`], keyed
