@@ -51,16 +51,29 @@ pub fn is_virtualenv(dir: &Path) -> bool {
     fs_err::symlink_metadata(dir.join("pyvenv.cfg")).is_ok()
 }
 
-/// True for files that never enter a zip: byte-code, secrets, and editor
-/// lock files (Emacs keeps `.#name` as a dangling symlink while editing).
+/// True for files that never enter a zip from the project: byte-code,
+/// secrets, and editor lock files (Emacs keeps `.#name` as a dangling
+/// symlink while editing). Installed trees take [`excluded_from_trees`].
 pub fn excluded_by_default(name: &str) -> bool {
+    excluded_from_trees(name) || is_secret(name)
+}
+
+/// True for files that never enter a zip from an installed dependency
+/// tree: the project's rule without [`is_secret`], since a `.env*` file in
+/// a wheel is the package's data (an example configuration, a test
+/// fixture), not this project's secret.
+pub fn excluded_from_trees(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
     base.ends_with(".pyc")
         || base.ends_with(".pyo")
-        || base.starts_with(".env")
         || base.starts_with(".#")
         || base == ".DS_Store"
         || name.split('/').any(|seg| PRUNED_DIRS.contains(&seg))
+}
+
+/// A project's secrets by name: `.env`, `.env.production`, ...
+pub fn is_secret(name: &str) -> bool {
+    name.rsplit('/').next().unwrap_or(name).starts_with(".env")
 }
 
 /// Editors' temporary and backup files (never a project's input): vim's

@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::exclusions::{IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, excluded_by_default, is_virtualenv};
+use crate::exclusions::{
+    IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, excluded_by_default, excluded_from_trees, is_virtualenv,
+};
 
 use walkdir::WalkDir;
 
@@ -89,9 +91,11 @@ pub struct Walk<'a> {
     pub ignores_from: Option<&'a Path>,
 }
 
-/// Regular files under `dir` (following in-root symlinks), as
-/// (name relative to `names_from`, absolute path), sorted by name bytes.
-/// `skip` holds absolute directories to leave out.
+/// Regular files of an installed dependency tree under `dir` (following
+/// in-root symlinks), as (name relative to `names_from`, absolute path),
+/// sorted by name bytes, by the trees' rule
+/// ([`crate::exclusions::excluded_from_trees`]: a wheel's `.env*` files
+/// stay). `skip` holds absolute directories to leave out.
 pub fn files_under(
     dir: &Path,
     names_from: &Path,
@@ -107,7 +111,7 @@ pub fn files_under(
         output: None,
         ignores_from: None,
     };
-    files(&walk, keep, |_| false)
+    walk_files(&walk, keep, |_| false, excluded_from_trees)
 }
 
 /// The files of `walk` that `keep` selects, leaving out the directories
@@ -118,8 +122,19 @@ pub fn files_under(
 /// unknown.
 pub fn files(
     walk: &Walk,
+    keep: impl FnMut(&str) -> bool,
+    prune_dir: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, PathBuf)>, WalkError> {
+    walk_files(walk, keep, prune_dir, excluded_by_default)
+}
+
+/// [`files`] with the default exclusions `excluded` (the project's, or an
+/// installed tree's).
+fn walk_files(
+    walk: &Walk,
     mut keep: impl FnMut(&str) -> bool,
     prune_dir: impl Fn(&str) -> bool,
+    excluded: fn(&str) -> bool,
 ) -> Result<Vec<(String, PathBuf)>, WalkError> {
     let Walk {
         dir,
@@ -209,7 +224,7 @@ pub fn files(
                 let name = rel_name(&path);
                 let ignored =
                     reads_ignores && ignores.borrow().ignored(&path, false, e.depth().max(1));
-                let packaged = !ignored && !excluded_by_default(&name) && keep(&name);
+                let packaged = !ignored && !excluded(&name) && keep(&name);
                 match classify(&path, &e) {
                     // Gone since its directory was read: not an input any more.
                     Problem::Vanished => continue,
@@ -251,7 +266,7 @@ pub fn files(
             continue;
         }
         let name = rel_name(entry.path());
-        if excluded_by_default(&name) || !keep(&name) || Some(entry.path()) == output {
+        if excluded(&name) || !keep(&name) || Some(entry.path()) == output {
             continue;
         }
         if let Some(out_dir) = out_dir

@@ -930,3 +930,241 @@ fn a_package_without_a_wheel_under_uv_gets_both_fixes_named_in_the_hint() {
     assert!(hint.contains("build the wheel yourself"), "{hint}");
     assert!(hint.contains("find_links"), "{hint}");
 }
+
+/// The real uv on PATH, for a shim to run.
+fn real_uv() -> PathBuf {
+    require_uv();
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("uv"))
+        .find(|p| p.is_file())
+        .unwrap()
+}
+
+/// Writes an executable script `name` into `dir`.
+fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `dir` first on PATH.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// pyenv's shim in a directory whose .python-version names a Python
+/// without uv fails there and only there. lbuild runs the installer in the
+/// project's directory, so it must ask there too (here lbuild is started
+/// from elsewhere, where the shim works): `auto` then installs with pip
+/// and says why, naming the shim, with the shim's text escaped; a forced
+/// `uv` fails naming it.
+#[test]
+fn a_uv_shim_failing_in_the_project_is_named_and_auto_falls_back_to_pip() {
+    let d = DepsProject::new("auto", "python3.12", "x86_64", "purepkg==1.0\n");
+    d.p.write(".python-version", "3.9.1\n");
+    let shims = tempfile::tempdir().unwrap();
+    let shim = write_script(
+        shims.path(),
+        "uv",
+        &format!(
+            "#!/bin/sh\nif [ -f .python-version ]; then\n  printf 'pyenv: version `3.9.1'\\'' is not installed (set by %s/.python-version)\\033[31m\\n' \"$PWD\" >&2\n  exit 1\nfi\nexec '{}' \"$@\"\n",
+            real_uv().display()
+        ),
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = || {
+        let mut cmd = d.p.cmd();
+        box_installers(&mut cmd, d.caches.path());
+        cmd.current_dir(elsewhere.path())
+            .env("PATH", path_with(shims.path()))
+            .arg("--manifest")
+            .arg(d.p.path().join("lambda.toml"))
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    crate::common::assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stage_details(&json, "deps")["installer"], "pip", "{json}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("installing with pip, not uv"))
+        .unwrap_or_else(|| panic!("no fallback warning:\n{stderr}"));
+    assert!(warning.contains(&shim.display().to_string()), "{warning}");
+    assert!(warning.contains("is not installed (set by"), "{warning}");
+    assert!(
+        !stderr.contains('\u{1b}') && warning.contains("\\u{1b}"),
+        "the shim's control characters reach the terminal escaped: {warning}"
+    );
+    assert!(d.entry("purepkg/__init__.py").is_some());
+
+    d.set_manifest("uv", "python3.12", "x86_64", "");
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{} --version` failed in", shim.display()))
+            && stderr.contains("is not installed"),
+        "{stderr}"
+    );
+}
+
+/// Through a working shim (a script: its stat says nothing about the uv
+/// it runs), uv is asked for its version once, not once per artifact nor
+/// on a no-op; a new .python-version (which may choose another uv) asks
+/// again.
+#[test]
+fn a_working_uv_shim_is_asked_its_version_once_not_per_artifact_or_no_op() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    d.p.write(
+        "lambda.toml",
+        r#"[defaults]
+runtime = "python3.12"
+architecture = "x86_64"
+dependencies = { requirements = "requirements.txt", installer = "uv", find_links = ["wheels"], no_index = true }
+
+[functions.a]
+handler = "app.handler"
+
+[functions.b]
+handler = "app.handler"
+"#,
+    );
+    let shims = tempfile::tempdir().unwrap();
+    let log = shims.path().join("calls.log");
+    write_script(
+        shims.path(),
+        "uv",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real_uv().display()
+        ),
+    );
+    let build = || {
+        let mut cmd = d.p.cmd();
+        box_installers(&mut cmd, d.caches.path());
+        let out = cmd
+            .env("PATH", path_with(shims.path()))
+            .arg("--json")
+            .output()
+            .unwrap();
+        crate::common::assert_success(&out);
+    };
+    let asked = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "--version")
+            .count()
+    };
+    build();
+    assert_eq!(asked(), 1, "two artifacts, one question");
+    assert!(d.p.zip_path("a").exists() && d.p.zip_path("b").exists());
+    build();
+    assert_eq!(asked(), 1, "a no-op asks nothing");
+    d.p.write(".python-version", "3.12\n");
+    build();
+    assert_eq!(asked(), 2, "a new .python-version may choose another uv");
+}
+
+/// A wheel's `.env*` files are its data and reach the zip (listed in the
+/// rewritten RECORD); its byte-code does not, and the project's own `.env`
+/// stays out.
+#[test]
+fn a_wheels_env_files_are_packaged_but_not_its_byte_code_nor_the_projects_secrets() {
+    let d = DepsProject::new("uv", "python3.12", "x86_64", "envpkg==1.0\n");
+    Wheel {
+        name: "envpkg",
+        version: "1.0",
+        tag: "py3-none-any",
+        files: vec![
+            ("envpkg/__init__.py".into(), b"X = 1\n".to_vec(), false),
+            (
+                "envpkg/templates/.env.example".into(),
+                b"DATABASE_URL=sqlite://\n".to_vec(),
+                false,
+            ),
+            (
+                "envpkg/__pycache__/__init__.cpython-312.pyc".into(),
+                b"\x00host byte-code".to_vec(),
+                false,
+            ),
+        ],
+        entry_points: None,
+    }
+    .write_into(&d.p.path().join("wheels"));
+    d.p.write(".env", "AWS_SECRET_ACCESS_KEY=do-not-ship\n");
+    d.build();
+    let names = entry_names(&d.zip());
+    assert_eq!(
+        d.entry("envpkg/templates/.env.example").as_deref(),
+        Some("DATABASE_URL=sqlite://\n"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("__pycache__")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n == ".env"), "{names:?}");
+    let record = d.entry("envpkg-1.0.dist-info/RECORD").unwrap();
+    assert!(
+        record.contains("envpkg/templates/.env.example,sha256="),
+        "{record}"
+    );
+    assert!(!record.contains("__pycache__"), "{record}");
+}
+
+/// `${VAR}` in a requirements file is expanded by the installer (pip on
+/// every line; uv only in URLs and paths): the key takes the expanded
+/// text, so changing the variable installs again, and the value (a token,
+/// often) never appears in `-v`'s explanation.
+#[test]
+fn a_requirements_variable_is_keyed_by_its_value_and_never_shown() {
+    let d = DepsProject::new(
+        "pip",
+        "python3.12",
+        "x86_64",
+        "purepkg==${PUREPKG_VERSION}\n",
+    );
+    Wheel {
+        name: "purepkg",
+        version: "2.0",
+        tag: "py3-none-any",
+        files: vec![("purepkg/__init__.py".into(), b"V = 2\n".to_vec(), false)],
+        entry_points: None,
+    }
+    .write_into(&d.p.path().join("wheels"));
+    let build = |version: &str| {
+        let mut cmd = d.p.cmd();
+        box_installers(&mut cmd, d.caches.path());
+        let out = cmd
+            .env("PUREPKG_VERSION", version)
+            .args(["--json", "-v"])
+            .output()
+            .unwrap();
+        crate::common::assert_success(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (json, stderr)
+    };
+    let (first, _) = build("1.0");
+    assert!(deps_ran(&first));
+    assert!(
+        d.entry("purepkg/__init__.py")
+            .unwrap()
+            .contains("print('hi')")
+    );
+    let (again, _) = build("1.0");
+    assert_eq!(status_of(&again, "deps"), "cached");
+    let (second, stderr) = build("2.0");
+    assert!(deps_ran(&second), "a new value installs again: {second}");
+    assert_eq!(d.entry("purepkg/__init__.py").as_deref(), Some("V = 2\n"));
+    assert!(!stderr.contains("purepkg==2.0"), "{stderr}");
+}

@@ -795,28 +795,39 @@ fn pyproject_dependencies_are_resolved_for_the_target_with_a_warning_that_they_a
     );
 }
 
-/// Poetry 2's content-hash of `pyproject.toml`, computed by Python itself
-/// (tomllib + json.dumps, as `Locker._get_content_hash` does).
-fn poetry_content_hash_by_python(dir: &std::path::Path) -> String {
+/// Poetry's content-hash of `pyproject.toml`, computed by Python itself
+/// (tomllib + json.dumps, as `Locker._get_content_hash` does); with
+/// `groups`, as Poetry 2.3 and later hash it (`[dependency-groups]` too).
+fn poetry_content_hash_by_python(dir: &std::path::Path, groups: bool) -> String {
     let script = r#"
 import hashlib, json, sys, tomllib
 data = tomllib.load(open(sys.argv[1], "rb"))
 project = data.get("project", {})
 poetry = data.get("tool", {}).get("poetry", {})
+groups = data.get("dependency-groups", {}) if sys.argv[2] == "1" else {}
 legacy = ["dependencies", "source", "extras", "dev-dependencies"]
 rp = {k: project[k] for k in ["requires-python", "dependencies", "optional-dependencies"] if project.get(k) is not None}
 rt = {}
 for k in legacy + ["group"]:
     v = poetry.get(k)
-    if v is None and (k not in legacy or rp):
+    if v is None and (k not in legacy or rp or groups):
         continue
     rt[k] = v
-content = {"project": rp, "tool": {"poetry": rt}} if rp else rt
+content = {}
+if rp:
+    content["project"] = rp
+if groups:
+    content["dependency-groups"] = groups
+if content:
+    content["tool"] = {"poetry": rt}
+else:
+    content = rt
 print(hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest())
 "#;
     let out = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(dir.join("pyproject.toml"))
+        .arg(if groups { "1" } else { "0" })
         .output()
         .unwrap();
     assert!(
@@ -837,7 +848,7 @@ fn an_out_of_date_poetry_lock_by_its_content_hash_warns_and_with_locked_fails() 
     );
     d.p.write("pyproject.toml", &pyproject);
     let h = d.hashes();
-    let hash = poetry_content_hash_by_python(d.p.path());
+    let hash = poetry_content_hash_by_python(d.p.path(), false);
     let current = poetry_lock(&h).replace(
         "content-hash = \"0000\"",
         &format!("content-hash = \"{hash}\""),
@@ -874,7 +885,7 @@ fn an_out_of_date_poetry_lock_by_its_content_hash_warns_and_with_locked_fails() 
         "pyproject.toml",
         "[tool.poetry]\nname = \"app\"\nversion = \"0.1.0\"\n\n[tool.poetry.dependencies]\npython = \"^3.9\"\npurepkg = \"1.0\"\n",
     );
-    let hash = poetry_content_hash_by_python(d.p.path());
+    let hash = poetry_content_hash_by_python(d.p.path(), false);
     d.p.write(
         "poetry.lock",
         &poetry_lock(&h).replace(
@@ -885,4 +896,81 @@ fn an_out_of_date_poetry_lock_by_its_content_hash_warns_and_with_locked_fails() 
     d.manifest("x86_64", "lock = \"poetry.lock\"\nlocked = true");
     let out = d.run(&[]);
     crate::common::assert_success(&out);
+}
+
+/// A uv.lock or poetry.lock whose pyproject.toml cannot be read (broken,
+/// or gone) is not taken as current: the build fails naming both files,
+/// exit 2, and the last zip stays.
+#[test]
+fn a_lock_whose_pyproject_cannot_be_read_is_an_error_not_current() {
+    let d = LockProject::new();
+    write_locks(&d);
+    for lock in ["uv.lock", "poetry.lock"] {
+        d.manifest("x86_64", &format!("lock = \"{lock}\""));
+        d.p.write("pyproject.toml", PYPROJECT);
+        d.build();
+        let good = d.zip_bytes();
+        for broken in [Some("[project\nname = \"app\"\n"), None] {
+            match broken {
+                Some(text) => d.p.write("pyproject.toml", text),
+                None => d.p.remove("pyproject.toml"),
+            }
+            // Touched so that deps run (the key reads only the lock).
+            let text = std::fs::read_to_string(d.p.path().join(lock)).unwrap();
+            d.p.write(lock, &format!("{text}\n"));
+            let out = d.run(&[]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{lock} {broken:?}: {err}");
+            assert!(
+                err.contains(&format!("cannot check {}", d.p.path().join(lock).display()))
+                    && err.contains("pyproject.toml"),
+                "{err}"
+            );
+            assert_eq!(d.zip_bytes(), good);
+            d.p.write(lock, &text);
+        }
+    }
+}
+
+/// Poetry 2.3 and later hash `[dependency-groups]` too: a lock it wrote
+/// is out of date when a group changes. A lock written before 2.3 is
+/// compared without them, as Poetry itself does (it cannot tell).
+#[test]
+fn a_poetry_2_3_lock_covers_dependency_groups_and_an_older_one_is_judged_as_poetry_does() {
+    let d = LockProject::new();
+    let h = d.hashes();
+    let lock_by = |version: &str, hash: &str| {
+        poetry_lock(&h)
+            .replace("Poetry 2.1.3", &format!("Poetry {version}"))
+            .replace(
+                "content-hash = \"0000\"",
+                &format!("content-hash = \"{hash}\""),
+            )
+    };
+    d.manifest("x86_64", "lock = \"poetry.lock\"\nlocked = true");
+    let current = lock_by("2.3.1", &poetry_content_hash_by_python(d.p.path(), true));
+    d.p.write("poetry.lock", &current);
+    let out = d.run(&[]);
+    crate::common::assert_success(&out);
+    let good = d.zip_bytes();
+    // A dependency group changed, the lock not redone.
+    d.p.write(
+        "pyproject.toml",
+        &PYPROJECT.replace("dev = [\"devpkg\"]", "dev = [\"devpkg\", \"pytest\"]"),
+    );
+    d.p.write("poetry.lock", &format!("{current}\n"));
+    let err = d.fail();
+    assert!(
+        err.contains("out of date") && err.contains("content-hash"),
+        "{err}"
+    );
+    assert_eq!(d.zip_bytes(), good);
+    // The hash without groups: current for a lock by Poetry 2.1.3, not
+    // for one by 2.3.1.
+    let without = poetry_content_hash_by_python(d.p.path(), false);
+    d.p.write("poetry.lock", &lock_by("2.1.3", &without));
+    crate::common::assert_success(&d.run(&[]));
+    d.p.write("poetry.lock", &lock_by("2.3.1", &without));
+    let err = d.fail();
+    assert!(err.contains("out of date"), "{err}");
 }

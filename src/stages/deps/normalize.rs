@@ -331,7 +331,8 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Removes byte-code and whatever the archive would leave out anyway
-/// (see `walk::excluded_by_default`), so the tree is exactly what is
+/// (`exclusions::excluded_from_trees`: not the project's `.env*` rule, a
+/// wheel's `.env*` files are its data), so the tree is exactly what is
 /// packaged and RECORD lists only packaged files.
 fn remove_matching(tree: &Path) -> Result<usize, DepsError> {
     let mut removed = 0;
@@ -346,7 +347,7 @@ fn remove_matching(tree: &Path) -> Result<usize, DepsError> {
         let rel = rel
             .to_string_lossy()
             .replace(std::path::MAIN_SEPARATOR, "/");
-        if !crate::exclusions::excluded_by_default(&rel) {
+        if !crate::exclusions::excluded_from_trees(&rel) {
             continue;
         }
         if item.file_type().is_dir() {

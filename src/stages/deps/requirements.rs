@@ -35,7 +35,8 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct RequirementsFile {
     pub path: PathBuf,
-    /// BLAKE3 of the file's bytes.
+    /// BLAKE3 of the file's bytes (and, when it uses `${VAR}`, of its
+    /// lines as expanded).
     pub hash: crate::entry::Hash,
 }
 
@@ -125,14 +126,28 @@ impl Reader {
         }
         let bytes = read_regular_file(path, from)?;
         self.seen.insert(canonical);
+        let index = self.out.files.len();
         self.out.files.push(RequirementsFile {
             path: path.to_path_buf(),
             hash: blake3::hash(&bytes),
         });
+        // What the installer reads is the text with `${VAR}` expanded: the
+        // hash takes the expanded lines too (only hashed, so a token in a
+        // variable is never shown), and a file without variables keeps
+        // the hash of its bytes.
+        let mut expanded = blake3::Hasher::new();
+        expanded.update(&bytes);
+        let mut any_expanded = false;
         let text = String::from_utf8_lossy(&bytes);
         let dir = path.parent().unwrap_or(Path::new("/"));
-        for (line_no, line) in logical_lines(&text) {
-            let line = pep508_rs::expand_env_vars(&line);
+        for (line_no, written) in logical_lines(&text) {
+            let line = pep508_rs::expand_env_vars(&written);
+            if line != written {
+                any_expanded = true;
+                expanded.update(format!("\0{line_no}\0{}", line.len()).as_bytes());
+                expanded.update(line.as_bytes());
+            }
+            let line = line.into_owned();
             let at = (path, line_no);
             let requirement = if line.starts_with('-') {
                 match self.option(&line, at, dir, is_constraints)? {
@@ -143,6 +158,9 @@ impl Reader {
                 parse_requirement(&line, dir).map_err(|message| error_at(at, message))?
             };
             self.requirement(requirement, at, is_constraints)?;
+        }
+        if any_expanded {
+            self.out.files[index].hash = expanded.finalize();
         }
         Ok(())
     }
@@ -164,12 +182,26 @@ impl Reader {
         match opt {
             "-r" | "--requirement" | "-c" | "--constraint" => {
                 let v = need_value()?;
-                if v.contains("://") {
-                    // A remote include: only its line is keyed.
-                    self.out.index_options.push(format!("{opt} {v}"));
-                    return Ok(None);
-                }
-                let nested = dir.join(&v);
+                let nested = if v.contains("://") {
+                    // A remote include could only be keyed by fetching it
+                    // on every build (its line says nothing of what it
+                    // holds today): builds stay hermetic instead.
+                    local_link(&v, dir).ok_or_else(|| DepsError::Refused {
+                        message: format!(
+                            "{}:{}: `{opt} {}` includes a file from the network: lbuild keys a requirements file by its content, and would have to download this one on every build to know it",
+                            at.0.display(),
+                            at.1,
+                            super::key::redact_url_credentials(&v)
+                        ),
+                        hint: format!(
+                            "download it into the project and include the copy (e.g. `curl -o {} URL`, then `{opt} {}`); update the copy when you mean to",
+                            remote_file_name(&v),
+                            remote_file_name(&v)
+                        ),
+                    })?
+                } else {
+                    dir.join(&v)
+                };
                 let constraints = is_constraints || opt == "-c" || opt == "--constraint";
                 self.visit(&nested, Some(at), constraints)?;
                 Ok(None)
@@ -245,6 +277,14 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// The last path segment of a URL, for a local copy's name.
+fn remote_file_name(url: &str) -> &str {
+    url.split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').find(|s| !s.is_empty() && !s.contains(':')))
+        .unwrap_or("requirements-base.txt")
 }
 
 fn error_at(at: At, message: String) -> DepsError {
@@ -713,6 +753,46 @@ mod tests {
         assert_eq!(names, ["also-loose>=1", "loose"]);
         assert_eq!(r.count, 4);
         assert_eq!(r.local_find_links, [d.path().join("sub/./wheels")]);
+    }
+
+    /// A remote include would be keyed by its line only (its content may
+    /// change any day): refused, naming the line without its credentials,
+    /// with the fix. A `file:` URL is a local include, keyed by content.
+    #[test]
+    fn a_remote_include_is_refused_and_a_file_url_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("requirements.txt");
+        for opt in ["-r", "--constraint"] {
+            std::fs::write(
+                &top,
+                format!("pinned==1\n{opt} https://me:s3cret@example.com/reqs/base.txt?x=1\n"),
+            )
+            .unwrap();
+            let err = read(&top).unwrap_err();
+            let DepsError::Refused { message, hint } = &err else {
+                panic!("{err:?}");
+            };
+            assert!(
+                message.contains("requirements.txt:2:")
+                    && message.contains("from the network")
+                    && message.contains("https://***@example.com/reqs/base.txt"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("s3cret") && !hint.contains("s3cret"),
+                "{message} {hint}"
+            );
+            assert!(
+                hint.contains("curl -o base.txt URL") && hint.contains(&format!("{opt} base.txt")),
+                "{hint}"
+            );
+        }
+        std::fs::write(d.path().join("base.txt"), "other==2\n").unwrap();
+        let url = format!("file://{}", d.path().join("base.txt").display());
+        std::fs::write(&top, format!("-r {url}\n")).unwrap();
+        let r = read(&top).unwrap();
+        assert_eq!(r.files.len(), 2);
+        assert_eq!(r.count, 1);
     }
 
     #[test]
