@@ -1,4 +1,5 @@
-//! The deterministic zip writer: the reproducible-ZIP contract of SPEC.md.
+//! The deterministic zip writer: the reproducible-zip contract (README's
+//! "The reproducible zip", docs/design.md).
 //!
 //! Owns everything that reaches the archive's bytes: entry metadata (one
 //! DOS time, Unix "made by", 0o100644/0o100755, no extra fields), the
