@@ -132,7 +132,7 @@ pub fn run(
                     plan.name
                 );
                 if reporter.mode == Mode::Human {
-                    eprintln!("{} {note}", label("note"));
+                    reporter.say(format!("{} {note}", label("note")));
                 }
                 skipped.push(note);
                 continue;
@@ -151,14 +151,14 @@ pub fn run(
         checked += files.len();
         // Errors, so printed even with -q (as the build's errors are).
         for p in &found {
-            eprintln!(
+            reporter.error(format!(
                 "{}:{}:{}: {} {}",
                 p.path.display(),
                 p.line,
                 p.column,
                 label("error"),
                 p.message
-            );
+            ));
         }
         problems.extend(found);
     }
@@ -174,7 +174,7 @@ pub fn run(
             doc["hint"] = e.hint().into();
             doc["exit_code"] = e.exit_code().into();
         }
-        println!("{doc}");
+        reporter.json(&doc);
     }
     match failure {
         None => {

@@ -432,7 +432,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             let ws = cli.global.workspace()?;
             let cx = BuildContext::for_workspace(&ws, &reporter)?;
             let outcome = pipeline::build_workspace(&cx, &ws, &cli.global.functions)?;
-            crate::size::report(&ws, &outcome, &cli.global.functions, top, reporter.mode)
+            crate::size::report(&ws, &outcome, &cli.global.functions, top, &reporter)
         }
         Command::Terraform => crate::terraform::run(),
         Command::Watch(args) => {
@@ -661,8 +661,8 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
 /// With `--json`, the one JSON object a non-build command prints.
 fn print_json(global: &GlobalArgs, value: &impl serde::Serialize) {
     if global.json
-        && let Ok(text) = serde_json::to_string(value)
+        && let Ok(doc) = serde_json::to_value(value)
     {
-        println!("{text}");
+        global.reporter().json(&doc);
     }
 }

@@ -201,7 +201,7 @@ pub fn report(
     outcome: &crate::outcome::WorkspaceOutcome,
     names: &[String],
     top: usize,
-    mode: crate::report::Mode,
+    reporter: &crate::report::Reporter,
 ) -> crate::Result<()> {
     use crate::outcome::ArtifactResult;
     let mut docs = Vec::new();
@@ -255,12 +255,10 @@ pub fn report(
         }
         docs.push(doc);
     }
-    match mode {
-        crate::report::Mode::Json => {
-            println!("{}", serde_json::json!({ "artifacts": docs }))
-        }
+    match reporter.mode {
+        crate::report::Mode::Json => reporter.json(&serde_json::json!({ "artifacts": docs })),
         crate::report::Mode::Quiet => {}
-        crate::report::Mode::Human => print!("{text}"),
+        crate::report::Mode::Human => reporter.result(text.trim_end_matches('\n')),
     }
     Ok(())
 }

@@ -137,7 +137,7 @@ pub fn run() -> crate::Result<()> {
         match a {
             crate::pipeline::ArtifactResult::Built(o) if o.name == name && o.kind == kind => {
                 let zip = o.zip.canonicalize().unwrap_or(o.zip.clone());
-                println!("{}", result(&zip, &o.sha256, &o.code_sha256, o.size));
+                reporter.result(result(&zip, &o.sha256, &o.code_sha256, o.size).to_string());
                 return Ok(());
             }
             crate::pipeline::ArtifactResult::Failed { error, .. } => return Err(error),
