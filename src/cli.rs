@@ -12,7 +12,7 @@ use crate::report::{Mode, Reporter};
 #[derive(Debug, Parser)]
 #[command(
     name = "lbuild",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LBUILD_COMMIT"), ")"),
     about = "Reproducible, incremental deployment zips for Python AWS Lambda functions",
     long_about = "lbuild reads lambda.toml, installs binary wheels for the Lambda target, \
 collects the handler, sources and config files, and writes a zip whose bytes \
