@@ -199,9 +199,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.py");
         let bad = dir.path().join("pkg").join("bad.py");
-        std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
-        std::fs::write(&good, "x = 1\n").unwrap();
-        std::fs::write(&bad, "def f():\n    return (1,\n\nx = ]\n").unwrap();
+        fs_err::create_dir_all(bad.parent().unwrap()).unwrap();
+        fs_err::write(&good, "x = 1\n").unwrap();
+        fs_err::write(&bad, "def f():\n    return (1,\n\nx = ]\n").unwrap();
         let problems = check_sources(&python, &[good, bad], dir.path()).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         let p = &problems[0];

@@ -148,8 +148,24 @@ impl Error {
         move |source| Error::Io {
             context,
             path,
-            source,
+            source: without_path(source),
         }
+    }
+}
+
+/// The OS error inside an fs-err error: `Error::Io` names the path itself,
+/// so the message does not say it twice.
+fn without_path(e: std::io::Error) -> std::io::Error {
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.source())
+        .and_then(|s| s.downcast_ref::<std::io::Error>());
+    match inner {
+        Some(os) => match os.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(os.kind(), os.to_string()),
+        },
+        None => e,
     }
 }
 

@@ -22,7 +22,7 @@ pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
         if stage == deps::NAME && crate::context::machine_store_of(plan).root() == plan.cache_dir {
             let dir = deps::key_dir(&plan.cache_dir, key);
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(Error::io("cannot remove", &dir))?;
+                fs_err::remove_dir_all(&dir).map_err(Error::io("cannot remove", &dir))?;
             }
         }
         reporter.detail(format!("forgot {stage} {}", key.to_hex()));

@@ -87,7 +87,7 @@ impl Hits {
 /// Appends `outcome`'s counts to the store's log; silent on failure.
 pub fn record(store_root: &Path, outcome: &BuildOutcome) {
     let path = store_root.join(LOG);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > FOLD_AT) {
+    if fs_err::metadata(&path).is_ok_and(|m| m.len() > FOLD_AT) {
         fold(store_root);
     }
     let Ok(mut line) = serde_json::to_string(&Hits::of(outcome)) else {
@@ -106,7 +106,7 @@ pub fn record(store_root: &Path, outcome: &BuildOutcome) {
 /// The sum of every line of the store's log (unreadable lines skipped).
 pub fn summary(store_root: &Path) -> Hits {
     let mut total = Hits::default();
-    if let Ok(text) = std::fs::read_to_string(store_root.join(LOG)) {
+    if let Ok(text) = fs_err::read_to_string(store_root.join(LOG)) {
         for line in text.lines() {
             if let Ok(h) = serde_json::from_str::<Hits>(line) {
                 total.add(&h);
@@ -144,13 +144,13 @@ mod tests {
             ..Hits::default()
         };
         let text = format!("{}\n", serde_json::to_string(&one).unwrap()).repeat(5);
-        std::fs::write(dir.path().join(LOG), format!("{text}garbage\n")).unwrap();
+        fs_err::write(dir.path().join(LOG), format!("{text}garbage\n")).unwrap();
         let before = summary(dir.path());
         assert_eq!(before.builds, 5);
         assert_eq!(before.entries_copied, 15);
         fold(dir.path());
         assert_eq!(summary(dir.path()), before);
-        let lines = std::fs::read_to_string(dir.path().join(LOG)).unwrap();
+        let lines = fs_err::read_to_string(dir.path().join(LOG)).unwrap();
         assert_eq!(lines.lines().count(), 1);
     }
 }

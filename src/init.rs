@@ -59,7 +59,7 @@ pub struct InitOptions {
 /// Python functions and layers; else, with `workspace`, one
 /// `[functions.NAME]` per handler package; else one function.
 pub fn write_manifest(path: &Path, options: &InitOptions) -> crate::Result<InitOutcome> {
-    match std::fs::symlink_metadata(path) {
+    match fs_err::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(Error::Input {
                 message: format!(
@@ -82,7 +82,7 @@ pub fn write_manifest(path: &Path, options: &InitOptions) -> crate::Result<InitO
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
+    fs_err::create_dir_all(&dir).map_err(Error::io("cannot create", &dir))?;
     let template = if options.handler.is_some() && options.template.is_none() {
         None
     } else {
@@ -124,7 +124,7 @@ pub fn write_manifest(path: &Path, options: &InitOptions) -> crate::Result<InitO
     outcome.manifest = path.to_path_buf();
     let output_dir = "dist/";
     let gitignore = dir.join(".gitignore");
-    if std::fs::symlink_metadata(&gitignore).is_ok_and(|m| m.file_type().is_symlink()) {
+    if fs_err::symlink_metadata(&gitignore).is_ok_and(|m| m.file_type().is_symlink()) {
         outcome.notes.push(format!(
             "{} is a symbolic link: not changed; add .lbuild/ and {output_dir} to it yourself",
             gitignore.display()
@@ -152,15 +152,15 @@ fn write_new(path: &Path, text: &str) -> crate::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "lambda.toml".into());
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    let _ = fs_err::remove_file(&tmp);
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
         .and_then(|mut f| f.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|()| fs_err::rename(&tmp, path));
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs_err::remove_file(&tmp);
         return Err(Error::io("cannot write", path)(e));
     }
     Ok(())
@@ -169,7 +169,7 @@ fn write_new(path: &Path, text: &str) -> crate::Result<()> {
 /// Appends the lines `.gitignore` lacks (creating it); returns them.
 fn append_gitignore(dir: &Path, lines: &[&str]) -> crate::Result<Vec<String>> {
     let path = dir.join(".gitignore");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match fs_err::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io("cannot read", &path)(e)),
@@ -197,7 +197,7 @@ fn append_gitignore(dir: &Path, lines: &[&str]) -> crate::Result<Vec<String>> {
         out.push_str(l);
         out.push('\n');
     }
-    std::fs::write(&path, out).map_err(Error::io("cannot write", &path))?;
+    fs_err::write(&path, out).map_err(Error::io("cannot write", &path))?;
     Ok(missing)
 }
 
@@ -303,7 +303,7 @@ fn handler_function(text: &str) -> Option<String> {
 }
 
 fn subdirs(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir)
+    let mut out: Vec<String> = fs_err::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -349,7 +349,7 @@ fn candidates(dir: &Path) -> Vec<Candidate> {
         };
         for m in MODULES {
             let file = rel_root.join(&pkg).join(format!("{m}.py"));
-            let Ok(text) = std::fs::read_to_string(dir.join(&file)) else {
+            let Ok(text) = fs_err::read_to_string(dir.join(&file)) else {
                 continue;
             };
             let module = if pkg.is_empty() {
@@ -398,7 +398,7 @@ fn choose_handler(dir: &Path, given: Option<&str>) -> crate::Result<(Candidate, 
             });
         };
         let file = Path::new(root).join(&rel).to_string_lossy().into_owned();
-        let note = std::fs::read_to_string(dir.join(&file))
+        let note = fs_err::read_to_string(dir.join(&file))
             .ok()
             .filter(|t| !defs(t).iter().any(|d| d.name == function))
             .map(|_| format!("--handler: {file} defines no top-level `def {function}(`"));
@@ -542,7 +542,7 @@ type Found = (String, String);
 /// builds for (and AWS still updates) that pyproject's `requires-python`
 /// allows (PEP 440).
 fn runtime_from_files(dir: &Path, today: jiff::civil::Date) -> Option<Found> {
-    if let Ok(text) = std::fs::read_to_string(dir.join(".python-version"))
+    if let Ok(text) = fs_err::read_to_string(dir.join(".python-version"))
         && let Some(line) = text.lines().next()
     {
         let v = line.trim();
@@ -553,7 +553,7 @@ fn runtime_from_files(dir: &Path, today: jiff::civil::Date) -> Option<Found> {
             return Some((format!("python3.{minor}"), ".python-version".into()));
         }
     }
-    let text = std::fs::read_to_string(dir.join("pyproject.toml")).ok()?;
+    let text = fs_err::read_to_string(dir.join("pyproject.toml")).ok()?;
     let doc: toml::Table = toml::from_str(&text).ok()?;
     let spec = doc.get("project")?.get("requires-python")?.as_str()?;
     let specifiers: pep508_rs::pep440_rs::VersionSpecifiers = spec.parse().ok()?;
@@ -1172,7 +1172,7 @@ mod tests {
     #[test]
     fn init_guesses_console_style_handler_and_drops_missing_deps() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(
+        fs_err::write(
             d.path().join("lambda_function.py"),
             "def lambda_handler(event, context):\n    pass\n",
         )
@@ -1215,9 +1215,9 @@ mod tests {
     #[test]
     fn a_src_layout_namespace_package_roots_at_src_and_several_handlers_ask() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("src/svc")).unwrap();
-        std::fs::write(d.path().join("src/svc/main.py"), "def main():\n    pass\n").unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(d.path().join("src/svc")).unwrap();
+        fs_err::write(d.path().join("src/svc/main.py"), "def main():\n    pass\n").unwrap();
+        fs_err::write(
             d.path().join("src/svc/handler.py"),
             "def handler(event, context):\n    return 1\n",
         )
@@ -1225,7 +1225,7 @@ mod tests {
         let (c, note) = choose_handler(d.path(), None).unwrap();
         assert_eq!((c.root.as_str(), c.module.as_str()), ("src", "svc.handler"));
         assert!(note.unwrap().contains("src/svc/main.py define none"));
-        std::fs::write(
+        fs_err::write(
             d.path().join("src/svc/main.py"),
             "def lambda_handler(event, context):\n    pass\n",
         )
@@ -1247,19 +1247,19 @@ mod tests {
     fn requires_python_is_read_as_pep_440() {
         let d = tempfile::tempdir().unwrap();
         let today = jiff::civil::Date::constant(2026, 1, 1);
-        std::fs::write(
+        fs_err::write(
             d.path().join("pyproject.toml"),
             "[project]\nname = \"x\"\nrequires-python = \"<3.13,>=3.10\"\n",
         )
         .unwrap();
         assert_eq!(runtime_from_files(d.path(), today).unwrap().0, "python3.10");
-        std::fs::write(
+        fs_err::write(
             d.path().join("pyproject.toml"),
             "[project]\nrequires-python = \">=3.12.1\"\n",
         )
         .unwrap();
         assert_eq!(runtime_from_files(d.path(), today).unwrap().0, "python3.13");
-        std::fs::write(d.path().join(".python-version"), "3.11.4\n").unwrap();
+        fs_err::write(d.path().join(".python-version"), "3.11.4\n").unwrap();
         assert_eq!(runtime_from_files(d.path(), today).unwrap().0, "python3.11");
     }
 

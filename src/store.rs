@@ -130,7 +130,7 @@ impl MachineStore {
         // cold build puts thousands of entries.
         fill(tmp.as_file_mut())?;
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+        let _ = fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
@@ -162,7 +162,7 @@ impl MachineStore {
                 if name.starts_with(".tmp-") || !name.ends_with(".zip") {
                     continue;
                 }
-                if let Ok(m) = std::fs::symlink_metadata(&f) {
+                if let Ok(m) = fs_err::symlink_metadata(&f) {
                     out.push(Item {
                         kind: Kind::Entry,
                         bytes: m.len(),
@@ -178,7 +178,7 @@ impl MachineStore {
             if name.starts_with(".tmp-") || !record.is_file() {
                 continue;
             }
-            let used = std::fs::metadata(&record).and_then(|m| m.modified()).ok();
+            let used = fs_err::metadata(&record).and_then(|m| m.modified()).ok();
             out.push(Item {
                 kind: Kind::Tree,
                 bytes: du(&dir),
@@ -224,9 +224,9 @@ impl MachineStore {
             }
             for p in &item.paths {
                 let r = if p.is_dir() {
-                    std::fs::remove_dir_all(p)
+                    fs_err::remove_dir_all(p)
                 } else {
-                    std::fs::remove_file(p)
+                    fs_err::remove_file(p)
                 };
                 match r {
                     Ok(()) => {}
@@ -278,7 +278,7 @@ impl EntrySource for MachineStore {
     }
 
     fn rejected(&self, path: &Path) {
-        let _ = std::fs::remove_file(path);
+        let _ = fs_err::remove_file(path);
     }
 
     fn keep(&self, e: &Entry, settings_id: &Hash, zip: &mut Compressed<'_>) {
@@ -327,7 +327,7 @@ pub fn touch(path: &Path) {
 fn mark(root: &Path) -> std::io::Result<()> {
     let tag = root.join("CACHEDIR.TAG");
     if !tag.exists() {
-        std::fs::write(
+        fs_err::write(
             tag,
             "Signature: 8a477f597d28d172789f06886806bc55\n# lbuild's machine store (see `lbuild cache stats`, `lbuild gc --max-size`)\n",
         )?;
@@ -356,7 +356,7 @@ struct Item {
 }
 
 fn read_dir(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut v: Vec<PathBuf> = fs_err::read_dir(dir)
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     v.sort();
@@ -369,7 +369,7 @@ fn du(dir: &Path) -> u64 {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for p in read_dir(&d) {
-            match std::fs::symlink_metadata(&p) {
+            match fs_err::symlink_metadata(&p) {
                 Ok(m) if m.is_dir() => stack.push(p),
                 Ok(m) => total += m.len(),
                 Err(_) => {}
@@ -425,9 +425,9 @@ pub fn remove_dead_temporaries(dir: &Path) {
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|pid| !process_alive(pid)) {
             let _ = if p.is_dir() {
-                std::fs::remove_dir_all(&p)
+                fs_err::remove_dir_all(&p)
             } else {
-                std::fs::remove_file(&p)
+                fs_err::remove_file(&p)
             };
         }
     }
@@ -453,7 +453,7 @@ mod tests {
             .iter()
             .map(|(name, data)| {
                 let path = dir.path().join(name);
-                std::fs::write(&path, data).unwrap();
+                fs_err::write(&path, data).unwrap();
                 Entry {
                     name: name.to_string(),
                     path,
@@ -486,14 +486,14 @@ mod tests {
         assert_eq!((warm.compressed, warm.from_store), (1, 1));
         assert_eq!(warm_bytes, cold_bytes);
 
-        let mut damaged = std::fs::read(&big).unwrap();
+        let mut damaged = fs_err::read(&big).unwrap();
         let at = damaged.len() / 2;
         damaged[at] ^= 0xff;
-        std::fs::write(&big, &damaged).unwrap();
+        fs_err::write(&big, &damaged).unwrap();
         let (again, again_bytes) = write();
         assert_eq!((again.compressed, again.store_rejected), (2, 1));
         assert_eq!(again_bytes, cold_bytes);
-        assert_ne!(std::fs::read(&big).unwrap(), damaged, "put back whole");
+        assert_ne!(fs_err::read(&big).unwrap(), damaged, "put back whole");
         assert_eq!(write().0.from_store, 1);
     }
 

@@ -434,7 +434,7 @@ fn read_matcher(
     let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
     let mut any = false;
     for file in files {
-        let text = match std::fs::read(file) {
+        let text = match fs_err::read(file) {
             Ok(bytes) => bytes,
             Err(e)
                 if matches!(
@@ -504,7 +504,7 @@ fn classify_io(path: &Path, io: &std::io::Error) -> Problem {
     }
     // Look at the entry itself (not following it): a missing entry, a link
     // to a missing target, and a link that never resolves (a loop) differ.
-    match std::fs::symlink_metadata(path) {
+    match fs_err::symlink_metadata(path) {
         Err(l) if l.kind() == std::io::ErrorKind::NotFound => Problem::Vanished,
         Ok(m) if m.file_type().is_symlink() => {
             if io.kind() == std::io::ErrorKind::NotFound {
@@ -533,9 +533,9 @@ mod tests {
     #[test]
     fn sorted_by_full_path_bytes_not_walk_order() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("a")).unwrap();
-        std::fs::write(d.path().join("a/b.py"), "").unwrap();
-        std::fs::write(d.path().join("a.txt"), "").unwrap();
+        fs_err::create_dir(d.path().join("a")).unwrap();
+        fs_err::write(d.path().join("a/b.py"), "").unwrap();
+        fs_err::write(d.path().join("a.txt"), "").unwrap();
         let root = d.path().canonicalize().unwrap();
         let names: Vec<_> = files_under(&root, &root, &root, &[], |_| true)
             .unwrap()
@@ -557,8 +557,8 @@ mod tests {
             "env/lib/s.py",
         ] {
             let p = root.join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, "").unwrap();
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
         }
         let names = |ignores_from: Option<&Path>| -> Vec<String> {
             let walk = Walk {
@@ -594,10 +594,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().canonicalize().unwrap();
         for dir in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
-            std::fs::create_dir(root.join(dir)).unwrap();
-            std::fs::write(root.join(dir).join("x.py"), "").unwrap();
+            fs_err::create_dir(root.join(dir)).unwrap();
+            fs_err::write(root.join(dir).join("x.py"), "").unwrap();
         }
-        std::fs::write(root.join("e/.gitignore"), "x.py\n").unwrap();
+        fs_err::write(root.join("e/.gitignore"), "x.py\n").unwrap();
         let walk = Walk {
             dir: &root,
             names_from: &root,
@@ -645,7 +645,7 @@ mod tests {
     fn loops_and_broken_links_that_are_not_kept_are_skipped() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().canonicalize().unwrap();
-        std::fs::write(root.join("app.py"), "").unwrap();
+        fs_err::write(root.join("app.py"), "").unwrap();
         std::os::unix::fs::symlink("loop.txt", root.join("loop.txt")).unwrap();
         std::os::unix::fs::symlink("missing", root.join("gone.txt")).unwrap();
         let py = |n: &str| n.ends_with(".py");

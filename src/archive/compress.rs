@@ -37,7 +37,7 @@ fn prepare_streaming_above(
     threshold: u64,
 ) -> Result<Prepared, ArchiveError> {
     let mut mini_zip = if e.size <= threshold {
-        let data = std::fs::read(&e.path).map_err(|source| ArchiveError::Read {
+        let data = fs_err::read(&e.path).map_err(|source| ArchiveError::Read {
             path: e.path.clone(),
             source,
         })?;
@@ -219,7 +219,7 @@ mod tests {
                     let mut f = zip.by_index(0).unwrap();
                     let mut content = Vec::new();
                     f.read_to_end(&mut content).unwrap();
-                    assert_eq!(content, std::fs::read(&e.path).unwrap(), "{what}");
+                    assert_eq!(content, fs_err::read(&e.path).unwrap(), "{what}");
                     let deflated = f.compression() == CompressionMethod::Deflated;
                     assert_eq!(deflated, level > 0 && e.name == "text.txt", "{what}");
                     assert!(!deflated || f.compressed_size() < f.size(), "{what}");

@@ -14,7 +14,7 @@ pub(super) fn entries_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<Entry> {
         .iter()
         .map(|(name, data)| {
             let path = dir.join(name);
-            std::fs::write(&path, data).unwrap();
+            fs_err::write(&path, data).unwrap();
             Entry {
                 name: name.to_string(),
                 path,
@@ -55,5 +55,5 @@ pub(super) fn copied(p: Prepared, name: &str) -> Vec<u8> {
 }
 
 pub(super) fn sha_of(path: &Path) -> [u8; 32] {
-    Sha256::digest(std::fs::read(path).unwrap()).into()
+    Sha256::digest(fs_err::read(path).unwrap()).into()
 }

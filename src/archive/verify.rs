@@ -320,12 +320,12 @@ mod tests {
         assert!(verify_tree_zip(&path, &entries, &other).is_err());
         assert!(verify_tree_zip(&path, &entries[..2], &settings).is_err());
         // One byte of the deflated entry's data flipped.
-        let mut bytes = std::fs::read(&path).unwrap();
+        let mut bytes = fs_err::read(&path).unwrap();
         let mut zip = ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
         let at = zip.by_name("text.txt").unwrap().data_start().unwrap() as usize + 10;
         drop(zip);
         bytes[at] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
+        fs_err::write(&path, &bytes).unwrap();
         assert_eq!(
             verify_tree_zip(&path, &entries, &settings),
             Err(Some("text.txt".to_string()))

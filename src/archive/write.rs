@@ -431,8 +431,8 @@ mod tests {
         let cold = dir.path().join("cold.zip");
         build(&entries, None, &cold);
         assert_eq!(
-            std::fs::read(&incremental).unwrap(),
-            std::fs::read(&cold).unwrap()
+            fs_err::read(&incremental).unwrap(),
+            fs_err::read(&cold).unwrap()
         );
     }
 }

@@ -106,7 +106,7 @@ impl Cache {
         let mut stats_now: Vec<Stat> = Vec::with_capacity(paths.len());
         let mut to_hash: Vec<usize> = Vec::new();
         for (i, p) in paths.iter().enumerate() {
-            let meta = std::fs::metadata(p).map_err(|source| CacheError::Io {
+            let meta = fs_err::metadata(p).map_err(|source| CacheError::Io {
                 path: p.clone(),
                 source,
             })?;
@@ -226,7 +226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = Cache::open(&dir.path().join(".lbuild")).unwrap();
         let f = dir.path().join("a.py");
-        std::fs::write(&f, "x = 1\n").unwrap();
+        fs_err::write(&f, "x = 1\n").unwrap();
 
         // Just written: racy, hashed every time.
         let (_, s1) = cache.hash_files(std::slice::from_ref(&f)).unwrap();

@@ -139,11 +139,11 @@ pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
     let marked = is_marked(dir);
     let mark = !marked
         && (default
-            || match std::fs::read_dir(dir) {
+            || match fs_err::read_dir(dir) {
                 Ok(mut entries) => entries.next().is_none(),
                 Err(e) => e.kind() == std::io::ErrorKind::NotFound,
             });
-    std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+    fs_err::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -152,14 +152,14 @@ pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
         let text = format!(
             "{TAG_SIGNATURE}\n# This file is a cache directory tag created by lbuild.\n# For information about cache directory tags see https://bford.info/cachedir/\n"
         );
-        std::fs::write(&path, text).map_err(|source| CacheError::Write { path, source })?;
+        fs_err::write(&path, text).map_err(|source| CacheError::Write { path, source })?;
     }
     Ok(())
 }
 
 /// Whether `dir` carries lbuild's [`TAG_FILE`].
 pub fn is_marked(dir: &Path) -> bool {
-    std::fs::read(dir.join(TAG_FILE)).is_ok_and(|t| t.starts_with(TAG_SIGNATURE.as_bytes()))
+    fs_err::read(dir.join(TAG_FILE)).is_ok_and(|t| t.starts_with(TAG_SIGNATURE.as_bytes()))
 }
 
 /// Whether `name` (an entry of the cache directory) is something lbuild
@@ -216,7 +216,7 @@ impl Drop for Cache {
             return;
         };
         let wal = PathBuf::from(format!("{}-wal", db.display()));
-        let written = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        let written = fs_err::metadata(&wal).is_ok_and(|m| m.len() > 0);
         if written {
             // Never wait here: with `watch` reading at the same moment the
             // checkpoint is simply left to a later build.
@@ -265,14 +265,14 @@ impl Cache {
             }
             n += 1;
         };
-        std::fs::rename(&db, &aside).map_err(io(&db))?;
+        fs_err::rename(&db, &aside).map_err(io(&db))?;
         let wal = dir.join(format!("{DB_FILE}-wal"));
         if wal.exists() {
             let wal_aside = PathBuf::from(format!("{}-wal", aside.display()));
-            std::fs::rename(&wal, &wal_aside).map_err(io(&wal))?;
+            fs_err::rename(&wal, &wal_aside).map_err(io(&wal))?;
         }
         let shm = dir.join(format!("{DB_FILE}-shm"));
-        match std::fs::remove_file(&shm) {
+        match fs_err::remove_file(&shm) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&shm)(e)),
             _ => {}
         }
@@ -280,7 +280,7 @@ impl Cache {
     }
 
     fn open_once(dir: &Path) -> Result<Cache, CacheError> {
-        std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+        fs_err::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;

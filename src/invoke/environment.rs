@@ -236,8 +236,8 @@ mod tests {
     #[test]
     fn the_callers_default_aws_files_are_named_without_home() {
         let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir(home.path().join(".aws")).unwrap();
-        std::fs::write(home.path().join(".aws/credentials"), "[default]\n").unwrap();
+        fs_err::create_dir(home.path().join(".aws")).unwrap();
+        fs_err::write(home.path().join(".aws/credentials"), "[default]\n").unwrap();
         let h = host(&[("HOME", home.path().to_str().unwrap())]);
         let env = env_of(&h, &[]);
         assert_eq!(

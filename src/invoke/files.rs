@@ -144,11 +144,11 @@ pub(super) fn runtime_sdk(python: &Path, scratch: &Path) -> Option<PathBuf> {
         std::os::unix::fs::symlink(target, link).ok()?;
     }
     let tmp = tmp.keep();
-    match std::fs::rename(&tmp, &dir) {
+    match fs_err::rename(&tmp, &dir) {
         Ok(()) => Some(dir),
         // Another invoke made it meanwhile: theirs is as good.
         Err(_) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = fs_err::remove_dir_all(&tmp);
             dir.is_dir().then_some(dir)
         }
     }

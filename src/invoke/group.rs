@@ -11,6 +11,10 @@
 //! and can find those that left the group (`setsid`,
 //! `start_new_session=True`) as its own children. Owns spawning, waiting
 //! and killing; not what the process runs.
+//!
+//! Unsafe by necessity: waitid without reaping, killpg, prctl have no safe
+//! std wrapper; each call carries its SAFETY note.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -196,7 +200,7 @@ fn children_of(_: u32) -> Vec<libc::pid_t> {
 /// the command name, which may itself hold spaces and parentheses).
 #[cfg(target_os = "linux")]
 fn children_of(parent: u32) -> Vec<libc::pid_t> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(dir) = fs_err::read_dir("/proc") else {
         return Vec::new();
     };
     let mut found = Vec::new();
@@ -208,7 +212,7 @@ fn children_of(parent: u32) -> Vec<libc::pid_t> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+        let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
             continue;
         };
         let ppid = stat

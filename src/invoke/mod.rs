@@ -470,7 +470,7 @@ pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
         group::Ended::TimedOut => Outcome::TimedOut(inv.timeout),
         group::Ended::Interrupted(sig) => Outcome::Interrupted(sig),
         group::Ended::Exited(status) => {
-            let report = std::fs::read(&result).unwrap_or_default();
+            let report = fs_err::read(&result).unwrap_or_default();
             let (tag, body) = match report.iter().position(|&b| b == b'\n') {
                 Some(i) => (&report[..i], &report[i + 1..]),
                 None => (&report[..], &[][..]),

@@ -779,8 +779,8 @@ mod tests {
 
     fn project(manifest: &str) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("lambda.toml"), manifest).unwrap();
-        std::fs::write(d.path().join("app.py"), "def handler(e, c): pass\n").unwrap();
+        fs_err::write(d.path().join("lambda.toml"), manifest).unwrap();
+        fs_err::write(d.path().join("app.py"), "def handler(e, c): pass\n").unwrap();
         d
     }
 
@@ -851,7 +851,7 @@ mod tests {
     #[test]
     fn the_default_output_path_errors_at_the_function_name() {
         let d = project("[function]\nname = \"f\"\nhandler = \"app.handler\"\n");
-        std::fs::create_dir_all(d.path().join("dist/f.zip")).unwrap();
+        fs_err::create_dir_all(d.path().join("dist/f.zip")).unwrap();
         let err = load_with_env(&d.path().join("lambda.toml"), Env::default())
             .unwrap_err()
             .to_string();
@@ -878,7 +878,7 @@ mod tests {
             "[function]\nname = \"f\"\nhandler = \"app.handler\"\n[dependencies]\n\
              find_links = [\"wheels\", \"https://example.com/w/\"]\n",
         );
-        std::fs::write(d.path().join("requirements.txt"), "").unwrap();
+        fs_err::write(d.path().join("requirements.txt"), "").unwrap();
         let plan = load_with_env(&d.path().join("lambda.toml"), Env::default()).unwrap();
         let links = &plan.deps.unwrap().find_links;
         assert_eq!(

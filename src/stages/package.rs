@@ -190,7 +190,7 @@ pub fn build(
     let settings = key.settings;
     let out = &plan.output.path;
     let out_dir = out.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(out_dir)
+    fs_err::create_dir_all(out_dir)
         .map_err(Error::io("cannot create the output directory", out_dir))?;
     // Named after the output and this process: several functions (and
     // several builds of one function, with other cache directories) may
@@ -253,7 +253,7 @@ pub fn build(
             // Its key directory goes: the next build fetches or installs
             // the tree again instead of finding the same damage.
             if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = fs_err::remove_dir_all(dir);
             }
             archive::ArchiveError::DamagedTree { path }.into()
         }
@@ -267,7 +267,7 @@ pub fn build(
         None => sha256_of(tmp.path())?,
     };
     // tempfile makes 0600 files; a deployment artifact is world-readable.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+    fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
         .map_err(Error::io("cannot set permissions on", tmp.path()))?;
     // On disk before it has the output's name: after a power cut the
     // output is the old zip or the new one, never an empty file.
@@ -309,7 +309,7 @@ pub fn build(
     if let Some(r) = remote.filter(|r| r.can_write()) {
         let items: Vec<(String, Vec<u8>)> = remote_missing
             .iter()
-            .filter_map(|(rel, path)| Some((rel.clone(), std::fs::read(path).ok()?)))
+            .filter_map(|(rel, path)| Some((rel.clone(), fs_err::read(path).ok()?)))
             .collect();
         let n = items.len();
         if r.put_many(items, reporter) > 0 {
@@ -327,7 +327,7 @@ pub fn build(
         stat: (0, 0, 0),
     };
     // Stat after the store's link and the rename (both move the ctime).
-    if let Ok(meta) = std::fs::metadata(out) {
+    if let Ok(meta) = fs_err::metadata(out) {
         info.stat = stat_of(&meta);
         cache.record_stage(
             NAME,
@@ -489,7 +489,7 @@ fn temp_prefix(out: &Path) -> String {
 /// build of the same project, with another cache directory and so another
 /// lock, writing its zip right now.
 fn remove_dead_temp_files(dir: &Path, prefix: &str) {
-    let Ok(read) = std::fs::read_dir(dir) else {
+    let Ok(read) = fs_err::read_dir(dir) else {
         return;
     };
     for entry in read.flatten() {
@@ -503,7 +503,7 @@ fn remove_dead_temp_files(dir: &Path, prefix: &str) {
         };
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|pid| !crate::process::process_alive(pid)) {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = fs_err::remove_file(entry.path());
         }
     }
 }
@@ -588,7 +588,7 @@ fn still_in_place(mut info: ZipInfo, path: &Path) -> Option<ZipInfo> {
     if info.path != path {
         return None;
     }
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = fs_err::metadata(path).ok()?;
     let stat = stat_of(&meta);
     if meta.len() == info.size && stat == info.stat {
         return Some(info);
@@ -637,13 +637,13 @@ fn refresh_store(
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        if std::fs::hard_link(zip, &staging).is_err() {
+        if fs_err::hard_link(zip, &staging).is_err() {
             fs_err::copy(zip, &staging)?;
         }
         fs_err::rename(&staging, store)
     })();
     if let Err(e) = staged {
-        let _ = std::fs::remove_file(&staging);
+        let _ = fs_err::remove_file(&staging);
         return Err(e.to_string());
     }
     cache.replace_packed(store_name, packed);

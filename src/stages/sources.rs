@@ -224,7 +224,7 @@ fn check_handler(plan: &Plan, entries: &[Entry], reporter: &Reporter) -> crate::
         });
     };
     let func = plan.handler_function();
-    let text = std::fs::read_to_string(&module.path).unwrap_or_default();
+    let text = fs_err::read_to_string(&module.path).unwrap_or_default();
     let defined = text.lines().any(|l| {
         let l = l.strip_prefix("async ").unwrap_or(l);
         l.strip_prefix("def ")

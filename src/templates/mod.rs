@@ -113,7 +113,7 @@ pub fn locate(dir: &Path, explicit: Option<&Path>) -> crate::Result<Option<PathB
         return Ok(Some(p));
     }
     let samconfig = dir.join("samconfig.toml");
-    if let Ok(text) = std::fs::read_to_string(&samconfig) {
+    if let Ok(text) = fs_err::read_to_string(&samconfig) {
         let table: toml::Table = toml::from_str(&text).map_err(|e| {
             input(
                 format!("{}: {}", samconfig.display(), e.message()),
@@ -154,7 +154,7 @@ pub fn locate(dir: &Path, explicit: Option<&Path>) -> crate::Result<Option<PathB
         }
         let serverless = e.depth() == 1 && name.starts_with("serverless.");
         let declares = || {
-            std::fs::read(e.path()).is_ok_and(|b| {
+            fs_err::read(e.path()).is_ok_and(|b| {
                 let t = String::from_utf8_lossy(&b);
                 t.contains("AWS::Serverless::Function") || t.contains("AWS::Lambda::Function")
             })
@@ -198,7 +198,7 @@ fn rel(dir: &Path, p: &Path) -> Option<String> {
 
 /// Reads the template at `path` for the project in `dir`.
 pub fn read(dir: &Path, path: &Path) -> crate::Result<Template> {
-    let bytes = std::fs::read(path).map_err(Error::io("cannot read", path))?;
+    let bytes = fs_err::read(path).map_err(Error::io("cannot read", path))?;
     let shown = rel(dir, path).unwrap_or_else(|| path.display().to_string());
     let doc = yaml::load(&bytes).map_err(|e| {
         input(
@@ -367,7 +367,7 @@ impl Reader<'_> {
         } else {
             format!("{root}/requirements.txt")
         };
-        let text = std::fs::read_to_string(self.dir.join(&rel)).ok()?;
+        let text = fs_err::read_to_string(self.dir.join(&rel)).ok()?;
         let empty = text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
@@ -895,12 +895,12 @@ mod tests {
     #[test]
     fn sam_functions_layers_globals_and_the_report() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("orders")).unwrap();
-        std::fs::create_dir_all(d.path().join("billing")).unwrap();
-        std::fs::create_dir_all(d.path().join("layers/shared")).unwrap();
-        std::fs::write(d.path().join("orders/requirements.txt"), "# none\n\n").unwrap();
-        std::fs::write(d.path().join("layers/shared/requirements.txt"), "attrs\n").unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(d.path().join("orders")).unwrap();
+        fs_err::create_dir_all(d.path().join("billing")).unwrap();
+        fs_err::create_dir_all(d.path().join("layers/shared")).unwrap();
+        fs_err::write(d.path().join("orders/requirements.txt"), "# none\n\n").unwrap();
+        fs_err::write(d.path().join("layers/shared/requirements.txt"), "attrs\n").unwrap();
+        fs_err::write(
             d.path().join("template.yaml"),
             r#"
 AWSTemplateFormatVersion: '2010-09-09'
@@ -1012,13 +1012,13 @@ Resources:
     fn injected_handlers_and_names_are_refused_with_positions() {
         let d = tempfile::tempdir().unwrap();
         let evil = "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: \"app.handler\\\"\\n[functions.evil]\\nroot = \\\"..\\\"\"\n";
-        std::fs::write(d.path().join("t.yaml"), evil).unwrap();
+        fs_err::write(d.path().join("t.yaml"), evil).unwrap();
         let e = said(&read_in(d.path(), "t.yaml").unwrap_err());
         assert!(e.contains("t.yaml:6:16"), "{e}");
         assert!(e.contains("is not module.function"), "{e}");
         assert!(e.contains("\\n[functions.evil]"), "escaped: {e}");
         let weird = "Resources:\n  'Weird\"Name]':\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: python3.12\n      Handler: app.handler\n";
-        std::fs::write(d.path().join("t.yaml"), weird).unwrap();
+        fs_err::write(d.path().join("t.yaml"), weird).unwrap();
         let e = said(&read_in(d.path(), "t.yaml").unwrap_err());
         assert!(
             e.contains("t.yaml:2:3: function name \"Weird\\\"Name]\""),
@@ -1029,8 +1029,8 @@ Resources:
     #[test]
     fn serverless_functions_layers_and_plugin_options() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("requirements.txt"), "requests\nboto3\n").unwrap();
-        std::fs::write(
+        fs_err::write(d.path().join("requirements.txt"), "requests\nboto3\n").unwrap();
+        fs_err::write(
             d.path().join("serverless.yml"),
             r#"
 service: shop
@@ -1102,18 +1102,18 @@ plugins: [serverless-python-requirements]
     fn locate_lists_several_templates_and_follows_samconfig() {
         let d = tempfile::tempdir().unwrap();
         let fnyaml = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n";
-        std::fs::create_dir_all(d.path().join("infra")).unwrap();
-        std::fs::write(d.path().join("infra/backend.yaml"), fnyaml).unwrap();
+        fs_err::create_dir_all(d.path().join("infra")).unwrap();
+        fs_err::write(d.path().join("infra/backend.yaml"), fnyaml).unwrap();
         assert_eq!(
             locate(d.path(), None).unwrap().unwrap(),
             d.path().join("infra/backend.yaml")
         );
-        std::fs::write(d.path().join("other.yml"), fnyaml).unwrap();
-        std::fs::write(d.path().join("config.yaml"), "a: 1\n").unwrap();
+        fs_err::write(d.path().join("other.yml"), fnyaml).unwrap();
+        fs_err::write(d.path().join("config.yaml"), "a: 1\n").unwrap();
         let e = said(&locate(d.path(), None).unwrap_err());
         assert!(e.contains("infra/backend.yaml, other.yml"), "{e}");
         assert!(e.contains("--template"), "{e}");
-        std::fs::write(
+        fs_err::write(
             d.path().join("samconfig.toml"),
             "version = 0.1\n[default.build.parameters]\ntemplate_file = \"infra/backend.yaml\"\n",
         )

@@ -75,7 +75,7 @@ impl Filter {
         ignored_name(rel)
             || plans.iter().any(|plan| is_output(plan, path))
             || (!self.own_logs.is_empty()
-                && std::fs::metadata(path)
+                && fs_err::metadata(path)
                     .is_ok_and(|m| self.own_logs.contains(&(m.dev(), m.ino()))))
     }
 }

@@ -70,7 +70,7 @@ fn list(dir: &Path) -> Listing {
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
-    let entries = std::fs::read_dir(dir).ok()?;
+    let entries = fs_err::read_dir(dir).ok()?;
     let seen = entries
         .flatten()
         .filter_map(|e| {
@@ -236,14 +236,14 @@ mod tests {
     fn same_second_rewrites_creations_and_deletions_are_seen() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path();
-        std::fs::write(dir.join("a.py"), "1").unwrap();
-        std::fs::write(dir.join("gone.py"), "1").unwrap();
+        fs_err::write(dir.join("a.py"), "1").unwrap();
+        fs_err::write(dir.join("gone.py"), "1").unwrap();
         let before = list(dir);
         // Same size, same second: only the nanoseconds (or ctime) differ.
-        std::fs::write(dir.join("a.py"), "2").unwrap();
-        std::fs::write(dir.join("new.py"), "").unwrap();
-        std::fs::remove_file(dir.join("gone.py")).unwrap();
-        std::fs::create_dir(dir.join("pkg")).unwrap();
+        fs_err::write(dir.join("a.py"), "2").unwrap();
+        fs_err::write(dir.join("new.py"), "").unwrap();
+        fs_err::remove_file(dir.join("gone.py")).unwrap();
+        fs_err::create_dir(dir.join("pkg")).unwrap();
         let after = list(dir);
         let mut got = kinds(&diff(dir, &before, &after));
         got.sort();
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(got, want);
         // Rewritten in place, same size, quite possibly within one clock
         // tick (same stat): the racy hash still sees it.
-        std::fs::write(dir.join("a.py"), "3").unwrap();
+        fs_err::write(dir.join("a.py"), "3").unwrap();
         let again = list(dir);
         assert_eq!(
             kinds(&diff(dir, &after, &again)),

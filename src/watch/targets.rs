@@ -114,7 +114,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().canonicalize().unwrap();
         for dir in ["pkg/sub", ".git/objects", "pkg/__pycache__", "dist"] {
-            std::fs::create_dir_all(root.join(dir)).unwrap();
+            fs_err::create_dir_all(root.join(dir)).unwrap();
         }
         let mut dirs = BTreeSet::new();
         add_tree(&mut dirs, &root, &[root.join("dist")]);
@@ -137,8 +137,8 @@ mod tests {
         let root = d.path().canonicalize().unwrap();
         let write = |rel: &str, text: &str| {
             let p = root.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, text).unwrap();
         };
         write(
             "lambda.toml",

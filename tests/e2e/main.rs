@@ -1,6 +1,10 @@
 //! End-to-end tests: the real `lbuild` binary on projects made in temp dirs,
 //! zips read back with Python's `zipfile` and `unzip -t`.
 
+// Tests unwrap (a failing call panics with the test's own context) and
+// may set rlimits in a child before exec.
+#![allow(clippy::disallowed_methods, unsafe_code)]
+
 mod architecture;
 mod common;
 

@@ -82,13 +82,9 @@ pub(super) fn install(
     // The tree's own directories: ordinary permissions, whatever the umask.
     let _ = fs_err::set_permissions(&staging, std::fs::Permissions::from_mode(0o755));
     // Scratch files of a lock install are not part of the tree.
-    for item in std::fs::read_dir(tmp.path())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for item in fs_err::read_dir(tmp.path()).into_iter().flatten().flatten() {
         if item.file_name() != "tree" {
-            let _ = std::fs::remove_file(item.path());
+            let _ = fs_err::remove_file(item.path());
         }
     }
     let files = walk::files_under(&staging, &staging, &staging, &[], |_| true)?;
@@ -96,7 +92,7 @@ pub(super) fn install(
     let recorded: Vec<RecordedFile> = entries
         .iter()
         .map(|e| {
-            let mtime_ns = std::fs::metadata(&e.path)
+            let mtime_ns = fs_err::metadata(&e.path)
                 .map(|m| crate::entry::mtime_ns(&m))
                 .unwrap_or(0);
             RecordedFile {

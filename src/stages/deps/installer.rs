@@ -69,7 +69,7 @@ fn binary_fingerprint(program: &Path) -> Option<crate::entry::Hash> {
     if &magic == b"#!" {
         return None;
     }
-    let m = std::fs::metadata(&real).ok()?;
+    let m = fs_err::metadata(&real).ok()?;
     let text = format!(
         "{}\n{} {} {} {} {}",
         real.display(),
@@ -178,7 +178,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            fs_err::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }
 
@@ -316,7 +316,7 @@ const SHIM_FILES: &[&str] = &[
 /// age).
 fn shim_key(program: &Path, real: &Path, cwd: &Path) -> Option<crate::entry::Hash> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(real).ok()?;
+    let m = fs_err::metadata(real).ok()?;
     let mut h = blake3::Hasher::new();
     let mut add = |label: &str, bytes: &[u8]| {
         h.update(label.as_bytes());
@@ -890,12 +890,12 @@ mod tests {
     fn version_memo_is_keyed_on_binaries_never_on_shim_scripts() {
         let d = tempfile::tempdir().unwrap();
         let shim = d.path().join("uv");
-        std::fs::write(&shim, "#!/usr/bin/env bash\nexec real-uv \"$@\"\n").unwrap();
+        fs_err::write(&shim, "#!/usr/bin/env bash\nexec real-uv \"$@\"\n").unwrap();
         assert_eq!(binary_fingerprint(&shim), None);
         let bin = d.path().join("uv-bin");
-        std::fs::write(&bin, b"\x7fELF\x02\x01\x01").unwrap();
+        fs_err::write(&bin, b"\x7fELF\x02\x01\x01").unwrap();
         let first = binary_fingerprint(&bin).expect("a binary is fingerprinted");
-        std::fs::write(&bin, b"\x7fELF\x02\x01\x01 upgraded").unwrap();
+        fs_err::write(&bin, b"\x7fELF\x02\x01\x01 upgraded").unwrap();
         assert_ne!(
             binary_fingerprint(&bin),
             Some(first),
@@ -912,9 +912,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         let exe = |p: &Path, text: &[u8]| {
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, text).unwrap();
+            fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
         let real = root.join("versions/3.12.1/bin/uv");
         exe(&real, b"\x7fELF\x02\x01\x01");
@@ -937,9 +937,9 @@ mod tests {
             .as_bytes(),
         );
         let project = root.join("project");
-        std::fs::create_dir_all(&project).unwrap();
+        fs_err::create_dir_all(&project).unwrap();
         assert_eq!(shim_target(&shim, &project), None, "asked in the project");
-        std::fs::write(project.join(".python-version"), "3.12.1\n").unwrap();
+        fs_err::write(project.join(".python-version"), "3.12.1\n").unwrap();
         assert_eq!(shim_target(&shim, &project), Some(real));
         let other = root.join("other-shim/uv");
         exe(&other, b"#!/bin/sh\nexec uv-somewhere \"$@\"\n");

@@ -39,7 +39,7 @@ pub(super) fn stage_key(
         key.add(&format!("requirements {name}"), f.hash.to_hex());
         // Recorded, not hashed: for "requirements.txt changed (x 1 → 2)".
         key.note(&format!("pins {name}"), || {
-            crate::explain::pinned_lines(&std::fs::read_to_string(&f.path).unwrap_or_default())
+            crate::explain::pinned_lines(&fs_err::read_to_string(&f.path).unwrap_or_default())
         });
     }
     for o in &reqs.index_options {

@@ -429,8 +429,8 @@ mod tests {
 
     fn write(root: &Path, rel: &str, body: &str) {
         let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(p, body).unwrap();
     }
 
     #[test]
@@ -496,7 +496,7 @@ mod tests {
                 "keep/__init__.py"
             ]
         );
-        let record = std::fs::read_to_string(t.join("keep-1.0.dist-info/RECORD")).unwrap();
+        let record = fs_err::read_to_string(t.join("keep-1.0.dist-info/RECORD")).unwrap();
         let lines: Vec<&str> = record.lines().collect();
         assert_eq!(lines.len(), 3, "{record}");
         assert!(lines[0].starts_with("keep-1.0.dist-info/METADATA,sha256="));

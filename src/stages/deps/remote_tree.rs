@@ -151,7 +151,7 @@ pub fn upload_remote(
     match remote.exists(&zip_name, reporter) {
         Some(false) => {}
         Some(true) => {
-            let _ = std::fs::write(&marker, "");
+            let _ = fs_err::write(&marker, "");
             return Ok(false);
         }
         None => return Ok(false),
@@ -187,7 +187,7 @@ pub fn upload_remote(
     let done = remote.put_file(&zip_name, zip_path, reporter)
         && remote.put_many(vec![(json_name, json)], reporter) > 0;
     if done {
-        let _ = std::fs::write(&marker, "");
+        let _ = fs_err::write(&marker, "");
     }
     Ok(done)
 }

@@ -363,7 +363,7 @@ pub(super) fn read_regular_file(path: &Path, from: Option<At>) -> Result<Vec<u8>
         hint: "a requirements file (and every -r/-c include) must be an ordinary text file; fix the path".into(),
     }
     };
-    let meta = std::fs::metadata(path).map_err(cannot)?;
+    let meta = fs_err::metadata(path).map_err(cannot)?;
     if !meta.is_file() {
         return Err(refuse(format!("it is {}", file_kind(&meta.file_type()))));
     }
@@ -417,7 +417,7 @@ pub fn file_kind(t: &std::fs::FileType) -> &'static str {
 /// the installer says so); never a fifo or a device whose hashing would
 /// block or never end.
 fn check_artifact(path: &Path, at: At) -> Result<(), DepsError> {
-    match std::fs::metadata(path) {
+    match fs_err::metadata(path) {
         Ok(m) if !m.is_file() && !m.is_dir() => Err(DepsError::Refused {
             message: format!(
                 "{}:{}: the requirement names {}, which is {}",
@@ -727,18 +727,18 @@ mod tests {
     #[test]
     fn includes_constraints_and_index_options() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("sub")).unwrap();
-        std::fs::write(
+        fs_err::create_dir(d.path().join("sub")).unwrap();
+        fs_err::write(
             d.path().join("requirements.txt"),
             "--index-url https://example.com/simple\n-r sub/more.txt\n-c constraints.txt\nloose\nconstrained\n",
         )
         .unwrap();
-        std::fs::write(
+        fs_err::write(
             d.path().join("sub/more.txt"),
             "--find-links=./wheels\n--no-index\nalso-loose>=1\npinned==1\n-r ../requirements.txt\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("constraints.txt"), "Constrained==3\n").unwrap();
+        fs_err::write(d.path().join("constraints.txt"), "Constrained==3\n").unwrap();
         let r = read(&d.path().join("requirements.txt")).unwrap();
         assert_eq!(r.files.len(), 3);
         assert_eq!(
@@ -763,7 +763,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let top = d.path().join("requirements.txt");
         for opt in ["-r", "--constraint"] {
-            std::fs::write(
+            fs_err::write(
                 &top,
                 format!("pinned==1\n{opt} https://me:s3cret@example.com/reqs/base.txt?x=1\n"),
             )
@@ -787,9 +787,9 @@ mod tests {
                 "{hint}"
             );
         }
-        std::fs::write(d.path().join("base.txt"), "other==2\n").unwrap();
+        fs_err::write(d.path().join("base.txt"), "other==2\n").unwrap();
         let url = format!("file://{}", d.path().join("base.txt").display());
-        std::fs::write(&top, format!("-r {url}\n")).unwrap();
+        fs_err::write(&top, format!("-r {url}\n")).unwrap();
         let r = read(&top).unwrap();
         assert_eq!(r.files.len(), 2);
         assert_eq!(r.count, 1);
@@ -798,9 +798,9 @@ mod tests {
     #[test]
     fn local_requirements_are_counted_and_collected() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("pkg")).unwrap();
-        std::fs::write(d.path().join("a.whl"), "wheel").unwrap();
-        std::fs::write(
+        fs_err::create_dir(d.path().join("pkg")).unwrap();
+        fs_err::write(d.path().join("a.whl"), "wheel").unwrap();
+        fs_err::write(
             d.path().join("requirements.txt"),
             "./pkg\nlocal @ file:./a.whl\n--pre\n",
         )
@@ -817,7 +817,7 @@ mod tests {
     #[test]
     fn a_missing_include_names_the_including_line() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("requirements.txt"), "a==1\n-r nope.txt\n").unwrap();
+        fs_err::write(d.path().join("requirements.txt"), "a==1\n-r nope.txt\n").unwrap();
         let err = read(&d.path().join("requirements.txt"))
             .unwrap_err()
             .to_string();
@@ -828,7 +828,7 @@ mod tests {
     #[test]
     fn an_invalid_line_names_its_file_and_line() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("requirements.txt"), "a==1\n\nfoo bar\n").unwrap();
+        fs_err::write(d.path().join("requirements.txt"), "a==1\n\nfoo bar\n").unwrap();
         let err = read(&d.path().join("requirements.txt"))
             .unwrap_err()
             .to_string();
@@ -843,7 +843,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let top = d.path().join("requirements.txt");
         for (include, expect) in [("/dev/zero", "a character device"), (".", "a directory")] {
-            std::fs::write(&top, format!("-r {include}\n")).unwrap();
+            fs_err::write(&top, format!("-r {include}\n")).unwrap();
             let e = read(&top).unwrap_err();
             assert!(e.to_string().contains(expect), "{e}");
             assert!(e.to_string().contains("requirements.txt:1"), "{e}");
@@ -854,7 +854,7 @@ mod tests {
             .unwrap()
             .set_len(MAX_FILE_BYTES + 1)
             .unwrap();
-        std::fs::write(&top, "-r big.txt\n").unwrap();
+        fs_err::write(&top, "-r big.txt\n").unwrap();
         let e = read(&top).unwrap_err().to_string();
         assert!(e.contains("big.txt is larger than 16 MiB"), "{e}");
     }
@@ -863,7 +863,7 @@ mod tests {
     fn a_requirement_naming_a_device_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let top = d.path().join("requirements.txt");
-        std::fs::write(&top, "x @ file:///dev/zero\n").unwrap();
+        fs_err::write(&top, "x @ file:///dev/zero\n").unwrap();
         let e = read(&top).unwrap_err().to_string();
         assert!(e.contains("/dev/zero, which is a character device"), "{e}");
     }

@@ -111,7 +111,7 @@ pub(super) fn still_installed(tree: &Path, files: &[RecordedFile]) -> Option<Vec
         .iter()
         .map(|f| {
             let path = tree.join(&f.name);
-            let m = std::fs::symlink_metadata(&path).ok()?;
+            let m = fs_err::symlink_metadata(&path).ok()?;
             let same = m.is_file()
                 && m.len() == f.size
                 && crate::entry::mtime_ns(&m) == f.mtime_ns
@@ -129,7 +129,7 @@ pub(super) fn still_installed(tree: &Path, files: &[RecordedFile]) -> Option<Vec
 
 /// The tree of `key` in the machine store, if one is there.
 pub(super) fn read_shared(root: &Path, key: &Hash) -> Option<SharedTree> {
-    let text = std::fs::read_to_string(key_dir(root, key).join(TREE_RECORD)).ok()?;
+    let text = fs_err::read_to_string(key_dir(root, key).join(TREE_RECORD)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -199,16 +199,16 @@ pub(super) fn publish(
         let _ = fs_err::remove_dir_all(&aside);
         fs_err::rename(&final_dir, &aside)
             .map_err(io("cannot move the changed deps tree aside"))?;
-        let _ = std::fs::remove_dir_all(&aside);
+        let _ = fs_err::remove_dir_all(&aside);
     }
-    match std::fs::rename(staged, &final_dir) {
+    match fs_err::rename(staged, &final_dir) {
         Ok(()) => {
             let entries = at_final(&shared.files);
             Ok((shared, entries))
         }
         Err(e) if final_dir.join(TREE_RECORD).is_file() => {
             // Another build installed the same key first: use its tree.
-            let _ = std::fs::remove_dir_all(staged);
+            let _ = fs_err::remove_dir_all(staged);
             let theirs = read_shared(root, key).ok_or_else(|| DepsError::Io {
                 context: "cannot use the deps tree another build installed",
                 source: std::io::Error::new(e.kind(), format!("{}: {e}", final_dir.display())),
@@ -217,7 +217,7 @@ pub(super) fn publish(
             Ok((theirs, entries))
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(staged);
+            let _ = fs_err::remove_dir_all(staged);
             Err(DepsError::Io {
                 context: "cannot move the installed deps tree into place",
                 source: std::io::Error::new(
@@ -253,7 +253,7 @@ pub(super) fn tree_zip_of(
         return None;
     }
     let path = key_dir(root, key).join(&z.file);
-    let m = std::fs::metadata(&path).ok()?;
+    let m = fs_err::metadata(&path).ok()?;
     if !m.is_file() || m.len() != z.size || crate::entry::mtime_ns(&m) != z.mtime_ns {
         return None;
     }
@@ -323,7 +323,7 @@ pub(super) fn installed_tree_zip(
     adopted: bool,
 ) -> (Option<crate::archive::TreeZip>, Option<KeepTree>) {
     let root = store.root();
-    let any_zip = std::fs::read_dir(key_dir(root, key)).is_ok_and(|rd| {
+    let any_zip = fs_err::read_dir(key_dir(root, key)).is_ok_and(|rd| {
         rd.flatten().any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -446,7 +446,7 @@ pub(super) fn try_keep_tree_zip(
         .iter()
         .map(|p| p.raw_hash.to_hex().to_string())
         .collect();
-    let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+    let _ = fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
     let file = format!("tree-{}.zip", &settings.id().to_hex()[..16]);
     let path = dir.join(&file);
     tmp.persist(&path)

@@ -288,7 +288,7 @@ fn poetry_out_of_date(lock: &LockPlan) -> Result<Option<String>, DepsError> {
     }
     let pyproject_path = beside(lock);
     // An unreadable lock is the selection's to report, with its line.
-    let Some((lock_text, recorded)) = std::fs::read_to_string(&lock.path).ok().and_then(|text| {
+    let Some((lock_text, recorded)) = fs_err::read_to_string(&lock.path).ok().and_then(|text| {
         let hash = toml::from_str::<Meta>(&text).ok()?.metadata?.content_hash?;
         Some((text, hash))
     }) else {
@@ -366,7 +366,7 @@ pub fn out_of_date(lock: &LockPlan) -> Result<Option<String>, DepsError> {
     let pyproject_path = beside(lock);
     // An unreadable lock, or one without a root, is the selection's to
     // report, with its line.
-    let Some(parsed) = std::fs::read_to_string(&lock.path)
+    let Some(parsed) = fs_err::read_to_string(&lock.path)
         .ok()
         .and_then(|text| toml::from_str::<UvLockMeta>(&text).ok())
     else {

@@ -121,7 +121,7 @@ pub fn needs_compilation(dir: &Path) -> Option<String> {
         #[serde(default)]
         build_system: BuildSystem,
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("pyproject.toml"))
+    if let Ok(text) = fs_err::read_to_string(dir.join("pyproject.toml"))
         && let Ok(py) = toml::from_str::<Py>(&text)
     {
         let b = &py.build_system;
@@ -140,7 +140,7 @@ pub fn needs_compilation(dir: &Path) -> Option<String> {
             return Some(format!("its [build-system] uses {w:?}"));
         }
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("setup.py")) {
+    if let Ok(text) = fs_err::read_to_string(dir.join("setup.py")) {
         for needle in ["ext_modules", "cffi_modules", "rust_extensions"] {
             if text.contains(needle) {
                 return Some(format!("its setup.py declares {needle}"));
@@ -334,14 +334,14 @@ mod tests {
             "[[package]]\nname = \"app\"\n\n[package.source]\neditable = \".\"\n\n[[package]]\nname = \"lib\"\n\n[package.source]\ndirectory = \"lib\"\n",
             "  [[package]]\n  name = \"lib\"\n  source = { path = \"lib\" }\n",
         ] {
-            std::fs::write(&lock.path, text).unwrap();
+            fs_err::write(&lock.path, text).unwrap();
             assert_eq!(
                 local_paths(&lock).unwrap(),
                 [d.path().join("lib")],
                 "{text}"
             );
         }
-        std::fs::write(
+        fs_err::write(
             &lock.path,
             "[[package]]\nname = \"app\"\n\n[package.source]\neditable = \".\"\n",
         )

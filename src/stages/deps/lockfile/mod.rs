@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn a_workspace_layer_takes_a_lock_without_inheriting_the_default_requirements() {
         let d = tempfile::tempdir().unwrap();
-        let w = |name: &str, text: &str| std::fs::write(d.path().join(name), text).unwrap();
+        let w = |name: &str, text: &str| fs_err::write(d.path().join(name), text).unwrap();
         w("requirements.txt", "purepkg==1.0\n");
         w("uv.lock", "");
         w(
