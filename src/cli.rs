@@ -459,7 +459,13 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             let built = build(&cli.global, &reporter)?;
             if sbom || provenance {
                 let ws = cli.global.workspace()?;
-                crate::sbom::write_for_build(&ws, &built, sbom, provenance, &reporter)?;
+                let contents = crate::sbom::contents_of(&ws, &built)?;
+                if sbom {
+                    crate::sbom::write_for_build(&ws, &built, &contents, &reporter)?;
+                }
+                if provenance {
+                    crate::provenance::write_for_build(&ws, &built, &contents, &reporter)?;
+                }
             }
             Ok(())
         }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::Plan;
-use crate::sbom::{ZipContents, hex};
+use crate::sbom::{Contents, ZipContents, beside_zip, hex, write_beside};
 
 /// The build type this statement describes (a URI naming lbuild's
 /// reproducible-zip build, versioned with the statement's layout).
@@ -109,4 +109,26 @@ pub fn text(plan: &Plan, z: &ZipContents) -> crate::Result<String> {
     let mut t = serde_json::to_string_pretty(&statement(plan, z)?).expect("JSON values serialise");
     t.push('\n');
     Ok(t)
+}
+
+/// `build --provenance`: `dist/NAME.intoto.json` beside each zip `built`
+/// holds (after the build succeeded).
+pub fn write_for_build(
+    ws: &crate::manifest::Workspace,
+    built: &crate::outcome::WorkspaceOutcome,
+    contents: &Contents,
+    reporter: &crate::report::Reporter,
+) -> crate::Result<()> {
+    for plan in &ws.artifacts {
+        let (Some(o), Some(z)) = (
+            built.built(&plan.name, plan.kind.label()),
+            contents.get(&(plan.kind.label(), plan.name.clone())),
+        ) else {
+            continue;
+        };
+        let path = beside_zip(&o.zip, "intoto.json");
+        write_beside(&path, &text(plan, z)?)?;
+        reporter.info(format!("wrote {}", path.display()));
+    }
+    Ok(())
 }

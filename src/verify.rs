@@ -130,7 +130,14 @@ pub fn run(
     // The rebuild's own lines would read as a build of the project.
     let quiet = Reporter::new(Mode::Quiet, false);
     let cx = BuildContext::new(&quiet, MachineStore::at(tmp.path().join("store")), None);
-    let built = pipeline::build_workspace(&cx, &isolated, names)?;
+    let mut built = pipeline::build_workspace(&cx, &isolated, names)?;
+    if built.single
+        && let Some(pipeline::ArtifactResult::Failed { .. }) = built.artifacts.first()
+        && let pipeline::ArtifactResult::Failed { error, .. } = built.artifacts.remove(0)
+    {
+        // The single form fails with its own error, as `lbuild` does.
+        return Err(error);
+    }
     if let Some(code) = built.exit_code() {
         crate::output::print_workspace(&built, reporter);
         return Err(crate::Error::ArtifactsFailed {

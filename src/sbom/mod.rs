@@ -465,11 +465,14 @@ pub fn beside_zip(zip: &Path, ext: &str) -> PathBuf {
     zip.with_file_name(format!("{stem}.{ext}"))
 }
 
+/// Every artifact `built` holds, read back once, by (kind, name).
+pub type Contents = BTreeMap<(&'static str, String), ZipContents>;
+
 /// Reads every artifact `built` holds (once each) with its plan.
-fn contents_of(
+pub fn contents_of(
     ws: &crate::manifest::Workspace,
     built: &crate::outcome::WorkspaceOutcome,
-) -> crate::Result<BTreeMap<(&'static str, String), ZipContents>> {
+) -> crate::Result<Contents> {
     let mut out = BTreeMap::new();
     for plan in &ws.artifacts {
         if let Some(o) = built.built(&plan.name, plan.kind.label()) {
@@ -486,7 +489,7 @@ fn contents_of(
 fn document_for(
     ws: &crate::manifest::Workspace,
     plan: &Plan,
-    contents: &BTreeMap<(&'static str, String), ZipContents>,
+    contents: &Contents,
     format: Format,
 ) -> Option<String> {
     let main = contents.get(&(plan.kind.label(), plan.name.clone()))?;
@@ -498,33 +501,22 @@ fn document_for(
     Some(document(format, plan, main, &layers))
 }
 
-/// `build --sbom` / `--provenance`: `dist/NAME.cdx.json` and
-/// `dist/NAME.intoto.json` beside each zip `built` holds (written only
-/// after the build succeeded, so they always describe the zip beside
-/// them).
+/// `build --sbom`: `dist/NAME.cdx.json` beside each zip `built` holds
+/// (written only after the build succeeded, so it always describes the
+/// zip beside it).
 pub fn write_for_build(
     ws: &crate::manifest::Workspace,
     built: &crate::outcome::WorkspaceOutcome,
-    sbom: bool,
-    provenance: bool,
+    contents: &Contents,
     reporter: &crate::report::Reporter,
 ) -> crate::Result<()> {
-    if !sbom && !provenance {
-        return Ok(());
-    }
-    let contents = contents_of(ws, built)?;
     for plan in &ws.artifacts {
         let Some(o) = built.built(&plan.name, plan.kind.label()) else {
             continue;
         };
-        if sbom && let Some(text) = document_for(ws, plan, &contents, Format::CycloneDx) {
+        if let Some(text) = document_for(ws, plan, contents, Format::CycloneDx) {
             let path = beside_zip(&o.zip, "cdx.json");
             write_beside(&path, &text)?;
-            reporter.info(format!("wrote {}", path.display()));
-        }
-        if provenance && let Some(z) = contents.get(&(plan.kind.label(), plan.name.clone())) {
-            let path = beside_zip(&o.zip, "intoto.json");
-            write_beside(&path, &crate::provenance::text(plan, z)?)?;
             reporter.info(format!("wrote {}", path.display()));
         }
     }
