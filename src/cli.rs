@@ -25,6 +25,9 @@ lbuild --json               build and print a JSON summary (sha256, CodeSha256, 
 lbuild --function orders    build one function of a workspace (and the layers it uses)\n  \
 lbuild explain              build, and say why each stage ran (what changed since the last build)\n  \
 lbuild check                syntax-check the sources with the runtime's Python\n  \
+lbuild build --sbom         also write dist/NAME.cdx.json (CycloneDX) beside the zip\n  \
+lbuild verify               rebuild with an empty cache and compare with dist/NAME.zip\n  \
+lbuild verify --deployed    compare a rebuild with the CodeSha256 on AWS\n  \
 lbuild size                 where the bytes go, and the headroom under Lambda's limits\n  \
 lbuild watch                rebuild on every save\n  \
 lbuild watch --deploy       rebuild on every save, then deploy what changed\n  \
@@ -74,6 +77,32 @@ pub enum Command {
         /// First check the sources' syntax with the runtime's Python (as `lbuild check`)
         #[arg(long)]
         check: bool,
+        /// Also write a CycloneDX SBOM beside each zip (dist/NAME.cdx.json)
+        #[arg(long)]
+        sbom: bool,
+        /// Also write an in-toto SLSA provenance statement beside each zip
+        /// (dist/NAME.intoto.json; unsigned: sign it in CI, see README)
+        #[arg(long)]
+        provenance: bool,
+    },
+    /// Build, then print the function's SBOM (every distribution in its zip
+    /// and layers: version, purl, licence, hashes; the zip's SHA-256)
+    Sbom {
+        /// cyclonedx (1.6 JSON) or spdx (2.3 JSON)
+        #[arg(long, default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"])]
+        format: String,
+    },
+    /// Rebuild from the manifest with an empty cache and compare: with the
+    /// zips in dist/ (or --zip) byte for byte, or with what is deployed
+    /// (--deployed: CodeSha256 of the function and its layers). Exit 0 when
+    /// equal, 1 with the differences listed
+    Verify {
+        /// The zip to check (one function; default: its output path)
+        #[arg(long, value_name = "PATH", conflicts_with = "deployed")]
+        zip: Option<PathBuf>,
+        /// Compare with the CodeSha256 AWS reports (GetFunction, GetLayerVersion)
+        #[arg(long)]
+        deployed: bool,
     },
     /// Build, saying for each stage that ran what differs from the last build
     /// (files changed, added or removed, pins moved, settings, installer version)
@@ -404,8 +433,16 @@ fn built(
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> crate::Result<()> {
     let mut reporter = cli.global.reporter();
-    match cli.command.unwrap_or(Command::Build { check: false }) {
-        Command::Build { check } => {
+    match cli.command.unwrap_or(Command::Build {
+        check: false,
+        sbom: false,
+        provenance: false,
+    }) {
+        Command::Build {
+            check,
+            sbom,
+            provenance,
+        } => {
             if check {
                 // With --json, stdout keeps the build's one document.
                 let check_reporter = if reporter.mode == Mode::Json {
@@ -419,7 +456,36 @@ pub fn run(cli: Cli) -> crate::Result<()> {
                     &check_reporter,
                 )?;
             }
-            build(&cli.global, &reporter).map(|_| ())
+            let built = build(&cli.global, &reporter)?;
+            if sbom || provenance {
+                let ws = cli.global.workspace()?;
+                let contents = crate::sbom::contents_of(&ws, &built)?;
+                if sbom {
+                    crate::sbom::write_for_build(&ws, &built, &contents, &reporter)?;
+                }
+                if provenance {
+                    crate::provenance::write_for_build(&ws, &built, &contents, &reporter)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Sbom { format } => {
+            let ws = cli.global.workspace()?;
+            let built = built(&cli.global, &reporter, false)?;
+            let format = match format.as_str() {
+                "spdx" => crate::sbom::Format::Spdx,
+                _ => crate::sbom::Format::CycloneDx,
+            };
+            crate::sbom::print_for(&ws, &cli.global.functions, &built, format)
+        }
+        Command::Verify { zip, deployed } => {
+            let ws = cli.global.workspace()?;
+            let against = match (zip, deployed) {
+                (_, true) => crate::verify::Against::Deployed,
+                (Some(z), false) => crate::verify::Against::Zip(z),
+                (None, false) => crate::verify::Against::Outputs,
+            };
+            crate::verify::run(&ws, &cli.global.functions, &against, &reporter)
         }
         Command::Explain => {
             reporter.explain = true;

@@ -53,6 +53,12 @@ pub enum Error {
     /// and in its JSON document).
     #[error("{count} syntax error{} in the sources", if *count == 1 { "" } else { "s" })]
     SyntaxErrors { count: usize },
+    /// `lbuild verify` found a difference between a rebuild and what it
+    /// checked (listed before the error): exit 1.
+    #[error("{message}")]
+    Differs { message: String, hint: String },
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -98,7 +104,8 @@ impl Error {
             Error::Deploy(e) => e.hint(),
             Error::Invoke(e) => e.hint(),
             Error::Store(e) => e.hint(),
-            Error::Input { hint, .. } => Some(hint.clone()),
+            Error::Input { hint, .. } | Error::Differs { hint, .. } => Some(hint.clone()),
+            Error::Sbom(_) => None,
             Error::ArtifactsFailed { .. } => None,
             Error::SyntaxErrors { .. } => {
                 Some("fix the lines above; they are what Lambda would fail to import".into())

@@ -272,12 +272,15 @@ fn walk_files(
         if let Some(out_dir) = out_dir
             && entry.path().starts_with(out_dir)
         {
-            // lbuild's temporary zips beside the output are not sources.
+            // lbuild's temporary zips beside the output are not sources,
+            // nor the SBOMs and provenance statements it writes there.
             let temp = entry.path().parent() == Some(out_dir)
-                && entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(".lbuild-"));
+                && entry.file_name().to_str().is_some_and(|n| {
+                    n.starts_with(".lbuild-")
+                        || n.ends_with(".cdx.json")
+                        || n.ends_with(".spdx.json")
+                        || n.ends_with(".intoto.json")
+                });
             if temp {
                 continue;
             }

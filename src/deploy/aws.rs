@@ -597,3 +597,69 @@ where
         || aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
     )
 }
+
+// ------------------------------------------------------------ verify (read only)
+
+/// What is deployed for one function: its `CodeSha256` and, per attached
+/// layer version, (ARN, `CodeSha256`).
+pub struct DeployedCode {
+    pub code_sha256: String,
+    pub layers: Vec<(String, String)>,
+}
+
+impl Deployer {
+    /// GetFunction, then GetLayerVersionByArn for each layer attached whose
+    /// name is in `layer_names` (the manifest's layers; others, such as a
+    /// public layer, are not lbuild's to check). Makes no write call.
+    /// `lbuild verify --deployed` compares these with a rebuild.
+    pub fn deployed_code(&self, function: &str, layer_names: &[String]) -> Result<DeployedCode> {
+        self.rt.block_on(async {
+            let out = self
+                .lambda
+                .get_function()
+                .function_name(function)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:GetFunction", function, e))?;
+            let c = out.configuration();
+            let code_sha256 = c
+                .and_then(|c| c.code_sha256())
+                .unwrap_or_default()
+                .to_string();
+            let arns: Vec<String> = c
+                .map(|c| {
+                    c.layers()
+                        .iter()
+                        .filter_map(|l| l.arn())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut layers = Vec::new();
+            for arn in arns {
+                // arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION
+                let name = arn.split(':').nth(6).unwrap_or_default();
+                if !layer_names.iter().any(|n| n == name) {
+                    continue;
+                }
+                let got = self
+                    .lambda
+                    .get_layer_version_by_arn()
+                    .arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| api_error("lambda:GetLayerVersion", &arn, e))?;
+                let sha = got
+                    .content()
+                    .and_then(|c| c.code_sha256())
+                    .unwrap_or_default()
+                    .to_string();
+                layers.push((arn, sha));
+            }
+            Ok(DeployedCode {
+                code_sha256,
+                layers,
+            })
+        })
+    }
+}

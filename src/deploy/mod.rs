@@ -26,7 +26,7 @@ mod plan;
 mod report;
 
 pub use artifacts::{DeployOptions, FunctionArtifact, LayerArtifact, LayerRef, artifacts_from};
-pub use aws::{Deployer, deploy};
+pub use aws::{DeployedCode, Deployer, deploy};
 pub use error::DeployError;
 pub use report::{DeployReport, FunctionReport, LayerReport, LayersReport, S3Object, Status};
 

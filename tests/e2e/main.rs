@@ -26,6 +26,7 @@ mod lockfiles;
 #[cfg(feature = "aws")]
 mod moto;
 mod safety;
+mod sbom;
 mod store;
 mod watch;
 #[cfg(feature = "aws")]

@@ -41,6 +41,11 @@ fn deploy_and_watch_deploy_say_this_build_lacks_them_before_building() {
     let stderr = refused(&p, &["watch", "--deploy"], &[]);
     assert!(stderr.contains("`lbuild watch --deploy`"), "{stderr}");
     assert!(stderr.contains("or watch without --deploy"), "{stderr}");
+    let stderr = refused(&p, &["verify", "--deployed"], &[]);
+    assert!(
+        stderr.contains("`lbuild verify --deployed` needs AWS support"),
+        "{stderr}"
+    );
     assert!(!p.zip_path("hello").exists(), "nothing was built");
 
     // --json: the refusal in the usual error shape on stdout.
