@@ -332,7 +332,7 @@ pub fn sources(ctx: &Ctx, raw: Option<&Spanned<RawSources>>) -> Result<SourcesPl
     let include = s.include.as_deref().unwrap_or(&default_include);
     let (include, include_patterns) = compile_spanned(ctx, include, "include")?;
     let (exclude, exclude_patterns) = compile_spanned(ctx, &s.exclude, "exclude")?;
-    let prune = Pruner::from_excludes(&exclude_patterns).map_err(|(g, m)| {
+    let prune = Pruner::from_globs(&include_patterns, &exclude_patterns).map_err(|(g, m)| {
         let span = s
             .exclude
             .iter()
