@@ -22,7 +22,7 @@ use crate::entry::{Hash, hash_file};
 pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
+pub(crate) struct Stat {
     size: u64,
     mtime_ns: i64,
     ino: u64,
@@ -57,6 +57,14 @@ pub struct HashStats {
     pub bytes_hashed: u64,
 }
 
+/// Content hashes this `Cache` settled (trusted or read), by path, with the
+/// stat data they were settled at. A `Cache` lives for one build (one
+/// `lbuild build`, one watch rebuild): a file whose stat data still matches
+/// is not asked of the database again by the next artifact that selects
+/// it. Only files past the racy window are kept, so this trusts nothing
+/// the database would not: a racy file is still read by every pass.
+pub(crate) type Settled = HashMap<PathBuf, (Stat, Hash)>;
+
 impl Cache {
     /// Content hashes of `paths` (absolute), reading only files whose
     /// fingerprint changed or is racy. New fingerprints are recorded.
@@ -69,8 +77,27 @@ impl Cache {
             files: paths.len(),
             ..HashStats::default()
         };
+        // Stat first: what this build already settled needs no query.
+        let mut metas: Vec<std::fs::Metadata> = Vec::with_capacity(paths.len());
+        for p in paths {
+            metas.push(fs_err::metadata(p).map_err(|source| CacheError::Io {
+                path: p.clone(),
+                source,
+            })?);
+        }
+        let stats_now: Vec<Stat> = metas.iter().map(Stat::of).collect();
+        let settled: Vec<Option<Hash>> = paths
+            .iter()
+            .zip(&stats_now)
+            .map(|(p, now)| {
+                self.settled
+                    .get(p)
+                    .filter(|(stat, _)| stat == now)
+                    .map(|(_, h)| *h)
+            })
+            .collect();
         let mut known: HashMap<String, (Stat, Hash, i64)> = HashMap::new();
-        {
+        if settled.iter().any(Option::is_none) {
             // One read transaction for all the lookups: outside one, every
             // query takes and drops SQLite's file locks (two fcntl and an
             // fstat per file).
@@ -78,7 +105,7 @@ impl Cache {
             let mut stmt = tx.prepare_cached(
                 "SELECT size, mtime_ns, ino, ctime_ns, hash, recorded_ns FROM files WHERE path = ?1",
             )?;
-            for p in paths {
+            for (p, _) in paths.iter().zip(&settled).filter(|(_, s)| s.is_none()) {
                 let key = p.to_string_lossy().into_owned();
                 let row = stmt.query_row(params![key], |r| {
                     Ok((
@@ -103,16 +130,18 @@ impl Cache {
         }
 
         let mut results: Vec<Option<FileHash>> = vec![None; paths.len()];
-        let mut stats_now: Vec<Stat> = Vec::with_capacity(paths.len());
         let mut to_hash: Vec<usize> = Vec::new();
         for (i, p) in paths.iter().enumerate() {
-            let meta = fs_err::metadata(p).map_err(|source| CacheError::Io {
-                path: p.clone(),
-                source,
-            })?;
-            let stat = Stat::of(&meta);
-            stats_now.push(stat);
-            let executable = meta.mode() & 0o111 != 0;
+            let stat = stats_now[i];
+            let executable = metas[i].mode() & 0o111 != 0;
+            if let Some(hash) = settled[i] {
+                results[i] = Some(FileHash {
+                    hash,
+                    size: stat.size,
+                    executable,
+                });
+                continue;
+            }
             let key = p.to_string_lossy();
             match known.get(key.as_ref()) {
                 Some((old, hash, recorded))
@@ -170,6 +199,18 @@ impl Cache {
         if !to_hash.is_empty() {
             self.soft(recorded);
         }
+        for ((p, stat), (r, was)) in paths
+            .iter()
+            .zip(&stats_now)
+            .zip(results.iter().zip(&settled))
+        {
+            if was.is_none()
+                && stat.mtime_ns < started - RACY_WINDOW_NS
+                && let Some(r) = r
+            {
+                self.settled.insert(p.clone(), (*stat, r.hash));
+            }
+        }
         Ok((
             results.into_iter().map(|r| r.expect("filled")).collect(),
             stats,
@@ -220,6 +261,41 @@ fn hash_in_parallel(paths: &[PathBuf], which: &[usize]) -> Result<Vec<Hash>, Cac
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_looks_a_settled_file_up_once_however_many_artifacts_select_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(".lbuild");
+        let f = dir.path().join("shared.py");
+        fs_err::write(&f, "x = 1\n").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let backdate = |f: &PathBuf| {
+            let file = std::fs::File::options().write(true).open(f).unwrap();
+            file.set_modified(old).unwrap();
+        };
+        backdate(&f);
+        let mut cache = Cache::open(&db).unwrap();
+        let (_, a) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(a.hashed, 1);
+        // Forget the recorded fingerprint: only the build's own snapshot
+        // can spare the next artifact reading the file.
+        cache.conn.execute("DELETE FROM files", []).unwrap();
+        let (h, b) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(b.hashed, 0);
+        assert_eq!(h[0].hash, blake3::hash(b"x = 1\n"));
+        // Changed stat data within the build: read again.
+        fs_err::write(&f, "x = 22\n").unwrap();
+        backdate(&f);
+        let (h, c) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(c.hashed, 1);
+        assert_eq!(h[0].hash, blake3::hash(b"x = 22\n"));
+        // The next build (a new Cache) starts from the database alone.
+        drop(cache);
+        let mut next = Cache::open(&db).unwrap();
+        next.conn.execute("DELETE FROM files", []).unwrap();
+        let (_, d) = next.hash_files(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(d.hashed, 1);
+    }
 
     #[test]
     fn unchanged_old_file_is_not_reread_but_racy_one_is() {

@@ -204,6 +204,10 @@ pub struct Cache {
     write_failure: std::cell::RefCell<Option<String>>,
     healed: Option<PathBuf>,
     unavailable: Option<String>,
+    /// The fingerprints this process already settled (see
+    /// [`Cache::hash_files`]): a workspace's shared files are looked up
+    /// and hashed once per build, not once per artifact.
+    pub(crate) settled: fingerprint::Settled,
 }
 
 /// A WAL left behind is replayed in full by the next process to open the
@@ -351,6 +355,7 @@ impl Cache {
             write_failure: Default::default(),
             healed: None,
             unavailable: None,
+            settled: Default::default(),
         })
     }
 

@@ -77,14 +77,35 @@ pub fn literal_prefix(pattern: &str) -> String {
 ///
 /// Anything else (`tests/*`, `tests/*/*.*`) is matched file by file, so a
 /// directory they do not cover entirely is walked.
+///
+/// The include list prunes too, also from its text: a glob matches only
+/// below its literal leading directories (`fn003/**/*.py` only under
+/// `fn003/`), so a directory outside every include's literal prefix (and
+/// not on the way to one) holds nothing the includes select. In a
+/// workspace of N functions under one root this keeps each function's walk
+/// to its own directories instead of all N. A glob with no literal
+/// directory (`**/*.py`, `*.py`, `{a,b}/x.py`) reaches everywhere.
 #[derive(Debug, Clone)]
 pub struct Pruner {
     dirs: GlobSet,
+    /// The include globs' literal prefixes; `None` when one of them reaches
+    /// everywhere.
+    reach: Option<Vec<String>>,
 }
 
 impl Pruner {
-    /// From already checked exclude globs.
+    /// From already checked exclude globs, with includes that reach
+    /// everywhere.
+    #[cfg(test)]
     pub fn from_excludes(excludes: &[String]) -> Result<Pruner, (String, String)> {
+        Pruner::from_globs(&["**".to_string()], excludes)
+    }
+
+    /// From already checked include and exclude globs.
+    pub fn from_globs(
+        includes: &[String],
+        excludes: &[String],
+    ) -> Result<Pruner, (String, String)> {
         let mut b = GlobSetBuilder::new();
         for g in excludes {
             if let Some(dir) = pruned_dir_glob(g) {
@@ -92,13 +113,28 @@ impl Pruner {
             }
         }
         let dirs = b.build().map_err(|e| (String::new(), e.to_string()))?;
-        Ok(Pruner { dirs })
+        let reach: Vec<String> = includes.iter().map(|g| literal_prefix(g)).collect();
+        let reach = (!reach.iter().any(String::is_empty)).then_some(reach);
+        Ok(Pruner { dirs, reach })
     }
 
     /// Whether the directory `rel` ('/'-separated, relative to the root,
     /// no trailing '/') and everything below it is left out.
     pub fn prunes(&self, rel: &str) -> bool {
-        !rel.is_empty() && self.dirs.is_match(rel)
+        !rel.is_empty() && (self.dirs.is_match(rel) || !self.reaches(rel))
+    }
+
+    /// Whether some include glob can match below directory `rel`: `rel` is
+    /// on the way to a literal prefix, is one, or lies under one.
+    fn reaches(&self, rel: &str) -> bool {
+        let Some(reach) = &self.reach else {
+            return true;
+        };
+        let under = |dir: &str, of: &str| {
+            dir.strip_prefix(of)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        reach.iter().any(|p| under(rel, p) || under(p, rel))
     }
 }
 
@@ -176,6 +212,60 @@ mod tests {
         assert!(pruner(&["**"]).prunes("anything/below"));
         assert!(!pruner(&["*.py", "**/*.pyc"]).prunes("pkg"));
         assert!(!pruner(&[]).prunes(""));
+    }
+
+    #[test]
+    fn includes_prune_what_no_include_can_reach() {
+        let p = |inc: &[&str]| {
+            let inc: Vec<String> = inc.iter().map(|s| s.to_string()).collect();
+            Pruner::from_globs(&inc, &[]).unwrap()
+        };
+        let ws = p(&["fn003/**/*.py", "shared/lib/*.py", "a/b.py"]);
+        for dir in [
+            "fn003",
+            "fn003/h",
+            "fn003/h/x",
+            "shared",
+            "shared/lib",
+            "shared/lib/d",
+            "a",
+        ] {
+            assert!(!ws.prunes(dir), "{dir}");
+        }
+        for dir in ["fn004", "fn0031", "fn", "shared/other", "sharedx", "b"] {
+            assert!(ws.prunes(dir), "{dir}");
+        }
+        // A glob with no literal directory reaches everywhere.
+        for inc in [&["fn003/**", "**/*.py"][..], &["*.py"], &["{a,b}/x.py"]] {
+            assert!(!p(inc).prunes("anything/below"), "{inc:?}");
+        }
+    }
+
+    #[test]
+    fn every_include_pruned_directory_holds_no_match() {
+        // What include pruning leaves out, the include globs never match.
+        let inc = ["fn003/**/*.py", "shared/lib/*.py", "x/[ab]/*.py"];
+        let set = compile_globs(&inc.map(String::from)).unwrap();
+        let p = Pruner::from_globs(&inc.map(String::from), &[]).unwrap();
+        for file in [
+            "fn003/app.py",
+            "fn003/a/b/c.py",
+            "shared/lib/u.py",
+            "x/a/m.py",
+            "x/b/m.py",
+            "fn004/app.py",
+            "shared/u.py",
+            "shared/lib/d/u.py",
+            "y/m.py",
+            "app.py",
+        ] {
+            let pruned = file.match_indices('/').any(|(i, _)| p.prunes(&file[..i]));
+            assert!(
+                !(pruned && set.is_match(file)),
+                "{file} matches but is pruned"
+            );
+        }
+        assert!(p.prunes("fn004") && p.prunes("y"));
     }
 
     #[test]

@@ -112,14 +112,15 @@ pub struct SourcesPlan {
     pub exclude: GlobSet,
     pub include_patterns: Vec<String>,
     pub exclude_patterns: Vec<String>,
-    /// The directories `exclude` leaves out whole, decided from its text.
+    /// The directories `exclude` leaves out whole, or `include` cannot
+    /// reach, decided from their text.
     pub prune: Pruner,
 }
 
 impl SourcesPlan {
     /// Whether the walk leaves out directory `rel` ('/'-separated,
     /// relative to the root) and everything below it because the exclude
-    /// globs cover it entirely. The walk's default exclusions
+    /// globs cover it entirely or no include glob can match below it. The walk's default exclusions
     /// (`exclusions::PRUNED_DIRS`) come on top. Shared by the build's walk and
     /// the watcher.
     pub fn prunes_dir(&self, rel: &str) -> bool {

@@ -332,7 +332,7 @@ pub fn sources(ctx: &Ctx, raw: Option<&Spanned<RawSources>>) -> Result<SourcesPl
     let include = s.include.as_deref().unwrap_or(&default_include);
     let (include, include_patterns) = compile_spanned(ctx, include, "include")?;
     let (exclude, exclude_patterns) = compile_spanned(ctx, &s.exclude, "exclude")?;
-    let prune = Pruner::from_excludes(&exclude_patterns).map_err(|(g, m)| {
+    let prune = Pruner::from_globs(&include_patterns, &exclude_patterns).map_err(|(g, m)| {
         let span = s
             .exclude
             .iter()
@@ -691,11 +691,34 @@ pub fn overwritten_input(
     config: &ConfigPlan,
     deps: Option<&DepsPlan>,
 ) -> Option<(String, &'static str)> {
-    let resolved = resolve(path);
+    let requirements = deps.and_then(|d| d.requirements.canonicalize().ok());
+    overwritten_input_resolved(
+        project_dir,
+        path,
+        &resolve(path),
+        sources,
+        config,
+        deps,
+        requirements.as_deref(),
+    )
+}
+
+/// [`overwritten_input`] with the filesystem already asked: `resolved` is
+/// `resolve(path)` and `requirements` the canonical requirements file (None
+/// when it does not resolve). A workspace checks every output against every
+/// other artifact's inputs, so it resolves each path once, not once a pair.
+pub(super) fn overwritten_input_resolved(
+    project_dir: &Path,
+    path: &Path,
+    resolved: &Path,
+    sources: &SourcesPlan,
+    config: &ConfigPlan,
+    deps: Option<&DepsPlan>,
+    requirements: Option<&Path>,
+) -> Option<(String, &'static str)> {
     let shown = path.display();
     if let Some(d) = deps
-        && (path == d.requirements
-            || Some(&resolved) == d.requirements.canonicalize().ok().as_ref())
+        && (path == d.requirements || Some(resolved) == requirements)
     {
         return Some((
             format!(

@@ -302,14 +302,30 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
     }
     // Nor one's zip over another's input (its own are checked with its
     // output): building it would overwrite that file.
-    for a in &artifacts {
-        for b in artifacts.iter().filter(|b| b.output.path != a.output.path) {
-            if let Some((message, hint)) = super::validate::overwritten_input(
+    // Each path is resolved once (above and here), not once a pair: the
+    // pairs are N², and resolving walks the filesystem.
+    let requirements: Vec<Option<PathBuf>> = artifacts
+        .iter()
+        .map(|b| {
+            b.deps
+                .as_ref()
+                .and_then(|d| d.requirements.canonicalize().ok())
+        })
+        .collect();
+    for (a, a_resolved) in artifacts.iter().zip(&resolved) {
+        for (b, b_requirements) in artifacts
+            .iter()
+            .zip(&requirements)
+            .filter(|(b, _)| b.output.path != a.output.path)
+        {
+            if let Some((message, hint)) = super::validate::overwritten_input_resolved(
                 &ctx.project_dir,
                 &a.output.path,
+                a_resolved,
                 &b.sources,
                 &b.config,
                 b.deps.as_ref(),
+                b_requirements.as_deref(),
             ) {
                 return Err(a.output_error(
                     format!(

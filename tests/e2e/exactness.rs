@@ -56,6 +56,32 @@ fn exclude_globs_that_cover_a_directory_prune_it() {
 }
 
 #[test]
+fn include_globs_prune_directories_they_cannot_reach() {
+    // A directory outside every include's literal prefix is never entered
+    // (in a workspace: the other functions' directories): a loop inside
+    // cannot matter, while the same loop under an included directory does.
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        "[function]\nname = \"f\"\nhandler = \"fn1.app.handler\"\nruntime = \"python3.12\"\n\n\
+         [sources]\ninclude = [\"fn1/**/*.py\", \"shared/*.py\"]\n",
+    );
+    p.write("fn1/app.py", "def handler(event, context):\n    return 1\n");
+    p.write("fn1/deep/x.py", "x = 1\n");
+    p.write("shared/util.py", "u = 1\n");
+    p.write("fn2/app.py", "x = 2\n");
+    symlink("..", p.path().join("fn2/up")).unwrap();
+    p.build_json();
+    assert_eq!(
+        entry_names(&p.zip_path("f")),
+        ["fn1/app.py", "fn1/deep/x.py", "shared/util.py"]
+    );
+    symlink("..", p.path().join("fn1/deep/up")).unwrap();
+    let err = p.fail(&[]);
+    assert!(err.contains("symlink loop"), "{err}");
+}
+
+#[test]
 fn loops_and_broken_links_no_glob_selects_do_not_fail_the_build() {
     let p = TestProject::hello();
     symlink("loop.txt", p.path().join("loop.txt")).unwrap();

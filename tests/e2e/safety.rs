@@ -285,6 +285,41 @@ fn a_workspace_output_cannot_be_another_artifacts_input() {
 }
 
 #[test]
+fn a_workspace_output_cannot_be_another_artifacts_requirements_through_a_symlink() {
+    // The workspace check resolves each output and requirements file once
+    // (not once a pair): through a symlinked directory, a's zip is still
+    // seen to be b's requirements file.
+    let p = TestProject::empty();
+    let handler = "def handler(event, context):\n    return 1\n";
+    p.write("src/a/app.py", handler);
+    p.write("src/b/app.py", handler);
+    p.write("deps/b.zip", "# none\n");
+    symlink("deps", p.path().join("alias")).unwrap();
+    p.write(
+        "lambda.toml",
+        "[defaults]\nruntime = \"python3.12\"\nsources = { root = \"src\" }\n\n\
+         [functions.a]\nhandler = \"a.app.handler\"\n\
+         sources = { include = [\"a/**/*.py\"] }\n\
+         output = { path = \"alias/b.zip\" }\n\n\
+         [functions.b]\nhandler = \"b.app.handler\"\n\
+         sources = { include = [\"b/**/*.py\"] }\n\
+         dependencies = { requirements = \"deps/b.zip\" }\n",
+    );
+    fails_with(
+        &p,
+        &[
+            "alias/b.zip is the requirements file",
+            "deps/b.zip",
+            "(an input of function \"b\")",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(p.path().join("deps/b.zip")).unwrap(),
+        b"# none\n"
+    );
+}
+
+#[test]
 fn two_artifacts_cannot_write_one_zip_through_a_symlinked_directory() {
     // Regression: outputs were compared as written, so `out/a.zip` with
     // `out -> dist` passed as another file than `dist/a.zip`: function b's
