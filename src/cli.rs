@@ -160,6 +160,10 @@ pub struct WatchArgs {
     /// With --deploy: fail, instead of warning, when a function's runtime or architecture differs
     #[arg(long, requires = "deploy")]
     pub strict: bool,
+    /// With --deploy: remove layers attached on AWS that lambda.toml does not name
+    /// (by default they are kept, with a warning)
+    #[arg(long, requires = "deploy")]
+    pub remove_unmanaged_layers: bool,
     /// With --deploy: S3 bucket for zips over 50 MB
     #[arg(long, value_name = "BUCKET", requires = "deploy")]
     pub s3_bucket: Option<String>,
@@ -196,6 +200,7 @@ impl WatchArgs {
             name_prefix: self.name_prefix.clone().unwrap_or_default(),
             name_suffix: self.name_suffix.clone().unwrap_or_default(),
             name: None,
+            remove_unmanaged_layers: self.remove_unmanaged_layers,
         })
     }
 }
@@ -226,6 +231,10 @@ pub struct DeployArgs {
     /// Fail, instead of warning, when the function's runtime or architecture differs from lambda.toml
     #[arg(long)]
     pub strict: bool,
+    /// Remove layers attached on AWS that lambda.toml does not name
+    /// (by default they are kept, with a warning)
+    #[arg(long)]
+    pub remove_unmanaged_layers: bool,
     /// S3 bucket for zips over 50 MB (in the function's region)
     #[arg(long, value_name = "BUCKET")]
     pub s3_bucket: Option<String>,
@@ -302,6 +311,7 @@ impl DeployArgs {
             name_prefix: self.name_prefix.clone(),
             name_suffix: self.name_suffix.clone(),
             name: self.name.clone(),
+            remove_unmanaged_layers: self.remove_unmanaged_layers,
         }
     }
 }

@@ -161,7 +161,9 @@ impl Deployer {
             let (status, arn, s3) = match existing {
                 Some(arn) => (Status::Unchanged, Some(arn), None),
                 None if opts.plan => {
-                    let s3 = self.stage_plan(&layer.sha256, layer.size, opts).await?;
+                    let s3 = self
+                        .stage_plan(&layer.sha256, &layer.code_sha256, layer.size, opts)
+                        .await?;
                     (Status::WouldPublish, None, s3)
                 }
                 None => {
@@ -169,7 +171,7 @@ impl Deployer {
                     (Status::Published, Some(arn), s3)
                 }
             };
-            layer_arns.insert(&layer.name, arn.clone());
+            layer_arns.insert(&layer.aws_name, arn.clone());
             report.layers.push(LayerReport {
                 kind: "layer",
                 name: layer.name.clone(),
@@ -182,14 +184,16 @@ impl Deployer {
             });
         }
 
-        for (f, deployed, warnings, started) in function_states {
+        for (f, deployed, mut warnings, started) in function_states {
             let old = deployed.code_sha256.clone();
+            let mut code_updated = false;
             let (status, s3) = if old == f.code_sha256 {
                 (Status::Unchanged, None)
             } else if opts.plan {
                 (
                     Status::WouldUpdate,
-                    self.stage_plan(&f.sha256, f.size, opts).await?,
+                    self.stage_plan(&f.sha256, &f.code_sha256, f.size, opts)
+                        .await?,
                 )
             } else {
                 if deployed.busy {
@@ -199,25 +203,45 @@ impl Deployer {
                     ));
                     self.wait_updated(&f.aws_name).await?;
                 }
-                let s3 = self.update_code(f, opts, reporter).await?;
+                let s3 = self
+                    .update_code(f, opts, reporter)
+                    .await
+                    .map_err(|e| e.after_layers(&f.aws_name))?;
+                code_updated = true;
                 (Status::Updated, s3)
             };
             let layers = match &f.layers {
                 None => None,
                 Some(wanted) => {
-                    let new = plan::layer_arns(wanted, &layer_arns);
-                    let status = if new == deployed.layers {
+                    let change = plan::merge_layers(
+                        wanted,
+                        &layer_arns,
+                        &deployed.layers,
+                        opts.remove_unmanaged_layers,
+                    );
+                    for kept in &change.kept {
+                        let w = format!(
+                            "{}: keeps layer {kept}, attached on AWS but not named in lambda.toml (add it to the function's layers to declare it, or deploy with --remove-unmanaged-layers to remove it)",
+                            f.aws_name
+                        );
+                        reporter.warn(&w);
+                        warnings.push(w);
+                    }
+                    let status = if change.new == deployed.layers {
                         Status::Unchanged
                     } else if opts.plan {
                         Status::WouldUpdate
                     } else {
-                        self.update_layers(&f.aws_name, &new, reporter).await?;
+                        self.update_layers(&f.aws_name, &change.new, reporter)
+                            .await
+                            .map_err(|e| e.code_updated_first(&f.aws_name, code_updated))?;
                         Status::Updated
                     };
                     Some(LayersReport {
                         status,
                         old: deployed.layers.clone(),
-                        new,
+                        new: change.new,
+                        removed: change.removed,
                     })
                 }
             };
@@ -508,11 +532,18 @@ impl Deployer {
         opts: &DeployOptions,
         reporter: &Reporter,
     ) -> Result<Option<S3Object>> {
-        let Some(mut object) = self.stage_plan(sha256, size, opts).await? else {
+        let Some(mut object) = self.stage_plan(sha256, code_sha256, size, opts).await? else {
             return Ok(None);
         };
         if object.existed {
             return Ok(Some(object));
+        }
+        if object.replaced {
+            reporter.warn(format!(
+                "{} holds other bytes than {} (its size or SHA-256 differs): uploading the zip again",
+                s3_url(&object),
+                zip.display()
+            ));
         }
         reporter.info(format!(
             "uploading {} ({}) to s3://{}/{}",
@@ -529,7 +560,9 @@ impl Deployer {
             .bucket(&object.bucket)
             .key(&object.key)
             .body(body)
-            // S3 checks the bytes against it; it is the zip's CodeSha256.
+            // S3 checks the bytes against it and keeps it (HeadObject
+            // returns it): it is the zip's CodeSha256.
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .checksum_sha256(code_sha256)
             .send()
             .await
@@ -538,10 +571,14 @@ impl Deployer {
         Ok(Some(object))
     }
 
-    /// Where a zip would be staged and whether it is already there (reads only).
+    /// Where a zip would be staged and whether it is already there (reads
+    /// only). An object at the key is the zip only if its size and its
+    /// SHA-256 (stored by S3 at upload) are the zip's: anyone who can write
+    /// the bucket can put other bytes there, and those must never go live.
     async fn stage_plan(
         &self,
         sha256: &str,
+        code_sha256: &str,
         size: u64,
         opts: &DeployOptions,
     ) -> Result<Option<S3Object>> {
@@ -556,16 +593,23 @@ impl Deployer {
             bucket: bucket.clone(),
             key: opts.s3_key(sha256),
             existed: false,
+            replaced: false,
         };
         match self
             .s3
             .head_object()
             .bucket(&object.bucket)
             .key(&object.key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
         {
-            Ok(_) => object.existed = true,
+            Ok(head) => {
+                let same = head.content_length() == Some(size as i64)
+                    && head.checksum_sha256() == Some(code_sha256);
+                object.existed = same;
+                object.replaced = !same;
+            }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
             Err(e) => return Err(api_error("s3:GetObject", &s3_url(&object), e)),
         }

@@ -57,6 +57,14 @@ pub enum DeployError {
         expected: String,
         got: String,
     },
+    /// A call failed after earlier writes of the same deploy succeeded:
+    /// says which state the function is left in.
+    #[error("{source}\n  {name} is left with {state}")]
+    Partial {
+        name: String,
+        state: &'static str,
+        source: Box<DeployError>,
+    },
     #[error("cannot start the AWS client: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -64,6 +72,33 @@ pub enum DeployError {
 }
 
 impl DeployError {
+    /// This error, saying that `name` already runs the new code (when
+    /// `code_updated`) but not its new layer list.
+    pub(super) fn code_updated_first(self, name: &str, code_updated: bool) -> DeployError {
+        if !code_updated {
+            return self.after_layers(name);
+        }
+        DeployError::Partial {
+            name: name.to_string(),
+            state: "its new code but its previous layer list",
+            source: Box::new(self),
+        }
+    }
+
+    /// This error, saying that `name` still runs its previous code and
+    /// layers (new layer versions may already be published; nothing uses
+    /// them yet).
+    pub(super) fn after_layers(self, name: &str) -> DeployError {
+        if matches!(self, DeployError::Partial { .. }) {
+            return self;
+        }
+        DeployError::Partial {
+            name: name.to_string(),
+            state: "its previous code and layers (new layer versions, if any, are published but not used yet)",
+            source: Box::new(self),
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             DeployError::NeedsBucket { .. } => Some(
@@ -111,6 +146,10 @@ impl DeployError {
             DeployError::HashMismatch { .. } => {
                 Some("deploy again; if it persists the zip changed during the upload".into())
             }
+            DeployError::Partial { source, .. } => Some(format!(
+                "{}deploy again: it converges (what is already on AWS is not written twice)",
+                source.hint().map(|h| format!("{h}; then ")).unwrap_or_default()
+            )),
             DeployError::Runtime(_) | DeployError::Io(_) => None,
         }
     }

@@ -109,7 +109,8 @@ impl Workspace {
         self.functions().find(|p| p.name == name)
     }
 
-    /// The layers `plan` uses, in its order.
+    /// The layers `plan` uses that this manifest builds, in its order
+    /// (layer version ARNs it names are not among them).
     pub fn layers_of(&self, plan: &Plan) -> Vec<&Plan> {
         match &plan.kind {
             ArtifactKind::Function { layers } => {
@@ -244,7 +245,30 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
                     "merge layers (one dependency layer is usually enough), or move code into the function",
                 ));
             }
+            let mut seen: Vec<&str> = Vec::new();
             for used in uses.get_ref() {
+                let entry = used.get_ref().as_str();
+                if seen.contains(&entry) {
+                    return Err(ctx.at(
+                        used.span(),
+                        format!("function {:?} names layer {entry:?} twice", name.get_ref()),
+                        "a layer is attached once: remove the repeated entry",
+                    ));
+                }
+                seen.push(entry);
+                if entry.starts_with("arn:") {
+                    if let Err(why) = check_layer_arn(entry) {
+                        return Err(ctx.at(
+                            used.span(),
+                            format!(
+                                "function {:?}: {entry:?} is not a layer version ARN: {why}",
+                                name.get_ref()
+                            ),
+                            "write arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION (as `aws lambda list-layer-versions` prints it), or a layer name from a [layers.NAME] table",
+                        ));
+                    }
+                    continue;
+                }
                 if !layer_tables.keys().any(|l| l.get_ref() == used.get_ref()) {
                     let known: Vec<&str> =
                         layer_tables.keys().map(|l| l.get_ref().as_str()).collect();
@@ -257,10 +281,10 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
                             used.get_ref()
                         ),
                         &if known.is_empty() {
-                            "define the layer in a [layers.NAME] table, or remove it from layers"
+                            "define the layer in a [layers.NAME] table, name a layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION), or remove it from layers"
                                 .to_string()
                         } else {
-                            format!("layers defined: {}", known.join(", "))
+                            format!("layers defined: {} (or name a layer version ARN)", known.join(", "))
                         },
                     ));
                 }
@@ -643,4 +667,59 @@ fn merge_output(
         )),
         (m, _) => m,
     }
+}
+
+/// Whether `arn` has the shape of a layer version ARN,
+/// `arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME:VERSION`; the reason
+/// when not. Only the shape: whether the version exists is AWS's to say.
+pub fn check_layer_arn(arn: &str) -> Result<(), &'static str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [
+        "arn",
+        partition,
+        "lambda",
+        region,
+        account,
+        "layer",
+        name,
+        version,
+    ] = parts.as_slice()
+    else {
+        return Err(
+            "expected eight ':'-separated parts, arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION",
+        );
+    };
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !partition.starts_with("aws") || !word(partition) {
+        return Err("the partition is not aws, aws-cn or aws-us-gov");
+    }
+    if !word(region) {
+        return Err("the region is empty or not a region name");
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the account is not 12 digits");
+    }
+    if name.is_empty()
+        || name.len() > 140
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("the layer name is not 1-140 letters, digits, '-' or '_'");
+    }
+    if version.is_empty()
+        || !version.bytes().all(|b| b.is_ascii_digit())
+        || version.starts_with('0')
+    {
+        return Err(
+            "the version is not a positive number (a layer is attached by one of its versions)",
+        );
+    }
+    Ok(())
+}
+
+/// A layer version ARN without its version: what stays the same from one
+/// version of a layer to the next.
+pub fn layer_of_arn(arn: &str) -> &str {
+    arn.rsplit_once(':').map_or(arn, |(layer, _)| layer)
 }

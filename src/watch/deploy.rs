@@ -163,7 +163,7 @@ impl DeploySession {
                 f.layers
                     .iter()
                     .flatten()
-                    .any(|r| matches!(r, LayerRef::Managed(n) if n == name))
+                    .any(|r| matches!(r, LayerRef::Managed { name: n, .. } if n == name))
             };
             // Its layers, published above or earlier: the deploy reads their
             // versions to point the function at them.
@@ -228,7 +228,7 @@ fn to_deploy(
         f.layers
             .iter()
             .flatten()
-            .any(|r| matches!(r, LayerRef::Managed(n) if pred(n)))
+            .any(|r| matches!(r, LayerRef::Managed { name: n, .. } if pred(n)))
     };
     let functions: Vec<_> = functions
         .into_iter()
@@ -266,7 +266,10 @@ mod tests {
             layers: Some(
                 layers
                     .iter()
-                    .map(|l| LayerRef::Managed(l.to_string()))
+                    .map(|l| LayerRef::Managed {
+                        name: l.to_string(),
+                        aws_name: l.to_string(),
+                    })
                     .collect(),
             ),
         }

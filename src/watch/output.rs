@@ -453,6 +453,7 @@ mod tests {
                     status: DeployStatus::Unchanged,
                     old: vec!["arn:common:3".into()],
                     new: vec!["arn:common:3".into()],
+                    removed: vec![],
                 }),
                 warnings: vec![],
                 ms: 812,
