@@ -76,7 +76,11 @@ impl Error {
             ) => 2,
             Error::ArtifactsFailed { code, .. } => *code,
             #[cfg(feature = "aws")]
-            Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
+            Error::Deploy(
+                DeployError::NeedsBucket { .. }
+                | DeployError::Mismatch { .. }
+                | DeployError::BadTimeout { .. },
+            ) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
             Error::Store(StoreError::BadSize { .. }) => 2,
             _ => 1,

@@ -26,6 +26,61 @@ use crate::size::DIRECT_UPLOAD_LIMIT;
 const UPDATE_WAIT: Duration = Duration::from_secs(300);
 /// Attempts per call (throttling and transient errors, with backoff).
 const MAX_ATTEMPTS: u32 = 6;
+/// How long one attempt of a call may take by default (LBUILD_AWS_TIMEOUT
+/// sets it); a call with its retries gets [`OPERATION_ATTEMPTS`] times that.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// One call, its retries included, is bounded by this many attempt
+/// timeouts: a silent endpoint fails a call within about a minute.
+const OPERATION_ATTEMPTS: u32 = 3;
+/// Opening a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An upload's bound grows by one second per this many bytes (a slow
+/// 1 MiB/s link still finishes a 50 MB zip).
+const UPLOAD_BYTES_PER_SECOND: u64 = 1 << 20;
+
+/// The bounds of every AWS call: connect, one attempt (reading the
+/// response included), the whole operation with its retries; an upload's
+/// grow with its size ([`Timeouts::for_upload`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    attempt: Duration,
+}
+
+impl Timeouts {
+    /// From `LBUILD_AWS_TIMEOUT` (seconds per attempt), else the default.
+    pub fn from_env() -> Result<Timeouts> {
+        match std::env::var("LBUILD_AWS_TIMEOUT") {
+            Err(_) => Ok(Timeouts {
+                attempt: ATTEMPT_TIMEOUT,
+            }),
+            Ok(value) => match value.trim().parse::<u64>() {
+                Ok(secs @ 1..=3600) => Ok(Timeouts {
+                    attempt: Duration::from_secs(secs),
+                }),
+                _ => Err(DeployError::BadTimeout { value }),
+            },
+        }
+    }
+
+    fn config(&self, attempt: Duration) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(attempt))
+            .read_timeout(attempt)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * OPERATION_ATTEMPTS)
+            .build()
+    }
+
+    /// The bounds of a call that sends `bytes`.
+    fn for_upload(&self, bytes: u64) -> aws_config::timeout::TimeoutConfig {
+        self.config(self.attempt + Duration::from_secs(bytes / UPLOAD_BYTES_PER_SECOND))
+    }
+
+    /// The longest one call may take, for messages.
+    fn operation(&self) -> Duration {
+        self.attempt * OPERATION_ATTEMPTS
+    }
+}
 /// Layer versions lbuild publishes carry this description, so a later
 /// deploy can match them without a GetLayerVersion per version.
 const LAYER_TAG: &str = "lbuild CodeSha256=";
@@ -52,6 +107,7 @@ pub struct Deployer {
     lambda: aws_sdk_lambda::Client,
     s3: aws_sdk_s3::Client,
     region: String,
+    timeouts: Timeouts,
 }
 
 impl Deployer {
@@ -70,11 +126,13 @@ impl Deployer {
             .enable_all()
             .build()
             .map_err(DeployError::Runtime)?;
+        let timeouts = Timeouts::from_env()?;
         let (config, region) = rt.block_on(async {
             let config = loader
                 .retry_config(
                     aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
                 )
+                .timeout_config(timeouts.config(timeouts.attempt))
                 .load()
                 .await;
             let region = config
@@ -88,9 +146,16 @@ impl Deployer {
                     .ok_or_else(|| DeployError::NoCredentials {
                         message: "no credentials provider".into(),
                     })?;
-            provider
-                .provide_credentials()
+            // Bounded too: a credential process or an instance metadata
+            // endpoint can hang like any other.
+            tokio::time::timeout(timeouts.operation(), provider.provide_credentials())
                 .await
+                .map_err(|_| DeployError::NoCredentials {
+                    message: format!(
+                        "the credentials provider did not answer within {} s",
+                        timeouts.operation().as_secs()
+                    ),
+                })?
                 .map_err(|e| DeployError::NoCredentials {
                     message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
                 })?;
@@ -108,6 +173,7 @@ impl Deployer {
             lambda,
             s3,
             region,
+            timeouts,
         })
     }
 
@@ -357,6 +423,11 @@ impl Deployer {
                 .compatible_architectures(aws_sdk_lambda::types::Architecture::from(a.as_str()));
         }
         let out = call
+            .customize()
+            .config_override(
+                aws_sdk_lambda::config::Builder::default()
+                    .timeout_config(self.timeouts.for_upload(layer.size)),
+            )
             .send()
             .await
             .map_err(|e| api_error("lambda:PublishLayerVersion", &layer.aws_name, e))?;
@@ -453,6 +524,10 @@ impl Deployer {
                 (None, Some(b)) => call.zip_file(b.clone()),
                 (None, None) => unreachable!("either staged or read"),
             };
+            let call = call.customize().config_override(
+                aws_sdk_lambda::config::Builder::default()
+                    .timeout_config(self.timeouts.for_upload(f.size)),
+            );
             match call.send().await {
                 Ok(out) => break out,
                 // Another update started since GetFunction: let it finish.
@@ -564,6 +639,11 @@ impl Deployer {
             // returns it): it is the zip's CodeSha256.
             .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .checksum_sha256(code_sha256)
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .timeout_config(self.timeouts.for_upload(size)),
+            )
             .send()
             .await
             .map_err(|e| api_error("s3:PutObject", &s3_url(&object), e))?;
@@ -621,7 +701,8 @@ fn s3_url(o: &S3Object) -> String {
     format!("s3://{}/{}", o.bucket, o.key)
 }
 
-/// A failed SDK call as a [`DeployError`] (see [`classify`]).
+/// A failed SDK call as a [`DeployError`] (see [`classify`]): code and
+/// message, never the SDK's debug dump.
 fn api_error<E>(action: &'static str, resource: &str, e: SdkError<E>) -> DeployError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -638,6 +719,34 @@ where
         response
             .as_ref()
             .map(|(status, body)| (*status, body.as_str())),
-        || aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+        || match &e {
+            SdkError::TimeoutError(_) => {
+                "no answer in time (LBUILD_AWS_TIMEOUT sets the seconds one attempt may take)"
+                    .to_string()
+            }
+            SdkError::DispatchFailure(d) if d.is_timeout() => {
+                "no answer in time (LBUILD_AWS_TIMEOUT sets the seconds one attempt may take)"
+                    .to_string()
+            }
+            SdkError::DispatchFailure(d) if d.is_io() => {
+                format!("cannot reach the endpoint: {}", innermost(&e))
+            }
+            _ => innermost(&e),
+        },
     )
+}
+
+/// The last message of an error's chain: what actually went wrong, in one
+/// line, with control characters escaped (it can carry text from outside).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() {
+            last = text;
+        }
+        source = s.source();
+    }
+    super::error::escape_controls(&last.chars().take(300).collect::<String>())
 }

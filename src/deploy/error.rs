@@ -65,6 +65,8 @@ pub enum DeployError {
         state: &'static str,
         source: Box<DeployError>,
     },
+    #[error("LBUILD_AWS_TIMEOUT={value:?} is not a number of seconds from 1 to 3600")]
+    BadTimeout { value: String },
     #[error("cannot start the AWS client: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -150,6 +152,10 @@ impl DeployError {
                 "{}deploy again: it converges (what is already on AWS is not written twice)",
                 source.hint().map(|h| format!("{h}; then ")).unwrap_or_default()
             )),
+            DeployError::BadTimeout { .. } => Some(
+                "set LBUILD_AWS_TIMEOUT to the seconds one AWS call may take (default 20; an operation with its retries gets 3 times that, an upload more by its size), or unset it"
+                    .into(),
+            ),
             DeployError::Runtime(_) | DeployError::Io(_) => None,
         }
     }
@@ -180,10 +186,14 @@ pub(super) fn classify(
         message.map(String::from).or_else(|| xml("Message")),
         response,
     ) {
-        (Some(m), _) => format!("{}: {m}", code.as_deref().unwrap_or("error")),
+        (Some(m), _) => format!(
+            "{}: {}",
+            code.as_deref().unwrap_or("error"),
+            escape_controls(&m)
+        ),
         (None, Some((status, _))) => format!(
             "HTTP {status} {}",
-            body.chars().take(200).collect::<String>().trim()
+            escape_controls(body.chars().take(200).collect::<String>().trim())
         ),
         (None, None) => context(),
     };
@@ -215,6 +225,20 @@ pub(super) fn classify(
             message,
         }
     }
+}
+
+/// Text from outside (an endpoint's message or body) made safe for a
+/// terminal: control characters escaped.
+pub(super) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::process::Output;
 
 use crate::common::{TestProject, assert_success, sha256_hex};
-use crate::moto::{Moto, REGION, no_aws_env};
+use crate::moto::{Moto, REGION, no_aws_env, silent_endpoint};
 
 const MANIFEST: &str = r#"[function]
 name = "hello"
@@ -603,4 +603,53 @@ fn deploy_sets_declared_layers_in_order_and_keeps_the_ones_it_does_not_manage() 
     );
     assert_success(&deploy(&p, &moto, &[]));
     assert_eq!(layers_of(), [common.as_str(), public]);
+}
+
+#[test]
+fn a_silent_endpoint_fails_the_deploy_within_the_bound_with_a_short_error() {
+    let p = project();
+    assert_success(&p.run(&[]));
+    let endpoint = silent_endpoint();
+    let mut cmd = p.cmd();
+    no_aws_env(&mut cmd, p.path())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("LBUILD_AWS_TIMEOUT", "2")
+        .arg("deploy");
+    let started = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // Three attempts' worth (2 s each) bound the call; well under a minute.
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?}: {stderr}"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "took {took:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("lambda:GetFunction hello failed: no answer in time"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("LBUILD_AWS_TIMEOUT"), "{stderr}");
+    let error_line = stderr.lines().find(|l| l.contains("GetFunction")).unwrap();
+    assert!(error_line.len() < 200, "no SDK dump: {error_line}");
+
+    // A bound that is not a number is bad input, refused before any call.
+    let mut cmd = p.cmd();
+    no_aws_env(&mut cmd, p.path())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("LBUILD_AWS_TIMEOUT", "soon")
+        .arg("deploy");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LBUILD_AWS_TIMEOUT=\"soon\""));
 }

@@ -287,3 +287,21 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// An endpoint that accepts connections and never answers (a hung proxy):
+/// its URL. The listener and the accepted sockets live as long as the
+/// test process.
+pub fn silent_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
