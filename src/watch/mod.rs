@@ -26,12 +26,14 @@
 //! - **The session** ([`session`]): what one rebuild is, what is news,
 //!   the manifest last loaded and the directories watched.
 //! - **Deploying** (`--deploy`, `deploy`, behind the `aws` feature): after
-//!   the build's line, on the loop's thread (so deploys never overlap and
-//!   saves made during one are the next batch), the artifacts whose zip is
-//!   not the one last deployed go through one `Deployer` kept for the
-//!   session: the stale layers in one call, then each function in its own,
-//!   so one that fails (not created yet) holds back no other. A failure is
-//!   a line too, and the watch goes on.
+//!   the build's line, the built zips go to a deploy thread, which deploys
+//!   one batch at a time while the loop keeps building; rebuilds that
+//!   finish during a deploy coalesce into the next one, of the newest
+//!   zips. The artifacts whose zip is not the one last deployed go through
+//!   one `Deployer` kept for the session: the stale layers in one call,
+//!   then each function in its own, so one that fails (not created yet)
+//!   holds back no other. A failure is a line too, and the watch goes on;
+//!   a stop abandons a deploy in progress rather than wait for AWS.
 //! - **Backends**: inotify (notify's recommended watcher), or with `--poll`
 //!   [`poll::StatPoller`], which stats the same directories on a timer.
 //! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
@@ -94,6 +96,8 @@ pub enum WatchError {
     Limit { watched: usize },
     #[error("cannot install the Ctrl-C/SIGTERM handler: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the deploy thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl WatchError {
@@ -101,7 +105,7 @@ impl WatchError {
         match self {
             WatchError::Start(_) => Some("the inotify instance limit may be reached (`sysctl fs.inotify.max_user_instances`); raise it, or run `lbuild watch --poll`".into()),
             WatchError::Limit { .. } => Some("raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/), exclude large directories from the sources root, or run `lbuild watch --poll`".into()),
-            WatchError::Signals(_) => None,
+            WatchError::Signals(_) | WatchError::Thread(_) => None,
         }
     }
 }
@@ -126,7 +130,11 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     let mut session = Session::new(manifest_path, reporter.clone(), Arc::clone(&stop));
     #[cfg(feature = "aws")]
     if let Some(opts) = &options.deploy {
-        session.deploy = Some(deploy::DeploySession::connect(opts)?);
+        session.deploy = Some(deploy::DeployWorker::start(
+            opts,
+            reporter,
+            Arc::clone(&stop),
+        )?);
     }
     session.reload();
     // Watch before the first build: a save during it is not lost, and the
@@ -162,6 +170,12 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
             session.rewatch(watcher.as_mut(), &batch.paths)?;
         }
         open = session.rebuild(&batch, false);
+    }
+    #[cfg(feature = "aws")]
+    if session.deploy.as_ref().is_some_and(|d| d.in_flight()) {
+        reporter.warn(
+            "stopped with a deploy in progress: it was abandoned (a function is left either as it was or with its new code); run `lbuild deploy` to finish it",
+        );
     }
     reporter.info("stopped watching");
     Ok(())

@@ -14,7 +14,7 @@ use notify::{RecursiveMode, Watcher};
 
 use super::debounce::{Batch, Step};
 #[cfg(feature = "aws")]
-use super::deploy::DeploySession;
+use super::deploy::DeployWorker;
 use super::filter::{Filter, vanished};
 use super::output::{self, Failure, Found, Recheck, Stamp};
 use super::targets::Targets;
@@ -49,7 +49,7 @@ pub(super) struct Session {
     last_error: Option<Failure>,
     /// `--deploy`.
     #[cfg(feature = "aws")]
-    pub(super) deploy: Option<DeploySession>,
+    pub(super) deploy: Option<DeployWorker>,
 }
 
 impl Session {
@@ -272,8 +272,9 @@ impl Session {
         false
     }
 
-    /// `--deploy`, after a rebuild (`deploy.rs`); not once a signal asked
-    /// the watch to stop. Returns false when stdout is gone.
+    /// `--deploy`, after a rebuild: hands the zips to the deploy thread
+    /// (`deploy.rs`) and returns; not once a signal asked the watch to
+    /// stop. Returns false when stdout is gone.
     #[cfg(feature = "aws")]
     fn deploy_changed(
         &mut self,
@@ -282,9 +283,9 @@ impl Session {
         initial: bool,
         touches_input: bool,
     ) -> bool {
-        match self.deploy.as_mut() {
+        match self.deploy.as_ref() {
             Some(d) if !self.stopping.load(Ordering::SeqCst) => {
-                d.after_rebuild(ws, built, initial, touches_input, &self.reporter)
+                d.submit(ws, built, initial, touches_input)
             }
             _ => true,
         }
