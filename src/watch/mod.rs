@@ -16,7 +16,10 @@
 //! - **Debouncing** ([`debounce`]): a batch closes once no kept event
 //!   arrived for `--debounce-ms` (capped at [`MAX_BATCH_WAIT`]), so one
 //!   save — even a rename-and-replace that briefly deletes the file — is
-//!   one batch.
+//!   one batch. A rebuild that a save interrupted (an input changed while
+//!   its zip was written) prints nothing and runs again after the next
+//!   quiet period; under saves that never stop, [`MAX_BATCH_WAIT`] still
+//!   cuts a batch, so zips keep coming.
 //! - **Output** ([`output`]): one line (or JSON object) per build that
 //!   produced a different zip, ran a stage, failed, or recovered from a
 //!   failure. A re-check that finds everything cached prints nothing (with
@@ -158,7 +161,8 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     }
 
     while open && !stop.load(Ordering::SeqCst) {
-        let Some(batch) = debounce::next_batch(&rx, window, |msg| session.step(msg)) else {
+        let carry = session.take_retry();
+        let Some(batch) = debounce::next_batch(&rx, window, carry, |msg| session.step(msg)) else {
             break;
         };
         if stop.load(Ordering::SeqCst) {

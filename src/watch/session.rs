@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
@@ -47,10 +48,21 @@ pub(super) struct Session {
     last_sha: Option<String>,
     /// The failure the last build reported, if it failed.
     last_error: Option<Failure>,
+    /// A rebuild a save interrupted ("changed while the zip was being
+    /// written"): its batch, built again after the next quiet period
+    /// ([`Session::take_retry`]).
+    retry: Option<Batch>,
+    /// Since when every rebuild was interrupted: past
+    /// [`REPORT_INTERRUPTIONS_AFTER`] the failure is shown.
+    interrupted_since: Option<Instant>,
     /// `--deploy`.
     #[cfg(feature = "aws")]
     pub(super) deploy: Option<DeployWorker>,
 }
+
+/// Rebuilds interrupted by saves are retried silently for this long; then
+/// the interruption is reported (and retrying goes on).
+const REPORT_INTERRUPTIONS_AFTER: Duration = Duration::from_secs(10);
 
 impl Session {
     pub(super) fn new(
@@ -75,6 +87,8 @@ impl Session {
             watched: BTreeSet::new(),
             last_sha: None,
             last_error: None,
+            retry: None,
+            interrupted_since: None,
             #[cfg(feature = "aws")]
             deploy: None,
         }
@@ -180,6 +194,35 @@ impl Session {
                 .is_some_and(|(_, t)| batch.paths.iter().any(|p| t.replans_on(p)))
     }
 
+    /// The batch of a rebuild that a save interrupted, to build again.
+    pub(super) fn take_retry(&mut self) -> Option<Batch> {
+        self.retry.take()
+    }
+
+    /// Whether this build result is an interruption to retry quietly
+    /// (then it is recorded, and nothing is printed): an input changed
+    /// while the zip was written, and not for too long already.
+    fn interrupted<'e>(
+        &mut self,
+        mut errors: impl Iterator<Item = &'e crate::Error>,
+        batch: &Batch,
+    ) -> bool {
+        if !errors.any(crate::Error::is_interrupted) {
+            self.interrupted_since = None;
+            return false;
+        }
+        let since = *self.interrupted_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= REPORT_INTERRUPTIONS_AFTER {
+            // Shown once, then quiet again for as long.
+            self.interrupted_since = None;
+            self.retry = Some(batch.clone());
+            return false;
+        }
+        self.retry = Some(batch.clone());
+        let _ = self.build_reporter.take_warnings();
+        true
+    }
+
     /// Builds and reports. Returns false when stdout is gone (the reader
     /// quit), which ends the watch.
     pub(super) fn rebuild(&mut self, batch: &Batch, initial: bool) -> bool {
@@ -195,7 +238,11 @@ impl Session {
             (None, Some(plan)) => match BuildContext::for_plan(plan, &self.build_reporter)
                 .and_then(|cx| pipeline::build(&cx, plan))
             {
-                Ok(outcome) => Found::Built(outcome),
+                Ok(outcome) => {
+                    self.interrupted_since = None;
+                    Found::Built(outcome)
+                }
+                Err(e) if self.interrupted(std::iter::once(&e), batch) => return true,
                 Err(e) => Found::Failed(Failure::from(&e)),
             },
             (None, None) => Found::Failed(Failure {
@@ -300,35 +347,48 @@ impl Session {
     /// one that ran or failed gets its own line.
     fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
         let (changed, touches_input) = self.changed(batch);
-        let results: Vec<(String, Option<PathBuf>, Found)> =
-            match BuildContext::for_workspace(ws, &self.build_reporter)
-                .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]))
-            {
-                Ok(outcome) => outcome
-                    .artifacts
-                    .into_iter()
-                    .map(|a| match a {
-                        pipeline::ArtifactResult::Built(o) => (
-                            format!("{} {}", o.kind, o.name),
-                            Some(o.zip.clone()),
-                            Found::Built(o),
-                        ),
-                        pipeline::ArtifactResult::Failed { name, kind, error } => {
-                            let zip = ws
-                                .artifacts
-                                .iter()
-                                .find(|p| p.name == name && p.kind.label() == kind)
-                                .map(|p| p.output.path.clone());
-                            (
-                                format!("{kind} {name}"),
-                                zip,
-                                Found::Failed(Failure::from(&error)),
-                            )
-                        }
-                    })
-                    .collect(),
-                Err(e) => vec![("workspace".into(), None, Found::Failed(Failure::from(&e)))],
-            };
+        let built = BuildContext::for_workspace(ws, &self.build_reporter)
+            .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]));
+        let errors: Vec<&crate::Error> = match &built {
+            Ok(outcome) => outcome
+                .artifacts
+                .iter()
+                .filter_map(|a| match a {
+                    pipeline::ArtifactResult::Failed { error, .. } => Some(error),
+                    pipeline::ArtifactResult::Built(_) => None,
+                })
+                .collect(),
+            Err(e) => vec![e],
+        };
+        if self.interrupted(errors.into_iter(), batch) {
+            return true;
+        }
+        let results: Vec<(String, Option<PathBuf>, Found)> = match built {
+            Ok(outcome) => outcome
+                .artifacts
+                .into_iter()
+                .map(|a| match a {
+                    pipeline::ArtifactResult::Built(o) => (
+                        format!("{} {}", o.kind, o.name),
+                        Some(o.zip.clone()),
+                        Found::Built(o),
+                    ),
+                    pipeline::ArtifactResult::Failed { name, kind, error } => {
+                        let zip = ws
+                            .artifacts
+                            .iter()
+                            .find(|p| p.name == name && p.kind.label() == kind)
+                            .map(|p| p.output.path.clone());
+                        (
+                            format!("{kind} {name}"),
+                            zip,
+                            Found::Failed(Failure::from(&error)),
+                        )
+                    }
+                })
+                .collect(),
+            Err(e) => vec![("workspace".into(), None, Found::Failed(Failure::from(&e)))],
+        };
         if self.stopping.load(Ordering::SeqCst)
             && results
                 .iter()
