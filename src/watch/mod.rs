@@ -39,6 +39,9 @@
 //!   a stop abandons a deploy in progress rather than wait for AWS.
 //! - **Backends**: inotify (notify's recommended watcher), or with `--poll`
 //!   [`poll::StatPoller`], which stats the same directories on a timer.
+//! - **The project moved**: a batch after the project directory was moved
+//!   or deleted (it is no longer at its path, or another directory is)
+//!   ends the watch with an error that says so.
 //! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
 //!   between builds; a build in progress finishes (its zip is written to a
 //!   temp file and renamed, the cache uses SQLite transactions). A second
@@ -101,6 +104,8 @@ pub enum WatchError {
     Signals(std::io::Error),
     #[error("cannot start the deploy thread: {0}")]
     Thread(std::io::Error),
+    #[error("the project directory {} was {what}: stopped watching", dir.display())]
+    ProjectGone { dir: PathBuf, what: &'static str },
 }
 
 impl WatchError {
@@ -108,6 +113,10 @@ impl WatchError {
         match self {
             WatchError::Start(_) => Some("the inotify instance limit may be reached (`sysctl fs.inotify.max_user_instances`); raise it, or run `lbuild watch --poll`".into()),
             WatchError::Limit { .. } => Some("raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/), exclude large directories from the sources root, or run `lbuild watch --poll`".into()),
+            WatchError::ProjectGone { .. } => Some(
+                "start `lbuild watch` again where the project is now (lbuild follows paths, not the directory)"
+                    .into(),
+            ),
             WatchError::Signals(_) | WatchError::Thread(_) => None,
         }
     }
@@ -168,6 +177,9 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        // Every path lbuild holds is under the old location: building on
+        // would fail for ever.
+        session.check_project_dir()?;
         let replan = session.replan_needed(&batch);
         session.reload();
         if replan || session.replan_needed(&batch) {

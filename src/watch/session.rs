@@ -55,9 +55,18 @@ pub(super) struct Session {
     /// Since when every rebuild was interrupted: past
     /// [`REPORT_INTERRUPTIONS_AFTER`] the failure is shown.
     interrupted_since: Option<Instant>,
+    /// The project directory's (device, inode) when the watch started.
+    project_dir_id: Option<(u64, u64)>,
     /// `--deploy`.
     #[cfg(feature = "aws")]
     pub(super) deploy: Option<DeployWorker>,
+}
+
+/// A directory's (device, inode): what stays the same while it is the
+/// same directory, wherever it is.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Rebuilds interrupted by saves are retried silently for this long; then
@@ -74,6 +83,7 @@ impl Session {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        let project_dir_id = dir_id(&manifest_dir);
         Session {
             manifest_path,
             filter: Filter::new(manifest_dir.clone()),
@@ -89,6 +99,7 @@ impl Session {
             last_error: None,
             retry: None,
             interrupted_since: None,
+            project_dir_id,
             #[cfg(feature = "aws")]
             deploy: None,
         }
@@ -192,6 +203,23 @@ impl Session {
                 .loaded
                 .as_ref()
                 .is_some_and(|(_, t)| batch.paths.iter().any(|p| t.replans_on(p)))
+    }
+
+    /// An error when the project directory is no longer at its path (moved
+    /// or deleted), or another directory took its place.
+    pub(super) fn check_project_dir(&self) -> Result<(), WatchError> {
+        let Some(id) = self.project_dir_id else {
+            return Ok(());
+        };
+        let what = match dir_id(&self.manifest_dir) {
+            Some(now) if now == id => return Ok(()),
+            Some(_) => "replaced by another directory",
+            None => "moved or deleted",
+        };
+        Err(WatchError::ProjectGone {
+            dir: self.manifest_dir.clone(),
+            what,
+        })
     }
 
     /// The batch of a rebuild that a save interrupted, to build again.

@@ -881,3 +881,47 @@ fn continuous_saves_every_150_ms_keep_producing_zips() {
     }
     assert!(!w.stderr().contains("changed while"), "{}", w.stderr());
 }
+
+/// The project directory moved while watched: the next save ends the
+/// watch with an error that says so, instead of failing every save with
+/// "cannot open .../lambda.toml".
+#[test]
+fn a_moved_project_ends_the_watch_with_a_clear_error() {
+    let p = TestProject::hello();
+    let mut w = Watch::start(&p, &[]);
+    w.build("the initial build");
+    let name = p.path().file_name().unwrap().to_str().unwrap().to_string();
+    let moved = p.path().with_file_name(format!("{name}-moved"));
+    std::fs::rename(p.path(), &moved).unwrap();
+    std::fs::write(moved.join("util.py"), "def greet():\n    return 'moved'\n").unwrap();
+    let until = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > until {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Back where the temp dir is removed from.
+    std::fs::rename(&moved, p.path()).unwrap();
+    let status = status.unwrap_or_else(|| panic!("watch did not end: {}", w.stderr()));
+    if let Some(reader) = w.stderr_reader.take() {
+        reader.join().unwrap();
+    }
+    let stderr = w.stderr();
+    assert!(!status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the project directory {} was moved or deleted: stopped watching",
+            p.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("start `lbuild watch` again where the project is now"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("failed to open"), "{stderr}");
+}
