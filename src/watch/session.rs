@@ -320,6 +320,7 @@ impl Session {
             found: &found,
             news,
             last_good,
+            artifact: None,
         };
         let ok = print(output::render(
             &recheck,
@@ -462,6 +463,7 @@ impl Session {
                 found,
                 news,
                 last_good: zip.as_deref().filter(|p| p.exists()),
+                artifact: Some(id),
             };
             ok &= print(output::render(
                 &recheck,
