@@ -653,3 +653,62 @@ fn a_silent_endpoint_fails_the_deploy_within_the_bound_with_a_short_error() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("LBUILD_AWS_TIMEOUT=\"soon\""));
 }
+
+#[test]
+fn a_failure_after_the_code_update_says_what_state_the_function_is_in() {
+    let moto = Moto::start_unrecorded();
+    moto.create_function("f", "python3.11", "x86_64");
+    let public = moto.boto3(
+        "buf = io.BytesIO()\nwith zipfile.ZipFile(buf, 'w') as z:\n    z.writestr('python/x.py', '')\n\
+         print(json.dumps(lam.publish_layer_version(LayerName='public', Content={'ZipFile': buf.getvalue()})['LayerVersionArn']))",
+        &[],
+    );
+    let public = public.as_str().unwrap();
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        &format!(
+            "[defaults]\nruntime = \"python3.11\"\n\n[functions.f]\nhandler = \"app.handler\"\nlayers = [\"{public}\"]\n"
+        ),
+    );
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    // GetFunction, UpdateFunctionCode and the wait go through unchecked;
+    // UpdateFunctionConfiguration is denied.
+    let (key, secret) = moto.restricted_user(&["lambda:GetFunction"], 3);
+    let mut cmd = p.cmd();
+    moto.aws_env(&mut cmd)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .arg("deploy");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("access denied: lambda:UpdateFunctionConfiguration on f"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("f is left with its new code but its previous layer list"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("deploy again: it converges"), "{stderr}");
+    moto.unrestrict();
+    assert_eq!(
+        moto.function("f")["CodeSha256"],
+        local_code_sha256(&p, "f").as_str()
+    );
+    assert!(
+        moto.function("f")
+            .get("Layers")
+            .is_none_or(|l| l.as_array().unwrap().is_empty())
+    );
+
+    // Deploying again converges: the code is there, the layers are set.
+    let out = deploy(&p, &moto, &["--json"]);
+    assert_success(&out);
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(v["status"], "unchanged", "{v}");
+    assert_eq!(v["layers"]["status"], "updated", "{v}");
+    assert_eq!(moto.function("f")["Layers"][0]["Arn"], public);
+}

@@ -202,6 +202,17 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
         )
     }
 
+    /// Ends [`Moto::restricted_user`]'s enforcement: the next million
+    /// requests go through unchecked (to read back state as the test's
+    /// admin).
+    pub fn unrestrict(&self) {
+        self.boto3(
+            "import urllib.request\n\
+             urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'1000000', method='POST', headers={'Content-Type': 'text/plain'}))",
+            &[&self.endpoint()],
+        );
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         self.boto3("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
     }
