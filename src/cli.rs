@@ -583,6 +583,10 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
                     .join(", ")
             ),
         })?,
+        // A workspace of one function (and its layers): that one.
+        ([], false) if ws.functions().count() == 1 => {
+            ws.functions().next().expect("counted one function")
+        }
         _ => {
             return Err(crate::Error::Input {
                 message: "this workspace has several functions: say which one to invoke".into(),
@@ -617,15 +621,29 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
     };
     let cx = BuildContext::for_workspace(&ws, reporter)?;
     let built = pipeline::build_workspace(&cx, &ws, &names)?;
+    // The function's layers in its order: the manifest's own as built,
+    // an ARN by its local_layers copy (else named if an import fails).
     let mut layers = Vec::new();
-    for l in ws.layers_of(plan) {
-        let o = built
-            .built(&l.name, "layer")
-            .ok_or_else(|| crate::Error::Input {
-                message: format!("layer {:?} did not build", l.name),
-                hint: "run `lbuild` to see why".into(),
-            })?;
-        layers.push((o.zip.clone(), o.sha256.clone()));
+    let mut external = Vec::new();
+    let named = match &plan.kind {
+        crate::manifest::ArtifactKind::Function { layers } => layers.as_slice(),
+        crate::manifest::ArtifactKind::Layer { .. } => &[],
+    };
+    for entry in named {
+        if let Some(l) = ws.layer(entry) {
+            let o = built
+                .built(&l.name, "layer")
+                .ok_or_else(|| crate::Error::Input {
+                    message: format!("layer {:?} did not build", l.name),
+                    hint: "run `lbuild` to see why".into(),
+                })?;
+            layers.push(invoke::LocalLayer::Zip(o.zip.clone(), o.sha256.clone()));
+        } else if let Some((arn, path)) = plan.lambda.local_layers.iter().find(|(a, _)| a == entry)
+        {
+            layers.push(invoke::LocalLayer::mapped(arn, path)?);
+        } else {
+            external.push(entry.clone());
+        }
     }
     let outcome = match built.built(&plan.name, "function") {
         Some(o) => o.clone(),
@@ -662,7 +680,7 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
         scratch: plan.cache_dir.join("invoke"),
     };
     let result = invoke::run(&inv, &python)?;
-    match invoke::outcome_error(&result, &plan.handler) {
+    match invoke::outcome_error(&result, &plan.handler, &external) {
         None => Ok(()),
         Some(e) => Err(e.into()),
     }

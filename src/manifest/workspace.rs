@@ -54,8 +54,11 @@ struct RawFunctionEntry {
     handler: Spanned<String>,
     runtime: Option<Spanned<String>>,
     architecture: Option<Architecture>,
-    /// Names of `[layers.NAME]` tables, in the order Lambda stacks them.
+    /// Names of `[layers.NAME]` tables and layer version ARNs, in the
+    /// order Lambda stacks them.
     layers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// For `lbuild invoke`: a local directory or zip per layer ARN.
+    local_layers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     sources: Option<Spanned<RawSources>>,
     dependencies: Option<Spanned<RawDependencies>>,
     config: Option<Spanned<RawConfig>>,
@@ -289,6 +292,35 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
                     ));
                 }
             }
+        }
+        let mut plan = plan;
+        for (arn, path) in entry.get_ref().local_layers.iter().flatten() {
+            let named = entry
+                .get_ref()
+                .layers
+                .as_ref()
+                .is_some_and(|l| l.get_ref().iter().any(|u| u.get_ref() == arn.get_ref()));
+            if !named || !arn.get_ref().starts_with("arn:") {
+                return Err(ctx.at(
+                    arn.span(),
+                    format!(
+                        "function {:?}: local_layers maps {:?}, which is not a layer version ARN in its layers",
+                        name.get_ref(),
+                        arn.get_ref()
+                    ),
+                    "local_layers = { \"arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION\" = \"path/to/dir-or.zip\" } maps an ARN listed in layers to a local copy, for lbuild invoke",
+                ));
+            }
+            if path.get_ref().is_empty() {
+                return Err(ctx.at(
+                    path.span(),
+                    "an empty path".into(),
+                    "give the directory (laid out as the layer's zip: python/...) or the zip of that layer version",
+                ));
+            }
+            plan.lambda
+                .local_layers
+                .push((arn.get_ref().clone(), ctx.project_dir.join(path.get_ref())));
         }
         artifacts.push(plan);
     }
