@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use super::{DeployError, DeployOptions, FunctionArtifact, LayerArtifact, LayerRef, Result};
-use crate::manifest::layer_of_arn;
 use crate::size::DIRECT_UPLOAD_LIMIT;
 
 /// Checks that need no AWS call: a zip over the direct-upload limit needs a
@@ -201,6 +200,12 @@ impl Matcher {
             Matcher::Name(name) => layer_name(arn) == Some(name),
         }
     }
+}
+
+/// A layer version ARN without its version: what stays the same from one
+/// version of a layer to the next.
+fn layer_of_arn(arn: &str) -> &str {
+    arn.rsplit_once(':').map_or(arn, |(layer, _)| layer)
 }
 
 /// The NAME of `arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION`.

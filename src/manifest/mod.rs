@@ -21,7 +21,7 @@ use globset::GlobSet;
 
 pub use globs::Pruner;
 pub use raw::{Architecture, InstallerChoice, LimitMode, MtimeMode, RawManifest};
-pub use workspace::{Workspace, layer_of_arn, load_workspace};
+pub use workspace::{Workspace, load_workspace};
 
 /// The file name lbuild looks for, like cargo looks for `Cargo.toml`.
 pub const MANIFEST_NAME: &str = "lambda.toml";

@@ -749,9 +749,3 @@ pub fn check_layer_arn(arn: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
-
-/// A layer version ARN without its version: what stays the same from one
-/// version of a layer to the next.
-pub fn layer_of_arn(arn: &str) -> &str {
-    arn.rsplit_once(':').map_or(arn, |(layer, _)| layer)
-}
