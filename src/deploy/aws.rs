@@ -587,9 +587,39 @@ impl Deployer {
             .wait(UPDATE_WAIT)
             .await
             .map(|_| ())
-            .map_err(|e| DeployError::UpdateFailed {
-                name: name.to_string(),
-                message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+            .map_err(|e| {
+                use aws_sdk_lambda::waiters::function_updated_v2::WaitUntilFunctionUpdatedV2Error as W;
+                let message = match &e {
+                    W::ExceededMaxWait(w) => format!(
+                        "still updating after {} s",
+                        w.elapsed().as_secs()
+                    ),
+                    // Lambda says why in LastUpdateStatusReason.
+                    W::FailureState(f) => match f.final_poll().as_result() {
+                        Ok(out) => {
+                            let c = out.configuration();
+                            format!(
+                                "{}: {}",
+                                c.and_then(|c| c.last_update_status_reason_code())
+                                    .map_or("Failed", |r| r.as_str()),
+                                c.and_then(|c| c.last_update_status_reason())
+                                    .map(super::error::escape_controls)
+                                    .unwrap_or_else(|| "no reason given".into())
+                            )
+                        }
+                        Err(err) => super::error::escape_controls(
+                            err.meta().message().unwrap_or("failed"),
+                        ),
+                    },
+                    W::OperationFailed(op) => {
+                        return api_error_ref("lambda:GetFunction", name, op.error());
+                    }
+                    _ => innermost(&e),
+                };
+                DeployError::UpdateFailed {
+                    name: name.to_string(),
+                    message,
+                }
             })
     }
 
@@ -707,6 +737,13 @@ fn api_error<E>(action: &'static str, resource: &str, e: SdkError<E>) -> DeployE
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    api_error_ref(action, resource, &e)
+}
+
+fn api_error_ref<E>(action: &'static str, resource: &str, e: &SdkError<E>) -> DeployError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     let response = e.raw_response().map(|r| {
         let body = r.body().bytes().map(String::from_utf8_lossy);
         (r.status().as_u16(), body.unwrap_or_default().into_owned())
@@ -719,7 +756,7 @@ where
         response
             .as_ref()
             .map(|(status, body)| (*status, body.as_str())),
-        || match &e {
+        || match e {
             SdkError::TimeoutError(_) => {
                 "no answer in time (LBUILD_AWS_TIMEOUT sets the seconds one attempt may take)"
                     .to_string()
@@ -729,9 +766,9 @@ where
                     .to_string()
             }
             SdkError::DispatchFailure(d) if d.is_io() => {
-                format!("cannot reach the endpoint: {}", innermost(&e))
+                format!("cannot reach the endpoint: {}", innermost(e))
             }
-            _ => innermost(&e),
+            _ => innermost(e),
         },
     )
 }
