@@ -189,6 +189,10 @@ pub struct WatchArgs {
     /// With --deploy: fail, instead of warning, when a function's runtime or architecture differs
     #[arg(long, requires = "deploy")]
     pub strict: bool,
+    /// With --deploy: remove layers attached on AWS that lambda.toml does not name
+    /// (by default they are kept, with a warning)
+    #[arg(long, requires = "deploy")]
+    pub remove_unmanaged_layers: bool,
     /// With --deploy: S3 bucket for zips over 50 MB
     #[arg(long, value_name = "BUCKET", requires = "deploy")]
     pub s3_bucket: Option<String>,
@@ -225,6 +229,7 @@ impl WatchArgs {
             name_prefix: self.name_prefix.clone().unwrap_or_default(),
             name_suffix: self.name_suffix.clone().unwrap_or_default(),
             name: None,
+            remove_unmanaged_layers: self.remove_unmanaged_layers,
         })
     }
 }
@@ -255,6 +260,10 @@ pub struct DeployArgs {
     /// Fail, instead of warning, when the function's runtime or architecture differs from lambda.toml
     #[arg(long)]
     pub strict: bool,
+    /// Remove layers attached on AWS that lambda.toml does not name
+    /// (by default they are kept, with a warning)
+    #[arg(long)]
+    pub remove_unmanaged_layers: bool,
     /// S3 bucket for zips over 50 MB (in the function's region)
     #[arg(long, value_name = "BUCKET")]
     pub s3_bucket: Option<String>,
@@ -331,6 +340,7 @@ impl DeployArgs {
             name_prefix: self.name_prefix.clone(),
             name_suffix: self.name_suffix.clone(),
             name: self.name.clone(),
+            remove_unmanaged_layers: self.remove_unmanaged_layers,
         }
     }
 }
@@ -639,6 +649,10 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
                     .join(", ")
             ),
         })?,
+        // A workspace of one function (and its layers): that one.
+        ([], false) if ws.functions().count() == 1 => {
+            ws.functions().next().expect("counted one function")
+        }
         _ => {
             return Err(crate::Error::Input {
                 message: "this workspace has several functions: say which one to invoke".into(),
@@ -673,15 +687,29 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
     };
     let cx = BuildContext::for_workspace(&ws, reporter)?;
     let built = pipeline::build_workspace(&cx, &ws, &names)?;
+    // The function's layers in its order: the manifest's own as built,
+    // an ARN by its local_layers copy (else named if an import fails).
     let mut layers = Vec::new();
-    for l in ws.layers_of(plan) {
-        let o = built
-            .built(&l.name, "layer")
-            .ok_or_else(|| crate::Error::Input {
-                message: format!("layer {:?} did not build", l.name),
-                hint: "run `lbuild` to see why".into(),
-            })?;
-        layers.push((o.zip.clone(), o.sha256.clone()));
+    let mut external = Vec::new();
+    let named = match &plan.kind {
+        crate::manifest::ArtifactKind::Function { layers } => layers.as_slice(),
+        crate::manifest::ArtifactKind::Layer { .. } => &[],
+    };
+    for entry in named {
+        if let Some(l) = ws.layer(entry) {
+            let o = built
+                .built(&l.name, "layer")
+                .ok_or_else(|| crate::Error::Input {
+                    message: format!("layer {:?} did not build", l.name),
+                    hint: "run `lbuild` to see why".into(),
+                })?;
+            layers.push(invoke::LocalLayer::Zip(o.zip.clone(), o.sha256.clone()));
+        } else if let Some((arn, path)) = plan.lambda.local_layers.iter().find(|(a, _)| a == entry)
+        {
+            layers.push(invoke::LocalLayer::mapped(arn, path)?);
+        } else {
+            external.push(entry.clone());
+        }
     }
     let outcome = match built.built(&plan.name, "function") {
         Some(o) => o.clone(),
@@ -718,7 +746,7 @@ fn invoke(global: &GlobalArgs, args: &InvokeArgs, reporter: &Reporter) -> crate:
         scratch: plan.cache_dir.join("invoke"),
     };
     let result = invoke::run(&inv, &python)?;
-    match invoke::outcome_error(&result, &plan.handler) {
+    match invoke::outcome_error(&result, &plan.handler, &external) {
         None => Ok(()),
         Some(e) => Err(e.into()),
     }

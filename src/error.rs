@@ -68,6 +68,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// A build stopped because an input changed while its zip was being
+    /// written: running it again is the fix (`lbuild watch` does).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            Error::Archive(ArchiveError::ChangedDuringBuild { .. })
+        )
+    }
+
     /// 2 for input the user must fix (manifest, sources), 1 for the rest.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -82,7 +91,11 @@ impl Error {
             ) => 2,
             Error::ArtifactsFailed { code, .. } => *code,
             #[cfg(feature = "aws")]
-            Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
+            Error::Deploy(
+                DeployError::NeedsBucket { .. }
+                | DeployError::Mismatch { .. }
+                | DeployError::BadTimeout { .. },
+            ) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
             Error::Store(StoreError::BadSize { .. }) => 2,
             _ => 1,

@@ -27,8 +27,13 @@ pub struct LayerArtifact {
 /// One entry of a function's layer list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerRef {
-    /// A layer of this deploy, by manifest name: its matching version.
-    Managed(String),
+    /// A layer of this deploy: its matching (or newly published) version.
+    Managed {
+        /// Its name in the manifest.
+        name: String,
+        /// Its name in AWS.
+        aws_name: String,
+    },
     /// A layer version ARN given as is (e.g. a public layer).
     Arn(String),
 }
@@ -50,7 +55,9 @@ pub struct FunctionArtifact {
     pub runtime: Runtime,
     pub architecture: Architecture,
     /// `None`: lbuild leaves the function's layers alone. `Some(list)`: the
-    /// function's layers are exactly this list, in this order.
+    /// layers the manifest declares, in this order; layers attached on AWS
+    /// that it does not name are kept unless `remove_unmanaged_layers`
+    /// (see `plan::merge_layers`).
     pub layers: Option<Vec<LayerRef>>,
 }
 
@@ -70,6 +77,10 @@ pub struct DeployOptions {
     /// The function's name in AWS instead of the manifest's (`--name`): a
     /// deploy of one function only.
     pub name: Option<String>,
+    /// Drop layers attached on AWS that the manifest does not name
+    /// (`--remove-unmanaged-layers`); by default they are kept, with a
+    /// warning.
+    pub remove_unmanaged_layers: bool,
 }
 
 impl DeployOptions {
@@ -172,10 +183,19 @@ pub fn artifacts_from(
         let mut f = FunctionArtifact::from_build(plan, outcome, opts.aws_name(name, None));
         if !ws.single {
             // A workspace function's layers are exactly the manifest's.
+            let crate::manifest::ArtifactKind::Function { layers: named } = &plan.kind else {
+                unreachable!("layers are handled above")
+            };
             f.layers = Some(
-                ws.layers_of(plan)
+                named
                     .iter()
-                    .map(|l| LayerRef::Managed(l.name.clone()))
+                    .map(|l| match ws.layer(l) {
+                        Some(layer) => LayerRef::Managed {
+                            name: layer.name.clone(),
+                            aws_name: opts.aws_name(&layer.name, None),
+                        },
+                        None => LayerRef::Arn(l.clone()),
+                    })
                     .collect(),
             );
         }

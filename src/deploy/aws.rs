@@ -26,6 +26,61 @@ use crate::size::DIRECT_UPLOAD_LIMIT;
 const UPDATE_WAIT: Duration = Duration::from_secs(300);
 /// Attempts per call (throttling and transient errors, with backoff).
 const MAX_ATTEMPTS: u32 = 6;
+/// How long one attempt of a call may take by default (LBUILD_AWS_TIMEOUT
+/// sets it); a call with its retries gets [`OPERATION_ATTEMPTS`] times that.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// One call, its retries included, is bounded by this many attempt
+/// timeouts: a silent endpoint fails a call within about a minute.
+const OPERATION_ATTEMPTS: u32 = 3;
+/// Opening a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An upload's bound grows by one second per this many bytes (a slow
+/// 1 MiB/s link still finishes a 50 MB zip).
+const UPLOAD_BYTES_PER_SECOND: u64 = 1 << 20;
+
+/// The bounds of every AWS call: connect, one attempt (reading the
+/// response included), the whole operation with its retries; an upload's
+/// grow with its size ([`Timeouts::for_upload`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    attempt: Duration,
+}
+
+impl Timeouts {
+    /// From `LBUILD_AWS_TIMEOUT` (seconds per attempt), else the default.
+    pub fn from_env() -> Result<Timeouts> {
+        match std::env::var("LBUILD_AWS_TIMEOUT") {
+            Err(_) => Ok(Timeouts {
+                attempt: ATTEMPT_TIMEOUT,
+            }),
+            Ok(value) => match value.trim().parse::<u64>() {
+                Ok(secs @ 1..=3600) => Ok(Timeouts {
+                    attempt: Duration::from_secs(secs),
+                }),
+                _ => Err(DeployError::BadTimeout { value }),
+            },
+        }
+    }
+
+    fn config(&self, attempt: Duration) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(attempt))
+            .read_timeout(attempt)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * OPERATION_ATTEMPTS)
+            .build()
+    }
+
+    /// The bounds of a call that sends `bytes`.
+    fn for_upload(&self, bytes: u64) -> aws_config::timeout::TimeoutConfig {
+        self.config(self.attempt + Duration::from_secs(bytes / UPLOAD_BYTES_PER_SECOND))
+    }
+
+    /// The longest one call may take, for messages.
+    fn operation(&self) -> Duration {
+        self.attempt * OPERATION_ATTEMPTS
+    }
+}
 /// Layer versions lbuild publishes carry this description, so a later
 /// deploy can match them without a GetLayerVersion per version.
 const LAYER_TAG: &str = "lbuild CodeSha256=";
@@ -52,6 +107,7 @@ pub struct Deployer {
     lambda: aws_sdk_lambda::Client,
     s3: aws_sdk_s3::Client,
     region: String,
+    timeouts: Timeouts,
 }
 
 impl Deployer {
@@ -70,11 +126,13 @@ impl Deployer {
             .enable_all()
             .build()
             .map_err(DeployError::Runtime)?;
+        let timeouts = Timeouts::from_env()?;
         let (config, region) = rt.block_on(async {
             let config = loader
                 .retry_config(
                     aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
                 )
+                .timeout_config(timeouts.config(timeouts.attempt))
                 .load()
                 .await;
             let region = config
@@ -88,9 +146,16 @@ impl Deployer {
                     .ok_or_else(|| DeployError::NoCredentials {
                         message: "no credentials provider".into(),
                     })?;
-            provider
-                .provide_credentials()
+            // Bounded too: a credential process or an instance metadata
+            // endpoint can hang like any other.
+            tokio::time::timeout(timeouts.operation(), provider.provide_credentials())
                 .await
+                .map_err(|_| DeployError::NoCredentials {
+                    message: format!(
+                        "the credentials provider did not answer within {} s",
+                        timeouts.operation().as_secs()
+                    ),
+                })?
                 .map_err(|e| DeployError::NoCredentials {
                     message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
                 })?;
@@ -108,6 +173,7 @@ impl Deployer {
             lambda,
             s3,
             region,
+            timeouts,
         })
     }
 
@@ -161,7 +227,9 @@ impl Deployer {
             let (status, arn, s3) = match existing {
                 Some(arn) => (Status::Unchanged, Some(arn), None),
                 None if opts.plan => {
-                    let s3 = self.stage_plan(&layer.sha256, layer.size, opts).await?;
+                    let s3 = self
+                        .stage_plan(&layer.sha256, &layer.code_sha256, layer.size, opts)
+                        .await?;
                     (Status::WouldPublish, None, s3)
                 }
                 None => {
@@ -169,7 +237,7 @@ impl Deployer {
                     (Status::Published, Some(arn), s3)
                 }
             };
-            layer_arns.insert(&layer.name, arn.clone());
+            layer_arns.insert(&layer.aws_name, arn.clone());
             report.layers.push(LayerReport {
                 kind: "layer",
                 name: layer.name.clone(),
@@ -182,14 +250,16 @@ impl Deployer {
             });
         }
 
-        for (f, deployed, warnings, started) in function_states {
+        for (f, deployed, mut warnings, started) in function_states {
             let old = deployed.code_sha256.clone();
+            let mut code_updated = false;
             let (status, s3) = if old == f.code_sha256 {
                 (Status::Unchanged, None)
             } else if opts.plan {
                 (
                     Status::WouldUpdate,
-                    self.stage_plan(&f.sha256, f.size, opts).await?,
+                    self.stage_plan(&f.sha256, &f.code_sha256, f.size, opts)
+                        .await?,
                 )
             } else {
                 if deployed.busy {
@@ -199,25 +269,45 @@ impl Deployer {
                     ));
                     self.wait_updated(&f.aws_name).await?;
                 }
-                let s3 = self.update_code(f, opts, reporter).await?;
+                let s3 = self
+                    .update_code(f, opts, reporter)
+                    .await
+                    .map_err(|e| e.after_layers(&f.aws_name))?;
+                code_updated = true;
                 (Status::Updated, s3)
             };
             let layers = match &f.layers {
                 None => None,
                 Some(wanted) => {
-                    let new = plan::layer_arns(wanted, &layer_arns);
-                    let status = if new == deployed.layers {
+                    let change = plan::merge_layers(
+                        wanted,
+                        &layer_arns,
+                        &deployed.layers,
+                        opts.remove_unmanaged_layers,
+                    );
+                    for kept in &change.kept {
+                        let w = format!(
+                            "{}: keeps layer {kept}, attached on AWS but not named in lambda.toml (add it to the function's layers to declare it, or deploy with --remove-unmanaged-layers to remove it)",
+                            f.aws_name
+                        );
+                        reporter.warn(&w);
+                        warnings.push(w);
+                    }
+                    let status = if change.new == deployed.layers {
                         Status::Unchanged
                     } else if opts.plan {
                         Status::WouldUpdate
                     } else {
-                        self.update_layers(&f.aws_name, &new, reporter).await?;
+                        self.update_layers(&f.aws_name, &change.new, reporter)
+                            .await
+                            .map_err(|e| e.code_updated_first(&f.aws_name, code_updated))?;
                         Status::Updated
                     };
                     Some(LayersReport {
                         status,
                         old: deployed.layers.clone(),
-                        new,
+                        new: change.new,
+                        removed: change.removed,
                     })
                 }
             };
@@ -333,6 +423,11 @@ impl Deployer {
                 .compatible_architectures(aws_sdk_lambda::types::Architecture::from(a.as_str()));
         }
         let out = call
+            .customize()
+            .config_override(
+                aws_sdk_lambda::config::Builder::default()
+                    .timeout_config(self.timeouts.for_upload(layer.size)),
+            )
             .send()
             .await
             .map_err(|e| api_error("lambda:PublishLayerVersion", &layer.aws_name, e))?;
@@ -429,6 +524,10 @@ impl Deployer {
                 (None, Some(b)) => call.zip_file(b.clone()),
                 (None, None) => unreachable!("either staged or read"),
             };
+            let call = call.customize().config_override(
+                aws_sdk_lambda::config::Builder::default()
+                    .timeout_config(self.timeouts.for_upload(f.size)),
+            );
             match call.send().await {
                 Ok(out) => break out,
                 // Another update started since GetFunction: let it finish.
@@ -488,9 +587,39 @@ impl Deployer {
             .wait(UPDATE_WAIT)
             .await
             .map(|_| ())
-            .map_err(|e| DeployError::UpdateFailed {
-                name: name.to_string(),
-                message: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+            .map_err(|e| {
+                use aws_sdk_lambda::waiters::function_updated_v2::WaitUntilFunctionUpdatedV2Error as W;
+                let message = match &e {
+                    W::ExceededMaxWait(w) => format!(
+                        "still updating after {} s",
+                        w.elapsed().as_secs()
+                    ),
+                    // Lambda says why in LastUpdateStatusReason.
+                    W::FailureState(f) => match f.final_poll().as_result() {
+                        Ok(out) => {
+                            let c = out.configuration();
+                            format!(
+                                "{}: {}",
+                                c.and_then(|c| c.last_update_status_reason_code())
+                                    .map_or("Failed", |r| r.as_str()),
+                                c.and_then(|c| c.last_update_status_reason())
+                                    .map(super::error::escape_controls)
+                                    .unwrap_or_else(|| "no reason given".into())
+                            )
+                        }
+                        Err(err) => super::error::escape_controls(
+                            err.meta().message().unwrap_or("failed"),
+                        ),
+                    },
+                    W::OperationFailed(op) => {
+                        return api_error_ref("lambda:GetFunction", name, op.error());
+                    }
+                    _ => innermost(&e),
+                };
+                DeployError::UpdateFailed {
+                    name: name.to_string(),
+                    message,
+                }
             })
     }
 
@@ -508,11 +637,18 @@ impl Deployer {
         opts: &DeployOptions,
         reporter: &Reporter,
     ) -> Result<Option<S3Object>> {
-        let Some(mut object) = self.stage_plan(sha256, size, opts).await? else {
+        let Some(mut object) = self.stage_plan(sha256, code_sha256, size, opts).await? else {
             return Ok(None);
         };
         if object.existed {
             return Ok(Some(object));
+        }
+        if object.replaced {
+            reporter.warn(format!(
+                "{} holds other bytes than {} (its size or SHA-256 differs): uploading the zip again",
+                s3_url(&object),
+                zip.display()
+            ));
         }
         reporter.info(format!(
             "uploading {} ({}) to s3://{}/{}",
@@ -529,8 +665,15 @@ impl Deployer {
             .bucket(&object.bucket)
             .key(&object.key)
             .body(body)
-            // S3 checks the bytes against it; it is the zip's CodeSha256.
+            // S3 checks the bytes against it and keeps it (HeadObject
+            // returns it): it is the zip's CodeSha256.
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .checksum_sha256(code_sha256)
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .timeout_config(self.timeouts.for_upload(size)),
+            )
             .send()
             .await
             .map_err(|e| api_error("s3:PutObject", &s3_url(&object), e))?;
@@ -538,10 +681,14 @@ impl Deployer {
         Ok(Some(object))
     }
 
-    /// Where a zip would be staged and whether it is already there (reads only).
+    /// Where a zip would be staged and whether it is already there (reads
+    /// only). An object at the key is the zip only if its size and its
+    /// SHA-256 (stored by S3 at upload) are the zip's: anyone who can write
+    /// the bucket can put other bytes there, and those must never go live.
     async fn stage_plan(
         &self,
         sha256: &str,
+        code_sha256: &str,
         size: u64,
         opts: &DeployOptions,
     ) -> Result<Option<S3Object>> {
@@ -556,16 +703,23 @@ impl Deployer {
             bucket: bucket.clone(),
             key: opts.s3_key(sha256),
             existed: false,
+            replaced: false,
         };
         match self
             .s3
             .head_object()
             .bucket(&object.bucket)
             .key(&object.key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
         {
-            Ok(_) => object.existed = true,
+            Ok(head) => {
+                let same = head.content_length() == Some(size as i64)
+                    && head.checksum_sha256() == Some(code_sha256);
+                object.existed = same;
+                object.replaced = !same;
+            }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
             Err(e) => return Err(api_error("s3:GetObject", &s3_url(&object), e)),
         }
@@ -577,8 +731,16 @@ fn s3_url(o: &S3Object) -> String {
     format!("s3://{}/{}", o.bucket, o.key)
 }
 
-/// A failed SDK call as a [`DeployError`] (see [`classify`]).
+/// A failed SDK call as a [`DeployError`] (see [`classify`]): code and
+/// message, never the SDK's debug dump.
 fn api_error<E>(action: &'static str, resource: &str, e: SdkError<E>) -> DeployError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    api_error_ref(action, resource, &e)
+}
+
+fn api_error_ref<E>(action: &'static str, resource: &str, e: &SdkError<E>) -> DeployError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -594,7 +756,20 @@ where
         response
             .as_ref()
             .map(|(status, body)| (*status, body.as_str())),
-        || aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+        || match e {
+            SdkError::TimeoutError(_) => {
+                "no answer in time (LBUILD_AWS_TIMEOUT sets the seconds one attempt may take)"
+                    .to_string()
+            }
+            SdkError::DispatchFailure(d) if d.is_timeout() => {
+                "no answer in time (LBUILD_AWS_TIMEOUT sets the seconds one attempt may take)"
+                    .to_string()
+            }
+            SdkError::DispatchFailure(d) if d.is_io() => {
+                format!("cannot reach the endpoint: {}", innermost(e))
+            }
+            _ => innermost(e),
+        },
     )
 }
 
@@ -662,4 +837,19 @@ impl Deployer {
             })
         })
     }
+}
+
+/// The last message of an error's chain: what actually went wrong, in one
+/// line, with control characters escaped (it can carry text from outside).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() {
+            last = text;
+        }
+        source = s.source();
+    }
+    super::error::escape_controls(&last.chars().take(300).collect::<String>())
 }

@@ -57,6 +57,16 @@ pub enum DeployError {
         expected: String,
         got: String,
     },
+    /// A call failed after earlier writes of the same deploy succeeded:
+    /// says which state the function is left in.
+    #[error("{source}\n  {name} is left with {state}")]
+    Partial {
+        name: String,
+        state: &'static str,
+        source: Box<DeployError>,
+    },
+    #[error("LBUILD_AWS_TIMEOUT={value:?} is not a number of seconds from 1 to 3600")]
+    BadTimeout { value: String },
     #[error("cannot start the AWS client: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -64,6 +74,33 @@ pub enum DeployError {
 }
 
 impl DeployError {
+    /// This error, saying that `name` already runs the new code (when
+    /// `code_updated`) but not its new layer list.
+    pub(super) fn code_updated_first(self, name: &str, code_updated: bool) -> DeployError {
+        if !code_updated {
+            return self.after_layers(name);
+        }
+        DeployError::Partial {
+            name: name.to_string(),
+            state: "its new code but its previous layer list",
+            source: Box::new(self),
+        }
+    }
+
+    /// This error, saying that `name` still runs its previous code and
+    /// layers (new layer versions may already be published; nothing uses
+    /// them yet).
+    pub(super) fn after_layers(self, name: &str) -> DeployError {
+        if matches!(self, DeployError::Partial { .. }) {
+            return self;
+        }
+        DeployError::Partial {
+            name: name.to_string(),
+            state: "its previous code and layers (new layer versions, if any, are published but not used yet)",
+            source: Box::new(self),
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             DeployError::NeedsBucket { .. } => Some(
@@ -111,6 +148,14 @@ impl DeployError {
             DeployError::HashMismatch { .. } => {
                 Some("deploy again; if it persists the zip changed during the upload".into())
             }
+            DeployError::Partial { source, .. } => Some(format!(
+                "{}deploy again: it converges (what is already on AWS is not written twice)",
+                source.hint().map(|h| format!("{h}; then ")).unwrap_or_default()
+            )),
+            DeployError::BadTimeout { .. } => Some(
+                "set LBUILD_AWS_TIMEOUT to the seconds one AWS call may take (default 20; an operation with its retries gets 3 times that, an upload more by its size), or unset it"
+                    .into(),
+            ),
             DeployError::Runtime(_) | DeployError::Io(_) => None,
         }
     }
@@ -141,10 +186,14 @@ pub(super) fn classify(
         message.map(String::from).or_else(|| xml("Message")),
         response,
     ) {
-        (Some(m), _) => format!("{}: {m}", code.as_deref().unwrap_or("error")),
+        (Some(m), _) => format!(
+            "{}: {}",
+            code.as_deref().unwrap_or("error"),
+            escape_controls(&m)
+        ),
         (None, Some((status, _))) => format!(
             "HTTP {status} {}",
-            body.chars().take(200).collect::<String>().trim()
+            escape_controls(body.chars().take(200).collect::<String>().trim())
         ),
         (None, None) => context(),
     };
@@ -176,6 +225,20 @@ pub(super) fn classify(
             message,
         }
     }
+}
+
+/// Text from outside (an endpoint's message or body) made safe for a
+/// terminal: control characters escaped.
+pub(super) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -103,24 +103,114 @@ pub(super) fn create_command(f: &FunctionArtifact) -> String {
     )
 }
 
-/// The layer version ARNs a function's list names, in its order: a layer
-/// of this deploy by its matching (or just published) version, a `--plan`
-/// layer not yet published as `NAME:(new version)`, an ARN as given.
-pub(super) fn layer_arns(
+/// A function's layer list before and after a deploy.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct LayerChange {
+    /// The list to set, in the order Lambda stacks it.
+    pub(super) new: Vec<String>,
+    /// Attached on AWS, not named by the manifest, and kept.
+    pub(super) kept: Vec<String>,
+    /// Attached on AWS and dropped: lbuild's layers the manifest no longer
+    /// names, unmanaged ones with `remove_unmanaged`.
+    pub(super) removed: Vec<String>,
+}
+
+/// The layer list a function should have, computed from its `current` one
+/// (`UpdateFunctionConfiguration` replaces the whole list): a version of a
+/// declared layer (a layer of this deploy, or the layer of a declared ARN)
+/// is replaced by the declared version, the manifest's entries keep its
+/// order, and a layer the manifest does not name stays where it is unless
+/// `remove_unmanaged` (a layer of this deploy that the function no longer
+/// names is always removed: it is lbuild's). `versions` holds each layer
+/// of this deploy's version ARN by its AWS name (`None` in a `--plan`
+/// before publishing: then `NAME:(new version)`, matched by name).
+pub(super) fn merge_layers(
     wanted: &[LayerRef],
     versions: &BTreeMap<&str, Option<String>>,
-) -> Vec<String> {
-    wanted
+    current: &[String],
+    remove_unmanaged: bool,
+) -> LayerChange {
+    // Each declared entry: the ARN to set and how to recognise a version
+    // of the same layer in the current list.
+    let declared: Vec<(String, Matcher)> = wanted
         .iter()
         .map(|l| match l {
-            LayerRef::Arn(arn) => arn.clone(),
-            LayerRef::Managed(name) => versions
-                .get(name.as_str())
-                .cloned()
-                .flatten()
-                .unwrap_or_else(|| format!("{name}:(new version)")),
+            LayerRef::Arn(arn) => (arn.clone(), Matcher::Layer(layer_of_arn(arn).to_string())),
+            LayerRef::Managed { aws_name, .. } => {
+                match versions.get(aws_name.as_str()).cloned().flatten() {
+                    Some(arn) => (arn.clone(), Matcher::Layer(layer_of_arn(&arn).to_string())),
+                    None => (
+                        format!("{aws_name}:(new version)"),
+                        Matcher::Name(aws_name.clone()),
+                    ),
+                }
+            }
         })
-        .collect()
+        .collect();
+    let ours = |arn: &str| {
+        versions.iter().any(|(name, v)| match v {
+            Some(v) => layer_of_arn(v) == layer_of_arn(arn),
+            None => layer_name(arn) == Some(name),
+        }) || wanted.iter().any(|l| {
+            matches!(l, LayerRef::Managed { aws_name, .. } if layer_name(arn) == Some(aws_name))
+        })
+    };
+    let mut change = LayerChange::default();
+    let mut emitted = vec![false; declared.len()];
+    for c in current {
+        match declared.iter().position(|(_, m)| m.matches(c)) {
+            Some(i) if !emitted[i] => {
+                // Declared entries before this one come first, in the
+                // manifest's order.
+                for j in 0..=i {
+                    if !emitted[j] {
+                        change.new.push(declared[j].0.clone());
+                        emitted[j] = true;
+                    }
+                }
+            }
+            // Already set, moved before by the manifest's order.
+            Some(_) => {}
+            None if ours(c) || remove_unmanaged => change.removed.push(c.clone()),
+            None => {
+                change.new.push(c.clone());
+                change.kept.push(c.clone());
+            }
+        }
+    }
+    for (j, (arn, _)) in declared.iter().enumerate() {
+        if !emitted[j] {
+            change.new.push(arn.clone());
+        }
+    }
+    change
+}
+
+enum Matcher {
+    /// A version of this layer (its ARN without the version).
+    Layer(String),
+    /// A layer of this name (a layer not yet published, in a plan).
+    Name(String),
+}
+
+impl Matcher {
+    fn matches(&self, arn: &str) -> bool {
+        match self {
+            Matcher::Layer(layer) => layer_of_arn(arn) == layer,
+            Matcher::Name(name) => layer_name(arn) == Some(name),
+        }
+    }
+}
+
+/// A layer version ARN without its version: what stays the same from one
+/// version of a layer to the next.
+fn layer_of_arn(arn: &str) -> &str {
+    arn.rsplit_once(':').map_or(arn, |(layer, _)| layer)
+}
+
+/// The NAME of `arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION`.
+fn layer_name(arn: &str) -> Option<&str> {
+    layer_of_arn(arn).rsplit_once(":layer:").map(|(_, n)| n)
 }
 
 #[cfg(test)]
@@ -197,27 +287,73 @@ mod tests {
         assert!(hint.contains("Terraform") && hint.contains("SAM"));
     }
 
+    const POWERTOOLS: &str =
+        "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:7";
+
+    fn managed(name: &str) -> LayerRef {
+        LayerRef::Managed {
+            name: name.into(),
+            aws_name: format!("dev-{name}"),
+        }
+    }
+
+    fn dev(name: &str, version: u32) -> String {
+        format!("arn:aws:lambda:eu-west-1:123456789012:layer:dev-{name}:{version}")
+    }
+
     #[test]
-    fn a_layer_list_names_versions_in_order_and_new_ones_in_a_plan() {
+    fn managed_versions_are_swapped_in_place_and_unmanaged_layers_kept() {
+        let versions = BTreeMap::from([("dev-common", Some(dev("common", 5)))]);
+        let current = [POWERTOOLS.to_string(), dev("common", 4)];
+        let change = merge_layers(&[managed("common")], &versions, &current, false);
+        assert_eq!(change.new, [POWERTOOLS.to_string(), dev("common", 5)]);
+        assert_eq!(change.kept, [POWERTOOLS]);
+        assert!(change.removed.is_empty());
+        let change = merge_layers(&[managed("common")], &versions, &current, true);
+        assert_eq!(change.new, [dev("common", 5)]);
+        assert_eq!(change.removed, [POWERTOOLS]);
+    }
+
+    #[test]
+    fn declared_entries_keep_the_manifests_order_and_new_ones_are_named_in_a_plan() {
+        let public = "arn:aws:lambda:us-east-1:123456789012:layer:public:4";
         let wanted = [
-            LayerRef::Arn("arn:aws:lambda:us-east-1:1:layer:public:4".into()),
-            LayerRef::Managed("common".into()),
-            LayerRef::Managed("fresh".into()),
+            LayerRef::Arn(public.into()),
+            managed("common"),
+            managed("fresh"),
         ];
-        let versions = BTreeMap::from([
-            (
-                "common",
-                Some("arn:aws:lambda:us-east-1:1:layer:dev-common:3".to_string()),
-            ),
-            ("fresh", None),
-        ]);
+        let versions =
+            BTreeMap::from([("dev-common", Some(dev("common", 3))), ("dev-fresh", None)]);
+        // An older version of the declared ARN's layer is replaced; a
+        // layer of this deploy the manifest dropped is removed.
+        let current = [
+            dev("common", 2),
+            "arn:aws:lambda:us-east-1:123456789012:layer:public:3".to_string(),
+            dev("fresh", 1),
+        ];
+        let change = merge_layers(&wanted, &versions, &current, false);
         assert_eq!(
-            layer_arns(&wanted, &versions),
+            change.new,
             [
-                "arn:aws:lambda:us-east-1:1:layer:public:4",
-                "arn:aws:lambda:us-east-1:1:layer:dev-common:3",
-                "fresh:(new version)",
+                public.to_string(),
+                dev("common", 3),
+                "dev-fresh:(new version)".into()
             ]
         );
+        assert!(
+            change.kept.is_empty() && change.removed.is_empty(),
+            "{change:?}"
+        );
+        let change = merge_layers(&[managed("common")], &versions, &current, false);
+        assert_eq!(change.new, [dev("common", 3), current[1].clone()]);
+        assert_eq!(change.removed, [dev("fresh", 1)]);
+        assert_eq!(change.kept, [current[1].clone()]);
+    }
+
+    #[test]
+    fn nothing_declared_yet_appends_after_what_is_attached() {
+        let versions = BTreeMap::from([("dev-common", Some(dev("common", 1)))]);
+        let change = merge_layers(&[managed("common")], &versions, &[POWERTOOLS.into()], false);
+        assert_eq!(change.new, [POWERTOOLS.to_string(), dev("common", 1)]);
     }
 }

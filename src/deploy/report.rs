@@ -33,8 +33,11 @@ impl Status {
 pub struct S3Object {
     pub bucket: String,
     pub key: String,
-    /// Already there (same sha256, so same bytes): not uploaded again.
+    /// Already there (same size and SHA-256, so the same bytes): not
+    /// uploaded again.
     pub existed: bool,
+    /// An object with other bytes was at the key: uploaded over it.
+    pub replaced: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +75,8 @@ pub struct LayersReport {
     pub status: Status,
     pub old: Vec<String>,
     pub new: Vec<String>,
+    /// Entries of `old` that `new` drops (not a version replaced by another).
+    pub removed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -121,11 +126,15 @@ impl DeployReport {
                         && l.status != Status::Unchanged
                     {
                         println!(
-                            "          {:<24} layers {}: [{}]",
+                            "          {:<24} layers {}: [{}] -> [{}]",
                             "",
                             l.status.as_str(),
+                            l.old.join(", "),
                             l.new.join(", ")
                         );
+                        for r in &l.removed {
+                            println!("          {:<24}   - removes {r}", "");
+                        }
                     }
                 }
             }
@@ -138,6 +147,12 @@ fn s3_note(o: &S3Object) -> String {
         "  (s3://{}/{}{})",
         o.bucket,
         o.key,
-        if o.existed { ", already uploaded" } else { "" }
+        if o.existed {
+            ", already uploaded"
+        } else if o.replaced {
+            ", replaced an object with other bytes"
+        } else {
+            ""
+        }
     )
 }

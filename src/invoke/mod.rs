@@ -51,7 +51,18 @@ pub enum InvokeError {
         source: std::io::Error,
     },
     #[error("the handler {handler} could not be imported (the error is above)")]
-    ImportFailed { handler: String },
+    ImportFailed {
+        handler: String,
+        /// Layer ARNs the function names that are not here (no
+        /// `local_layers` entry): a missing module may come from them.
+        external: Vec<String>,
+    },
+    #[error("local_layers maps {arn} to {}, which {problem}", path.display())]
+    LocalLayer {
+        arn: String,
+        path: PathBuf,
+        problem: &'static str,
+    },
     #[error("the handler {handler} failed: it raised an exception (the traceback is above)")]
     Raised { handler: String },
     #[error("the handler {handler} failed: its return value is not JSON (the error is above)")]
@@ -89,9 +100,18 @@ impl InvokeError {
                     .into(),
             ),
             InvokeError::BadEvent { problem, .. } => Some(problem.hint()),
+            InvokeError::ImportFailed { external, .. } if !external.is_empty() => Some(format!(
+                "the missing module may come from {} {}, which lbuild does not have here: map {} to a local copy with local_layers = {{ \"ARN\" = \"path/to/dir-or.zip\" }} in the function's table (`aws lambda get-layer-version-by-arn --arn ARN` gives the zip's download URL); a module a layer provides does not belong in requirements.txt (if the module is not the layer's, it is missing from requirements.txt or [sources] include)",
+                if external.len() == 1 { "the layer" } else { "the layers" },
+                external.join(", "),
+                if external.len() == 1 { "it" } else { "each" },
+            )),
             InvokeError::ImportFailed { .. } => Some(
                 "Lambda would fail the same way: add the missing distribution to requirements.txt, or the module to [sources] include, and check the handler's module path (boto3, which the runtime provides, comes from this machine's Python when installed there: `python3.X -m pip install boto3`)"
                     .into(),
+            ),
+            InvokeError::LocalLayer { .. } => Some(
+                "give a directory laid out as the layer's zip (python/...) or the layer's zip, relative to lambda.toml".into(),
             ),
             InvokeError::NotJson { .. } => Some(
                 "return what json.dumps accepts (dicts, lists, strings, numbers, booleans, None); Lambda reports Runtime.MarshalError"
@@ -139,11 +159,15 @@ impl Default for InvokeOptions {
 }
 
 /// The error for an outcome other than `Returned` (`None` for success).
-pub fn outcome_error(outcome: &Outcome, handler: &str) -> Option<InvokeError> {
+/// `external`: layer ARNs the function names that were not available.
+pub fn outcome_error(outcome: &Outcome, handler: &str, external: &[String]) -> Option<InvokeError> {
     let handler = handler.to_string();
     Some(match outcome {
         Outcome::Returned => return None,
-        Outcome::ImportFailed => InvokeError::ImportFailed { handler },
+        Outcome::ImportFailed => InvokeError::ImportFailed {
+            handler,
+            external: external.to_vec(),
+        },
         Outcome::Raised => InvokeError::Raised { handler },
         Outcome::NotJson => InvokeError::NotJson { handler },
         Outcome::ResponseTooLarge(bytes) => InvokeError::ResponseTooLarge {
@@ -177,14 +201,52 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// A layer as `lbuild invoke` has it.
+#[derive(Debug, Clone)]
+pub enum LocalLayer {
+    /// A zip with its sha256 (a layer of the manifest, or a mapped ARN's zip).
+    Zip(PathBuf, String),
+    /// A directory laid out as the layer's zip (a mapped ARN's).
+    Dir(PathBuf),
+}
+
+impl LocalLayer {
+    /// What `local_layers` maps `arn` to: a directory as it is, a zip by
+    /// its sha256.
+    pub fn mapped(arn: &str, path: &Path) -> Result<LocalLayer, InvokeError> {
+        let err = |problem| InvokeError::LocalLayer {
+            arn: arn.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        let meta = fs_err::metadata(path).map_err(|_| err("does not exist"))?;
+        if meta.is_dir() {
+            return Ok(LocalLayer::Dir(path.to_path_buf()));
+        }
+        // The extraction key: the zip's content, as for built layers.
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut file = fs_err::File::open(path)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match std::io::Read::read(&mut file, &mut buf)? {
+                0 => break,
+                n => hasher.update(&buf[..n]),
+            }
+        }
+        let sha = crate::entry::hex(&hasher.finalize());
+        Ok(LocalLayer::Zip(path.to_path_buf(), sha))
+    }
+}
+
 /// What one local invocation needs.
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub function: String,
     pub zip: PathBuf,
     pub zip_sha256: String,
-    /// Layer zips with their sha256, in the function's order.
-    pub layers: Vec<(PathBuf, String)>,
+    /// The function's layers here, in its order.
+    pub layers: Vec<LocalLayer>,
     pub handler: String,
     pub runtime: Runtime,
     pub timeout: Duration,
@@ -361,8 +423,11 @@ finish(b"returned", body + b"\n", 0)
 pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
     let task = files::extract_once(&inv.zip, &inv.zip_sha256, &inv.scratch)?;
     let mut layer_dirs = Vec::new();
-    for (zip, sha) in &inv.layers {
-        layer_dirs.push(files::extract_once(zip, sha, &inv.scratch)?);
+    for layer in &inv.layers {
+        layer_dirs.push(match layer {
+            LocalLayer::Zip(zip, sha) => files::extract_once(zip, sha, &inv.scratch)?,
+            LocalLayer::Dir(dir) => dir.clone(),
+        });
     }
     if let Some(host) = host_architecture() {
         for root in std::iter::once(&task).chain(&layer_dirs) {

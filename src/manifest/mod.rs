@@ -332,6 +332,9 @@ pub struct LambdaSettings {
     pub deploy_name: String,
     pub s3_bucket: Option<String>,
     pub s3_prefix: Option<String>,
+    /// `local_layers`: layer version ARNs the function names, each with a
+    /// local directory or zip of the same content (for `lbuild invoke`).
+    pub local_layers: Vec<(String, PathBuf)>,
 }
 
 /// The validated manifest for one artifact: paths resolved, globs

@@ -255,6 +255,7 @@ pub fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, Manif
         deploy_name: deploy.name.unwrap_or_else(|| name.clone()),
         s3_bucket: deploy.s3_bucket,
         s3_prefix: deploy.s3_prefix,
+        local_layers: Vec::new(),
     };
     Ok(Function {
         lambda,

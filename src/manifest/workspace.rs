@@ -54,8 +54,11 @@ struct RawFunctionEntry {
     handler: Spanned<String>,
     runtime: Option<Spanned<String>>,
     architecture: Option<Architecture>,
-    /// Names of `[layers.NAME]` tables, in the order Lambda stacks them.
+    /// Names of `[layers.NAME]` tables and layer version ARNs, in the
+    /// order Lambda stacks them.
     layers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// For `lbuild invoke`: a local directory or zip per layer ARN.
+    local_layers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     sources: Option<Spanned<RawSources>>,
     dependencies: Option<Spanned<RawDependencies>>,
     config: Option<Spanned<RawConfig>>,
@@ -109,7 +112,8 @@ impl Workspace {
         self.functions().find(|p| p.name == name)
     }
 
-    /// The layers `plan` uses, in its order.
+    /// The layers `plan` uses that this manifest builds, in its order
+    /// (layer version ARNs it names are not among them).
     pub fn layers_of(&self, plan: &Plan) -> Vec<&Plan> {
         match &plan.kind {
             ArtifactKind::Function { layers } => {
@@ -244,7 +248,30 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
                     "merge layers (one dependency layer is usually enough), or move code into the function",
                 ));
             }
+            let mut seen: Vec<&str> = Vec::new();
             for used in uses.get_ref() {
+                let entry = used.get_ref().as_str();
+                if seen.contains(&entry) {
+                    return Err(ctx.at(
+                        used.span(),
+                        format!("function {:?} names layer {entry:?} twice", name.get_ref()),
+                        "a layer is attached once: remove the repeated entry",
+                    ));
+                }
+                seen.push(entry);
+                if entry.starts_with("arn:") {
+                    if let Err(why) = check_layer_arn(entry) {
+                        return Err(ctx.at(
+                            used.span(),
+                            format!(
+                                "function {:?}: {entry:?} is not a layer version ARN: {why}",
+                                name.get_ref()
+                            ),
+                            "write arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION (as `aws lambda list-layer-versions` prints it), or a layer name from a [layers.NAME] table",
+                        ));
+                    }
+                    continue;
+                }
                 if !layer_tables.keys().any(|l| l.get_ref() == used.get_ref()) {
                     let known: Vec<&str> =
                         layer_tables.keys().map(|l| l.get_ref().as_str()).collect();
@@ -257,14 +284,43 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
                             used.get_ref()
                         ),
                         &if known.is_empty() {
-                            "define the layer in a [layers.NAME] table, or remove it from layers"
+                            "define the layer in a [layers.NAME] table, name a layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION), or remove it from layers"
                                 .to_string()
                         } else {
-                            format!("layers defined: {}", known.join(", "))
+                            format!("layers defined: {} (or name a layer version ARN)", known.join(", "))
                         },
                     ));
                 }
             }
+        }
+        let mut plan = plan;
+        for (arn, path) in entry.get_ref().local_layers.iter().flatten() {
+            let named = entry
+                .get_ref()
+                .layers
+                .as_ref()
+                .is_some_and(|l| l.get_ref().iter().any(|u| u.get_ref() == arn.get_ref()));
+            if !named || !arn.get_ref().starts_with("arn:") {
+                return Err(ctx.at(
+                    arn.span(),
+                    format!(
+                        "function {:?}: local_layers maps {:?}, which is not a layer version ARN in its layers",
+                        name.get_ref(),
+                        arn.get_ref()
+                    ),
+                    "local_layers = { \"arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION\" = \"path/to/dir-or.zip\" } maps an ARN listed in layers to a local copy, for lbuild invoke",
+                ));
+            }
+            if path.get_ref().is_empty() {
+                return Err(ctx.at(
+                    path.span(),
+                    "an empty path".into(),
+                    "give the directory (laid out as the layer's zip: python/...) or the zip of that layer version",
+                ));
+            }
+            plan.lambda
+                .local_layers
+                .push((arn.get_ref().clone(), ctx.project_dir.join(path.get_ref())));
         }
         artifacts.push(plan);
     }
@@ -659,4 +715,53 @@ fn merge_output(
         )),
         (m, _) => m,
     }
+}
+
+/// Whether `arn` has the shape of a layer version ARN,
+/// `arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME:VERSION`; the reason
+/// when not. Only the shape: whether the version exists is AWS's to say.
+pub fn check_layer_arn(arn: &str) -> Result<(), &'static str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [
+        "arn",
+        partition,
+        "lambda",
+        region,
+        account,
+        "layer",
+        name,
+        version,
+    ] = parts.as_slice()
+    else {
+        return Err(
+            "expected eight ':'-separated parts, arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION",
+        );
+    };
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !partition.starts_with("aws") || !word(partition) {
+        return Err("the partition is not aws, aws-cn or aws-us-gov");
+    }
+    if !word(region) {
+        return Err("the region is empty or not a region name");
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the account is not 12 digits");
+    }
+    if name.is_empty()
+        || name.len() > 140
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("the layer name is not 1-140 letters, digits, '-' or '_'");
+    }
+    if version.is_empty()
+        || !version.bytes().all(|b| b.is_ascii_digit())
+        || version.starts_with('0')
+    {
+        return Err(
+            "the version is not a positive number (a layer is attached by one of its versions)",
+        );
+    }
+    Ok(())
 }

@@ -111,14 +111,27 @@ pub enum Step {
 }
 
 /// Waits for the next batch: `classify` turns each message into a
-/// [`Step`]; the batch closes as [`Debouncer`] decides. `None` means stop
-/// (asked to, or nothing can arrive any more).
+/// [`Step`]; the batch closes as [`Debouncer`] decides. `carry` opens the
+/// batch with changes already known (a rebuild a save interrupted: it is
+/// tried again after the next quiet period, events or not). `None` means
+/// stop (asked to, or nothing can arrive any more).
 pub fn next_batch<M>(
     rx: &Receiver<M>,
     window: Window,
+    carry: Option<Batch>,
     mut classify: impl FnMut(M) -> Step,
 ) -> Option<Batch> {
     let mut debouncer = Debouncer::new(window);
+    if let Some(carried) = carry {
+        debouncer.add(
+            Change {
+                paths: carried.paths.into_iter().collect(),
+                rescan: carried.rescan,
+                structural: carried.structural,
+            },
+            Instant::now(),
+        );
+    }
     loop {
         // Checked before receiving, so that a flood of events that never
         // goes quiet still closes at `window.max`.
@@ -243,10 +256,13 @@ mod tests {
             "stop" => Step::Stop,
             path => Step::Keep(change(path, false)),
         };
-        let batch = next_batch(&rx, WINDOW, classify).unwrap();
+        let batch = next_batch(&rx, WINDOW, None, classify).unwrap();
         let paths: Vec<_> = batch.paths.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(paths, ["a.py", "b.py"]);
-        assert!(next_batch(&rx, WINDOW, classify).is_none(), "disconnected");
+        assert!(
+            next_batch(&rx, WINDOW, None, classify).is_none(),
+            "disconnected"
+        );
     }
 
     #[test]
@@ -258,6 +274,20 @@ mod tests {
             "stop" => Step::Stop,
             path => Step::Keep(change(path, false)),
         };
-        assert!(next_batch(&rx, WINDOW, classify).is_none());
+        assert!(next_batch(&rx, WINDOW, None, classify).is_none());
+    }
+
+    #[test]
+    fn a_carried_batch_closes_after_the_quiet_period_without_events() {
+        let (tx, rx) = std::sync::mpsc::channel::<&str>();
+        let carry = Batch {
+            paths: [PathBuf::from("a.py")].into(),
+            ..Batch::default()
+        };
+        let started = Instant::now();
+        let batch = next_batch(&rx, WINDOW, Some(carry.clone()), |_| Step::Skip).unwrap();
+        assert_eq!(batch, carry);
+        assert!(started.elapsed() >= WINDOW.quiet);
+        drop(tx);
     }
 }

@@ -1,6 +1,10 @@
 //! `lbuild watch --deploy`: after each rebuild, deploy what changed.
 //!
-//! Owns what the session knows is on AWS (each artifact's sha256 as last
+//! Owns the deploy thread ([`DeployWorker`]): deploys run off the build
+//! loop, one at a time, so saves keep building while one is pending or
+//! slow, and builds that finish meanwhile coalesce into one deploy of the
+//! newest zips; a stop never waits for a deploy (it is abandoned). Owns
+//! what the session knows is on AWS (each artifact's sha256 as last
 //! deployed, and at the last attempt), which artifacts a deploy after a
 //! rebuild covers ([`to_deploy`]), and the order: the stale layers in one
 //! call, then each function in its own, so one that fails (not created
@@ -10,6 +14,8 @@
 //! lines are rendered by `output.rs`. Behind the `aws` feature.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::output::{self, Deployed, Failure, Stamp, Stream};
 use super::print;
@@ -20,11 +26,141 @@ use crate::manifest::Workspace;
 use crate::pipeline::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
 use crate::report::Reporter;
 
+/// One deploy to run: the artifacts of one or more rebuilds.
+struct Job {
+    ws: Workspace,
+    built: Vec<BuildOutcome>,
+    initial: bool,
+    touches_input: bool,
+}
+
+impl Job {
+    /// `newer` after `self`: the newer zips, and artifacts only `self`
+    /// built (a rebuild where they failed left their last good zip).
+    fn merged(self, newer: Job) -> Job {
+        let mut built = newer.built;
+        for old in self.built {
+            if !built
+                .iter()
+                .any(|o| o.kind == old.kind && o.name == old.name)
+            {
+                built.push(old);
+            }
+        }
+        Job {
+            ws: newer.ws,
+            built,
+            initial: self.initial || newer.initial,
+            touches_input: self.touches_input || newer.touches_input,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    /// The next deploy: replaced (merged) by each rebuild until taken.
+    pending: Option<Job>,
+    /// A deploy is running.
+    busy: bool,
+}
+
+/// `--deploy`'s thread: the build loop hands it each rebuild's zips
+/// ([`DeployWorker::submit`]) and goes on; it deploys the newest.
+pub(super) struct DeployWorker {
+    shared: Arc<(Mutex<Queue>, Condvar)>,
+    /// Set when stdout is gone (the reader quit): the watch ends.
+    closed: Arc<AtomicBool>,
+}
+
+impl DeployWorker {
+    /// Connects (no region or credentials is an error when the watch
+    /// starts rather than at the first save) and starts the thread, which
+    /// stops deploying once `stopping` is set.
+    pub(super) fn start(
+        opts: &DeployOptions,
+        reporter: &Reporter,
+        stopping: Arc<AtomicBool>,
+    ) -> crate::Result<DeployWorker> {
+        let mut session = DeploySession::connect(opts)?;
+        let shared: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        let (queue, closed_flag, reporter) =
+            (Arc::clone(&shared), Arc::clone(&closed), reporter.clone());
+        std::thread::Builder::new()
+            .name("lbuild-deploy".into())
+            .spawn(move || {
+                let (lock, ready) = &*queue;
+                loop {
+                    let job = {
+                        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        q.busy = false;
+                        ready.notify_all();
+                        loop {
+                            if let Some(job) = q.pending.take() {
+                                q.busy = true;
+                                break job;
+                            }
+                            q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                        }
+                    };
+                    if stopping.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let built: Vec<&BuildOutcome> = job.built.iter().collect();
+                    if !session.after_rebuild(
+                        &job.ws,
+                        &built,
+                        job.initial,
+                        job.touches_input,
+                        &reporter,
+                    ) {
+                        closed_flag.store(true, Ordering::SeqCst);
+                    }
+                }
+            })
+            .map_err(super::WatchError::Thread)?;
+        Ok(DeployWorker { shared, closed })
+    }
+
+    /// Queues a deploy of `built` (merged with one still waiting). Returns
+    /// false when stdout is gone.
+    pub(super) fn submit(
+        &self,
+        ws: &Workspace,
+        built: &[&BuildOutcome],
+        initial: bool,
+        touches_input: bool,
+    ) -> bool {
+        if !built.is_empty() {
+            let job = Job {
+                ws: ws.clone(),
+                built: built.iter().map(|o| (*o).clone()).collect(),
+                initial,
+                touches_input,
+            };
+            let (lock, ready) = &*self.shared;
+            let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+            q.pending = Some(match q.pending.take() {
+                Some(older) => older.merged(job),
+                None => job,
+            });
+            ready.notify_all();
+        }
+        !self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether a deploy is running or waiting (what a stop abandons).
+    pub(super) fn in_flight(&self) -> bool {
+        let q = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.busy || q.pending.is_some()
+    }
+}
+
 /// `--deploy`: the connection and what is on AWS, as far as this session
-/// knows. Deploys run on the loop's thread after the build, so two never
-/// overlap, and saves made during one are the next batch: one deploy
+/// knows. It lives on the deploy thread ([`DeployWorker`]), so two deploys
+/// never overlap, and rebuilds made during one are the next deploy: one
 /// covers them all.
-pub(super) struct DeploySession {
+struct DeploySession {
     deployer: Deployer,
     opts: DeployOptions,
     /// Each artifact's sha256 as last deployed (or found on AWS already),
@@ -39,7 +175,7 @@ pub(super) struct DeploySession {
 impl DeploySession {
     /// Connects once for the session: no region or credentials is an
     /// error when the watch starts rather than at the first save.
-    pub(super) fn connect(opts: &DeployOptions) -> crate::Result<DeploySession> {
+    fn connect(opts: &DeployOptions) -> crate::Result<DeploySession> {
         Ok(DeploySession {
             deployer: Deployer::connect()?,
             opts: opts.clone(),
@@ -51,7 +187,7 @@ impl DeploySession {
     /// After a rebuild: deploys the built artifacts whose zip is not known
     /// to be on AWS ([`to_deploy`]), and prints what happened. A failure is
     /// printed and the watch goes on. Returns false when stdout is gone.
-    pub(super) fn after_rebuild(
+    fn after_rebuild(
         &mut self,
         ws: &Workspace,
         built: &[&BuildOutcome],
@@ -163,7 +299,7 @@ impl DeploySession {
                 f.layers
                     .iter()
                     .flatten()
-                    .any(|r| matches!(r, LayerRef::Managed(n) if n == name))
+                    .any(|r| matches!(r, LayerRef::Managed { name: n, .. } if n == name))
             };
             // Its layers, published above or earlier: the deploy reads their
             // versions to point the function at them.
@@ -228,7 +364,7 @@ fn to_deploy(
         f.layers
             .iter()
             .flatten()
-            .any(|r| matches!(r, LayerRef::Managed(n) if pred(n)))
+            .any(|r| matches!(r, LayerRef::Managed { name: n, .. } if pred(n)))
     };
     let functions: Vec<_> = functions
         .into_iter()
@@ -266,7 +402,10 @@ mod tests {
             layers: Some(
                 layers
                     .iter()
-                    .map(|l| LayerRef::Managed(l.to_string()))
+                    .map(|l| LayerRef::Managed {
+                        name: l.to_string(),
+                        aws_name: l.to_string(),
+                    })
                     .collect(),
             ),
         }

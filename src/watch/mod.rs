@@ -16,7 +16,10 @@
 //! - **Debouncing** ([`debounce`]): a batch closes once no kept event
 //!   arrived for `--debounce-ms` (capped at [`MAX_BATCH_WAIT`]), so one
 //!   save — even a rename-and-replace that briefly deletes the file — is
-//!   one batch.
+//!   one batch. A rebuild that a save interrupted (an input changed while
+//!   its zip was written) prints nothing and runs again after the next
+//!   quiet period; under saves that never stop, [`MAX_BATCH_WAIT`] still
+//!   cuts a batch, so zips keep coming.
 //! - **Output** ([`output`]): one line (or JSON object) per build that
 //!   produced a different zip, ran a stage, failed, or recovered from a
 //!   failure. A re-check that finds everything cached prints nothing (with
@@ -26,14 +29,19 @@
 //! - **The session** ([`session`]): what one rebuild is, what is news,
 //!   the manifest last loaded and the directories watched.
 //! - **Deploying** (`--deploy`, `deploy`, behind the `aws` feature): after
-//!   the build's line, on the loop's thread (so deploys never overlap and
-//!   saves made during one are the next batch), the artifacts whose zip is
-//!   not the one last deployed go through one `Deployer` kept for the
-//!   session: the stale layers in one call, then each function in its own,
-//!   so one that fails (not created yet) holds back no other. A failure is
-//!   a line too, and the watch goes on.
+//!   the build's line, the built zips go to a deploy thread, which deploys
+//!   one batch at a time while the loop keeps building; rebuilds that
+//!   finish during a deploy coalesce into the next one, of the newest
+//!   zips. The artifacts whose zip is not the one last deployed go through
+//!   one `Deployer` kept for the session: the stale layers in one call,
+//!   then each function in its own, so one that fails (not created yet)
+//!   holds back no other. A failure is a line too, and the watch goes on;
+//!   a stop abandons a deploy in progress rather than wait for AWS.
 //! - **Backends**: inotify (notify's recommended watcher), or with `--poll`
 //!   [`poll::StatPoller`], which stats the same directories on a timer.
+//! - **The project moved**: a batch after the project directory was moved
+//!   or deleted (it is no longer at its path, or another directory is)
+//!   ends the watch with an error that says so.
 //! - **Stopping** (`stop_on_signals`): SIGINT/SIGTERM stop the loop
 //!   between builds; a build in progress finishes (its zip is written to a
 //!   temp file and renamed, the cache uses SQLite transactions). A second
@@ -94,6 +102,10 @@ pub enum WatchError {
     Limit { watched: usize },
     #[error("cannot install the Ctrl-C/SIGTERM handler: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the deploy thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the project directory {} was {what}: stopped watching", dir.display())]
+    ProjectGone { dir: PathBuf, what: &'static str },
 }
 
 impl WatchError {
@@ -101,7 +113,11 @@ impl WatchError {
         match self {
             WatchError::Start(_) => Some("the inotify instance limit may be reached (`sysctl fs.inotify.max_user_instances`); raise it, or run `lbuild watch --poll`".into()),
             WatchError::Limit { .. } => Some("raise it with `sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/), exclude large directories from the sources root, or run `lbuild watch --poll`".into()),
-            WatchError::Signals(_) => None,
+            WatchError::ProjectGone { .. } => Some(
+                "start `lbuild watch` again where the project is now (lbuild follows paths, not the directory)"
+                    .into(),
+            ),
+            WatchError::Signals(_) | WatchError::Thread(_) => None,
         }
     }
 }
@@ -126,7 +142,11 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     let mut session = Session::new(manifest_path, reporter.clone(), Arc::clone(&stop));
     #[cfg(feature = "aws")]
     if let Some(opts) = &options.deploy {
-        session.deploy = Some(deploy::DeploySession::connect(opts)?);
+        session.deploy = Some(deploy::DeployWorker::start(
+            opts,
+            reporter,
+            Arc::clone(&stop),
+        )?);
     }
     session.reload();
     // Watch before the first build: a save during it is not lost, and the
@@ -150,18 +170,28 @@ pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     }
 
     while open && !stop.load(Ordering::SeqCst) {
-        let Some(batch) = debounce::next_batch(&rx, window, |msg| session.step(msg)) else {
+        let carry = session.take_retry();
+        let Some(batch) = debounce::next_batch(&rx, window, carry, |msg| session.step(msg)) else {
             break;
         };
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        // Every path lbuild holds is under the old location: building on
+        // would fail for ever.
+        session.check_project_dir()?;
         let replan = session.replan_needed(&batch);
         session.reload();
         if replan || session.replan_needed(&batch) {
             session.rewatch(watcher.as_mut(), &batch.paths)?;
         }
         open = session.rebuild(&batch, false);
+    }
+    #[cfg(feature = "aws")]
+    if session.deploy.as_ref().is_some_and(|d| d.in_flight()) {
+        reporter.warn(
+            "stopped with a deploy in progress: it was abandoned (a function is left either as it was or with its new code); run `lbuild deploy` to finish it",
+        );
     }
     reporter.info("stopped watching");
     Ok(())

@@ -82,6 +82,9 @@ pub struct Recheck<'a> {
     pub news: bool,
     /// The zip a failure leaves in place, if any.
     pub last_good: Option<&'a Path>,
+    /// In a workspace, which artifact the line is about (`function
+    /// orders`): one save can print a line for each.
+    pub artifact: Option<&'a str>,
 }
 
 pub enum Stream {
@@ -95,16 +98,20 @@ pub fn render(r: &Recheck, mode: Mode, verbose: bool) -> Option<(Stream, String)
     if !r.news && !verbose {
         return None;
     }
-    let what = if r.initial {
+    let mut what = if r.initial {
         "initial build".to_string()
     } else {
         shown(&r.changed)
     };
+    if let Some(artifact) = r.artifact {
+        what = format!("{what}  {artifact}");
+    }
     let time = r.stamp.hms();
     match (mode, r.found) {
         (Mode::Json, found) => {
             let line = Line {
                 time: r.stamp.rfc3339(),
+                artifact: r.artifact,
                 changed: &r.changed,
                 warnings: if r.news { &r.warnings } else { &[] },
             };
@@ -164,6 +171,9 @@ pub fn render(r: &Recheck, mode: Mode, verbose: bool) -> Option<(Stream, String)
 struct Line<'a> {
     /// RFC 3339, local offset, milliseconds.
     time: String,
+    /// In a workspace: `function NAME` / `layer NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact: Option<&'a str>,
     changed: &'a [String],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
@@ -372,7 +382,39 @@ mod tests {
             found,
             news,
             last_good: Some(Path::new("/p/dist/f.zip")),
+            artifact: None,
         }
+    }
+
+    #[test]
+    fn a_workspace_line_names_its_artifact() {
+        let found = Found::Failed(Failure {
+            error: "e".into(),
+            hint: None,
+        });
+        let orders = Recheck {
+            artifact: Some("function orders"),
+            ..failed(true, &found)
+        };
+        let (_, text) = render(&orders, Mode::Human, false).unwrap();
+        assert!(
+            text.starts_with("17:45:01  lambda.toml  function orders  error: e"),
+            "{text}"
+        );
+        let (_, json) = render(&orders, Mode::Json, false).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["artifact"], "function orders");
+        let billing = Recheck {
+            artifact: Some("function billing"),
+            ..failed(true, &found)
+        };
+        assert_ne!(
+            render(&orders, Mode::Human, false).unwrap().1,
+            render(&billing, Mode::Human, false).unwrap().1
+        );
+        // The single-function form names no artifact.
+        let (_, json) = render(&failed(true, &found), Mode::Json, false).unwrap();
+        assert!(!json.contains("artifact"), "{json}");
     }
 
     #[test]
@@ -453,6 +495,7 @@ mod tests {
                     status: DeployStatus::Unchanged,
                     old: vec!["arn:common:3".into()],
                     new: vec!["arn:common:3".into()],
+                    removed: vec![],
                 }),
                 warnings: vec![],
                 ms: 812,

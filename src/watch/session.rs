@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
 use super::debounce::{Batch, Step};
 #[cfg(feature = "aws")]
-use super::deploy::DeploySession;
+use super::deploy::DeployWorker;
 use super::filter::{Filter, vanished};
 use super::output::{self, Failure, Found, Recheck, Stamp};
 use super::targets::Targets;
@@ -47,10 +48,30 @@ pub(super) struct Session {
     last_sha: Option<String>,
     /// The failure the last build reported, if it failed.
     last_error: Option<Failure>,
+    /// A rebuild a save interrupted ("changed while the zip was being
+    /// written"): its batch, built again after the next quiet period
+    /// ([`Session::take_retry`]).
+    retry: Option<Batch>,
+    /// Since when every rebuild was interrupted: past
+    /// [`REPORT_INTERRUPTIONS_AFTER`] the failure is shown.
+    interrupted_since: Option<Instant>,
+    /// The project directory's (device, inode) when the watch started.
+    project_dir_id: Option<(u64, u64)>,
     /// `--deploy`.
     #[cfg(feature = "aws")]
-    pub(super) deploy: Option<DeploySession>,
+    pub(super) deploy: Option<DeployWorker>,
 }
+
+/// A directory's (device, inode): what stays the same while it is the
+/// same directory, wherever it is.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs_err::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Rebuilds interrupted by saves are retried silently for this long; then
+/// the interruption is reported (and retrying goes on).
+const REPORT_INTERRUPTIONS_AFTER: Duration = Duration::from_secs(10);
 
 impl Session {
     pub(super) fn new(
@@ -62,6 +83,7 @@ impl Session {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        let project_dir_id = dir_id(&manifest_dir);
         Session {
             manifest_path,
             filter: Filter::new(manifest_dir.clone()),
@@ -75,6 +97,9 @@ impl Session {
             watched: BTreeSet::new(),
             last_sha: None,
             last_error: None,
+            retry: None,
+            interrupted_since: None,
+            project_dir_id,
             #[cfg(feature = "aws")]
             deploy: None,
         }
@@ -180,6 +205,52 @@ impl Session {
                 .is_some_and(|(_, t)| batch.paths.iter().any(|p| t.replans_on(p)))
     }
 
+    /// An error when the project directory is no longer at its path (moved
+    /// or deleted), or another directory took its place.
+    pub(super) fn check_project_dir(&self) -> Result<(), WatchError> {
+        let Some(id) = self.project_dir_id else {
+            return Ok(());
+        };
+        let what = match dir_id(&self.manifest_dir) {
+            Some(now) if now == id => return Ok(()),
+            Some(_) => "replaced by another directory",
+            None => "moved or deleted",
+        };
+        Err(WatchError::ProjectGone {
+            dir: self.manifest_dir.clone(),
+            what,
+        })
+    }
+
+    /// The batch of a rebuild that a save interrupted, to build again.
+    pub(super) fn take_retry(&mut self) -> Option<Batch> {
+        self.retry.take()
+    }
+
+    /// Whether this build result is an interruption to retry quietly
+    /// (then it is recorded, and nothing is printed): an input changed
+    /// while the zip was written, and not for too long already.
+    fn interrupted<'e>(
+        &mut self,
+        mut errors: impl Iterator<Item = &'e crate::Error>,
+        batch: &Batch,
+    ) -> bool {
+        if !errors.any(crate::Error::is_interrupted) {
+            self.interrupted_since = None;
+            return false;
+        }
+        let since = *self.interrupted_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= REPORT_INTERRUPTIONS_AFTER {
+            // Shown once, then quiet again for as long.
+            self.interrupted_since = None;
+            self.retry = Some(batch.clone());
+            return false;
+        }
+        self.retry = Some(batch.clone());
+        let _ = self.build_reporter.take_warnings();
+        true
+    }
+
     /// Builds and reports. Returns false when stdout is gone (the reader
     /// quit), which ends the watch.
     pub(super) fn rebuild(&mut self, batch: &Batch, initial: bool) -> bool {
@@ -195,7 +266,11 @@ impl Session {
             (None, Some(plan)) => match BuildContext::for_plan(plan, &self.build_reporter)
                 .and_then(|cx| pipeline::build(&cx, plan))
             {
-                Ok(outcome) => Found::Built(outcome),
+                Ok(outcome) => {
+                    self.interrupted_since = None;
+                    Found::Built(outcome)
+                }
+                Err(e) if self.interrupted(std::iter::once(&e), batch) => return true,
                 Err(e) => Found::Failed(Failure::from(&e)),
             },
             (None, None) => Found::Failed(Failure {
@@ -245,6 +320,7 @@ impl Session {
             found: &found,
             news,
             last_good,
+            artifact: None,
         };
         let ok = print(output::render(
             &recheck,
@@ -272,8 +348,9 @@ impl Session {
         false
     }
 
-    /// `--deploy`, after a rebuild (`deploy.rs`); not once a signal asked
-    /// the watch to stop. Returns false when stdout is gone.
+    /// `--deploy`, after a rebuild: hands the zips to the deploy thread
+    /// (`deploy.rs`) and returns; not once a signal asked the watch to
+    /// stop. Returns false when stdout is gone.
     #[cfg(feature = "aws")]
     fn deploy_changed(
         &mut self,
@@ -282,9 +359,9 @@ impl Session {
         initial: bool,
         touches_input: bool,
     ) -> bool {
-        match self.deploy.as_mut() {
+        match self.deploy.as_ref() {
             Some(d) if !self.stopping.load(Ordering::SeqCst) => {
-                d.after_rebuild(ws, built, initial, touches_input, &self.reporter)
+                d.submit(ws, built, initial, touches_input)
             }
             _ => true,
         }
@@ -299,35 +376,48 @@ impl Session {
     /// one that ran or failed gets its own line.
     fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
         let (changed, touches_input) = self.changed(batch);
-        let results: Vec<(String, Option<PathBuf>, Found)> =
-            match BuildContext::for_workspace(ws, &self.build_reporter)
-                .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]))
-            {
-                Ok(outcome) => outcome
-                    .artifacts
-                    .into_iter()
-                    .map(|a| match a {
-                        pipeline::ArtifactResult::Built(o) => (
-                            format!("{} {}", o.kind, o.name),
-                            Some(o.zip.clone()),
-                            Found::Built(o),
-                        ),
-                        pipeline::ArtifactResult::Failed { name, kind, error } => {
-                            let zip = ws
-                                .artifacts
-                                .iter()
-                                .find(|p| p.name == name && p.kind.label() == kind)
-                                .map(|p| p.output.path.clone());
-                            (
-                                format!("{kind} {name}"),
-                                zip,
-                                Found::Failed(Failure::from(&error)),
-                            )
-                        }
-                    })
-                    .collect(),
-                Err(e) => vec![("workspace".into(), None, Found::Failed(Failure::from(&e)))],
-            };
+        let built = BuildContext::for_workspace(ws, &self.build_reporter)
+            .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]));
+        let errors: Vec<&crate::Error> = match &built {
+            Ok(outcome) => outcome
+                .artifacts
+                .iter()
+                .filter_map(|a| match a {
+                    pipeline::ArtifactResult::Failed { error, .. } => Some(error),
+                    pipeline::ArtifactResult::Built(_) => None,
+                })
+                .collect(),
+            Err(e) => vec![e],
+        };
+        if self.interrupted(errors.into_iter(), batch) {
+            return true;
+        }
+        let results: Vec<(String, Option<PathBuf>, Found)> = match built {
+            Ok(outcome) => outcome
+                .artifacts
+                .into_iter()
+                .map(|a| match a {
+                    pipeline::ArtifactResult::Built(o) => (
+                        format!("{} {}", o.kind, o.name),
+                        Some(o.zip.clone()),
+                        Found::Built(o),
+                    ),
+                    pipeline::ArtifactResult::Failed { name, kind, error } => {
+                        let zip = ws
+                            .artifacts
+                            .iter()
+                            .find(|p| p.name == name && p.kind.label() == kind)
+                            .map(|p| p.output.path.clone());
+                        (
+                            format!("{kind} {name}"),
+                            zip,
+                            Found::Failed(Failure::from(&error)),
+                        )
+                    }
+                })
+                .collect(),
+            Err(e) => vec![("workspace".into(), None, Found::Failed(Failure::from(&e)))],
+        };
         if self.stopping.load(Ordering::SeqCst)
             && results
                 .iter()
@@ -373,6 +463,7 @@ impl Session {
                 found,
                 news,
                 last_good: zip.as_deref().filter(|p| p.exists()),
+                artifact: Some(id),
             };
             ok &= print(output::render(
                 &recheck,

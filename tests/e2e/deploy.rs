@@ -5,7 +5,7 @@
 use std::process::Output;
 
 use crate::common::{TestProject, assert_success, sha256_hex};
-use crate::moto::{Moto, REGION, no_aws_env};
+use crate::moto::{Moto, REGION, no_aws_env, silent_endpoint};
 
 const MANIFEST: &str = r#"[function]
 name = "hello"
@@ -301,6 +301,38 @@ fn deploy_large_zip_goes_through_s3_once() {
     assert_eq!(second["status"], "updated");
     assert_eq!(second["s3"]["existed"], true);
     assert_eq!(moto.function("hello")["CodeSha256"], local.as_str());
+
+    // Someone plants other bytes at the staging key (same size even, and
+    // then other code on the function): never deployed, uploaded over.
+    moto.boto3(
+        "s3.put_object(Bucket='builds', Key=sys.argv[1], Body=b'\\0' * int(sys.argv[2]))\n\
+         buf = io.BytesIO()\nwith zipfile.ZipFile(buf, 'w') as z:\n    z.writestr('x.py', '')\n\
+         lam.update_function_code(FunctionName='hello', ZipFile=buf.getvalue())",
+        &[&key, &p.zip_bytes("hello").len().to_string()],
+    );
+    moto.reset_recording();
+    let out = deploy(
+        &p,
+        &moto,
+        &["--json", "--s3-bucket", "builds", "--s3-prefix", "fn"],
+    );
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds other bytes"), "{stderr}");
+    let third: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let writes: Vec<String> = moto.writes().iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        writes,
+        [
+            format!("PUT /builds/{key}"),
+            "PUT /2015-03-31/functions/hello/code".to_string()
+        ],
+        "{writes:?}"
+    );
+    assert_eq!(third["s3"]["existed"], false);
+    assert_eq!(third["s3"]["replaced"], true);
+    assert_eq!(moto.function("hello")["CodeSha256"], local.as_str());
 }
 
 /// A zip of `files` written to `dir/name`, as a deploy artifact's fields.
@@ -366,7 +398,10 @@ fn layers_are_published_once_and_functions_point_at_them() {
             handler: "app.handler".into(),
             runtime,
             architecture: Architecture::X86_64,
-            layers: Some(vec![LayerRef::Managed("shared".into())]),
+            layers: Some(vec![LayerRef::Managed {
+                name: "shared".into(),
+                aws_name: "shared".into(),
+            }]),
         }
     };
     let v1 = layer(&[("python/shared.py", "V = 1\n")], "shared-v1.zip");
@@ -468,4 +503,212 @@ fn layers_are_published_once_and_functions_point_at_them() {
     assert_eq!(report.layers[0].version_arn.as_deref(), Some(arn1.as_str()));
     assert_eq!(layers_of("billing")[0]["Arn"], arn1.as_str());
     assert_eq!(layer_versions(), 2);
+}
+
+/// A workspace whose function names a public layer by ARN and a layer of
+/// its own.
+fn layered_project(layers: &str) -> TestProject {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        &format!(
+            "[defaults]\nruntime = \"python3.11\"\n\n[layers.common]\n\n[functions.f]\nhandler = \"app.handler\"\nlayers = {layers}\n"
+        ),
+    );
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    p
+}
+
+#[test]
+fn deploy_sets_declared_layers_in_order_and_keeps_the_ones_it_does_not_manage() {
+    let moto = Moto::start();
+    moto.create_function("f", "python3.11", "x86_64");
+    // Layers of other tools: one attached by SAM, one public the manifest names.
+    let arns = moto.boto3(
+        "buf = io.BytesIO()\nwith zipfile.ZipFile(buf, 'w') as z:\n    z.writestr('python/x.py', '')\n\
+         arns = [lam.publish_layer_version(LayerName=n, Content={'ZipFile': buf.getvalue()})['LayerVersionArn'] for n in ('sam-shared', 'public')]\n\
+         lam.update_function_configuration(FunctionName='f', Layers=[arns[0]])\n\
+         print(json.dumps(arns))",
+        &[],
+    );
+    let (sam, public) = (arns[0].as_str().unwrap(), arns[1].as_str().unwrap());
+    let p = layered_project(&format!("[\"{public}\", \"common\"]"));
+    let layers_of = || -> Vec<String> {
+        moto.function("f")["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["Arn"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // The plan shows before -> after and writes nothing.
+    moto.reset_recording();
+    let out = deploy(&p, &moto, &["--plan"]);
+    assert_success(&out);
+    assert!(moto.writes().is_empty(), "{:?}", moto.writes());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "layers would update: [{sam}] -> [{sam}, {public}, common:(new version)]"
+        )),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "keeps layer {sam}, attached on AWS but not named in lambda.toml"
+        )),
+        "{stderr}"
+    );
+
+    // The deploy: the attached layer stays where it was, the declared ones
+    // follow in the manifest's order.
+    let out = deploy(&p, &moto, &[]);
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("keeps layer {sam}")), "{stderr}");
+    let common = layers_of()[2].clone();
+    assert!(common.ends_with(":layer:common:1"), "{common}");
+    assert_eq!(layers_of(), [sam, public, common.as_str()]);
+
+    // Asked to, the unmanaged layer goes; the plan marks the removal.
+    let out = deploy(&p, &moto, &["--plan", "--remove-unmanaged-layers"]);
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("- removes {sam}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "[{sam}, {public}, {common}] -> [{public}, {common}]"
+        )),
+        "{stdout}"
+    );
+    assert_success(&deploy(&p, &moto, &["--remove-unmanaged-layers"]));
+    assert_eq!(layers_of(), [public, common.as_str()]);
+
+    // Declared in another order: set in that order, nothing removed.
+    p.write(
+        "lambda.toml",
+        &std::fs::read_to_string(p.path().join("lambda.toml"))
+            .unwrap()
+            .replace(
+                &format!("[\"{public}\", \"common\"]"),
+                &format!("[\"common\", \"{public}\"]"),
+            ),
+    );
+    let out = deploy(&p, &moto, &["--plan"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("removes"),
+        "{out:?}"
+    );
+    assert_success(&deploy(&p, &moto, &[]));
+    assert_eq!(layers_of(), [common.as_str(), public]);
+}
+
+#[test]
+fn a_silent_endpoint_fails_the_deploy_within_the_bound_with_a_short_error() {
+    let p = project();
+    assert_success(&p.run(&[]));
+    let endpoint = silent_endpoint();
+    let mut cmd = p.cmd();
+    no_aws_env(&mut cmd, p.path())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("LBUILD_AWS_TIMEOUT", "2")
+        .arg("deploy");
+    let started = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // Three attempts' worth (2 s each) bound the call; well under a minute.
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?}: {stderr}"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(2),
+        "took {took:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("lambda:GetFunction hello failed: no answer in time"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("LBUILD_AWS_TIMEOUT"), "{stderr}");
+    let error_line = stderr.lines().find(|l| l.contains("GetFunction")).unwrap();
+    assert!(error_line.len() < 200, "no SDK dump: {error_line}");
+
+    // A bound that is not a number is bad input, refused before any call.
+    let mut cmd = p.cmd();
+    no_aws_env(&mut cmd, p.path())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("LBUILD_AWS_TIMEOUT", "soon")
+        .arg("deploy");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LBUILD_AWS_TIMEOUT=\"soon\""));
+}
+
+#[test]
+fn a_failure_after_the_code_update_says_what_state_the_function_is_in() {
+    let moto = Moto::start_unrecorded();
+    moto.create_function("f", "python3.11", "x86_64");
+    let public = moto.boto3(
+        "buf = io.BytesIO()\nwith zipfile.ZipFile(buf, 'w') as z:\n    z.writestr('python/x.py', '')\n\
+         print(json.dumps(lam.publish_layer_version(LayerName='public', Content={'ZipFile': buf.getvalue()})['LayerVersionArn']))",
+        &[],
+    );
+    let public = public.as_str().unwrap();
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        &format!(
+            "[defaults]\nruntime = \"python3.11\"\n\n[functions.f]\nhandler = \"app.handler\"\nlayers = [\"{public}\"]\n"
+        ),
+    );
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    // GetFunction, UpdateFunctionCode and the wait go through unchecked;
+    // UpdateFunctionConfiguration is denied.
+    let (key, secret) = moto.restricted_user(&["lambda:GetFunction"], 3);
+    let mut cmd = p.cmd();
+    moto.aws_env(&mut cmd)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .arg("deploy");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("access denied: lambda:UpdateFunctionConfiguration on f"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("f is left with its new code but its previous layer list"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("deploy again: it converges"), "{stderr}");
+    moto.unrestrict();
+    assert_eq!(
+        moto.function("f")["CodeSha256"],
+        local_code_sha256(&p, "f").as_str()
+    );
+    assert!(
+        moto.function("f")
+            .get("Layers")
+            .is_none_or(|l| l.as_array().unwrap().is_empty())
+    );
+
+    // Deploying again converges: the code is there, the layers are set.
+    let out = deploy(&p, &moto, &["--json"]);
+    assert_success(&out);
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(v["status"], "unchanged", "{v}");
+    assert_eq!(v["layers"]["status"], "updated", "{v}");
+    assert_eq!(moto.function("f")["Layers"][0]["Arn"], public);
 }

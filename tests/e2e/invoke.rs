@@ -493,3 +493,96 @@ fn invoke_refuses_a_response_lambda_would_not_return() {
         "the JSON and a newline"
     );
 }
+
+/// A function that names a public layer by ARN: without a local copy, a
+/// missing module is said to maybe come from that layer (not "add it to
+/// requirements.txt"); `local_layers` maps the ARN to a directory or a
+/// zip, which is then on the path as Lambda puts layers.
+#[test]
+fn invoke_maps_external_layers_to_local_copies_or_names_them() {
+    const ARN: &str = "arn:aws:lambda:eu-west-1:017000801446:layer:Stub:3";
+    let p = TestProject::empty();
+    let manifest = |local: &str| {
+        format!(
+            "[defaults]\nruntime = \"python3.11\"\n\n[functions.f]\nhandler = \"app.handler\"\nsources = {{ include = [\"app.py\"] }}\nlayers = [\"{ARN}\"]\n{local}"
+        )
+    };
+    p.write("lambda.toml", &manifest(""));
+    p.write(
+        "app.py",
+        "import layer_stub\n\ndef handler(event, context):\n    return layer_stub.WHERE\n",
+    );
+    let out = invoke(&p, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("No module named 'layer_stub'"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the missing module may come from the layer {ARN}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("local_layers"), "{stderr}");
+    assert!(!stderr.contains("add the missing distribution"), "{stderr}");
+
+    // A directory laid out as the layer's zip.
+    p.write("vendor/stub/python/layer_stub.py", "WHERE = 'dir'\n");
+    p.write(
+        "lambda.toml",
+        &manifest(&format!(
+            "local_layers = {{ \"{ARN}\" = \"vendor/stub\" }}\n"
+        )),
+    );
+    let out = invoke(&p, &[]);
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"dir\"");
+
+    // The layer's zip.
+    {
+        let file = std::fs::File::create(p.path().join("vendor/stub.zip")).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        zip.start_file(
+            "python/layer_stub.py",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(b"WHERE = 'zip'\n").unwrap();
+        zip.finish().unwrap();
+    }
+    p.write(
+        "lambda.toml",
+        &manifest(&format!(
+            "local_layers = {{ \"{ARN}\" = \"vendor/stub.zip\" }}\n"
+        )),
+    );
+    let out = invoke(&p, &[]);
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"zip\"");
+
+    // A path that is not there; an ARN the function does not name.
+    p.write(
+        "lambda.toml",
+        &manifest(&format!(
+            "local_layers = {{ \"{ARN}\" = \"vendor/nothing\" }}\n"
+        )),
+    );
+    let out = invoke(&p, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("vendor/nothing, which does not exist"),
+        "{stderr}"
+    );
+    let other = ARN.replace(":3", ":4");
+    p.write(
+        "lambda.toml",
+        &manifest(&format!(
+            "local_layers = {{ \"{other}\" = \"vendor/stub\" }}\n"
+        )),
+    );
+    let out = invoke(&p, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lambda.toml:8:18:"), "{stderr}");
+    assert!(
+        stderr.contains("not a layer version ARN in its layers"),
+        "{stderr}"
+    );
+}

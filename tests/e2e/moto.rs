@@ -202,6 +202,17 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
         )
     }
 
+    /// Ends [`Moto::restricted_user`]'s enforcement: the next million
+    /// requests go through unchecked (to read back state as the test's
+    /// admin).
+    pub fn unrestrict(&self) {
+        self.boto3(
+            "import urllib.request\n\
+             urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'1000000', method='POST', headers={'Content-Type': 'text/plain'}))",
+            &[&self.endpoint()],
+        );
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         self.boto3("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
     }
@@ -286,4 +297,22 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An endpoint that accepts connections and never answers (a hung proxy):
+/// its URL. The listener and the accepted sockets live as long as the
+/// test process.
+pub fn silent_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}")
 }

@@ -810,3 +810,118 @@ fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
     assert_eq!(v["name"], "billing", "{v}");
     assert_eq!(changed(&v), ["src/billing/app.py"]);
 }
+
+/// An auto-saving editor: a save every 150 ms for 20 s, each a rewrite in
+/// place of a 1 MB module, so saves land while zips are being written.
+/// Interrupted rebuilds are retried, not reported: every line is a zip,
+/// zips keep coming, and the last save ends up in the zip.
+#[test]
+fn continuous_saves_every_150_ms_keep_producing_zips() {
+    let p = TestProject::hello();
+    let module = |i: usize| {
+        let mut text = format!("def greet():\n    return {i}\n");
+        for line in 0..20_000 {
+            text.push_str(&format!(
+                "# {i} padding line {line} of an auto-saved module\n"
+            ));
+        }
+        text
+    };
+    p.write("util.py", &module(0));
+    let w = Watch::start(&p, &[]);
+    w.build("the initial build");
+
+    let path = p.path().join("util.py");
+    let writer = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut i = 0;
+        while started.elapsed() < Duration::from_secs(20) {
+            i += 1;
+            std::fs::write(&path, module(i)).unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        i
+    });
+    let started = Instant::now();
+    let mut last = started;
+    let mut gaps = Vec::new();
+    let mut errors = Vec::new();
+    let mut builds = 0;
+    while !writer.is_finished() {
+        match w.lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(v) if v.get("error").is_some() => errors.push(v),
+            Ok(_) => {
+                builds += 1;
+                gaps.push(last.elapsed());
+                last = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => panic!("watch ended: {}", w.stderr()),
+        }
+    }
+    gaps.push(last.elapsed());
+    let saves = writer.join().unwrap();
+    assert!(errors.is_empty(), "{errors:?}\nstderr:\n{}", w.stderr());
+    let longest = gaps.iter().max().unwrap();
+    eprintln!("{saves} saves, {builds} zips, longest wait for a zip {longest:?}");
+    assert!(builds >= 10, "{builds} zips for {saves} saves");
+    assert!(
+        *longest < Duration::from_secs(4),
+        "waited {longest:?} for a zip"
+    );
+    // Once the saves stop, the zip settles on the last one.
+    let want = format!("return {saves}\n");
+    let until = Instant::now() + WAIT;
+    while !zip_text(&p, "hello", "util.py").is_some_and(|t| t.contains(&want)) {
+        assert!(
+            Instant::now() < until,
+            "the last save never reached the zip"
+        );
+        w.build("the last save");
+    }
+    assert!(!w.stderr().contains("changed while"), "{}", w.stderr());
+}
+
+/// The project directory moved while watched: the next save ends the
+/// watch with an error that says so, instead of failing every save with
+/// "cannot open .../lambda.toml".
+#[test]
+fn a_moved_project_ends_the_watch_with_a_clear_error() {
+    let p = TestProject::hello();
+    let mut w = Watch::start(&p, &[]);
+    w.build("the initial build");
+    let name = p.path().file_name().unwrap().to_str().unwrap().to_string();
+    let moved = p.path().with_file_name(format!("{name}-moved"));
+    std::fs::rename(p.path(), &moved).unwrap();
+    std::fs::write(moved.join("util.py"), "def greet():\n    return 'moved'\n").unwrap();
+    let until = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > until {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Back where the temp dir is removed from.
+    std::fs::rename(&moved, p.path()).unwrap();
+    let status = status.unwrap_or_else(|| panic!("watch did not end: {}", w.stderr()));
+    if let Some(reader) = w.stderr_reader.take() {
+        reader.join().unwrap();
+    }
+    let stderr = w.stderr();
+    assert!(!status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the project directory {} was moved or deleted: stopped watching",
+            p.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("start `lbuild watch` again where the project is now"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("failed to open"), "{stderr}");
+}

@@ -2,14 +2,14 @@
 //! rebuild, the artifacts whose zip changed are deployed, one deploy at a
 //! time, each reported on its own `--json` line (`{"time", "deploy": {...}}`)
 //! after the build's line. moto's request recording tells which calls were
-//! made. Every wait is for the next line (see `watch.rs`); deploys run on the
-//! watch loop after the build, so once a deploy's line is read its calls
-//! are all recorded.
+//! made. Every wait is for the next line (see `watch.rs`); deploys run on a
+//! thread of their own, one at a time, and a deploy's line is printed after
+//! its calls, so once it is read its calls are all recorded.
 
 use serde_json::Value;
 
 use crate::common::TestProject;
-use crate::moto::Moto;
+use crate::moto::{Moto, REGION, no_aws_env, silent_endpoint};
 use crate::watch::{Watch, changed};
 
 const WORKSPACE: &str = r#"
@@ -259,4 +259,45 @@ fn watch_deploy_a_missing_function_does_not_hold_back_the_others() {
     );
     let stderr = w.finish();
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn watch_deploy_keeps_building_while_a_deploy_hangs_and_stops_on_sigterm() {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        "[function]\nname = \"hello\"\nhandler = \"app.handler\"\nruntime = \"python3.11\"\n",
+    );
+    p.write("app.py", "def handler(event, context):\n    return 1\n");
+    let mut cmd = p.cmd();
+    no_aws_env(&mut cmd, p.path())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        // An endpoint that accepts and never answers, with a bound far
+        // longer than the test: the deploy hangs for all of it.
+        .env("AWS_ENDPOINT_URL", silent_endpoint())
+        .env("LBUILD_AWS_TIMEOUT", "600")
+        .args(["watch", "--deploy", "--json"]);
+    let mut w = Watch::spawn(cmd);
+    build_line(&w, "the first build");
+    // Its deploy is waiting on the silent endpoint; saves still build.
+    p.write("app.py", "def handler(event, context):\n    return 2\n");
+    let v = build_line(&w, "a save while the deploy hangs");
+    assert_eq!(changed(&v), ["app.py"], "{v}");
+    p.write("app.py", "def handler(event, context):\n    return 3\n");
+    let v = build_line(&w, "a second save while the deploy hangs");
+    assert_eq!(changed(&v), ["app.py"], "{v}");
+
+    let started = std::time::Instant::now();
+    let stderr = w.finish();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("stopped with a deploy in progress: it was abandoned"),
+        "{stderr}"
+    );
 }

@@ -515,6 +515,54 @@ fn bad_workspaces_are_errors_with_positions() {
 }
 
 #[test]
+fn layer_version_arns_are_declared_checked_and_counted() {
+    const PUBLIC: &str =
+        "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:7";
+    // An ARN next to a managed layer builds (nothing to build for it).
+    let ws = Ws::new();
+    ws.p.write(
+        "lambda.toml",
+        &WORKSPACE.replace(
+            "layers = [\"common\"]",
+            &format!("layers = [\"{PUBLIC}\", \"common\"]"),
+        ),
+    );
+    assert_success(&ws.run(&[]));
+
+    // The same layer twice: an error at the second one.
+    let err = manifest_error(
+        &WORKSPACE.replace("layers = [\"common\"]", "layers = [\"common\", \"common\"]"),
+    );
+    assert!(err.contains("lambda.toml:13:21:"), "{err}");
+    assert!(err.contains("names layer \"common\" twice"), "{err}");
+
+    // Not the shape of a layer version ARN (no version): said why.
+    let err = manifest_error(&WORKSPACE.replace(
+        "layers = [\"common\"]",
+        "layers = [\"arn:aws:lambda:eu-west-1:017000801446:layer:Powertools\"]",
+    ));
+    assert!(err.contains("lambda.toml:13:11:"), "{err}");
+    assert!(err.contains("is not a layer version ARN"), "{err}");
+    assert!(
+        err.contains("arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION"),
+        "{err}"
+    );
+
+    // ARNs count toward Lambda's five.
+    let arns: Vec<String> = (1..=5)
+        .map(|v| format!("\"{}\"", PUBLIC.replace(":7", &format!(":{v}"))))
+        .collect();
+    let err = manifest_error(&WORKSPACE.replace(
+        "layers = [\"common\"]",
+        &format!("layers = [\"common\", {}]", arns.join(", ")),
+    ));
+    assert!(
+        err.contains("uses 6 layers") && err.contains("at most 5"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_single_function_form_keeps_its_json_shape() {
     let p = TestProject::hello();
     let json = p.build_json();
