@@ -314,23 +314,23 @@ fn print(checks: &[Check], reporter: &Reporter) {
     if reporter.mode == Mode::Json {
         let equal = checks.iter().all(|c| c.equal);
         let doc = serde_json::json!({"verified": equal, "artifacts": checks});
-        println!("{doc}");
+        reporter.json(&doc);
         return;
     }
     for c in checks {
         if c.equal {
             if reporter.mode == Mode::Human {
-                println!(
+                reporter.result(format!(
                     "{} {}: same as {} ({})",
                     c.kind,
                     c.name,
                     esc(&c.against),
                     c.rebuilt
-                );
+                ));
             }
             continue;
         }
-        println!(
+        reporter.result(format!(
             "{} {}: differs from {}: rebuilt {}, found {}",
             c.kind,
             c.name,
@@ -341,29 +341,33 @@ fn print(checks: &[Check], reporter: &Reporter) {
             } else {
                 &c.found
             }
-        );
+        ));
         if let Some(note) = &c.note {
-            println!("  {}", esc(note));
+            reporter.result(format!("  {}", esc(note)));
         }
         let Some(d) = &c.diff else { continue };
         if let Some(why) = &d.unreadable {
-            println!("  not a readable zip: {}", esc(why));
+            reporter.result(format!("  not a readable zip: {}", esc(why)));
         }
         for n in &d.added {
-            println!("  added: {}", esc(n));
+            reporter.result(format!("  added: {}", esc(n)));
         }
         for n in &d.removed {
-            println!("  removed: {}", esc(n));
+            reporter.result(format!("  removed: {}", esc(n)));
         }
         for ch in &d.changed {
-            println!("  changed: {} ({})", esc(&ch.name), ch.fields.join(", "));
+            reporter.result(format!(
+                "  changed: {} ({})",
+                esc(&ch.name),
+                ch.fields.join(", ")
+            ));
         }
         if let Some(o) = &d.first_difference {
-            println!(
+            reporter.result(format!(
                 "  first differing byte: offset {}, in {}",
                 o.offset,
                 esc(&o.region)
-            );
+            ));
         }
     }
 }

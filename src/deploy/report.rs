@@ -94,21 +94,21 @@ impl DeployReport {
             Mode::Quiet => {}
             Mode::Json => {
                 for l in &self.layers {
-                    println!("{}", serde_json::to_string(l).unwrap_or_default());
+                    reporter.json(&serde_json::to_value(l).unwrap_or_default());
                 }
                 for f in &self.functions {
-                    println!("{}", serde_json::to_string(f).unwrap_or_default());
+                    reporter.json(&serde_json::to_value(f).unwrap_or_default());
                 }
             }
             Mode::Human => {
                 for l in &self.layers {
                     let s3 = l.s3.as_ref().map(s3_note).unwrap_or_default();
-                    println!(
+                    reporter.result(format!(
                         "layer     {:<24} {:<13} {}{s3}",
                         l.aws_name,
                         l.status.as_str(),
                         l.version_arn.as_deref().unwrap_or(&l.code_sha256),
-                    );
+                    ));
                 }
                 for f in &self.functions {
                     let hashes = if f.status == Status::Unchanged {
@@ -117,23 +117,23 @@ impl DeployReport {
                         format!("{} -> {}", f.old_code_sha256, f.new_code_sha256)
                     };
                     let s3 = f.s3.as_ref().map(s3_note).unwrap_or_default();
-                    println!(
+                    reporter.result(format!(
                         "function  {:<24} {:<13} {hashes}{s3}",
                         f.aws_name,
                         f.status.as_str()
-                    );
+                    ));
                     if let Some(l) = &f.layers
                         && l.status != Status::Unchanged
                     {
-                        println!(
+                        reporter.result(format!(
                             "          {:<24} layers {}: [{}] -> [{}]",
                             "",
                             l.status.as_str(),
                             l.old.join(", "),
                             l.new.join(", ")
-                        );
+                        ));
                         for r in &l.removed {
-                            println!("          {:<24}   - removes {r}", "");
+                            reporter.result(format!("          {:<24}   - removes {r}", ""));
                         }
                     }
                 }
