@@ -26,6 +26,7 @@ mod output;
 mod pipeline;
 mod remote;
 mod report;
+mod sanitize;
 mod size;
 mod stages;
 mod stats;

@@ -424,6 +424,25 @@ pub fn temp_prefix() -> String {
     format!(".tmp-{}-", std::process::id())
 }
 
+/// Moves a damaged store item (a torn record, a directory where a file
+/// should be) out of the way under a temporary name and removes it, so the
+/// next step puts a good one in its place and no later build trips on it.
+pub fn move_aside(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let aside = dir.join(format!(
+        "{}aside-{}",
+        temp_prefix(),
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::rename(path, &aside)?;
+    let _ = if aside.is_dir() {
+        std::fs::remove_dir_all(&aside)
+    } else {
+        std::fs::remove_file(&aside)
+    };
+    Ok(())
+}
+
 /// Removes `.tmp-PID-*` leftovers in `dir` whose writer is dead.
 pub fn remove_dead_temporaries(dir: &Path) {
     for p in read_dir(dir) {

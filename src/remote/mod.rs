@@ -16,7 +16,12 @@
 //! [`BuildContext`](crate::context::BuildContext)); `s3.rs` implements it
 //! with aws-sdk-s3. It does not verify objects: the callers do.
 
+pub mod objects;
 mod s3;
+pub mod trust;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::report::Reporter;
 
@@ -28,13 +33,35 @@ pub enum Mode {
 }
 
 /// Where the remote store is and what a build may do with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RemoteConfig {
     pub url: String,
     pub bucket: String,
     /// Without a trailing slash; may be empty.
     pub prefix: String,
     pub mode: Mode,
+    /// Which objects a build accepts and how it signs what it uploads
+    /// (checked by the callers, not the transport).
+    pub trust: trust::Trust,
+    /// How long this build may wait on the remote store's reads, all
+    /// together (`LBUILD_REMOTE_DEADLINE`, seconds).
+    pub deadline: Duration,
+}
+
+/// The default of [`RemoteConfig::deadline`]: a warm remote hit of a large
+/// tree on a LAN takes about a second; a bucket slower than this is not
+/// making the build faster.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One object to fetch: its name, the most bytes it may have (a larger
+/// object is discarded as it streams in, with a warning) and the directory
+/// its temporary file is made in (the machine store's, so a checked object
+/// is renamed into place, never copied).
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub rel: String,
+    pub max: u64,
+    pub dir: PathBuf,
 }
 
 /// `s3://BUCKET/PREFIX` and a mode (`read`, `read-write`; default
@@ -76,6 +103,8 @@ pub fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, cr
         bucket: bucket.to_string(),
         prefix: prefix.trim_matches('/').to_string(),
         mode,
+        trust: trust::Trust::default(),
+        deadline: DEFAULT_DEADLINE,
     })
 }
 
@@ -93,14 +122,15 @@ pub trait RemoteStore: Send + Sync {
         self.config().mode == Mode::ReadWrite && !self.is_down()
     }
 
-    /// Fetches objects: each is its bytes, or None when it is not there
-    /// (or the store is down).
-    fn get_many(&self, rels: &[String], reporter: &Reporter) -> Vec<Option<Vec<u8>>>;
-
-    /// Fetches one object into `file`, streamed: Some(true) when written,
-    /// Some(false) when the store does not have it (or the file could not
-    /// be written), None when the store is down.
-    fn get_into(&self, rel: &str, file: &mut std::fs::File, reporter: &Reporter) -> Option<bool>;
+    /// Fetches objects, each streamed into a temporary file in its
+    /// `dir` (never whole in memory; the bytes in flight at once are
+    /// bounded): None when it is not there, is larger than its `max`
+    /// (with a warning), or the store is down or past its deadline.
+    fn get_files(
+        &self,
+        wanted: &[Wanted],
+        reporter: &Reporter,
+    ) -> Vec<Option<tempfile::NamedTempFile>>;
 
     /// Uploads a file as one object, streamed from disk (read-write only).
     fn put_file(&self, rel: &str, path: &std::path::Path, reporter: &Reporter) -> bool;
