@@ -75,7 +75,7 @@ impl Error {
             Error::ArtifactsFailed { code, .. } => *code,
             Error::Deploy(DeployError::NeedsBucket { .. } | DeployError::Mismatch { .. }) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
-            Error::Store(StoreError::BadSize { .. }) => 2,
+            Error::Store(StoreError::BadSize { .. } | StoreError::NotOurs { .. }) => 2,
             _ => 1,
         }
     }

@@ -31,6 +31,7 @@ mod size;
 mod stages;
 mod stats;
 mod store;
+mod store_mark;
 mod templates;
 mod terraform;
 mod units;

@@ -53,7 +53,7 @@ pub fn seal_record(
     let size = std::fs::metadata(zip)?.len();
     if let Some(o) = record.as_object_mut() {
         o.insert(
-            "zip".into(),
+            "remote_zip".into(),
             serde_json::json!({"blake3": h.finalize().to_hex().to_string(), "size": size}),
         );
     }
@@ -87,7 +87,7 @@ pub fn fetch_record(
     let body = trust.open(name, &bytes).map_err(|r| r.to_string())?;
     #[derive(serde::Deserialize)]
     struct Facts {
-        zip: ZipJson,
+        remote_zip: ZipJson,
     }
     #[derive(serde::Deserialize)]
     struct ZipJson {
@@ -96,13 +96,13 @@ pub fn fetch_record(
     }
     let facts: Facts = serde_json::from_slice(body)
         .map_err(|_| "has a record that does not name its tree's zip".to_string())?;
-    let digest = Hash::from_hex(facts.zip.blake3.as_bytes())
+    let digest = Hash::from_hex(facts.remote_zip.blake3.as_bytes())
         .map_err(|_| "has a record whose zip digest is not a digest".to_string())?;
     Ok(Some((
         body.to_vec(),
         ZipFacts {
             digest,
-            size: facts.zip.size,
+            size: facts.remote_zip.size,
         },
     )))
 }

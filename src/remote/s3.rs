@@ -81,7 +81,14 @@ async fn fetch_one(
                     return Fetched::Missing;
                 }
             }
-            Ok(None) => return Fetched::Got(file),
+            // Handed over at its start, ready to be read.
+            Ok(None) => {
+                use std::io::Seek;
+                return match file.flush().and_then(|()| file.rewind()) {
+                    Ok(()) => Fetched::Got(file),
+                    Err(_) => Fetched::Missing,
+                };
+            }
             Err(e) => return Fetched::Failed(e.to_string()),
         }
     }

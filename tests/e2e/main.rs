@@ -18,6 +18,7 @@ mod lockfiles;
 mod moto;
 mod safety;
 mod store;
+mod trust;
 mod watch;
 mod watch_deploy;
 mod workspace;
