@@ -831,6 +831,28 @@ mod tests {
         assert_eq!(w.artifacts[0].remote_cache.as_deref(), Some("s3://team/x"));
     }
 
+    #[test]
+    fn cache_trust_settings_are_checked_where_they_are_written() {
+        let head = "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\n[cache]\n";
+        let good = format!(
+            "{head}trusted_keys = [\"ci:dX4EkSEIMSnOEVhU2S7uFO0gA2yDm6jQVOUaNrs+tNg=\"]\ntrust = \"bucket\"\n"
+        );
+        let d = project(&good);
+        let plan = load_with_env(&d.path().join("lambda.toml"), Env::default()).unwrap();
+        assert_eq!(plan.remote_trust.trusted_keys.len(), 1);
+        assert_eq!(
+            plan.remote_trust.mode,
+            Some(crate::remote::trust::TrustMode::Bucket)
+        );
+        let e = error_of(&format!("{head}trusted_keys = [\"ci:AAAA\"]\n"));
+        assert!(
+            e.contains(":6:16: trusted_keys: public key ci: 3 bytes"),
+            "{e}"
+        );
+        let e = error_of(&format!("{head}trust = \"anyone\"\n"));
+        assert!(e.contains(":6:9: trust \"anyone\" is not"), "{e}");
+    }
+
     fn error_of(manifest: &str) -> String {
         let d = project(manifest);
         load_with_env(&d.path().join("lambda.toml"), Env::default())

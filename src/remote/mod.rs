@@ -7,14 +7,16 @@
 //! zip of the machine store), `PREFIX/deps/KEY.json` (a tree's record and
 //! file list) and `PREFIX/deps/KEY-SETTINGS.zip` (the tree's files as
 //! ready-to-copy compressed entries, written by lbuild's own zip writer).
-//! Everything fetched is verified against the content hashes it must
-//! have before it reaches the machine store; a bad object is discarded
-//! with a warning and the work is done locally.
+//! Everything fetched must carry a signature by a trusted key (`trust.rs`,
+//! unless `trust = "bucket"`) and is verified against the content hashes
+//! it must have before it reaches a zip; a bad object is discarded with a
+//! warning and the work is done locally.
 //!
 //! This module owns the configuration and the [`RemoteStore`] trait the
 //! stages call through (handed to them in the
 //! [`BuildContext`](crate::context::BuildContext)); `s3.rs` implements it
-//! with aws-sdk-s3. It does not verify objects: the callers do.
+//! with aws-sdk-s3 and only moves bytes (bounded in time and size);
+//! `objects.rs` seals and opens the objects for the callers.
 
 pub mod objects;
 mod s3;

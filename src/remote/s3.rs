@@ -5,8 +5,10 @@
 //! HTTP client and signer for the same calls. It is created only when an
 //! object is first needed, so a no-op build never touches the network. A
 //! bucket that fails (unreachable, denied, slow: connect 2 s, each read
-//! 10 s) is one warning; the build then goes on locally without calling it
-//! again.
+//! 10 s, all of a build's reads together the configured deadline) is one
+//! warning; the build then goes on locally without calling it again.
+//! Objects stream into temporary files, cut off at their cap. It checks
+//! no signature and no content: the callers do.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
