@@ -61,8 +61,8 @@ pub fn seal_record(
 }
 
 /// Fetches and opens a tree's record: its JSON body and the zip facts it
-/// signs. Err with the reason (already escaped) when the object is there
-/// but not accepted; Ok(None) when it is not there.
+/// signs. Err with the reason and what happens instead (escaped) when the
+/// object is there but not accepted; Ok(None) when it is not there.
 pub fn fetch_record(
     remote: &dyn RemoteStore,
     name: &str,
@@ -81,10 +81,12 @@ pub fn fetch_record(
     file.as_file()
         .take(RECORD_MAX + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot be read here ({e})"))?;
+        .map_err(|e| format!("cannot be read here ({e}); installing locally"))?;
     let trust = &remote.config().trust;
     warn_bucket(trust, reporter);
-    let body = trust.open(name, &bytes).map_err(|r| r.to_string())?;
+    let body = trust
+        .open(name, &bytes)
+        .map_err(|r| format!("{r}; discarded, installing locally{}", unsigned_hint(&r)))?;
     #[derive(serde::Deserialize)]
     struct Facts {
         remote_zip: ZipJson,
@@ -94,10 +96,12 @@ pub fn fetch_record(
         blake3: String,
         size: u64,
     }
-    let facts: Facts = serde_json::from_slice(body)
-        .map_err(|_| "has a record that does not name its tree's zip".to_string())?;
-    let digest = Hash::from_hex(facts.remote_zip.blake3.as_bytes())
-        .map_err(|_| "has a record whose zip digest is not a digest".to_string())?;
+    let facts: Facts = serde_json::from_slice(body).map_err(|_| {
+        "has a record that does not name its tree's zip; discarded, installing locally".to_string()
+    })?;
+    let digest = Hash::from_hex(facts.remote_zip.blake3.as_bytes()).map_err(|_| {
+        "has a record whose zip digest is not a digest; discarded, installing locally".to_string()
+    })?;
     Ok(Some((
         body.to_vec(),
         ZipFacts {

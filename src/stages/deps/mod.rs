@@ -1123,23 +1123,15 @@ fn fetch_remote(
     };
     // Signed (or read with trust = "bucket") before anything else is read
     // from it: nothing unsigned reaches the machine store.
-    let (json, facts) = match crate::remote::objects::fetch_record(
-        remote, &json_name, &deps_dir, reporter,
-    ) {
-        Ok(Some(got)) => got,
-        Ok(None) => return Ok(None),
-        Err(why) => {
-            let hint = if why.contains("not signed") || why.contains("not in [cache]") {
-                " (trust the writer's key with [cache] trusted_keys or LBUILD_TRUSTED_KEYS, or read unsigned objects with trust = \"bucket\")"
-            } else {
-                ""
-            };
-            reporter.warn(format!(
-                "remote cache object {json_name} {why}; discarded, installing locally{hint}"
-            ));
-            return Ok(None);
-        }
-    };
+    let (json, facts) =
+        match crate::remote::objects::fetch_record(remote, &json_name, &deps_dir, reporter) {
+            Ok(Some(got)) => got,
+            Ok(None) => return Ok(None),
+            Err(why) => {
+                reporter.warn(format!("remote cache object {json_name} {why}"));
+                return Ok(None);
+            }
+        };
     let Ok(mut shared) = serde_json::from_slice::<SharedTree>(&json) else {
         return bad("has an unreadable record");
     };
