@@ -525,3 +525,55 @@ fn gc_with_the_store_at_a_directory_lbuild_did_not_make_deletes_nothing() {
         .unwrap();
     crate::common::assert_success(&out);
 }
+
+#[test]
+fn a_store_tree_claiming_a_source_path_is_installed_again_not_an_error() {
+    let a = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+    a.build();
+    let good = a.zip_bytes();
+    let store = a.p.store.path();
+    // Forge the machine store's tree: it now also "holds" app.py.
+    let record = tree_record(store);
+    let tree = record.parent().unwrap().join("tree");
+    std::fs::write(
+        tree.join("app.py"),
+        "def handler(e, c):\n    return 'forged'\n",
+    )
+    .unwrap();
+    let m = std::fs::metadata(tree.join("app.py")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let files = doc["files"].as_array_mut().unwrap();
+    files.insert(
+        0,
+        serde_json::json!({
+            "name": "app.py",
+            "hash": "00".repeat(32),
+            "size": m.len(),
+            "executable": false,
+            "mtime_ns": m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        }),
+    );
+    doc["record"]["files"] = serde_json::json!(files.len());
+    doc.as_object_mut().unwrap().remove("zip");
+    std::fs::write(&record, serde_json::to_vec(&doc).unwrap()).unwrap();
+
+    for round in 0..2 {
+        // A project adopting the store's tree: one warning, the right zip.
+        let b = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
+        let out = run_in(&b, store, None, &["--json"]);
+        let json = json_of(&out);
+        let w = warnings(&out);
+        if round == 0 {
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(w[0].contains("claims app.py"), "{w:?}");
+            assert!(deps_ran(&json), "{json}");
+        } else {
+            assert!(w.is_empty(), "healed, yet: {w:?}");
+            assert_eq!(stage_details(&json, "deps")["from"], "store", "{json}");
+        }
+        assert_eq!(b.zip_bytes(), good, "round {round}");
+        assert!(b.entry("app.py").unwrap().contains("'ok'"));
+    }
+}

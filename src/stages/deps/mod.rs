@@ -23,6 +23,7 @@ pub mod installer;
 pub mod lock;
 pub mod normalize;
 pub mod requirements;
+pub mod suspect;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -352,6 +353,39 @@ pub fn ready(
             path: tree,
             source: std::io::Error::other("the deps stage did not install"),
         }),
+    }
+}
+
+/// Installs the tree again, whatever is recorded or stored (the one found
+/// was suspect, see [`suspect`]).
+pub fn install_again(
+    plan: &Plan,
+    cache: &mut Cache,
+    cx: &BuildContext,
+) -> crate::Result<(ReadyDeps, StageReport)> {
+    match stage(plan, cache, cx, true)? {
+        (
+            DepsTree::Ready {
+                digest,
+                entries,
+                key,
+            },
+            report,
+        ) => Ok((
+            ReadyDeps {
+                digest: Some(digest),
+                entries,
+                tree_zip: None,
+                keep: Some(KeepTree { key, kept: false }),
+            },
+            report,
+        )),
+        // `stage` with `reinstall` only ever returns a fresh tree.
+        _ => Err(DepsError::Io {
+            context: "no dependency tree was installed",
+            source: std::io::Error::other("the deps stage did not install"),
+        }
+        .into()),
     }
 }
 
