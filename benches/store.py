@@ -3,8 +3,11 @@
 wheels installed by lbuild's deps stage from a local wheelhouse).
 
   (1) a fresh clone with an empty machine store and a warm remote store
-      (moto's S3 on loopback, read-only) vs a truly cold build (empty
-      store, no remote): >= 5x faster;
+      (moto's S3 on loopback, read-only; its objects signed by the writer's
+      key, the clone trusting only the public key) vs a truly cold build
+      (empty store, no remote): >= 5x faster; the same clone reading with
+      trust = "bucket" and no trusted key (signatures not checked) says
+      what verifying costs;
   (2) a second project with the same requirements on the same machine
       (warm machine store) vs its own cold build: >= 5x faster;
   (3) no-op with a remote store configured vs without: no slower (<= 1.1x;
@@ -59,11 +62,23 @@ def start_moto(log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"moto did not start (see {log})")
 
 
-def env_for(store: Path, endpoint: str | None) -> dict[str, str]:
+# The writer's key pair, made by `lbuild cache keygen` at the start.
+KEYS: dict[str, str] = {}
+
+
+def env_for(store: Path, endpoint: str | None, role: str = "reader") -> dict[str, str]:
     env = bench.deps_env()
     env["LBUILD_STORE"] = str(store)
     env.pop("CI", None)
     env.pop("LBUILD_REMOTE_CACHE", None)
+    for var in ("LBUILD_SIGNING_KEY", "LBUILD_TRUSTED_KEYS", "LBUILD_REMOTE_TRUST"):
+        env.pop(var, None)
+    if role == "writer":
+        env["LBUILD_SIGNING_KEY"] = KEYS["secret"]
+    elif role == "reader":
+        env["LBUILD_TRUSTED_KEYS"] = KEYS["public"]
+    elif role == "bucket":
+        env["LBUILD_REMOTE_TRUST"] = "bucket"
     if endpoint:
         env.update(
             AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
@@ -101,7 +116,12 @@ def main() -> int:
     WORK.mkdir(parents=True)
     moto, endpoint = start_moto(WORK / "moto.log")
     rows: dict[str, list[bench.Run]] = {k: [] for k in (
-        "cold", "remote-warm clone", "second project", "no-op", "no-op with remote")}  # fmt: skip
+        "cold", "remote-warm clone", "clone, unverified", "second project", "no-op",
+        "no-op with remote")}  # fmt: skip
+    keygen = subprocess.run([str(EXE), "cache", "keygen", "bench", "--out", str(WORK / "bench.secret")],
+                            check=True, capture_output=True, text=True)  # fmt: skip
+    KEYS["public"] = keygen.stdout.strip()
+    KEYS["secret"] = str(WORK / "bench.secret")
     sha = None
     try:
         import boto3  # moto ships it
@@ -112,7 +132,7 @@ def main() -> int:
         # Warm the bucket once: a CI build in read-write mode.
         a, store_a = WORK / "a", WORK / "store-a"
         project(a, wheels)
-        r, rep = build(a, env_for(store_a, endpoint), "--remote-cache", REMOTE,
+        r, rep = build(a, env_for(store_a, endpoint, "writer"), "--remote-cache", REMOTE,
                        "--remote-cache-mode", "read-write")  # fmt: skip
         sha = rep["sha256"]
         bench.log(f"warmed the bucket in {r.wall:.2f} s: {stage(rep, 'package')}")
@@ -132,6 +152,12 @@ def main() -> int:
             # Large entries copied; files under 64 KiB are deflated again.
             assert stage(rep, "package")["from_tree"] > 0, rep
             rows["remote-warm clone"].append(r)
+            # The same, with no signature checked (trust = "bucket").
+            bench.rm(store_b)
+            project(clone, wheels)
+            r, rep = build(clone, env_for(store_b, endpoint, "bucket"), "--remote-cache", REMOTE)
+            assert rep["sha256"] == sha and stage(rep, "deps").get("from") == "remote", rep
+            rows["clone, unverified"].append(r)
             # (2) a second project on the machine whose store holds the corpus
             # (the cold build's store): another handler, same requirements.
             second = WORK / "second"
@@ -157,6 +183,7 @@ def main() -> int:
         print(f"{k:<22} {w:>8.3f} {c:>8.3f}")
     targets = [
         ("cold / remote-warm clone", med["cold"][0] / med["remote-warm clone"][0], ">=", 5.0),
+        ("signed / unverified clone", med["remote-warm clone"][0] / med["clone, unverified"][0], "<=", 1.1),
         ("cold / second project", med["cold"][0] / med["second project"][0], ">=", 5.0),
         ("no-op with remote / no-op", med["no-op with remote"][0] / med["no-op"][0], "<=", 1.1),
     ]

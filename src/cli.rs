@@ -172,6 +172,17 @@ pub enum Command {
 pub enum CacheCommand {
     /// Print where the machine store is and what it holds
     Stats,
+    /// Make an ed25519 key pair for signing the remote cache's objects:
+    /// prints the public key (NAME:BASE64, for [cache] trusted_keys or
+    /// LBUILD_TRUSTED_KEYS) and writes the secret key (for
+    /// LBUILD_SIGNING_KEY) to a new file readable only by you
+    Keygen {
+        /// The key's name, e.g. ci-2026 (letters, digits, -_.@+)
+        name: String,
+        /// Where to write the secret key (default NAME.secret; never overwritten)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -601,6 +612,9 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Cache {
             command: CacheCommand::Stats,
         } => crate::stats::store_stats(&reporter),
+        Command::Cache {
+            command: CacheCommand::Keygen { name, out },
+        } => crate::remote::trust::keygen_command(&name, out, &reporter),
         Command::Deploy(args) => deploy(&cli.global, &args, &reporter),
         Command::Invoke(args) => invoke(&cli.global, &args, &reporter),
     }

@@ -101,5 +101,34 @@ fn remote_config_of(plan: &Plan) -> crate::Result<Option<crate::remote::RemoteCo
     let Some(url) = env.remote_cache.as_deref().or(plan.remote_cache.as_deref()) else {
         return Ok(None);
     };
-    crate::remote::parse(url, env.remote_cache_mode.as_deref(), env.ci).map(Some)
+    let mut config = crate::remote::parse(url, env.remote_cache_mode.as_deref(), env.ci)?;
+    let mode = match env.remote_trust.as_deref() {
+        Some(t) => crate::remote::trust::TrustMode::parse(t).ok_or_else(|| crate::Error::Input {
+            message: format!(
+                "LBUILD_REMOTE_TRUST={:?} is not signed or bucket",
+                crate::sanitize::escape_controls(t)
+            ),
+            hint: "set it to signed (only objects signed by a trusted key) or bucket (anything the bucket holds)".into(),
+        })?,
+        None => plan.remote_trust.mode.unwrap_or_default(),
+    };
+    let mut keys = plan.remote_trust.trusted_keys.clone();
+    keys.extend(env.trusted_keys.clone());
+    config.trust = crate::remote::trust::from_config(mode, &keys, env.signing_key.as_deref())?;
+    if let Some(d) = env.remote_deadline.as_deref() {
+        config.deadline = d
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e6)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| crate::Error::Input {
+                message: format!(
+                    "LBUILD_REMOTE_DEADLINE={:?} is not a number of seconds",
+                    crate::sanitize::escape_controls(d)
+                ),
+                hint: "set it to the seconds a build may wait on the remote cache, e.g. 10".into(),
+            })?;
+    }
+    Ok(Some(config))
 }

@@ -97,7 +97,7 @@ impl Error {
                 | DeployError::BadTimeout { .. },
             ) => 2,
             Error::Invoke(InvokeError::BadEvent { .. }) => 2,
-            Error::Store(StoreError::BadSize { .. }) => 2,
+            Error::Store(StoreError::BadSize { .. } | StoreError::NotOurs { .. }) => 2,
             _ => 1,
         }
     }

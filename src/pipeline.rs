@@ -267,7 +267,21 @@ fn build_locked(
         }
         None => {
             // The zip must be written: now the deps tree's files are needed.
-            let (mut deps, reinstalled) = deps::ready(tree, plan, cache, cx)?;
+            let (mut deps, mut reinstalled) = deps::ready(tree, plan, cache, cx)?;
+            // A tree this build did not install is judged against the
+            // function's files only once it is known good.
+            if reinstalled.is_none()
+                && !matches!(dep_report.status, crate::stages::Status::Ran)
+                && let Some(why) = deps::suspect::suspicion(
+                    &under_prefix(plan, deps.entries.clone()),
+                    &[&src, &cfg],
+                )
+            {
+                let (fresh, report) =
+                    deps::suspect::install_instead(plan, cache, cx, &dep_report.key, &why)?;
+                deps = fresh;
+                reinstalled = Some(report);
+            }
             let tree_zip = deps.tree_zip.take();
             let keep = deps.keep.take();
             if let Some(report) = reinstalled {

@@ -39,6 +39,10 @@ pub enum StoreError {
     Busy { path: PathBuf, secs: u64 },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error(
+        "{path} is not an lbuild machine store (it has no lbuild-store mark); nothing was removed"
+    )]
+    NotOurs { path: PathBuf },
 }
 
 impl StoreError {
@@ -49,6 +53,9 @@ impl StoreError {
                 crate::lock::TIMEOUT_ENV
             )),
             StoreError::Lock(e) => e.hint(),
+            StoreError::NotOurs { .. } => Some(
+                "point LBUILD_STORE at the directory lbuild made for its store (lbuild marks one it creates or finds empty), or unset it for ~/.cache/lbuild".into(),
+            ),
             _ => None,
         }
     }
@@ -85,8 +92,9 @@ impl MachineStore {
     }
 
     fn lock_file(&self) -> Option<File> {
+        let existed = self.root.exists();
         fs_err::create_dir_all(&self.root).ok()?;
-        let _ = mark(&self.root);
+        crate::store_mark::mark_if_ours(&self.root, !existed);
         File::options()
             .create(true)
             .truncate(false)
@@ -156,10 +164,16 @@ impl MachineStore {
     /// Every entry and tree with its size and last use.
     fn items(&self) -> Vec<Item> {
         let mut out = Vec::new();
+        // Only the names lbuild's layout produces: anything else in the
+        // store is not lbuild's to count or delete.
         for shard in read_dir(&self.root.join("entries")) {
+            let shard_name = shard.file_name().unwrap_or_default().to_string_lossy();
+            if !crate::store_mark::is_shard(&shard_name) || !shard.is_dir() {
+                continue;
+            }
             for f in read_dir(&shard) {
                 let name = f.file_name().unwrap_or_default().to_string_lossy();
-                if name.starts_with(".tmp-") || !name.ends_with(".zip") {
+                if !crate::store_mark::is_entry_name(&shard_name, &name) {
                     continue;
                 }
                 if let Ok(m) = fs_err::symlink_metadata(&f) {
@@ -175,7 +189,7 @@ impl MachineStore {
         for dir in read_dir(&self.deps_dir()) {
             let name = dir.file_name().unwrap_or_default().to_string_lossy();
             let record = dir.join(TREE_RECORD);
-            if name.starts_with(".tmp-") || !record.is_file() {
+            if !crate::store_mark::is_tree_name(&name) || !record.is_file() {
                 continue;
             }
             let used = fs_err::metadata(&record).and_then(|m| m.modified()).ok();
@@ -193,6 +207,15 @@ impl MachineStore {
     /// holds at most `max` bytes; waits for running builds to finish (they
     /// hold the store shared). Returns (items removed, bytes kept).
     pub fn gc(&self, max: u64) -> Result<(usize, u64), StoreError> {
+        if !self.root.exists() {
+            return Ok((0, 0));
+        }
+        // Never trim a directory lbuild did not make its store.
+        if !crate::store_mark::is_marked(&self.root) {
+            return Err(StoreError::NotOurs {
+                path: self.root.clone(),
+            });
+        }
         let Some(lock) = self.lock_file() else {
             return Ok((0, 0));
         };
@@ -323,18 +346,6 @@ pub fn touch(path: &Path) {
     }
 }
 
-/// The store is a cache directory: tell backup tools so.
-fn mark(root: &Path) -> std::io::Result<()> {
-    let tag = root.join("CACHEDIR.TAG");
-    if !tag.exists() {
-        fs_err::write(
-            tag,
-            "Signature: 8a477f597d28d172789f06886806bc55\n# lbuild's machine store (see `lbuild cache stats`, `lbuild gc --max-size`)\n",
-        )?;
-    }
-    Ok(())
-}
-
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct Stats {
     pub entries: u64,
@@ -407,29 +418,72 @@ pub fn parse_size(s: &str) -> Result<u64, StoreError> {
     Ok((n * mult as f64) as u64)
 }
 
-pub use crate::process::process_alive;
-
-/// The prefix of this process's temporary names in the store, `.tmp-PID-`:
-/// what [`remove_dead_temporaries`] reads the writer's pid from.
+/// The prefix of this process's temporary names in the store, `.tmp-PID-`
+/// (the pid only tells a reader who made it; whether its writer is alive
+/// is its [`lease`]).
 pub fn temp_prefix() -> String {
     format!(".tmp-{}-", std::process::id())
 }
 
-/// Removes `.tmp-PID-*` leftovers in `dir` whose writer is dead.
+/// Moves a damaged store item (a torn record, a directory where a file
+/// should be) out of the way under a temporary name and removes it, so the
+/// next step puts a good one in its place and no later build trips on it.
+pub fn move_aside(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let aside = dir.join(format!(
+        "{}aside-{}",
+        temp_prefix(),
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    fs_err::rename(path, &aside)?;
+    let _ = if aside.is_dir() {
+        fs_err::remove_dir_all(&aside)
+    } else {
+        fs_err::remove_file(&aside)
+    };
+    Ok(())
+}
+
+/// Leases held by this process: the open file (or directory) of each
+/// temporary it is writing in the store, flocked exclusively. The kernel
+/// drops the lock when the process dies, in any PID namespace, so a build
+/// in another container sharing the store sees a live writer's temporary
+/// as held (a pid alone would name another process there).
+static LEASES: std::sync::Mutex<Vec<(PathBuf, File)>> = std::sync::Mutex::new(Vec::new());
+
+/// Holds a lease on the temporary `path` (a file or directory) until this
+/// process ends or the path is gone (renamed into place or removed:
+/// pruned at the next lease). Best effort.
+pub fn lease(path: &Path) {
+    let Ok(f) = File::open(path) else {
+        return;
+    };
+    if f.try_lock().is_err() {
+        return;
+    }
+    let mut held = LEASES.lock().unwrap_or_else(|p| p.into_inner());
+    held.retain(|(p, _)| p.exists());
+    held.push((path.to_path_buf(), f));
+}
+
+/// Whether nobody holds a lease on `path` (its writer is gone).
+fn unleased(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| f.try_lock().is_ok())
+}
+
+/// Removes `.tmp-*` leftovers in `dir` that no live writer holds a lease
+/// on (see [`lease`]).
 pub fn remove_dead_temporaries(dir: &Path) {
     for p in read_dir(dir) {
         let name = p.file_name().unwrap_or_default().to_string_lossy();
-        let Some(rest) = name.strip_prefix(".tmp-") else {
+        if !name.starts_with(".tmp-") || !unleased(&p) {
             continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !process_alive(pid)) {
-            let _ = if p.is_dir() {
-                fs_err::remove_dir_all(&p)
-            } else {
-                fs_err::remove_file(&p)
-            };
         }
+        let _ = if p.is_dir() {
+            fs_err::remove_dir_all(&p)
+        } else {
+            fs_err::remove_file(&p)
+        };
     }
 }
 
@@ -495,6 +549,41 @@ mod tests {
         assert_eq!(again_bytes, cold_bytes);
         assert_ne!(fs_err::read(&big).unwrap(), damaged, "put back whole");
         assert_eq!(write().0.from_store, 1);
+    }
+
+    #[test]
+    fn a_leased_temporary_stays_and_an_abandoned_one_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join(".tmp-1-held");
+        let left = dir.path().join(".tmp-1-left");
+        let mine = dir.path().join("deps-of-someone");
+        for d in [&held, &left, &mine] {
+            fs_err::create_dir(d).unwrap();
+        }
+        lease(&held);
+        remove_dead_temporaries(dir.path());
+        assert!(held.is_dir(), "a live writer's staging directory");
+        assert!(!left.exists(), "nobody holds it");
+        assert!(mine.is_dir(), "not a temporary name");
+    }
+
+    #[test]
+    fn gc_refuses_a_directory_lbuild_did_not_make_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("entries/2024")).unwrap();
+        fs_err::write(dir.path().join("entries/2024/holiday.zip"), b"x").unwrap();
+        let store = MachineStore::at(dir.path());
+        assert!(matches!(store.gc(1), Err(StoreError::NotOurs { .. })));
+        // Even if it were marked, only the layout's names are lbuild's.
+        store.shared();
+        assert!(!crate::store_mark::is_marked(dir.path()));
+        fs_err::write(
+            dir.path().join(crate::store_mark::MARK),
+            "lbuild machine store, format 1\n",
+        )
+        .unwrap();
+        assert_eq!(store.gc(0).unwrap(), (0, 0));
+        assert!(dir.path().join("entries/2024/holiday.zip").is_file());
     }
 
     #[test]

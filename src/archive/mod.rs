@@ -34,7 +34,7 @@ use std::path::PathBuf;
 
 pub use format::{DEFLATE_BACKEND, FORMAT_VERSION, Settings, dos_time_from_unix};
 pub use sources::{Compressed, EntrySource, Found, ReuseStore, SourceKind, TreeZip};
-pub use verify::{stored_entry_content, verify_tree_zip};
+pub use verify::verify_tree_zip;
 pub use write::{ENTRIES_DONE, write_zip};
 
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,9 @@
 //! hash). Does not find anything (`sources.rs`) nor decide what is done
 //! with a failure (`write.rs`).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, Write};
 use std::path::Path;
-use std::sync::Mutex;
 
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
@@ -52,21 +50,6 @@ pub(super) fn open_stored_entry(
     let mut mini_zip = if e.size <= STREAM_THRESHOLD && len <= STREAM_THRESHOLD + 4096 {
         let mut bytes = Vec::with_capacity(len as usize);
         file.read_to_end(&mut bytes).ok()?;
-        // Verified in this run already (fetched): the same bytes, and
-        // their digest known.
-        let known = VERIFIED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&blake3::hash(&bytes))
-            .copied();
-        if let Some(digest) = known {
-            return Some(Prepared {
-                mini_zip: MiniZip::Memory(bytes),
-                digest,
-                from_store: true,
-                store_rejected: false,
-            });
-        }
         if !entry_is(Cursor::new(&bytes[..]), e, settings, buf) {
             return None;
         }
@@ -85,34 +68,6 @@ pub(super) fn open_stored_entry(
         from_store: true,
         store_rejected: false,
     })
-}
-
-/// The content of a one-entry zip fetched from elsewhere (the remote
-/// store), if it is exactly what [`prepare`] would make of `e` (as
-/// `open_stored_entry` checks), in one pass: inflated once, hashed as
-/// it is. The one-entry zip is then remembered as verified (by the hash of
-/// its bytes), so copying it out of the machine store later in this run
-/// does not inflate it again.
-pub fn stored_entry_content(bytes: &[u8], e: &Entry, settings: &Settings) -> Option<Vec<u8>> {
-    let mut zip = ZipArchive::new(Cursor::new(bytes)).ok()?;
-    if zip.len() != 1 || !zip.comment().is_empty() {
-        return None;
-    }
-    if !header_is(&zip.by_index_raw(0).ok()?, e, settings) {
-        return None;
-    }
-    let mut data = Vec::with_capacity(e.size.min(1 << 30) as usize);
-    zip.by_index(0).ok()?.read_to_end(&mut data).ok()?;
-    if data.len() as u64 != e.size || blake3::hash(&data) != e.hash {
-        return None;
-    }
-    let mut buf = vec![0u8; DIGEST_BUF];
-    let digest = raw_digest(&mut zip.by_index_raw(0).ok()?, &mut buf).ok()?;
-    VERIFIED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(blake3::hash(bytes), digest);
-    Some(data)
 }
 
 /// Checks a dependency tree's zip (from the remote store) against the
@@ -223,11 +178,6 @@ pub fn verify_tree_zip(
     }
     Ok(digests)
 }
-
-/// One-entry zips verified in this process: hash of their bytes -> raw
-/// digest.
-static VERIFIED: std::sync::LazyLock<Mutex<HashMap<Hash, Hash>>> =
-    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Whether a stored entry's header is what these settings write for `e`.
 fn header_is<R: Read>(f: &zip::read::ZipFile<'_, R>, e: &Entry, settings: &Settings) -> bool {

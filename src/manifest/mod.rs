@@ -285,10 +285,20 @@ pub struct Env {
     /// `CI` is set (and not "false"/"0"): the remote store's default mode
     /// is then read-write.
     pub ci: bool,
+    /// `LBUILD_TRUSTED_KEYS` (comma-separated public keys).
+    pub trusted_keys: Option<String>,
+    /// `LBUILD_SIGNING_KEY`: a file holding the secret key, or the key.
+    pub signing_key: Option<String>,
+    /// `LBUILD_REMOTE_TRUST` (`signed` or `bucket`).
+    pub remote_trust: Option<String>,
+    /// `LBUILD_REMOTE_DEADLINE` (seconds the remote's reads may take in
+    /// one build).
+    pub remote_deadline: Option<String>,
 }
 
 impl Env {
     pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         Env {
             cache_dir: std::env::var_os("LBUILD_CACHE_DIR").filter(|v| !v.is_empty()),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
@@ -300,6 +310,10 @@ impl Env {
                 .ok()
                 .filter(|v| !v.is_empty()),
             ci: std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"),
+            trusted_keys: var("LBUILD_TRUSTED_KEYS"),
+            signing_key: var("LBUILD_SIGNING_KEY"),
+            remote_trust: var("LBUILD_REMOTE_TRUST"),
+            remote_deadline: var("LBUILD_REMOTE_DEADLINE"),
         }
     }
 }
@@ -366,6 +380,16 @@ pub struct Plan {
     /// `[cache] remote` in the manifest (the environment and the command
     /// line take precedence, see `BuildContext::for_plan`).
     pub remote_cache: Option<String>,
+    /// `[cache] trusted_keys` and `trust` (the environment's join or
+    /// override them, see `BuildContext::for_plan`).
+    pub remote_trust: RemoteTrust,
+}
+
+/// What `[cache]` says about trusting the remote store's objects.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteTrust {
+    pub trusted_keys: Vec<String>,
+    pub mode: Option<crate::remote::trust::TrustMode>,
 }
 
 /// `LBUILD_STORE`, else `$XDG_CACHE_HOME/lbuild`, else `$HOME/.cache/lbuild`.

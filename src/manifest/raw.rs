@@ -28,6 +28,10 @@ pub struct RawManifest {
 pub struct RawCache {
     /// `s3://BUCKET/PREFIX`.
     pub remote: Option<Spanned<String>>,
+    /// Public keys (`NAME:BASE64`) whose signed objects a build accepts.
+    pub trusted_keys: Option<Spanned<Vec<String>>>,
+    /// `signed` (default) or `bucket` (read unsigned objects too).
+    pub trust: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

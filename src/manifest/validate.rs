@@ -112,6 +112,7 @@ pub fn manifest(
         },
     )?;
     plan.remote_cache = cache(&ctx, raw.cache.as_ref())?;
+    plan.remote_trust = cache_trust(&ctx, raw.cache.as_ref())?;
     Ok(plan)
 }
 
@@ -135,6 +136,40 @@ pub fn cache(
         ));
     }
     Ok(Some(url.clone()))
+}
+
+/// `[cache] trusted_keys` and `[cache] trust`, each key parsed here so a
+/// bad one is an error at its position.
+pub fn cache_trust(
+    ctx: &Ctx,
+    raw: Option<&Spanned<super::raw::RawCache>>,
+) -> Result<super::RemoteTrust, ManifestError> {
+    let mut out = super::RemoteTrust::default();
+    let Some(c) = raw.map(Spanned::get_ref) else {
+        return Ok(out);
+    };
+    if let Some(keys) = &c.trusted_keys {
+        for k in keys.get_ref() {
+            if let Err(why) = crate::remote::trust::PublicKey::parse(k) {
+                return Err(ctx.at(
+                    keys.span(),
+                    format!("trusted_keys: {why}"),
+                    "list keys as `lbuild cache keygen` prints them, e.g. trusted_keys = [\"ci-2026:BASE64...\"]",
+                ));
+            }
+        }
+        out.trusted_keys = keys.get_ref().clone();
+    }
+    if let Some(t) = &c.trust {
+        out.mode = Some(crate::remote::trust::TrustMode::parse(t.get_ref()).ok_or_else(|| {
+            ctx.at(
+                t.span(),
+                format!("trust {:?} is not \"signed\" or \"bucket\"", t.get_ref()),
+                "use trust = \"signed\" (the default: only objects signed by trusted_keys) or \"bucket\" (whoever can write the bucket decides what the zips contain)",
+            )
+        })?);
+    }
+    Ok(out)
 }
 
 /// Validates one artifact's sections into its plan.
@@ -163,6 +198,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         foreign_outputs: Vec::new(),
         store_file: crate::cache::STORE_FILE.to_string(),
         remote_cache: None,
+        remote_trust: super::RemoteTrust::default(),
     })
 }
 
@@ -829,6 +865,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.artifacts[0].remote_cache.as_deref(), Some("s3://team/x"));
+    }
+
+    #[test]
+    fn cache_trust_settings_are_checked_where_they_are_written() {
+        let head = "[function]\nname = \"f\"\nhandler = \"app.handler\"\n\n[cache]\n";
+        let good = format!(
+            "{head}trusted_keys = [\"ci:dX4EkSEIMSnOEVhU2S7uFO0gA2yDm6jQVOUaNrs+tNg=\"]\ntrust = \"bucket\"\n"
+        );
+        let d = project(&good);
+        let plan = load_with_env(&d.path().join("lambda.toml"), Env::default()).unwrap();
+        assert_eq!(plan.remote_trust.trusted_keys.len(), 1);
+        assert_eq!(
+            plan.remote_trust.mode,
+            Some(crate::remote::trust::TrustMode::Bucket)
+        );
+        let e = error_of(&format!("{head}trusted_keys = [\"ci:AAAA\"]\n"));
+        assert!(
+            e.contains(":6:16: trusted_keys: public key ci: 3 bytes"),
+            "{e}"
+        );
+        let e = error_of(&format!("{head}trust = \"anyone\"\n"));
+        assert!(e.contains(":6:9: trust \"anyone\" is not"), "{e}");
     }
 
     fn error_of(manifest: &str) -> String {

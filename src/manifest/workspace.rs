@@ -209,6 +209,7 @@ pub fn load_workspace_with_env(path: &Path, env: Env) -> Result<Workspace, Manif
 
 fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, ManifestError> {
     let remote_cache = validate::cache(ctx, raw.cache.as_ref())?;
+    let remote_trust = validate::cache_trust(ctx, raw.cache.as_ref())?;
     let defaults = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
     let layer_tables = raw.layers.map(Spanned::into_inner).unwrap_or_default();
     let function_tables = match raw.functions {
@@ -400,6 +401,7 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
     for plan in &mut artifacts {
         plan.store_file = format!("store-{}-{}.zip", plan.kind.label(), plan.name);
         plan.remote_cache = remote_cache.clone();
+        plan.remote_trust = remote_trust.clone();
         plan.foreign_outputs = outputs
             .iter()
             .filter(|o| **o != plan.output.path)

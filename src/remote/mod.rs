@@ -7,19 +7,26 @@
 //! zip of the machine store), `PREFIX/deps/KEY.json` (a tree's record and
 //! file list) and `PREFIX/deps/KEY-SETTINGS.zip` (the tree's files as
 //! ready-to-copy compressed entries, written by lbuild's own zip writer).
-//! Everything fetched is verified against the content hashes it must
-//! have before it reaches the machine store; a bad object is discarded
-//! with a warning and the work is done locally.
+//! Everything fetched must carry a signature by a trusted key (`trust.rs`,
+//! unless `trust = "bucket"`) and is verified against the content hashes
+//! it must have before it reaches a zip; a bad object is discarded with a
+//! warning and the work is done locally.
 //!
 //! This module owns the configuration and the [`RemoteStore`] trait the
 //! stages call through (handed to them in the
 //! [`BuildContext`](crate::context::BuildContext)); `s3.rs` implements it
-//! with aws-sdk-s3, behind the `aws` cargo feature: a build without it
-//! refuses a configured remote ([`connect`]) rather than building without
-//! it unasked. It does not verify objects: the callers do.
+//! with aws-sdk-s3 and only moves bytes (bounded in time and size), behind
+//! the `aws` cargo feature: a build without it refuses a configured remote
+//! ([`connect`]) rather than building without it unasked. `objects.rs`
+//! seals and opens the objects for the callers.
 
+pub mod objects;
 #[cfg(feature = "aws")]
 mod s3;
+pub mod trust;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::report::Reporter;
 
@@ -31,13 +38,38 @@ pub enum Mode {
 }
 
 /// Where the remote store is and what a build may do with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+// Without the `aws` feature no transport reads where the bucket is.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub struct RemoteConfig {
     pub url: String,
     pub bucket: String,
     /// Without a trailing slash; may be empty.
     pub prefix: String,
     pub mode: Mode,
+    /// Which objects a build accepts and how it signs what it uploads
+    /// (checked by the callers, not the transport).
+    pub trust: trust::Trust,
+    /// How long this build may wait on the remote store's reads, all
+    /// together (`LBUILD_REMOTE_DEADLINE`, seconds).
+    pub deadline: Duration,
+}
+
+/// The default of [`RemoteConfig::deadline`]: a warm remote hit of a large
+/// tree on a LAN takes about a second; a bucket slower than this is not
+/// making the build faster.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One object to fetch: its name, the most bytes it may have (a larger
+/// object is discarded as it streams in, with a warning) and the directory
+/// its temporary file is made in (the machine store's, so a checked object
+/// is renamed into place, never copied).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub struct Wanted {
+    pub rel: String,
+    pub max: u64,
+    pub dir: PathBuf,
 }
 
 /// `s3://BUCKET/PREFIX` and a mode (`read`, `read-write`; default
@@ -79,6 +111,8 @@ pub fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, cr
         bucket: bucket.to_string(),
         prefix: prefix.trim_matches('/').to_string(),
         mode,
+        trust: trust::Trust::default(),
+        deadline: DEFAULT_DEADLINE,
     })
 }
 
@@ -96,14 +130,15 @@ pub trait RemoteStore: Send + Sync {
         self.config().mode == Mode::ReadWrite && !self.is_down()
     }
 
-    /// Fetches objects: each is its bytes, or None when it is not there
-    /// (or the store is down).
-    fn get_many(&self, rels: &[String], reporter: &Reporter) -> Vec<Option<Vec<u8>>>;
-
-    /// Fetches one object into `file`, streamed: Some(true) when written,
-    /// Some(false) when the store does not have it (or the file could not
-    /// be written), None when the store is down.
-    fn get_into(&self, rel: &str, file: &mut std::fs::File, reporter: &Reporter) -> Option<bool>;
+    /// Fetches objects, each streamed into a temporary file in its
+    /// `dir` (never whole in memory; the bytes in flight at once are
+    /// bounded): None when it is not there, is larger than its `max`
+    /// (with a warning), or the store is down or past its deadline.
+    fn get_files(
+        &self,
+        wanted: &[Wanted],
+        reporter: &Reporter,
+    ) -> Vec<Option<tempfile::NamedTempFile>>;
 
     /// Uploads a file as one object, streamed from disk (read-write only).
     fn put_file(&self, rel: &str, path: &std::path::Path, reporter: &Reporter) -> bool;

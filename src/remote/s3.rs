@@ -5,14 +5,16 @@
 //! HTTP client and signer for the same calls. It is created only when an
 //! object is first needed, so a no-op build never touches the network. A
 //! bucket that fails (unreachable, denied, slow: connect 2 s, each read
-//! 10 s) is one warning; the build then goes on locally without calling it
-//! again.
+//! 10 s, all of a build's reads together the configured deadline) is one
+//! warning; the build then goes on locally without calling it again.
+//! Objects stream into temporary files, cut off at their cap. It checks
+//! no signature and no content: the callers do.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{RemoteConfig, RemoteStore};
+use super::{RemoteConfig, RemoteStore, Wanted};
 use crate::report::Reporter;
 
 /// A connection to the remote store (made on first use).
@@ -22,10 +24,77 @@ pub(super) struct S3Remote {
     client: OnceLock<Option<aws_sdk_s3::Client>>,
     /// Set after the first failure: no further calls this run.
     down: AtomicBool,
+    /// Time spent waiting on reads so far (against `config.deadline`).
+    spent: std::sync::Mutex<Duration>,
 }
 
 /// At most this many requests in flight.
 const PARALLEL: usize = 32;
+
+/// At most this many KiB fetched at once, counted by the objects' caps:
+/// objects stream to disk, but a cap is what a bucket may send.
+const IN_FLIGHT_KIB: u64 = 64 * 1024;
+
+/// What fetching one object came to.
+enum Fetched {
+    Got(tempfile::NamedTempFile),
+    /// Not there (or the file could not be written here: only missed).
+    Missing,
+    TooLarge,
+    /// The store failed.
+    Failed(String),
+}
+
+/// Streams one object into a temporary file in `w.dir`, stopping as soon
+/// as it passes `w.max` bytes.
+async fn fetch_one(
+    req: aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder,
+    w: &Wanted,
+) -> Fetched {
+    use std::io::Write;
+    let mut o = match req.send().await {
+        Ok(o) => o,
+        Err(e) if is_missing(&e) => return Fetched::Missing,
+        Err(e) => return Fetched::Failed(describe(&e)),
+    };
+    if o.content_length()
+        .is_some_and(|n| n < 0 || n as u64 > w.max)
+    {
+        return Fetched::TooLarge;
+    }
+    if fs_err::create_dir_all(&w.dir).is_err() {
+        return Fetched::Missing;
+    }
+    let Ok(mut file) = tempfile::Builder::new()
+        .prefix(&crate::store::temp_prefix())
+        .tempfile_in(&w.dir)
+    else {
+        return Fetched::Missing;
+    };
+    let mut got: u64 = 0;
+    loop {
+        match o.body.try_next().await {
+            Ok(Some(chunk)) => {
+                got += chunk.len() as u64;
+                if got > w.max {
+                    return Fetched::TooLarge;
+                }
+                if file.write_all(&chunk).is_err() {
+                    return Fetched::Missing;
+                }
+            }
+            // Handed over at its start, ready to be read.
+            Ok(None) => {
+                use std::io::Seek;
+                return match file.flush().and_then(|()| file.rewind()) {
+                    Ok(()) => Fetched::Got(file),
+                    Err(_) => Fetched::Missing,
+                };
+            }
+            Err(e) => return Fetched::Failed(e.to_string()),
+        }
+    }
+}
 
 impl S3Remote {
     /// A store for `config`, not yet connected.
@@ -39,6 +108,7 @@ impl S3Remote {
             rt,
             client: OnceLock::new(),
             down: AtomicBool::new(false),
+            spent: std::sync::Mutex::new(Duration::ZERO),
         })
     }
 
@@ -73,14 +143,39 @@ impl S3Remote {
         }
     }
 
-    /// Marks the store down, with one warning for the whole run.
+    /// Marks the store down, with one warning for the whole run (the
+    /// server's words escaped: they came from outside).
     fn fail(&self, reporter: &Reporter, what: String) {
         if !self.down.swap(true, Ordering::Relaxed) {
             reporter.warn(format!(
-                "remote cache {} is not usable ({what}); building locally",
-                self.config.url
+                "remote cache {} is not usable ({}); building locally",
+                crate::sanitize::escape_controls(&self.config.url),
+                crate::sanitize::escape_controls(&what)
             ));
         }
+    }
+
+    /// What is left of the read deadline; None (and the store marked down)
+    /// when nothing is.
+    fn time_left(&self, reporter: &Reporter) -> Option<Duration> {
+        let spent = *self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let left = self.config.deadline.saturating_sub(spent);
+        if left.is_zero() {
+            self.fail(reporter, self.past_deadline());
+            return None;
+        }
+        Some(left)
+    }
+
+    fn spend(&self, d: Duration) {
+        *self.spent.lock().unwrap_or_else(|p| p.into_inner()) += d;
+    }
+
+    fn past_deadline(&self) -> String {
+        format!(
+            "its reads took longer than the {} s a build gives them; set LBUILD_REMOTE_DEADLINE (seconds) higher if the bucket is only far",
+            self.config.deadline.as_secs_f64()
+        )
     }
 }
 
@@ -93,103 +188,89 @@ impl RemoteStore for S3Remote {
         self.down.load(Ordering::Relaxed)
     }
 
-    /// Fetches objects (`rel` names under the prefix): each is its bytes,
-    /// or None when it is not there (or the store is down).
-    fn get_many(&self, rels: &[String], reporter: &Reporter) -> Vec<Option<Vec<u8>>> {
-        if rels.is_empty() || self.is_down() {
-            return vec![None; rels.len()];
+    /// Fetches objects into temporary files (see the trait), within what
+    /// is left of the build's deadline, with at most [`PARALLEL`] requests
+    /// and [`IN_FLIGHT_KIB`] KiB (by the objects' caps) under way at once.
+    fn get_files(
+        &self,
+        wanted: &[Wanted],
+        reporter: &Reporter,
+    ) -> Vec<Option<tempfile::NamedTempFile>> {
+        let none = || (0..wanted.len()).map(|_| None).collect();
+        if wanted.is_empty() || self.is_down() {
+            return none();
         }
         let Some(client) = self.client() else {
-            return vec![None; rels.len()];
+            return none();
         };
+        let Some(left) = self.time_left(reporter) else {
+            return none();
+        };
+        let started = std::time::Instant::now();
         let bucket = &self.config.bucket;
-        let results: Vec<Result<Option<Vec<u8>>, String>> = self.rt.block_on(async {
-            let mut out = Vec::with_capacity(rels.len());
-            for chunk in rels.chunks(PARALLEL) {
-                let mut set = tokio::task::JoinSet::new();
-                for (i, rel) in chunk.iter().enumerate() {
-                    let req = client.get_object().bucket(bucket).key(self.key(rel));
-                    set.spawn(async move {
-                        let r = match req.send().await {
-                            Ok(o) => match o.body.collect().await {
-                                Ok(b) => Ok(Some(b.into_bytes().to_vec())),
-                                Err(e) => Err(e.to_string()),
-                            },
-                            Err(e) if is_missing(&e) => Ok(None),
-                            Err(e) => Err(describe(&e)),
-                        };
-                        (i, r)
-                    });
-                }
-                let mut part: Vec<Option<Result<Option<Vec<u8>>, String>>> =
-                    (0..chunk.len()).map(|_| None).collect();
-                while let Some(j) = set.join_next().await {
-                    if let Ok((i, r)) = j {
-                        part[i] = Some(r);
+        let count = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        let bytes = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_KIB as usize));
+        let fetch = async {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, w) in wanted.iter().enumerate() {
+                let req = client.get_object().bucket(bucket).key(self.key(&w.rel));
+                let (count, bytes, w) = (count.clone(), bytes.clone(), w.clone());
+                set.spawn(async move {
+                    let kib = (w.max / 1024 + 1).min(IN_FLIGHT_KIB) as u32;
+                    let _one = count.acquire_owned().await;
+                    let _bytes = bytes.acquire_many_owned(kib).await;
+                    (i, fetch_one(req, &w).await)
+                });
+            }
+            let mut out: Vec<Option<Fetched>> = (0..wanted.len()).map(|_| None).collect();
+            let mut failed = None;
+            while let Some(j) = set.join_next().await {
+                match j {
+                    Ok((_, Fetched::Failed(e))) => {
+                        set.abort_all();
+                        failed.get_or_insert(e);
+                    }
+                    Ok((i, r)) => out[i] = Some(r),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => {
+                        set.abort_all();
+                        failed.get_or_insert(e.to_string());
                     }
                 }
-                let failed = part.iter().any(|r| !matches!(r, Some(Ok(_))));
-                out.extend(
-                    part.into_iter()
-                        .map(|r| r.unwrap_or_else(|| Err("task failed".into()))),
-                );
-                if failed {
-                    break;
-                }
             }
-            out
-        });
-        let mut fetched = Vec::with_capacity(rels.len());
-        for r in results {
-            match r {
-                Ok(v) => fetched.push(v),
-                Err(e) => {
-                    self.fail(reporter, e);
-                    fetched.push(None);
-                }
+            (out, failed)
+        };
+        let results = self
+            .rt
+            .block_on(async { tokio::time::timeout(left, fetch).await });
+        self.spend(started.elapsed());
+        let (results, failed) = match results {
+            Ok(r) => r,
+            Err(_) => {
+                self.fail(reporter, self.past_deadline());
+                return none();
             }
+        };
+        if let Some(e) = failed {
+            self.fail(reporter, e);
+            return none();
         }
-        fetched.resize(rels.len(), None);
-        fetched
-    }
-
-    /// Fetches one object into `file`, streamed (memory stays one chunk,
-    /// whatever the object weighs): Some(true) when written, Some(false)
-    /// when the bucket does not have it (or the file could not be
-    /// written), None when the store is down.
-    fn get_into(&self, rel: &str, file: &mut std::fs::File, reporter: &Reporter) -> Option<bool> {
-        use std::io::Write;
-        if self.is_down() {
-            return None;
-        }
-        let client = self.client()?;
-        // Err(Some(e)): the store failed; Err(None): writing here failed.
-        let r: Result<bool, Option<String>> = self.rt.block_on(async {
-            let req = client
-                .get_object()
-                .bucket(&self.config.bucket)
-                .key(self.key(rel));
-            match req.send().await {
-                Ok(mut o) => {
-                    while let Some(chunk) =
-                        o.body.try_next().await.map_err(|e| Some(e.to_string()))?
-                    {
-                        file.write_all(&chunk).map_err(|_| None)?;
-                    }
-                    Ok(true)
+        results
+            .into_iter()
+            .zip(wanted)
+            .map(|(r, w)| match r {
+                Some(Fetched::Got(f)) => Some(f),
+                Some(Fetched::TooLarge) => {
+                    reporter.warn(format!(
+                        "remote cache object {} is larger than the {} bytes it may have; discarded",
+                        crate::sanitize::escape_controls(&w.rel),
+                        w.max
+                    ));
+                    None
                 }
-                Err(e) if is_missing(&e) => Ok(false),
-                Err(e) => Err(Some(describe(&e))),
-            }
-        });
-        match r {
-            Ok(got) => Some(got),
-            Err(Some(e)) => {
-                self.fail(reporter, e);
-                None
-            }
-            Err(None) => Some(false),
-        }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Uploads a file as one object, streamed from disk (read-write mode

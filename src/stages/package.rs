@@ -307,9 +307,14 @@ pub fn build(
         .unwrap_or_default();
     let mut uploaded = 0;
     if let Some(r) = remote.filter(|r| r.can_write()) {
+        // Each entry sealed: signed over its name and exact bytes when
+        // this build has a signing key.
+        let trust = &r.config().trust;
         let items: Vec<(String, Vec<u8>)> = remote_missing
             .iter()
-            .filter_map(|(rel, path)| Some((rel.clone(), fs_err::read(path).ok()?)))
+            .filter_map(|(rel, path)| {
+                Some((rel.clone(), trust.seal(rel, &fs_err::read(path).ok()?)))
+            })
             .collect();
         let n = items.len();
         if r.put_many(items, reporter) > 0 {
@@ -451,26 +456,27 @@ impl EntrySource for RemoteEntries<'_> {
                 )
             })
             .collect();
-        let fetched = remote.get_many(&rels, reporter);
+        let asked: Vec<crate::remote::objects::EntryWanted> = wanted
+            .iter()
+            .zip(&rels)
+            .map(|((e, path), rel)| crate::remote::objects::EntryWanted {
+                rel: rel.clone(),
+                size: e.size,
+                path: path.clone(),
+            })
+            .collect();
+        // Signed (or trust = "bucket") objects only reach the machine
+        // store; the writer then checks each against its content hash.
+        let put = crate::remote::objects::fetch_entries(remote, &asked, reporter);
         if remote.is_down() {
             return;
         }
-        let mut missing = Vec::new();
-        for (((e, path), rel), bytes) in wanted.into_iter().zip(rels).zip(fetched) {
-            match bytes {
-                Some(b) if archive::stored_entry_content(&b, e, settings).is_some() => {
-                    let _ = machine.put_bytes(&path, &b);
-                }
-                Some(_) => {
-                    reporter.warn(format!(
-                        "remote cache object {rel} does not match its content hash; discarded, compressing {} locally",
-                        e.name
-                    ));
-                    missing.push((rel, path));
-                }
-                None => missing.push((rel, path)),
-            }
-        }
+        let missing = asked
+            .into_iter()
+            .zip(put)
+            .filter(|(_, put)| !put)
+            .map(|(w, _)| (w.rel, w.path))
+            .collect();
         *self.missing.lock().unwrap_or_else(|p| p.into_inner()) = missing;
     }
 }

@@ -28,6 +28,8 @@ mod moto;
 mod safety;
 mod sbom;
 mod store;
+#[cfg(feature = "aws")]
+mod trust;
 mod watch;
 #[cfg(feature = "aws")]
 mod watch_deploy;

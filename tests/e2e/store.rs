@@ -10,7 +10,7 @@ use crate::deps::{DepsProject, deps_ran};
 /// A directory holding a `uv` that answers `--version` like the real one
 /// (so the deps key is the same) and otherwise records that it ran and
 /// fails: the witness that a build installed nothing.
-fn uv_that_must_not_install() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn uv_that_must_not_install() -> (tempfile::TempDir, PathBuf) {
     let real = std::env::var_os("PATH")
         .and_then(|p| {
             std::env::split_paths(&p)
@@ -36,7 +36,7 @@ fn uv_that_must_not_install() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// `d`'s lbuild with the machine store at `store` (and PATH led by `bin`).
-fn run_in(d: &DepsProject, store: &Path, bin: Option<&Path>, args: &[&str]) -> Output {
+pub(crate) fn run_in(d: &DepsProject, store: &Path, bin: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = d.p.cmd();
     crate::common::box_installers(&mut cmd, d.caches.path());
     cmd.env("LBUILD_STORE", store);
@@ -49,7 +49,7 @@ fn run_in(d: &DepsProject, store: &Path, bin: Option<&Path>, args: &[&str]) -> O
     cmd.args(args).output().unwrap()
 }
 
-fn json_of(out: &Output) -> serde_json::Value {
+pub(crate) fn json_of(out: &Output) -> serde_json::Value {
     assert_success(out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -230,11 +230,11 @@ fn gc_max_size_keeps_the_store_under_budget_and_waits_for_running_builds() {
 use crate::moto::Moto;
 
 #[cfg(feature = "aws")]
-const BUCKET_URL: &str = "s3://lbuild-cache/team";
+pub(crate) const BUCKET_URL: &str = "s3://lbuild-cache/team";
 
 /// `d`'s lbuild against moto's S3, with the remote store at [`BUCKET_URL`].
 #[cfg(feature = "aws")]
-fn run_remote(
+pub(crate) fn run_remote(
     d: &DepsProject,
     moto: &Moto,
     bin: Option<&Path>,
@@ -251,6 +251,11 @@ fn run_remote(
         cmd.env("PATH", std::env::join_paths(dirs).unwrap());
     }
     cmd.args(["--remote-cache", BUCKET_URL]);
+    // Readers trust the CI key; only a writer holds its secret half.
+    cmd.env("LBUILD_TRUSTED_KEYS", crate::trust::CI_PUBLIC);
+    if mode == Some("read-write") {
+        cmd.env("LBUILD_SIGNING_KEY", crate::trust::CI_SECRET);
+    }
     if let Some(mode) = mode {
         cmd.args(["--remote-cache-mode", mode]);
     }
@@ -258,13 +263,13 @@ fn run_remote(
 }
 
 #[cfg(feature = "aws")]
-fn bucket(moto: &Moto) {
+pub(crate) fn bucket(moto: &Moto) {
     moto.boto3("s3.create_bucket(Bucket='lbuild-cache')", &[]);
 }
 
 /// A project with dependencies and a few sources worth compressing.
 #[cfg(feature = "aws")]
-fn remote_project() -> DepsProject {
+pub(crate) fn remote_project() -> DepsProject {
     let d = DepsProject::new("uv", "python3.12", "x86_64", "purepkg==1.0\n");
     // Above the size below which entries are compressed rather than
     // fetched one by one (64 KiB).
@@ -278,7 +283,7 @@ fn remote_project() -> DepsProject {
 }
 
 #[cfg(feature = "aws")]
-fn warnings(out: &Output) -> Vec<String> {
+pub(crate) fn warnings(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| l.contains("warning"))
@@ -582,7 +587,7 @@ fn a_tree_installed_again_by_another_project_after_gc_is_adopted_not_reinstalled
 
 /// The dependency trees a machine store keeps as their zips
 /// (`deps/KEY/tree-*.zip`), and how many it holds unpacked (`deps/KEY/tree/`).
-fn kept_trees(store: &Path) -> (Vec<PathBuf>, usize) {
+pub(crate) fn kept_trees(store: &Path) -> (Vec<PathBuf>, usize) {
     let mut zips = Vec::new();
     let mut unpacked = 0;
     for key in std::fs::read_dir(store.join("deps")).unwrap() {

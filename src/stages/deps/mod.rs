@@ -30,6 +30,7 @@ pub mod lockfile;
 pub mod normalize;
 mod remote_tree;
 pub mod requirements;
+pub mod suspect;
 mod tree_store;
 mod watch_roots;
 
@@ -256,6 +257,39 @@ pub fn ready(
     }
 }
 
+/// Installs the tree again, whatever is recorded or stored (the one found
+/// was suspect, see [`suspect`]).
+pub fn install_again(
+    plan: &Plan,
+    cache: &mut Cache,
+    cx: &BuildContext,
+) -> crate::Result<(ReadyDeps, StageReport)> {
+    match stage(plan, cache, cx, true)? {
+        (
+            DepsTree::Ready {
+                digest,
+                entries,
+                key,
+            },
+            report,
+        ) => Ok((
+            ReadyDeps {
+                digest: Some(digest),
+                entries,
+                tree_zip: None,
+                keep: Some(KeepTree { key, kept: false }),
+            },
+            report,
+        )),
+        // `stage` with `reinstall` only ever returns a fresh tree.
+        _ => Err(DepsError::Io {
+            context: "no dependency tree was installed",
+            source: std::io::Error::other("the deps stage did not install"),
+        }
+        .into()),
+    }
+}
+
 /// Runs the deps stage: installs the tree unless its key is recorded, in
 /// which case the tree is returned unverified (see [`ready`]).
 pub fn run(
@@ -345,7 +379,7 @@ fn stage(
         .and_then(|s| serde_json::from_str::<Record>(&s).ok());
     if let Some(record) = recorded.filter(|_| !reinstall) {
         for w in &record.warnings {
-            reporter.warn(format!("{w} (cached)"));
+            reporter.warn(format!("{} (cached)", crate::sanitize::escape_controls(w)));
         }
         let mut report = StageReport::new(
             NAME,
@@ -373,6 +407,19 @@ fn stage(
     } else {
         read_shared(store.root(), &key_hash)
     };
+    // A key directory whose record cannot be read (torn, garbage, a
+    // directory in its place) would make every install's rename fail:
+    // moved aside once, with a warning.
+    let key_path = key_dir(store.root(), &key_hash);
+    if found.is_none() && key_path.exists() && read_shared(store.root(), &key_hash).is_none() {
+        reporter.warn(format!(
+            "the machine store's dependency tree {} has an unreadable {TREE_RECORD}; moved aside, installing again",
+            key_path.display()
+        ));
+        if let Err(e) = crate::store::move_aside(&key_path) {
+            reporter.warn(format!("could not move {} aside: {e}", key_path.display()));
+        }
+    }
     if !reinstall
         && found.is_none()
         && let Some(remote) = cx.remote.as_deref()
@@ -390,7 +437,7 @@ fn stage(
         );
         crate::store::touch(&key_dir(store.root(), &key_hash).join(TREE_RECORD));
         for w in &shared.record.warnings {
-            reporter.warn(format!("{w} (cached)"));
+            reporter.warn(format!("{} (cached)", crate::sanitize::escape_controls(w)));
         }
         let mut d = details(false, &shared.record);
         d["from"] = serde_json::json!(from);

@@ -46,19 +46,24 @@ pub(super) fn fetch_remote(
 ) -> crate::Result<Option<SharedTree>> {
     let settings = crate::stages::package::settings(plan)?;
     let (json_name, zip_name) = remote_names(key, &settings);
-    let Some(json) = remote
-        .get_many(std::slice::from_ref(&json_name), reporter)
-        .pop()
-        .flatten()
-    else {
-        return Ok(None);
-    };
+    let deps_dir = store.deps_dir();
     let bad = |why: &str| {
         reporter.warn(format!(
             "remote cache object {zip_name} {why}; discarded, installing locally"
         ));
         Ok(None)
     };
+    // Signed (or read with trust = "bucket") before anything else is read
+    // from it: nothing unsigned reaches the machine store.
+    let (json, facts) =
+        match crate::remote::objects::fetch_record(remote, &json_name, &deps_dir, reporter) {
+            Ok(Some(got)) => got,
+            Ok(None) => return Ok(None),
+            Err(why) => {
+                reporter.warn(format!("remote cache object {json_name} {why}"));
+                return Ok(None);
+            }
+        };
     let Ok(mut shared) = serde_json::from_slice::<SharedTree>(&json) else {
         return bad("has an unreadable record");
     };
@@ -76,6 +81,11 @@ pub(super) fn fetch_remote(
             executable: f.executable,
         })
         .collect();
+    // A tree no zip may hold (Lambda's unzipped quota) is not worth
+    // fetching: installing says what is wrong with it, if anything.
+    if listed.iter().map(|e| e.size).sum::<u64>() > crate::limits::UNZIPPED_LIMIT {
+        return bad("lists more bytes than Lambda unpacks");
+    }
     if shared.record.files != listed.len()
         || crate::entry::entries_digest(&listed) != shared.record.digest
         || !listed.iter().all(|e| safe_name(&e.name))
@@ -85,17 +95,16 @@ pub(super) fn fetch_remote(
     {
         return bad("has a record that does not match its digest");
     }
-    let deps_dir = store.deps_dir();
     let io = DepsError::io;
     let tmp = staging_dir(&deps_dir, "cannot fetch dependencies")?;
     let id = settings.id();
     let file = format!("tree-{}.zip", &id.to_hex()[..16]);
     let zip_path = tmp.path().join(&file);
-    let mut out = fs_err::File::create(&zip_path).map_err(io("cannot fetch dependencies"))?;
-    if remote.get_into(&zip_name, out.file_mut(), reporter) != Some(true) {
-        return Ok(None);
+    match crate::remote::objects::fetch_tree_zip(remote, &zip_name, facts, &zip_path, reporter) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(why) => return bad(&why),
     }
-    drop(out);
     let raw = match crate::archive::verify_tree_zip(&zip_path, &listed, &settings) {
         Ok(raw) => raw,
         Err(Some(name)) => {
@@ -182,7 +191,16 @@ pub fn upload_remote(
             written.path()
         }
     };
-    let json = serde_json::to_vec(&shared).unwrap_or_default();
+    // The record names the zip's digest and size, and is signed with the
+    // key this build was given (if any): one signature covers both.
+    let Ok(json) = crate::remote::objects::seal_record(
+        &remote.config().trust,
+        &json_name,
+        serde_json::to_value(&shared).unwrap_or_default(),
+        zip_path,
+    ) else {
+        return Ok(false);
+    };
     // The zip first: a record without its zip is never used.
     let done = remote.put_file(&zip_name, zip_path, reporter)
         && remote.put_many(vec![(json_name, json)], reporter) > 0;

@@ -168,11 +168,13 @@ pub(super) fn staging_dir(
     let io = DepsError::io;
     fs_err::create_dir_all(deps_dir).map_err(io(context))?;
     crate::store::remove_dead_temporaries(deps_dir);
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(&crate::store::temp_prefix())
         .tempdir_in(deps_dir)
         // tempfile's error names the path.
-        .map_err(io(context))
+        .map_err(io(context))?;
+    crate::store::lease(dir.path());
+    Ok(dir)
 }
 
 /// Renames a staged key directory (`tree/` and its record) into place in
@@ -425,6 +427,7 @@ pub(super) fn try_keep_tree_zip(
         .suffix(".zip")
         .tempfile_in(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
+    crate::store::lease(tmp.path());
     let mut chain: Vec<&dyn crate::archive::EntrySource> = Vec::new();
     if let Some(r) = &reuse {
         chain.push(r);
