@@ -6,11 +6,11 @@
 /// The variable that lets a build without Cargo.lock (or without one of
 /// the packages) go on with "unknown" versions: for packagers who know
 /// what they do; lbuild's keys then no longer follow its compressors.
-pub const ALLOW_UNKNOWN: &str = "LBUILD_ALLOW_UNKNOWN_COMPRESSOR_VERSIONS";
+pub(crate) const ALLOW_UNKNOWN: &str = "LBUILD_ALLOW_UNKNOWN_COMPRESSOR_VERSIONS";
 
 /// The version of `name` in `lock` (Cargo.lock's text, None when it could
 /// not be read); with `allow_unknown`, "unknown" instead of an error.
-pub fn locked_version(
+pub(crate) fn locked_version(
     lock: Option<&str>,
     name: &str,
     allow_unknown: bool,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// One syntax error, positions 1-based.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SyntaxProblem {
+pub(crate) struct SyntaxProblem {
     pub path: PathBuf,
     pub line: u64,
     pub column: u64,
@@ -35,7 +35,7 @@ impl std::fmt::Display for SyntaxProblem {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     #[error("cannot run {python} to check the sources: {message}")]
     Run { python: PathBuf, message: String },
 }
@@ -58,7 +58,7 @@ for path in sys.stdin.read().splitlines():
 
 /// Compiles every `.py` file of `files` with `python`; returns the
 /// problems found, with paths shown relative to `shown_from`.
-pub fn check_sources(
+pub(crate) fn check_sources(
     python: &Path,
     files: &[PathBuf],
     shown_from: &Path,
@@ -113,7 +113,7 @@ pub fn check_sources(
 /// stderr as `path:line:col: error: message` (path relative to the
 /// manifest's directory). Without that Python the artifact's check is
 /// skipped with a note. Fails (exit 2) when any problem was found.
-pub fn run(
+pub(crate) fn run(
     ws: &crate::manifest::Workspace,
     names: &[String],
     reporter: &crate::report::Reporter,

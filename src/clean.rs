@@ -9,7 +9,7 @@ use crate::report::Reporter;
 
 /// Removes the output zip and what lbuild keeps in the cache directory,
 /// and nothing else: a directory without lbuild's mark is refused.
-pub fn clean(artifacts: &[Plan], reporter: &Reporter) -> crate::Result<()> {
+pub(crate) fn clean(artifacts: &[Plan], reporter: &Reporter) -> crate::Result<()> {
     let plan = &artifacts[0];
     let dir = &plan.cache_dir;
     let default = *dir == plan.project_dir.join(".lbuild");

@@ -18,7 +18,7 @@ use crate::store::MachineStore;
 
 /// What a build is handed: see the module docs.
 #[derive(Clone)]
-pub struct BuildContext<'r> {
+pub(crate) struct BuildContext<'r> {
     pub reporter: &'r Reporter,
     /// The machine store shared by every project on this machine.
     pub store: MachineStore,
@@ -34,7 +34,7 @@ pub struct BuildContext<'r> {
 impl<'r> BuildContext<'r> {
     /// The context for building `plan` (any artifact of a workspace: they
     /// share the cache directory, the store and the remote configuration).
-    pub fn for_plan(plan: &Plan, reporter: &'r Reporter) -> crate::Result<Self> {
+    pub(crate) fn for_plan(plan: &Plan, reporter: &'r Reporter) -> crate::Result<Self> {
         let remote = match remote_config_of(plan)? {
             Some(config) => crate::remote::connect(&config)?,
             None => None,
@@ -43,14 +43,14 @@ impl<'r> BuildContext<'r> {
     }
 
     /// The context for building the artifacts of `ws`.
-    pub fn for_workspace(
+    pub(crate) fn for_workspace(
         ws: &crate::manifest::Workspace,
         reporter: &'r Reporter,
     ) -> crate::Result<Self> {
         Self::for_plan(&ws.artifacts[0], reporter)
     }
 
-    pub fn new(
+    pub(crate) fn new(
         reporter: &'r Reporter,
         store: MachineStore,
         remote: Option<Arc<dyn RemoteStore>>,
@@ -66,7 +66,7 @@ impl<'r> BuildContext<'r> {
 
     /// The same services, reporting to `reporter` (an artifact's held
     /// warnings).
-    pub fn with_reporter<'s>(&self, reporter: &'s Reporter) -> BuildContext<'s> {
+    pub(crate) fn with_reporter<'s>(&self, reporter: &'s Reporter) -> BuildContext<'s> {
         BuildContext {
             reporter,
             store: self.store.clone(),
@@ -77,14 +77,14 @@ impl<'r> BuildContext<'r> {
     }
 
     /// The remote store, if there is one and it may be written to.
-    pub fn writable_remote(&self) -> Option<&dyn RemoteStore> {
+    pub(crate) fn writable_remote(&self) -> Option<&dyn RemoteStore> {
         self.remote.as_deref().filter(|r| r.can_write())
     }
 }
 
 /// The machine store a plan's build shares with every project (the
 /// project's own cache directory when no store directory is known).
-pub fn machine_store_of(plan: &Plan) -> MachineStore {
+pub(crate) fn machine_store_of(plan: &Plan) -> MachineStore {
     MachineStore::at(
         plan.env
             .store_dir

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use blake3::Hash;
+pub(crate) use blake3::Hash;
 
 /// One file of the archive: where it comes from and what it holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Archive path: relative, `/`-separated, UTF-8.
     pub name: String,
     /// Absolute path on disk.
@@ -28,7 +28,7 @@ pub struct Entry {
 
 /// BLAKE3 of a file's bytes, read (not mapped: an editor truncating the file
 /// mid-read would SIGBUS a mapping).
-pub fn hash_file(path: &Path) -> std::io::Result<Hash> {
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<Hash> {
     let mut hasher = blake3::Hasher::new();
     let mut f = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -44,7 +44,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<Hash> {
 
 /// One hash for a list of entries (names, contents, modes): what another
 /// stage's key needs to know about them.
-pub fn entries_digest(entries: &[Entry]) -> Hash {
+pub(crate) fn entries_digest(entries: &[Entry]) -> Hash {
     let mut h = blake3::Hasher::new();
     for e in entries {
         h.update(&(e.name.len() as u64).to_le_bytes());
@@ -56,23 +56,23 @@ pub fn entries_digest(entries: &[Entry]) -> Hash {
 }
 
 /// Modification time in nanoseconds since the epoch.
-pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
 }
 
 /// Status-change time in nanoseconds since the epoch: moves on any write,
 /// even one that restores size and mtime (`touch -r`).
-pub fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
+pub(crate) fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
 }
 
 /// Lowercase hex of any digest's bytes (the SHA-256 of a zip, a wheel).
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A hash read back from a database blob.
-pub fn hash_from_slice(bytes: &[u8]) -> Option<Hash> {
+pub(crate) fn hash_from_slice(bytes: &[u8]) -> Option<Hash> {
     <[u8; 32]>::try_from(bytes).ok().map(Hash::from_bytes)
 }
 
@@ -81,11 +81,11 @@ pub(crate) mod hash_hex {
     use super::Hash;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(h.to_hex().as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         let s = String::deserialize(d)?;
         Hash::from_hex(s).map_err(|_| serde::de::Error::custom("bad hash"))
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 /// and virtual environments (host binaries and symlinks, never Lambda code).
 /// The project walks (sources) also prune [`TOOL_DIRS`] and any
 /// virtualenv ([`is_virtualenv`]).
-pub const PRUNED_DIRS: &[&str] = &[
+pub(crate) const PRUNED_DIRS: &[&str] = &[
     ".git",
     ".hg",
     ".svn",
@@ -30,7 +30,7 @@ pub const PRUNED_DIRS: &[&str] = &[
 /// `.terraform/`) and `node_modules/`. Pruned from the sources walk and
 /// ignored by the watcher, but not from installed dependency trees (a
 /// wheel may ship a `node_modules/` of its own assets).
-pub const TOOL_DIRS: &[&str] = &[
+pub(crate) const TOOL_DIRS: &[&str] = &[
     "node_modules",
     ".aws-sam",
     ".serverless",
@@ -43,18 +43,18 @@ pub const TOOL_DIRS: &[&str] = &[
 /// root). `.lbuildignore` has `.gitignore`'s syntax and wins over it in
 /// the same directory. The user's global gitignore (`core.excludesFile`)
 /// is never read: it differs per machine.
-pub const IGNORE_FILES: &[&str] = &[".gitignore", ".lbuildignore"];
+pub(crate) const IGNORE_FILES: &[&str] = &[".gitignore", ".lbuildignore"];
 
 /// A directory holding `pyvenv.cfg` is a virtual environment (`python -m
 /// venv`, virtualenv, uv, poetry): host binaries, never Lambda code.
-pub fn is_virtualenv(dir: &Path) -> bool {
+pub(crate) fn is_virtualenv(dir: &Path) -> bool {
     fs_err::symlink_metadata(dir.join("pyvenv.cfg")).is_ok()
 }
 
 /// True for files that never enter a zip from the project: byte-code,
 /// secrets, and editor lock files (Emacs keeps `.#name` as a dangling
 /// symlink while editing). Installed trees take [`excluded_from_trees`].
-pub fn excluded_by_default(name: &str) -> bool {
+pub(crate) fn excluded_by_default(name: &str) -> bool {
     excluded_from_trees(name) || is_secret(name)
 }
 
@@ -62,7 +62,7 @@ pub fn excluded_by_default(name: &str) -> bool {
 /// tree: the project's rule without [`is_secret`], since a `.env*` file in
 /// a wheel is the package's data (an example configuration, a test
 /// fixture), not this project's secret.
-pub fn excluded_from_trees(name: &str) -> bool {
+pub(crate) fn excluded_from_trees(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
     base.ends_with(".pyc")
         || base.ends_with(".pyo")
@@ -72,7 +72,7 @@ pub fn excluded_from_trees(name: &str) -> bool {
 }
 
 /// A project's secrets by name: `.env`, `.env.production`, ...
-pub fn is_secret(name: &str) -> bool {
+pub(crate) fn is_secret(name: &str) -> bool {
     name.rsplit('/').next().unwrap_or(name).starts_with(".env")
 }
 
@@ -80,7 +80,7 @@ pub fn is_secret(name: &str) -> bool {
 /// `.app.py.swp`/`.swo`/`.swx`, its `4913` write test and `app.py~`
 /// backups, emacs' `#app.py#` autosaves and `.#app.py` lock links,
 /// JetBrains' safe-write files, GNOME's GIO temporaries.
-pub fn is_editor_temp(name: &str) -> bool {
+pub(crate) fn is_editor_temp(name: &str) -> bool {
     let b = name.as_bytes();
     (name.starts_with('.') && b.len() >= 5 && b[..b.len() - 1].ends_with(b".sw"))
         || name == "4913"

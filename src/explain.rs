@@ -23,7 +23,7 @@ const MAX_FILE_REASONS: usize = 8;
 /// were fed, the archive entries by name with a short content hash, and
 /// notes that are recorded but not hashed (pinned requirement lines).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     #[serde(rename = "i", default)]
     pub items: Vec<(String, String)>,
     /// (name, first 16 hex digits of the BLAKE3, "x" appended if executable)
@@ -44,13 +44,18 @@ impl Inputs {
 }
 
 /// The artifact's identity in the record: `function NAME` / `layer NAME`.
-pub fn artifact(plan: &Plan) -> String {
+pub(crate) fn artifact(plan: &Plan) -> String {
     format!("{} {}", plan.kind.label(), plan.name)
 }
 
 /// Whether the stage's inputs must be recorded: its key is not the one
 /// last recorded for this artifact. One small read; false on a no-op.
-pub fn needs_inputs(cache: &Cache, plan: &Plan, stage: &str, key: &Hash) -> crate::Result<bool> {
+pub(crate) fn needs_inputs(
+    cache: &Cache,
+    plan: &Plan,
+    stage: &str,
+    key: &Hash,
+) -> crate::Result<bool> {
     Ok(cache.last_inputs_key(&artifact(plan), stage)? != Some(*key))
 }
 
@@ -58,7 +63,7 @@ pub fn needs_inputs(cache: &Cache, plan: &Plan, stage: &str, key: &Hash) -> crat
 /// [`needs_inputs`]) and returns what differs from the last build, if
 /// reasons are wanted. `ran`: the stage did its work (a stage whose key
 /// did not change ran because its output was missing or changed).
-pub fn settle_inputs(
+pub(crate) fn settle_inputs(
     cache: &Cache,
     plan: &Plan,
     stage: &str,
@@ -121,7 +126,7 @@ fn file_label(label: &str) -> &str {
 }
 
 /// What differs between two records of one stage, one reason per change.
-pub fn diff(before: &Inputs, now: &Inputs) -> Vec<String> {
+pub(crate) fn diff(before: &Inputs, now: &Inputs) -> Vec<String> {
     let mut reasons = Vec::new();
     let group = |items: &[(String, String)]| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -230,7 +235,7 @@ fn file_changes(before: &[(String, String)], now: &[(String, String)]) -> Vec<St
 
 /// The pinned requirement lines of a file, one `name==version` a line,
 /// for the record (see [`pin_changes`]).
-pub fn pinned_lines(text: &str) -> String {
+pub(crate) fn pinned_lines(text: &str) -> String {
     let mut pins: Vec<String> = text
         .lines()
         .map(|l| l.split(" #").next().unwrap_or("").trim())

@@ -11,7 +11,7 @@ use crate::stages::deps;
 use crate::units::human_size;
 
 /// Forgets stage records (and their installed trees) unused for `days`.
-pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
+pub(crate) fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, reporter)?;
     let cache = Cache::open(&plan.cache_dir)?;
@@ -36,7 +36,7 @@ pub fn gc(plan: &Plan, days: u64, reporter: &Reporter) -> crate::Result<usize> {
 
 /// `lbuild gc --max-size`: trims the machine store to `max` bytes, least
 /// recently used first, once no build is using it.
-pub fn gc_store(max: u64, reporter: &Reporter) -> crate::Result<()> {
+pub(crate) fn gc_store(max: u64, reporter: &Reporter) -> crate::Result<()> {
     let store = machine_store_from_env()?;
     let (removed, kept) = store.gc(max)?;
     if reporter.mode == Mode::Json {

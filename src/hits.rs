@@ -24,7 +24,7 @@ const FOLD_AT: u64 = 1 << 20;
 /// What builds found ready, summed over the log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Hits {
+pub(crate) struct Hits {
     /// Artifacts built (cached or not).
     pub builds: u64,
     /// Of those, the zip was already in place: nothing written.
@@ -45,7 +45,7 @@ pub struct Hits {
 
 impl Hits {
     /// One artifact's build, read off its stage reports.
-    pub fn of(outcome: &BuildOutcome) -> Hits {
+    pub(crate) fn of(outcome: &BuildOutcome) -> Hits {
         let mut h = Hits {
             builds: 1,
             ..Hits::default()
@@ -85,7 +85,7 @@ impl Hits {
 }
 
 /// Appends `outcome`'s counts to the store's log; silent on failure.
-pub fn record(store_root: &Path, outcome: &BuildOutcome) {
+pub(crate) fn record(store_root: &Path, outcome: &BuildOutcome) {
     let path = store_root.join(LOG);
     if fs_err::metadata(&path).is_ok_and(|m| m.len() > FOLD_AT) {
         fold(store_root);
@@ -104,7 +104,7 @@ pub fn record(store_root: &Path, outcome: &BuildOutcome) {
 }
 
 /// The sum of every line of the store's log (unreadable lines skipped).
-pub fn summary(store_root: &Path) -> Hits {
+pub(crate) fn summary(store_root: &Path) -> Hits {
     let mut total = Hits::default();
     if let Ok(text) = fs_err::read_to_string(store_root.join(LOG)) {
         for line in text.lines() {

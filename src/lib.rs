@@ -49,6 +49,8 @@ pub use error::{Error, Result};
 // What the binary and the integration tests reach for; everything else is
 // the crate's own.
 pub use manifest::{Architecture, Runtime};
+// What a build produced: `deploy`'s public functions take these.
+pub use outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
 pub use report::{Reporter, error_text};
 pub use stages::deps::installer::{PIP_KEYED_ENV, UV_KEYED_ENV};
 

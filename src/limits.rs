@@ -7,16 +7,16 @@ use crate::units::{human_size, limit};
 
 /// A zip larger than this cannot be uploaded directly (UpdateFunctionCode
 /// with ZipFile); it has to go through S3.
-pub const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1000 * 1000;
+pub(crate) const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1000 * 1000;
 /// Unzipped size of a function together with all its layers.
-pub const UNZIPPED_LIMIT: u64 = 262_144_000;
+pub(crate) const UNZIPPED_LIMIT: u64 = 262_144_000;
 /// Layers one function may use.
-pub const MAX_LAYERS: usize = 5;
+pub(crate) const MAX_LAYERS: usize = 5;
 
 /// One contributor to a function's unzipped total: the function's own zip
 /// or one of its layers.
 #[derive(Debug, Clone)]
-pub struct Contributor {
+pub(crate) struct Contributor {
     pub name: String,
     pub unzipped: u64,
     /// Where its bytes are, largest first (top-level directories of the
@@ -50,7 +50,7 @@ impl Contributor {
 /// An archive's unzipped bytes by top-level directory (a file at the top
 /// counts under its own name), largest first, ties by name. `prefix` (a
 /// layer's `python/`) is looked through.
-pub fn largest_directories<'a>(
+pub(crate) fn largest_directories<'a>(
     entries: impl IntoIterator<Item = (&'a str, u64)>,
     prefix: &str,
 ) -> Vec<(String, u64)> {
@@ -74,7 +74,7 @@ pub fn largest_directories<'a>(
 
 /// What Lambda's quotas say about one function with its layers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LimitCheck {
+pub(crate) struct LimitCheck {
     /// Over the unzipped quota: the message naming the limit and the
     /// largest contributors.
     pub over_unzipped: Option<String>,
@@ -83,7 +83,7 @@ pub struct LimitCheck {
 }
 
 /// Checks one function's zip (and its layers) against the quotas.
-pub fn check_limits(
+pub(crate) fn check_limits(
     function: &str,
     zipped: u64,
     own: Contributor,

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use crate::report::Reporter;
 
 /// The lock's file name inside the cache directory.
-pub const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 
 /// Seconds a build waits for a lock before giving up.
-pub const TIMEOUT_ENV: &str = "LBUILD_LOCK_TIMEOUT";
+pub(crate) const TIMEOUT_ENV: &str = "LBUILD_LOCK_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a waiting build tries again.
 const POLL: Duration = Duration::from_millis(50);
@@ -57,14 +57,14 @@ impl LockError {
 
 /// Held for the duration of a build; dropping it releases both locks.
 #[derive(Debug)]
-pub struct ProjectLock {
+pub(crate) struct ProjectLock {
     _cache: File,
     _project: File,
 }
 
 /// Takes the cache directory's lock, then the project's (always in this
 /// order, so two builds can never each hold one and wait for the other).
-pub fn acquire(
+pub(crate) fn acquire(
     cache_dir: &Path,
     project_dir: &Path,
     reporter: &Reporter,

@@ -28,7 +28,7 @@ pub struct BuildOutcome {
     pub code_sha256: String,
     pub size: u64,
     pub entries: usize,
-    pub stages: Vec<StageReport>,
+    pub(crate) stages: Vec<StageReport>,
     pub ms: u64,
 }
 

@@ -15,7 +15,7 @@ fn entries_text(n: usize) -> String {
 /// Prints a workspace build: one object with an `artifacts` list
 /// (`--json`), or one line per artifact (its stage table under `-v`) and
 /// each failure with its name.
-pub fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
+pub(crate) fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
     if reporter.mode == Mode::Json {
         let artifacts: Vec<serde_json::Value> = o
             .artifacts
@@ -115,7 +115,7 @@ fn status_word(s: Status) -> &'static str {
 }
 
 /// Prints a finished build the way the reporter's mode asks.
-pub fn print_outcome(o: &BuildOutcome, reporter: &Reporter) {
+pub(crate) fn print_outcome(o: &BuildOutcome, reporter: &Reporter) {
     match reporter.mode {
         Mode::Json => reporter.json(&serde_json::to_value(o).unwrap_or_default()),
         Mode::Quiet => {}

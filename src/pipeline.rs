@@ -14,15 +14,15 @@ use crate::report::Reporter;
 use crate::stages::package::{Input, ZipInfo};
 use crate::stages::{StageReport, Status, config, deps, package, sources};
 
-pub use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
-pub use crate::units::human_size;
+pub(crate) use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
+pub(crate) use crate::units::human_size;
 
 /// Builds the zip the plan describes.
 ///
 /// A cache found corrupt (at open, or by a query during the build) is
 /// moved aside with one warning and the build runs again from scratch: the
 /// cache only ever makes builds faster, never fails them.
-pub fn build(cx: &BuildContext, plan: &Plan) -> crate::Result<BuildOutcome> {
+pub(crate) fn build(cx: &BuildContext, plan: &Plan) -> crate::Result<BuildOutcome> {
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, cx.reporter)?;
     let _store = cx.store.shared();
@@ -71,7 +71,7 @@ fn build_healing(
 /// time under one lock and on one cache, so that whatever one artifact
 /// compressed the next copies. A failed artifact is reported with its name
 /// and the others still build; a function whose layer failed is not built.
-pub fn build_workspace(
+pub(crate) fn build_workspace(
     cx: &BuildContext,
     ws: &Workspace,
     names: &[String],

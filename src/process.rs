@@ -4,7 +4,7 @@
 /// sending, and EPERM means it exists under another user. Only meaningful
 /// within one PID namespace.
 #[allow(unsafe_code)]
-pub fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };

@@ -21,13 +21,13 @@ use crate::sbom::{Contents, ZipContents, beside_zip, hex, write_beside};
 
 /// The build type this statement describes (a URI naming lbuild's
 /// reproducible-zip build, versioned with the statement's layout).
-pub const BUILD_TYPE: &str = "urn:lbuild:buildtype:lambda-zip:v1";
+pub(crate) const BUILD_TYPE: &str = "urn:lbuild:buildtype:lambda-zip:v1";
 
 /// The digest of the files the zip holds that no distribution owns (the
 /// function's sources and config): SHA-256 over one `SHA256HEX  NAME\n`
 /// line per file, sorted by name — what `sha256sum` prints for them, so
 /// an auditor can recompute it from an unpacked zip or a checkout.
-pub fn source_tree_digest(z: &ZipContents) -> String {
+pub(crate) fn source_tree_digest(z: &ZipContents) -> String {
     let mut h = Sha256::new();
     for f in &z.own_files {
         h.update(format!("{}  {}\n", f.sha256, f.name).as_bytes());
@@ -36,7 +36,7 @@ pub fn source_tree_digest(z: &ZipContents) -> String {
 }
 
 /// The statement for `zip`, read back as `z`.
-pub fn statement(plan: &Plan, z: &ZipContents) -> crate::Result<Value> {
+pub(crate) fn statement(plan: &Plan, z: &ZipContents) -> crate::Result<Value> {
     let rel = |p: &Path| {
         p.strip_prefix(&plan.project_dir)
             .unwrap_or(p)
@@ -105,7 +105,7 @@ pub fn statement(plan: &Plan, z: &ZipContents) -> crate::Result<Value> {
 }
 
 /// The statement as pretty JSON ending in a newline.
-pub fn text(plan: &Plan, z: &ZipContents) -> crate::Result<String> {
+pub(crate) fn text(plan: &Plan, z: &ZipContents) -> crate::Result<String> {
     let mut t = serde_json::to_string_pretty(&statement(plan, z)?).expect("JSON values serialise");
     t.push('\n');
     Ok(t)
@@ -113,7 +113,7 @@ pub fn text(plan: &Plan, z: &ZipContents) -> crate::Result<String> {
 
 /// `build --provenance`: `dist/NAME.intoto.json` beside each zip `built`
 /// holds (after the build succeeded).
-pub fn write_for_build(
+pub(crate) fn write_for_build(
     ws: &crate::manifest::Workspace,
     built: &crate::outcome::WorkspaceOutcome,
     contents: &Contents,

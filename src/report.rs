@@ -138,7 +138,7 @@ impl Reporter {
 
 /// How often long work says it is still going when stderr is not a
 /// terminal.
-pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// A running spinner; dropping it clears the line (or stops the plain
 /// progress lines).
@@ -229,7 +229,7 @@ impl Drop for PlainProgress {
 
 /// Whether stderr gets colours, as cargo decides: it is a terminal and
 /// `NO_COLOR` is unset or empty. Checked once per process.
-pub fn colour() -> bool {
+pub(crate) fn colour() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
         std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -238,7 +238,7 @@ pub fn colour() -> bool {
 
 /// `error:` (red, bold), `warning:` (yellow, bold), `note:` (bold),
 /// `hint:` (cyan), coloured only when [`colour`] says so.
-pub fn label(word: &str) -> String {
+pub(crate) fn label(word: &str) -> String {
     if !colour() {
         return format!("{word}:");
     }
@@ -260,7 +260,7 @@ pub fn error_text(message: &str, hint: Option<&str>) -> String {
 }
 
 /// [`error_text`] with `about` (`function orders: `) before the message.
-pub fn error_text_about(about: &str, message: &str, hint: Option<&str>) -> String {
+pub(crate) fn error_text_about(about: &str, message: &str, hint: Option<&str>) -> String {
     let mut out = match split_position(message) {
         Some((at, rest)) => format!("{at}: {} {about}{rest}", label("error")),
         None => format!("{} {about}{message}", label("error")),
@@ -274,7 +274,7 @@ pub fn error_text_about(about: &str, message: &str, hint: Option<&str>) -> Strin
 /// `path:line:col: rest` -> (`path:line:col`, `rest`) when the message
 /// starts with a position (`path:line: rest` too, for a path without
 /// spaces: requirements files point at lines).
-pub fn split_position(message: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_position(message: &str) -> Option<(&str, &str)> {
     let first = message.lines().next()?;
     let end = first.find(": ")?;
     let head = &first[..end];

@@ -12,7 +12,7 @@ use jiff::civil::Date;
 
 /// One runtime's schedule; `None` where AWS has not announced a date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     pub name: &'static str,
     pub deprecated: Option<Date>,
     pub block_create: Option<Date>,
@@ -25,7 +25,7 @@ const fn day(y: i16, m: i8, d: i8) -> Option<Date> {
 
 /// Oldest first. Only dates AWS has published are filled in; python3.10
 /// and later have none yet (add them when AWS announces them).
-pub const SCHEDULE: &[Schedule] = &[
+pub(crate) const SCHEDULE: &[Schedule] = &[
     Schedule {
         name: "python2.7",
         deprecated: day(2021, 7, 15),
@@ -92,7 +92,7 @@ pub const SCHEDULE: &[Schedule] = &[
 /// the table (or not Python). A runtime older than a listed one and not
 /// listed itself (python3.5) gets the schedule of the next listed one: its
 /// blocks came no later.
-pub fn schedule(name: &str) -> Option<Schedule> {
+pub(crate) fn schedule(name: &str) -> Option<Schedule> {
     if let Some(s) = SCHEDULE.iter().find(|s| s.name == name) {
         return Some(*s);
     }
@@ -110,7 +110,7 @@ pub fn schedule(name: &str) -> Option<Schedule> {
 }
 
 /// Whether AWS refuses updates to functions on `name` on `today`.
-pub fn update_blocked(name: &str, today: Date) -> bool {
+pub(crate) fn update_blocked(name: &str, today: Date) -> bool {
     schedule(name)
         .and_then(|s| s.block_update)
         .is_some_and(|d| d <= today)
@@ -118,7 +118,7 @@ pub fn update_blocked(name: &str, today: Date) -> bool {
 
 /// The oldest runtime among `supported` (lbuild's, oldest first) whose
 /// functions AWS still lets you update on `today`.
-pub fn oldest_updatable<'a>(supported: &[&'a str], today: Date) -> Option<&'a str> {
+pub(crate) fn oldest_updatable<'a>(supported: &[&'a str], today: Date) -> Option<&'a str> {
     supported
         .iter()
         .copied()
@@ -126,7 +126,7 @@ pub fn oldest_updatable<'a>(supported: &[&'a str], today: Date) -> Option<&'a st
 }
 
 /// Today in UTC (AWS's dates are days; the hour does not matter here).
-pub fn today() -> Date {
+pub(crate) fn today() -> Date {
     jiff::Timestamp::now()
         .to_zoned_datetime(jiff::tz::TimeZone::UTC)
         .date()

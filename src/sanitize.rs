@@ -6,7 +6,7 @@
 
 /// `text` with every control character (C0, DEL, C1) written as `\xNN` or
 /// `\u{NNNN}`; a backslash stays as it is. Printable Unicode is kept.
-pub fn escape_controls(text: &str) -> String {
+pub(crate) fn escape_controls(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use crate::limits::{DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT};
+pub(crate) use crate::limits::{DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT};
 use crate::units::{headroom, human_size, limit};
 
 /// Bytes of one group of entries (a distribution or a directory).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Group {
+pub(crate) struct Group {
     pub name: String,
     pub files: usize,
     /// Compressed bytes (entry data only, without headers).
@@ -24,7 +24,7 @@ pub struct Group {
 
 /// Where the bytes of one zip go, largest first.
 #[derive(Debug, Clone, Serialize)]
-pub struct Breakdown {
+pub(crate) struct Breakdown {
     pub zip: PathBuf,
     /// The zip file's size on disk.
     pub zipped: u64,
@@ -36,7 +36,7 @@ pub struct Breakdown {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SizeError {
+pub(crate) enum SizeError {
     #[error("cannot read the zip {path}: {message}")]
     Read { path: PathBuf, message: String },
 }
@@ -50,7 +50,7 @@ struct EntryFacts {
 /// Reads `zip` and groups its entries. `prefix` is the archive directory
 /// the code lives under (`python/` for a layer, empty for a function):
 /// directories are counted below it.
-pub fn breakdown(zip: &Path, prefix: &str) -> Result<Breakdown, SizeError> {
+pub(crate) fn breakdown(zip: &Path, prefix: &str) -> Result<Breakdown, SizeError> {
     let err = |message: String| SizeError::Read {
         path: zip.to_path_buf(),
         message,
@@ -154,7 +154,7 @@ fn largest_first(groups: BTreeMap<String, Group>) -> Vec<Group> {
 }
 
 /// The human listing of `lbuild size` for one artifact.
-pub fn render(b: &Breakdown, unzipped_with_layers: u64, top: usize) -> String {
+pub(crate) fn render(b: &Breakdown, unzipped_with_layers: u64, top: usize) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{}: {} zipped, {} unzipped, {} entries\n",
@@ -196,7 +196,7 @@ pub fn render(b: &Breakdown, unzipped_with_layers: u64, top: usize) -> String {
 
 /// `lbuild size`: the breakdown of every artifact built (human listing or
 /// one JSON object), with each function's headroom counting its layers.
-pub fn report(
+pub(crate) fn report(
     ws: &crate::manifest::Workspace,
     outcome: &crate::outcome::WorkspaceOutcome,
     names: &[String],

@@ -5,7 +5,7 @@ use crate::report::{Mode, Reporter};
 use crate::units::human_size;
 
 /// `lbuild cache stats`: where the machine store is and what it holds.
-pub fn store_stats(reporter: &Reporter) -> crate::Result<()> {
+pub(crate) fn store_stats(reporter: &Reporter) -> crate::Result<()> {
     let store = crate::gc::machine_store_from_env()?;
     let s = store.stats();
     let hits = crate::hits::summary(store.root());

@@ -63,28 +63,28 @@ impl StoreError {
 
 /// The machine store at one directory.
 #[derive(Debug, Clone)]
-pub struct MachineStore {
+pub(crate) struct MachineStore {
     root: PathBuf,
 }
 
 /// A shared (build) or exclusive (gc) hold on the store.
 #[derive(Debug)]
-pub struct StoreLock {
+pub(crate) struct StoreLock {
     _file: Option<File>,
 }
 
 impl MachineStore {
-    pub fn at(root: impl Into<PathBuf>) -> MachineStore {
+    pub(crate) fn at(root: impl Into<PathBuf>) -> MachineStore {
         MachineStore { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Held by a build while it reads or writes the store (best effort: a
     /// store that cannot be created is simply not used for locking).
-    pub fn shared(&self) -> StoreLock {
+    pub(crate) fn shared(&self) -> StoreLock {
         let file = self
             .lock_file()
             .and_then(|f| f.lock_shared().ok().map(|_| f));
@@ -104,7 +104,7 @@ impl MachineStore {
     }
 
     /// Where the compressed entry for (content, executable, settings) lives.
-    pub fn entry_path(&self, content: &Hash, executable: bool, settings: &Hash) -> PathBuf {
+    pub(crate) fn entry_path(&self, content: &Hash, executable: bool, settings: &Hash) -> PathBuf {
         let hex = content.to_hex();
         self.root
             .join("entries")
@@ -113,17 +113,17 @@ impl MachineStore {
     }
 
     /// The directory of installed dependency trees.
-    pub fn deps_dir(&self) -> PathBuf {
+    pub(crate) fn deps_dir(&self) -> PathBuf {
         self.root.join("deps")
     }
 
     /// Writes `bytes` at `path` through a temporary name and a rename.
-    pub fn put_bytes(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn put_bytes(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         self.put_with(path, |f| f.write_all(bytes))
     }
 
     /// Writes at `path` what `fill` writes, through a temporary name.
-    pub fn put_with(
+    pub(crate) fn put_with(
         &self,
         path: &Path,
         fill: impl FnOnce(&mut File) -> std::io::Result<()>,
@@ -144,7 +144,7 @@ impl MachineStore {
     }
 
     /// Size and count of what the store holds, per kind.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let mut s = Stats::default();
         for f in self.items() {
             match f.kind {
@@ -206,7 +206,7 @@ impl MachineStore {
     /// Removes the least recently used entries and trees until the store
     /// holds at most `max` bytes; waits for running builds to finish (they
     /// hold the store shared). Returns (items removed, bytes kept).
-    pub fn gc(&self, max: u64) -> Result<(usize, u64), StoreError> {
+    pub(crate) fn gc(&self, max: u64) -> Result<(usize, u64), StoreError> {
         if !self.root.exists() {
             return Ok((0, 0));
         }
@@ -276,7 +276,7 @@ fn fs_err_io(e: std::io::Error, p: &Path) -> StoreError {
 /// (measured on ext4: a cold build of the 4,600-file corpus took 2.3 s
 /// instead of 1.0 s when every entry was also put in the store), while the
 /// large files, a fraction of the count, carry most of the compression time.
-pub const MACHINE_MIN_ENTRY: u64 = 64 * 1024;
+pub(crate) const MACHINE_MIN_ENTRY: u64 = 64 * 1024;
 
 /// The machine store as a source of compressed entries for the zip writer:
 /// a one-entry zip per (content, mode, settings) of [`MACHINE_MIN_ENTRY`]
@@ -316,14 +316,14 @@ impl EntrySource for MachineStore {
 /// The store's lock file (builds shared, gc exclusive). Not `lock`: when
 /// the store falls back to a project's cache directory, that name is the
 /// project's own lock, held exclusively by the same build.
-pub const LOCK: &str = "store.lock";
+pub(crate) const LOCK: &str = "store.lock";
 
 /// A tree's record inside its key directory (`deps/KEY/tree.json`, beside
 /// `deps/KEY/tree/`): renamed into place with the tree, in one rename.
-pub const TREE_RECORD: &str = "tree.json";
+pub(crate) const TREE_RECORD: &str = "tree.json";
 
 /// The file name of a compressed entry (shared with the remote store).
-pub fn entry_name(content: &Hash, executable: bool, settings: &Hash) -> String {
+pub(crate) fn entry_name(content: &Hash, executable: bool, settings: &Hash) -> String {
     format!(
         "{}-{}-{}.zip",
         content.to_hex(),
@@ -335,7 +335,7 @@ pub fn entry_name(content: &Hash, executable: bool, settings: &Hash) -> String {
 /// Marks a path as just used (its mtime set to now); best effort. Opened
 /// read-only: setting "now" needs ownership or write access, not a
 /// writable descriptor, and a directory opens too.
-pub fn touch(path: &Path) {
+pub(crate) fn touch(path: &Path) {
     let now = std::time::SystemTime::now();
     if let Ok(f) = File::open(path) {
         let _ = f.set_times(
@@ -347,7 +347,7 @@ pub fn touch(path: &Path) {
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub entries: u64,
     pub entry_bytes: u64,
     pub trees: u64,
@@ -391,7 +391,7 @@ fn du(dir: &Path) -> u64 {
 }
 
 /// "500M", "10G", "1.5G", "123456" -> bytes (binary units).
-pub fn parse_size(s: &str) -> Result<u64, StoreError> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, StoreError> {
     let bad = || StoreError::BadSize {
         value: s.to_string(),
     };
@@ -421,14 +421,14 @@ pub fn parse_size(s: &str) -> Result<u64, StoreError> {
 /// The prefix of this process's temporary names in the store, `.tmp-PID-`
 /// (the pid only tells a reader who made it; whether its writer is alive
 /// is its [`lease`]).
-pub fn temp_prefix() -> String {
+pub(crate) fn temp_prefix() -> String {
     format!(".tmp-{}-", std::process::id())
 }
 
 /// Moves a damaged store item (a torn record, a directory where a file
 /// should be) out of the way under a temporary name and removes it, so the
 /// next step puts a good one in its place and no later build trips on it.
-pub fn move_aside(path: &Path) -> std::io::Result<()> {
+pub(crate) fn move_aside(path: &Path) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let aside = dir.join(format!(
         "{}aside-{}",
@@ -454,7 +454,7 @@ static LEASES: std::sync::Mutex<Vec<(PathBuf, File)>> = std::sync::Mutex::new(Ve
 /// Holds a lease on the temporary `path` (a file or directory) until this
 /// process ends or the path is gone (renamed into place or removed:
 /// pruned at the next lease). Best effort.
-pub fn lease(path: &Path) {
+pub(crate) fn lease(path: &Path) {
     let Ok(f) = File::open(path) else {
         return;
     };
@@ -473,7 +473,7 @@ fn unleased(path: &Path) -> bool {
 
 /// Removes `.tmp-*` leftovers in `dir` that no live writer holds a lease
 /// on (see [`lease`]).
-pub fn remove_dead_temporaries(dir: &Path) {
+pub(crate) fn remove_dead_temporaries(dir: &Path) {
     for p in read_dir(dir) {
         let name = p.file_name().unwrap_or_default().to_string_lossy();
         if !name.starts_with(".tmp-") || !unleased(&p) {

@@ -10,17 +10,17 @@
 use std::path::Path;
 
 /// The file that says a directory is lbuild's machine store.
-pub const MARK: &str = "lbuild-store";
+pub(crate) const MARK: &str = "lbuild-store";
 
 /// The store's layout version, written into [`MARK`].
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 const TAG: &str = "CACHEDIR.TAG";
 const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# lbuild's machine store (see `lbuild cache stats`, `lbuild gc --max-size`)\n";
 
 /// Whether `root` is a machine store lbuild made: its mark, or (a store
 /// made before the mark existed) lbuild's own `CACHEDIR.TAG`.
-pub fn is_marked(root: &Path) -> bool {
+pub(crate) fn is_marked(root: &Path) -> bool {
     let read = |name: &str| fs_err::read_to_string(root.join(name)).unwrap_or_default();
     read(MARK).starts_with("lbuild machine store") || read(TAG) == TAG_TEXT
 }
@@ -28,7 +28,7 @@ pub fn is_marked(root: &Path) -> bool {
 /// Marks `root` as lbuild's store when lbuild just `created` it or it is
 /// empty (or it carries the tag of an older lbuild's store); a directory
 /// with anything else in it is left unmarked, and so never trimmed.
-pub fn mark_if_ours(root: &Path, created: bool) {
+pub(crate) fn mark_if_ours(root: &Path, created: bool) {
     if !(created || is_empty(root) || is_marked(root)) {
         return;
     }
@@ -54,13 +54,13 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 /// An entry's shard directory name (`ab`).
-pub fn is_shard(name: &str) -> bool {
+pub(crate) fn is_shard(name: &str) -> bool {
     is_hex(name, 2)
 }
 
 /// A compressed entry's file name in `shard`:
 /// `HASH-x|r-SETTINGS16.zip`, its hash starting with the shard's name.
-pub fn is_entry_name(shard: &str, name: &str) -> bool {
+pub(crate) fn is_entry_name(shard: &str, name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".zip") else {
         return false;
     };
@@ -70,7 +70,7 @@ pub fn is_entry_name(shard: &str, name: &str) -> bool {
 }
 
 /// A dependency tree's key directory name (`deps/KEY`).
-pub fn is_tree_name(name: &str) -> bool {
+pub(crate) fn is_tree_name(name: &str) -> bool {
     is_hex(name, 64)
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// Which artifact the query asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wanted {
+pub(crate) enum Wanted {
     Function(String),
     Layer(String),
 }
@@ -19,7 +19,7 @@ pub enum Wanted {
 /// A parsed query: `{"function": "orders"}` or `{"layer": "common"}`, with
 /// an optional `"manifest": "path/to/lambda.toml"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query {
+pub(crate) struct Query {
     pub wanted: Wanted,
     pub manifest: Option<PathBuf>,
 }
@@ -27,7 +27,7 @@ pub struct Query {
 const KEYS: &str = "`function` or `layer` (the artifact's name), and optionally `manifest`";
 
 /// Parses the query Terraform writes on stdin.
-pub fn parse_query(text: &str) -> crate::Result<Query> {
+pub(crate) fn parse_query(text: &str) -> crate::Result<Query> {
     let bad = |message: String| crate::Error::Input {
         message,
         hint: format!(
@@ -65,7 +65,7 @@ pub fn parse_query(text: &str) -> crate::Result<Query> {
 }
 
 /// The flat, all-strings object Terraform expects.
-pub fn result(
+pub(crate) fn result(
     zip: &std::path::Path,
     sha256: &str,
     code_sha256: &str,
@@ -82,7 +82,7 @@ pub fn result(
 /// `lbuild terraform`: reads the query on stdin, builds the artifact (with
 /// the layers a function uses), prints the result. Progress and warnings
 /// go to stderr only; stdout carries the one JSON object.
-pub fn run() -> crate::Result<()> {
+pub(crate) fn run() -> crate::Result<()> {
     use std::io::Read;
     let mut text = String::new();
     std::io::stdin()

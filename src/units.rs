@@ -3,7 +3,7 @@
 //! limits are quoted in bytes, as AWS defines them, beside that. A leaf.
 
 /// `512 B`, `3.4 KiB`, `7.3 MiB`, `1.2 GiB`.
-pub fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
@@ -14,13 +14,13 @@ pub fn human_size(bytes: u64) -> String {
 
 /// A limit as AWS writes it, in bytes with thousands separators, and in
 /// the unit system above: `262,144,000 bytes (250.0 MiB)`.
-pub fn limit(bytes: u64) -> String {
+pub(crate) fn limit(bytes: u64) -> String {
     format!("{} bytes ({})", thousands(bytes), human_size(bytes))
 }
 
 /// The room left under a limit, or how far over it: `12.0 MiB under`,
 /// `5.0 MiB over`.
-pub fn headroom(limit: u64, used: u64) -> String {
+pub(crate) fn headroom(limit: u64, used: u64) -> String {
     if used > limit {
         format!("over by {}", human_size(used - limit))
     } else {

@@ -23,7 +23,7 @@ use crate::store::MachineStore;
 
 /// What `lbuild verify` compares the rebuild with.
 #[derive(Debug, Clone)]
-pub enum Against {
+pub(crate) enum Against {
     /// Each artifact's output zip (`dist/NAME.zip`).
     Outputs,
     /// One zip, for the one function selected.
@@ -34,7 +34,7 @@ pub enum Against {
 
 /// One artifact's comparison.
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: String,
     pub kind: &'static str,
     /// The zip path, or the function / layer ARN on AWS.
@@ -52,7 +52,7 @@ pub struct Check {
 
 /// How two zips differ, entry by entry.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct ZipDiff {
+pub(crate) struct ZipDiff {
     /// Entries in the zip checked that the rebuild does not have.
     pub added: Vec<String>,
     /// Entries of the rebuild the zip checked lacks.
@@ -70,20 +70,20 @@ pub struct ZipDiff {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Changed {
+pub(crate) struct Changed {
     pub name: String,
     pub fields: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Offset {
+pub(crate) struct Offset {
     pub offset: u64,
     pub region: String,
 }
 
 /// `lbuild verify`: see the module docs. Exit 0 when everything matches;
 /// otherwise the differences are printed and the error exits 1.
-pub fn run(
+pub(crate) fn run(
     ws: &Workspace,
     names: &[String],
     against: &Against,
@@ -484,7 +484,7 @@ fn read_entries(bytes: &[u8]) -> Result<Entries, String> {
 }
 
 /// How `found` differs from `rebuilt` (see [`ZipDiff`]).
-pub fn diff_zips(rebuilt: &[u8], found: &[u8]) -> ZipDiff {
+pub(crate) fn diff_zips(rebuilt: &[u8], found: &[u8]) -> ZipDiff {
     let mut d = ZipDiff::default();
     let ours = read_entries(rebuilt).unwrap_or_default();
     let first = rebuilt

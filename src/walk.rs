@@ -71,7 +71,7 @@ impl WalkError {
 }
 
 /// What one walk covers.
-pub struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     /// Where the walk starts.
     pub dir: &'a Path,
     /// Archive names are relative to this.
@@ -96,7 +96,7 @@ pub struct Walk<'a> {
 /// sorted by name bytes, by the trees' rule
 /// ([`crate::exclusions::excluded_from_trees`]: a wheel's `.env*` files
 /// stay). `skip` holds absolute directories to leave out.
-pub fn files_under(
+pub(crate) fn files_under(
     dir: &Path,
     names_from: &Path,
     root: &Path,
@@ -120,7 +120,7 @@ pub fn files_under(
 /// root, readable, not a broken link or a loop): what is not packaged
 /// cannot fail the build. An unreadable directory can: what it holds is
 /// unknown.
-pub fn files(
+pub(crate) fn files(
     walk: &Walk,
     keep: impl FnMut(&str) -> bool,
     prune_dir: impl Fn(&str) -> bool,

@@ -8,7 +8,7 @@ use globset::GlobSet;
 
 /// A directory a stage reads, and which of its files are the stage's inputs.
 #[derive(Debug, Clone)]
-pub struct WatchRoot {
+pub(crate) struct WatchRoot {
     /// Absolute and normalised. It may not exist yet.
     pub dir: PathBuf,
     /// The stage also reads the directories below `dir`: every one its walk
@@ -22,7 +22,7 @@ pub struct WatchRoot {
 
 /// Which changed paths under a [`WatchRoot`] are inputs of the stage.
 #[derive(Debug, Clone)]
-pub enum WatchInputs {
+pub(crate) enum WatchInputs {
     /// Every entry directly in the directory (a find-links directory: its
     /// listing is part of the key).
     Listing,
@@ -41,7 +41,7 @@ pub enum WatchInputs {
 
 impl WatchRoot {
     /// Whether `path` (absolute) is one of the files the stage reads.
-    pub fn is_input(&self, path: &Path) -> bool {
+    pub(crate) fn is_input(&self, path: &Path) -> bool {
         match &self.inputs {
             WatchInputs::Listing => path.parent() == Some(self.dir.as_path()),
             WatchInputs::Files { files, .. } => files.iter().any(|f| f == path),
@@ -59,7 +59,7 @@ impl WatchRoot {
     }
 
     /// Whether a change to `path` can change the stage's roots.
-    pub fn replans_on(&self, path: &Path) -> bool {
+    pub(crate) fn replans_on(&self, path: &Path) -> bool {
         matches!(&self.inputs, WatchInputs::Files { replan: true, .. }) && self.is_input(path)
     }
 }

@@ -17,13 +17,13 @@ use crate::entry::Entry;
 
 /// Bumped whenever the bytes lbuild writes for the same inputs change.
 /// Part of every stage key.
-pub const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// The deflate implementations and their exact versions (from Cargo.lock,
 /// see build.rs): a different backend gives different bytes. libdeflate
 /// compresses every entry up to [`STREAM_THRESHOLD`] as one buffer; zlib-rs
 /// streams the larger ones.
-pub const DEFLATE_BACKEND: &str = concat!(
+pub(crate) const DEFLATE_BACKEND: &str = concat!(
     "libdeflate-sys ",
     env!("LBUILD_LIBDEFLATE_VERSION"),
     " + zlib-rs ",
@@ -52,14 +52,14 @@ fn streamed_level(level: u32) -> u32 {
 
 /// Compression settings shared by every entry of one archive.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub level: u32,
     pub time: DateTime,
 }
 
 impl Settings {
     /// Identifies the bytes these settings produce, for the reuse store.
-    pub fn id(&self) -> Hash {
+    pub(crate) fn id(&self) -> Hash {
         let mut h = blake3::Hasher::new();
         h.update(
             format!(
@@ -88,7 +88,7 @@ impl Settings {
 /// Converts seconds since the Unix epoch (UTC) to a DOS date/time: clamped
 /// to the DOS range (1980-01-01 .. 2107-12-31) and rounded down to an even
 /// second, as the format can only hold those.
-pub fn dos_time_from_unix(secs: i64) -> DateTime {
+pub(crate) fn dos_time_from_unix(secs: i64) -> DateTime {
     const MIN: i64 = 315_532_800; // 1980-01-01T00:00:00Z
     const MAX: i64 = 4_354_819_198; // 2107-12-31T23:59:58Z
     let secs = secs.clamp(MIN, MAX);

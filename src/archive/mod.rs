@@ -32,10 +32,10 @@ mod write;
 
 use std::path::PathBuf;
 
-pub use format::{DEFLATE_BACKEND, FORMAT_VERSION, Settings, dos_time_from_unix};
-pub use sources::{Compressed, EntrySource, Found, ReuseStore, SourceKind, TreeZip};
-pub use verify::verify_tree_zip;
-pub use write::{ENTRIES_DONE, write_zip};
+pub(crate) use format::{DEFLATE_BACKEND, FORMAT_VERSION, Settings, dos_time_from_unix};
+pub(crate) use sources::{Compressed, EntrySource, Found, ReuseStore, SourceKind, TreeZip};
+pub(crate) use verify::verify_tree_zip;
+pub(crate) use write::{ENTRIES_DONE, write_zip};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

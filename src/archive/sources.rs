@@ -20,7 +20,7 @@ use crate::entry::Entry;
 /// Which count of the [`WriteReport`](super::WriteReport) an entry found in
 /// a source goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// A reuse store (`reused`).
     Reuse,
     /// A dependency tree's kept zip (`from_tree`).
@@ -32,7 +32,7 @@ pub enum SourceKind {
 /// An entry of one of a source's [`zips`](EntrySource::zips), with the
 /// digest its raw record had when it was written (what a copy must match).
 #[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// Index into the source's `zips()`.
     pub zip: usize,
     pub name: &'a str,
@@ -41,7 +41,7 @@ pub struct Record<'a> {
 
 /// A one-entry zip a source holds for an entry, not yet checked.
 #[derive(Debug)]
-pub struct Found {
+pub(crate) struct Found {
     pub file: File,
     /// Where it is: handed back with [`EntrySource::used`] or
     /// [`EntrySource::rejected`].
@@ -50,11 +50,11 @@ pub struct Found {
 
 /// An entry this build compressed, offered to the sources that keep
 /// entries ([`EntrySource::keep`]).
-pub struct Compressed<'a>(pub(super) &'a mut MiniZip);
+pub(crate) struct Compressed<'a>(pub(super) &'a mut MiniZip);
 
 impl Compressed<'_> {
     /// Writes the whole one-entry zip to `out`.
-    pub fn write_to(&mut self, out: &mut File) -> std::io::Result<()> {
+    pub(crate) fn write_to(&mut self, out: &mut File) -> std::io::Result<()> {
         match &mut *self.0 {
             MiniZip::Memory(bytes) => out.write_all(bytes),
             MiniZip::File(f) => {
@@ -80,7 +80,7 @@ impl Compressed<'_> {
 /// so a source implements only its own way of finding. The hot path adds
 /// one virtual call per source and entry: implementations must answer an
 /// entry they cannot hold without allocating or a system call.
-pub trait EntrySource: Sync {
+pub(crate) trait EntrySource: Sync {
     fn kind(&self) -> SourceKind;
 
     /// Called once per archive, before any one-entry lookup, with the
@@ -119,7 +119,7 @@ pub trait EntrySource: Sync {
 
 /// Entries of earlier builds' zips (every artifact of a workspace keeps one)
 /// that may be copied without deflating, by content and mode.
-pub struct ReuseStore {
+pub(crate) struct ReuseStore {
     paths: Vec<PathBuf>,
     /// (content, executable) -> (index into `paths`, entry name, digest).
     by_content: HashMap<(Hash, bool), (usize, String, Hash)>,
@@ -131,7 +131,7 @@ impl ReuseStore {
     /// copied, not compressed again, into any other. Where several stores
     /// hold an entry, `own` (this artifact's store) wins: an incremental
     /// build then opens one zip, not every artifact's.
-    pub fn new(
+    pub(crate) fn new(
         dir: &Path,
         packed: Vec<PackedEntry>,
         settings: &Settings,
@@ -183,7 +183,7 @@ impl EntrySource for ReuseStore {
 /// the remote store, or made from a reuse store after a build, every entry
 /// checked): a raw-copy source like the reuse store, after it in the chain.
 #[derive(Debug, Clone)]
-pub struct TreeZip {
+pub(crate) struct TreeZip {
     /// One path: the source's only zip.
     paths: [PathBuf; 1],
     /// Each entry by content, with the digest of its raw record taken when
@@ -194,7 +194,7 @@ pub struct TreeZip {
 }
 
 impl TreeZip {
-    pub fn new(path: PathBuf, entries: Vec<PackedEntry>) -> TreeZip {
+    pub(crate) fn new(path: PathBuf, entries: Vec<PackedEntry>) -> TreeZip {
         TreeZip {
             paths: [path],
             entries,
@@ -202,7 +202,7 @@ impl TreeZip {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.paths[0]
     }
 }

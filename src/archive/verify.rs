@@ -76,7 +76,7 @@ pub(super) fn open_stored_entry(
 /// content hash. Returns the raw digest of each entry, or the name of the
 /// first entry that fails (None: the zip itself is unreadable). On every
 /// core, each worker with a reader of its own.
-pub fn verify_tree_zip(
+pub(crate) fn verify_tree_zip(
     path: &Path,
     files: &[Entry],
     settings: &Settings,

@@ -32,7 +32,7 @@ fn budget_cost(size: u64) -> u64 {
 
 /// What writing the archive did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct WriteReport {
+pub(crate) struct WriteReport {
     pub entries: usize,
     /// Copied as raw compressed bytes from the store.
     pub reused: usize,
@@ -58,7 +58,8 @@ pub struct WriteReport {
 /// Entries of the zip being written that are already in it, for the
 /// packaging progress line. A process writes one zip at a time (workspace
 /// artifacts build in turn), so one counter is enough.
-pub static ENTRIES_DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub(crate) static ENTRIES_DONE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// Where an entry's record is: (source in the chain, zip of that source,
 /// index in the zip, recorded digest).
@@ -108,7 +109,7 @@ fn locate(
 
 /// Writes `entries` (already sorted by name) to `out`, each copied from
 /// the first source of `chain` that holds it intact, else compressed.
-pub fn write_zip(
+pub(crate) fn write_zip(
     out: &File,
     entries: &[Entry],
     settings: &Settings,

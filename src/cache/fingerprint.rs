@@ -19,7 +19,7 @@ use crate::entry::{Hash, hash_file};
 /// Timestamps closer than this to the recording instant are not trusted.
 /// Two seconds covers coarse file systems (FAT, some network mounts) and
 /// the kernel's jiffy-grained clock for mtimes.
-pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
+pub(crate) const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
@@ -42,7 +42,7 @@ impl Stat {
 
 /// A file's content hash with the stat facts stages need.
 #[derive(Debug, Clone)]
-pub struct FileHash {
+pub(crate) struct FileHash {
     pub hash: Hash,
     pub size: u64,
     /// Any execute bit set.
@@ -51,7 +51,7 @@ pub struct FileHash {
 
 /// How much real reading a hashing pass did.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-pub struct HashStats {
+pub(crate) struct HashStats {
     pub files: usize,
     pub hashed: usize,
     pub bytes_hashed: u64,
@@ -68,7 +68,7 @@ pub(crate) type Settled = HashMap<PathBuf, (Stat, Hash)>;
 impl Cache {
     /// Content hashes of `paths` (absolute), reading only files whose
     /// fingerprint changed or is racy. New fingerprints are recorded.
-    pub fn hash_files(
+    pub(crate) fn hash_files(
         &mut self,
         paths: &[PathBuf],
     ) -> Result<(Vec<FileHash>, HashStats), CacheError> {

@@ -4,7 +4,7 @@
 //! This module owns the database connection and its on-disk format; it does
 //! not decide what a stage's key is (each stage does, see `stages`).
 
-pub mod fingerprint;
+pub(crate) mod fingerprint;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,9 +12,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
-pub use fingerprint::HashStats;
+pub(crate) use fingerprint::HashStats;
 
-pub use crate::entry::Hash;
+pub(crate) use crate::entry::Hash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -128,14 +128,14 @@ fn sql_corrupt(e: &rusqlite::Error) -> bool {
 /// The mark of a cache directory lbuild created (the Cache Directory
 /// Tagging Specification, as cargo's `target/`): backup tools skip it, and
 /// `lbuild clean` refuses a directory without it.
-pub const TAG_FILE: &str = "CACHEDIR.TAG";
+pub(crate) const TAG_FILE: &str = "CACHEDIR.TAG";
 const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
 
 /// Creates the cache directory if needed and marks it as lbuild's: when
 /// lbuild creates it, finds it empty, or it is the project's own `.lbuild`
 /// (`default`). A directory that already holds other things is used but
 /// not marked, so `clean` will not touch it.
-pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
+pub(crate) fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
     let marked = is_marked(dir);
     let mark = !marked
         && (default
@@ -158,14 +158,14 @@ pub fn prepare_dir(dir: &Path, default: bool) -> Result<(), CacheError> {
 }
 
 /// Whether `dir` carries lbuild's [`TAG_FILE`].
-pub fn is_marked(dir: &Path) -> bool {
+pub(crate) fn is_marked(dir: &Path) -> bool {
     fs_err::read(dir.join(TAG_FILE)).is_ok_and(|t| t.starts_with(TAG_SIGNATURE.as_bytes()))
 }
 
 /// Whether `name` (an entry of the cache directory) is something lbuild
 /// creates there and `clean` may remove: the database and its journals
 /// (and ones moved aside), the reuse store, the installed trees.
-pub fn is_cache_entry(name: &str) -> bool {
+pub(crate) fn is_cache_entry(name: &str) -> bool {
     name == "deps"
         || (name.starts_with("store") && (name.ends_with(".zip") || name.ends_with(".zip.new")))
         || name == DB_FILE
@@ -177,10 +177,10 @@ pub fn is_cache_entry(name: &str) -> bool {
 /// The reuse store's file name inside the cache directory, for a
 /// single-function manifest (a workspace's artifacts each have their own,
 /// `store-KIND-NAME.zip`, see `Plan::store_file`).
-pub const STORE_FILE: &str = "store.zip";
+pub(crate) const STORE_FILE: &str = "store.zip";
 
 /// The database file's name inside the cache directory.
-pub const DB_FILE: &str = "cache.sqlite";
+pub(crate) const DB_FILE: &str = "cache.sqlite";
 
 /// The tables the current schema has (checked at open: a version number
 /// alone does not prove them there).
@@ -199,7 +199,7 @@ const MIGRATIONS: &[&str] = &[
 /// record that cannot be written (disk full, read-only file system) is
 /// remembered as [`Cache::take_write_failure`] for one warning, and the
 /// next build is merely slower.
-pub struct Cache {
+pub(crate) struct Cache {
     pub(crate) conn: Connection,
     write_failure: std::cell::RefCell<Option<String>>,
     healed: Option<PathBuf>,
@@ -236,7 +236,7 @@ impl Cache {
     /// Opens (creating and migrating if needed) `DIR/cache.sqlite`. A
     /// corrupt database is moved aside (see [`Cache::healed`]) and a fresh
     /// one started.
-    pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+    pub(crate) fn open(dir: &Path) -> Result<Cache, CacheError> {
         match Self::open_once(dir) {
             Err(e) if e.is_corrupt() => {
                 let aside = Self::move_aside(dir)?;
@@ -249,13 +249,13 @@ impl Cache {
     }
 
     /// Where a corrupt database found at open was moved, if it was.
-    pub fn healed(&self) -> Option<&Path> {
+    pub(crate) fn healed(&self) -> Option<&Path> {
         self.healed.as_deref()
     }
 
     /// Moves a broken database (and its WAL) aside as
     /// `cache.sqlite.corrupt-N`, for a post-mortem; returns the new path.
-    pub fn move_aside(dir: &Path) -> Result<PathBuf, CacheError> {
+    pub(crate) fn move_aside(dir: &Path) -> Result<PathBuf, CacheError> {
         let db = dir.join(DB_FILE);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -363,7 +363,7 @@ impl Cache {
     /// want of space or permission, the build goes on with an empty cache
     /// in memory (see [`Cache::unavailable`]) instead of failing. Slower,
     /// never wrong.
-    pub fn open_or_memory(dir: &Path) -> Result<Cache, CacheError> {
+    pub(crate) fn open_or_memory(dir: &Path) -> Result<Cache, CacheError> {
         match Self::open(dir) {
             Err(e) if e.is_unavailable() => {
                 let conn = Connection::open_in_memory().map_err(|source| CacheError::Open {
@@ -380,7 +380,7 @@ impl Cache {
 
     /// Why the cache on disk is not in use, when [`Cache::open_or_memory`]
     /// fell back to memory.
-    pub fn unavailable(&self) -> Option<&str> {
+    pub(crate) fn unavailable(&self) -> Option<&str> {
         self.unavailable.as_deref()
     }
 
@@ -399,13 +399,17 @@ impl Cache {
     }
 
     /// The first write that failed during this build, if any.
-    pub fn take_write_failure(&self) -> Option<String> {
+    pub(crate) fn take_write_failure(&self) -> Option<String> {
         self.write_failure.borrow_mut().take()
     }
 
     /// The recorded output of `stage` for `key`, if any; marks it used
     /// (at most hourly, so that a no-op build writes nothing).
-    pub fn stage_output(&self, stage: &str, key: &Hash) -> Result<Option<String>, CacheError> {
+    pub(crate) fn stage_output(
+        &self,
+        stage: &str,
+        key: &Hash,
+    ) -> Result<Option<String>, CacheError> {
         let out: Option<String> = self
             .conn
             .query_row(
@@ -424,7 +428,7 @@ impl Cache {
     }
 
     /// Records `stage` under `key` (best effort: see [`Cache::soft`]).
-    pub fn record_stage(&self, stage: &str, key: &Hash, output: &str) {
+    pub(crate) fn record_stage(&self, stage: &str, key: &Hash, output: &str) {
         let now = now_s();
         self.soft(self.conn.execute(
             "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
@@ -435,7 +439,13 @@ impl Cache {
 
     /// Records a stage with a large `detail` read only on demand (best
     /// effort).
-    pub fn record_stage_with_detail(&self, stage: &str, key: &Hash, output: &str, detail: &str) {
+    pub(crate) fn record_stage_with_detail(
+        &self,
+        stage: &str,
+        key: &Hash,
+        output: &str,
+        detail: &str,
+    ) {
         let now = now_s();
         self.soft(self.conn.execute(
             "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -445,7 +455,11 @@ impl Cache {
     }
 
     /// The `detail` recorded with `stage` for `key`.
-    pub fn stage_detail(&self, stage: &str, key: &Hash) -> Result<Option<String>, CacheError> {
+    pub(crate) fn stage_detail(
+        &self,
+        stage: &str,
+        key: &Hash,
+    ) -> Result<Option<String>, CacheError> {
         Ok(self
             .conn
             .query_row(
@@ -459,7 +473,11 @@ impl Cache {
 
     /// The key of `stage` at the last build of `artifact` (see
     /// `explain`).
-    pub fn last_inputs_key(&self, artifact: &str, stage: &str) -> Result<Option<Hash>, CacheError> {
+    pub(crate) fn last_inputs_key(
+        &self,
+        artifact: &str,
+        stage: &str,
+    ) -> Result<Option<Hash>, CacheError> {
         let key: Option<Vec<u8>> = self
             .conn
             .query_row(
@@ -472,7 +490,11 @@ impl Cache {
     }
 
     /// The inputs of `stage` at the last build of `artifact` (JSON).
-    pub fn last_inputs(&self, artifact: &str, stage: &str) -> Result<Option<String>, CacheError> {
+    pub(crate) fn last_inputs(
+        &self,
+        artifact: &str,
+        stage: &str,
+    ) -> Result<Option<String>, CacheError> {
         Ok(self
             .conn
             .query_row(
@@ -484,7 +506,7 @@ impl Cache {
     }
 
     /// Records this build's inputs of `stage` for `artifact` (best effort).
-    pub fn record_last_inputs(&self, artifact: &str, stage: &str, key: &Hash, inputs: &str) {
+    pub(crate) fn record_last_inputs(&self, artifact: &str, stage: &str, key: &Hash, inputs: &str) {
         self.soft(
             self.conn
                 .execute(
@@ -497,7 +519,7 @@ impl Cache {
 
     /// Deletes stage records not used for `days` days and returns their
     /// (stage, key) so the caller can remove their on-disk outputs.
-    pub fn gc_stages(&self, days: u64) -> Result<Vec<(String, Hash)>, CacheError> {
+    pub(crate) fn gc_stages(&self, days: u64) -> Result<Vec<(String, Hash)>, CacheError> {
         // A span too long to compute keeps everything.
         let Some(cutoff) = i64::try_from(days)
             .ok()
@@ -532,7 +554,7 @@ impl Cache {
     /// artifact's store), then, for each of `wanted` that `own` lacks, a
     /// row of any other store (by the content index). A workspace's five
     /// stores are not all read when one function changes a file.
-    pub fn packed_lookup(
+    pub(crate) fn packed_lookup(
         &self,
         own: &str,
         wanted: &[(Hash, bool)],
@@ -576,7 +598,7 @@ impl Cache {
     /// Replaces one store's index (the store itself was just replaced).
     /// On failure the old index stays: entries whose digests no longer match
     /// the store are compressed again, so a stale index is only slower.
-    pub fn replace_packed(&mut self, store: &str, entries: &[PackedEntry]) {
+    pub(crate) fn replace_packed(&mut self, store: &str, entries: &[PackedEntry]) {
         let result = self.try_replace_packed(store, entries);
         self.soft(result);
     }
@@ -610,7 +632,7 @@ impl Cache {
 
 /// One entry of the reuse store.
 #[derive(Debug, Clone)]
-pub struct PackedEntry {
+pub(crate) struct PackedEntry {
     /// The store zip's file name in the cache directory (set when the index
     /// is written or read; empty straight out of the writer).
     pub store: String,

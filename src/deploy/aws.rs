@@ -42,13 +42,13 @@ const UPLOAD_BYTES_PER_SECOND: u64 = 1 << 20;
 /// response included), the whole operation with its retries; an upload's
 /// grow with its size ([`Timeouts::for_upload`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(super) struct Timeouts {
     attempt: Duration,
 }
 
 impl Timeouts {
     /// From `LBUILD_AWS_TIMEOUT` (seconds per attempt), else the default.
-    pub fn from_env() -> Result<Timeouts> {
+    pub(super) fn from_env() -> Result<Timeouts> {
         match std::env::var("LBUILD_AWS_TIMEOUT") {
             Err(_) => Ok(Timeouts {
                 attempt: ATTEMPT_TIMEOUT,

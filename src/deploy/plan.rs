@@ -12,7 +12,7 @@ use crate::size::DIRECT_UPLOAD_LIMIT;
 
 /// Checks that need no AWS call: a zip over the direct-upload limit needs a
 /// bucket. Run before anything else so that nothing is half-deployed.
-pub fn check_offline(
+pub(super) fn check_offline(
     functions: &[FunctionArtifact],
     layers: &[LayerArtifact],
     opts: &DeployOptions,

@@ -36,7 +36,7 @@ const CONFIG_KINDS: &[&str] = &["json", "yaml", "yml", "toml", "ini"];
 
 /// What `init` wrote and decided, for the user.
 #[derive(Debug, serde::Serialize)]
-pub struct InitOutcome {
+pub(crate) struct InitOutcome {
     pub manifest: PathBuf,
     pub handler: String,
     pub root: String,
@@ -49,7 +49,7 @@ pub struct InitOutcome {
 
 /// What `lbuild init` was asked for.
 #[derive(Debug, Default, Clone)]
-pub struct InitOptions {
+pub(crate) struct InitOptions {
     /// Overwrite an existing manifest (never a symlink).
     pub force: bool,
     /// One function per package defining a handler.
@@ -65,7 +65,7 @@ pub struct InitOptions {
 /// through a symlink. A template found (or named) makes a workspace of its
 /// Python functions and layers; else, with `workspace`, one
 /// `[functions.NAME]` per handler package; else one function.
-pub fn write_manifest(path: &Path, options: &InitOptions) -> crate::Result<InitOutcome> {
+pub(crate) fn write_manifest(path: &Path, options: &InitOptions) -> crate::Result<InitOutcome> {
     match fs_err::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(Error::Input {

@@ -20,7 +20,7 @@ const AWS_PASSED: &[&str] = &[
 ];
 
 /// Where things are on this machine that are at fixed places on Lambda.
-pub struct Places<'a> {
+pub(super) struct Places<'a> {
     /// The extracted function code (`/var/task`).
     pub task: &'a Path,
     /// The extracted layers, in order (together, `/opt`).
@@ -32,7 +32,7 @@ pub struct Places<'a> {
 }
 
 /// What the function is, as its environment tells it.
-pub struct Function<'a> {
+pub(super) struct Function<'a> {
     pub name: &'a str,
     pub handler: &'a str,
     pub runtime: &'a str,
@@ -45,7 +45,7 @@ pub struct Function<'a> {
 }
 
 /// The handler's whole environment.
-pub fn environment(
+pub(super) fn environment(
     f: &Function,
     places: &Places,
     host: &[(OsString, OsString)],

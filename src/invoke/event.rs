@@ -7,7 +7,7 @@ use std::io::Read;
 
 /// Lambda's payload limit for a synchronous invocation, request and
 /// response alike: 6 MB.
-pub const MAX_PAYLOAD: u64 = 6 * 1024 * 1024;
+pub(crate) const MAX_PAYLOAD: u64 = 6 * 1024 * 1024;
 
 /// What is wrong with an event; all of it is the user's to fix (exit 2).
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl EventProblem {
 
 /// Reads an event argument: a file, `-` for stdin, or nothing (`{}`).
 /// Returns the event's text and its name for messages.
-pub fn read_event(arg: Option<&str>) -> Result<String, (String, EventProblem)> {
+pub(super) fn read_event(arg: Option<&str>) -> Result<String, (String, EventProblem)> {
     match arg {
         None => Ok("{}".into()),
         Some("-") => check(std::io::stdin().lock()).map_err(|p| ("(stdin)".into(), p)),

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// How waiting for the bootstrap ended.
 #[derive(Debug)]
-pub enum Ended {
+pub(super) enum Ended {
     Exited(ExitStatus),
     TimedOut,
     /// SIGINT, SIGTERM or SIGHUP reached lbuild (the number).
@@ -33,7 +33,7 @@ pub enum Ended {
 }
 
 /// The running bootstrap; dropping it kills and reaps all it started.
-pub struct Group {
+pub(super) struct Group {
     child: Child,
     /// The group's id: the bootstrap's pid (`process_group(0)`).
     pgid: libc::pid_t,
@@ -46,7 +46,7 @@ pub struct Group {
 }
 
 /// Spawns `cmd` as the leader of a new process group.
-pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+pub(super) fn spawn(cmd: &mut Command) -> io::Result<Group> {
     become_subreaper();
     // In its own group the handler no longer gets the terminal's Ctrl-C
     // (only lbuild's group does): lbuild catches it and kills the group.
@@ -77,7 +77,7 @@ impl Group {
     /// lbuild to stop; then kills the whole group either way. The exit is
     /// only observed (not reaped) until the group is killed, so the group's
     /// id cannot be reused by another process in between.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<Ended> {
+    pub(super) fn wait(&mut self, timeout: Duration) -> io::Result<Ended> {
         let started = Instant::now();
         let ended = loop {
             if self.has_exited()? {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-pub use event::{EventProblem, MAX_PAYLOAD};
+pub(crate) use event::{EventProblem, MAX_PAYLOAD};
 
 use crate::manifest::{Architecture, Runtime};
 
@@ -141,7 +141,7 @@ impl InvokeError {
 /// What `lbuild invoke` takes from the command line (and later the
 /// manifest): the function's settings that are not in the zip.
 #[derive(Debug, Clone)]
-pub struct InvokeOptions {
+pub(crate) struct InvokeOptions {
     pub timeout: Duration,
     pub memory_mb: u32,
     pub environment: Vec<(String, String)>,
@@ -160,7 +160,11 @@ impl Default for InvokeOptions {
 
 /// The error for an outcome other than `Returned` (`None` for success).
 /// `external`: layer ARNs the function names that were not available.
-pub fn outcome_error(outcome: &Outcome, handler: &str, external: &[String]) -> Option<InvokeError> {
+pub(crate) fn outcome_error(
+    outcome: &Outcome,
+    handler: &str,
+    external: &[String],
+) -> Option<InvokeError> {
     let handler = handler.to_string();
     Some(match outcome {
         Outcome::Returned => return None,
@@ -203,7 +207,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// A layer as `lbuild invoke` has it.
 #[derive(Debug, Clone)]
-pub enum LocalLayer {
+pub(crate) enum LocalLayer {
     /// A zip with its sha256 (a layer of the manifest, or a mapped ARN's zip).
     Zip(PathBuf, String),
     /// A directory laid out as the layer's zip (a mapped ARN's).
@@ -213,7 +217,7 @@ pub enum LocalLayer {
 impl LocalLayer {
     /// What `local_layers` maps `arn` to: a directory as it is, a zip by
     /// its sha256.
-    pub fn mapped(arn: &str, path: &Path) -> Result<LocalLayer, InvokeError> {
+    pub(crate) fn mapped(arn: &str, path: &Path) -> Result<LocalLayer, InvokeError> {
         let err = |problem| InvokeError::LocalLayer {
             arn: arn.to_string(),
             path: path.to_path_buf(),
@@ -241,7 +245,7 @@ impl LocalLayer {
 
 /// What one local invocation needs.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub function: String,
     pub zip: PathBuf,
     pub zip_sha256: String,
@@ -263,7 +267,7 @@ pub struct Invocation {
 
 /// How the handler ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The handler returned; its value, as JSON, went to stdout.
     Returned,
     ImportFailed,
@@ -280,14 +284,14 @@ pub enum Outcome {
 
 /// Reads an event argument: a file, `-` for stdin, or nothing (`{}`);
 /// UTF-8 JSON of at most 6 MB.
-pub fn read_event(arg: Option<&str>) -> Result<String, InvokeError> {
+pub(crate) fn read_event(arg: Option<&str>) -> Result<String, InvokeError> {
     event::read_event(arg).map_err(|(path, problem)| InvokeError::BadEvent { path, problem })
 }
 
 /// The interpreter for `runtime`: `python3.X` on PATH, else what
 /// `uv python find 3.X` reports; resolved to the executable itself (not a
 /// pyenv shim, which needs the host's environment to find it).
-pub fn find_interpreter(runtime: Runtime) -> Result<PathBuf, InvokeError> {
+pub(crate) fn find_interpreter(runtime: Runtime) -> Result<PathBuf, InvokeError> {
     let version = runtime.version();
     let name = format!("python{version}");
     if let Some(paths) = std::env::var_os("PATH") {
@@ -338,7 +342,7 @@ fn executable_of(python: &Path, version: &str) -> Option<PathBuf> {
 }
 
 /// The host's architecture, as Lambda names it.
-pub fn host_architecture() -> Option<Architecture> {
+pub(crate) fn host_architecture() -> Option<Architecture> {
     match std::env::consts::ARCH {
         "x86_64" => Some(Architecture::X86_64),
         "aarch64" => Some(Architecture::Arm64),
@@ -420,7 +424,7 @@ finish(b"returned", body + b"\n", 0)
 /// Makes this process a child subreaper and, at the end, kills every child
 /// process it did not have before the call (see `group.rs`): meant to be
 /// the last thing `lbuild invoke` does.
-pub fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
+pub(crate) fn run(inv: &Invocation, python: &Path) -> Result<Outcome, InvokeError> {
     let task = files::extract_once(&inv.zip, &inv.zip_sha256, &inv.scratch)?;
     let mut layer_dirs = Vec::new();
     for layer in &inv.layers {

@@ -9,12 +9,12 @@ use globset::{GlobSet, GlobSetBuilder};
 /// Compiles globs so that `*` stops at `/` (gitignore-like), refusing any
 /// glob that could reach outside its root. The error names the glob.
 #[cfg(test)]
-pub fn compile_globs(globs: &[String]) -> Result<GlobSet, (String, String)> {
+pub(crate) fn compile_globs(globs: &[String]) -> Result<GlobSet, (String, String)> {
     compile_each(globs.iter().map(String::as_str)).map_err(|(i, m)| (globs[i].clone(), m))
 }
 
 /// [`compile_globs`], the error giving the index of the glob at fault.
-pub fn compile_each<'a>(
+pub(crate) fn compile_each<'a>(
     globs: impl IntoIterator<Item = &'a str>,
 ) -> Result<GlobSet, (usize, String)> {
     let mut b = GlobSetBuilder::new();
@@ -36,7 +36,7 @@ fn compile_one(g: &str) -> Result<globset::Glob, String> {
 }
 
 /// A glob must stay inside its root: not absolute, no `..` segment.
-pub fn check_relative_glob(g: &str) -> Result<(), String> {
+pub(crate) fn check_relative_glob(g: &str) -> Result<(), String> {
     if g.is_empty() {
         return Err("empty glob".into());
     }
@@ -50,13 +50,13 @@ pub fn check_relative_glob(g: &str) -> Result<(), String> {
 }
 
 /// True when `s` has no glob syntax.
-pub fn is_literal(s: &str) -> bool {
+pub(crate) fn is_literal(s: &str) -> bool {
     !s.contains(['*', '?', '[', '{', '\\'])
 }
 
 /// The leading path segments of a glob that contain no wildcard: the
 /// directory a walk for it starts from (`config/*.json` -> `config`).
-pub fn literal_prefix(pattern: &str) -> String {
+pub(crate) fn literal_prefix(pattern: &str) -> String {
     let segs: Vec<&str> = pattern.split('/').collect();
     let literal: Vec<&str> = segs[..segs.len() - 1]
         .iter()

@@ -9,22 +9,23 @@
 //! that is one of the build's inputs. It does not read source contents;
 //! stages do.
 
-pub mod globs;
-pub mod raw;
-pub mod validate;
-pub mod workspace;
+pub(crate) mod globs;
+pub(crate) mod raw;
+pub(crate) mod validate;
+pub(crate) mod workspace;
 
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use globset::GlobSet;
 
-pub use globs::Pruner;
-pub use raw::{Architecture, InstallerChoice, LimitMode, MtimeMode, RawManifest};
-pub use workspace::{Workspace, load_workspace};
+pub(crate) use globs::Pruner;
+pub use raw::Architecture;
+pub(crate) use raw::{InstallerChoice, LimitMode, MtimeMode, RawManifest};
+pub(crate) use workspace::{Workspace, load_workspace};
 
 /// The file name lbuild looks for, like cargo looks for `Cargo.toml`.
-pub const MANIFEST_NAME: &str = "lambda.toml";
+pub(crate) const MANIFEST_NAME: &str = "lambda.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -393,7 +394,7 @@ pub struct RemoteTrust {
 }
 
 /// `LBUILD_STORE`, else `$XDG_CACHE_HOME/lbuild`, else `$HOME/.cache/lbuild`.
-pub fn store_dir_from_env() -> Option<PathBuf> {
+pub(crate) fn store_dir_from_env() -> Option<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(d) = var("LBUILD_STORE") {
         return Some(PathBuf::from(d));
@@ -443,7 +444,7 @@ impl Plan {
 }
 
 /// Walks up from `start` looking for `lambda.toml`.
-pub fn find_manifest(start: &Path) -> Result<PathBuf, ManifestError> {
+pub(crate) fn find_manifest(start: &Path) -> Result<PathBuf, ManifestError> {
     let mut dir = Some(start);
     while let Some(d) = dir {
         let candidate = d.join(MANIFEST_NAME);
@@ -460,19 +461,19 @@ pub fn find_manifest(start: &Path) -> Result<PathBuf, ManifestError> {
 /// Reads and validates a single-function manifest, with the process's
 /// environment (tests; the binary reads any form with [`load_workspace`]).
 #[cfg(test)]
-pub fn load(path: &Path) -> Result<Plan, ManifestError> {
+pub(crate) fn load(path: &Path) -> Result<Plan, ManifestError> {
     load_with_env(path, Env::from_process())
 }
 
 /// Reads and validates a single-function manifest with the environment given.
 #[cfg(test)]
-pub fn load_with_env(path: &Path, env: Env) -> Result<Plan, ManifestError> {
+pub(crate) fn load_with_env(path: &Path, env: Env) -> Result<Plan, ManifestError> {
     let text = fs_err::read_to_string(path).map_err(ManifestError::Read)?;
     let raw = parse(path, &text)?;
     validate::manifest(path, &text, raw, env)
 }
 
-pub fn parse(path: &Path, text: &str) -> Result<RawManifest, ManifestError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<RawManifest, ManifestError> {
     toml::from_str::<RawManifest>(text).map_err(|e| {
         let at = Position::of(text, e.span().map_or(0, |s| s.start));
         let message = e.message().trim().to_string();
@@ -501,7 +502,7 @@ fn parse_hint(message: &str) -> &'static str {
 }
 
 /// Lexically resolves `.` and `..` (the output file may not exist yet).
-pub fn normalize(p: &Path) -> PathBuf {
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -517,7 +518,7 @@ pub fn normalize(p: &Path) -> PathBuf {
 
 /// `path` relative to `base`, lexically, with `..` where needed
 /// (`/p/wheels` from `/p` is `wheels`; `/w` from `/p` is `../w`).
-pub fn relative_path(base: &Path, path: &Path) -> PathBuf {
+pub(crate) fn relative_path(base: &Path, path: &Path) -> PathBuf {
     let base: Vec<_> = base.components().collect();
     let path: Vec<_> = path.components().collect();
     let common = base.iter().zip(&path).take_while(|(a, b)| a == b).count();

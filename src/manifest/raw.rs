@@ -12,7 +12,7 @@ use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawManifest {
+pub(crate) struct RawManifest {
     pub function: Spanned<RawFunction>,
     pub sources: Option<Spanned<RawSources>>,
     pub dependencies: Option<Spanned<RawDependencies>>,
@@ -25,7 +25,7 @@ pub struct RawManifest {
 /// workspace).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawCache {
+pub(crate) struct RawCache {
     /// `s3://BUCKET/PREFIX`.
     pub remote: Option<Spanned<String>>,
     /// Public keys (`NAME:BASE64`) whose signed objects a build accepts.
@@ -36,7 +36,7 @@ pub struct RawCache {
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawFunction {
+pub(crate) struct RawFunction {
     pub name: Spanned<String>,
     pub handler: Spanned<String>,
     /// Default `python3.12`.
@@ -55,7 +55,7 @@ pub struct RawFunction {
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawDeploy {
+pub(crate) struct RawDeploy {
     /// The AWS function name, default the manifest's name.
     pub name: Option<String>,
     /// Bucket for zips over 50 MB.
@@ -67,7 +67,7 @@ pub struct RawDeploy {
 /// workspace an artifact's `exclude = []` or `locked = false` overrides
 /// the `[defaults]` value, where leaving the key out inherits it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Given<T> {
+pub(crate) struct Given<T> {
     pub value: T,
     pub given: bool,
 }
@@ -87,7 +87,7 @@ impl<T> std::ops::Deref for Given<T> {
 
 impl<T: Clone> Given<T> {
     /// `own` where the artifact wrote the key, else the default.
-    pub fn or_default_of(&self, default: &Given<T>) -> Given<T> {
+    pub(crate) fn or_default_of(&self, default: &Given<T>) -> Given<T> {
         if self.given {
             self.clone()
         } else {
@@ -98,7 +98,7 @@ impl<T: Clone> Given<T> {
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawSources {
+pub(crate) struct RawSources {
     /// Default `.`.
     pub root: Option<Spanned<String>>,
     /// Default `["**/*.py"]`.
@@ -112,7 +112,7 @@ pub struct RawSources {
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawDependencies {
+pub(crate) struct RawDependencies {
     /// Default `requirements.txt`.
     pub requirements: Option<Spanned<String>>,
     /// A lockfile instead of requirements: `uv.lock`, `poetry.lock`,
@@ -147,7 +147,7 @@ pub struct RawDependencies {
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     #[serde(default)]
     pub files: Given<Vec<Spanned<String>>>,
     /// Lets a glob's directory resolve outside the manifest's directory.
@@ -161,7 +161,7 @@ pub struct RawConfig {
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawOutput {
+pub(crate) struct RawOutput {
     /// Default `dist/NAME.zip`.
     pub path: Option<Spanned<String>>,
     /// Default 6.

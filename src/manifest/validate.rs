@@ -24,7 +24,7 @@ const GLOB_HINT: &str =
 
 /// What validating any section needs: where the manifest is, its text
 /// (for positions), and the environment.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// As given (errors name the manifest this way).
     path: &'a Path,
     text: &'a str,
@@ -36,7 +36,7 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(path: &'a Path, text: &'a str, env: Env) -> Result<Ctx<'a>, ManifestError> {
+    pub(crate) fn new(path: &'a Path, text: &'a str, env: Env) -> Result<Ctx<'a>, ManifestError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -57,12 +57,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// The manifest's text.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         self.text
     }
 
     /// An error at `span` of the manifest.
-    pub fn at(&self, span: Range<usize>, message: String, hint: &str) -> ManifestError {
+    pub(crate) fn at(&self, span: Range<usize>, message: String, hint: &str) -> ManifestError {
         let p = self.position(&span);
         ManifestError::At {
             path: self.path.to_path_buf(),
@@ -85,7 +85,7 @@ impl<'a> Ctx<'a> {
 
 /// The sections that make one artifact.
 #[derive(Clone, Copy)]
-pub struct Sections<'a> {
+pub(crate) struct Sections<'a> {
     pub function: &'a Spanned<RawFunction>,
     pub sources: Option<&'a Spanned<RawSources>>,
     pub dependencies: Option<&'a Spanned<RawDependencies>>,
@@ -94,7 +94,7 @@ pub struct Sections<'a> {
 }
 
 /// Validates a single-function manifest.
-pub fn manifest(
+pub(crate) fn manifest(
     path: &Path,
     text: &str,
     raw: RawManifest,
@@ -117,7 +117,7 @@ pub fn manifest(
 }
 
 /// `[cache] remote`: an `s3://BUCKET[/PREFIX]` URL.
-pub fn cache(
+pub(crate) fn cache(
     ctx: &Ctx,
     raw: Option<&Spanned<super::raw::RawCache>>,
 ) -> Result<Option<String>, ManifestError> {
@@ -140,7 +140,7 @@ pub fn cache(
 
 /// `[cache] trusted_keys` and `[cache] trust`, each key parsed here so a
 /// bad one is an error at its position.
-pub fn cache_trust(
+pub(crate) fn cache_trust(
     ctx: &Ctx,
     raw: Option<&Spanned<super::raw::RawCache>>,
 ) -> Result<super::RemoteTrust, ManifestError> {
@@ -173,7 +173,7 @@ pub fn cache_trust(
 }
 
 /// Validates one artifact's sections into its plan.
-pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
+pub(crate) fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
     let f = function(ctx, s.function)?;
     let sources = sources(ctx, s.sources)?;
     let config = config(ctx, s.config)?;
@@ -203,7 +203,7 @@ pub fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
 }
 
 /// `[function]`, validated.
-pub struct Function {
+pub(crate) struct Function {
     pub name: String,
     /// Where the name is written (the default output path comes from it).
     pub name_span: Range<usize>,
@@ -213,7 +213,7 @@ pub struct Function {
     pub lambda: super::LambdaSettings,
 }
 
-pub fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, ManifestError> {
+pub(crate) fn function(ctx: &Ctx, raw: &Spanned<RawFunction>) -> Result<Function, ManifestError> {
     let f = raw.get_ref();
     let name = f.name.get_ref();
     if name.is_empty()
@@ -328,7 +328,10 @@ fn compile_spanned(
 
 const OUTSIDE_HINT: &str = "keep it inside the directory of lambda.toml (a cloned repository must not be able to package your home directory); to package files from outside the project on purpose, set allow_outside_project = true in this section";
 
-pub fn sources(ctx: &Ctx, raw: Option<&Spanned<RawSources>>) -> Result<SourcesPlan, ManifestError> {
+pub(crate) fn sources(
+    ctx: &Ctx,
+    raw: Option<&Spanned<RawSources>>,
+) -> Result<SourcesPlan, ManifestError> {
     let default = RawSources::default();
     let (s, section) = match raw {
         Some(r) => (r.get_ref(), r.span()),
@@ -388,7 +391,10 @@ pub fn sources(ctx: &Ctx, raw: Option<&Spanned<RawSources>>) -> Result<SourcesPl
     })
 }
 
-pub fn config(ctx: &Ctx, raw: Option<&Spanned<RawConfig>>) -> Result<ConfigPlan, ManifestError> {
+pub(crate) fn config(
+    ctx: &Ctx,
+    raw: Option<&Spanned<RawConfig>>,
+) -> Result<ConfigPlan, ManifestError> {
     let default = RawConfig::default();
     let c = raw.map_or(&default, |r| r.get_ref());
     let (set, patterns) = compile_spanned(ctx, &c.files, "config")?;
@@ -428,7 +434,10 @@ pub fn config(ctx: &Ctx, raw: Option<&Spanned<RawConfig>>) -> Result<ConfigPlan,
     })
 }
 
-pub fn dependencies(ctx: &Ctx, raw: &Spanned<RawDependencies>) -> Result<DepsPlan, ManifestError> {
+pub(crate) fn dependencies(
+    ctx: &Ctx,
+    raw: &Spanned<RawDependencies>,
+) -> Result<DepsPlan, ManifestError> {
     let d = raw.get_ref();
     let lock = lock(ctx, raw)?;
     let (written, span) = match &d.requirements {
@@ -604,7 +613,7 @@ fn pyproject(
 const OUTPUT_HINT: &str = "write the zip to a directory of its own, e.g. \"dist/NAME.zip\" (lbuild leaves that directory out of the sources)";
 
 /// `[output]`, and that the output is none of the build's inputs.
-pub fn output(
+pub(crate) fn output(
     ctx: &Ctx,
     raw: Option<&Spanned<RawOutput>>,
     f: &Function,
@@ -721,7 +730,7 @@ pub fn output(
 /// globs match, or one its sources select. The message and hint, if so.
 /// Checked for the artifact's own output and, in a workspace, for every
 /// other artifact's.
-pub fn overwritten_input(
+pub(crate) fn overwritten_input(
     project_dir: &Path,
     path: &Path,
     sources: &SourcesPlan,

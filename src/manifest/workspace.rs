@@ -163,11 +163,11 @@ impl Workspace {
 
 /// Reads and validates a manifest of either form, with the process's
 /// environment.
-pub fn load_workspace(path: &Path) -> Result<Workspace, ManifestError> {
+pub(crate) fn load_workspace(path: &Path) -> Result<Workspace, ManifestError> {
     load_workspace_with_env(path, Env::from_process())
 }
 
-pub fn load_workspace_with_env(path: &Path, env: Env) -> Result<Workspace, ManifestError> {
+pub(crate) fn load_workspace_with_env(path: &Path, env: Env) -> Result<Workspace, ManifestError> {
     let text = fs_err::read_to_string(path).map_err(ManifestError::Read)?;
     // The form is told by its tables: `[function]` is the single form,
     // anything else is read as a workspace (whose unknown-key error then
@@ -722,7 +722,7 @@ fn merge_output(
 /// Whether `arn` has the shape of a layer version ARN,
 /// `arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME:VERSION`; the reason
 /// when not. Only the shape: whether the version exists is AWS's to say.
-pub fn check_layer_arn(arn: &str) -> Result<(), &'static str> {
+pub(crate) fn check_layer_arn(arn: &str) -> Result<(), &'static str> {
     let parts: Vec<&str> = arn.split(':').collect();
     let [
         "arn",

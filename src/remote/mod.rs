@@ -20,10 +20,10 @@
 //! ([`connect`]) rather than building without it unasked. `objects.rs`
 //! seals and opens the objects for the callers.
 
-pub mod objects;
+pub(crate) mod objects;
 #[cfg(feature = "aws")]
 mod s3;
-pub mod trust;
+pub(crate) mod trust;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,7 +32,7 @@ use crate::report::Reporter;
 
 /// Read only, or read and upload what this build made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Read,
     ReadWrite,
 }
@@ -41,7 +41,7 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 // Without the `aws` feature no transport reads where the bucket is.
 #[cfg_attr(not(feature = "aws"), allow(dead_code))]
-pub struct RemoteConfig {
+pub(crate) struct RemoteConfig {
     pub url: String,
     pub bucket: String,
     /// Without a trailing slash; may be empty.
@@ -58,7 +58,7 @@ pub struct RemoteConfig {
 /// The default of [`RemoteConfig::deadline`]: a warm remote hit of a large
 /// tree on a LAN takes about a second; a bucket slower than this is not
 /// making the build faster.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One object to fetch: its name, the most bytes it may have (a larger
 /// object is discarded as it streams in, with a warning) and the directory
@@ -66,7 +66,7 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// is renamed into place, never copied).
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "aws"), allow(dead_code))]
-pub struct Wanted {
+pub(crate) struct Wanted {
     pub rel: String,
     pub max: u64,
     pub dir: PathBuf,
@@ -74,7 +74,7 @@ pub struct Wanted {
 
 /// `s3://BUCKET/PREFIX` and a mode (`read`, `read-write`; default
 /// read-write when `ci`, else read).
-pub fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, crate::Error> {
+pub(crate) fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, crate::Error> {
     let bad = |message: String| {
         crate::Error::Input {
         message,
@@ -120,7 +120,7 @@ pub fn parse(url: &str, mode: Option<&str>, ci: bool) -> Result<RemoteConfig, cr
 /// relative to the store's prefix. Every method is best effort: a store
 /// that fails is marked down with one warning and later calls return
 /// "not there" (None / false / 0) so the build goes on locally.
-pub trait RemoteStore: Send + Sync {
+pub(crate) trait RemoteStore: Send + Sync {
     fn config(&self) -> &RemoteConfig;
 
     /// Set after the first failure: no further calls this run.
@@ -153,7 +153,9 @@ pub trait RemoteStore: Send + Sync {
 /// Connects (lazily: no request until an object is needed) to the store
 /// `config` names. None when this build cannot reach one.
 #[cfg(feature = "aws")]
-pub fn connect(config: &RemoteConfig) -> crate::Result<Option<std::sync::Arc<dyn RemoteStore>>> {
+pub(crate) fn connect(
+    config: &RemoteConfig,
+) -> crate::Result<Option<std::sync::Arc<dyn RemoteStore>>> {
     Ok(
         s3::S3Remote::new(config)
             .map(|r| std::sync::Arc::new(r) as std::sync::Arc<dyn RemoteStore>),
@@ -163,7 +165,9 @@ pub fn connect(config: &RemoteConfig) -> crate::Result<Option<std::sync::Arc<dyn
 /// A build without the `aws` feature has no S3 client: a remote cache the
 /// command line, environment or manifest asks for is an error (exit 2).
 #[cfg(not(feature = "aws"))]
-pub fn connect(config: &RemoteConfig) -> crate::Result<Option<std::sync::Arc<dyn RemoteStore>>> {
+pub(crate) fn connect(
+    config: &RemoteConfig,
+) -> crate::Result<Option<std::sync::Arc<dyn RemoteStore>>> {
     Err(crate::Error::without_aws(
         &format!("the remote cache {}", config.url),
         ", or build without it: drop --remote-cache, unset LBUILD_REMOTE_CACHE, or remove `remote` from lambda.toml's [cache]",

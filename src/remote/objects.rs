@@ -24,25 +24,25 @@ use crate::report::Reporter;
 use crate::sanitize::escape_controls;
 
 /// The most a tree's record may weigh: ~1 MB for 4,600 files.
-pub const RECORD_MAX: u64 = 64 << 20;
+pub(crate) const RECORD_MAX: u64 = 64 << 20;
 
 /// The most a compressed entry of `size` content bytes may weigh: deflate
 /// is kept only when smaller, so the content, the zip's headers (its name
 /// twice, at most 64 KiB each) and a trailer.
-pub fn entry_max(size: u64) -> u64 {
+pub(crate) fn entry_max(size: u64) -> u64 {
     size + 2 * 65_536 + 1024
 }
 
 /// A tree's zip as its signed record states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ZipFacts {
+pub(crate) struct ZipFacts {
     pub digest: Hash,
     pub size: u64,
 }
 
 /// The record object for a tree: `record` (a JSON object) with the zip's
 /// digest and size added, sealed under `name`.
-pub fn seal_record(
+pub(crate) fn seal_record(
     trust: &Trust,
     name: &str,
     mut record: serde_json::Value,
@@ -63,7 +63,7 @@ pub fn seal_record(
 /// Fetches and opens a tree's record: its JSON body and the zip facts it
 /// signs. Err with the reason and what happens instead (escaped) when the
 /// object is there but not accepted; Ok(None) when it is not there.
-pub fn fetch_record(
+pub(crate) fn fetch_record(
     remote: &dyn RemoteStore,
     name: &str,
     dir: &Path,
@@ -113,7 +113,7 @@ pub fn fetch_record(
 
 /// Fetches a tree's zip into `dir` and checks it is exactly the one its
 /// record signs (size, then digest); the file is persisted at `to`.
-pub fn fetch_tree_zip(
+pub(crate) fn fetch_tree_zip(
     remote: &dyn RemoteStore,
     name: &str,
     facts: ZipFacts,
@@ -141,7 +141,7 @@ pub fn fetch_tree_zip(
 }
 
 /// One compressed entry to fetch into the machine store.
-pub struct EntryWanted {
+pub(crate) struct EntryWanted {
     /// Its object name (`entries/NAME.zip`).
     pub rel: String,
     /// Its content size (for the cap).
@@ -155,7 +155,7 @@ pub struct EntryWanted {
 /// (or, with `trust = "bucket"`, without one), then renamed into place,
 /// its trailer cut off. What was refused is one warning for all; returns
 /// which were put.
-pub fn fetch_entries(
+pub(crate) fn fetch_entries(
     remote: &dyn RemoteStore,
     wanted: &[EntryWanted],
     reporter: &Reporter,
@@ -220,7 +220,7 @@ fn warn_bucket(trust: &Trust, reporter: &Reporter) {
 }
 
 /// What to do about an object refused for want of a trusted signature.
-pub fn unsigned_hint(why: &Rejection) -> &'static str {
+pub(crate) fn unsigned_hint(why: &Rejection) -> &'static str {
     match why {
         Rejection::Unsigned | Rejection::UntrustedKey(_) => {
             " (trust the writer's key with [cache] trusted_keys or LBUILD_TRUSTED_KEYS, or read unsigned objects with trust = \"bucket\")"

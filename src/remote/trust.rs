@@ -47,14 +47,14 @@ impl TrustMode {
 
 /// A public key a reader trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
+pub(crate) struct PublicKey {
     pub name: String,
     key: VerifyingKey,
 }
 
 /// The key a writer signs with.
 #[derive(Clone)]
-pub struct SecretKey {
+pub(crate) struct SecretKey {
     pub name: String,
     key: SigningKey,
 }
@@ -67,7 +67,7 @@ impl std::fmt::Debug for SecretKey {
 
 /// What a build trusts and signs with.
 #[derive(Debug, Clone, Default)]
-pub struct Trust {
+pub(crate) struct Trust {
     pub mode: TrustMode,
     pub keys: Vec<PublicKey>,
     pub signer: Option<SecretKey>,
@@ -75,7 +75,7 @@ pub struct Trust {
 
 /// Why an object was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// No signature trailer (and trust is `signed`).
     Unsigned,
     /// Signed by a key this reader does not trust.
@@ -154,7 +154,7 @@ fn split_key(s: &str, len: usize, what: &str) -> Result<(String, Vec<u8>), Strin
 
 impl PublicKey {
     /// `NAME:BASE64(32 bytes)`.
-    pub fn parse(s: &str) -> Result<PublicKey, String> {
+    pub(crate) fn parse(s: &str) -> Result<PublicKey, String> {
         let (name, bytes) = split_key(s, 32, "public key")?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| "length".to_string())?;
         let key = VerifyingKey::from_bytes(&arr)
@@ -162,14 +162,14 @@ impl PublicKey {
         Ok(PublicKey { name, key })
     }
 
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         format!("{}:{}", self.name, b64().encode(self.key.as_bytes()))
     }
 }
 
 impl SecretKey {
     /// `NAME:BASE64(seed ‖ public key)` (64 bytes, as Nix writes them).
-    pub fn parse(s: &str) -> Result<SecretKey, String> {
+    pub(crate) fn parse(s: &str) -> Result<SecretKey, String> {
         let (name, bytes) = split_key(s, 64, "secret key")?;
         let seed: [u8; 32] = bytes[..32].try_into().map_err(|_| "length".to_string())?;
         let key = SigningKey::from_bytes(&seed);
@@ -181,13 +181,13 @@ impl SecretKey {
         Ok(SecretKey { name, key })
     }
 
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut bytes = self.key.to_bytes().to_vec();
         bytes.extend_from_slice(self.key.verifying_key().as_bytes());
         format!("{}:{}", self.name, b64().encode(bytes))
     }
 
-    pub fn public(&self) -> PublicKey {
+    pub(crate) fn public(&self) -> PublicKey {
         PublicKey {
             name: self.name.clone(),
             key: self.key.verifying_key(),
@@ -196,7 +196,7 @@ impl SecretKey {
 }
 
 /// A new key pair named `name` (the seed from the OS's random source).
-pub fn keygen(name: &str) -> Result<SecretKey, String> {
+pub(crate) fn keygen(name: &str) -> Result<SecretKey, String> {
     if !valid_name(name) {
         return Err(format!(
             "key name {:?} may hold only letters, digits and -_.@+ (e.g. ci-2026)",
@@ -214,7 +214,7 @@ pub fn keygen(name: &str) -> Result<SecretKey, String> {
 /// `lbuild cache keygen NAME [--out FILE]`: a new key pair; the secret
 /// key goes to a new file (mode 0600, never overwritten), the public key
 /// is printed.
-pub fn keygen_command(
+pub(crate) fn keygen_command(
     name: &str,
     out: Option<std::path::PathBuf>,
     reporter: &crate::report::Reporter,
@@ -270,12 +270,12 @@ fn split_trailer(object: &[u8]) -> (&[u8], Option<&[u8]>) {
 }
 
 /// How many bytes of an object's end [`cut_trailer`] reads.
-pub const TAIL: usize = TRAILER_MAX + 2;
+pub(crate) const TAIL: usize = TRAILER_MAX + 2;
 
 impl Trust {
     /// The object to upload for `body` under `name`: the body, then (with
     /// a signing key) one trailer line `lbuild-sig 1 KEYNAME BASE64SIG`.
-    pub fn seal(&self, name: &str, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, name: &str, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(body.len() + 160);
         out.extend_from_slice(body);
         if let Some(t) = self.trailer(name, &blake3::hash(body)) {
@@ -285,7 +285,7 @@ impl Trust {
     }
 
     /// The trailer for a body with digest `body` (None without a key).
-    pub fn trailer(&self, name: &str, body: &Hash) -> Option<Vec<u8>> {
+    pub(crate) fn trailer(&self, name: &str, body: &Hash) -> Option<Vec<u8>> {
         let s = self.signer.as_ref()?;
         let sig = s.key.sign(&statement(name, body));
         let mut t = b"\n".to_vec();
@@ -295,14 +295,19 @@ impl Trust {
     }
 
     /// The body of `object` fetched as `name`, if this reader accepts it.
-    pub fn open<'a>(&self, name: &str, object: &'a [u8]) -> Result<&'a [u8], Rejection> {
+    pub(crate) fn open<'a>(&self, name: &str, object: &'a [u8]) -> Result<&'a [u8], Rejection> {
         let (body, line) = split_trailer(object);
         self.check(name, &blake3::hash(body), line)?;
         Ok(body)
     }
 
     /// Checks a trailer line (None: no trailer) for a body's digest.
-    pub fn check(&self, name: &str, body: &Hash, line: Option<&[u8]>) -> Result<(), Rejection> {
+    pub(crate) fn check(
+        &self,
+        name: &str,
+        body: &Hash,
+        line: Option<&[u8]>,
+    ) -> Result<(), Rejection> {
         let Some(line) = line else {
             return match self.mode {
                 TrustMode::Bucket => Ok(()),
@@ -332,7 +337,7 @@ impl Trust {
 
     /// Checks a file already on disk whose body is its first `body_len`
     /// bytes (its trailer, `line`, was read off its end).
-    pub fn check_file(
+    pub(crate) fn check_file(
         &self,
         name: &str,
         file: &mut std::fs::File,
@@ -350,7 +355,7 @@ impl Trust {
 /// Reads a trailer off the end of `file` (a fetched object), truncates the
 /// file to its body and returns the trailer line (without its tag), or
 /// None when the object has none.
-pub fn cut_trailer(file: &mut std::fs::File) -> std::io::Result<(u64, Option<Vec<u8>>)> {
+pub(crate) fn cut_trailer(file: &mut std::fs::File) -> std::io::Result<(u64, Option<Vec<u8>>)> {
     use std::io::{Read, Seek, SeekFrom};
     let len = file.metadata()?.len();
     let n = (TAIL as u64).min(len);
@@ -370,7 +375,7 @@ pub fn cut_trailer(file: &mut std::fs::File) -> std::io::Result<(u64, Option<Vec
 /// The trust a build has from its configuration: the mode, the trusted
 /// public keys (manifest's, then the environment's) and the signing key
 /// (`LBUILD_SIGNING_KEY`: a file holding the key, or the key itself).
-pub fn from_config(
+pub(crate) fn from_config(
     mode: TrustMode,
     trusted: &[String],
     signing: Option<&str>,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{Distribution, FileFact, License, ZipContents, source_date, uuid_from_sha256};
 use crate::manifest::Plan;
 
-pub fn document(plan: &Plan, main: &ZipContents, layers: &[ZipContents]) -> Value {
+pub(crate) fn document(plan: &Plan, main: &ZipContents, layers: &[ZipContents]) -> Value {
     let main_ref = artifact_ref(main);
     let mut metadata = json!({
         "tools": {"components": [{

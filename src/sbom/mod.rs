@@ -13,8 +13,8 @@
 //! no path, a serial number derived from the zip's SHA-256, and keys in a
 //! fixed order.
 
-pub mod cyclonedx;
-pub mod spdx;
+pub(crate) mod cyclonedx;
+pub(crate) mod spdx;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -31,7 +31,7 @@ const TEXT_LIMIT: u64 = 16 << 20;
 
 /// One file of a zip.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileFact {
+pub(crate) struct FileFact {
     pub name: String,
     /// SHA-256 of the uncompressed content, hex.
     pub sha256: String,
@@ -40,7 +40,7 @@ pub struct FileFact {
 
 /// The licence a distribution declares in its METADATA.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum License {
+pub(crate) enum License {
     /// `License-Expression` (PEP 639): an SPDX expression.
     Expression(String),
     /// `License` (free text, its first line) and the `License ::`
@@ -51,7 +51,7 @@ pub enum License {
 
 /// One installed distribution found in a zip.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Distribution {
+pub(crate) struct Distribution {
     /// As METADATA's `Name` writes it.
     pub name: String,
     pub version: String,
@@ -69,7 +69,7 @@ pub struct Distribution {
 
 impl Distribution {
     /// `pkg:pypi/NAME@VERSION`, the name in its PEP 503 form.
-    pub fn purl(&self) -> String {
+    pub(crate) fn purl(&self) -> String {
         format!(
             "pkg:pypi/{}@{}",
             canonical_name(&self.name),
@@ -80,7 +80,7 @@ impl Distribution {
 
 /// A built zip read back.
 #[derive(Debug, Clone)]
-pub struct ZipContents {
+pub(crate) struct ZipContents {
     /// `function` or `layer`.
     pub kind: &'static str,
     /// The artifact's name in the manifest.
@@ -105,7 +105,7 @@ pub enum SbomError {
 }
 
 /// Reads `zip` (built from `plan`) and finds what it contains.
-pub fn read_zip(plan: &Plan, zip: &Path) -> Result<ZipContents, SbomError> {
+pub(crate) fn read_zip(plan: &Plan, zip: &Path) -> Result<ZipContents, SbomError> {
     let err = |message: String| SbomError::Read {
         path: zip.to_path_buf(),
         message,
@@ -372,7 +372,7 @@ fn purl_escape(s: &str) -> String {
     out
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -389,7 +389,7 @@ impl std::io::Write for HashWriter<'_> {
 }
 
 /// `SOURCE_DATE_EPOCH` as RFC 3339 UTC, when set and valid.
-pub fn source_date(plan: &Plan) -> Option<String> {
+pub(crate) fn source_date(plan: &Plan) -> Option<String> {
     let secs: i64 = plan.env.source_date_epoch.as_deref()?.trim().parse().ok()?;
     let ts = jiff::Timestamp::from_second(secs).ok()?;
     Some(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -397,7 +397,7 @@ pub fn source_date(plan: &Plan) -> Option<String> {
 
 /// A UUID (RFC 4122 layout, version 5 bits) taken from the zip's SHA-256:
 /// the same zip, the same serial number.
-pub fn uuid_from_sha256(sha256_hex: &str) -> String {
+pub(crate) fn uuid_from_sha256(sha256_hex: &str) -> String {
     let mut b = [0u8; 16];
     for (i, byte) in b.iter_mut().enumerate() {
         *byte =
@@ -418,14 +418,19 @@ pub fn uuid_from_sha256(sha256_hex: &str) -> String {
 
 /// Which document `lbuild sbom` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     CycloneDx,
     Spdx,
 }
 
 /// The document for `main` (a function or layer zip) and the layers it
 /// runs with, as pretty JSON ending in a newline.
-pub fn document(format: Format, plan: &Plan, main: &ZipContents, layers: &[ZipContents]) -> String {
+pub(crate) fn document(
+    format: Format,
+    plan: &Plan,
+    main: &ZipContents,
+    layers: &[ZipContents],
+) -> String {
     let value = match format {
         Format::CycloneDx => cyclonedx::document(plan, main, layers),
         Format::Spdx => spdx::document(plan, main, layers),
@@ -436,7 +441,7 @@ pub fn document(format: Format, plan: &Plan, main: &ZipContents, layers: &[ZipCo
 }
 
 /// Writes `text` to `path` atomically (temp file beside it, 0644, renamed).
-pub fn write_beside(path: &Path, text: &str) -> crate::Result<()> {
+pub(crate) fn write_beside(path: &Path, text: &str) -> crate::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
@@ -457,7 +462,7 @@ pub fn write_beside(path: &Path, text: &str) -> crate::Result<()> {
 }
 
 /// `dist/NAME.zip` -> `dist/NAME.EXT`.
-pub fn beside_zip(zip: &Path, ext: &str) -> PathBuf {
+pub(crate) fn beside_zip(zip: &Path, ext: &str) -> PathBuf {
     let stem = zip
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -466,10 +471,10 @@ pub fn beside_zip(zip: &Path, ext: &str) -> PathBuf {
 }
 
 /// Every artifact `built` holds, read back once, by (kind, name).
-pub type Contents = BTreeMap<(&'static str, String), ZipContents>;
+pub(crate) type Contents = BTreeMap<(&'static str, String), ZipContents>;
 
 /// Reads every artifact `built` holds (once each) with its plan.
-pub fn contents_of(
+pub(crate) fn contents_of(
     ws: &crate::manifest::Workspace,
     built: &crate::outcome::WorkspaceOutcome,
 ) -> crate::Result<Contents> {
@@ -504,7 +509,7 @@ fn document_for(
 /// `build --sbom`: `dist/NAME.cdx.json` beside each zip `built` holds
 /// (written only after the build succeeded, so it always describes the
 /// zip beside it).
-pub fn write_for_build(
+pub(crate) fn write_for_build(
     ws: &crate::manifest::Workspace,
     built: &crate::outcome::WorkspaceOutcome,
     contents: &Contents,
@@ -525,7 +530,7 @@ pub fn write_for_build(
 
 /// `lbuild sbom`: the document of the one function selected (or of the
 /// single function), on stdout.
-pub fn print_for(
+pub(crate) fn print_for(
     ws: &crate::manifest::Workspace,
     names: &[String],
     built: &crate::outcome::WorkspaceOutcome,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{Distribution, License, ZipContents, source_date, uuid_from_sha256};
 use crate::manifest::Plan;
 
-pub fn document(plan: &Plan, main: &ZipContents, layers: &[ZipContents]) -> Value {
+pub(crate) fn document(plan: &Plan, main: &ZipContents, layers: &[ZipContents]) -> Value {
     let mut packages = Vec::new();
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",

@@ -11,9 +11,9 @@ use crate::manifest::Plan;
 use crate::walk;
 use crate::watch_root::{WatchInputs, WatchRoot};
 
-pub const NAME: &str = "config";
+pub(crate) const NAME: &str = "config";
 
-pub fn run(
+pub(crate) fn run(
     plan: &Plan,
     cache: &mut Cache,
     cx: &BuildContext,
@@ -86,7 +86,7 @@ pub fn run(
 
 /// What this stage reads, for `lbuild watch`: each glob's literal base
 /// directory, with the directories below it when the glob can cross a `/`.
-pub fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
+pub(crate) fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
     let skip = super::sources::skipped_dirs(plan);
     plan.config
         .globs

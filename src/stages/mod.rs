@@ -5,10 +5,10 @@
 //! Dirtiness is decided in one place per stage: its key. A stage whose key
 //! is recorded in the cache (with its output present) is "cached".
 
-pub mod config;
-pub mod deps;
-pub mod package;
-pub mod sources;
+pub(crate) mod config;
+pub(crate) mod deps;
+pub(crate) mod package;
+pub(crate) mod sources;
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::archive::{DEFLATE_BACKEND, FORMAT_VERSION};
 use crate::entry::{Entry, Hash};
-pub use crate::explain::{Inputs, settle_inputs};
+pub(crate) use crate::explain::{Inputs, settle_inputs};
 use crate::{explain, walk};
 
 /// How many key inputs `lbuild -v` lists per stage.
@@ -126,7 +126,7 @@ impl KeySink for ExplainHash {
 /// Builds a stage's key from its inputs: terse, or explaining when `-v`
 /// asked for it (the context's `explain`). Values are formatted once into a
 /// reused buffer for the hash; explanation lines only in explain mode.
-pub struct KeyBuilder {
+pub(crate) struct KeyBuilder {
     sink: Box<dyn KeySink>,
     buf: String,
 }
@@ -134,7 +134,7 @@ pub struct KeyBuilder {
 impl KeyBuilder {
     /// A builder for `stage`'s key; `explain` keeps the readable inputs
     /// (for `-v`, and for recording what `lbuild explain` diffs).
-    pub fn new(stage: &str, explain: bool) -> Self {
+    pub(crate) fn new(stage: &str, explain: bool) -> Self {
         let sink: Box<dyn KeySink> = if explain {
             Box::<ExplainHash>::default()
         } else {
@@ -150,7 +150,7 @@ impl KeyBuilder {
     }
 
     /// Adds one named input (its `Display` text is what is hashed).
-    pub fn add(&mut self, label: &str, value: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn add(&mut self, label: &str, value: impl std::fmt::Display) -> &mut Self {
         use std::fmt::Write;
         self.buf.clear();
         let _ = write!(self.buf, "{value}");
@@ -159,7 +159,7 @@ impl KeyBuilder {
     }
 
     /// Adds the archive entries (name, content hash, mode).
-    pub fn add_entries(&mut self, entries: &[Entry]) -> &mut Self {
+    pub(crate) fn add_entries(&mut self, entries: &[Entry]) -> &mut Self {
         self.add("entries", entries.len());
         for e in entries {
             self.sink.entry(e);
@@ -167,32 +167,32 @@ impl KeyBuilder {
         self
     }
 
-    pub fn add_backend(&mut self) -> &mut Self {
+    pub(crate) fn add_backend(&mut self) -> &mut Self {
         self.add("deflate", DEFLATE_BACKEND)
     }
 
     /// A fact recorded with the inputs (see [`KeyBuilder::inputs`]) but
     /// not part of the key; `value` runs only when inputs are kept.
-    pub fn note(&mut self, label: &str, mut value: impl FnMut() -> String) -> &mut Self {
+    pub(crate) fn note(&mut self, label: &str, mut value: impl FnMut() -> String) -> &mut Self {
         self.sink.note(label, &mut value);
         self
     }
 
     /// The key, and its explanation (empty unless explaining).
-    pub fn finish(&self) -> (Hash, Vec<String>) {
+    pub(crate) fn finish(&self) -> (Hash, Vec<String>) {
         self.sink.finish()
     }
 
     /// The inputs, compactly, when this builder keeps them (explaining,
     /// or recording what `lbuild explain` diffs).
-    pub fn inputs(&self) -> Option<Inputs> {
+    pub(crate) fn inputs(&self) -> Option<Inputs> {
         self.sink.inputs()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Ran,
     Cached,
     Skipped,
@@ -200,7 +200,7 @@ pub enum Status {
 
 /// What one stage did, for the human line and `--json`.
 #[derive(Debug, Clone, Serialize)]
-pub struct StageReport {
+pub(crate) struct StageReport {
     pub name: &'static str,
     pub status: Status,
     pub key: String,
@@ -216,7 +216,7 @@ pub struct StageReport {
 }
 
 impl StageReport {
-    pub fn new(
+    pub(crate) fn new(
         name: &'static str,
         status: Status,
         key: &Hash,
@@ -237,7 +237,7 @@ impl StageReport {
 }
 
 /// Hashes `files` (through the fingerprint cache) into archive entries.
-pub fn hash_entries(
+pub(crate) fn hash_entries(
     cache: &mut crate::cache::Cache,
     files: Vec<(String, PathBuf)>,
 ) -> crate::Result<(Vec<Entry>, crate::cache::HashStats)> {
@@ -269,7 +269,7 @@ pub fn hash_entries(
 /// inputs again (to record them, see [`explain`]) when the key differs
 /// from the artifact's last build and `key` did not keep them.
 #[allow(clippy::too_many_arguments)]
-pub fn settle_listing(
+pub(crate) fn settle_listing(
     cache: &crate::cache::Cache,
     plan: &crate::manifest::Plan,
     stage: &'static str,

@@ -26,11 +26,11 @@ use crate::context::BuildContext;
 use crate::manifest::{MtimeMode, Plan};
 use crate::report::Reporter;
 
-pub const NAME: &str = "package";
+pub(crate) const NAME: &str = "package";
 
 /// The zip a build produced (or found already in place).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ZipInfo {
+pub(crate) struct ZipInfo {
     pub path: PathBuf,
     pub sha256: String,
     pub code_sha256: String,
@@ -54,7 +54,7 @@ fn stat_of(meta: &std::fs::Metadata) -> (i64, u64, i64) {
 }
 
 /// Entries of one input stage, with the stage's name for error messages.
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub stage: &'static str,
     pub entries: &'a [Entry],
 }
@@ -62,7 +62,7 @@ pub struct Input<'a> {
 /// The package key and what it was made from. The deps tree enters by its
 /// digest (a function of its entries, recorded at install), so a build
 /// whose package is cached never loads or stats the tree.
-pub struct PackageKey {
+pub(crate) struct PackageKey {
     hash: Hash,
     explain: Vec<String>,
     /// The inputs, when the key was built keeping them (`crate::explain`).
@@ -72,7 +72,7 @@ pub struct PackageKey {
 }
 
 /// The archive settings of a plan (level and the one DOS time).
-pub fn settings(plan: &Plan) -> crate::Result<Settings> {
+pub(crate) fn settings(plan: &Plan) -> crate::Result<Settings> {
     Ok(Settings {
         level: plan.output.level,
         time: archive::dos_time_from_unix(zip_time(plan)?),
@@ -80,12 +80,12 @@ pub fn settings(plan: &Plan) -> crate::Result<Settings> {
 }
 
 impl PackageKey {
-    pub fn inputs(&self) -> Option<super::Inputs> {
+    pub(crate) fn inputs(&self) -> Option<super::Inputs> {
         self.inputs.clone()
     }
 }
 
-pub fn key(
+pub(crate) fn key(
     plan: &Plan,
     deps_digest: Option<Hash>,
     sources: &[Entry],
@@ -134,7 +134,7 @@ pub fn key(
 }
 
 /// The zip recorded under `key`, if it is still at the output path.
-pub fn cached(
+pub(crate) fn cached(
     plan: &Plan,
     cache: &Cache,
     key: &PackageKey,
@@ -177,7 +177,7 @@ pub fn cached(
 /// the reuse store is refreshed from it (best effort), and only then is it
 /// renamed into place, the last step that can fail. What follows (the
 /// directory fsync, the cache record) can only make the next build slower.
-pub fn build(
+pub(crate) fn build(
     plan: &Plan,
     cache: &mut Cache,
     cx: &BuildContext,

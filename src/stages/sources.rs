@@ -16,9 +16,9 @@ use crate::report::Reporter;
 use crate::walk;
 use crate::watch_root::{WatchInputs, WatchRoot};
 
-pub const NAME: &str = "sources";
+pub(crate) const NAME: &str = "sources";
 
-pub fn run(
+pub(crate) fn run(
     plan: &Plan,
     cache: &mut Cache,
     cx: &BuildContext,
@@ -47,7 +47,7 @@ pub fn run(
 
 /// The files the stage packages (archive name, path), without hashing
 /// them: what `lbuild check` compiles.
-pub fn files(plan: &Plan) -> crate::Result<Vec<(String, PathBuf)>> {
+pub(crate) fn files(plan: &Plan) -> crate::Result<Vec<(String, PathBuf)>> {
     Ok(select(plan)?.0)
 }
 
@@ -89,7 +89,7 @@ fn select(plan: &Plan) -> crate::Result<Selected> {
 
 /// A source in the output's directory is the output path's fault: point
 /// at it in the manifest.
-pub fn walk_error(plan: &Plan, e: walk::WalkError) -> Error {
+pub(crate) fn walk_error(plan: &Plan, e: walk::WalkError) -> Error {
     match e {
         walk::WalkError::InOutputDir { .. } => {
             let hint = e.hint().unwrap_or_default();
@@ -101,7 +101,7 @@ pub fn walk_error(plan: &Plan, e: walk::WalkError) -> Error {
 
 /// What this stage reads, for `lbuild watch`: the sources root and the
 /// directories below it that the walk enters.
-pub fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
+pub(crate) fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
     let s = &plan.sources;
     vec![WatchRoot {
         dir: s.root.clone(),
@@ -118,7 +118,7 @@ pub fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
 /// lbuild's own directories, never packaged: the cache, and the output's
 /// directory (which the walks enter only to check that no selected file
 /// lies there, see [`walk::Walk::output`]).
-pub fn skipped_dirs(plan: &Plan) -> Vec<PathBuf> {
+pub(crate) fn skipped_dirs(plan: &Plan) -> Vec<PathBuf> {
     let mut dirs = vec![plan.cache_dir.clone()];
     if let Some(out_dir) = plan.output.path.parent() {
         dirs.push(out_dir.to_path_buf());
@@ -127,7 +127,7 @@ pub fn skipped_dirs(plan: &Plan) -> Vec<PathBuf> {
 }
 
 /// The directories the walks never enter: the cache.
-pub fn never_entered(plan: &Plan) -> Vec<PathBuf> {
+pub(crate) fn never_entered(plan: &Plan) -> Vec<PathBuf> {
     vec![plan.cache_dir.clone()]
 }
 

@@ -12,7 +12,7 @@
 //! (`init.rs` does) nor resolve what CloudFormation would (parameters,
 //! `!Sub`, `!GetAtt`): references are kept as text for comments.
 
-pub mod yaml;
+pub(crate) mod yaml;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::Error;
 
 /// One function found in the template.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct TemplateFunction {
+pub(crate) struct TemplateFunction {
     /// The logical ID (SAM) or the function's key (Serverless): letters,
     /// digits, `-`, `_` (checked).
     pub name: String,
@@ -59,7 +59,7 @@ pub struct TemplateFunction {
 
 /// A layer built from the template's sources and requirements.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct TemplateLayer {
+pub(crate) struct TemplateLayer {
     pub name: String,
     /// The directory whose files go under `python/` (relative to the project).
     pub root: String,
@@ -69,7 +69,7 @@ pub struct TemplateLayer {
 
 /// What a template says.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Template {
+pub(crate) struct Template {
     /// The template's path relative to the project (as written in messages).
     pub file: String,
     /// "SAM" or "Serverless".
@@ -95,7 +95,7 @@ fn input(message: String, hint: &str) -> Error {
 /// (three levels deep) declaring `AWS::Serverless::Function` or
 /// `AWS::Lambda::Function`, or a `serverless.yml`. Several: an error
 /// listing them.
-pub fn locate(dir: &Path, explicit: Option<&Path>) -> crate::Result<Option<PathBuf>> {
+pub(crate) fn locate(dir: &Path, explicit: Option<&Path>) -> crate::Result<Option<PathBuf>> {
     if let Some(p) = explicit {
         let p = if p.is_absolute() {
             p.to_path_buf()
@@ -197,7 +197,7 @@ fn rel(dir: &Path, p: &Path) -> Option<String> {
 }
 
 /// Reads the template at `path` for the project in `dir`.
-pub fn read(dir: &Path, path: &Path) -> crate::Result<Template> {
+pub(crate) fn read(dir: &Path, path: &Path) -> crate::Result<Template> {
     let bytes = fs_err::read(path).map_err(Error::io("cannot read", path))?;
     let shown = rel(dir, path).unwrap_or_else(|| path.display().to_string());
     let doc = yaml::load(&bytes).map_err(|e| {
@@ -253,7 +253,7 @@ fn is_reference(n: &Node) -> bool {
 }
 
 /// Letters, digits, `-` and `_`: a bare TOML key, a file name, an AWS name.
-pub fn plain_name(s: &str) -> bool {
+pub(crate) fn plain_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -261,7 +261,7 @@ pub fn plain_name(s: &str) -> bool {
 }
 
 /// `module.function`: at least two dotted Python identifiers.
-pub fn valid_handler(h: &str) -> bool {
+pub(crate) fn valid_handler(h: &str) -> bool {
     let ident = |s: &str| {
         let mut c = s.chars();
         c.next()

@@ -17,10 +17,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// More nodes than any real template has (CloudFormation caps a template
 /// at 1 MB, a few tens of thousands of nodes), few enough to count fast.
-pub const MAX_NODES: usize = 1_000_000;
+pub(crate) const MAX_NODES: usize = 1_000_000;
 
 #[derive(Debug)]
-pub enum Value {
+pub(crate) enum Value {
     Null,
     Str(String),
     Seq(Vec<Arc<Node>>),
@@ -28,7 +28,7 @@ pub enum Value {
 }
 
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     pub value: Value,
     /// A local tag without its `!` (`Ref`, `Sub`, `GetAtt`); YAML's own
     /// `!!str` and friends are not kept.
@@ -43,7 +43,7 @@ pub struct Node {
 
 /// A decode or parse failure, with its 1-based position.
 #[derive(Debug)]
-pub struct YamlError {
+pub(crate) struct YamlError {
     pub line: usize,
     pub col: usize,
     pub message: String,
@@ -59,7 +59,7 @@ static NULL: Node = Node {
 
 impl Node {
     /// `self[key]` for a mapping; a null node when absent.
-    pub fn get(&self, key: &str) -> &Node {
+    pub(crate) fn get(&self, key: &str) -> &Node {
         match &self.value {
             Value::Map(items) => items
                 .iter()
@@ -70,12 +70,12 @@ impl Node {
         }
     }
 
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(self.value, Value::Null) && self.tag.is_none()
     }
 
     /// An untagged scalar's text.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match (&self.value, &self.tag) {
             (Value::Str(s), None) => Some(s),
             _ => None,
@@ -83,21 +83,21 @@ impl Node {
     }
 
     /// A scalar's text, tagged or not (an intrinsic's argument).
-    pub fn scalar(&self) -> Option<&str> {
+    pub(crate) fn scalar(&self) -> Option<&str> {
         match &self.value {
             Value::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn entries(&self) -> &[(Arc<Node>, Arc<Node>)] {
+    pub(crate) fn entries(&self) -> &[(Arc<Node>, Arc<Node>)] {
         match &self.value {
             Value::Map(items) => items,
             _ => &[],
         }
     }
 
-    pub fn items(&self) -> &[Arc<Node>] {
+    pub(crate) fn items(&self) -> &[Arc<Node>] {
         match &self.value {
             Value::Seq(items) => items,
             _ => &[],
@@ -107,7 +107,7 @@ impl Node {
     /// A CloudFormation intrinsic, short (`!Ref X`) or long
     /// (`{"Fn::Sub": …}`, `{"Ref": X}`) form: its name without `Fn::`, and
     /// its argument.
-    pub fn intrinsic(&self) -> Option<(&str, &Node)> {
+    pub(crate) fn intrinsic(&self) -> Option<(&str, &Node)> {
         if let Some(t) = &self.tag {
             return Some((t, self));
         }
@@ -123,7 +123,7 @@ impl Node {
 
     /// The node as YAML-ish text for a comment or a message, cut at about
     /// `limit` characters (a shared alias is never walked past that).
-    pub fn show(&self, limit: usize) -> String {
+    pub(crate) fn show(&self, limit: usize) -> String {
         let mut out = String::new();
         self.show_into(&mut out, limit);
         if out.len() > limit {
@@ -192,7 +192,7 @@ impl Node {
 
 /// Decodes `bytes` (UTF-8; a BOM is skipped) and parses its first
 /// document; an empty file is a null node.
-pub fn load(bytes: &[u8]) -> Result<Arc<Node>, YamlError> {
+pub(crate) fn load(bytes: &[u8]) -> Result<Arc<Node>, YamlError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let good = &bytes[..e.valid_up_to()];

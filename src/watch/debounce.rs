@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// What one event contributes to a batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// Absolute paths, none of them ignored.
     pub paths: Vec<PathBuf>,
     /// The kernel's event queue overflowed: anything may have changed.
@@ -28,7 +28,7 @@ pub struct Change {
 
 /// The changes gathered for one rebuild.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub paths: BTreeSet<PathBuf>,
     pub rescan: bool,
     pub structural: bool,
@@ -44,7 +44,7 @@ impl Batch {
 
 /// When a batch closes.
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
+pub(crate) struct Window {
     /// No change for this long closes the batch (`--debounce-ms`).
     pub quiet: Duration,
     /// A stream of changes that never goes quiet is cut this long after its
@@ -54,7 +54,7 @@ pub struct Window {
 
 /// One batch being gathered.
 #[derive(Debug)]
-pub struct Debouncer {
+pub(crate) struct Debouncer {
     window: Window,
     /// (first, last) change of the open batch.
     open: Option<(Instant, Instant)>,
@@ -62,7 +62,7 @@ pub struct Debouncer {
 }
 
 impl Debouncer {
-    pub fn new(window: Window) -> Debouncer {
+    pub(crate) fn new(window: Window) -> Debouncer {
         Debouncer {
             window,
             open: None,
@@ -71,7 +71,7 @@ impl Debouncer {
     }
 
     /// Adds a change seen at `at`.
-    pub fn add(&mut self, change: Change, at: Instant) {
+    pub(crate) fn add(&mut self, change: Change, at: Instant) {
         let first = self.open.map_or(at, |(first, _)| first);
         self.open = Some((first, at.max(first)));
         self.batch.add(change);
@@ -79,14 +79,14 @@ impl Debouncer {
 
     /// When the open batch closes if nothing else arrives; `None` when no
     /// batch is open (wait as long as it takes).
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.open.map(|(first, last)| {
             (last + self.window.quiet).min(first + self.window.max.max(self.window.quiet))
         })
     }
 
     /// The open batch, if it is due at `now`; it is then closed.
-    pub fn take_due(&mut self, now: Instant) -> Option<Batch> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Batch> {
         if self.deadline()? <= now {
             self.take()
         } else {
@@ -102,7 +102,7 @@ impl Debouncer {
 }
 
 /// What a message from the watcher means for the batch.
-pub enum Step {
+pub(crate) enum Step {
     /// Stop watching.
     Stop,
     /// Nothing to rebuild for (dropped by the filter, or a warning).
@@ -115,7 +115,7 @@ pub enum Step {
 /// batch with changes already known (a rebuild a save interrupted: it is
 /// tried again after the next quiet period, events or not). `None` means
 /// stop (asked to, or nothing can arrive any more).
-pub fn next_batch<M>(
+pub(crate) fn next_batch<M>(
     rx: &Receiver<M>,
     window: Window,
     carry: Option<Batch>,

@@ -15,7 +15,7 @@ use super::debounce::Change;
 use crate::exclusions;
 use crate::manifest::Plan;
 
-pub struct Filter {
+pub(crate) struct Filter {
     /// lambda.toml's directory: names are judged relative to it.
     project_dir: PathBuf,
     /// (device, inode) of our stdout/stderr when they are regular files.
@@ -23,7 +23,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(project_dir: PathBuf) -> Filter {
+    pub(crate) fn new(project_dir: PathBuf) -> Filter {
         Filter {
             project_dir,
             own_logs: own_log_files(),
@@ -33,7 +33,7 @@ impl Filter {
     /// What the event contributes to a batch; `None` when nothing.
     /// `plans` are the artifacts of the last manifest that loaded (for
     /// their output paths).
-    pub fn change(&self, event: Event, plans: &[Plan]) -> Option<Change> {
+    pub(crate) fn change(&self, event: Event, plans: &[Plan]) -> Option<Change> {
         // Opening or reading a file (as every build does) is no change; a
         // close after writing is kept (it ends a save).
         if event.kind.is_access()
@@ -93,7 +93,7 @@ fn is_output(plan: &Plan, path: &Path) -> bool {
 /// lbuild's and VCS state, byte-code, lbuild's temporary zips, and the
 /// temporary files editors write while saving. `rel` is relative to the
 /// project directory when the path is inside it.
-pub fn ignored_name(rel: &Path) -> bool {
+pub(crate) fn ignored_name(rel: &Path) -> bool {
     if rel.components().any(|c| {
         c.as_os_str().to_str().is_some_and(|s| {
             exclusions::PRUNED_DIRS.contains(&s) || exclusions::TOOL_DIRS.contains(&s)
@@ -126,7 +126,7 @@ fn own_log_files() -> Vec<(u64, u64)> {
 }
 
 /// A watch error that only says the path is gone (deleted meanwhile).
-pub fn vanished(e: &notify::Error) -> bool {
+pub(crate) fn vanished(e: &notify::Error) -> bool {
     match &e.kind {
         notify::ErrorKind::PathNotFound | notify::ErrorKind::WatchNotFound => true,
         notify::ErrorKind::Io(io) => io.kind() == std::io::ErrorKind::NotFound,

@@ -47,14 +47,14 @@
 //!   temp file and renamed, the cache uses SQLite transactions). A second
 //!   signal exits at once.
 
-pub mod debounce;
+pub(crate) mod debounce;
 #[cfg(feature = "aws")]
 mod deploy;
-pub mod filter;
-pub mod output;
-pub mod poll;
+pub(crate) mod filter;
+pub(crate) mod output;
+pub(crate) mod poll;
 mod session;
-pub mod targets;
+pub(crate) mod targets;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -75,13 +75,13 @@ use output::Stream;
 use session::Session;
 
 /// How often `--poll` stats the watched directories ([`poll::StatPoller`]).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Events that never go quiet still get a rebuild this often.
-pub const MAX_BATCH_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const MAX_BATCH_WAIT: Duration = Duration::from_secs(1);
 
 /// What `lbuild watch` is asked to do (the CLI's flags, as plain values).
 #[derive(Debug, Clone)]
-pub struct WatchOptions {
+pub(crate) struct WatchOptions {
     /// The lambda.toml to build and follow.
     pub manifest: PathBuf,
     /// Stat the directories on a timer instead of native events.
@@ -128,7 +128,7 @@ enum Msg {
 }
 
 /// Runs `lbuild watch` until SIGINT/SIGTERM (or until stdout is closed).
-pub fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
+pub(crate) fn run(options: &WatchOptions, reporter: &Reporter) -> crate::Result<()> {
     let manifest_path = manifest_location(&options.manifest)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));

@@ -18,10 +18,10 @@ use crate::stages::Status;
 const SHOWN_PATHS: usize = 3;
 
 /// When a line was written, in the local time zone.
-pub struct Stamp(ZonedDateTime);
+pub(crate) struct Stamp(ZonedDateTime);
 
 impl Stamp {
-    pub fn now() -> Stamp {
+    pub(crate) fn now() -> Stamp {
         // Only a clock outside years -9999..9999 fails; then the epoch.
         Stamp(
             ZonedDateTime::try_from(std::time::SystemTime::now()).unwrap_or_else(|_| {
@@ -48,7 +48,7 @@ impl Stamp {
 
 /// A failed build (or a manifest that does not load).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub error: String,
     pub hint: Option<String>,
 }
@@ -63,13 +63,13 @@ impl From<&crate::Error> for Failure {
 }
 
 /// What a re-check found.
-pub enum Found {
+pub(crate) enum Found {
     Built(BuildOutcome),
     Failed(Failure),
 }
 
 /// One re-check, to be reported.
-pub struct Recheck<'a> {
+pub(crate) struct Recheck<'a> {
     pub stamp: Stamp,
     pub initial: bool,
     /// The batch's paths, relative to lambda.toml's directory.
@@ -87,14 +87,14 @@ pub struct Recheck<'a> {
     pub artifact: Option<&'a str>,
 }
 
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// The text to print for `r` (without the final newline), and where; `None`
 /// when nothing is said.
-pub fn render(r: &Recheck, mode: Mode, verbose: bool) -> Option<(Stream, String)> {
+pub(crate) fn render(r: &Recheck, mode: Mode, verbose: bool) -> Option<(Stream, String)> {
     if !r.news && !verbose {
         return None;
     }
@@ -200,7 +200,7 @@ struct FailedLine<'a> {
 
 /// What one `--deploy` after a rebuild did.
 #[cfg(feature = "aws")]
-pub enum Deployed<'a> {
+pub(crate) enum Deployed<'a> {
     Done(&'a DeployReport),
     /// The deploy failed; nothing says how far it got (the next one
     /// compares CodeSha256 again). `functions`/`layers`: AWS names tried.
@@ -217,7 +217,7 @@ pub enum Deployed<'a> {
 /// report's fields under `deploy`. A layer found unchanged (deployed only to
 /// resolve a function's layer list) is shown on the initial deploy only.
 #[cfg(feature = "aws")]
-pub fn render_deploy(
+pub(crate) fn render_deploy(
     stamp: &Stamp,
     deployed: &Deployed,
     initial: bool,

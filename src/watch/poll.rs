@@ -138,7 +138,7 @@ impl Shared {
 }
 
 /// Stats every watched directory's entries each interval.
-pub struct StatPoller {
+pub(crate) struct StatPoller {
     shared: Arc<Shared>,
 }
 

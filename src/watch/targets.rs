@@ -18,19 +18,19 @@ use crate::stages::{config, deps, sources};
 use crate::watch_root::WatchRoot;
 
 /// The roots of one loaded manifest.
-pub struct Targets {
+pub(crate) struct Targets {
     manifest_path: PathBuf,
     roots: Vec<WatchRoot>,
 }
 
 impl Targets {
     #[cfg(test)]
-    pub fn of(plan: &Plan) -> Targets {
+    pub(crate) fn of(plan: &Plan) -> Targets {
         Targets::of_all(std::slice::from_ref(plan))
     }
 
     /// What every artifact of a workspace reads.
-    pub fn of_all(plans: &[Plan]) -> Targets {
+    pub(crate) fn of_all(plans: &[Plan]) -> Targets {
         let mut roots = Vec::new();
         for plan in plans {
             roots.extend(sources::watch_roots(plan));
@@ -48,7 +48,7 @@ impl Targets {
 
     /// The directories to watch (each non-recursively), lambda.toml's
     /// directory excepted (the caller always adds it).
-    pub fn dirs(&self) -> BTreeSet<PathBuf> {
+    pub(crate) fn dirs(&self) -> BTreeSet<PathBuf> {
         let mut dirs = BTreeSet::new();
         for root in &self.roots {
             if root.recursive {
@@ -61,19 +61,19 @@ impl Targets {
     }
 
     /// Whether `path` is one of the files a build reads.
-    pub fn is_input(&self, path: &Path) -> bool {
+    pub(crate) fn is_input(&self, path: &Path) -> bool {
         path == self.manifest_path || self.roots.iter().any(|r| r.is_input(path))
     }
 
     /// Whether a change to `path` can change what is watched (lambda.toml,
     /// or a file that names other inputs, as requirements files do).
-    pub fn replans_on(&self, path: &Path) -> bool {
+    pub(crate) fn replans_on(&self, path: &Path) -> bool {
         path == self.manifest_path || self.roots.iter().any(|r| r.replans_on(path))
     }
 }
 
 /// Adds `dir`, or its nearest existing ancestor when it does not exist yet.
-pub fn add_dir(dirs: &mut BTreeSet<PathBuf>, dir: &Path) {
+pub(crate) fn add_dir(dirs: &mut BTreeSet<PathBuf>, dir: &Path) {
     let mut d = dir;
     while !d.is_dir() {
         match d.parent() {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const HELLO_MANIFEST: &str = r#"[function]
+pub(crate) const HELLO_MANIFEST: &str = r#"[function]
 name = "hello"
 handler = "app.handler"
 runtime = "python3.12"
@@ -15,7 +15,7 @@ runtime = "python3.12"
 files = ["config/*.json"]
 "#;
 
-pub struct TestProject {
+pub(crate) struct TestProject {
     pub dir: tempfile::TempDir,
     /// This project's own machine store (`LBUILD_STORE`), so tests never
     /// share compressed entries or trees unless they ask to.
@@ -23,13 +23,13 @@ pub struct TestProject {
 }
 
 /// The lbuild binary under test.
-pub fn lbuild_bin() -> PathBuf {
+pub(crate) fn lbuild_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lbuild"))
 }
 
 /// A command with a scrubbed environment: no user config, fixed locale and
 /// time zone, no SOURCE_DATE_EPOCH, no cache dir override.
-pub fn hermetic(cmd: &mut Command) -> &mut Command {
+pub(crate) fn hermetic(cmd: &mut Command) -> &mut Command {
     // Never the user's machine store (a TestProject sets its own).
     let store = std::env::temp_dir().join(format!("lbuild-test-store-{}", std::process::id()));
     cmd.env_remove("SOURCE_DATE_EPOCH")
@@ -50,7 +50,7 @@ pub fn hermetic(cmd: &mut Command) -> &mut Command {
 /// Boxes the installers in: caches under `caches`, no user config, no
 /// Python downloads, and no index or resolution settings from the machine's
 /// environment (this machine sets PIP_FIND_LINKS, for one).
-pub fn box_installers<'a>(cmd: &'a mut Command, caches: &Path) -> &'a mut Command {
+pub(crate) fn box_installers<'a>(cmd: &'a mut Command, caches: &Path) -> &'a mut Command {
     cmd.env("UV_CACHE_DIR", caches.join("uv"))
         .env("PIP_CACHE_DIR", caches.join("pip"))
         .env("UV_NO_CONFIG", "1")
@@ -67,7 +67,7 @@ pub fn box_installers<'a>(cmd: &'a mut Command, caches: &Path) -> &'a mut Comman
 
 impl TestProject {
     /// An empty project.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         TestProject {
             dir: tempfile::Builder::new()
                 .prefix("lbuild-test-")
@@ -81,7 +81,7 @@ impl TestProject {
     }
 
     /// The hello project: handler, helper module and one config file.
-    pub fn hello() -> Self {
+    pub(crate) fn hello() -> Self {
         let p = Self::empty();
         p.write("lambda.toml", HELLO_MANIFEST);
         p.write(
@@ -93,26 +93,26 @@ impl TestProject {
         p
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn write(&self, rel: &str, contents: &str) {
+    pub(crate) fn write(&self, rel: &str, contents: &str) {
         self.write_bytes(rel, contents.as_bytes())
     }
 
-    pub fn write_bytes(&self, rel: &str, contents: &[u8]) {
+    pub(crate) fn write_bytes(&self, rel: &str, contents: &[u8]) {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
     }
 
-    pub fn remove(&self, rel: &str) {
+    pub(crate) fn remove(&self, rel: &str) {
         std::fs::remove_file(self.path().join(rel)).unwrap();
     }
 
     /// Sets a file's mtime to `secs` after the epoch.
-    pub fn set_mtime(&self, rel: &str, secs: u64) {
+    pub(crate) fn set_mtime(&self, rel: &str, secs: u64) {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
         std::fs::File::options()
             .write(true)
@@ -122,7 +122,7 @@ impl TestProject {
             .unwrap();
     }
 
-    pub fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(lbuild_bin());
         hermetic(&mut c)
             .current_dir(self.path())
@@ -131,12 +131,12 @@ impl TestProject {
     }
 
     /// Runs lbuild with `args`, returning the raw output.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
     /// Runs `lbuild --json` and expects success; returns the parsed JSON.
-    pub fn build_json(&self) -> serde_json::Value {
+    pub(crate) fn build_json(&self) -> serde_json::Value {
         let out = self.run(&["--json"]);
         assert_success(&out);
         serde_json::from_slice(&out.stdout)
@@ -144,7 +144,7 @@ impl TestProject {
     }
 
     /// Runs lbuild expecting failure; returns stderr.
-    pub fn fail(&self, args: &[&str]) -> String {
+    pub(crate) fn fail(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             !out.status.success(),
@@ -154,17 +154,17 @@ impl TestProject {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    pub fn zip_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn zip_path(&self, name: &str) -> PathBuf {
         self.path().join("dist").join(format!("{name}.zip"))
     }
 
-    pub fn zip_bytes(&self, name: &str) -> Vec<u8> {
+    pub(crate) fn zip_bytes(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.zip_path(name)).unwrap()
     }
 }
 
 /// Stage statuses from a `--json` build, by name: "ran" | "cached" | "skipped".
-pub fn statuses(json: &serde_json::Value) -> Vec<(String, String)> {
+pub(crate) fn statuses(json: &serde_json::Value) -> Vec<(String, String)> {
     json["stages"]
         .as_array()
         .unwrap()
@@ -178,7 +178,7 @@ pub fn statuses(json: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn status_of(json: &serde_json::Value, stage: &str) -> String {
+pub(crate) fn status_of(json: &serde_json::Value, stage: &str) -> String {
     statuses(json)
         .into_iter()
         .find(|(n, _)| n == stage)
@@ -186,7 +186,7 @@ pub fn status_of(json: &serde_json::Value, stage: &str) -> String {
         .unwrap_or_else(|| panic!("no stage {stage} in {json}"))
 }
 
-pub fn stage_details<'a>(json: &'a serde_json::Value, stage: &str) -> &'a serde_json::Value {
+pub(crate) fn stage_details<'a>(json: &'a serde_json::Value, stage: &str) -> &'a serde_json::Value {
     &json["stages"]
         .as_array()
         .unwrap()
@@ -196,7 +196,7 @@ pub fn stage_details<'a>(json: &'a serde_json::Value, stage: &str) -> &'a serde_
 }
 
 /// Reads a zip back with Python's zipfile: one JSON object per entry.
-pub fn python_entries(zip: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn python_entries(zip: &Path) -> Vec<serde_json::Value> {
     let script = r#"
 import json, sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
@@ -226,7 +226,7 @@ print(json.dumps(dict(entries=out, comment=z.comment.hex())))
     v["entries"].as_array().unwrap().clone()
 }
 
-pub fn entry_names(zip: &Path) -> Vec<String> {
+pub(crate) fn entry_names(zip: &Path) -> Vec<String> {
     python_entries(zip)
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
@@ -234,7 +234,7 @@ pub fn entry_names(zip: &Path) -> Vec<String> {
 }
 
 /// Asserts a command succeeded, showing its stderr if not.
-pub fn assert_success(out: &Output) {
+pub(crate) fn assert_success(out: &Output) {
     assert!(
         out.status.success(),
         "command failed ({}):\n{}",
@@ -244,7 +244,7 @@ pub fn assert_success(out: &Output) {
 }
 
 /// `unzip -t` must report no errors.
-pub fn unzip_test(zip: &Path) {
+pub(crate) fn unzip_test(zip: &Path) {
     let out = Command::new("unzip").arg("-t").arg(zip).output().unwrap();
     assert!(
         out.status.success(),
@@ -253,7 +253,7 @@ pub fn unzip_test(zip: &Path) {
     );
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
         .iter()

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 
-pub struct Moto {
+pub(crate) struct Moto {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
@@ -23,14 +23,14 @@ pub struct Moto {
 
 /// One request moto served.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// The path without the query, e.g. `/2015-03-31/functions/hello/code`.
     pub path: String,
 }
 
 impl Request {
-    pub fn is_write(&self) -> bool {
+    pub(crate) fn is_write(&self) -> bool {
         !matches!(self.method.as_str(), "GET" | "HEAD")
     }
 }
@@ -51,13 +51,13 @@ fn free_port() -> u16 {
 
 impl Moto {
     /// Starts moto, recording requests, and waits until it answers.
-    pub fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         Self::launch(true)
     }
 
     /// Starts moto without the request recording, which breaks moto's
     /// signature checks (needed by [`Moto::restricted_user`]).
-    pub fn start_unrecorded() -> Moto {
+    pub(crate) fn start_unrecorded() -> Moto {
         Self::launch(false)
     }
 
@@ -105,13 +105,13 @@ impl Moto {
         panic!("moto did not start: {last_err}");
     }
 
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Points `cmd` at this moto with dummy credentials and nothing from
     /// the machine's AWS configuration.
-    pub fn aws_env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+    pub(crate) fn aws_env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
         no_aws_env(cmd, self.dir.path())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -122,7 +122,7 @@ impl Moto {
 
     /// Runs a boto3 script against moto; `args` are in `sys.argv[1:]`.
     /// Returns what it printed on stdout, parsed as JSON.
-    pub fn boto3(&self, script: &str, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn boto3(&self, script: &str, args: &[&str]) -> serde_json::Value {
         let prelude = "import boto3, io, json, sys, zipfile\n\
                        lam = boto3.client('lambda')\n\
                        s3 = boto3.client('s3')\n\
@@ -145,7 +145,7 @@ impl Moto {
 
     /// Creates an IAM role and a function with a placeholder zip, as a
     /// Terraform configuration with a placeholder package would.
-    pub fn create_function(&self, name: &str, runtime: &str, architecture: &str) {
+    pub(crate) fn create_function(&self, name: &str, runtime: &str, architecture: &str) {
         self.boto3(
             r#"
 name, runtime, arch = sys.argv[1:4]
@@ -167,7 +167,7 @@ lam.create_function(FunctionName=name, Runtime=runtime, Role=role, Handler='app.
     }
 
     /// The function's configuration (GetFunction's `Configuration`).
-    pub fn function(&self, name: &str) -> serde_json::Value {
+    pub(crate) fn function(&self, name: &str) -> serde_json::Value {
         self.boto3(
             "print(json.dumps(lam.get_function(FunctionName=sys.argv[1])['Configuration'], default=str))",
             &[name],
@@ -181,7 +181,7 @@ lam.create_function(FunctionName=name, Runtime=runtime, Role=role, Handler='app.
     /// requests differently from the SDKs, so enforced GETs fail with
     /// SignatureDoesNotMatch: let the reads before the write under test
     /// through with `free`.)
-    pub fn restricted_user(&self, actions: &[&str], free: u32) -> (String, String) {
+    pub(crate) fn restricted_user(&self, actions: &[&str], free: u32) -> (String, String) {
         let v = self.boto3(
             r#"
 import urllib.request
@@ -205,7 +205,7 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
     /// Ends [`Moto::restricted_user`]'s enforcement: the next million
     /// requests go through unchecked (to read back state as the test's
     /// admin).
-    pub fn unrestrict(&self) {
+    pub(crate) fn unrestrict(&self) {
         self.boto3(
             "import urllib.request\n\
              urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'1000000', method='POST', headers={'Content-Type': 'text/plain'}))",
@@ -213,12 +213,12 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
         );
     }
 
-    pub fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         self.boto3("s3.create_bucket(Bucket=sys.argv[1])", &[bucket]);
     }
 
     /// Keys in a bucket.
-    pub fn keys(&self, bucket: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, bucket: &str) -> Vec<String> {
         let v = self.boto3(
             "print(json.dumps([o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1]).get('Contents', [])]))",
             &[bucket],
@@ -235,12 +235,12 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
     }
 
     /// Forgets the requests recorded so far.
-    pub fn reset_recording(&self) {
+    pub(crate) fn reset_recording(&self) {
         std::fs::write(self.recording_path(), "").unwrap();
     }
 
     /// The requests served since the last reset (bodies are not kept).
-    pub fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         let Ok(file) = std::fs::File::open(self.recording_path()) else {
             return Vec::new();
         };
@@ -265,7 +265,7 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
     }
 
     /// The write requests (anything but GET and HEAD) since the last reset.
-    pub fn writes(&self) -> Vec<Request> {
+    pub(crate) fn writes(&self) -> Vec<Request> {
         self.requests()
             .into_iter()
             .filter(|r| r.is_write())
@@ -276,7 +276,7 @@ print(json.dumps([key['AccessKeyId'], key['SecretAccessKey']]))
 /// Removes every AWS setting of the machine from `cmd`, so that only what a
 /// test sets counts (config files under `dir`, which do not exist, and no
 /// instance metadata lookups).
-pub fn no_aws_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+pub(crate) fn no_aws_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     for (k, _) in std::env::vars_os() {
         if let Some(k) = k.to_str()
             && k.starts_with("AWS_")
@@ -302,7 +302,7 @@ impl Drop for Moto {
 /// An endpoint that accepts connections and never answers (a hung proxy):
 /// its URL. The listener and the accepted sockets live as long as the
 /// test process.
-pub fn silent_endpoint() -> String {
+pub(crate) fn silent_endpoint() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

@@ -16,8 +16,8 @@ use crate::store::{
 };
 
 /// A fixed key pair for the tests (made with `lbuild cache keygen test-ci`).
-pub const CI_PUBLIC: &str = "test-ci:dX4EkSEIMSnOEVhU2S7uFO0gA2yDm6jQVOUaNrs+tNg=";
-pub const CI_SECRET: &str = "test-ci:NlxtR51IKtmuVj5sXWAgYps66q9dSY4PnM6h7hBVQqJ1fgSRIQgxKc4RWFTZLu4U7SADbIObqNBU5Ro2uz602A==";
+pub(crate) const CI_PUBLIC: &str = "test-ci:dX4EkSEIMSnOEVhU2S7uFO0gA2yDm6jQVOUaNrs+tNg=";
+pub(crate) const CI_SECRET: &str = "test-ci:NlxtR51IKtmuVj5sXWAgYps66q9dSY4PnM6h7hBVQqJ1fgSRIQgxKc4RWFTZLu4U7SADbIObqNBU5Ro2uz602A==";
 /// Another writer's key, trusted by nobody here.
 const OTHER_SECRET: &str = "test-other:3uSTIs1XJRKeh6JR2TJGz4hN4CKVZ+hrMbwD60YCU+X2cJup5Q7jv3dhYdN6ZKJI6RzU/QQP7ApNSPwoKXjj4g==";
 

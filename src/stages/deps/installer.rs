@@ -84,7 +84,7 @@ fn binary_fingerprint(program: &Path) -> Option<crate::entry::Hash> {
 
 /// Where and for what the wheels must run.
 #[derive(Debug, Clone, Copy)]
-pub struct Target {
+pub(crate) struct Target {
     pub runtime: Runtime,
     pub arch: Architecture,
 }
@@ -94,12 +94,12 @@ pub struct Target {
 const UV_GLIBC_LEVELS: &[u32] = &[17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40];
 
 impl Target {
-    pub fn glibc_minor(self) -> u32 {
+    pub(crate) fn glibc_minor(self) -> u32 {
         self.runtime.glibc().1
     }
 
     /// "python3.12 x86_64 manylinux_2_34"
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         let (major, minor) = self.runtime.glibc();
         format!(
             "{} {} manylinux_{major}_{minor}",
@@ -115,7 +115,7 @@ impl Target {
     /// 2_5) next to their level. pip (23.x at least) does not expand
     /// `--platform manylinux_2_34_x86_64` to older levels by itself: given
     /// only that tag it refuses a manylinux2014 wheel.
-    pub fn pip_platforms(self) -> Vec<String> {
+    pub(crate) fn pip_platforms(self) -> Vec<String> {
         let m = self.arch.manylinux_machine();
         let oldest = match self.arch {
             Architecture::X86_64 => 5,
@@ -136,7 +136,7 @@ impl Target {
 
     /// uv's `--python-platform`: the highest level uv knows that the
     /// runtime's glibc satisfies.
-    pub fn uv_platform(self) -> String {
+    pub(crate) fn uv_platform(self) -> String {
         format!(
             "{}-manylinux_2_{}",
             self.arch.manylinux_machine(),
@@ -155,14 +155,14 @@ impl Target {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Uv,
     Pip,
 }
 
 /// A working installer, found on this machine.
 #[derive(Debug, Clone)]
-pub struct Installer {
+pub(crate) struct Installer {
     pub kind: Kind,
     program: PathBuf,
     /// "uv 0.13.9 (x86_64-unknown-linux-gnu)" or "pip 23.2.1 (python 3.11)".
@@ -172,7 +172,7 @@ pub struct Installer {
 }
 
 /// The first executable `name` on PATH.
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -207,7 +207,7 @@ impl UvProblem {
 /// project's directory, where they will run): a version manager's shim
 /// picks its program by the directory's `.python-version` or
 /// `.tool-versions`.
-pub fn detect(
+pub(crate) fn detect(
     choice: InstallerChoice,
     cache: &Cache,
     cwd: &Path,
@@ -561,7 +561,7 @@ fn pip(cwd: &Path) -> Result<Installer, String> {
 }
 
 impl Installer {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self.kind {
             Kind::Uv => "uv",
             Kind::Pip => "pip",
@@ -571,7 +571,7 @@ impl Installer {
     /// The environment variables through which this installer takes index
     /// and resolution options (they change what gets installed, so they
     /// join the key).
-    pub fn index_env_vars(&self) -> &'static [&'static str] {
+    pub(crate) fn index_env_vars(&self) -> &'static [&'static str] {
         match self.kind {
             Kind::Uv => UV_KEYED_ENV,
             Kind::Pip => PIP_KEYED_ENV,
@@ -579,7 +579,7 @@ impl Installer {
     }
 
     /// The full command line for installing `requirements` into `dir`.
-    pub fn command(
+    pub(crate) fn command(
         &self,
         target: Target,
         requirements: &Path,
@@ -630,7 +630,12 @@ impl Installer {
     /// The command that builds the package in `src` (a directory or an
     /// sdist) into one wheel in `out`, with its own build backend (from the
     /// same indexes as the install).
-    pub fn build_wheel_command(&self, src: &Path, out: &Path, index_args: &[String]) -> Command {
+    pub(crate) fn build_wheel_command(
+        &self,
+        src: &Path,
+        out: &Path,
+        index_args: &[String],
+    ) -> Command {
         let mut cmd = Command::new(&self.program);
         match self.kind {
             Kind::Uv => {
@@ -652,7 +657,7 @@ impl Installer {
 
     /// Runs the install; on failure the error names the package (best
     /// effort) and the target, with the installer's own message.
-    pub fn install(
+    pub(crate) fn install(
         &self,
         target: Target,
         requirements: &Path,
@@ -842,7 +847,7 @@ fn requirement_name(requirement: &str) -> &str {
 }
 
 /// The package an installer complains about, from its message (best effort).
-pub fn culprit(output: &str) -> Option<String> {
+pub(crate) fn culprit(output: &str) -> Option<String> {
     let clean = |s: &str| {
         s.trim_matches(|c: char| {
             c == '`' || c == '\'' || c == '"' || c == ',' || c == '.' || c == ':'

@@ -24,13 +24,13 @@
 mod error;
 mod find_links;
 mod install;
-pub mod installer;
+pub(crate) mod installer;
 mod key;
-pub mod lockfile;
-pub mod normalize;
+pub(crate) mod lockfile;
+pub(crate) mod normalize;
 mod remote_tree;
-pub mod requirements;
-pub mod suspect;
+pub(crate) mod requirements;
+pub(crate) mod suspect;
 mod tree_store;
 mod watch_roots;
 
@@ -51,12 +51,12 @@ use tree_store::{
     still_installed, usable,
 };
 
-pub use error::{DepsError, InstallFailure};
-pub use remote_tree::upload_remote;
-pub use tree_store::{keep_tree_zip, key_dir, tree_dir};
-pub use watch_roots::watch_roots;
+pub(crate) use error::{DepsError, InstallFailure};
+pub(crate) use remote_tree::upload_remote;
+pub(crate) use tree_store::{keep_tree_zip, key_dir, tree_dir};
+pub(crate) use watch_roots::watch_roots;
 
-pub const NAME: &str = "deps";
+pub(crate) const NAME: &str = "deps";
 
 /// Bump when [`normalize`] changes what it leaves in a tree: installed
 /// trees of older versions are then not reused. 2: a wheel's `.env*`
@@ -66,7 +66,7 @@ const NORMALIZE_VERSION: u32 = 2;
 /// The deps stage's result, for the package key and (when the zip must be
 /// written) its entries.
 #[derive(Debug)]
-pub enum DepsTree {
+pub(crate) enum DepsTree {
     /// The function has no `[dependencies]`.
     None,
     /// Entries known: just installed (under deps key `key`).
@@ -90,7 +90,7 @@ pub enum DepsTree {
 
 impl DepsTree {
     /// What the package key takes: the tree's digest (None without deps).
-    pub fn digest(&self) -> Option<Hash> {
+    pub(crate) fn digest(&self) -> Option<Hash> {
         match self {
             DepsTree::None => None,
             DepsTree::Ready { digest, .. } | DepsTree::Unverified { digest, .. } => Some(*digest),
@@ -100,7 +100,7 @@ impl DepsTree {
 
 /// The deps tree with its entries, ready to be packaged.
 #[derive(Debug, Default)]
-pub struct ReadyDeps {
+pub(crate) struct ReadyDeps {
     /// None when the function has no `[dependencies]`.
     pub digest: Option<Hash>,
     pub entries: Vec<Entry>,
@@ -116,7 +116,7 @@ pub struct ReadyDeps {
 
 /// An installed machine-store tree that [`keep_tree_zip`] may keep as a zip.
 #[derive(Debug, Clone, Copy)]
-pub struct KeepTree {
+pub(crate) struct KeepTree {
     key: Hash,
     /// A kept zip was found and used as this build's tree zip.
     kept: bool,
@@ -126,7 +126,7 @@ pub struct KeepTree {
 /// against its record and, if it changed since it was installed, installed
 /// again (the returned report then replaces the stage's, and the digest
 /// may differ: the caller keys the package on the returned one).
-pub fn ready(
+pub(crate) fn ready(
     tree: DepsTree,
     plan: &Plan,
     cache: &mut Cache,
@@ -259,7 +259,7 @@ pub fn ready(
 
 /// Installs the tree again, whatever is recorded or stored (the one found
 /// was suspect, see [`suspect`]).
-pub fn install_again(
+pub(crate) fn install_again(
     plan: &Plan,
     cache: &mut Cache,
     cx: &BuildContext,
@@ -292,7 +292,7 @@ pub fn install_again(
 
 /// Runs the deps stage: installs the tree unless its key is recorded, in
 /// which case the tree is returned unverified (see [`ready`]).
-pub fn run(
+pub(crate) fn run(
     plan: &Plan,
     cache: &mut Cache,
     cx: &BuildContext,

@@ -29,7 +29,7 @@ const TOP_LEVEL_LEFTOVERS: &[&str] = &["bin", ".lock"];
 
 /// What normalising did.
 #[derive(Debug, Default, Clone)]
-pub struct Normalized {
+pub(crate) struct Normalized {
     /// `name==version` of each distribution left in the tree, sorted.
     pub distributions: Vec<String>,
     /// `name==version` of each distribution removed by `exclude`.
@@ -41,7 +41,7 @@ pub struct Normalized {
 }
 
 /// PEP 503: lower case, runs of `-`, `_`, `.` become one `-`.
-pub fn canonical_name(name: &str) -> String {
+pub(crate) fn canonical_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut sep = false;
     for c in name.trim().chars() {
@@ -73,7 +73,7 @@ fn io_err(source: std::io::Error) -> DepsError {
 }
 
 /// Normalises `tree` in place (see the module docs).
-pub fn normalize(tree: &Path, exclude: &[String]) -> Result<Normalized, DepsError> {
+pub(crate) fn normalize(tree: &Path, exclude: &[String]) -> Result<Normalized, DepsError> {
     let mut report = Normalized::default();
     let dists = distributions(tree)?;
 

@@ -21,7 +21,7 @@ use crate::store::{MachineStore, TREE_RECORD};
 /// The names of a tree's objects in the remote store: its record (files,
 /// hashes, modes; no times) and its files as compressed entries for these
 /// archive settings.
-pub fn remote_names(key: &Hash, settings: &crate::archive::Settings) -> (String, String) {
+pub(super) fn remote_names(key: &Hash, settings: &crate::archive::Settings) -> (String, String) {
     let hex = key.to_hex();
     (
         format!("deps/{hex}.json"),
@@ -139,7 +139,7 @@ pub(super) fn fetch_remote(
 /// left out) and a zip of its files written by lbuild's own writer from
 /// the machine store's compressed entries (so nothing is compressed
 /// again). Best effort.
-pub fn upload_remote(
+pub(crate) fn upload_remote(
     remote: &dyn RemoteStore,
     plan: &Plan,
     store: &MachineStore,

@@ -29,11 +29,11 @@ use super::DepsError;
 use super::normalize::canonical_name;
 
 /// The largest requirements file read (a real one is a few KiB).
-pub const MAX_FILE_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// One requirements file that feeds the install.
 #[derive(Debug, Clone)]
-pub struct RequirementsFile {
+pub(crate) struct RequirementsFile {
     pub path: PathBuf,
     /// BLAKE3 of the file's bytes (and, when it uses `${VAR}`, of its
     /// lines as expanded).
@@ -42,7 +42,7 @@ pub struct RequirementsFile {
 
 /// A requirement line that is not pinned to one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unpinned {
+pub(crate) struct Unpinned {
     pub path: PathBuf,
     pub line: usize,
     pub requirement: String,
@@ -50,7 +50,7 @@ pub struct Unpinned {
 
 /// What the deps stage needs to know about the requirements.
 #[derive(Debug, Default)]
-pub struct Requirements {
+pub(crate) struct Requirements {
     /// The top file first, then included files in the order met.
     pub files: Vec<RequirementsFile>,
     /// Index options found in the files, as `--option value`, in order.
@@ -80,7 +80,7 @@ const INDEX_OPTIONS: &[(&str, &str)] = &[
 ];
 
 /// Reads `top` and everything it includes.
-pub fn read(top: &Path) -> Result<Requirements, DepsError> {
+pub(crate) fn read(top: &Path) -> Result<Requirements, DepsError> {
     let mut reader = Reader::default();
     let top = std::path::absolute(top).unwrap_or_else(|_| top.to_path_buf());
     reader.visit(&top, None, false)?;
@@ -324,7 +324,7 @@ fn split_option(line: &str) -> (&str, Option<String>) {
 
 /// A find-links value that names a local directory (or file): a path,
 /// relative to `base`, or a `file:` URL. None for remote URLs.
-pub fn local_link(value: &str, base: &Path) -> Option<PathBuf> {
+pub(crate) fn local_link(value: &str, base: &Path) -> Option<PathBuf> {
     if let Some((scheme, _)) = pep508_rs::split_scheme(value)
         && scheme.len() > 1
     {
@@ -395,7 +395,7 @@ pub(super) fn read_regular_file(path: &Path, from: Option<At>) -> Result<Vec<u8>
 }
 
 /// "a directory", "a named pipe (fifo)", ...
-pub fn file_kind(t: &std::fs::FileType) -> &'static str {
+pub(crate) fn file_kind(t: &std::fs::FileType) -> &'static str {
     if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {

@@ -14,7 +14,7 @@ use crate::manifest::Plan;
 /// Why a tree not installed by this build cannot be packaged as it is
 /// (None: nothing against it). `deps` are its entries under the archive
 /// prefix; `others` the sources and config files.
-pub fn suspicion(deps: &[Entry], others: &[&[Entry]]) -> Option<String> {
+pub(crate) fn suspicion(deps: &[Entry], others: &[&[Entry]]) -> Option<String> {
     let names: std::collections::HashSet<&str> = others
         .iter()
         .flat_map(|v| v.iter())
@@ -33,7 +33,7 @@ pub fn suspicion(deps: &[Entry], others: &[&[Entry]]) -> Option<String> {
 
 /// Moves the suspect tree of deps key `key` (hex) aside and installs it
 /// here; returns the fresh tree with its stage report.
-pub fn install_instead(
+pub(crate) fn install_instead(
     plan: &Plan,
     cache: &mut crate::cache::Cache,
     cx: &BuildContext,

@@ -150,12 +150,12 @@ pub(super) fn at_tree(root: &Path, key: &Hash, files: &[RecordedFile]) -> Vec<En
 
 /// The directory of deps key `key` in a store rooted at `root`: the tree
 /// (`tree/`) and its record ([`TREE_RECORD`]).
-pub fn key_dir(root: &Path, key: &Hash) -> PathBuf {
+pub(crate) fn key_dir(root: &Path, key: &Hash) -> PathBuf {
     root.join("deps").join(key.to_hex().as_str())
 }
 
 /// Where the tree installed for deps key `key` lives.
-pub fn tree_dir(root: &Path, key: &Hash) -> PathBuf {
+pub(crate) fn tree_dir(root: &Path, key: &Hash) -> PathBuf {
     key_dir(root, key).join("tree")
 }
 
@@ -368,7 +368,7 @@ pub(super) fn installed_tree_zip(
 ///
 /// `package` is the package stage's details: a kept zip this build used
 /// is made again when an entry was rejected (it may be the one damaged).
-pub fn keep_tree_zip(
+pub(crate) fn keep_tree_zip(
     plan: &Plan,
     store: &MachineStore,
     cache: &Cache,

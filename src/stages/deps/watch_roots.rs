@@ -12,7 +12,7 @@ use crate::manifest::Plan;
 /// and requirements files), and the local wheels the requirements name.
 /// When the requirements cannot be read, the build says why; the top file
 /// is watched until it is fixed.
-pub fn watch_roots(plan: &Plan) -> Vec<crate::watch_root::WatchRoot> {
+pub(crate) fn watch_roots(plan: &Plan) -> Vec<crate::watch_root::WatchRoot> {
     use crate::manifest::normalize;
     use crate::watch_root::{WatchInputs, WatchRoot};
     let Some(deps) = &plan.deps else {

@@ -190,7 +190,7 @@ fn python_json(v: Option<&toml::Value>, out: &mut String) {
 /// absent and neither of the others has content), nested as `{"project":
 /// ..., "dependency-groups": ..., "tool": {"poetry": ...}}` when either
 /// has content, else the `[tool.poetry]` part alone.
-pub fn poetry_content_hash(pyproject: &toml::Table, with_dependency_groups: bool) -> String {
+pub(super) fn poetry_content_hash(pyproject: &toml::Table, with_dependency_groups: bool) -> String {
     const LEGACY: [&str; 4] = ["dependencies", "source", "extras", "dev-dependencies"];
     const PROJECT: [&str; 3] = ["requires-python", "dependencies", "optional-dependencies"];
     let empty = toml::Table::new();
@@ -356,7 +356,7 @@ fn short(hash: &str) -> &str {
 /// message saying how (None when it is current, or when the kind of lock
 /// records nothing to tell: a pylock.toml). A warning, or an error with
 /// `locked = true`. A pyproject.toml that cannot be read is an error.
-pub fn out_of_date(lock: &LockPlan) -> Result<Option<String>, DepsError> {
+pub(crate) fn out_of_date(lock: &LockPlan) -> Result<Option<String>, DepsError> {
     if lock.kind == LockKind::Poetry {
         return poetry_out_of_date(lock);
     }

@@ -20,7 +20,7 @@ use crate::stages::deps::DepsError;
 /// lock is parsed, not scanned for a spelling (`source = { directory =
 /// ... }` is also `[package.source]` with `directory = ...`); the key
 /// remembers the answer per lock content, so a no-op does not parse.
-pub fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
+pub(crate) fn local_paths(lock: &LockPlan) -> Result<Vec<PathBuf>, DepsError> {
     let bytes = crate::stages::deps::requirements::read_regular_file(&lock.path, None)?;
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return Ok(Vec::new()); // the install says why
@@ -107,7 +107,7 @@ const COMPILING_BACKENDS: &[&str] = &[
 /// Why the package in `dir` needs compilation, if it visibly does: a
 /// compiling build backend or build requirement in pyproject.toml, or
 /// extension modules in setup.py.
-pub fn needs_compilation(dir: &Path) -> Option<String> {
+pub(super) fn needs_compilation(dir: &Path) -> Option<String> {
     #[derive(Deserialize, Default)]
     #[serde(rename_all = "kebab-case")]
     struct BuildSystem {
@@ -154,7 +154,7 @@ pub fn needs_compilation(dir: &Path) -> Option<String> {
 /// key covers and what is copied out to build it. Its ignore files are
 /// honoured; VCS and tool directories, virtualenvs, byte-code and earlier
 /// build output (top-level `build/`, `dist/`, `*.egg-info/`) are left out.
-pub fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> {
+pub(crate) fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> {
     let walk = crate::walk::Walk {
         dir,
         names_from: dir,
@@ -178,7 +178,7 @@ pub fn local_package_files(dir: &Path) -> crate::Result<Vec<(String, PathBuf)>> 
 /// exactly the files keyed) or an sdist is built by `installer` with the
 /// package's own build backend. Only pure-Python packages: one that needs
 /// compilation would be built for the host, not for Lambda.
-pub fn build_local(
+pub(crate) fn build_local(
     p: &mut Pinned,
     lock: &LockPlan,
     installer: &crate::stages::deps::installer::Installer,

@@ -59,13 +59,13 @@ use super::installer::Target;
 use super::normalize::canonical_name;
 use crate::manifest::{LockKind, LockPlan};
 
-pub use fresh::out_of_date;
-pub use local::{build_local, local_package_files, local_paths};
-pub use pyproject::{pyproject_key, pyproject_requirements};
+pub(crate) use fresh::out_of_date;
+pub(crate) use local::{build_local, local_package_files, local_paths};
+pub(crate) use pyproject::{pyproject_key, pyproject_requirements};
 
 /// One package to install, pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pinned {
+pub(crate) struct Pinned {
     pub name: String,
     pub version: String,
     /// `sha256:HEX` (or another algorithm), as the installers take them.
@@ -77,21 +77,21 @@ pub struct Pinned {
 
 /// The packages the target needs, sorted by canonical name.
 #[derive(Debug, Default)]
-pub struct Selection {
+pub(crate) struct Selection {
     pub pinned: Vec<Pinned>,
 }
 
 impl Selection {
     /// Every indexed package has at least one hash: the install can
     /// require them (local packages are hashed when built).
-    pub fn all_hashed(&self) -> bool {
+    pub(crate) fn all_hashed(&self) -> bool {
         self.pinned
             .iter()
             .all(|p| p.local.is_some() || !p.hashes.is_empty())
     }
 
     /// The indexed packages without a recorded hash.
-    pub fn unhashed(&self) -> Vec<&str> {
+    pub(crate) fn unhashed(&self) -> Vec<&str> {
         self.pinned
             .iter()
             .filter(|p| p.local.is_none() && p.hashes.is_empty())
@@ -102,7 +102,7 @@ impl Selection {
     /// A requirements file: `name==version` per line (a local package: the
     /// wheel built from it, by path), with `--hash=` options when
     /// `with_hashes` (pip and uv both check them).
-    pub fn requirements_text(&self, with_hashes: bool) -> String {
+    pub(crate) fn requirements_text(&self, with_hashes: bool) -> String {
         let mut out = String::new();
         for p in &self.pinned {
             match &p.local {
@@ -122,7 +122,7 @@ impl Selection {
 
 /// The environment markers see on Lambda: the function's Python (as
 /// `3.X.0`), its machine, Linux, CPython.
-pub fn marker_env(target: Target) -> MarkerEnvironment {
+pub(crate) fn marker_env(target: Target) -> MarkerEnvironment {
     let version = target.runtime.version();
     let full = format!("{version}.0");
     MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
@@ -147,7 +147,7 @@ fn norm(name: &str) -> String {
 }
 
 /// Reads the lock and selects what `target` needs.
-pub fn select(lock: &LockPlan, target: Target) -> Result<Selection, DepsError> {
+pub(crate) fn select(lock: &LockPlan, target: Target) -> Result<Selection, DepsError> {
     let bytes = super::requirements::read_regular_file(&lock.path, None)?;
     let text = String::from_utf8(bytes).map_err(|e| DepsError::Lockfile {
         path: lock.path.clone(),

@@ -152,7 +152,7 @@ fn pyproject_lists(lock: &LockPlan) -> Result<Vec<String>, DepsError> {
 }
 
 /// What the deps key takes for `pyproject = ...`: the lists it reads.
-pub fn pyproject_key(lock: &LockPlan) -> Result<String, DepsError> {
+pub(crate) fn pyproject_key(lock: &LockPlan) -> Result<String, DepsError> {
     let mut lists = pyproject_lists(lock)?;
     lists.sort();
     Ok(lists.join("\n"))
@@ -160,7 +160,7 @@ pub fn pyproject_key(lock: &LockPlan) -> Result<String, DepsError> {
 
 /// The requirements to resolve for `target` (each marker evaluated for
 /// the target, then dropped), one per line; how many.
-pub fn pyproject_requirements(
+pub(crate) fn pyproject_requirements(
     lock: &LockPlan,
     target: Target,
 ) -> Result<(String, usize), DepsError> {
