@@ -374,15 +374,7 @@ fn print(checks: &[Check], reporter: &Reporter) {
 
 /// Text from a zip or AWS, one line, control characters escaped.
 fn esc(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::sanitize::escape_controls(s)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -230,15 +230,7 @@ pub(super) fn classify(
 /// Text from outside (an endpoint's message or body) made safe for a
 /// terminal: control characters escaped.
 pub(super) fn escape_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::sanitize::escape_controls(text)
 }
 
 #[cfg(test)]

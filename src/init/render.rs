@@ -72,15 +72,7 @@ pub(super) fn tkey(k: &str) -> String {
 /// Text from a template for a `#` comment: one line, control characters
 /// escaped.
 pub(super) fn comment(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::sanitize::escape_controls(s)
 }
 
 pub(super) fn render(dir: &Path, given: Option<&str>) -> crate::Result<(String, InitOutcome)> {

@@ -999,7 +999,7 @@ fn a_uv_shim_failing_in_the_project_is_named_and_auto_falls_back_to_pip() {
     assert!(warning.contains(&shim.display().to_string()), "{warning}");
     assert!(warning.contains("is not installed (set by"), "{warning}");
     assert!(
-        !stderr.contains('\u{1b}') && warning.contains("\\u{1b}"),
+        !stderr.contains('\u{1b}') && warning.contains("\\x1b"),
         "the shim's control characters reach the terminal escaped: {warning}"
     );
     assert!(d.entry("purepkg/__init__.py").is_some());

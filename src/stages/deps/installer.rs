@@ -395,20 +395,13 @@ fn shim_target(real: &Path, cwd: &Path) -> Option<PathBuf> {
 /// `s` with control characters escaped, for text another program wrote
 /// that reaches the terminal; lines joined with " / ".
 fn escape_controls(s: &str) -> String {
-    s.lines()
+    let joined = s
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" / ")
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+        .join(" / ");
+    crate::sanitize::escape_controls(&joined)
 }
 
 /// `uv --version` run in `cwd`.
