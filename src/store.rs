@@ -503,20 +503,7 @@ mod tests {
             ("big.txt", b"line of text\n".repeat(10_000)),
             ("small.py", b"print('hi')\n".to_vec()),
         ];
-        let entries: Vec<Entry> = files
-            .iter()
-            .map(|(name, data)| {
-                let path = dir.path().join(name);
-                fs_err::write(&path, data).unwrap();
-                Entry {
-                    name: name.to_string(),
-                    path,
-                    hash: blake3::hash(data),
-                    size: data.len() as u64,
-                    executable: false,
-                }
-            })
-            .collect();
+        let entries: Vec<Entry> = crate::archive::testing::entries_in(dir.path(), &files);
         let settings = crate::archive::Settings {
             level: 6,
             time: crate::archive::dos_time_from_unix(0),

@@ -72,7 +72,7 @@ impl ArchiveError {
 }
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests {

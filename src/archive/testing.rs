@@ -9,7 +9,7 @@ use zip::ZipWriter;
 use super::format::Prepared;
 use crate::entry::Entry;
 
-pub(super) fn entries_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<Entry> {
+pub(crate) fn entries_in(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<Entry> {
     let mut out: Vec<Entry> = files
         .iter()
         .map(|(name, data)| {
