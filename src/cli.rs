@@ -402,7 +402,10 @@ impl GlobalArgs {
 
 /// Builds what `--function` selects and prints it; a failure in any
 /// artifact (each reported with its name) makes the command fail.
-fn build(global: &GlobalArgs, reporter: &Reporter) -> crate::Result<pipeline::WorkspaceOutcome> {
+fn build(
+    global: &GlobalArgs,
+    reporter: &Reporter,
+) -> crate::Result<crate::outcome::WorkspaceOutcome> {
     built(global, reporter, true)
 }
 
@@ -412,24 +415,24 @@ fn built(
     global: &GlobalArgs,
     reporter: &Reporter,
     print: bool,
-) -> crate::Result<pipeline::WorkspaceOutcome> {
+) -> crate::Result<crate::outcome::WorkspaceOutcome> {
     let ws = global.workspace()?;
     let cx = BuildContext::for_workspace(&ws, reporter)?;
     let outcome = pipeline::build_workspace(&cx, &ws, &global.functions)?;
     if outcome.single {
         // The single form: exactly today's output and error.
         return match outcome.artifacts.into_iter().next() {
-            Some(pipeline::ArtifactResult::Built(o)) => {
+            Some(crate::outcome::ArtifactResult::Built(o)) => {
                 if print {
                     crate::output::print_outcome(&o, reporter);
                 }
-                Ok(pipeline::WorkspaceOutcome {
+                Ok(crate::outcome::WorkspaceOutcome {
                     single: true,
-                    artifacts: vec![pipeline::ArtifactResult::Built(o)],
+                    artifacts: vec![crate::outcome::ArtifactResult::Built(o)],
                     ms: outcome.ms,
                 })
             }
-            Some(pipeline::ArtifactResult::Failed { error, .. }) => Err(error),
+            Some(crate::outcome::ArtifactResult::Failed { error, .. }) => Err(error),
             None => unreachable!("a single-function manifest has one artifact"),
         };
     }

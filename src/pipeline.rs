@@ -14,8 +14,7 @@ use crate::report::Reporter;
 use crate::stages::package::{Input, ZipInfo};
 use crate::stages::{StageReport, Status, config, deps, package, sources};
 
-pub(crate) use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
-pub(crate) use crate::units::human_size;
+use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
 
 /// Builds the zip the plan describes.
 ///

@@ -135,12 +135,12 @@ pub(crate) fn run() -> crate::Result<()> {
     };
     for a in outcome.artifacts {
         match a {
-            crate::pipeline::ArtifactResult::Built(o) if o.name == name && o.kind == kind => {
+            crate::outcome::ArtifactResult::Built(o) if o.name == name && o.kind == kind => {
                 let zip = o.zip.canonicalize().unwrap_or(o.zip.clone());
                 reporter.result(result(&zip, &o.sha256, &o.code_sha256, o.size).to_string());
                 return Ok(());
             }
-            crate::pipeline::ArtifactResult::Failed { error, .. } => return Err(error),
+            crate::outcome::ArtifactResult::Failed { error, .. } => return Err(error),
             _ => {}
         }
     }

@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::context::BuildContext;
 use crate::manifest::Workspace;
-use crate::pipeline::{self, WorkspaceOutcome};
+use crate::outcome::WorkspaceOutcome;
+use crate::pipeline;
 use crate::report::{Mode, Reporter};
 use crate::store::MachineStore;
 
@@ -132,8 +133,8 @@ pub(crate) fn run(
     let cx = BuildContext::new(&quiet, MachineStore::at(tmp.path().join("store")), None);
     let mut built = pipeline::build_workspace(&cx, &isolated, names)?;
     if built.single
-        && let Some(pipeline::ArtifactResult::Failed { .. }) = built.artifacts.first()
-        && let pipeline::ArtifactResult::Failed { error, .. } = built.artifacts.remove(0)
+        && let Some(crate::outcome::ArtifactResult::Failed { .. }) = built.artifacts.first()
+        && let crate::outcome::ArtifactResult::Failed { error, .. } = built.artifacts.remove(0)
     {
         // The single form fails with its own error, as `lbuild` does.
         return Err(error);

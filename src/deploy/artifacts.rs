@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::manifest::{Architecture, Runtime, Workspace};
-use crate::pipeline::WorkspaceOutcome;
+use crate::outcome::WorkspaceOutcome;
 
 /// A built layer zip to publish.
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ impl FunctionArtifact {
     /// The artifact of a finished single-function build.
     pub fn from_build(
         plan: &crate::manifest::Plan,
-        outcome: &crate::pipeline::BuildOutcome,
+        outcome: &crate::outcome::BuildOutcome,
         aws_name: String,
     ) -> FunctionArtifact {
         FunctionArtifact {

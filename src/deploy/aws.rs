@@ -653,7 +653,7 @@ impl Deployer {
         reporter.info(format!(
             "uploading {} ({}) to s3://{}/{}",
             zip.display(),
-            crate::pipeline::human_size(size),
+            crate::units::human_size(size),
             object.bucket,
             object.key
         ));

@@ -23,7 +23,7 @@ use crate::deploy::{
     DeployError, DeployOptions, Deployer, FunctionArtifact, LayerArtifact, LayerRef, artifacts_from,
 };
 use crate::manifest::Workspace;
-use crate::pipeline::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
+use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
 use crate::report::Reporter;
 
 /// One deploy to run: the artifacts of one or more rebuilds.

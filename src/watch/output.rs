@@ -10,7 +10,7 @@ use serde::Serialize;
 
 #[cfg(feature = "aws")]
 use crate::deploy::{DeployReport, Status as DeployStatus};
-use crate::pipeline::{self, BuildOutcome};
+use crate::outcome::BuildOutcome;
 use crate::report::Mode;
 use crate::stages::Status;
 
@@ -330,7 +330,7 @@ fn human_line(time: &str, what: &str, o: &BuildOutcome) -> String {
     };
     format!(
         "{time}  {what}  {ran}  {}  sha256 {}  {} ms",
-        pipeline::human_size(o.size),
+        crate::units::human_size(o.size),
         o.sha256.get(..12).unwrap_or(&o.sha256),
         o.ms
     )

@@ -22,7 +22,8 @@ use super::targets::Targets;
 use super::{Msg, WatchError, print};
 use crate::context::BuildContext;
 use crate::manifest::{self, Plan, Workspace};
-use crate::pipeline::{self, BuildOutcome};
+use crate::outcome::BuildOutcome;
+use crate::pipeline;
 use crate::report::Reporter;
 use crate::stages::Status;
 
@@ -383,8 +384,8 @@ impl Session {
                 .artifacts
                 .iter()
                 .filter_map(|a| match a {
-                    pipeline::ArtifactResult::Failed { error, .. } => Some(error),
-                    pipeline::ArtifactResult::Built(_) => None,
+                    crate::outcome::ArtifactResult::Failed { error, .. } => Some(error),
+                    crate::outcome::ArtifactResult::Built(_) => None,
                 })
                 .collect(),
             Err(e) => vec![e],
@@ -397,12 +398,12 @@ impl Session {
                 .artifacts
                 .into_iter()
                 .map(|a| match a {
-                    pipeline::ArtifactResult::Built(o) => (
+                    crate::outcome::ArtifactResult::Built(o) => (
                         format!("{} {}", o.kind, o.name),
                         Some(o.zip.clone()),
                         Found::Built(o),
                     ),
-                    pipeline::ArtifactResult::Failed { name, kind, error } => {
+                    crate::outcome::ArtifactResult::Failed { name, kind, error } => {
                         let zip = ws
                             .artifacts
                             .iter()
