@@ -26,6 +26,8 @@ pub(super) struct S3Remote {
     down: AtomicBool,
     /// Time spent waiting on reads so far (against `config.deadline`).
     spent: std::sync::Mutex<Duration>,
+    /// Set once the run was told its uploads are unsigned.
+    warned_unsigned: AtomicBool,
 }
 
 /// At most this many requests in flight.
@@ -34,6 +36,17 @@ const PARALLEL: usize = 32;
 /// At most this many KiB fetched at once, counted by the objects' caps:
 /// objects stream to disk, but a cap is what a bucket may send.
 const IN_FLIGHT_KIB: u64 = 64 * 1024;
+
+/// The slowest upload a build waits for: a batch of uploads gets the read
+/// deadline plus one second per this many bytes, so a 150 MB tree gets
+/// about two and a half minutes and a stalled bucket cannot hold a build
+/// (or `watch`) forever. Uploads only make later builds faster.
+const UPLOAD_FLOOR_BYTES_PER_S: u64 = 1024 * 1024;
+
+/// How long a batch of `bytes` may take to upload under `deadline`.
+fn upload_deadline(deadline: Duration, bytes: u64) -> Duration {
+    deadline + Duration::from_secs(bytes.div_ceil(UPLOAD_FLOOR_BYTES_PER_S))
+}
 
 /// What fetching one object came to.
 enum Fetched {
@@ -109,6 +122,7 @@ impl S3Remote {
             client: OnceLock::new(),
             down: AtomicBool::new(false),
             spent: std::sync::Mutex::new(Duration::ZERO),
+            warned_unsigned: AtomicBool::new(false),
         })
     }
 
@@ -336,8 +350,19 @@ impl RemoteStore for S3Remote {
         let Some(client) = self.client() else {
             return 0;
         };
+        if self.config.trust.signer.is_none() && !self.warned_unsigned.swap(true, Ordering::Relaxed)
+        {
+            reporter.warn(format!(
+                "uploading unsigned objects to the remote cache {}: builds that trust only signed \
+                 objects (the default) will not use them; set LBUILD_SIGNING_KEY (make a key with \
+                 `lbuild cache keygen NAME`) and list its public half in [cache] trusted_keys",
+                crate::sanitize::escape_controls(&self.config.url)
+            ));
+        }
         let bucket = &self.config.bucket;
-        let errors: Vec<String> = self.rt.block_on(async {
+        let bytes: u64 = items.iter().map(|(_, b)| b.len() as u64).sum();
+        let limit = upload_deadline(self.config.deadline, bytes);
+        let uploads = async {
             let mut errors = Vec::new();
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
@@ -364,6 +389,16 @@ impl RemoteStore for S3Remote {
                 }
             }
             errors
+        };
+        let errors: Vec<String> = self.rt.block_on(async {
+            tokio::time::timeout(limit, uploads)
+                .await
+                .unwrap_or_else(|_| {
+                    vec![format!(
+                        "uploads took longer than {} s; later builds upload what is missing",
+                        limit.as_secs()
+                    )]
+                })
         });
         match errors.into_iter().next() {
             Some(e) => {

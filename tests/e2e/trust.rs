@@ -187,14 +187,21 @@ fn unsigned_objects_are_ignored_unless_the_bucket_is_trusted() {
     let moto = Moto::start();
     bucket(&moto);
     let a = remote_project();
-    // Written without a key: unsigned objects.
-    json_of(&run(
+    // Written without a key: unsigned objects, said once.
+    let out = run(
         &a,
         &moto.endpoint(),
         None,
         &[("LBUILD_REMOTE_CACHE_MODE", "read-write")],
         &["--json"],
-    ));
+    );
+    json_of(&out);
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("uploading unsigned objects") && w[0].contains("LBUILD_SIGNING_KEY"),
+        "{w:?}"
+    );
 
     let b = remote_project();
     let out = run(&b, &moto.endpoint(), None, READ_TRUSTING_CI, &["--json"]);
@@ -299,6 +306,72 @@ fn drip_proxy(to: u16, every: Duration) -> u16 {
         }
     });
     port
+}
+
+/// A proxy to `to` that passes every request but uploads: a connection
+/// whose next request is a PUT is held open and never answered.
+fn put_black_hole(to: u16) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut b = vec![0u8; 64 * 1024];
+                while let Ok(n) = c_read.read(&mut b) {
+                    if n == 0 || b[..n].starts_with(b"PUT ") {
+                        // Held: the client waits for an answer forever.
+                        std::thread::sleep(Duration::from_secs(600));
+                        break;
+                    }
+                    if s_write.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_bucket_that_never_answers_uploads_costs_a_bounded_wait_and_one_warning() {
+    let moto = Moto::start();
+    bucket(&moto);
+    let port = put_black_hole(moto.port);
+    let a = remote_project();
+    let mut env = WRITE_SIGNED.to_vec();
+    env.push(("LBUILD_REMOTE_DEADLINE", "1"));
+    let t = Instant::now();
+    let out = run(
+        &a,
+        &format!("http://127.0.0.1:{port}"),
+        None,
+        &env,
+        &["--json"],
+    );
+    let took = t.elapsed();
+    let json = json_of(&out);
+    assert!(deps_ran(&json), "{json}");
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("uploads took longer than"), "{w:?}");
+    // The deadline plus a second per MiB uploaded (the tree is small),
+    // the build itself, and slack for a loaded machine.
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    // Nothing was stored, and the zip is the one a local build makes.
+    assert!(objects(&moto).is_empty(), "{:?}", objects(&moto));
+    let local = remote_project();
+    json_of(&run_in(&local, local.p.store.path(), None, &["--json"]));
+    assert_eq!(a.zip_bytes(), local.zip_bytes());
 }
 
 #[test]
