@@ -478,7 +478,10 @@ def measure_sam(ws: Workspace, n_runs: int) -> dict:
     # sam builds with the Python on PATH and wants the runtime to match it:
     # python3.12 (the workspace's runtime) when there is one, else the
     # Python running this script (reported, so the figure is not misread).
-    runtime = "python3.12" if shutil.which("python3.12") else f"python3.{sys.version_info.minor}"
+    # (A pyenv shim named python3.12 may exist and fail: run it to know.)
+    py312 = shutil.which("python3.12")
+    works = py312 and subprocess.run([py312, "-c", ""], capture_output=True).returncode == 0
+    runtime = "python3.12" if works else f"python3.{sys.version_info.minor}"
     root = WORK / f"sam{ws.n}"
     bench.rm(root)
     (root / "layer").mkdir(parents=True)

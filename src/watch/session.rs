@@ -377,8 +377,13 @@ impl Session {
     /// one that ran or failed gets its own line.
     fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
         let (changed, touches_input) = self.changed(batch);
+        let names = if initial {
+            Vec::new()
+        } else {
+            self.functions_touched(ws, batch)
+        };
         let built = BuildContext::for_workspace(ws, &self.build_reporter)
-            .and_then(|cx| pipeline::build_workspace(&cx, ws, &[]));
+            .and_then(|cx| pipeline::build_workspace(&cx, ws, &names));
         let errors: Vec<&crate::Error> = match &built {
             Ok(outcome) => outcome
                 .artifacts
@@ -480,6 +485,39 @@ impl Session {
             })
             .collect();
         ok && self.deploy_changed(ws, &built, initial, touches_input)
+    }
+
+    /// The functions a batch concerns, for a rebuild of those only (with
+    /// their layers, as `--function` builds them): empty, meaning every
+    /// artifact, when the batch may concern any of them (a rescan, a path
+    /// no stage claims, lambda.toml) or touches a layer's inputs. The
+    /// others' inputs did not change, so their zips stand; a save to one
+    /// function of 80 costs that function, not 80 checks.
+    fn functions_touched(&self, ws: &Workspace, batch: &Batch) -> Vec<String> {
+        let Some((_, targets)) = self.loaded.as_ref() else {
+            return Vec::new();
+        };
+        if batch.rescan || batch.paths.is_empty() {
+            return Vec::new();
+        }
+        let mut touched = BTreeSet::new();
+        for path in &batch.paths {
+            match targets.readers(path) {
+                Some(readers) => touched.extend(readers),
+                None => return Vec::new(),
+            }
+        }
+        let plans: Vec<&Plan> = touched
+            .iter()
+            .filter_map(|i| ws.artifacts.get(*i))
+            .collect();
+        if plans.len() != touched.len()
+            || plans.iter().any(|p| p.is_layer())
+            || plans.len() == ws.artifacts.iter().filter(|p| !p.is_layer()).count()
+        {
+            return Vec::new();
+        }
+        plans.iter().map(|p| p.name.clone()).collect()
     }
 
     /// The batch's paths for reporting, relative to the project: the

@@ -21,6 +21,9 @@ use crate::watch_root::WatchRoot;
 pub(crate) struct Targets {
     manifest_path: PathBuf,
     roots: Vec<WatchRoot>,
+    /// For each root, the index (in the plans given) of the artifact
+    /// whose stage reads it.
+    owners: Vec<usize>,
 }
 
 impl Targets {
@@ -32,10 +35,12 @@ impl Targets {
     /// What every artifact of a workspace reads.
     pub(crate) fn of_all(plans: &[Plan]) -> Targets {
         let mut roots = Vec::new();
-        for plan in plans {
+        let mut owners = Vec::new();
+        for (i, plan) in plans.iter().enumerate() {
             roots.extend(sources::watch_roots(plan));
             roots.extend(config::watch_roots(plan));
             roots.extend(deps::watch_roots(plan));
+            owners.resize(roots.len(), i);
         }
         Targets {
             manifest_path: plans
@@ -43,7 +48,26 @@ impl Targets {
                 .map(|p| p.manifest_path.clone())
                 .unwrap_or_default(),
             roots,
+            owners,
         }
+    }
+
+    /// The artifacts (indexes in the plans given to [`Targets::of_all`])
+    /// that read `path`; None when a change to it may concern any of them
+    /// (lambda.toml, or a path no stage claims: a directory renamed, an
+    /// ignore file), so that the caller builds everything.
+    pub(crate) fn readers(&self, path: &Path) -> Option<BTreeSet<usize>> {
+        if path == self.manifest_path {
+            return None;
+        }
+        let readers: BTreeSet<usize> = self
+            .roots
+            .iter()
+            .zip(&self.owners)
+            .filter(|(r, _)| r.is_input(path))
+            .map(|(_, i)| *i)
+            .collect();
+        (!readers.is_empty()).then_some(readers)
     }
 
     /// The directories to watch (each non-recursively), lambda.toml's

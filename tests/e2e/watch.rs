@@ -811,6 +811,65 @@ fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
     assert_eq!(changed(&v), ["src/billing/app.py"]);
 }
 
+/// A save to one function builds that function (and its layers) only: a
+/// sibling's standing failure is neither rebuilt nor said again, and a
+/// shared file or lambda.toml still concerns every artifact.
+#[test]
+fn in_a_workspace_a_save_to_one_function_leaves_the_others_alone() {
+    let p = TestProject::empty();
+    p.write(
+        "lambda.toml",
+        "[defaults]\nsources = { root = \"src\" }\n\n\
+         [functions.billing]\nhandler = \"billing.app.handler\"\n\
+         sources = { include = [\"billing/**/*.py\", \"shared/**/*.py\"] }\n\n\
+         [functions.orders]\nhandler = \"orders.app.handler\"\n\
+         sources = { include = [\"orders/**/*.py\", \"shared/**/*.py\"] }\n",
+    );
+    p.write("src/billing/__init__.py", "");
+    p.write("src/orders/__init__.py", "");
+    p.write(
+        "src/orders/app.py",
+        "def handler(event, context):\n    return 1\n",
+    );
+    p.write("src/shared/__init__.py", "");
+    p.write("src/shared/util.py", "X = 1\n");
+    let w = Watch::start(&p, &[]);
+    // billing has no handler module: it fails, orders builds.
+    let first = w.next("billing's failure");
+    assert_eq!(first["artifact"], "function billing", "{first}");
+    assert!(first.get("error").is_some(), "{first}");
+    assert_eq!(w.build("the initial build")["name"], "orders");
+
+    // Rebuilding billing would say its failure again (an input was saved),
+    // before the orders line.
+    p.write(
+        "src/orders/app.py",
+        "def handler(event, context):\n    return 2\n",
+    );
+    let v = w.build("the orders edit");
+    assert_eq!(v["name"], "orders", "{v}");
+
+    p.write(
+        "src/billing/app.py",
+        "def handler(event, context):\n    return 3\n",
+    );
+    let v = w.build("the billing fix");
+    assert_eq!(v["name"], "billing", "{v}");
+    assert_eq!(changed(&v), ["src/billing/app.py"]);
+
+    // A shared edit concerns both.
+    p.write("src/shared/util.py", "X = 2\n");
+    let names: Vec<String> = (0..2)
+        .map(|_| {
+            w.build("the shared edit")["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["billing", "orders"]);
+}
+
 /// An auto-saving editor: a save every 150 ms for 20 s, each a rewrite in
 /// place of a 1 MB module, so saves land while zips are being written.
 /// Interrupted rebuilds are retried, not reported: every line is a zip,
