@@ -377,7 +377,9 @@ impl Session {
     /// one that ran or failed gets its own line.
     fn rebuild_workspace(&mut self, ws: &Workspace, batch: &Batch, initial: bool) -> bool {
         let (changed, touches_input) = self.changed(batch);
-        let names = if initial {
+        // Under --deploy every artifact is checked: a save is also how a
+        // failed deploy (a function not created yet) is tried again.
+        let names = if initial || self.deploying() {
             Vec::new()
         } else {
             self.functions_touched(ws, batch)
