@@ -18,7 +18,8 @@
 //! cached stats the tree instead of hashing it. The other rooms:
 //! [`requirements`] (reading the files), [`lockfile`] (uv.lock,
 //! poetry.lock, pylock.toml, pyproject.toml), [`installer`] (uv / pip and
-//! the target's platform tags), [`find_links`] (listings for the key),
+//! the target's platform tags; finding uv and its version cheaply is
+//! `uv_probe`), [`find_links`] (listings for the key),
 //! [`watch_roots`] (what `lbuild watch` watches), [`error`].
 
 mod error;
@@ -32,6 +33,7 @@ mod remote_tree;
 pub(crate) mod requirements;
 pub(crate) mod suspect;
 mod tree_store;
+mod uv_probe;
 mod watch_roots;
 
 use std::path::{Path, PathBuf};
