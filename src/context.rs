@@ -5,7 +5,7 @@
 //! It owns what a build is given (the reporter, the machine store, the
 //! remote store if any, whether keys explain themselves and whether stages
 //! compute reasons), and the build's shared sources listings (one walk per
-//! sources root, see `walk::Listings`: a new context, a new walk). It does not own the cache database: that is opened
+//! sources root, see `walk::Listings`, made per workspace build). It does not own the cache database: that is opened
 //! lazily by the pipeline (a no-op of a cached workspace opens it once)
 //! and handed to the stages beside the context as `&mut Cache`, the one
 //! service a stage writes to.
@@ -31,7 +31,8 @@ pub(crate) struct BuildContext<'r> {
     /// Stages say why they ran (`-v`, `lbuild explain`, `--json`).
     pub reasons: bool,
     /// The sources listings of this build, one walk per shared root (see
-    /// `walk::Listings`): made with the context, so never older than it.
+    /// `walk::Listings`): empty here; `pipeline::build_workspace` gives each
+    /// workspace build a new one, so a listing never outlives its build.
     pub listings: Arc<crate::walk::Listings>,
 }
 
@@ -51,9 +52,7 @@ impl<'r> BuildContext<'r> {
         ws: &crate::manifest::Workspace,
         reporter: &'r Reporter,
     ) -> crate::Result<Self> {
-        let cx = Self::for_plan(&ws.artifacts[0], reporter)?;
-        crate::stages::sources::share_walks(&cx.listings, &ws.artifacts);
-        Ok(cx)
+        Self::for_plan(&ws.artifacts[0], reporter)
     }
 
     pub(crate) fn new(

@@ -189,7 +189,8 @@ pub(crate) type Prune = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// The listings of one build: each walk registered here (before the build
 /// asks for it) shares the listing of its root with every other walk of
 /// the same root, project and skipped directories, read once on first use.
-/// Made per build (it lives in the `BuildContext`) and never reused: a
+/// Made per workspace build (`pipeline::build_workspace`, carried in the
+/// `BuildContext`) and never reused: a
 /// listing is what the disk held when this build read it.
 #[derive(Default)]
 pub(crate) struct Listings {
@@ -197,6 +198,12 @@ pub(crate) struct Listings {
     /// How many listings were read (a test's witness that sharing happened).
     reads: std::sync::atomic::AtomicUsize,
 }
+
+// A build's artifacts may be built on several threads.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<Listings>();
+};
 
 /// One shared listing: who shares it, and the listing once read.
 struct Shared {
