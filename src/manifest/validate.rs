@@ -858,6 +858,37 @@ mod tests {
     use super::super::{load_with_env, parse};
     use super::*;
 
+    #[test]
+    fn a_load_asks_the_filesystem_once_per_path() {
+        // The artifacts of a workspace share a root and an output directory:
+        // the second ask is answered from the load's memo, even after the
+        // link changed (a later load sees the change).
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().canonicalize().unwrap();
+        for sub in ["one", "two"] {
+            fs_err::create_dir(dir.join(sub)).unwrap();
+        }
+        std::os::unix::fs::symlink("one", dir.join("src")).unwrap();
+        let manifest = dir.join("lambda.toml");
+        let ctx = Ctx::new(&manifest, "", Env::default()).unwrap();
+        assert_eq!(ctx.canonicalize(&dir.join("src")).unwrap(), dir.join("one"));
+        fs_err::remove_file(dir.join("src")).unwrap();
+        std::os::unix::fs::symlink("two", dir.join("src")).unwrap();
+        assert_eq!(ctx.canonicalize(&dir.join("src")).unwrap(), dir.join("one"));
+        assert_eq!(ctx.resolve(&dir.join("src/a.zip")), dir.join("one/a.zip"));
+        let missing = ctx.canonicalize(&dir.join("gone")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            ctx.canonicalize(&dir.join("gone")).unwrap_err().to_string(),
+            missing.to_string()
+        );
+        let later = Ctx::new(&manifest, "", Env::default()).unwrap();
+        assert_eq!(
+            later.canonicalize(&dir.join("src")).unwrap(),
+            dir.join("two")
+        );
+    }
+
     fn project(manifest: &str) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         fs_err::write(d.path().join("lambda.toml"), manifest).unwrap();
