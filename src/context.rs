@@ -4,7 +4,8 @@
 //!
 //! It owns what a build is given (the reporter, the machine store, the
 //! remote store if any, whether keys explain themselves and whether stages
-//! compute reasons). It does not own the cache database: that is opened
+//! compute reasons), and the build's shared sources listings (one walk per
+//! sources root, see `walk::Listings`, made per workspace build). It does not own the cache database: that is opened
 //! lazily by the pipeline (a no-op of a cached workspace opens it once)
 //! and handed to the stages beside the context as `&mut Cache`, the one
 //! service a stage writes to.
@@ -29,6 +30,10 @@ pub(crate) struct BuildContext<'r> {
     pub explain: bool,
     /// Stages say why they ran (`-v`, `lbuild explain`, `--json`).
     pub reasons: bool,
+    /// The sources listings of this build, one walk per shared root (see
+    /// `walk::Listings`): empty here; `pipeline::build_workspace` gives each
+    /// workspace build a new one, so a listing never outlives its build.
+    pub listings: Arc<crate::walk::Listings>,
 }
 
 impl<'r> BuildContext<'r> {
@@ -61,6 +66,7 @@ impl<'r> BuildContext<'r> {
             remote,
             explain: reporter.verbose,
             reasons: reporter.verbose || reporter.explain || reporter.mode == Mode::Json,
+            listings: Arc::default(),
         }
     }
 
@@ -73,6 +79,7 @@ impl<'r> BuildContext<'r> {
             remote: self.remote.clone(),
             explain: self.explain,
             reasons: self.reasons,
+            listings: self.listings.clone(),
         }
     }
 

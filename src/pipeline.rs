@@ -81,6 +81,13 @@ pub(crate) fn build_workspace(
     prepare_cache_dir(first)?;
     let _lock = crate::lock::acquire(&ws.cache_dir, &ws.project_dir, cx.reporter)?;
     let _store = cx.store.shared();
+    // One walk per sources root for this build's artifacts, never reused.
+    let listings = crate::walk::Listings::default();
+    sources::share_walks(&listings, selected.iter().copied());
+    let cx = &BuildContext {
+        listings: std::sync::Arc::new(listings),
+        ..cx.clone()
+    };
     let mut open = OpenCache::default();
     let mut results: Vec<ArtifactResult> = Vec::new();
     for plan in selected {

@@ -5,6 +5,13 @@
 //! when their target stays inside the root), and that archive names are
 //! UTF-8 and sorted by their bytes. It does not apply a stage's own globs;
 //! the caller passes a filter.
+//!
+//! A walk is two steps: a [`Listing`] (one walkdir pass applying the rules
+//! every walk shares, kept as a tree in walk order with the problems met
+//! where they lie), then a filter per walk (its prune, globs, output
+//! directory, and the problems it reaches). [`Listings`] lets the sources
+//! walks of one build share the listing of their root: it is read once,
+//! pruning only what every member prunes, instead of once per artifact.
 
 use std::path::{Path, PathBuf};
 
@@ -129,216 +136,565 @@ pub(crate) fn files(
 }
 
 /// [`files`] with the default exclusions `excluded` (the project's, or an
-/// installed tree's).
+/// installed tree's): a listing of its own, filtered at once.
 fn walk_files(
     walk: &Walk,
-    mut keep: impl FnMut(&str) -> bool,
+    keep: impl FnMut(&str) -> bool,
     prune_dir: impl Fn(&str) -> bool,
     excluded: fn(&str) -> bool,
 ) -> Result<Vec<(String, PathBuf)>, WalkError> {
-    let Walk {
-        dir,
-        names_from,
-        root,
-        skip,
-        output,
-        ignores_from,
-    } = *walk;
-    let rel_name = |path: &Path| -> String {
-        path.strip_prefix(names_from)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .replace(std::path::MAIN_SEPARATOR, "/")
-    };
-    let out_dir = output
-        .and_then(Path::parent)
-        .filter(|d| d.starts_with(dir) && *d != dir);
-    let mut out = Vec::new();
-    // Symlinked directories that lead outside the root: an error only if a
-    // file below them is kept.
-    let mut escaping: Vec<(PathBuf, PathBuf)> = Vec::new();
-    // The ignore files in force: (depth of their directory, matcher);
-    // those above `dir` and `dir`'s own at depth 0.
-    let ignores = std::cell::RefCell::new(match ignores_from {
-        Some(project) => IgnoreStack::above(project, dir)?,
-        None => IgnoreStack::default(),
-    });
-    let ignore_error: std::cell::RefCell<Option<WalkError>> = std::cell::RefCell::new(None);
-    let reads_ignores = ignores_from.is_some();
-    let walker = WalkDir::new(dir)
-        .follow_links(true)
+    let key = ListingKey::of(walk);
+    let out_dirs: Vec<PathBuf> = out_dir_of(walk)
+        .map(Path::to_path_buf)
         .into_iter()
-        .filter_entry(|e| {
-            let is_dir = e.file_type().is_dir();
-            if e.depth() == 0 {
-                return true;
+        .collect();
+    let listing = Listing::read(&key, &prune_dir, &out_dirs);
+    listing.filter(walk, keep, prune_dir, excluded)
+}
+
+/// The output's directory when it lies strictly below the walk's start:
+/// lbuild's, walked only to check that no selected file lies there.
+fn out_dir_of<'a>(walk: &Walk<'a>) -> Option<&'a Path> {
+    walk.output
+        .and_then(Path::parent)
+        .filter(|d| d.starts_with(walk.dir) && *d != walk.dir)
+}
+
+/// What a listing depends on besides the artifacts' own globs: walks with
+/// the same key may share one listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListingKey {
+    dir: PathBuf,
+    names_from: PathBuf,
+    root: PathBuf,
+    skip: Vec<PathBuf>,
+    ignores_from: Option<PathBuf>,
+}
+
+impl ListingKey {
+    fn of(walk: &Walk) -> ListingKey {
+        ListingKey {
+            dir: walk.dir.to_path_buf(),
+            names_from: walk.names_from.to_path_buf(),
+            root: walk.root.to_path_buf(),
+            skip: walk.skip.to_vec(),
+            ignores_from: walk.ignores_from.map(Path::to_path_buf),
+        }
+    }
+}
+
+/// An artifact's directory prune, as the listings keep it.
+pub(crate) type Prune = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The listings of one build: each walk registered here (before the build
+/// asks for it) shares the listing of its root with every other walk of
+/// the same root, project and skipped directories, read once on first use.
+/// Made per workspace build (`pipeline::build_workspace`, carried in the
+/// `BuildContext`) and never reused: a
+/// listing is what the disk held when this build read it.
+#[derive(Default)]
+pub(crate) struct Listings {
+    shared: std::sync::Mutex<Vec<std::sync::Arc<Shared>>>,
+    /// How many listings were read (a test's witness that sharing happened).
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+// A build's artifacts may be built on several threads.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<Listings>();
+};
+
+/// One shared listing: who shares it, and the listing once read.
+struct Shared {
+    key: ListingKey,
+    /// The members' outputs: a walk is a member when its output is one.
+    outputs: Vec<Option<PathBuf>>,
+    prunes: Vec<Prune>,
+    out_dirs: Vec<PathBuf>,
+    listing: std::sync::OnceLock<Listing>,
+}
+
+impl Listings {
+    /// Adds `walk` (whose directory prune is `prune`) to the listing of its
+    /// key. A walk registered after that listing was read gets one of its
+    /// own (the shared one may have pruned what it needs).
+    pub(crate) fn register(&self, walk: &Walk, prune: Prune) {
+        let key = ListingKey::of(walk);
+        let output = walk.output.map(Path::to_path_buf);
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let at = shared.iter().position(|s| s.key == key);
+        let entry = match at {
+            Some(i) if shared[i].listing.get().is_none() => &mut shared[i],
+            Some(_) => return,
+            None => {
+                shared.push(std::sync::Arc::new(Shared {
+                    key,
+                    outputs: Vec::new(),
+                    prunes: Vec::new(),
+                    out_dirs: Vec::new(),
+                    listing: std::sync::OnceLock::new(),
+                }));
+                shared.last_mut().expect("pushed")
             }
-            if is_dir
-                && (e.file_name().to_str().is_some_and(|n| {
-                    PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
-                }) || skip.iter().any(|s| s == e.path())
-                    || prune_dir(&rel_name(e.path()))
-                    || (reads_ignores && is_virtualenv(e.path())))
-            {
-                return false;
-            }
-            if !reads_ignores {
-                return true;
-            }
-            // The output's directory is walked whatever the ignore files
-            // say: a selected file there is an error, not silently dropped.
-            let in_out_dir = out_dir.is_some_and(|d| e.path().starts_with(d));
-            let mut stack = ignores.borrow_mut();
-            // Levels at this depth or deeper belong to a finished subtree.
-            stack.levels.retain(|(d, _)| *d < e.depth());
-            if !in_out_dir && stack.ignored(e.path(), is_dir, e.depth()) {
-                return false;
-            }
-            if is_dir {
-                match read_ignores(e.path()) {
-                    Ok(Some(m)) => stack.push(e.depth(), m),
-                    Ok(None) => {}
-                    Err(err) => {
-                        ignore_error.borrow_mut().get_or_insert(err);
+        };
+        // Not yet read, so no one else holds it.
+        let Some(entry) = std::sync::Arc::get_mut(entry) else {
+            return;
+        };
+        if entry.outputs.contains(&output) {
+            return;
+        }
+        entry.outputs.push(output);
+        entry.prunes.push(prune);
+        entry
+            .out_dirs
+            .extend(out_dir_of(walk).map(Path::to_path_buf));
+    }
+
+    /// [`files`] from the shared listing when `walk` was registered, else
+    /// from a walk of its own.
+    pub(crate) fn files(
+        &self,
+        walk: &Walk,
+        keep: impl FnMut(&str) -> bool,
+        prune_dir: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, PathBuf)>, WalkError> {
+        let key = ListingKey::of(walk);
+        let output = walk.output.map(Path::to_path_buf);
+        let shared = {
+            let all = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            all.iter()
+                .find(|s| s.key == key && s.outputs.contains(&output))
+                .cloned()
+        };
+        let Some(shared) = shared else {
+            return files(walk, keep, prune_dir);
+        };
+        let listing = shared.listing.get_or_init(|| {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A directory is left out only when every member prunes it.
+            let union = |rel: &str| shared.prunes.iter().all(|p| p(rel));
+            Listing::read(&shared.key, &union, &shared.out_dirs)
+        });
+        listing.filter(walk, keep, prune_dir, excluded_by_default)
+    }
+
+    /// How many listings this build has read.
+    #[cfg(test)]
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A directory tree as one walk read it, in walk order (a directory before
+/// what it holds), with what went wrong where: the filters of the walks
+/// sharing it decide what is theirs and which problems they reach.
+struct Listing {
+    /// Reading the ignore files above the walk failed: every walk fails.
+    above: Option<WalkError>,
+    items: Vec<Item>,
+}
+
+struct Item {
+    path: PathBuf,
+    /// Relative to `names_from`, '/'-separated (lossy: the UTF-8 check is
+    /// the filter's, for the files it keeps).
+    name: String,
+    /// The project's ignore files leave it out: listed only because it lies
+    /// in a member's output directory, where nothing is ignored.
+    ignored: bool,
+    kind: Kind,
+}
+
+enum Kind {
+    File {
+        /// A symlink's resolved target (or why it does not resolve).
+        link: Option<Result<PathBuf, std::io::Error>>,
+        /// The file it is, when reached below an in-root directory symlink.
+        real: Option<PathBuf>,
+    },
+    Dir {
+        /// The index after its last descendant.
+        end: usize,
+        /// A symlink leading outside the root: its target.
+        escapes: Option<PathBuf>,
+        /// Its ignore files could not be read.
+        ignore_error: Option<WalkError>,
+    },
+    /// An entry the walk could not read.
+    Problem { problem: Problem, is_dir: bool },
+}
+
+impl Listing {
+    /// Walks `key.dir` once, leaving out what no walk takes whatever its
+    /// globs (the default pruned directories, tool directories and
+    /// virtualenvs, ignored entries outside `out_dirs`, `key.skip`) and the
+    /// directories `prune` names. Problems are recorded where they occur,
+    /// not returned: only a walk reaching them fails.
+    fn read(key: &ListingKey, prune: &dyn Fn(&str) -> bool, out_dirs: &[PathBuf]) -> Listing {
+        use std::cell::{Cell, RefCell};
+        let rel_name = |path: &Path| -> String {
+            path.strip_prefix(&key.names_from)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/")
+        };
+        let dir = key.dir.as_path();
+        let (stack, above) = match &key.ignores_from {
+            Some(project) => match IgnoreStack::above(project, dir) {
+                Ok(s) => (s, None),
+                Err(e) => {
+                    return Listing {
+                        above: Some(e),
+                        items: Vec::new(),
+                    };
+                }
+            },
+            None => (IgnoreStack::default(), None),
+        };
+        let ignores = RefCell::new(stack);
+        let ignore_error: RefCell<Option<WalkError>> = RefCell::new(None);
+        let last_ignored = Cell::new(false);
+        let reads_ignores = key.ignores_from.is_some();
+        let walker = WalkDir::new(dir)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|e| {
+                last_ignored.set(false);
+                let is_dir = e.file_type().is_dir();
+                if e.depth() == 0 {
+                    return true;
+                }
+                if is_dir
+                    && (e.file_name().to_str().is_some_and(|n| {
+                        PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
+                    }) || key.skip.iter().any(|s| s == e.path())
+                        || prune(&rel_name(e.path()))
+                        || (reads_ignores && is_virtualenv(e.path())))
+                {
+                    return false;
+                }
+                if !reads_ignores {
+                    return true;
+                }
+                // An output's directory is walked whatever the ignore files
+                // say: a selected file there is an error, not silently
+                // dropped. Its entries are marked for the other walks.
+                let in_out_dir = out_dirs.iter().any(|d| e.path().starts_with(d));
+                let mut stack = ignores.borrow_mut();
+                // Levels at this depth or deeper belong to a finished subtree.
+                stack.levels.retain(|(d, _)| *d < e.depth());
+                if stack.ignored(e.path(), is_dir, e.depth()) {
+                    if !in_out_dir {
+                        return false;
+                    }
+                    last_ignored.set(true);
+                }
+                if is_dir {
+                    match read_ignores(e.path()) {
+                        Ok(Some(m)) => stack.push(e.depth(), m),
+                        Ok(None) => {}
+                        Err(err) => {
+                            ignore_error.borrow_mut().get_or_insert(err);
+                        }
                     }
                 }
-            }
-            true
-        });
-    // Files reached below a symlinked directory inside the walk, with the
-    // file they resolve to: packaged once, under their real name when the
-    // walk reaches that too.
-    let mut linked_dirs: Vec<PathBuf> = Vec::new();
-    let mut via_link: Vec<(String, PathBuf)> = Vec::new();
-    for item in walker {
-        if let Some(err) = ignore_error.borrow_mut().take() {
-            return Err(err);
-        }
-        let entry = match item {
-            Ok(entry) => entry,
-            Err(e) => {
-                let path = e
-                    .path()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| dir.to_path_buf());
-                let name = rel_name(&path);
-                let ignored =
-                    reads_ignores && ignores.borrow().ignored(&path, false, e.depth().max(1));
-                let packaged = !ignored && !excluded(&name) && keep(&name);
-                match classify(&path, &e) {
-                    // Gone since its directory was read: not an input any more.
-                    Problem::Vanished => continue,
-                    Problem::BrokenSymlink(_) | Problem::FileLoop(_) if !packaged => continue,
-                    Problem::BrokenSymlink(source) => {
-                        return Err(WalkError::BrokenSymlink { path, source });
-                    }
-                    Problem::FileLoop(source) => {
-                        return Err(WalkError::Loop {
-                            path,
-                            message: source.to_string(),
-                        });
-                    }
-                    Problem::DirLoop(ancestor) => {
-                        return Err(WalkError::Loop {
-                            path,
-                            message: format!("it leads back to {}", ancestor.display()),
-                        });
-                    }
-                    Problem::Unreadable(source) => {
-                        return Err(WalkError::Unreadable { path, source });
-                    }
-                    Problem::Other(message) => return Err(WalkError::Io { path, message }),
+                true
+            });
+        let mut items: Vec<Item> = Vec::new();
+        // The directories still open: (depth, index, an in-root symlink).
+        let mut open: Vec<(usize, usize, bool)> = Vec::new();
+        let close = |open: &mut Vec<(usize, usize, bool)>, items: &mut Vec<Item>, depth: usize| {
+            while open.last().is_some_and(|(d, _, _)| *d >= depth) {
+                let (_, i, _) = open.pop().expect("checked");
+                let len = items.len();
+                if let Kind::Dir { end, .. } = &mut items[i].kind {
+                    *end = len;
                 }
             }
         };
-        if entry.file_type().is_dir() {
-            if entry.path_is_symlink()
-                && let Ok(target) = entry.path().canonicalize()
-                && !target.starts_with(root)
-            {
-                escaping.push((entry.path().to_path_buf(), target));
-            } else if entry.path_is_symlink() {
-                linked_dirs.push(entry.path().to_path_buf());
-            }
-            continue;
-        }
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let name = rel_name(entry.path());
-        if excluded(&name) || !keep(&name) || Some(entry.path()) == output {
-            continue;
-        }
-        if let Some(out_dir) = out_dir
-            && entry.path().starts_with(out_dir)
-        {
-            // lbuild's temporary zips beside the output are not sources,
-            // nor the SBOMs and provenance statements it writes there.
-            let temp = entry.path().parent() == Some(out_dir)
-                && entry.file_name().to_str().is_some_and(|n| {
-                    n.starts_with(".lbuild-")
-                        || n.ends_with(".cdx.json")
-                        || n.ends_with(".spdx.json")
-                        || n.ends_with(".intoto.json")
+        for item in walker {
+            let entry = match item {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| dir.to_path_buf());
+                    let problem = classify(&path, &e);
+                    if matches!(problem, Problem::Vanished) {
+                        // Gone since its directory was read: not an input any more.
+                        continue;
+                    }
+                    close(&mut open, &mut items, e.depth());
+                    let ignored =
+                        reads_ignores && ignores.borrow().ignored(&path, false, e.depth().max(1));
+                    let is_dir = e.loop_ancestor().is_some() || path.is_dir();
+                    items.push(Item {
+                        name: rel_name(&path),
+                        path,
+                        ignored,
+                        kind: Kind::Problem { problem, is_dir },
+                    });
+                    continue;
+                }
+            };
+            close(&mut open, &mut items, entry.depth());
+            let path = entry.path().to_path_buf();
+            let ignored = last_ignored.replace(false);
+            if entry.file_type().is_dir() {
+                let mut escapes = None;
+                let mut linked = false;
+                if entry.path_is_symlink() {
+                    match path.canonicalize() {
+                        Ok(target) if !target.starts_with(&key.root) => escapes = Some(target),
+                        _ => linked = true,
+                    }
+                }
+                open.push((entry.depth(), items.len(), linked));
+                items.push(Item {
+                    name: rel_name(&path),
+                    path,
+                    ignored,
+                    kind: Kind::Dir {
+                        end: 0,
+                        escapes,
+                        ignore_error: ignore_error.borrow_mut().take(),
+                    },
                 });
-            if temp {
                 continue;
             }
-            return Err(WalkError::InOutputDir {
-                path: entry.path().to_path_buf(),
-                output: output.unwrap_or(out_dir).to_path_buf(),
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let link = entry.path_is_symlink().then(|| path.canonicalize());
+            let real = open
+                .iter()
+                .any(|(_, _, linked)| *linked)
+                .then(|| path.canonicalize().ok())
+                .flatten();
+            items.push(Item {
+                name: rel_name(&path),
+                path,
+                ignored,
+                kind: Kind::File { link, real },
             });
         }
-        if entry.path_is_symlink() {
-            let target =
-                entry
-                    .path()
-                    .canonicalize()
-                    .map_err(|source| WalkError::BrokenSymlink {
-                        path: entry.path().to_path_buf(),
-                        source,
-                    })?;
-            if !target.starts_with(root) {
-                return Err(WalkError::SymlinkEscapes {
-                    link: entry.path().to_path_buf(),
-                    root: root.to_path_buf(),
-                    target,
-                });
+        close(&mut open, &mut items, 0);
+        Listing { above, items }
+    }
+
+    /// The files of the listing one walk keeps: its own prune, ignored
+    /// entries outside its output directory left out, its globs (`keep`),
+    /// and the problems it reaches (see [`files`]).
+    fn filter(
+        &self,
+        walk: &Walk,
+        mut keep: impl FnMut(&str) -> bool,
+        prune_dir: impl Fn(&str) -> bool,
+        excluded: fn(&str) -> bool,
+    ) -> Result<Vec<(String, PathBuf)>, WalkError> {
+        if let Some(e) = &self.above {
+            return Err(e.duplicate());
+        }
+        let (root, output) = (walk.root, walk.output);
+        let out_dir = out_dir_of(walk);
+        let in_out_dir = |p: &Path| out_dir.is_some_and(|d| p.starts_with(d));
+        let mut out = Vec::new();
+        // Symlinked directories that lead outside the root: an error only
+        // if a file below them is kept.
+        let mut escaping: Vec<(&Path, &Path)> = Vec::new();
+        // Files reached below a symlinked directory inside the walk, with
+        // the file they resolve to: packaged once, under their real name
+        // when the walk reaches that too.
+        let mut via_link: Vec<(String, PathBuf)> = Vec::new();
+        let mut i = 0;
+        while i < self.items.len() {
+            let item = &self.items[i];
+            i += 1;
+            let path = item.path.as_path();
+            let name = item.name.as_str();
+            match &item.kind {
+                Kind::Dir {
+                    end,
+                    escapes,
+                    ignore_error,
+                } => {
+                    // The walk's own directory (the first item) is never pruned.
+                    let top = i == 1;
+                    if !top && ((item.ignored && !in_out_dir(path)) || prune_dir(name)) {
+                        i = *end;
+                        continue;
+                    }
+                    if let Some(e) = ignore_error {
+                        return Err(e.duplicate());
+                    }
+                    if let Some(target) = escapes {
+                        escaping.push((path, target));
+                    }
+                }
+                Kind::Problem { problem, is_dir } => {
+                    // A directory this walk prunes is one it never enters.
+                    if *is_dir && prune_dir(name) {
+                        continue;
+                    }
+                    let packaged = !item.ignored && !excluded(name) && keep(name);
+                    let path = path.to_path_buf();
+                    match problem {
+                        Problem::Vanished => {}
+                        Problem::BrokenSymlink(_) | Problem::FileLoop(_) if !packaged => {}
+                        Problem::BrokenSymlink(source) => {
+                            return Err(WalkError::BrokenSymlink {
+                                path,
+                                source: dup_io(source),
+                            });
+                        }
+                        Problem::FileLoop(source) => {
+                            return Err(WalkError::Loop {
+                                path,
+                                message: source.to_string(),
+                            });
+                        }
+                        Problem::DirLoop(ancestor) => {
+                            return Err(WalkError::Loop {
+                                path,
+                                message: format!("it leads back to {}", ancestor.display()),
+                            });
+                        }
+                        Problem::Unreadable(source) => {
+                            return Err(WalkError::Unreadable {
+                                path,
+                                source: dup_io(source),
+                            });
+                        }
+                        Problem::Other(message) => {
+                            return Err(WalkError::Io {
+                                path,
+                                message: message.clone(),
+                            });
+                        }
+                    }
+                }
+                Kind::File { link, real } => {
+                    if item.ignored && !in_out_dir(path) {
+                        continue;
+                    }
+                    if excluded(name) || !keep(name) || Some(path) == output {
+                        continue;
+                    }
+                    if let Some(out_dir) = out_dir
+                        && path.starts_with(out_dir)
+                    {
+                        // lbuild's temporary zips beside the output are not
+                        // sources, nor the SBOMs and provenance statements
+                        // it writes there.
+                        let temp = path.parent() == Some(out_dir)
+                            && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                                n.starts_with(".lbuild-")
+                                    || n.ends_with(".cdx.json")
+                                    || n.ends_with(".spdx.json")
+                                    || n.ends_with(".intoto.json")
+                            });
+                        if temp {
+                            continue;
+                        }
+                        return Err(WalkError::InOutputDir {
+                            path: path.to_path_buf(),
+                            output: output.unwrap_or(out_dir).to_path_buf(),
+                        });
+                    }
+                    match link {
+                        Some(Err(source)) => {
+                            return Err(WalkError::BrokenSymlink {
+                                path: path.to_path_buf(),
+                                source: dup_io(source),
+                            });
+                        }
+                        Some(Ok(target)) if !target.starts_with(root) => {
+                            return Err(WalkError::SymlinkEscapes {
+                                link: path.to_path_buf(),
+                                root: root.to_path_buf(),
+                                target: target.clone(),
+                            });
+                        }
+                        _ => {}
+                    }
+                    if let Some((link, target)) = escaping.iter().find(|(l, _)| path.starts_with(l))
+                    {
+                        return Err(WalkError::SymlinkEscapes {
+                            link: link.to_path_buf(),
+                            root: root.to_path_buf(),
+                            target: target.to_path_buf(),
+                        });
+                    }
+                    if path
+                        .strip_prefix(walk.names_from)
+                        .unwrap_or(path)
+                        .to_str()
+                        .is_none()
+                    {
+                        return Err(WalkError::NonUtf8 {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    if let Some(real) = real {
+                        via_link.push((name.to_string(), real.clone()));
+                    }
+                    out.push((name.to_string(), path.to_path_buf()));
+                }
             }
         }
-        if let Some((link, target)) = escaping.iter().find(|(l, _)| entry.path().starts_with(l)) {
-            return Err(WalkError::SymlinkEscapes {
+        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if !via_link.is_empty() {
+            out = once_per_file(out, via_link);
+        }
+        Ok(out)
+    }
+}
+
+/// The same I/O error again (one listing's problem, reported to each walk
+/// that reaches it): the OS error when there is one, else its kind and text.
+fn dup_io(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+impl WalkError {
+    /// The same error again, for another walk sharing the listing.
+    fn duplicate(&self) -> WalkError {
+        match self {
+            WalkError::SymlinkEscapes { link, root, target } => WalkError::SymlinkEscapes {
                 link: link.clone(),
-                root: root.to_path_buf(),
+                root: root.clone(),
                 target: target.clone(),
-            });
+            },
+            WalkError::NonUtf8 { path } => WalkError::NonUtf8 { path: path.clone() },
+            WalkError::BrokenSymlink { path, source } => WalkError::BrokenSymlink {
+                path: path.clone(),
+                source: dup_io(source),
+            },
+            WalkError::Loop { path, message } => WalkError::Loop {
+                path: path.clone(),
+                message: message.clone(),
+            },
+            WalkError::Unreadable { path, source } => WalkError::Unreadable {
+                path: path.clone(),
+                source: dup_io(source),
+            },
+            WalkError::InOutputDir { path, output } => WalkError::InOutputDir {
+                path: path.clone(),
+                output: output.clone(),
+            },
+            WalkError::Io { path, message } => WalkError::Io {
+                path: path.clone(),
+                message: message.clone(),
+            },
         }
-        if entry
-            .path()
-            .strip_prefix(names_from)
-            .unwrap_or(entry.path())
-            .to_str()
-            .is_none()
-        {
-            return Err(WalkError::NonUtf8 {
-                path: entry.path().to_path_buf(),
-            });
-        }
-        if linked_dirs.iter().any(|l| entry.path().starts_with(l))
-            && let Ok(real) = entry.path().canonicalize()
-        {
-            via_link.push((name.clone(), real));
-        }
-        out.push((name, entry.path().to_path_buf()));
     }
-    if let Some(err) = ignore_error.into_inner() {
-        return Err(err);
-    }
-    out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    if !via_link.is_empty() {
-        out = once_per_file(out, via_link);
-    }
-    Ok(out)
 }
 
 /// Keep one name per file reached through a directory symlink: the real
@@ -661,5 +1017,67 @@ mod tests {
         std::os::unix::fs::symlink("loop.py", root.join("loop.py")).unwrap();
         let err = files_under(&root, &root, &root, &[], py).unwrap_err();
         assert!(matches!(err, WalkError::Loop { .. }), "{err}");
+    }
+
+    /// Two walks over one root with their own globs: registered in one
+    /// `Listings`, they read the root once and see what their own walks see.
+    #[test]
+    fn walks_of_one_root_share_one_listing_and_keep_their_own_view() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in ["a/x.py", "b/y.py", "shared/s.py", "b/deep/z.py"] {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        // Only b's globs reach these: a's walk never fails on them.
+        std::os::unix::fs::symlink("missing.py", root.join("b/gone.py")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("o.py"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("b/ext")).unwrap();
+        let (out_a, out_b) = (root.join("dist/a.zip"), root.join("dist/b.zip"));
+        let walk = |output: &'static str| Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: Some(if output == "a" { &out_a } else { &out_b }),
+            ignores_from: Some(&root),
+        };
+        let prune_a = |d: &str| !(d == "a" || d.starts_with("shared"));
+        let prune_b = |d: &str| !(d.starts_with('b') || d.starts_with("shared"));
+        let names = |r: Result<Vec<(String, PathBuf)>, WalkError>| -> Vec<String> {
+            r.unwrap().into_iter().map(|(n, _)| n).collect()
+        };
+        let listings = Listings::default();
+        listings.register(&walk("a"), std::sync::Arc::new(prune_a));
+        listings.register(&walk("b"), std::sync::Arc::new(prune_b));
+        let py = |n: &str| n.ends_with(".py");
+        let a = names(listings.files(&walk("a"), py, prune_a));
+        assert_eq!(a, ["a/x.py", "shared/s.py"]);
+        assert_eq!(a, names(files(&walk("a"), py, prune_a)));
+        // The listing was read once, by a: a file that appears afterwards
+        // is not in b's view of this build.
+        fs_err::write(root.join("b/late.py"), "").unwrap();
+        let err = listings.files(&walk("b"), py, prune_b).unwrap_err();
+        assert!(matches!(err, WalkError::BrokenSymlink { .. }), "{err}");
+        let neither = |n: &str| py(n) && n != "b/gone.py" && !n.starts_with("b/ext/");
+        let b = names(listings.files(&walk("b"), neither, prune_b));
+        assert_eq!(b, ["b/deep/z.py", "b/y.py", "shared/s.py"]);
+        assert_eq!(listings.reads(), 1);
+        fs_err::remove_file(root.join("b/gone.py")).unwrap();
+        let err = files(&walk("b"), py, prune_b).unwrap_err();
+        assert!(matches!(err, WalkError::SymlinkEscapes { .. }), "{err}");
+        // A walk nobody registered walks on its own.
+        let other = root.join("dist/c.zip");
+        let c = Walk {
+            output: Some(&other),
+            ..walk("a")
+        };
+        assert_eq!(
+            names(listings.files(&c, py, prune_a)),
+            ["a/x.py", "shared/s.py"]
+        );
+        assert_eq!(listings.reads(), 1);
     }
 }

@@ -33,6 +33,11 @@ pub(crate) struct Ctx<'a> {
     /// The manifest, absolute.
     pub manifest_path: PathBuf,
     pub env: Env,
+    /// Paths canonicalized during this load: a workspace's artifacts share
+    /// a sources root and an output directory, resolved once, not once per
+    /// artifact. Lives as long as the load, so never older than it.
+    canonical:
+        std::cell::RefCell<std::collections::HashMap<PathBuf, Result<PathBuf, std::io::Error>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -49,7 +54,35 @@ impl<'a> Ctx<'a> {
             project_dir,
             manifest_path,
             env,
+            canonical: Default::default(),
         })
+    }
+
+    /// `path.canonicalize()`, asked of the filesystem once per load.
+    pub(crate) fn canonicalize(&self, path: &Path) -> std::io::Result<PathBuf> {
+        let mut memo = self.canonical.borrow_mut();
+        let found = memo
+            .entry(path.to_path_buf())
+            .or_insert_with(|| path.canonicalize());
+        match found {
+            Ok(p) => Ok(p.clone()),
+            Err(e) => Err(match e.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(e.kind(), e.to_string()),
+            }),
+        }
+    }
+
+    /// `path` with its directory's symlinks resolved, when the directory
+    /// exists (asked once per load).
+    pub(crate) fn resolve(&self, path: &Path) -> PathBuf {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => self
+                .canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| path.to_path_buf()),
+            _ => path.to_path_buf(),
+        }
     }
 
     fn position(&self, span: &Range<usize>) -> Position {
@@ -343,7 +376,7 @@ pub(crate) fn sources(
     };
     let root_hint = "point root at an existing directory, relative to lambda.toml";
     let root = ctx.project_dir.join(&root_written);
-    let root = root.canonicalize().map_err(|e| {
+    let root = ctx.canonicalize(&root).map_err(|e| {
         ctx.at(
             root_span.clone(),
             format!("sources root {root_written:?} cannot be opened: {e}"),
@@ -657,7 +690,7 @@ pub(crate) fn output(
     let out_dir = path.parent().unwrap_or(Path::new("/"));
     // The output's directory, symlinks resolved where it exists, so that
     // two spellings of one file compare equal.
-    let resolved = resolve(&path);
+    let resolved = ctx.resolve(&path);
     let shown = path.display();
 
     match fs_err::symlink_metadata(&path) {
@@ -687,13 +720,21 @@ pub(crate) fn output(
             OUTPUT_HINT,
         ));
     }
-    if let Some((message, hint)) = overwritten_input(&ctx.project_dir, &path, sources, config, deps)
-    {
+    let requirements = deps.and_then(|d| ctx.canonicalize(&d.requirements).ok());
+    if let Some((message, hint)) = overwritten_input_resolved(
+        &ctx.project_dir,
+        &path,
+        &resolved,
+        sources,
+        config,
+        deps,
+        requirements.as_deref(),
+    ) {
         return Err(err(message, hint));
     }
     // The output's directory is left out of the walk: it must not be the
     // sources root itself (that would leave out every source).
-    if resolve(out_dir) == sources.root {
+    if ctx.resolve(out_dir) == sources.root {
         return Err(err(
             format!(
                 "output path {rel:?} is inside the sources: it would be written into the sources root {}",
@@ -730,27 +771,9 @@ pub(crate) fn output(
 /// globs match, or one its sources select. The message and hint, if so.
 /// Checked for the artifact's own output and, in a workspace, for every
 /// other artifact's.
-pub(crate) fn overwritten_input(
-    project_dir: &Path,
-    path: &Path,
-    sources: &SourcesPlan,
-    config: &ConfigPlan,
-    deps: Option<&DepsPlan>,
-) -> Option<(String, &'static str)> {
-    let requirements = deps.and_then(|d| d.requirements.canonicalize().ok());
-    overwritten_input_resolved(
-        project_dir,
-        path,
-        &resolve(path),
-        sources,
-        config,
-        deps,
-        requirements.as_deref(),
-    )
-}
-
-/// [`overwritten_input`] with the filesystem already asked: `resolved` is
-/// `resolve(path)` and `requirements` the canonical requirements file (None
+///
+/// The filesystem is already asked: `resolved` is
+/// `Ctx::resolve(path)` and `requirements` the canonical requirements file (None
 /// when it does not resolve). A workspace checks every output against every
 /// other artifact's inputs, so it resolves each path once, not once a pair.
 pub(super) fn overwritten_input_resolved(
@@ -814,17 +837,6 @@ fn starts_like_a_zip(path: &Path) -> bool {
     }
 }
 
-/// `path` with its directory's symlinks resolved, when the directory exists.
-pub(super) fn resolve(path: &Path) -> PathBuf {
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => dir
-            .canonicalize()
-            .map(|d| d.join(name))
-            .unwrap_or_else(|_| path.to_path_buf()),
-        _ => path.to_path_buf(),
-    }
-}
-
 fn file_kind(m: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = m.file_type();
@@ -845,6 +857,37 @@ fn file_kind(m: &std::fs::Metadata) -> &'static str {
 mod tests {
     use super::super::{load_with_env, parse};
     use super::*;
+
+    #[test]
+    fn a_load_asks_the_filesystem_once_per_path() {
+        // The artifacts of a workspace share a root and an output directory:
+        // the second ask is answered from the load's memo, even after the
+        // link changed (a later load sees the change).
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().canonicalize().unwrap();
+        for sub in ["one", "two"] {
+            fs_err::create_dir(dir.join(sub)).unwrap();
+        }
+        std::os::unix::fs::symlink("one", dir.join("src")).unwrap();
+        let manifest = dir.join("lambda.toml");
+        let ctx = Ctx::new(&manifest, "", Env::default()).unwrap();
+        assert_eq!(ctx.canonicalize(&dir.join("src")).unwrap(), dir.join("one"));
+        fs_err::remove_file(dir.join("src")).unwrap();
+        std::os::unix::fs::symlink("two", dir.join("src")).unwrap();
+        assert_eq!(ctx.canonicalize(&dir.join("src")).unwrap(), dir.join("one"));
+        assert_eq!(ctx.resolve(&dir.join("src/a.zip")), dir.join("one/a.zip"));
+        let missing = ctx.canonicalize(&dir.join("gone")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            ctx.canonicalize(&dir.join("gone")).unwrap_err().to_string(),
+            missing.to_string()
+        );
+        let later = Ctx::new(&manifest, "", Env::default()).unwrap();
+        assert_eq!(
+            later.canonicalize(&dir.join("src")).unwrap(),
+            dir.join("two")
+        );
+    }
 
     fn project(manifest: &str) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

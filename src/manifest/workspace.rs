@@ -330,7 +330,7 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
     // (a symlinked directory leads two paths to one file).
     let resolved: Vec<PathBuf> = artifacts
         .iter()
-        .map(|p| validate::resolve(&p.output.path))
+        .map(|p| ctx.resolve(&p.output.path))
         .collect();
     for (i, a) in artifacts.iter().enumerate() {
         if let Some(b) = artifacts[..i]
@@ -366,7 +366,7 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
         .map(|b| {
             b.deps
                 .as_ref()
-                .and_then(|d| d.requirements.canonicalize().ok())
+                .and_then(|d| ctx.canonicalize(&d.requirements).ok())
         })
         .collect();
     for (a, a_resolved) in artifacts.iter().zip(&resolved) {

@@ -25,7 +25,7 @@ pub(crate) fn run(
 ) -> crate::Result<(Vec<Entry>, StageReport)> {
     let reporter = cx.reporter;
     let started = Instant::now();
-    let (files, unmatched) = select(plan)?;
+    let (files, unmatched) = select(plan, Some(&cx.listings))?;
     warn_package_data(plan, &files, &unmatched, reporter);
     let (entries, stats) = hash_entries(cache, files)?;
     if !plan.is_layer() {
@@ -48,43 +48,67 @@ pub(crate) fn run(
 /// The files the stage packages (archive name, path), without hashing
 /// them: what `lbuild check` compiles.
 pub(crate) fn files(plan: &Plan) -> crate::Result<Vec<(String, PathBuf)>> {
-    Ok(select(plan)?.0)
+    Ok(select(plan, None)?.0)
 }
 
 /// The walk: the files selected, and those neither glob matched.
 type Selected = (Vec<(String, PathBuf)>, Vec<String>);
 
-fn select(plan: &Plan) -> crate::Result<Selected> {
+fn select(plan: &Plan, listings: Option<&walk::Listings>) -> crate::Result<Selected> {
     let s = &plan.sources;
     // Files neither glob matched: package data left out unless said so.
     let mut unmatched: Vec<String> = Vec::new();
-    let files = walk::files(
-        &walk::Walk {
-            dir: &s.root,
-            names_from: &s.root,
-            root: &s.root,
-            skip: &never_entered(plan),
-            output: Some(&plan.output.path),
-            ignores_from: Some(&plan.project_dir),
-        },
-        // `selects` without its pruned-ancestor test: the walk has pruned.
-        |name| {
-            if s.exclude.is_match(name) {
-                return false;
-            }
-            let included = s.include.is_match(name);
-            if !included {
-                unmatched.push(name.to_string());
-            }
-            included
-        },
-        |dir| s.prunes_dir(dir),
-    )
+    let skip = never_entered(plan);
+    let walk = sources_walk(plan, &skip);
+    // `selects` without its pruned-ancestor test: the walk has pruned.
+    let keep = |name: &str| {
+        if s.exclude.is_match(name) {
+            return false;
+        }
+        let included = s.include.is_match(name);
+        if !included {
+            unmatched.push(name.to_string());
+        }
+        included
+    };
+    let prune = |dir: &str| s.prunes_dir(dir);
+    let files = match listings {
+        Some(listings) => listings.files(&walk, keep, prune),
+        None => walk::files(&walk, keep, prune),
+    }
     .map_err(|e| walk_error(plan, e))?;
     // Another artifact's zip in this workspace is never a source.
     let mut files = files;
     files.retain(|(_, path)| !plan.foreign_outputs.contains(path));
     Ok((files, unmatched))
+}
+
+/// The sources walk of `plan` (`skip`: [`never_entered`]).
+fn sources_walk<'a>(plan: &'a Plan, skip: &'a [PathBuf]) -> walk::Walk<'a> {
+    walk::Walk {
+        dir: &plan.sources.root,
+        names_from: &plan.sources.root,
+        root: &plan.sources.root,
+        skip,
+        output: Some(&plan.output.path),
+        ignores_from: Some(&plan.project_dir),
+    }
+}
+
+/// Lets the sources walks of `plans` share one listing per root (see
+/// [`walk::Listings`]): registered before the build asks for any.
+pub(crate) fn share_walks<'p>(
+    listings: &walk::Listings,
+    plans: impl IntoIterator<Item = &'p Plan>,
+) {
+    for plan in plans {
+        let skip = never_entered(plan);
+        let pruner = plan.sources.prune.clone();
+        listings.register(
+            &sources_walk(plan, &skip),
+            std::sync::Arc::new(move |dir: &str| pruner.prunes(dir)),
+        );
+    }
 }
 
 /// A source in the output's directory is the output path's fault: point

@@ -27,6 +27,7 @@ mod lockfiles;
 mod moto;
 mod safety;
 mod sbom;
+mod shared_walk;
 mod store;
 #[cfg(feature = "aws")]
 mod trust;
