@@ -208,6 +208,9 @@ pub(crate) struct Cache {
     /// [`Cache::hash_files`]): a workspace's shared files are looked up
     /// and hashed once per build, not once per artifact.
     pub(crate) settled: fingerprint::Settled,
+    /// Read transactions begun (see [`Cache::reading`]): one for a no-op
+    /// build, whatever its number of artifacts.
+    reads: std::cell::Cell<u32>,
 }
 
 /// A WAL left behind is replayed in full by the next process to open the
@@ -216,6 +219,7 @@ pub(crate) struct Cache {
 /// and pays one `stat`.
 impl Drop for Cache {
     fn drop(&mut self) {
+        self.end_read();
         let Some(db) = self.conn.path().map(PathBuf::from) else {
             return;
         };
@@ -356,7 +360,46 @@ impl Cache {
             healed: None,
             unavailable: None,
             settled: Default::default(),
+            reads: Default::default(),
         })
+    }
+
+    /// Begins a read transaction unless one is open, for the lookups that
+    /// follow. Outside a transaction every statement takes and drops
+    /// SQLite's locks on the WAL index (an `fcntl` pair, and a write lock
+    /// attempt for an UPDATE that matches nothing): ~27 a cached artifact.
+    /// Held until the next write (see [`Cache::end_read`]), a no-op build
+    /// reads one snapshot from its first lookup to its end.
+    ///
+    /// One snapshot for a whole build is sound because nothing else writes
+    /// this database meanwhile: every command that opens it (build, watch's
+    /// rebuilds, gc, clean) holds the project lock (`lock.rs`) first; a
+    /// reader elsewhere (an `sqlite3` shell) is never blocked by a reader
+    /// in WAL mode. This build's own writes end the snapshot first, so a
+    /// lookup after them reads them.
+    fn reading(&self) -> Result<(), CacheError> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN DEFERRED")?;
+            self.reads.set(self.reads.get() + 1);
+        }
+        Ok(())
+    }
+
+    /// Ends the read transaction [`Cache::reading`] began, if one is open:
+    /// before every write (a write inside a read transaction would have to
+    /// upgrade it, and a write lock taken at the first lookup would be held
+    /// for the whole build), and when the cache is closed.
+    pub(crate) fn end_read(&self) {
+        if !self.conn.is_autocommit() && self.conn.execute_batch("COMMIT").is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// How many read transactions this cache began (see
+    /// [`Cache::reading`]).
+    #[cfg(test)]
+    pub(crate) fn reads(&self) -> u32 {
+        self.reads.get()
     }
 
     /// [`Cache::open`] for a build: when the database cannot be opened for
@@ -404,32 +447,44 @@ impl Cache {
     }
 
     /// The recorded output of `stage` for `key`, if any; marks it used
-    /// (at most hourly, so that a no-op build writes nothing).
+    /// (at most hourly, so that a no-op build writes nothing: the UPDATE is
+    /// issued only when the row says it is due, since even one that
+    /// matches nothing takes the write lock).
     pub(crate) fn stage_output(
         &self,
         stage: &str,
         key: &Hash,
     ) -> Result<Option<String>, CacheError> {
-        let out: Option<String> = self
+        self.reading()?;
+        let row: Option<(String, i64)> = self
             .conn
-            .query_row(
-                "SELECT output FROM stages WHERE stage = ?1 AND key = ?2",
-                params![stage, key.as_bytes().as_slice()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT output, last_used_s FROM stages WHERE stage = ?1 AND key = ?2")?
+            .query_row(params![stage, key.as_bytes().as_slice()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        if out.is_some() {
-            self.soft(self.conn.execute(
-                "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
-                params![stage, key.as_bytes().as_slice(), now_s()],
-            ).map_err(CacheError::from));
+        let now = now_s();
+        let Some((out, used)) = row else {
+            return Ok(None);
+        };
+        if used < now - 3600 {
+            self.end_read();
+            self.soft(
+                self.conn
+                    .prepare_cached(
+                        "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
+                    )
+                    .and_then(|mut st| st.execute(params![stage, key.as_bytes().as_slice(), now]))
+                    .map_err(CacheError::from),
+            );
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Records `stage` under `key` (best effort: see [`Cache::soft`]).
     pub(crate) fn record_stage(&self, stage: &str, key: &Hash, output: &str) {
         let now = now_s();
+        self.end_read();
         self.soft(self.conn.execute(
             "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, last_used_s = excluded.last_used_s",
@@ -447,6 +502,7 @@ impl Cache {
         detail: &str,
     ) {
         let now = now_s();
+        self.end_read();
         self.soft(self.conn.execute(
             "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, detail = excluded.detail, last_used_s = excluded.last_used_s",
@@ -460,13 +516,13 @@ impl Cache {
         stage: &str,
         key: &Hash,
     ) -> Result<Option<String>, CacheError> {
+        self.reading()?;
         Ok(self
             .conn
-            .query_row(
-                "SELECT detail FROM stages WHERE stage = ?1 AND key = ?2",
-                params![stage, key.as_bytes().as_slice()],
-                |r| r.get::<_, Option<String>>(0),
-            )
+            .prepare_cached("SELECT detail FROM stages WHERE stage = ?1 AND key = ?2")?
+            .query_row(params![stage, key.as_bytes().as_slice()], |r| {
+                r.get::<_, Option<String>>(0)
+            })
             .optional()?
             .flatten())
     }
@@ -478,13 +534,11 @@ impl Cache {
         artifact: &str,
         stage: &str,
     ) -> Result<Option<Hash>, CacheError> {
+        self.reading()?;
         let key: Option<Vec<u8>> = self
             .conn
-            .query_row(
-                "SELECT key FROM last_inputs WHERE artifact = ?1 AND stage = ?2",
-                params![artifact, stage],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT key FROM last_inputs WHERE artifact = ?1 AND stage = ?2")?
+            .query_row(params![artifact, stage], |r| r.get(0))
             .optional()?;
         Ok(key.and_then(|k| crate::entry::hash_from_slice(&k)))
     }
@@ -495,18 +549,17 @@ impl Cache {
         artifact: &str,
         stage: &str,
     ) -> Result<Option<String>, CacheError> {
+        self.reading()?;
         Ok(self
             .conn
-            .query_row(
-                "SELECT inputs FROM last_inputs WHERE artifact = ?1 AND stage = ?2",
-                params![artifact, stage],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT inputs FROM last_inputs WHERE artifact = ?1 AND stage = ?2")?
+            .query_row(params![artifact, stage], |r| r.get(0))
             .optional()?)
     }
 
     /// Records this build's inputs of `stage` for `artifact` (best effort).
     pub(crate) fn record_last_inputs(&self, artifact: &str, stage: &str, key: &Hash, inputs: &str) {
+        self.end_read();
         self.soft(
             self.conn
                 .execute(
@@ -528,6 +581,7 @@ impl Cache {
         else {
             return Ok(Vec::new());
         };
+        self.end_read();
         let mut stmt = self
             .conn
             .prepare("SELECT stage, key FROM stages WHERE last_used_s < ?1")?;
@@ -571,6 +625,7 @@ impl Cache {
                 })
             })())
         }
+        self.reading()?;
         let mut rows: Vec<PackedEntry> = {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1",
@@ -608,6 +663,7 @@ impl Cache {
         store: &str,
         entries: &[PackedEntry],
     ) -> Result<(), CacheError> {
+        self.end_read();
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM packed WHERE store = ?1", params![store])?;
         {
@@ -679,5 +735,96 @@ mod tests {
             .err()
             .expect("newer schema must fail");
         assert!(err.to_string().contains("newer lbuild"), "{err}");
+    }
+
+    /// What a workspace's cached artifacts ask the cache (their files'
+    /// fingerprints, stage records, last inputs) is read in one read
+    /// transaction, and writes nothing; a write ends the snapshot, and the
+    /// next lookup sees it.
+    #[test]
+    fn a_no_op_builds_lookups_share_one_read_transaction_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(".lbuild");
+        let shared = dir.path().join("shared.py");
+        fs_err::write(&shared, "x = 1\n").unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&shared)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let key = |n: u8| Hash::from_bytes([n; 32]);
+        // The build that recorded everything.
+        {
+            let mut cache = Cache::open(&db).unwrap();
+            cache.hash_files(std::slice::from_ref(&shared)).unwrap();
+            for n in 0..80 {
+                cache.record_stage("sources", &key(n), "[]");
+                cache.record_last_inputs(&format!("function f{n}"), "sources", &key(n), "{}");
+            }
+        }
+        // Another connection sees every commit as a new data version.
+        let other = Connection::open(db.join(DB_FILE)).unwrap();
+        let version = || -> i64 {
+            other
+                .pragma_query_value(None, "data_version", |r| r.get(0))
+                .unwrap()
+        };
+        let before = version();
+
+        let mut cache = Cache::open(&db).unwrap();
+        let reads = cache.reads();
+        for n in 0..80 {
+            let (_, stats) = cache.hash_files(std::slice::from_ref(&shared)).unwrap();
+            assert_eq!(stats.hashed, 0);
+            assert!(cache.stage_output("sources", &key(n)).unwrap().is_some());
+            assert_eq!(
+                cache
+                    .last_inputs_key(&format!("function f{n}"), "sources")
+                    .unwrap(),
+                Some(key(n))
+            );
+            assert!(cache.stage_output("package", &key(n)).unwrap().is_none());
+        }
+        assert_eq!(
+            cache.reads() - reads,
+            1,
+            "one read transaction for 80 artifacts"
+        );
+        assert!(!cache.conn.is_autocommit(), "the snapshot is held");
+        assert_eq!(version(), before, "a no-op wrote to the cache");
+        assert_eq!(cache.take_write_failure(), None);
+
+        // A write ends the snapshot (and commits); the next lookup, in a
+        // new one, reads it.
+        cache.record_stage("package", &key(1), "{}");
+        assert!(cache.conn.is_autocommit());
+        assert_ne!(version(), before);
+        assert_eq!(
+            cache.stage_output("package", &key(1)).unwrap().as_deref(),
+            Some("{}")
+        );
+        assert_eq!(cache.reads() - reads, 2);
+
+        // A record last used over an hour ago is marked used again.
+        cache.end_read();
+        cache
+            .conn
+            .execute(
+                "UPDATE stages SET last_used_s = 0 WHERE stage = 'sources'",
+                [],
+            )
+            .unwrap();
+        assert!(cache.stage_output("sources", &key(3)).unwrap().is_some());
+        let used: i64 = cache
+            .conn
+            .query_row(
+                "SELECT last_used_s FROM stages WHERE stage = 'sources' AND key = ?1",
+                params![key(3).as_bytes().as_slice()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(used > 0, "not marked used");
     }
 }
