@@ -72,8 +72,9 @@ pub(crate) struct HashStats {
 /// builds would then reach a later artifact's zip writer with the old
 /// hash, and the writer, which checks every file's bytes against its
 /// hash, would fail that artifact ("changed while the zip was being
-/// written") where a stat lets it pick the edit up. The stat costs ~2 µs
-/// a file (2,480 for 80 functions sharing 31 files: ~5 ms of a no-op).
+/// written") where a stat lets it pick the edit up. The stats cost little:
+/// skipping them for 80 functions sharing 31 files (2,480 `statx`) saved
+/// ~1.5 ms of CPU of a ~90 ms no-op.
 pub(crate) type Settled = HashMap<PathBuf, (Stat, Hash)>;
 
 impl Cache {
