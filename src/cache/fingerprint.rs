@@ -183,14 +183,13 @@ impl Cache {
         }
         // Remembering the fingerprints only saves reading next time: a
         // failure to write them is a warning (see `Cache::soft`).
-        let recorded = (|| -> Result<(), CacheError> {
-            if to_hash.is_empty() {
-                return Ok(());
-            }
-            self.end_read();
-            let tx = self.conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
+        // In the build's transaction (see `Cache::reading`), committed
+        // with the artifact's other records.
+        let recorded = if to_hash.is_empty() {
+            Ok(())
+        } else {
+            self.write(|conn| {
+                let mut stmt = conn.prepare_cached(
                     "INSERT OR REPLACE INTO files (path, size, mtime_ns, ino, ctime_ns, hash, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for (i, hash) in to_hash.iter().zip(&hashed) {
@@ -205,10 +204,9 @@ impl Cache {
                         started
                     ])?;
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
+                Ok(())
+            })
+        };
         self.soft(recorded);
         for ((p, stat), (r, was)) in paths
             .iter()

@@ -211,6 +211,8 @@ pub(crate) struct Cache {
     /// Read transactions begun (see [`Cache::reading`]): one for a no-op
     /// build, whatever its number of artifacts.
     reads: std::cell::Cell<u32>,
+    /// The open transaction has written (see [`Cache::write`]).
+    written: std::cell::Cell<bool>,
 }
 
 /// A WAL left behind is replayed in full by the next process to open the
@@ -219,7 +221,7 @@ pub(crate) struct Cache {
 /// and pays one `stat`.
 impl Drop for Cache {
     fn drop(&mut self) {
-        self.end_read();
+        self.commit();
         let Some(db) = self.conn.path().map(PathBuf::from) else {
             return;
         };
@@ -361,22 +363,27 @@ impl Cache {
             unavailable: None,
             settled: Default::default(),
             reads: Default::default(),
+            written: Default::default(),
         })
     }
 
-    /// Begins a read transaction unless one is open, for the lookups that
-    /// follow. Outside a transaction every statement takes and drops
-    /// SQLite's locks on the WAL index (an `fcntl` pair, and a write lock
-    /// attempt for an UPDATE that matches nothing): ~27 a cached artifact.
-    /// Held until the next write (see [`Cache::end_read`]), a no-op build
-    /// reads one snapshot from its first lookup to its end.
+    /// Begins a transaction unless one is open, for the lookups (and
+    /// writes, see [`Cache::write`]) that follow. Outside a transaction
+    /// every statement takes and drops SQLite's locks on the WAL index (an
+    /// `fcntl` pair, and a write lock attempt for an UPDATE that matches
+    /// nothing): ~27 a cached artifact. Held until [`Cache::commit`] (at
+    /// the end of each artifact, through [`Cache::take_write_failure`],
+    /// and when the cache is closed), a no-op build reads one snapshot
+    /// from its first lookup to its end, and an artifact that ran commits
+    /// its records once, not once a record.
     ///
     /// One snapshot for a whole build is sound because nothing else writes
     /// this database meanwhile: every command that opens it (build, watch's
     /// rebuilds, gc, clean) holds the project lock (`lock.rs`) first; a
     /// reader elsewhere (an `sqlite3` shell) is never blocked by a reader
-    /// in WAL mode. This build's own writes end the snapshot first, so a
-    /// lookup after them reads them.
+    /// in WAL mode, and a writer elsewhere only costs a retry (see
+    /// [`Cache::write`]). Records written are read back by the lookups that
+    /// follow (one connection, one transaction).
     fn reading(&self) -> Result<(), CacheError> {
         if self.conn.is_autocommit() {
             self.conn.execute_batch("BEGIN DEFERRED")?;
@@ -385,18 +392,42 @@ impl Cache {
         Ok(())
     }
 
-    /// Ends the read transaction [`Cache::reading`] began, if one is open:
-    /// before every write (a write inside a read transaction would have to
-    /// upgrade it, and a write lock taken at the first lookup would be held
-    /// for the whole build), and when the cache is closed.
-    pub(crate) fn end_read(&self) {
-        if !self.conn.is_autocommit() && self.conn.execute_batch("COMMIT").is_err() {
+    /// Runs `f`'s writes in the build's transaction (see
+    /// [`Cache::reading`]). The first write of a transaction that began by
+    /// reading takes the write lock; should another process have written
+    /// since its snapshot (SQLite's `SQLITE_BUSY_SNAPSHOT`, impossible
+    /// under the project lock), the snapshot is ended and `f` runs again
+    /// in a fresh transaction.
+    fn write<T>(&self, f: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T, CacheError> {
+        self.reading()?;
+        let result = match f(&self.conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                self.commit();
+                self.reading()?;
+                f(&self.conn)
+            }
+            other => other,
+        };
+        self.written.set(true);
+        Ok(result?)
+    }
+
+    /// Commits the transaction [`Cache::reading`] began, if one is open
+    /// (best effort: a failure is kept for the build's one warning, see
+    /// [`Cache::soft`]).
+    pub(crate) fn commit(&self) {
+        self.written.set(false);
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("COMMIT")
+        {
+            self.soft::<()>(Err(e.into()));
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
 
-    /// How many read transactions this cache began (see
-    /// [`Cache::reading`]).
+    /// How many transactions this cache began (see [`Cache::reading`]).
     #[cfg(test)]
     pub(crate) fn reads(&self) -> u32 {
         self.reads.get()
@@ -441,8 +472,14 @@ impl Cache {
         }
     }
 
-    /// The first write that failed during this build, if any.
+    /// Commits what was written so far, if anything (an artifact's
+    /// records, see [`Cache::reading`]), and returns the first write that
+    /// failed during this build, if any.
     pub(crate) fn take_write_failure(&self) -> Option<String> {
+        // A snapshot that only read stays open for the next artifact.
+        if self.written.get() {
+            self.commit();
+        }
         self.write_failure.borrow_mut().take()
     }
 
@@ -468,15 +505,12 @@ impl Cache {
             return Ok(None);
         };
         if used < now - 3600 {
-            self.end_read();
-            self.soft(
-                self.conn
-                    .prepare_cached(
-                        "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
-                    )
-                    .and_then(|mut st| st.execute(params![stage, key.as_bytes().as_slice(), now]))
-                    .map_err(CacheError::from),
-            );
+            self.soft(self.write(|conn| {
+                conn.prepare_cached(
+                    "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
+                )?
+                .execute(params![stage, key.as_bytes().as_slice(), now])
+            }));
         }
         Ok(Some(out))
     }
@@ -484,12 +518,10 @@ impl Cache {
     /// Records `stage` under `key` (best effort: see [`Cache::soft`]).
     pub(crate) fn record_stage(&self, stage: &str, key: &Hash, output: &str) {
         let now = now_s();
-        self.end_read();
-        self.soft(self.conn.execute(
+        self.soft(self.write(|conn| conn.prepare_cached(
             "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, last_used_s = excluded.last_used_s",
-            params![stage, key.as_bytes().as_slice(), output, now],
-        ).map_err(CacheError::from));
+        )?.execute(params![stage, key.as_bytes().as_slice(), output, now])));
     }
 
     /// Records a stage with a large `detail` read only on demand (best
@@ -502,12 +534,10 @@ impl Cache {
         detail: &str,
     ) {
         let now = now_s();
-        self.end_read();
-        self.soft(self.conn.execute(
+        self.soft(self.write(|conn| conn.prepare_cached(
             "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, detail = excluded.detail, last_used_s = excluded.last_used_s",
-            params![stage, key.as_bytes().as_slice(), output, detail, now],
-        ).map_err(CacheError::from));
+        )?.execute(params![stage, key.as_bytes().as_slice(), output, detail, now])));
     }
 
     /// The `detail` recorded with `stage` for `key`.
@@ -559,15 +589,12 @@ impl Cache {
 
     /// Records this build's inputs of `stage` for `artifact` (best effort).
     pub(crate) fn record_last_inputs(&self, artifact: &str, stage: &str, key: &Hash, inputs: &str) {
-        self.end_read();
-        self.soft(
-            self.conn
-                .execute(
-                    "INSERT OR REPLACE INTO last_inputs (artifact, stage, key, inputs) VALUES (?1, ?2, ?3, ?4)",
-                    params![artifact, stage, key.as_bytes().as_slice(), inputs],
-                )
-                .map_err(CacheError::from),
-        );
+        self.soft(self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO last_inputs (artifact, stage, key, inputs) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![artifact, stage, key.as_bytes().as_slice(), inputs])
+        }));
     }
 
     /// Deletes stage records not used for `days` days and returns their
@@ -581,7 +608,7 @@ impl Cache {
         else {
             return Ok(Vec::new());
         };
-        self.end_read();
+        self.commit();
         let mut stmt = self
             .conn
             .prepare("SELECT stage, key FROM stages WHERE last_used_s < ?1")?;
@@ -682,10 +709,8 @@ impl Cache {
             .iter()
             .map(|e| (e.name.as_str(), row_of(e)))
             .collect();
-        self.end_read();
-        let tx = self.conn.transaction()?;
-        {
-            let held: Vec<(String, Row)> = tx
+        self.write(|conn| {
+            let held: Vec<(String, Row)> = conn
                 .prepare_cached(
                     "SELECT name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1",
                 )?
@@ -695,7 +720,7 @@ impl Cache {
                 .collect::<Result<_, _>>()?;
             let mut unchanged = std::collections::HashSet::new();
             let mut delete =
-                tx.prepare_cached("DELETE FROM packed WHERE store = ?1 AND name = ?2")?;
+                conn.prepare_cached("DELETE FROM packed WHERE store = ?1 AND name = ?2")?;
             for (name, row) in &held {
                 match wanted.get(name.as_str()) {
                     Some(w) if w == row => {
@@ -707,7 +732,7 @@ impl Cache {
                     }
                 }
             }
-            let mut insert = tx.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT OR REPLACE INTO packed (store, name, content_hash, executable, settings, raw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for (name, (content, exec, settings, raw)) in &wanted {
@@ -715,9 +740,8 @@ impl Cache {
                     insert.execute(params![store, name, content, exec, settings, raw])?;
                 }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -885,21 +909,28 @@ mod tests {
         );
         assert!(!cache.conn.is_autocommit(), "the snapshot is held");
         assert_eq!(version(), before, "a no-op wrote to the cache");
+        // The end of an artifact that only read keeps the snapshot.
         assert_eq!(cache.take_write_failure(), None);
+        assert!(!cache.conn.is_autocommit(), "the snapshot is held");
 
-        // A write ends the snapshot (and commits); the next lookup, in a
-        // new one, reads it.
+        // An artifact that ran writes its records in the same transaction
+        // (read back at once), committed together at its end.
         cache.record_stage("package", &key(1), "{}");
-        assert!(cache.conn.is_autocommit());
-        assert_ne!(version(), before);
+        cache.record_last_inputs("function f1", "package", &key(1), "{}");
         assert_eq!(
             cache.stage_output("package", &key(1)).unwrap().as_deref(),
             Some("{}")
         );
-        assert_eq!(cache.reads() - reads, 2);
-
+        assert_eq!(version(), before, "committed before the artifact's end");
+        assert_eq!(cache.reads() - reads, 1);
+        assert_eq!(cache.take_write_failure(), None);
+        assert!(cache.conn.is_autocommit());
+        assert_ne!(version(), before, "not committed at the artifact's end");
+        assert!(cache.stage_output("package", &key(1)).unwrap().is_some());
+        assert_eq!(cache.reads() - reads, 2, "the next artifact's snapshot");
+        drop(cache);
         // A record last used over an hour ago is marked used again.
-        cache.end_read();
+        let cache = Cache::open(&db).unwrap();
         cache
             .conn
             .execute(
