@@ -2,14 +2,15 @@
 //! to `STORE/hits.jsonl` (what its package and deps stages found ready and
 //! what they had to do), and their sum.
 //!
-//! Owns the log's format and its summary. An append of one short line is a
-//! single `write` with `O_APPEND`, so builds of several projects sharing the
-//! store never interleave; recording is best effort (a full disk loses a
+//! Owns the log's format and its summary. A build's lines (one per
+//! artifact) are appended together at its end in a single `write` with
+//! `O_APPEND`, so builds of several projects sharing the store never
+//! interleave; recording is best effort (a full disk loses a
 //! line, never a build). It does not decide anything: the counts are read
 //! off the stage reports the pipeline already made.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,22 +85,58 @@ impl Hits {
     }
 }
 
-/// Appends `outcome`'s counts to the store's log; silent on failure.
-pub(crate) fn record(store_root: &Path, outcome: &BuildOutcome) {
+/// One build's lines (one per artifact built), appended to the store's
+/// log in one `write` when dropped, at the end of the build: the log is
+/// opened once per build, not once per artifact. Silent on failure.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    root: Option<PathBuf>,
+    lines: String,
+}
+
+impl Pending {
+    /// Adds one artifact's counts (see [`Hits::of`]), for the log under
+    /// `store_root`.
+    pub(crate) fn add(&mut self, store_root: &Path, hits: &Hits) {
+        if self.root.as_deref().is_some_and(|r| r != store_root) {
+            self.flush();
+        }
+        self.root.get_or_insert_with(|| store_root.to_path_buf());
+        if let Ok(line) = serde_json::to_string(hits) {
+            self.lines.push_str(&line);
+            self.lines.push('\n');
+        }
+    }
+
+    /// Appends the lines kept so far (see the type's docs).
+    pub(crate) fn flush(&mut self) {
+        let lines = std::mem::take(&mut self.lines);
+        if let Some(root) = self.root.take()
+            && !lines.is_empty()
+        {
+            append(&root, &lines);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Appends `lines` to the store's log (folded first when large).
+fn append(store_root: &Path, lines: &str) {
     let path = store_root.join(LOG);
     if fs_err::metadata(&path).is_ok_and(|m| m.len() > FOLD_AT) {
         fold(store_root);
     }
-    let Ok(mut line) = serde_json::to_string(&Hits::of(outcome)) else {
-        return;
-    };
-    line.push('\n');
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
     {
-        let _ = f.write_all(line.as_bytes());
+        let _ = f.write_all(lines.as_bytes());
     }
 }
 
@@ -152,5 +189,28 @@ mod tests {
         assert_eq!(summary(dir.path()), before);
         let lines = fs_err::read_to_string(dir.path().join(LOG)).unwrap();
         assert_eq!(lines.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_builds_lines_are_appended_together_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(LOG);
+        fs_err::write(&log, "{\"builds\":1}\n").unwrap();
+        let cached = Hits {
+            builds: 1,
+            zips_cached: 1,
+            ..Hits::default()
+        };
+        let mut pending = Pending::default();
+        for _ in 0..3 {
+            pending.add(dir.path(), &cached);
+        }
+        // Nothing is written while the build runs.
+        assert_eq!(fs_err::read_to_string(&log).unwrap().lines().count(), 1);
+        drop(pending);
+        let text = fs_err::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 4, "one line per artifact: {text}");
+        let total = summary(dir.path());
+        assert_eq!((total.builds, total.zips_cached), (4, 3));
     }
 }

@@ -60,7 +60,7 @@ fn build_healing(
     }
     result.map(|mut o| {
         o.warnings = warnings;
-        crate::hits::record(cx.store.root(), &o);
+        open.hits.add(cx.store.root(), &crate::hits::Hits::of(&o));
         o
     })
 }
@@ -196,10 +196,14 @@ fn warn_corrupt(reporter: &Reporter, why: &str, aside: &std::path::Path) {
 
 /// The cache database, opened by the first artifact that needs it and kept
 /// for the rest of the run: a workspace opens (and checkpoints) it once,
-/// not once per function.
+/// not once per function, and reads it in one transaction when nothing is
+/// written (see `Cache::reading`).
 #[derive(Default)]
 struct OpenCache {
     open: Option<(std::path::PathBuf, Cache)>,
+    /// The run's hit counts, appended to the store's log once, when the
+    /// run ends (this is dropped).
+    hits: crate::hits::Pending,
 }
 
 impl OpenCache {

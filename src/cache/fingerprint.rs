@@ -63,6 +63,18 @@ pub(crate) struct HashStats {
 /// is not asked of the database again by the next artifact that selects
 /// it. Only files past the racy window are kept, so this trusts nothing
 /// the database would not: a racy file is still read by every pass.
+///
+/// Each pass still stats every file it selects, settled or not (one
+/// `statx` a file, no query): the alternative, trusting the build's first
+/// look for the rest of the build, is one snapshot per build and would be
+/// sound for the next build (it stats again, and so does each watch
+/// rebuild, which opens a new `Cache`), but a file saved while a workspace
+/// builds would then reach a later artifact's zip writer with the old
+/// hash, and the writer, which checks every file's bytes against its
+/// hash, would fail that artifact ("changed while the zip was being
+/// written") where a stat lets it pick the edit up. The stats cost little:
+/// skipping them for 80 functions sharing 31 files (2,480 `statx`) saved
+/// ~1.5 ms of CPU of a ~90 ms no-op.
 pub(crate) type Settled = HashMap<PathBuf, (Stat, Hash)>;
 
 impl Cache {
@@ -98,11 +110,10 @@ impl Cache {
             .collect();
         let mut known: HashMap<String, (Stat, Hash, i64)> = HashMap::new();
         if settled.iter().any(Option::is_none) {
-            // One read transaction for all the lookups: outside one, every
-            // query takes and drops SQLite's file locks (two fcntl and an
-            // fstat per file).
-            let tx = self.conn.transaction()?;
-            let mut stmt = tx.prepare_cached(
+            // In the build's read transaction (see `Cache::reading`):
+            // outside one, every query takes and drops SQLite's locks.
+            self.reading()?;
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT size, mtime_ns, ino, ctime_ns, hash, recorded_ns FROM files WHERE path = ?1",
             )?;
             for (p, _) in paths.iter().zip(&settled).filter(|(_, s)| s.is_none()) {
@@ -125,8 +136,6 @@ impl Cache {
                     known.insert(key, (stat, hash, recorded));
                 }
             }
-            drop(stmt);
-            tx.commit()?;
         }
 
         let mut results: Vec<Option<FileHash>> = vec![None; paths.len()];
@@ -174,10 +183,13 @@ impl Cache {
         }
         // Remembering the fingerprints only saves reading next time: a
         // failure to write them is a warning (see `Cache::soft`).
-        let recorded = (|| -> Result<(), CacheError> {
-            let tx = self.conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
+        // In the build's transaction (see `Cache::reading`), committed
+        // with the artifact's other records.
+        let recorded = if to_hash.is_empty() {
+            Ok(())
+        } else {
+            self.write(|conn| {
+                let mut stmt = conn.prepare_cached(
                     "INSERT OR REPLACE INTO files (path, size, mtime_ns, ino, ctime_ns, hash, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for (i, hash) in to_hash.iter().zip(&hashed) {
@@ -192,13 +204,10 @@ impl Cache {
                         started
                     ])?;
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        if !to_hash.is_empty() {
-            self.soft(recorded);
-        }
+                Ok(())
+            })
+        };
+        self.soft(recorded);
         for ((p, stat), (r, was)) in paths
             .iter()
             .zip(&stats_now)
@@ -227,6 +236,18 @@ fn hash_in_parallel(paths: &[PathBuf], which: &[usize]) -> Result<Vec<Hash>, Cac
         .map(|n| n.get())
         .unwrap_or(1)
         .min(which.len());
+    if threads == 1 {
+        // One file (an edited module): no thread to start.
+        return which
+            .iter()
+            .map(|&i| {
+                hash_file(&paths[i]).map_err(|source| CacheError::Io {
+                    path: paths[i].clone(),
+                    source,
+                })
+            })
+            .collect();
+    }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out: Vec<std::sync::Mutex<Option<std::io::Result<Hash>>>> =
         which.iter().map(|_| std::sync::Mutex::new(None)).collect();

@@ -208,6 +208,11 @@ pub(crate) struct Cache {
     /// [`Cache::hash_files`]): a workspace's shared files are looked up
     /// and hashed once per build, not once per artifact.
     pub(crate) settled: fingerprint::Settled,
+    /// Read transactions begun (see [`Cache::reading`]): one for a no-op
+    /// build, whatever its number of artifacts.
+    reads: std::cell::Cell<u32>,
+    /// The open transaction has written (see [`Cache::write`]).
+    written: std::cell::Cell<bool>,
 }
 
 /// A WAL left behind is replayed in full by the next process to open the
@@ -216,6 +221,7 @@ pub(crate) struct Cache {
 /// and pays one `stat`.
 impl Drop for Cache {
     fn drop(&mut self) {
+        self.commit();
         let Some(db) = self.conn.path().map(PathBuf::from) else {
             return;
         };
@@ -356,7 +362,75 @@ impl Cache {
             healed: None,
             unavailable: None,
             settled: Default::default(),
+            reads: Default::default(),
+            written: Default::default(),
         })
+    }
+
+    /// Begins a transaction unless one is open, for the lookups (and
+    /// writes, see [`Cache::write`]) that follow. Outside a transaction
+    /// every statement takes and drops SQLite's locks on the WAL index (an
+    /// `fcntl` pair, and a write lock attempt for an UPDATE that matches
+    /// nothing): ~27 a cached artifact. Held until [`Cache::commit`] (at
+    /// the end of each artifact, through [`Cache::take_write_failure`],
+    /// and when the cache is closed), a no-op build reads one snapshot
+    /// from its first lookup to its end, and an artifact that ran commits
+    /// its records once, not once a record.
+    ///
+    /// One snapshot for a whole build is sound because nothing else writes
+    /// this database meanwhile: every command that opens it (build, watch's
+    /// rebuilds, gc, clean) holds the project lock (`lock.rs`) first; a
+    /// reader elsewhere (an `sqlite3` shell) is never blocked by a reader
+    /// in WAL mode, and a writer elsewhere only costs a retry (see
+    /// [`Cache::write`]). Records written are read back by the lookups that
+    /// follow (one connection, one transaction).
+    fn reading(&self) -> Result<(), CacheError> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN DEFERRED")?;
+            self.reads.set(self.reads.get() + 1);
+        }
+        Ok(())
+    }
+
+    /// Runs `f`'s writes in the build's transaction (see
+    /// [`Cache::reading`]). The first write of a transaction that began by
+    /// reading takes the write lock; should another process have written
+    /// since its snapshot (SQLite's `SQLITE_BUSY_SNAPSHOT`, impossible
+    /// under the project lock), the snapshot is ended and `f` runs again
+    /// in a fresh transaction.
+    fn write<T>(&self, f: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T, CacheError> {
+        self.reading()?;
+        let result = match f(&self.conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                self.commit();
+                self.reading()?;
+                f(&self.conn)
+            }
+            other => other,
+        };
+        self.written.set(true);
+        Ok(result?)
+    }
+
+    /// Commits the transaction [`Cache::reading`] began, if one is open
+    /// (best effort: a failure is kept for the build's one warning, see
+    /// [`Cache::soft`]).
+    pub(crate) fn commit(&self) {
+        self.written.set(false);
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("COMMIT")
+        {
+            self.soft::<()>(Err(e.into()));
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// How many transactions this cache began (see [`Cache::reading`]).
+    #[cfg(test)]
+    pub(crate) fn reads(&self) -> u32 {
+        self.reads.get()
     }
 
     /// [`Cache::open`] for a build: when the database cannot be opened for
@@ -398,43 +472,56 @@ impl Cache {
         }
     }
 
-    /// The first write that failed during this build, if any.
+    /// Commits what was written so far, if anything (an artifact's
+    /// records, see [`Cache::reading`]), and returns the first write that
+    /// failed during this build, if any.
     pub(crate) fn take_write_failure(&self) -> Option<String> {
+        // A snapshot that only read stays open for the next artifact.
+        if self.written.get() {
+            self.commit();
+        }
         self.write_failure.borrow_mut().take()
     }
 
     /// The recorded output of `stage` for `key`, if any; marks it used
-    /// (at most hourly, so that a no-op build writes nothing).
+    /// (at most hourly, so that a no-op build writes nothing: the UPDATE is
+    /// issued only when the row says it is due, since even one that
+    /// matches nothing takes the write lock).
     pub(crate) fn stage_output(
         &self,
         stage: &str,
         key: &Hash,
     ) -> Result<Option<String>, CacheError> {
-        let out: Option<String> = self
+        self.reading()?;
+        let row: Option<(String, i64)> = self
             .conn
-            .query_row(
-                "SELECT output FROM stages WHERE stage = ?1 AND key = ?2",
-                params![stage, key.as_bytes().as_slice()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT output, last_used_s FROM stages WHERE stage = ?1 AND key = ?2")?
+            .query_row(params![stage, key.as_bytes().as_slice()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        if out.is_some() {
-            self.soft(self.conn.execute(
-                "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
-                params![stage, key.as_bytes().as_slice(), now_s()],
-            ).map_err(CacheError::from));
+        let now = now_s();
+        let Some((out, used)) = row else {
+            return Ok(None);
+        };
+        if used < now - 3600 {
+            self.soft(self.write(|conn| {
+                conn.prepare_cached(
+                    "UPDATE stages SET last_used_s = ?3 WHERE stage = ?1 AND key = ?2 AND last_used_s < ?3 - 3600",
+                )?
+                .execute(params![stage, key.as_bytes().as_slice(), now])
+            }));
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Records `stage` under `key` (best effort: see [`Cache::soft`]).
     pub(crate) fn record_stage(&self, stage: &str, key: &Hash, output: &str) {
         let now = now_s();
-        self.soft(self.conn.execute(
+        self.soft(self.write(|conn| conn.prepare_cached(
             "INSERT INTO stages (stage, key, output, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, last_used_s = excluded.last_used_s",
-            params![stage, key.as_bytes().as_slice(), output, now],
-        ).map_err(CacheError::from));
+        )?.execute(params![stage, key.as_bytes().as_slice(), output, now])));
     }
 
     /// Records a stage with a large `detail` read only on demand (best
@@ -447,11 +534,10 @@ impl Cache {
         detail: &str,
     ) {
         let now = now_s();
-        self.soft(self.conn.execute(
+        self.soft(self.write(|conn| conn.prepare_cached(
             "INSERT INTO stages (stage, key, output, detail, created_s, last_used_s) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (stage, key) DO UPDATE SET output = excluded.output, detail = excluded.detail, last_used_s = excluded.last_used_s",
-            params![stage, key.as_bytes().as_slice(), output, detail, now],
-        ).map_err(CacheError::from));
+        )?.execute(params![stage, key.as_bytes().as_slice(), output, detail, now])));
     }
 
     /// The `detail` recorded with `stage` for `key`.
@@ -460,13 +546,13 @@ impl Cache {
         stage: &str,
         key: &Hash,
     ) -> Result<Option<String>, CacheError> {
+        self.reading()?;
         Ok(self
             .conn
-            .query_row(
-                "SELECT detail FROM stages WHERE stage = ?1 AND key = ?2",
-                params![stage, key.as_bytes().as_slice()],
-                |r| r.get::<_, Option<String>>(0),
-            )
+            .prepare_cached("SELECT detail FROM stages WHERE stage = ?1 AND key = ?2")?
+            .query_row(params![stage, key.as_bytes().as_slice()], |r| {
+                r.get::<_, Option<String>>(0)
+            })
             .optional()?
             .flatten())
     }
@@ -478,13 +564,11 @@ impl Cache {
         artifact: &str,
         stage: &str,
     ) -> Result<Option<Hash>, CacheError> {
+        self.reading()?;
         let key: Option<Vec<u8>> = self
             .conn
-            .query_row(
-                "SELECT key FROM last_inputs WHERE artifact = ?1 AND stage = ?2",
-                params![artifact, stage],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT key FROM last_inputs WHERE artifact = ?1 AND stage = ?2")?
+            .query_row(params![artifact, stage], |r| r.get(0))
             .optional()?;
         Ok(key.and_then(|k| crate::entry::hash_from_slice(&k)))
     }
@@ -495,26 +579,22 @@ impl Cache {
         artifact: &str,
         stage: &str,
     ) -> Result<Option<String>, CacheError> {
+        self.reading()?;
         Ok(self
             .conn
-            .query_row(
-                "SELECT inputs FROM last_inputs WHERE artifact = ?1 AND stage = ?2",
-                params![artifact, stage],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT inputs FROM last_inputs WHERE artifact = ?1 AND stage = ?2")?
+            .query_row(params![artifact, stage], |r| r.get(0))
             .optional()?)
     }
 
     /// Records this build's inputs of `stage` for `artifact` (best effort).
     pub(crate) fn record_last_inputs(&self, artifact: &str, stage: &str, key: &Hash, inputs: &str) {
-        self.soft(
-            self.conn
-                .execute(
-                    "INSERT OR REPLACE INTO last_inputs (artifact, stage, key, inputs) VALUES (?1, ?2, ?3, ?4)",
-                    params![artifact, stage, key.as_bytes().as_slice(), inputs],
-                )
-                .map_err(CacheError::from),
-        );
+        self.soft(self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO last_inputs (artifact, stage, key, inputs) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![artifact, stage, key.as_bytes().as_slice(), inputs])
+        }));
     }
 
     /// Deletes stage records not used for `days` days and returns their
@@ -528,6 +608,7 @@ impl Cache {
         else {
             return Ok(Vec::new());
         };
+        self.commit();
         let mut stmt = self
             .conn
             .prepare("SELECT stage, key FROM stages WHERE last_used_s < ?1")?;
@@ -554,6 +635,12 @@ impl Cache {
     /// artifact's store), then, for each of `wanted` that `own` lacks, a
     /// row of any other store (by the content index). A workspace's five
     /// stores are not all read when one function changes a file.
+    ///
+    /// One row per content and archive settings, of one store (the last
+    /// by name; its bytes are checked when copied, like any store's): the
+    /// writer uses one record per content anyway, and 80 functions sharing
+    /// 31 files would otherwise read 31 rows from each of the other 79
+    /// stores per function, a cold workspace build quadratic in its size.
     pub(crate) fn packed_lookup(
         &self,
         own: &str,
@@ -571,6 +658,7 @@ impl Cache {
                 })
             })())
         }
+        self.reading()?;
         let mut rows: Vec<PackedEntry> = {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1",
@@ -584,7 +672,7 @@ impl Cache {
             .map(|p| (p.content_hash, p.executable))
             .collect();
         let mut stmt = self.conn.prepare_cached(
-            "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE content_hash = ?1 AND executable = ?2 AND store != ?3",
+            "SELECT MAX(store), name, content_hash, executable, settings, raw_hash FROM packed WHERE content_hash = ?1 AND executable = ?2 AND store != ?3 GROUP BY settings",
         )?;
         for (hash, exec) in wanted.iter().filter(|w| !have.contains(w)) {
             rows.extend(
@@ -603,30 +691,63 @@ impl Cache {
         self.soft(result);
     }
 
+    /// Writes only the rows that differ: a store rewritten after one edit
+    /// holds mostly the entries it held (same names, digests, settings),
+    /// and rewriting every row would dirty a page of the content index per
+    /// entry (its keys are scattered digests), some 80 pages of WAL a
+    /// function where one or two do. The rows left are exactly `entries`
+    /// (the last of a name, as `INSERT OR REPLACE` in order would leave).
     fn try_replace_packed(
         &mut self,
         store: &str,
         entries: &[PackedEntry],
     ) -> Result<(), CacheError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM packed WHERE store = ?1", params![store])?;
-        {
-            let mut stmt = tx.prepare(
+        type Row = (Vec<u8>, bool, Vec<u8>, Vec<u8>);
+        let row_of = |e: &PackedEntry| -> Row {
+            (
+                e.content_hash.as_bytes().to_vec(),
+                e.executable,
+                e.settings.as_bytes().to_vec(),
+                e.raw_hash.as_bytes().to_vec(),
+            )
+        };
+        let wanted: std::collections::HashMap<&str, Row> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), row_of(e)))
+            .collect();
+        self.write(|conn| {
+            let held: Vec<(String, Row)> = conn
+                .prepare_cached(
+                    "SELECT name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1",
+                )?
+                .query_map(params![store], |r| {
+                    Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut unchanged = std::collections::HashSet::new();
+            let mut delete =
+                conn.prepare_cached("DELETE FROM packed WHERE store = ?1 AND name = ?2")?;
+            for (name, row) in &held {
+                match wanted.get(name.as_str()) {
+                    Some(w) if w == row => {
+                        unchanged.insert(name.as_str());
+                    }
+                    Some(_) => {}
+                    None => {
+                        delete.execute(params![store, name])?;
+                    }
+                }
+            }
+            let mut insert = conn.prepare_cached(
                 "INSERT OR REPLACE INTO packed (store, name, content_hash, executable, settings, raw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for e in entries {
-                stmt.execute(params![
-                    store,
-                    e.name,
-                    e.content_hash.as_bytes().as_slice(),
-                    e.executable,
-                    e.settings.as_bytes().as_slice(),
-                    e.raw_hash.as_bytes().as_slice()
-                ])?;
+            for (name, (content, exec, settings, raw)) in &wanted {
+                if !unchanged.contains(name) {
+                    insert.execute(params![store, name, content, exec, settings, raw])?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -679,5 +800,230 @@ mod tests {
             .err()
             .expect("newer schema must fail");
         assert!(err.to_string().contains("newer lbuild"), "{err}");
+    }
+
+    /// A store rewritten after one edit has its index rewritten where it
+    /// differs only, and ends up holding exactly the new entries.
+    #[test]
+    fn replacing_a_stores_index_writes_only_the_rows_that_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let entry = |name: &str, content: u8| PackedEntry {
+            store: String::new(),
+            name: name.into(),
+            content_hash: Hash::from_bytes([content; 32]),
+            executable: false,
+            settings: Hash::from_bytes([9; 32]),
+            raw_hash: Hash::from_bytes([content.wrapping_add(1); 32]),
+        };
+        let old: Vec<PackedEntry> = (0..42).map(|i| entry(&format!("m{i}.py"), i)).collect();
+        cache.replace_packed("store-a.zip", &old);
+        cache.replace_packed("store-b.zip", &old[..3]);
+        let mut new = old.clone();
+        new[5] = entry("m5.py", 200); // edited
+        new.remove(7); // deleted
+        new.push(entry("new.py", 201)); // added
+        let before = cache.conn.total_changes();
+        cache.replace_packed("store-a.zip", &new);
+        assert_eq!(cache.take_write_failure(), None);
+        // m5 replaced, m7 deleted, new.py inserted: not 42 deletes and 42
+        // inserts.
+        assert!(
+            cache.conn.total_changes() - before <= 3,
+            "{} rows written",
+            cache.conn.total_changes() - before
+        );
+        let rows = |store: &str| -> Vec<(String, Vec<u8>, Vec<u8>)> {
+            let mut stmt = cache
+                .conn
+                .prepare("SELECT name, content_hash, raw_hash FROM packed WHERE store = ?1 ORDER BY name")
+                .unwrap();
+            stmt.query_map(params![store], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let mut expected: Vec<(String, Vec<u8>, Vec<u8>)> = new
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.content_hash.as_bytes().to_vec(),
+                    e.raw_hash.as_bytes().to_vec(),
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(rows("store-a.zip"), expected);
+        assert_eq!(rows("store-b.zip").len(), 3, "another store's rows stay");
+    }
+
+    /// A file every function shares is found in one other store, not in
+    /// each (per archive settings); a store's own rows all come back.
+    #[test]
+    fn another_stores_copy_of_a_shared_entry_is_looked_up_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let entry = |name: &str, content: u8, settings: u8| PackedEntry {
+            store: String::new(),
+            name: name.into(),
+            content_hash: Hash::from_bytes([content; 32]),
+            executable: false,
+            settings: Hash::from_bytes([settings; 32]),
+            raw_hash: Hash::from_bytes([content ^ settings; 32]),
+        };
+        for n in 0..20 {
+            let level = if n == 3 { 9 } else { 6 };
+            let entries = [
+                entry("shared.py", 1, level),
+                entry(&format!("own{n}.py"), 100 + n, 6),
+            ];
+            cache.replace_packed(&format!("store-f{n:02}.zip"), &entries);
+        }
+        let rows = cache
+            .packed_lookup(
+                "store-f00.zip",
+                &[
+                    (Hash::from_bytes([1; 32]), false),
+                    (Hash::from_bytes([7; 32]), false),
+                ],
+            )
+            .unwrap();
+        let mut found: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.store.clone(), r.name.clone()))
+            .collect();
+        found.sort();
+        // Its own two rows; nothing more for what it already holds.
+        assert_eq!(
+            found,
+            [
+                ("store-f00.zip".to_string(), "own0.py".to_string()),
+                ("store-f00.zip".to_string(), "shared.py".to_string()),
+            ]
+        );
+        // A store without the shared file: one copy per settings.
+        cache.replace_packed("store-new.zip", &[entry("x.py", 50, 6)]);
+        let rows = cache
+            .packed_lookup("store-new.zip", &[(Hash::from_bytes([1; 32]), false)])
+            .unwrap();
+        let mut others: Vec<(String, u8, u8)> = rows
+            .iter()
+            .filter(|r| r.store != "store-new.zip")
+            .map(|r| {
+                (
+                    r.store.clone(),
+                    r.settings.as_bytes()[0],
+                    r.raw_hash.as_bytes()[0],
+                )
+            })
+            .collect();
+        others.sort();
+        assert_eq!(
+            others,
+            [
+                ("store-f03.zip".to_string(), 9, 1 ^ 9),
+                ("store-f19.zip".to_string(), 6, 1 ^ 6),
+            ],
+            "one row per settings, each from the store that holds it"
+        );
+    }
+
+    /// What a workspace's cached artifacts ask the cache (their files'
+    /// fingerprints, stage records, last inputs) is read in one read
+    /// transaction, and writes nothing; a write ends the snapshot, and the
+    /// next lookup sees it.
+    #[test]
+    fn a_no_op_builds_lookups_share_one_read_transaction_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(".lbuild");
+        let shared = dir.path().join("shared.py");
+        fs_err::write(&shared, "x = 1\n").unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&shared)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let key = |n: u8| Hash::from_bytes([n; 32]);
+        // The build that recorded everything.
+        {
+            let mut cache = Cache::open(&db).unwrap();
+            cache.hash_files(std::slice::from_ref(&shared)).unwrap();
+            for n in 0..80 {
+                cache.record_stage("sources", &key(n), "[]");
+                cache.record_last_inputs(&format!("function f{n}"), "sources", &key(n), "{}");
+            }
+        }
+        // Another connection sees every commit as a new data version.
+        let other = Connection::open(db.join(DB_FILE)).unwrap();
+        let version = || -> i64 {
+            other
+                .pragma_query_value(None, "data_version", |r| r.get(0))
+                .unwrap()
+        };
+        let before = version();
+
+        let mut cache = Cache::open(&db).unwrap();
+        let reads = cache.reads();
+        for n in 0..80 {
+            let (_, stats) = cache.hash_files(std::slice::from_ref(&shared)).unwrap();
+            assert_eq!(stats.hashed, 0);
+            assert!(cache.stage_output("sources", &key(n)).unwrap().is_some());
+            assert_eq!(
+                cache
+                    .last_inputs_key(&format!("function f{n}"), "sources")
+                    .unwrap(),
+                Some(key(n))
+            );
+            assert!(cache.stage_output("package", &key(n)).unwrap().is_none());
+        }
+        assert_eq!(
+            cache.reads() - reads,
+            1,
+            "one read transaction for 80 artifacts"
+        );
+        assert!(!cache.conn.is_autocommit(), "the snapshot is held");
+        assert_eq!(version(), before, "a no-op wrote to the cache");
+        // The end of an artifact that only read keeps the snapshot.
+        assert_eq!(cache.take_write_failure(), None);
+        assert!(!cache.conn.is_autocommit(), "the snapshot is held");
+
+        // An artifact that ran writes its records in the same transaction
+        // (read back at once), committed together at its end.
+        cache.record_stage("package", &key(1), "{}");
+        cache.record_last_inputs("function f1", "package", &key(1), "{}");
+        assert_eq!(
+            cache.stage_output("package", &key(1)).unwrap().as_deref(),
+            Some("{}")
+        );
+        assert_eq!(version(), before, "committed before the artifact's end");
+        assert_eq!(cache.reads() - reads, 1);
+        assert_eq!(cache.take_write_failure(), None);
+        assert!(cache.conn.is_autocommit());
+        assert_ne!(version(), before, "not committed at the artifact's end");
+        assert!(cache.stage_output("package", &key(1)).unwrap().is_some());
+        assert_eq!(cache.reads() - reads, 2, "the next artifact's snapshot");
+        drop(cache);
+        // A record last used over an hour ago is marked used again.
+        let cache = Cache::open(&db).unwrap();
+        cache
+            .conn
+            .execute(
+                "UPDATE stages SET last_used_s = 0 WHERE stage = 'sources'",
+                [],
+            )
+            .unwrap();
+        assert!(cache.stage_output("sources", &key(3)).unwrap().is_some());
+        let used: i64 = cache
+            .conn
+            .query_row(
+                "SELECT last_used_s FROM stages WHERE stage = 'sources' AND key = ?1",
+                params![key(3).as_bytes().as_slice()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(used > 0, "not marked used");
     }
 }

@@ -250,6 +250,74 @@ fn an_edit_rebuilds_exactly_the_artifacts_that_include_the_file() {
     assert_eq!(mtime_ns(&ws.zip("dist/billing.zip")), billing_mtime);
 }
 
+/// Every file under `dir`, recursively, dated `secs` after the epoch (well
+/// past the racy window, so their fingerprints are trusted).
+fn backdate_all(dir: &Path, secs: u64) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            backdate_all(&path, secs);
+        } else {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        }
+    }
+}
+
+/// A no-op build of a workspace writes nothing to the cache (the database
+/// and its WAL are byte for byte as the last build left them) and logs one
+/// hit line per artifact, as `lbuild cache stats` expects.
+#[test]
+fn a_no_op_workspace_build_writes_nothing_to_the_cache_and_one_hit_line_per_artifact() {
+    let ws = Ws::new();
+    backdate_all(ws.p.path(), 1_600_000_000);
+    ws.build(&[]);
+    let db = ws.p.path().join(".lbuild/cache.sqlite");
+    let wal = ws.p.path().join(".lbuild/cache.sqlite-wal");
+    let log = ws.p.store.path().join("hits.jsonl");
+    let state = || {
+        (
+            std::fs::read(&db).unwrap(),
+            std::fs::read(&wal).unwrap_or_default(),
+        )
+    };
+    let after_first = state();
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+
+    let json = ws.build(&[]);
+    for name in ["common", "orders", "billing"] {
+        for stage in artifact(&json, name)["stages"].as_array().unwrap() {
+            assert_ne!(stage["status"], "ran", "{name} ran on a no-op: {json}");
+        }
+    }
+    assert!(state() == after_first, "a no-op build wrote to the cache");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = log_text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        6,
+        "one line per artifact and build: {log_text}"
+    );
+    for line in &lines[3..] {
+        assert_eq!(
+            (&line["builds"], &line["zips_cached"]),
+            (&1.into(), &1.into())
+        );
+    }
+    let out = ws.run(&["cache", "stats", "--json"]);
+    assert_success(&out);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["hits"]["builds"], 6, "{stats}");
+    assert_eq!(stats["hits"]["zips_cached"], 3, "{stats}");
+}
+
 #[test]
 fn a_second_function_over_the_same_dependencies_compresses_only_its_own_files() {
     let ws = Ws::new();
