@@ -194,13 +194,12 @@ fn isolated(ws: &Workspace, tmp: &Path) -> crate::Result<Workspace> {
         plan.env.store_dir = Some(tmp.join("store"));
         plan.env.remote_cache = None;
         plan.remote_cache = None;
-        plan.foreign_outputs.extend(originals.iter().cloned());
     }
-    let outputs: Vec<PathBuf> = ws.artifacts.iter().map(|p| p.output.path.clone()).collect();
+    let mut outputs: std::collections::HashSet<PathBuf> = originals.iter().cloned().collect();
+    outputs.extend(ws.artifacts.iter().map(|p| p.output.path.clone()));
+    let outputs = std::sync::Arc::new(outputs);
     for plan in &mut ws.artifacts {
-        let own = plan.output.path.clone();
-        plan.foreign_outputs
-            .extend(outputs.iter().filter(|o| **o != own).cloned());
+        plan.foreign_outputs = outputs.clone();
     }
     Ok(ws)
 }

@@ -373,8 +373,10 @@ pub struct Plan {
     pub env: Env,
     pub kind: ArtifactKind,
     pub lambda: LambdaSettings,
-    /// The other artifacts' zips in the same workspace: never sources.
-    pub foreign_outputs: Vec<PathBuf>,
+    /// The zips of every artifact in the same workspace (its own among
+    /// them): never sources. One set shared by all the workspace's plans,
+    /// so that 80 functions do not hold 80 copies of 80 paths.
+    pub foreign_outputs: std::sync::Arc<std::collections::HashSet<PathBuf>>,
     /// This artifact's reuse store in the cache directory (`store.zip`, or
     /// `store-KIND-NAME.zip` in a workspace).
     pub store_file: String,

@@ -397,16 +397,13 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
             }
         }
     }
-    let outputs: Vec<PathBuf> = artifacts.iter().map(|p| p.output.path.clone()).collect();
+    let outputs: std::sync::Arc<std::collections::HashSet<PathBuf>> =
+        std::sync::Arc::new(artifacts.iter().map(|p| p.output.path.clone()).collect());
     for plan in &mut artifacts {
         plan.store_file = format!("store-{}-{}.zip", plan.kind.label(), plan.name);
         plan.remote_cache = remote_cache.clone();
         plan.remote_trust = remote_trust.clone();
-        plan.foreign_outputs = outputs
-            .iter()
-            .filter(|o| **o != plan.output.path)
-            .cloned()
-            .collect();
+        plan.foreign_outputs = outputs.clone();
     }
     Ok(Workspace {
         manifest_path: ctx.manifest_path.clone(),

@@ -77,7 +77,8 @@ fn select(plan: &Plan, listings: Option<&walk::Listings>) -> crate::Result<Selec
         None => walk::files(&walk, keep, prune),
     }
     .map_err(|e| walk_error(plan, e))?;
-    // Another artifact's zip in this workspace is never a source.
+    // No artifact's zip in this workspace is a source (its own is left
+    // out by the walk too).
     let mut files = files;
     files.retain(|(_, path)| !plan.foreign_outputs.contains(path));
     Ok((files, unmatched))
