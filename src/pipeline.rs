@@ -11,7 +11,7 @@ use crate::cache::Cache;
 use crate::context::BuildContext;
 use crate::manifest::{LimitMode, Plan, Workspace};
 use crate::report::Reporter;
-use crate::stages::package::{Input, ZipInfo};
+use crate::stages::package::{Input, OutputDirs, ZipInfo};
 use crate::stages::{StageReport, Status, config, deps, package, sources};
 
 use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
@@ -25,7 +25,10 @@ pub(crate) fn build(cx: &BuildContext, plan: &Plan) -> crate::Result<BuildOutcom
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, cx.reporter)?;
     let _store = cx.store.shared();
-    build_healing(cx, &mut OpenCache::default(), plan, &[])
+    let dirs = OutputDirs::default();
+    let built = build_healing(cx, &mut OpenCache::default(), plan, &[], &dirs);
+    dirs.sync(cx.reporter);
+    built
 }
 
 /// One artifact under the lock, retried once from scratch when the cache
@@ -37,19 +40,20 @@ fn build_healing(
     open: &mut OpenCache,
     plan: &Plan,
     layers: &[(String, u64)],
+    dirs: &OutputDirs,
 ) -> crate::Result<BuildOutcome> {
     let started = Instant::now();
     let reporter = cx.reporter;
     let held = reporter.holding_warnings();
     let cx = &cx.with_reporter(&held);
-    let result = match build_locked(cx, open, plan, started, layers) {
+    let result = match build_locked(cx, open, plan, started, layers, dirs) {
         Err(Error::Cache(e)) if e.is_corrupt() => {
             open.close();
             Cache::move_aside(&plan.cache_dir)
                 .map_err(Error::from)
                 .and_then(|aside| {
                     warn_corrupt(&held, &e.to_string(), &aside);
-                    build_locked(cx, open, plan, started, layers)
+                    build_locked(cx, open, plan, started, layers, dirs)
                 })
         }
         other => other,
@@ -89,6 +93,7 @@ pub(crate) fn build_workspace(
         ..cx.clone()
     };
     let mut open = OpenCache::default();
+    let dirs = OutputDirs::default();
     let mut results: Vec<ArtifactResult> = Vec::new();
     for plan in selected {
         let mut layers = Vec::new();
@@ -112,7 +117,7 @@ pub(crate) fn build_workspace(
                 ),
                 hint: "fix the layer's error above".into(),
             }),
-            None => build_healing(cx, &mut open, plan, &layers),
+            None => build_healing(cx, &mut open, plan, &layers, &dirs),
         };
         results.push(match result {
             Ok(o) => ArtifactResult::Built(o),
@@ -123,6 +128,7 @@ pub(crate) fn build_workspace(
             },
         });
     }
+    dirs.sync(cx.reporter);
     Ok(WorkspaceOutcome {
         single: ws.single,
         artifacts: results,
@@ -250,6 +256,7 @@ fn build_locked(
     plan: &Plan,
     started: Instant,
     layers: &[(String, u64)],
+    dirs: &OutputDirs,
 ) -> crate::Result<BuildOutcome> {
     let reporter = cx.reporter;
     let cache = open.get(plan, reporter)?;
@@ -340,7 +347,7 @@ fn build_locked(
                     entries: &cfg,
                 },
             ];
-            let built = package::build(plan, cache, cx, key, &inputs, tree_zip.as_ref())?;
+            let built = package::build(plan, cache, cx, key, &inputs, tree_zip.as_ref(), dirs)?;
             if let Some(k) = keep.filter(|_| !tree_entries.is_empty()) {
                 deps::keep_tree_zip(
                     plan,

@@ -139,21 +139,28 @@ impl ReuseStore {
     ) -> Option<ReuseStore> {
         let id = settings.id();
         let mut paths: Vec<PathBuf> = Vec::new();
+        // Store name -> index into `paths` (None: no such file), so each
+        // store is looked at once, however many rows name it.
+        let mut stores: HashMap<String, Option<usize>> = HashMap::new();
         let mut by_content = HashMap::new();
         let (mine, others): (Vec<PackedEntry>, Vec<PackedEntry>) = packed
             .into_iter()
             .filter(|p| p.settings == id)
             .partition(|p| p.store == own);
         for p in others.into_iter().chain(mine) {
-            let path = dir.join(&p.store);
-            let i = match paths.iter().position(|q| *q == path) {
-                Some(i) => i,
-                None if path.is_file() => {
-                    paths.push(path);
-                    paths.len() - 1
+            let i = match stores.get(&p.store) {
+                Some(i) => *i,
+                None => {
+                    let path = dir.join(&p.store);
+                    let i = path.is_file().then(|| {
+                        paths.push(path);
+                        paths.len() - 1
+                    });
+                    stores.insert(p.store.clone(), i);
+                    i
                 }
-                None => continue,
             };
+            let Some(i) = i else { continue };
             by_content.insert((p.content_hash, p.executable), (i, p.name, p.raw_hash));
         }
         (!by_content.is_empty()).then_some(ReuseStore { paths, by_content })

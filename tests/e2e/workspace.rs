@@ -8,6 +8,7 @@ use std::process::{Output, Stdio};
 
 use crate::common::*;
 use crate::deps::write_wheelhouse;
+use crate::failures::names_in;
 
 const WORKSPACE: &str = r#"
 [defaults]
@@ -678,4 +679,36 @@ fn init_lists_several_handler_packages_and_writes_a_workspace_that_builds() {
             "shared/util.py"
         ]
     );
+}
+
+#[test]
+fn temp_zips_of_dead_builds_go_from_every_output_directory_and_live_ones_stay() {
+    // Each output directory is read once per build, for every output's
+    // temp zips: a killed build's of any artifact (or of one since removed
+    // from the manifest) goes; a live writer's stays.
+    let ws = Ws::new();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let live = std::process::id();
+    for (rel, pid) in [
+        ("dist/.lbuild-orders.zip-{pid}-a1b2c3.tmp", dead_pid),
+        ("dist/.lbuild-billing.zip-{pid}-d4e5f6.tmp", dead_pid),
+        ("dist/.lbuild-gone-fn.zip-{pid}-g7h8i9.tmp", dead_pid),
+        ("dist/layers/.lbuild-common.zip-{pid}-j1k2l3.tmp", dead_pid),
+        ("dist/.lbuild-billing.zip-{pid}-busy01.tmp", live),
+    ] {
+        ws.p.write(&rel.replace("{pid}", &pid.to_string()), "partial");
+    }
+    ws.build(&[]);
+    assert_eq!(
+        names_in(&ws.zip("dist")),
+        [
+            format!(".lbuild-billing.zip-{live}-busy01.tmp").as_str(),
+            "billing.zip",
+            "layers",
+            "orders.zip",
+        ]
+    );
+    assert_eq!(names_in(&ws.zip("dist/layers")), ["common.zip"]);
 }
