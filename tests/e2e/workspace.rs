@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::time::Instant;
 
 use crate::common::*;
 use crate::deps::write_wheelhouse;
@@ -711,4 +712,239 @@ fn temp_zips_of_dead_builds_go_from_every_output_directory_and_live_ones_stay() 
         ]
     );
     assert_eq!(names_in(&ws.zip("dist/layers")), ["common.zip"]);
+}
+
+/// A workspace of one layer and `n` functions sharing code, `broken` of
+/// them with a handler module that does not exist.
+fn many_functions(n: usize, broken: &[usize], layer_requirements: &str) -> Ws {
+    let ws = Ws::new();
+    let mut manifest = String::from(
+        r#"
+[defaults]
+runtime = "python3.12"
+architecture = "x86_64"
+sources = { root = "src" }
+dependencies = { find_links = ["wheels"], no_index = true }
+
+[layers.common]
+requirements = "requirements.txt"
+"#,
+    );
+    for i in 0..n {
+        let module = if broken.contains(&i) {
+            "missing"
+        } else {
+            "app"
+        };
+        manifest.push_str(&format!(
+            "\n[functions.fn{i}]\nhandler = \"fn{i}.{module}.handler\"\nlayers = [\"common\"]\nsources = {{ include = [\"fn{i}/**/*.py\", \"shared/**/*.py\"] }}\n"
+        ));
+        ws.p.write(&format!("src/fn{i}/__init__.py"), "");
+        ws.p.write(
+            &format!("src/fn{i}/app.py"),
+            &format!("from shared.money import cents\n\ndef handler(event, context):\n    return cents({i})\n"),
+        );
+    }
+    ws.p.write("lambda.toml", &manifest);
+    ws.p.write("requirements.txt", layer_requirements);
+    ws
+}
+
+fn names_of(json: &serde_json::Value) -> Vec<String> {
+    json["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_workspace_built_at_once_equals_each_function_built_alone_in_the_same_order_every_time() {
+    let n = 6;
+    let ws = many_functions(n, &[], "purepkg==1.0\n");
+    let order: Vec<String> = std::iter::once("common".to_string())
+        .chain((0..n).map(|i| format!("fn{i}")))
+        .collect();
+    let mut zips = Vec::new();
+    let mut human = None;
+    for round in 0..3 {
+        // From scratch each time, so every function is written (side by
+        // side) rather than found up to date.
+        let _ = std::fs::remove_dir_all(ws.zip(".lbuild"));
+        let _ = std::fs::remove_dir_all(ws.zip("dist"));
+        let json = ws.build(&[]);
+        assert_eq!(names_of(&json), order, "round {round}: {json}");
+        for i in 0..n {
+            assert!(package_ran(&json, &format!("fn{i}")), "{json}");
+        }
+        let these: Vec<Vec<u8>> = (0..n)
+            .map(|i| std::fs::read(ws.zip(&format!("dist/fn{i}.zip"))).unwrap())
+            .collect();
+        if round > 0 {
+            assert_eq!(these, zips, "round {round} wrote other bytes");
+        }
+        zips = these;
+        // The human lines, paths aside, in the same order too.
+        let _ = std::fs::remove_dir_all(ws.zip(".lbuild"));
+        let out = ws.run(&[]);
+        assert_success(&out);
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stdout).lines())
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect();
+        // (Progress lines, printed only past some seconds, aside.)
+        let built: Vec<String> = lines
+            .into_iter()
+            .filter(|l| l.starts_with("Built") || l.starts_with("Up"))
+            .collect();
+        assert_eq!(built.len(), n + 1, "{built:?}");
+        assert!(
+            built
+                .iter()
+                .zip(&order)
+                .all(|(l, name)| l.starts_with("Built") && l.ends_with(name.as_str())),
+            "{built:?}"
+        );
+        match &human {
+            None => human = Some(built),
+            Some(first) => assert_eq!(&built, first, "round {round}"),
+        }
+    }
+    for i in [0, n / 2, n - 1] {
+        let alone = many_functions(n, &[], "purepkg==1.0\n");
+        alone.build(&["--function", &format!("fn{i}")]);
+        assert_eq!(
+            std::fs::read(alone.zip(&format!("dist/fn{i}.zip"))).unwrap(),
+            zips[i],
+            "fn{i} built alone differs"
+        );
+        unzip_test(&alone.zip(&format!("dist/fn{i}.zip")));
+    }
+}
+
+#[test]
+fn a_failing_function_among_many_fails_alone_with_its_name() {
+    let n = 6;
+    let ws = many_functions(n, &[2, 4], "purepkg==1.0\n");
+    let out = ws.run(&["--json"]);
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let order: Vec<String> = std::iter::once("common".to_string())
+        .chain((0..n).map(|i| format!("fn{i}")))
+        .collect();
+    assert_eq!(names_of(&json), order, "{json}");
+    for i in 0..n {
+        let a = artifact(&json, &format!("fn{i}"));
+        let zip = ws.zip(&format!("dist/fn{i}.zip"));
+        if i == 2 || i == 4 {
+            let error = a["error"].as_str().unwrap_or_else(|| panic!("{a}"));
+            assert!(error.contains("missing"), "{error}");
+            assert!(!zip.exists());
+        } else {
+            assert!(a["error"].is_null(), "{a}");
+            assert_eq!(
+                a["sha256"].as_str().unwrap(),
+                sha256_hex(&std::fs::read(&zip).unwrap())
+            );
+            unzip_test(&zip);
+        }
+    }
+    // In human mode each failure is named.
+    let out = ws.run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in ["function fn2", "function fn4"] {
+        assert!(err.contains(name), "{err}");
+    }
+}
+
+#[test]
+fn functions_whose_layer_failed_are_not_built() {
+    let ws = many_functions(3, &[], "nosuchpkg==1.0\n");
+    let out = ws.run(&["--json"]);
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(artifact(&json, "common")["error"].is_string(), "{json}");
+    for i in 0..3 {
+        let a = artifact(&json, &format!("fn{i}"));
+        let error = a["error"].as_str().unwrap_or_else(|| panic!("{a}"));
+        assert!(
+            error.contains(&format!(
+                "\"fn{i}\" was not built: its layer \"common\" failed"
+            )),
+            "{error}"
+        );
+        assert!(!ws.zip(&format!("dist/fn{i}.zip")).exists());
+    }
+}
+
+#[test]
+fn a_workspace_build_killed_at_any_point_leaves_each_zip_old_or_new() {
+    let n = 4;
+    let ws = many_functions(n, &[], "purepkg==1.0\n");
+    // Enough shared code that writing the zips takes a while.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for k in 0..250 {
+        let mut text = String::new();
+        while text.len() < 8000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text.push_str(&format!("V_{:x} = {}\n", x % 4099, x % 1_000_003));
+        }
+        ws.p.write(&format!("src/shared/m{k:03}.py"), &text);
+    }
+    let version = |v: usize| {
+        ws.p.write(
+            "src/shared/money.py",
+            &format!("def cents(x):\n    return x * {}\n", 100 + v),
+        )
+    };
+    let zips = || -> Vec<Option<Vec<u8>>> {
+        (0..n)
+            .map(|i| std::fs::read(ws.zip(&format!("dist/fn{i}.zip"))).ok())
+            .collect()
+    };
+    // Each version's zips, and how long an edit of the shared code takes
+    // to build (every function is written again).
+    let mut colds = Vec::new();
+    for v in 0..2 {
+        version(v);
+        let _ = std::fs::remove_dir_all(ws.zip(".lbuild"));
+        ws.build(&[]);
+        colds.push(zips());
+    }
+    version(0);
+    let started = Instant::now();
+    ws.build(&[]);
+    let span = started.elapsed();
+    let mut previous = colds[0].clone();
+    let points = 12;
+    for k in 0..points {
+        let v = (k + 1) % 2;
+        version(v);
+        let mut cmd = ws.p.cmd();
+        box_installers(&mut cmd, ws.caches.path());
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(span * (k as u32 + 1) / (points as u32 + 1));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        for (i, now) in zips().iter().enumerate() {
+            assert!(
+                *now == previous[i] || *now == colds[v][i],
+                "kill point {k}: fn{i}.zip is neither the old zip nor the new one"
+            );
+        }
+        assert_success(&ws.run(&[]));
+        assert_eq!(zips(), colds[v], "after kill point {k}");
+        let mut expected: Vec<String> = (0..n).map(|i| format!("fn{i}.zip")).collect();
+        expected.push("layers".into());
+        assert_eq!(names_in(&ws.zip("dist")), expected, "temp zips left");
+        previous = colds[v].clone();
+    }
 }
