@@ -26,7 +26,14 @@ pub(super) const CHUNK: usize = 1024 * 1024;
 /// Deflate's window: the dictionary each piece is primed with.
 const WINDOW: usize = 32 * 1024;
 
-/// Pieces read and compressed ahead of the one being written.
+/// Threads one file is deflated on, at most: with [`lookahead`] that keeps
+/// at most 16 pieces (about 34 MiB: each piece's input and its output) in
+/// memory, near the 32 MiB the archive writer counts for a streamed entry,
+/// however many cores the machine has.
+const MAX_THREADS: usize = 8;
+
+/// Pieces read or deflated but not yet written, at most (two per thread, so
+/// no thread waits for the writer while another finishes).
 fn lookahead(threads: usize) -> usize {
     2 * threads
 }
@@ -60,7 +67,8 @@ struct Piece {
 }
 
 /// Deflates the first `size` bytes of `file` at zlib `level` (1..=9) on
-/// `threads` threads into `out`, as one raw deflate stream.
+/// `threads` threads (at most [`MAX_THREADS`]) into `out`, as one raw
+/// deflate stream.
 pub(super) fn deflate_chunked(
     file: &File,
     size: u64,
@@ -69,7 +77,7 @@ pub(super) fn deflate_chunked(
     out: &mut impl Write,
 ) -> Result<Deflated, ChunkError> {
     let pieces = (size as usize).div_ceil(CHUNK).max(1);
-    let threads = threads.clamp(1, pieces);
+    let threads = threads.clamp(1, pieces.min(MAX_THREADS));
     let shared = Shared {
         state: Mutex::new(State::default()),
         cond: Condvar::new(),
