@@ -32,20 +32,21 @@ pub(crate) const DEFLATE_BACKEND: &str = concat!(
 );
 
 /// Files up to this size are read whole and compressed by libdeflate (which
-/// only takes whole buffers); larger ones are deflated as a stream by
-/// zlib-rs into a temporary file, so memory stays bounded whatever one file
-/// weighs (a bundled model, a large .so). 32 MiB keeps the shared libraries
-/// of common packages (numpy's 25 MB OpenBLAS) on libdeflate, which makes
-/// them smaller than zlib-rs does, while one entry in memory (its bytes and
-/// its compressed bytes) stays under 64 MiB. Part of the format: a file's
-/// size decides its compressor.
+/// only takes whole buffers); larger ones are deflated by zlib-rs in
+/// pieces (`chunked.rs`) into a temporary file, so memory stays bounded
+/// whatever one file weighs (a bundled model, a large .so). 32 MiB keeps
+/// the shared libraries of common packages (numpy's 25 MB OpenBLAS) on
+/// libdeflate, which makes them smaller than zlib-rs does, while one entry
+/// in memory (its bytes and its compressed bytes) stays under 64 MiB. Part
+/// of the format: a file's size decides its compressor.
 pub(super) const STREAM_THRESHOLD: u64 = 32 * 1024 * 1024;
 
 /// The streamed path's zlib-rs level for a given lbuild level: 9 from
 /// level 6 up. zlib-rs at 6 or 7 compresses about 2% worse than libdeflate
 /// at the same level, so a large extension module (125 MB) came out
 /// larger than `zip -6`'s; 9 is zlib's best (libdeflate's 10..=12 have no
-/// zlib equivalent). Below 6 the user asked for speed: kept.
+/// zlib equivalent) and makes a 177.6 MB one 1.2% smaller than `zip -6`
+/// does. Below 6 the user asked for speed: kept.
 pub(super) fn streamed_level(level: u32) -> u32 {
     if level >= 6 { 9 } else { level }
 }
