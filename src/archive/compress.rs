@@ -1,7 +1,7 @@
 //! Compressing one entry into its one-entry zip: libdeflate on the whole
-//! file in memory up to [`STREAM_THRESHOLD`], zlib-rs streaming into a
-//! temporary file above it (memory stays bounded), stored when deflate does
-//! not make it smaller. Checks the bytes read against the entry's content
+//! file in memory up to [`STREAM_THRESHOLD`], zlib-rs in pieces on every
+//! core into a temporary file above it (`chunked.rs`; memory stays
+//! bounded), stored when deflate does not make it smaller. Checks the bytes read against the entry's content
 //! hash. Does not look anything up (`sources.rs`) nor decide what is
 //! compressed (`write.rs`).
 
@@ -12,13 +12,17 @@ use std::io::{Read, Seek, Write};
 use zip::{CompressionMethod, ZipWriter};
 
 use super::ArchiveError;
-use super::format::{MiniZip, Prepared, STREAM_THRESHOLD, Settings, entry_options, one_entry_zip};
+use super::chunked::{ChunkError, deflate_chunked};
+use super::format::{
+    BodyFacts, MiniZip, Prepared, STREAM_THRESHOLD, Settings, entry_options, one_entry_frame,
+    one_entry_zip, streamed_level,
+};
 use super::io::Abandonable;
 use crate::entry::Entry;
 
 /// Reads, checks and compresses one entry into a one-entry zip: in memory
-/// with libdeflate, or for a file above [`STREAM_THRESHOLD`] streamed by
-/// zlib-rs into a temporary file. Stored when deflate does not make it
+/// with libdeflate, or for a file above [`STREAM_THRESHOLD`] deflated in
+/// pieces by zlib-rs into a temporary file. Stored when deflate does not make it
 /// smaller (a rule on bytes alone).
 pub(super) fn prepare(
     e: &Entry,
@@ -52,6 +56,16 @@ fn prepare_streaming_above(
             .then(|| deflate_if_smaller(&data, settings.level))
             .flatten();
         MiniZip::Memory(one_entry_zip(e, settings, &data, deflated.as_deref()))
+    } else if settings.level > 0 && e.size < FRAME_LIMIT {
+        match deflate_into_mini_zip(e, settings)? {
+            Some(file) => MiniZip::File(file),
+            None => MiniZip::File(stream_into_mini_zip(
+                e,
+                settings,
+                CompressionMethod::Stored,
+                buf,
+            )?),
+        }
     } else {
         let method = if settings.level == 0 {
             CompressionMethod::Stored
@@ -109,6 +123,67 @@ pub(super) fn deflate_if_smaller(data: &[u8], level: u32) -> Option<Vec<u8>> {
         out.truncate(n);
         Some(out)
     })
+}
+
+/// Above this a one-entry zip needs ZIP64, which [`one_entry_frame`] does
+/// not write: such files (16 times Lambda's unzipped limit) are streamed
+/// by the zip crate through zlib-rs in one stream.
+const FRAME_LIMIT: u64 = 0xFFFF_0000;
+
+/// Deflates `e` in pieces on every core ([`deflate_chunked`]) into a
+/// one-entry zip in an anonymous temporary file, checking its hash on the
+/// way; None when deflate does not make it smaller (the caller stores it).
+fn deflate_into_mini_zip(e: &Entry, settings: &Settings) -> Result<Option<File>, ArchiveError> {
+    let read_err = |source| ArchiveError::Read {
+        path: e.path.clone(),
+        source,
+    };
+    let input = File::open(&e.path).map_err(read_err)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let blank = BodyFacts {
+        deflated: true,
+        crc: 0,
+        size: 0,
+        compressed: 0,
+    };
+    let header_len = one_entry_frame(e, settings, &blank).0.len();
+    let mut sink = std::io::BufWriter::new(tempfile::tempfile()?);
+    // The local header's room, filled in once CRC and sizes are known.
+    sink.write_all(&vec![0u8; header_len])?;
+    let level = streamed_level(settings.level);
+    let deflated = match deflate_chunked(&input, e.size, level, threads, &mut sink) {
+        Ok(d) => d,
+        Err(ChunkError::Read(source)) => return Err(read_err(source)),
+        Err(ChunkError::Write(err)) => return Err(ArchiveError::Write(err)),
+        Err(ChunkError::Changed) => {
+            return Err(ArchiveError::ChangedDuringBuild {
+                path: e.path.clone(),
+            });
+        }
+    };
+    if deflated.hash != e.hash {
+        return Err(ArchiveError::ChangedDuringBuild {
+            path: e.path.clone(),
+        });
+    }
+    if deflated.compressed >= e.size {
+        return Ok(None);
+    }
+    let facts = BodyFacts {
+        deflated: true,
+        crc: deflated.crc,
+        size: e.size as u32,
+        compressed: deflated.compressed as u32,
+    };
+    let (header, tail) = one_entry_frame(e, settings, &facts);
+    sink.write_all(&tail)?;
+    let mut file = sink
+        .into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?;
+    file.rewind()?;
+    file.write_all(&header)?;
+    file.rewind()?;
+    Ok(Some(file))
 }
 
 /// Bytes handed to zlib-rs per write on the streamed path: its output

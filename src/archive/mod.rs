@@ -19,10 +19,12 @@
 //!
 //! Rooms: `format.rs` (settings, DOS time, versions, the one-entry zip and
 //! the raw-record digest), `compress.rs` (libdeflate in memory, zlib-rs
-//! streaming), `sources.rs` (the [`EntrySource`] trait, the reuse and tree
+//! above 32 MiB), `chunked.rs` (a large file deflated in pieces on every
+//! core), `sources.rs` (the [`EntrySource`] trait, the reuse and tree
 //! sources), `verify.rs` (checking what a source found), `write.rs` (the
 //! worker pipeline and the writer), `io.rs` (the I/O adapters).
 
+mod chunked;
 mod compress;
 mod format;
 mod io;
@@ -83,6 +85,7 @@ mod tests {
         let rooms = [
             ("mod.rs", include_str!("mod.rs")),
             ("format.rs", include_str!("format.rs")),
+            ("chunked.rs", include_str!("chunked.rs")),
             ("compress.rs", include_str!("compress.rs")),
             ("sources.rs", include_str!("sources.rs")),
             ("verify.rs", include_str!("verify.rs")),
