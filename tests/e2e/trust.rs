@@ -278,9 +278,14 @@ fn an_entry_recompressed_at_another_level_is_refused_and_compressed_here() {
     assert_eq!(b.zip_bytes(), a.zip_bytes());
 }
 
-/// A TCP proxy to `to` that passes requests through and drips responses
-/// back one byte every `every`: a bucket that answers, slowly.
-fn drip_proxy(to: u16, every: Duration) -> u16 {
+/// A TCP proxy to `to` on a loopback port: for each connection,
+/// `up(client, server)` carries the requests and `down(server, client)` the
+/// answers, each on a thread of its own.
+fn proxy(
+    to: u16,
+    up: fn(std::net::TcpStream, std::net::TcpStream),
+    down: fn(std::net::TcpStream, std::net::TcpStream),
+) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -288,58 +293,52 @@ fn drip_proxy(to: u16, every: Duration) -> u16 {
             let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
                 continue;
             };
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c_read, &mut s_write);
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut b = [0u8; 1];
-                while s_read.read(&mut b).is_ok_and(|n| n == 1) {
-                    if c_write.write_all(&b).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(every);
-                }
-            });
+            let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || up(c_read, s_write));
+            std::thread::spawn(move || down(server, client));
         }
     });
     port
 }
 
+fn pass(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+}
+
+/// A proxy to `to` that passes requests through and drips responses back
+/// one byte every 200 ms: a bucket that answers, slowly.
+fn drip_proxy(to: u16) -> u16 {
+    proxy(to, pass, |mut s_read, mut c_write| {
+        let mut b = [0u8; 1];
+        while s_read.read(&mut b).is_ok_and(|n| n == 1) {
+            if c_write.write_all(&b).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
 /// A proxy to `to` that passes every request but uploads: a connection
 /// whose next request is a PUT is held open and never answered.
 fn put_black_hole(to: u16) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
-                continue;
-            };
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let mut b = vec![0u8; 64 * 1024];
-                while let Ok(n) = c_read.read(&mut b) {
-                    if n == 0 || b[..n].starts_with(b"PUT ") {
-                        // Held: the client waits for an answer forever.
-                        std::thread::sleep(Duration::from_secs(600));
-                        break;
-                    }
-                    if s_write.write_all(&b[..n]).is_err() {
-                        break;
-                    }
+    proxy(
+        to,
+        |mut c_read, mut s_write| {
+            let mut b = vec![0u8; 64 * 1024];
+            while let Ok(n) = c_read.read(&mut b) {
+                if n == 0 || b[..n].starts_with(b"PUT ") {
+                    // Held: the client waits for an answer forever.
+                    std::thread::sleep(Duration::from_secs(600));
+                    break;
                 }
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_read, &mut c_write);
-            });
-        }
-    });
-    port
+                if s_write.write_all(&b[..n]).is_err() {
+                    break;
+                }
+            }
+        },
+        pass,
+    )
 }
 
 #[test]
@@ -386,7 +385,7 @@ fn a_bucket_that_drips_costs_at_most_the_deadline() {
     json_of(&run_in(&cold, cold.p.store.path(), None, &["--json"]));
     let local = t.elapsed();
 
-    let port = drip_proxy(moto.port, Duration::from_millis(200));
+    let port = drip_proxy(moto.port);
     let b = remote_project();
     let mut env = READ_TRUSTING_CI.to_vec();
     env.push(("LBUILD_REMOTE_DEADLINE", "2"));

@@ -763,9 +763,9 @@ fn json_time_is_rfc3339_in_the_local_time_zone() {
     assert!(time.parse::<jiff::Timestamp>().is_ok(), "{v}");
 }
 
-#[test]
-fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
-    let p = TestProject::empty();
+/// A workspace of two functions, billing and orders, each with its own
+/// package and the shared one under `src`.
+fn write_billing_and_orders(p: &TestProject) {
     p.write(
         "lambda.toml",
         "[defaults]\nsources = { root = \"src\" }\n\n\
@@ -774,6 +774,12 @@ fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
          [functions.orders]\nhandler = \"orders.app.handler\"\n\
          sources = { include = [\"orders/**/*.py\", \"shared/**/*.py\"] }\n",
     );
+}
+
+#[test]
+fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
+    let p = TestProject::empty();
+    write_billing_and_orders(&p);
     for f in ["billing", "orders"] {
         p.write(&format!("src/{f}/__init__.py"), "");
         p.write(
@@ -817,14 +823,7 @@ fn in_a_workspace_an_edit_rebuilds_exactly_the_artifacts_that_include_it() {
 #[test]
 fn in_a_workspace_a_save_to_one_function_leaves_the_others_alone() {
     let p = TestProject::empty();
-    p.write(
-        "lambda.toml",
-        "[defaults]\nsources = { root = \"src\" }\n\n\
-         [functions.billing]\nhandler = \"billing.app.handler\"\n\
-         sources = { include = [\"billing/**/*.py\", \"shared/**/*.py\"] }\n\n\
-         [functions.orders]\nhandler = \"orders.app.handler\"\n\
-         sources = { include = [\"orders/**/*.py\", \"shared/**/*.py\"] }\n",
-    );
+    write_billing_and_orders(&p);
     p.write("src/billing/__init__.py", "");
     p.write("src/orders/__init__.py", "");
     p.write(
