@@ -60,7 +60,11 @@ fn build_healing(
     };
     let warnings = held.take_warnings();
     for w in &warnings {
-        reporter.warn(w);
+        // The same words replayed from a cached result count as said.
+        let words = w.strip_suffix(" (cached)").unwrap_or(w);
+        if open.said.insert(words.to_string()) {
+            reporter.warn(w);
+        }
     }
     result.map(|mut o| {
         o.warnings = warnings;
@@ -210,6 +214,10 @@ struct OpenCache {
     /// The run's hit counts, appended to the store's log once, when the
     /// run ends (this is dropped).
     hits: crate::hits::Pending,
+    /// The warnings already printed this run: eight functions sharing one
+    /// requirements file get its warning once on the terminal (each keeps
+    /// it in its own `--json` outcome).
+    said: std::collections::HashSet<String>,
 }
 
 impl OpenCache {

@@ -948,3 +948,34 @@ fn a_workspace_build_killed_at_any_point_leaves_each_zip_old_or_new() {
         previous = colds[v].clone();
     }
 }
+
+#[test]
+fn a_warning_two_artifacts_share_is_printed_once_and_kept_in_each_outcome() {
+    let ws = Ws::new();
+    // billing reads the layer's requirements file, which pins nothing.
+    ws.p.write(
+        "lambda.toml",
+        &WORKSPACE.replace("src/billing/requirements.txt", "requirements.txt"),
+    );
+    ws.p.write("requirements.txt", "purepkg\n");
+    let warning = "requirements.txt:1: \"purepkg\" is not pinned with ==";
+    let out = ws.run(&[]);
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+
+    // Each artifact's outcome still carries it.
+    ws.p.write(
+        "src/shared/money.py",
+        "def cents(x):\n    return x * 1000\n",
+    );
+    let out = ws.run(&["--json"]);
+    assert_success(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in ["common", "billing"] {
+        let said = artifact(&json, name)["warnings"].to_string();
+        assert!(said.contains("is not pinned with =="), "{name}: {json}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.matches(warning).count() <= 1, "{stderr}");
+}
