@@ -381,10 +381,15 @@ pub(super) fn render_from_template(t: &crate::templates::Template) -> (String, I
     let mut carried_over = Vec::new();
     for l in &t.layers {
         text.push_str(&format!("\n[layers.{}]\n", tkey(&l.name)));
-        if sam {
+        if sam && l.runtime.is_some() {
             text.push_str(
                 "# As `sam build` with BuildMethod python3.X: the ContentUri directory and its\n\
                  # requirements, all under python/.\n",
+            );
+        } else if sam {
+            text.push_str(
+                "# As `sam build` without a BuildMethod: the ContentUri's python/ directory,\n\
+                 # under python/ (nothing is installed).\n",
             );
         }
         if let Some(r) = &l.requirements {

@@ -187,15 +187,18 @@ impl Reader<'_> {
     fn sam_layer(&mut self, name: &str, res: &Node) -> Option<TemplateLayer> {
         let props = res.get("Properties");
         let method = res.get("Metadata").get("BuildMethod").as_str();
-        let Some(runtime) = method.filter(|m| m.starts_with("python")) else {
-            self.report.push(format!(
-                "layer {name}: left out: {} (lbuild builds layers of Python code and requirements, as SAM's BuildMethod python3.X does)",
-                match method {
-                    Some(m) => format!("BuildMethod {m}"),
-                    None => "no BuildMethod, so SAM zips its ContentUri as it is".into(),
-                }
-            ));
-            return None;
+        let runtime = match method {
+            Some(m) if m.starts_with("python") => Some(m),
+            // Zipped as it is: what Python imports from it is its python/
+            // directory (Lambda puts /opt/python on the path), which a
+            // layer of lbuild's packs under the same name.
+            None => None,
+            Some(m) => {
+                self.report.push(format!(
+                    "layer {name}: left out: BuildMethod {m} (lbuild builds layers of Python code and requirements, as SAM's BuildMethod python3.X does)"
+                ));
+                return None;
+            }
         };
         let content = props.get("ContentUri");
         let Some(uri) = text(content).filter(|_| !is_reference(content)) else {
@@ -205,7 +208,24 @@ impl Reader<'_> {
             ));
             return None;
         };
-        let root = self.code_dir(&format!("layer {name}"), &uri)?;
+        let mut root = self.code_dir(&format!("layer {name}"), &uri)?;
+        if runtime.is_none() {
+            let python = if root == "." {
+                "python".to_string()
+            } else {
+                format!("{root}/python")
+            };
+            if !self.dir.join(&python).is_dir() {
+                self.report.push(format!(
+                    "layer {name}: left out: no BuildMethod, so SAM zips {root} as it is, and it has no python/ directory for lbuild to pack (lbuild builds layers of Python code and requirements)"
+                ));
+                return None;
+            }
+            self.report.push(format!(
+                "layer {name}: no BuildMethod: {python} carried as the layer's python/ (what Python imports from it); anything else in {root} is not"
+            ));
+            root = python;
+        }
         self.left_out(
             &format!("layer {name}"),
             props,
@@ -218,9 +238,10 @@ impl Reader<'_> {
         );
         Some(TemplateLayer {
             name: name.to_string(),
-            requirements: self.requirements(&root),
+            // SAM installs nothing for a layer without a BuildMethod.
+            requirements: runtime.and_then(|_| self.requirements(&root)),
             root,
-            runtime: Some(runtime.to_string()),
+            runtime: runtime.map(str::to_string),
         })
     }
 
@@ -371,6 +392,60 @@ Resources:
             "{report}"
         );
         assert!(report.contains("AWS::Serverless::SimpleTable"), "{report}");
+    }
+
+    #[test]
+    fn a_layer_without_build_method_is_its_python_directory_or_left_out() {
+        let d = tempfile::tempdir().unwrap();
+        for dir in ["fn", "layers/code/python", "layers/tools/bin"] {
+            fs_err::create_dir_all(d.path().join(dir)).unwrap();
+        }
+        fs_err::write(d.path().join("layers/code/python/layer.py"), "X = 1\n").unwrap();
+        fs_err::write(d.path().join("layers/code/requirements.txt"), "attrs\n").unwrap();
+        fs_err::write(
+            d.path().join("template.yaml"),
+            r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Code:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/code
+  Tools:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/tools
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Runtime: python3.12
+      Layers: [!Ref Code, !Ref Tools]
+"#,
+        )
+        .unwrap();
+        let t = read_in(d.path(), "template.yaml").unwrap();
+        assert_eq!(
+            t.layers,
+            [TemplateLayer {
+                name: "Code".into(),
+                root: "layers/code/python".into(),
+                requirements: None,
+                runtime: None,
+            }]
+        );
+        assert_eq!(t.functions[0].layers, ["Code"]);
+        let report = t.report.join("\n");
+        assert!(
+            report.contains("layer Code: no BuildMethod: layers/code/python carried"),
+            "{report}"
+        );
+        assert!(
+            report.contains("layer Tools: left out: no BuildMethod")
+                && report.contains("no python/ directory"),
+            "{report}"
+        );
     }
 
     #[test]

@@ -489,3 +489,45 @@ fn handlers_by_signature_in_a_src_layout() {
     let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
     assert!(text.contains("handler = \"svc.main.main\""), "{text}");
 }
+
+/// A layer with no BuildMethod is zipped by SAM as it is; what Python
+/// imports from it is its python/ directory, which init carries over: the
+/// built layer holds the same files under python/, and the function's zip
+/// does not.
+#[test]
+fn a_sam_layer_without_build_method_builds_its_python_directory() {
+    let p = TestProject::empty();
+    p.write(
+        "template.yaml",
+        "Transform: AWS::Serverless-2016-10-31\n\
+         Resources:\n  \
+           CodeLayer:\n    Type: AWS::Serverless::LayerVersion\n    \
+             Properties:\n      ContentUri: src/codeLayer\n  \
+           Fn:\n    Type: AWS::Serverless::Function\n    \
+             Properties:\n      CodeUri: src/fn\n      Handler: app.handler\n      \
+               Runtime: python3.12\n      Layers:\n        - !Ref CodeLayer\n",
+    );
+    p.write(
+        "src/fn/app.py",
+        "from layer import X\n\ndef handler(event, context):\n    return X\n",
+    );
+    p.write("src/codeLayer/python/__init__.py", "");
+    p.write("src/codeLayer/python/layer.py", "X = 1\n");
+    p.write("src/codeLayer/README.md", "not imported\n");
+    assert_success(&p.run(&["init"]));
+    let out = p.run(&["--json"]);
+    assert_success(&out);
+    assert_eq!(
+        zips(&p),
+        [
+            ("Fn.zip".to_string(), vec!["app.py".to_string()]),
+            (
+                "layers/CodeLayer.zip".to_string(),
+                vec![
+                    "python/__init__.py".to_string(),
+                    "python/layer.py".to_string()
+                ]
+            ),
+        ]
+    );
+}
