@@ -32,6 +32,17 @@ pub(crate) fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
             })
             .collect();
         reporter.json(&serde_json::json!({"artifacts": artifacts, "ms": o.ms}));
+        // Errors reach stderr too, as warnings do: a CI log that keeps
+        // only stderr still says why an artifact failed.
+        for a in &o.artifacts {
+            if let ArtifactResult::Failed { name, kind, error } = a {
+                reporter.error(crate::report::error_text_about(
+                    &format!("{kind} {name}: "),
+                    &error.to_string(),
+                    error.hint().as_deref(),
+                ));
+            }
+        }
         return;
     }
     for a in &o.artifacts {

@@ -835,6 +835,11 @@ fn a_failing_function_among_many_fails_alone_with_its_name() {
         .chain((0..n).map(|i| format!("fn{i}")))
         .collect();
     assert_eq!(names_of(&json), order, "{json}");
+    // stderr says why too, not only that 2 of 7 failed.
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in ["function fn2: ", "function fn4: "] {
+        assert!(err.contains(name) && err.contains("missing"), "{err}");
+    }
     for i in 0..n {
         let a = artifact(&json, &format!("fn{i}"));
         let zip = ws.zip(&format!("dist/fn{i}.zip"));
