@@ -565,12 +565,20 @@ pub fn run(cli: Cli) -> crate::Result<()> {
             for note in &outcome.notes {
                 reporter.info(note);
             }
-            reporter.info(format!(
-                "wrote {} (handler {}, root {}); run `lbuild` to build",
-                outcome.manifest.display(),
-                outcome.handler,
-                outcome.root
-            ));
+            reporter.info(if outcome.functions > 1 {
+                format!(
+                    "wrote {} ({} functions); run `lbuild` to build them all",
+                    outcome.manifest.display(),
+                    outcome.functions
+                )
+            } else {
+                format!(
+                    "wrote {} (handler {}, root {}); run `lbuild` to build",
+                    outcome.manifest.display(),
+                    outcome.handler,
+                    outcome.root
+                )
+            });
             Ok(())
         }
         Command::Completions { shell } => {

@@ -42,6 +42,8 @@ pub(crate) struct InitOutcome {
     pub root: String,
     pub runtime: String,
     pub architecture: String,
+    /// How many functions the manifest declares (1 for the single form).
+    pub functions: usize,
     /// One line per decision worth telling (which handler among several,
     /// where the runtime came from, .gitignore lines added).
     pub notes: Vec<String>,

@@ -198,6 +198,7 @@ pub(super) fn render(dir: &Path, given: Option<&str>) -> crate::Result<(String, 
         root,
         runtime: runtime_name,
         architecture: arch_name,
+        functions: 1,
         notes,
     };
     Ok((text, outcome))
@@ -310,6 +311,7 @@ pub(super) fn render_workspace(
         root,
         runtime: runtime_name,
         architecture: arch_name,
+        functions: handlers.len(),
         notes,
     };
     (text, outcome)
@@ -570,6 +572,7 @@ pub(super) fn render_from_template(t: &crate::templates::Template) -> (String, I
         root: first.root.clone(),
         runtime,
         architecture: arch,
+        functions: t.functions.len(),
         notes: report,
     };
     (text, outcome)

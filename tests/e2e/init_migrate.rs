@@ -147,6 +147,14 @@ fn a_sam_template_named_in_samconfig_migrates_and_builds_what_sam_would_ship() {
     let out = p.run(&["init"]);
     assert_success(&out);
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The last line counts the functions (not the first one's handler).
+    assert!(
+        said.trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains(" functions); run `lbuild` to build them all")),
+        "{said}"
+    );
     let text = std::fs::read_to_string(p.path().join("lambda.toml")).unwrap();
     let out = p.run(&["--json"]);
     assert!(
