@@ -260,3 +260,32 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Runs lbuild in `p` as an unprivileged user (root reads every file and
+/// directory whatever its mode): through `setpriv` when the tests run as
+/// root, with a machine store under the project that user can write.
+pub(crate) fn run_unprivileged(p: &TestProject) -> Output {
+    use std::os::unix::fs::MetadataExt;
+    let euid = std::fs::metadata("/proc/self").unwrap().uid();
+    let store = p.path().join(".store");
+    std::fs::create_dir_all(&store).unwrap();
+    let mut cmd = if euid == 0 {
+        let chown = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(p.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(lbuild_bin());
+        c
+    } else {
+        Command::new(lbuild_bin())
+    };
+    hermetic(&mut cmd)
+        .env("LBUILD_STORE", &store)
+        .current_dir(p.path())
+        .output()
+        .unwrap()
+}

@@ -3,8 +3,7 @@
 //! loop, a broken link) cannot fail the build; what cannot be read can,
 //! with one exit code and the path named.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::process::{Command, Output};
+use std::os::unix::fs::{PermissionsExt, symlink};
 
 use crate::common::*;
 
@@ -110,27 +109,6 @@ fn loops_and_broken_links_no_glob_selects_do_not_fail_the_build() {
         err.contains("broken symlink") && err.contains("gone.py"),
         "{err}"
     );
-}
-
-/// Runs lbuild as an unprivileged user (root reads every file whatever
-/// its mode): through `setpriv` when the tests run as root.
-fn run_unprivileged(p: &TestProject) -> Output {
-    let euid = std::fs::metadata("/proc/self").unwrap().uid();
-    let mut cmd = if euid == 0 {
-        let chown = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(p.path())
-            .status()
-            .unwrap();
-        assert!(chown.success());
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(lbuild_bin());
-        c
-    } else {
-        Command::new(lbuild_bin())
-    };
-    hermetic(&mut cmd).current_dir(p.path()).output().unwrap()
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! (broken links, unreadable directories, links out of the project) that
 //! lie where its globs reach.
 
-use std::os::unix::fs::{MetadataExt, symlink};
-use std::process::{Command, Output};
+use std::os::unix::fs::symlink;
+use std::process::Output;
 
 use crate::common::*;
 
@@ -87,33 +87,6 @@ fn a_problem_fails_only_the_function_whose_globs_reach_it() {
     std::fs::remove_file(p.path().join("src/b/ext")).unwrap();
     assert_success(&p.run(&[]));
     assert!(p.zip_path("b").exists());
-}
-
-/// Runs lbuild as an unprivileged user (root reads every directory
-/// whatever its mode), with a machine store it can write.
-fn run_unprivileged(p: &TestProject) -> Output {
-    let euid = std::fs::metadata("/proc/self").unwrap().uid();
-    let store = p.path().join(".store");
-    std::fs::create_dir_all(&store).unwrap();
-    let mut cmd = if euid == 0 {
-        let chown = Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(p.path())
-            .status()
-            .unwrap();
-        assert!(chown.success());
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(lbuild_bin());
-        c
-    } else {
-        Command::new(lbuild_bin())
-    };
-    hermetic(&mut cmd)
-        .env("LBUILD_STORE", &store)
-        .current_dir(p.path())
-        .output()
-        .unwrap()
 }
 
 #[test]
