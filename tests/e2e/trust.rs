@@ -341,17 +341,20 @@ fn put_black_hole(to: u16) -> u16 {
     )
 }
 
-#[test]
-fn a_bucket_that_never_answers_uploads_costs_a_bounded_wait_and_one_warning() {
-    let moto = Moto::start();
-    bucket(&moto);
-    let port = put_black_hole(moto.port);
-    let a = remote_project();
-    let mut env = WRITE_SIGNED.to_vec();
-    env.push(("LBUILD_REMOTE_DEADLINE", "1"));
+/// `d`'s `--json` build against the bucket behind the proxy at `port`,
+/// with the remote deadline `deadline` (seconds) added to `env`: it must
+/// install locally and say one warning, returned with the time it took.
+fn one_warning_through(
+    d: &DepsProject,
+    port: u16,
+    env: &[(&'static str, &'static str)],
+    deadline: &'static str,
+) -> (String, Duration) {
+    let mut env = env.to_vec();
+    env.push(("LBUILD_REMOTE_DEADLINE", deadline));
     let t = Instant::now();
     let out = run(
-        &a,
+        d,
         &format!("http://127.0.0.1:{port}"),
         None,
         &env,
@@ -362,7 +365,17 @@ fn a_bucket_that_never_answers_uploads_costs_a_bounded_wait_and_one_warning() {
     assert!(deps_ran(&json), "{json}");
     let w = warnings(&out);
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("uploads took longer than"), "{w:?}");
+    (w[0].clone(), took)
+}
+
+#[test]
+fn a_bucket_that_never_answers_uploads_costs_a_bounded_wait_and_one_warning() {
+    let moto = Moto::start();
+    bucket(&moto);
+    let port = put_black_hole(moto.port);
+    let a = remote_project();
+    let (w, took) = one_warning_through(&a, port, WRITE_SIGNED, "1");
+    assert!(w.contains("uploads took longer than"), "{w}");
     // The deadline plus a second per MiB uploaded (the tree is small),
     // the build itself, and slack for a loaded machine.
     assert!(took < Duration::from_secs(40), "took {took:?}");
@@ -387,22 +400,8 @@ fn a_bucket_that_drips_costs_at_most_the_deadline() {
 
     let port = drip_proxy(moto.port);
     let b = remote_project();
-    let mut env = READ_TRUSTING_CI.to_vec();
-    env.push(("LBUILD_REMOTE_DEADLINE", "2"));
-    let t = Instant::now();
-    let out = run(
-        &b,
-        &format!("http://127.0.0.1:{port}"),
-        None,
-        &env,
-        &["--json"],
-    );
-    let took = t.elapsed();
-    let json = json_of(&out);
-    assert!(deps_ran(&json), "{json}");
-    let w = warnings(&out);
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("LBUILD_REMOTE_DEADLINE"), "{w:?}");
+    let (w, took) = one_warning_through(&b, port, READ_TRUSTING_CI, "2");
+    assert!(w.contains("LBUILD_REMOTE_DEADLINE"), "{w}");
     // The deadline, the local build, and slack for a loaded machine; the
     // record alone would take over a minute to drip through.
     assert!(
