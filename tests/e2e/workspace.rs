@@ -11,7 +11,10 @@ use crate::common::*;
 use crate::deps::write_wheelhouse;
 use crate::failures::names_in;
 
-const WORKSPACE: &str = r#"
+/// The defaults and the one layer every workspace here starts from.
+macro_rules! defaults_and_layer {
+    () => {
+        r#"
 [defaults]
 runtime = "python3.12"
 architecture = "x86_64"
@@ -20,7 +23,13 @@ dependencies = { find_links = ["wheels"], no_index = true }
 
 [layers.common]
 requirements = "requirements.txt"
+"#
+    };
+}
 
+const WORKSPACE: &str = concat!(
+    defaults_and_layer!(),
+    r#"
 [functions.orders]
 handler = "orders.app.handler"
 layers = ["common"]
@@ -31,7 +40,8 @@ config = { files = ["config/orders/*.json"] }
 handler = "billing.app.handler"
 sources = { include = ["billing/**/*.py", "shared/**/*.py"] }
 dependencies = { requirements = "src/billing/requirements.txt" }
-"#;
+"#
+);
 
 struct Ws {
     p: TestProject,
@@ -718,18 +728,7 @@ fn temp_zips_of_dead_builds_go_from_every_output_directory_and_live_ones_stay() 
 /// them with a handler module that does not exist.
 fn many_functions(n: usize, broken: &[usize], layer_requirements: &str) -> Ws {
     let ws = Ws::new();
-    let mut manifest = String::from(
-        r#"
-[defaults]
-runtime = "python3.12"
-architecture = "x86_64"
-sources = { root = "src" }
-dependencies = { find_links = ["wheels"], no_index = true }
-
-[layers.common]
-requirements = "requirements.txt"
-"#,
-    );
+    let mut manifest = String::from(defaults_and_layer!());
     for i in 0..n {
         let module = if broken.contains(&i) {
             "missing"
