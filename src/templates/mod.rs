@@ -362,6 +362,18 @@ impl Reader<'_> {
         Some(d)
     }
 
+    /// `ROOT/python` (relative to the project) when it is a directory: what
+    /// Python imports from a layer zipped as it is (Lambda puts /opt/python
+    /// on the path).
+    fn python_dir(&self, root: &str) -> Option<String> {
+        let python = if root == "." {
+            "python".to_string()
+        } else {
+            format!("{root}/python")
+        };
+        self.dir.join(&python).is_dir().then_some(python)
+    }
+
     /// `ROOT/requirements.txt` when it names at least one requirement; an
     /// empty one is said once and not attached.
     fn requirements(&mut self, root: &str) -> Option<String> {

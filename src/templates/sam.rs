@@ -210,17 +210,12 @@ impl Reader<'_> {
         };
         let mut root = self.code_dir(&format!("layer {name}"), &uri)?;
         if runtime.is_none() {
-            let python = if root == "." {
-                "python".to_string()
-            } else {
-                format!("{root}/python")
-            };
-            if !self.dir.join(&python).is_dir() {
+            let Some(python) = self.python_dir(&root) else {
                 self.report.push(format!(
                     "layer {name}: left out: no BuildMethod, so SAM zips {root} as it is, and it has no python/ directory for lbuild to pack (lbuild builds layers of Python code and requirements)"
                 ));
                 return None;
-            }
+            };
             self.report.push(format!(
                 "layer {name}: no BuildMethod: {python} carried as the layer's python/ (what Python imports from it); anything else in {root} is not"
             ));

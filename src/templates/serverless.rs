@@ -55,17 +55,12 @@ impl Reader<'_> {
                 continue;
             };
             // Serverless zips `path` as it is: Python code is under python/.
-            let python = if root == "." {
-                "python".to_string()
-            } else {
-                format!("{root}/python")
-            };
-            if !self.dir.join(&python).is_dir() {
+            let Some(python) = self.python_dir(&root) else {
                 self.report.push(format!(
                     "layer {name}: left out: {root} has no python/ directory (Lambda puts /opt/python on sys.path)"
                 ));
                 continue;
-            }
+            };
             layers.push(TemplateLayer {
                 name,
                 requirements: None,
