@@ -36,11 +36,7 @@ pub(crate) fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
         // only stderr still says why an artifact failed.
         for a in &o.artifacts {
             if let ArtifactResult::Failed { name, kind, error } = a {
-                reporter.error(crate::report::error_text_about(
-                    &format!("{kind} {name}: "),
-                    &error.to_string(),
-                    error.hint().as_deref(),
-                ));
+                say_failure(kind, name, error, reporter);
             }
         }
         return;
@@ -68,15 +64,19 @@ pub(crate) fn print_workspace(o: &WorkspaceOutcome, reporter: &Reporter) {
                 }
             }
             ArtifactResult::Failed { name, kind, error } => {
-                let hint = error.hint();
-                reporter.error(crate::report::error_text_about(
-                    &format!("{kind} {name}: "),
-                    &error.to_string(),
-                    hint.as_deref(),
-                ));
+                say_failure(kind, name, error, reporter);
             }
         }
     }
+}
+
+/// One failed artifact's error and hint, on stderr.
+fn say_failure(kind: &str, name: &str, error: &crate::Error, reporter: &Reporter) {
+    reporter.error(crate::report::error_text_about(
+        &format!("{kind} {name}: "),
+        &error.to_string(),
+        error.hint().as_deref(),
+    ));
 }
 
 /// The stage table (under `-v`: each stage, its key and facts, the key's
