@@ -199,7 +199,7 @@ fn isolated(ws: &Workspace, tmp: &Path) -> crate::Result<Workspace> {
     outputs.extend(ws.artifacts.iter().map(|p| p.output.path.clone()));
     let outputs = std::sync::Arc::new(outputs);
     for plan in &mut ws.artifacts {
-        plan.foreign_outputs = outputs.clone();
+        plan.workspace_outputs = outputs.clone();
     }
     Ok(ws)
 }

@@ -376,7 +376,7 @@ pub struct Plan {
     /// The zips of every artifact in the same workspace (its own among
     /// them): never sources. One set shared by all the workspace's plans,
     /// so that 80 functions do not hold 80 copies of 80 paths.
-    pub foreign_outputs: std::sync::Arc<std::collections::HashSet<PathBuf>>,
+    pub workspace_outputs: std::sync::Arc<std::collections::HashSet<PathBuf>>,
     /// This artifact's reuse store in the cache directory (`store.zip`, or
     /// `store-KIND-NAME.zip` in a workspace).
     pub store_file: String,

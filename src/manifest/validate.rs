@@ -228,7 +228,7 @@ pub(crate) fn artifact(ctx: &Ctx, s: Sections) -> Result<Plan, ManifestError> {
         env: ctx.env.clone(),
         kind: super::ArtifactKind::Function { layers: Vec::new() },
         lambda,
-        foreign_outputs: Default::default(),
+        workspace_outputs: Default::default(),
         store_file: crate::cache::STORE_FILE.to_string(),
         remote_cache: None,
         remote_trust: super::RemoteTrust::default(),

@@ -414,7 +414,7 @@ fn validate_workspace(ctx: &Ctx, raw: RawWorkspace) -> Result<Workspace, Manifes
         plan.store_file = format!("store-{}-{}.zip", plan.kind.label(), plan.name);
         plan.remote_cache = remote_cache.clone();
         plan.remote_trust = remote_trust.clone();
-        plan.foreign_outputs = outputs.clone();
+        plan.workspace_outputs = outputs.clone();
     }
     Ok(Workspace {
         manifest_path: ctx.manifest_path.clone(),

@@ -80,7 +80,7 @@ fn select(plan: &Plan, listings: Option<&walk::Listings>) -> crate::Result<Selec
     // No artifact's zip in this workspace is a source (its own is left
     // out by the walk too).
     let mut files = files;
-    files.retain(|(_, path)| !plan.foreign_outputs.contains(path));
+    files.retain(|(_, path)| !plan.workspace_outputs.contains(path));
     Ok((files, unmatched))
 }
 
