@@ -6,9 +6,9 @@
 //! remote store if any, whether keys explain themselves and whether stages
 //! compute reasons), and the build's shared sources listings (one walk per
 //! sources root, see `walk::Listings`, made per workspace build). It does
-//! not own the cache database: that is opened lazily by the pipeline (a no-op of a cached workspace opens it once)
-//! and handed to the stages beside the context as `&mut Cache`, the one
-//! service a stage writes to.
+//! not own the cache database: that is opened lazily by the pipeline (a
+//! no-op of a cached workspace opens it once) and handed to the stages
+//! beside the context as `&mut Cache`, the one service a stage writes to.
 
 use std::sync::Arc;
 
