@@ -58,24 +58,31 @@ pub(crate) struct HashStats {
 }
 
 /// Content hashes this `Cache` settled (trusted or read), by path, with the
-/// stat data they were settled at. A `Cache` lives for one build (one
-/// `lbuild build`, one watch rebuild): a file whose stat data still matches
-/// is not asked of the database again by the next artifact that selects
-/// it. Only files past the racy window are kept, so this trusts nothing
-/// the database would not: a racy file is still read by every pass.
+/// stat facts they were settled at. A `Cache` lives for one build (one
+/// `lbuild build`, one watch rebuild): a file settled once is neither
+/// stat'ed nor asked of the database again by the next artifact that
+/// selects it, so a build sees each shared file as it was at its first
+/// look (80 functions sharing 31 files: 2,480 `statx` of deep paths fewer,
+/// about a sixth of the no-op). Only files past the racy window are kept,
+/// so this trusts nothing the database would not: a racy file is stat'ed
+/// and read by every pass.
 ///
-/// Each pass still stats every file it selects, settled or not (one
-/// `statx` a file, no query): the alternative, trusting the build's first
-/// look for the rest of the build, is one snapshot per build and would be
-/// sound for the next build (it stats again, and so does each watch
-/// rebuild, which opens a new `Cache`), but a file saved while a workspace
-/// builds would then reach a later artifact's zip writer with the old
-/// hash, and the writer, which checks every file's bytes against its
-/// hash, would fail that artifact ("changed while the zip was being
-/// written") where a stat lets it pick the edit up. The stats cost little:
-/// skipping them for 80 functions sharing 31 files (2,480 `statx`) saved
-/// ~1.5 ms of CPU of a ~90 ms no-op.
-pub(crate) type Settled = HashMap<PathBuf, (Stat, Hash)>;
+/// The next build stats again (so does each watch rebuild, which opens a
+/// new `Cache`), so an edit is never missed. A file saved while a
+/// workspace builds reaches a later artifact with the hash of the build's
+/// first look: a no-op artifact stays consistent with the others, and an
+/// artifact whose zip is written fails "changed while the zip was being
+/// written" (the writer checks every file's bytes against its hash),
+/// which `watch` retries and a one-shot build reports.
+pub(crate) type Settled = HashMap<PathBuf, SettledFile>;
+
+/// What [`Settled`] keeps of a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SettledFile {
+    hash: Hash,
+    size: u64,
+    executable: bool,
+}
 
 impl Cache {
     /// Content hashes of `paths` (absolute), reading only files whose
@@ -89,25 +96,21 @@ impl Cache {
             files: paths.len(),
             ..HashStats::default()
         };
-        // Stat first: what this build already settled needs no query.
-        let mut metas: Vec<std::fs::Metadata> = Vec::with_capacity(paths.len());
-        for p in paths {
-            metas.push(fs_err::metadata(p).map_err(|source| CacheError::Io {
-                path: p.clone(),
-                source,
-            })?);
+        // What this build already settled is neither stat'ed nor asked
+        // again (see `Settled`).
+        let settled: Vec<Option<SettledFile>> =
+            paths.iter().map(|p| self.settled.get(p).copied()).collect();
+        let mut metas: Vec<Option<std::fs::Metadata>> = Vec::with_capacity(paths.len());
+        for (p, was) in paths.iter().zip(&settled) {
+            metas.push(match was {
+                Some(_) => None,
+                None => Some(fs_err::metadata(p).map_err(|source| CacheError::Io {
+                    path: p.clone(),
+                    source,
+                })?),
+            });
         }
-        let stats_now: Vec<Stat> = metas.iter().map(Stat::of).collect();
-        let settled: Vec<Option<Hash>> = paths
-            .iter()
-            .zip(&stats_now)
-            .map(|(p, now)| {
-                self.settled
-                    .get(p)
-                    .filter(|(stat, _)| stat == now)
-                    .map(|(_, h)| *h)
-            })
-            .collect();
+        let stats_now: Vec<Option<Stat>> = metas.iter().map(|m| m.as_ref().map(Stat::of)).collect();
         let mut known: HashMap<String, (Stat, Hash, i64)> = HashMap::new();
         if settled.iter().any(Option::is_none) {
             // In the build's read transaction (see `Cache::reading`):
@@ -141,42 +144,38 @@ impl Cache {
         let mut results: Vec<Option<FileHash>> = vec![None; paths.len()];
         let mut to_hash: Vec<usize> = Vec::new();
         for (i, p) in paths.iter().enumerate() {
-            let stat = stats_now[i];
-            let executable = metas[i].mode() & 0o111 != 0;
-            if let Some(hash) = settled[i] {
-                results[i] = Some(FileHash {
-                    hash,
-                    size: stat.size,
-                    executable,
+            let (Some(stat), Some(meta)) = (stats_now[i], &metas[i]) else {
+                results[i] = settled[i].map(|f| FileHash {
+                    hash: f.hash,
+                    size: f.size,
+                    executable: f.executable,
                 });
                 continue;
-            }
+            };
+            let executable = meta.mode() & 0o111 != 0;
             let key = p.to_string_lossy();
-            match known.get(key.as_ref()) {
+            let hash = match known.get(key.as_ref()) {
                 Some((old, hash, recorded))
                     if *old == stat && stat.mtime_ns < recorded - RACY_WINDOW_NS =>
                 {
-                    results[i] = Some(FileHash {
-                        hash: *hash,
-                        size: stat.size,
-                        executable,
-                    });
+                    *hash
                 }
                 _ => {
                     to_hash.push(i);
-                    results[i] = Some(FileHash {
-                        hash: Hash::from_bytes([0; 32]),
-                        size: stat.size,
-                        executable,
-                    });
+                    Hash::from_bytes([0; 32])
                 }
-            }
+            };
+            results[i] = Some(FileHash {
+                hash,
+                size: stat.size,
+                executable,
+            });
         }
 
         let hashed = hash_in_parallel(paths, &to_hash)?;
         for (i, hash) in to_hash.iter().zip(&hashed) {
             stats.hashed += 1;
-            stats.bytes_hashed += stats_now[*i].size;
+            stats.bytes_hashed += stats_now[*i].map_or(0, |s| s.size);
             if let Some(r) = results[*i].as_mut() {
                 r.hash = *hash;
             }
@@ -193,7 +192,7 @@ impl Cache {
                     "INSERT OR REPLACE INTO files (path, size, mtime_ns, ino, ctime_ns, hash, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for (i, hash) in to_hash.iter().zip(&hashed) {
-                    let s = stats_now[*i];
+                    let Some(s) = stats_now[*i] else { continue };
                     stmt.execute(params![
                         paths[*i].to_string_lossy(),
                         s.size as i64,
@@ -208,16 +207,18 @@ impl Cache {
             })
         };
         self.soft(recorded);
-        for ((p, stat), (r, was)) in paths
-            .iter()
-            .zip(&stats_now)
-            .zip(results.iter().zip(&settled))
-        {
-            if was.is_none()
+        for ((p, stat), r) in paths.iter().zip(&stats_now).zip(&results) {
+            if let (Some(stat), Some(r)) = (stat, r)
                 && stat.mtime_ns < started - RACY_WINDOW_NS
-                && let Some(r) = r
             {
-                self.settled.insert(p.clone(), (*stat, r.hash));
+                self.settled.insert(
+                    p.clone(),
+                    SettledFile {
+                        hash: r.hash,
+                        size: r.size,
+                        executable: r.executable,
+                    },
+                );
             }
         }
         Ok((
@@ -304,18 +305,19 @@ mod tests {
         let (h, b) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
         assert_eq!(b.hashed, 0);
         assert_eq!(h[0].hash, blake3::hash(b"x = 1\n"));
-        // Changed stat data within the build: read again.
+        // Saved within the build: the build keeps its first look (the zip
+        // writer, which checks bytes against hashes, would refuse it)...
         fs_err::write(&f, "x = 22\n").unwrap();
         backdate(&f);
         let (h, c) = cache.hash_files(std::slice::from_ref(&f)).unwrap();
-        assert_eq!(c.hashed, 1);
-        assert_eq!(h[0].hash, blake3::hash(b"x = 22\n"));
-        // The next build (a new Cache) starts from the database alone.
+        assert_eq!(c.hashed, 0);
+        assert_eq!(h[0].hash, blake3::hash(b"x = 1\n"));
+        // ...and the next build (a new Cache) stats again and sees the edit.
         drop(cache);
         let mut next = Cache::open(&db).unwrap();
-        next.conn.execute("DELETE FROM files", []).unwrap();
-        let (_, d) = next.hash_files(std::slice::from_ref(&f)).unwrap();
+        let (h, d) = next.hash_files(std::slice::from_ref(&f)).unwrap();
         assert_eq!(d.hashed, 1);
+        assert_eq!(h[0].hash, blake3::hash(b"x = 22\n"));
     }
 
     #[test]
