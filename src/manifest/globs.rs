@@ -311,7 +311,10 @@ impl Pruner {
     /// Whether the directory `rel` ('/'-separated, relative to the root,
     /// no trailing '/') and everything below it is left out.
     pub fn prunes(&self, rel: &str) -> bool {
-        !rel.is_empty() && (self.dirs.is_match(rel) || !self.reaches(rel))
+        // An empty set matches nothing: skip preparing the candidate (the
+        // shared listing asks every artifact's pruner about each directory).
+        !rel.is_empty()
+            && ((!self.dirs.is_empty() && self.dirs.is_match(rel)) || !self.reaches(rel))
     }
 
     /// Whether some include glob can match below directory `rel`: `rel` is
