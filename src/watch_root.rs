@@ -3,7 +3,6 @@
 //! re-derives it from the manifest.
 
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 /// The compiled globs a stage hands the watcher: which `/`-separated

@@ -346,7 +346,8 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
-/// The glob list's texts, and the error for the glob at index `i` of it.
+/// The error for the glob at index `i` of `globs`, where this artifact
+/// writes it.
 fn glob_error(
     ctx: &Ctx,
     globs: &[Spanned<String>],
@@ -361,6 +362,7 @@ fn glob_error(
     )
 }
 
+/// The globs as written.
 fn texts(globs: &[Spanned<String>]) -> Vec<String> {
     globs.iter().map(|g| g.get_ref().clone()).collect()
 }
