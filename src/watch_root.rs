@@ -3,8 +3,19 @@
 //! re-derives it from the manifest.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use globset::GlobSet;
+/// The compiled globs a stage hands the watcher: which `/`-separated
+/// names relative to a base they match.
+pub(crate) trait NameMatcher: std::fmt::Debug + Send + Sync {
+    fn is_match(&self, name: &str) -> bool;
+}
+
+impl NameMatcher for globset::GlobSet {
+    fn is_match(&self, name: &str) -> bool {
+        globset::GlobSet::is_match(self, name)
+    }
+}
 
 /// A directory a stage reads, and which of its files are the stage's inputs.
 #[derive(Debug, Clone)]
@@ -34,8 +45,8 @@ pub(crate) enum WatchInputs {
     /// and not `exclude`.
     Globs {
         base: PathBuf,
-        include: GlobSet,
-        exclude: GlobSet,
+        include: Arc<dyn NameMatcher>,
+        exclude: Arc<dyn NameMatcher>,
     },
 }
 

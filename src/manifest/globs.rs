@@ -1,10 +1,18 @@
 //! Globs as the manifest uses them: compiled once at load (`*` stops at
 //! `/`), refused when they could reach outside their root, and read as
 //! text to decide which directories an exclude list leaves out whole.
+//!
+//! A workspace repeats its globs (every function's `shared/**/*.py`, the
+//! same excludes): one load compiles each distinct glob once ([`Interner`])
+//! and the artifacts share it ([`Globs`]), so the regex is built, and its
+//! lazy DFA warmed, once rather than once per artifact.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use globset::{GlobSet, GlobSetBuilder};
+use globset::{Candidate, GlobSet, GlobSetBuilder};
 
 /// Compiles globs so that `*` stops at `/` (gitignore-like), refusing any
 /// glob that could reach outside its root. The error names the glob.
@@ -33,6 +41,180 @@ fn compile_one(g: &str) -> Result<globset::Glob, String> {
         .backslash_escape(true)
         .build()
         .map_err(|e| e.kind().to_string())
+}
+
+/// One glob, compiled on its own.
+#[derive(Debug)]
+struct Pattern {
+    text: String,
+    matcher: Matcher,
+    /// Its literal leading directories (`fn003/**/*.py` -> `fn003`): a
+    /// name outside them cannot match, decided without the matcher.
+    dirs: String,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    /// `DIRS/**/*SUFFIX` or `DIRS/**` (DIRS and SUFFIX free of glob
+    /// syntax, SUFFIX free of `/`): globset's regex for it is
+    /// `^DIRS(?:/|/.*/)[^/]*SUFFIX$` (or `^DIRS/.*$`), which holds exactly
+    /// for a name that starts with `DIRS/` and whose rest ends with
+    /// SUFFIX. The commonest workspace glob (a function's own directory)
+    /// is decided with two comparisons, no regex built or run.
+    Below { dirs: String, suffix: String },
+    /// Anything else: a one-glob [`GlobSet`], so it is matched by the same
+    /// strategy (literal, extension, prefix, regex) as in any set.
+    Set(GlobSet),
+}
+
+impl Pattern {
+    fn compile(g: &str) -> Result<Pattern, String> {
+        check_relative_glob(g)?;
+        let glob = compile_one(g)?;
+        let matcher = match below(g) {
+            Some((dirs, suffix)) => Matcher::Below { dirs, suffix },
+            None => Matcher::Set(
+                GlobSetBuilder::new()
+                    .add(glob)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(Pattern {
+            text: g.to_string(),
+            matcher,
+            dirs: literal_prefix(g),
+        })
+    }
+
+    /// Whether `name` lies under the literal leading directories, which
+    /// the glob's regex spells out character by character before the
+    /// `/` (or `/**`) that follows them: a name that does not is no match.
+    /// Necessary, not sufficient.
+    fn may_match(&self, name: &str) -> bool {
+        self.dirs.is_empty()
+            || name
+                .strip_prefix(self.dirs.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// `(DIRS/, SUFFIX)` when `g` is `DIRS/**/*SUFFIX` or `DIRS/**` as
+/// [`Matcher::Below`] describes, every DIRS segment non-empty.
+fn below(g: &str) -> Option<(String, String)> {
+    let (dirs, suffix) = match g.strip_suffix("/**") {
+        Some(dirs) => (dirs, ""),
+        None => {
+            let at = g.find("/**/*")?;
+            (&g[..at], &g[at + "/**/*".len()..])
+        }
+    };
+    // Conservative: any character with a meaning somewhere in a glob.
+    let plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', ',', '\\', '!']);
+    let ok = !dirs.is_empty()
+        && dirs.split('/').all(|seg| !seg.is_empty() && plain(seg))
+        && plain(suffix)
+        && !suffix.contains('/');
+    ok.then(|| (format!("{dirs}/"), suffix.to_string()))
+}
+
+/// An ordered list of globs, each compiled once per manifest load and
+/// shared by every artifact that writes it: a name matches when one of
+/// them matches (what one [`GlobSet`] of them all answers).
+#[derive(Debug, Clone, Default)]
+pub struct Globs(Vec<Arc<Pattern>>);
+
+impl Globs {
+    /// Whether one of the globs matches `name` (`/`-separated, relative
+    /// to the globs' root).
+    pub fn is_match(&self, name: &str) -> bool {
+        let mut candidate = None;
+        for p in &self.0 {
+            if !p.may_match(name) {
+                continue;
+            }
+            let matched = match &p.matcher {
+                Matcher::Below { dirs, suffix } => name
+                    .strip_prefix(dirs.as_str())
+                    .is_some_and(|rest| rest.ends_with(suffix.as_str())),
+                Matcher::Set(set) => {
+                    set.is_match_candidate(candidate.get_or_insert_with(|| Candidate::new(name)))
+                }
+            };
+            if matched {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The globs as written, in order.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|p| p.text.as_str())
+    }
+}
+
+impl crate::watch_root::NameMatcher for Globs {
+    fn is_match(&self, name: &str) -> bool {
+        Globs::is_match(self, name)
+    }
+}
+
+/// A compiled glob list, or the glob at fault (its index or text) and why.
+type Compiled<T, At> = Result<T, (At, String)>;
+type IncludesExcludes = (Vec<String>, Vec<String>);
+
+/// What one manifest load compiled, by glob text (the options are the
+/// same for every glob the manifest holds): each distinct glob, glob list
+/// and exclude/include pair is compiled once however many artifacts
+/// write it. Errors are kept as the glob's own (index, message), so each
+/// artifact still points at its own position.
+#[derive(Default)]
+pub(crate) struct Interner {
+    patterns: RefCell<HashMap<String, Result<Arc<Pattern>, String>>>,
+    sets: RefCell<HashMap<Vec<String>, Compiled<GlobSet, usize>>>,
+    pruners: RefCell<HashMap<IncludesExcludes, Compiled<Pruner, String>>>,
+}
+
+impl Interner {
+    /// [`compile_each`] as [`Globs`], each glob compiled once per load.
+    pub(crate) fn globs<'a>(
+        &self,
+        globs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Globs, (usize, String)> {
+        let mut memo = self.patterns.borrow_mut();
+        let mut out = Vec::new();
+        for (i, g) in globs.into_iter().enumerate() {
+            let compiled = memo
+                .entry(g.to_string())
+                .or_insert_with(|| Pattern::compile(g).map(Arc::new));
+            out.push(compiled.clone().map_err(|m| (i, m))?);
+        }
+        Ok(Globs(out))
+    }
+
+    /// [`compile_each`], once per distinct list per load (a clone shares
+    /// the compiled regexes).
+    pub(crate) fn set(&self, globs: &[String]) -> Result<GlobSet, (usize, String)> {
+        self.sets
+            .borrow_mut()
+            .entry(globs.to_vec())
+            .or_insert_with(|| compile_each(globs.iter().map(String::as_str)))
+            .clone()
+    }
+
+    /// [`Pruner::from_globs`], once per distinct pair per load.
+    pub(crate) fn pruner(
+        &self,
+        includes: &[String],
+        excludes: &[String],
+    ) -> Result<Pruner, (String, String)> {
+        self.pruners
+            .borrow_mut()
+            .entry((includes.to_vec(), excludes.to_vec()))
+            .or_insert_with(|| Pruner::from_globs(includes, excludes))
+            .clone()
+    }
 }
 
 /// A glob must stay inside its root: not absolute, no `..` segment.
@@ -87,7 +269,8 @@ pub(crate) fn literal_prefix(pattern: &str) -> String {
 /// directory (`**/*.py`, `*.py`, `{a,b}/x.py`) reaches everywhere.
 #[derive(Debug, Clone)]
 pub struct Pruner {
-    dirs: GlobSet,
+    /// Shared by the clones (one compiled regex, its DFA warmed once).
+    dirs: Arc<GlobSet>,
     /// The include globs' literal prefixes; `None` when one of them reaches
     /// everywhere.
     reach: Option<Vec<String>>,
@@ -115,13 +298,19 @@ impl Pruner {
         let dirs = b.build().map_err(|e| (String::new(), e.to_string()))?;
         let reach: Vec<String> = includes.iter().map(|g| literal_prefix(g)).collect();
         let reach = (!reach.iter().any(String::is_empty)).then_some(reach);
-        Ok(Pruner { dirs, reach })
+        Ok(Pruner {
+            dirs: Arc::new(dirs),
+            reach,
+        })
     }
 
     /// Whether the directory `rel` ('/'-separated, relative to the root,
     /// no trailing '/') and everything below it is left out.
     pub fn prunes(&self, rel: &str) -> bool {
-        !rel.is_empty() && (self.dirs.is_match(rel) || !self.reaches(rel))
+        // An empty set matches nothing: skip preparing the candidate (the
+        // shared listing asks every artifact's pruner about each directory).
+        !rel.is_empty()
+            && ((!self.dirs.is_empty() && self.dirs.is_match(rel)) || !self.reaches(rel))
     }
 
     /// Whether some include glob can match below directory `rel`: `rel` is
@@ -179,6 +368,153 @@ mod tests {
         let set = compile_globs(&["*.py".into()]).unwrap();
         assert!(set.is_match("app.py"));
         assert!(!set.is_match("pkg/app.py"));
+    }
+
+    /// Globs that share literal directories, overlap, negate classes,
+    /// recurse, or match a directory's own name.
+    const TRICKY: &[&str] = &[
+        "**/*.py",
+        "*.py",
+        "**",
+        "fn003/**/*",
+        "a/b/**/*.py",
+        "shared/**/*_test.py",
+        "x/**/*.",
+        "data/**/*.json",
+        "a/**/b",
+        "./a/**",
+        "**/*",
+        "fn003/**/*.py",
+        "fn003/**",
+        "fn0031/*.py",
+        "shared/**/*.py",
+        "shared/lib/*.py",
+        "shared",
+        "a/**/b/**",
+        "a//b/*.py",
+        "x/[ab]/*.py",
+        "x/[!a]/*.py",
+        "x/[/]/*.py",
+        "{fn003,shared}/*.py",
+        "fn00?/app.py",
+        r"lit\*.py",
+        "**/tests/**",
+        "**/__init__.py",
+        "data/*.json",
+        "a/b",
+        ".hidden/*",
+    ];
+
+    const NAMES: &[&str] = &[
+        "app.py",
+        "a",
+        "a/b",
+        "a/b/c",
+        "a/k/b/c.py",
+        "a//b/x.py",
+        "a/b/x.py",
+        "fn003",
+        "fn003/app.py",
+        "fn003/h/x.py",
+        "fn003/h/x.pyc",
+        "fn0031/app.py",
+        "fn0031/d/app.py",
+        "fn004/app.py",
+        "fn00/app.py",
+        "shared",
+        "shared/__init__.py",
+        "shared/lib/u.py",
+        "shared/lib/d/u.py",
+        "sharedx/u.py",
+        "x/a/m.py",
+        "x/b/m.py",
+        "x/c/m.py",
+        "x//m.py",
+        "lit*.py",
+        "litx.py",
+        "pkg/tests/t.py",
+        "tests/t.py",
+        "data/s.json",
+        "data/d/s.json",
+        ".hidden/x",
+        ".hidden",
+        ".py",
+        "é/ü.py",
+        "fn003/\nx.py",
+        "fn003/a\n/x.py",
+        "fn003/",
+        "fn003/.py",
+        "shared/tests/db_test.py",
+        "shared/_test.py",
+        "x/a.",
+        "x/.",
+        "data/a/b/c.json",
+        "data/c.json.bak",
+        "a/b/c/d.py",
+        "a/x/b",
+        "./a/x",
+    ];
+
+    #[test]
+    fn globs_match_what_one_set_of_them_matches() {
+        // Every ordered pair and every single glob, as lists: the
+        // interned globs (with their literal-directory precheck) answer
+        // exactly what globset answers for the list as one set.
+        let interner = Interner::default();
+        let mut lists: Vec<Vec<&str>> = TRICKY.iter().map(|g| vec![*g]).collect();
+        for a in TRICKY {
+            for b in TRICKY {
+                lists.push(vec![*a, *b]);
+            }
+        }
+        lists.push(TRICKY.to_vec());
+        // The text-decided shape is taken where it should be.
+        assert!(below("fn003/**/*.py").is_some() && below("a/b/**").is_some());
+        assert!(below("**/*.py").is_none() && below("a/**/b/*.py").is_none());
+        assert!(below("a/[b]/**").is_none() && below("a/**/*.{py,txt}").is_none());
+        for list in &lists {
+            let globs = interner.globs(list.iter().copied()).unwrap();
+            let set = compile_each(list.iter().copied()).unwrap();
+            assert_eq!(globs.patterns().collect::<Vec<_>>(), *list);
+            for name in NAMES {
+                assert_eq!(
+                    globs.is_match(name),
+                    set.is_match(name),
+                    "{list:?} on {name:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_load_compiles_each_glob_once_and_errors_keep_their_index() {
+        let interner = Interner::default();
+        let a = interner.globs(["fn001/**/*.py", "shared/**/*.py"]).unwrap();
+        let b = interner.globs(["fn002/**/*.py", "shared/**/*.py"]).unwrap();
+        assert!(
+            Arc::ptr_eq(&a.0[1], &b.0[1]),
+            "shared/**/*.py compiled twice"
+        );
+        let c = interner.globs(["x/*.py"]).unwrap();
+        let d = interner.globs(["y/*.py", "x/*.py"]).unwrap();
+        assert!(Arc::ptr_eq(&c.0[0], &d.0[1]), "x/*.py compiled twice");
+        assert!(!Arc::ptr_eq(&a.0[0], &b.0[0]));
+        // A glob at fault is reported at its index in each list that
+        // holds it, memoized or not.
+        let first = interner.globs(["ok/*.py", "../x"]).unwrap_err();
+        let again = interner.globs(["../x"]).unwrap_err();
+        assert_eq!((first.0, again.0), (1, 0));
+        assert_eq!(first.1, again.1);
+        let bad = interner.globs(["a/*.py", "b/[z"]).unwrap_err();
+        assert_eq!(bad.0, 1);
+        assert_eq!(bad, compile_each(["a/*.py", "b/[z"]).unwrap_err());
+        // Sets and pruners too.
+        let list = vec!["x/**".to_string(), "*.txt".to_string()];
+        let s1 = interner.set(&list).unwrap();
+        assert!(s1.is_match("a.txt") && !s1.is_match("a.py"));
+        let p1 = interner.pruner(&list, &list).unwrap();
+        let p2 = interner.pruner(&list, &list).unwrap();
+        assert!(Arc::ptr_eq(&p1.dirs, &p2.dirs));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::GlobSet;
 
+pub(crate) use globs::Globs;
 pub(crate) use globs::Pruner;
 pub use raw::Architecture;
 pub(crate) use raw::{InstallerChoice, LimitMode, MtimeMode, RawManifest};
@@ -109,8 +110,8 @@ pub struct SourcesPlan {
     pub root: PathBuf,
     /// The root as written (the key does not change when the project moves).
     pub root_written: String,
-    pub include: GlobSet,
-    pub exclude: GlobSet,
+    pub include: Globs,
+    pub exclude: Globs,
     pub include_patterns: Vec<String>,
     pub exclude_patterns: Vec<String>,
     /// The directories `exclude` leaves out whole, or `include` cannot
@@ -233,7 +234,7 @@ pub struct DepsPlan {
 pub struct ConfigGlob {
     /// As written, relative to the project directory.
     pub pattern: String,
-    pub set: GlobSet,
+    pub set: Globs,
     /// Its literal leading directories: where a walk for it starts.
     pub base: String,
     /// No wildcard at all: a file that must exist.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::globs::{Pruner, compile_each, is_literal, literal_prefix};
+use super::globs::{Globs, Interner, is_literal, literal_prefix};
 use super::raw::{RawConfig, RawDependencies, RawFunction, RawManifest, RawOutput, RawSources};
 use super::{
     ConfigGlob, ConfigPlan, DepsPlan, Env, FindLinks, LockKind, LockPlan, MANIFEST_NAME,
@@ -38,6 +38,9 @@ pub(crate) struct Ctx<'a> {
     /// artifact. Lives as long as the load, so never older than it.
     canonical:
         std::cell::RefCell<std::collections::HashMap<PathBuf, Result<PathBuf, std::io::Error>>>,
+    /// Globs compiled during this load: a workspace's artifacts repeat
+    /// theirs, compiled once (each error still placed by the artifact).
+    globs: Interner,
 }
 
 impl<'a> Ctx<'a> {
@@ -55,6 +58,7 @@ impl<'a> Ctx<'a> {
             manifest_path,
             env,
             canonical: Default::default(),
+            globs: Interner::default(),
         })
     }
 
@@ -342,20 +346,53 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
-/// Compiles spanned globs; an error points at the glob at fault.
+/// The error for the glob at index `i` of `globs`, where this artifact
+/// writes it.
+fn glob_error(
+    ctx: &Ctx,
+    globs: &[Spanned<String>],
+    what: &str,
+    i: usize,
+    m: &str,
+) -> ManifestError {
+    ctx.at(
+        globs[i].span(),
+        format!("{what} glob {:?}: {m}", globs[i].get_ref()),
+        GLOB_HINT,
+    )
+}
+
+/// The globs as written.
+fn texts(globs: &[Spanned<String>]) -> Vec<String> {
+    globs.iter().map(|g| g.get_ref().clone()).collect()
+}
+
+/// Compiles spanned globs (each distinct glob once per load); an error
+/// points at the glob at fault, where this artifact writes it.
 fn compile_spanned(
     ctx: &Ctx,
     globs: &[Spanned<String>],
     what: &str,
+) -> Result<(Globs, Vec<String>), ManifestError> {
+    let patterns = texts(globs);
+    let compiled = ctx
+        .globs
+        .globs(patterns.iter().map(String::as_str))
+        .map_err(|(i, m)| glob_error(ctx, globs, what, i, &m))?;
+    Ok((compiled, patterns))
+}
+
+/// [`compile_spanned`] as one set (each distinct list once per load).
+fn compile_spanned_set(
+    ctx: &Ctx,
+    globs: &[Spanned<String>],
+    what: &str,
 ) -> Result<(globset::GlobSet, Vec<String>), ManifestError> {
-    let patterns: Vec<String> = globs.iter().map(|g| g.get_ref().clone()).collect();
-    let set = compile_each(patterns.iter().map(String::as_str)).map_err(|(i, m)| {
-        ctx.at(
-            globs[i].span(),
-            format!("{what} glob {:?}: {m}", patterns[i]),
-            GLOB_HINT,
-        )
-    })?;
+    let patterns = texts(globs);
+    let set = ctx
+        .globs
+        .set(&patterns)
+        .map_err(|(i, m)| glob_error(ctx, globs, what, i, &m))?;
     Ok((set, patterns))
 }
 
@@ -405,14 +442,17 @@ pub(crate) fn sources(
     let include = s.include.as_deref().unwrap_or(&default_include);
     let (include, include_patterns) = compile_spanned(ctx, include, "include")?;
     let (exclude, exclude_patterns) = compile_spanned(ctx, &s.exclude, "exclude")?;
-    let prune = Pruner::from_globs(&include_patterns, &exclude_patterns).map_err(|(g, m)| {
-        let span = s
-            .exclude
-            .iter()
-            .find(|e| *e.get_ref() == g)
-            .map_or(section.clone(), |e| e.span());
-        ctx.at(span, format!("exclude glob {g:?}: {m}"), GLOB_HINT)
-    })?;
+    let prune = ctx
+        .globs
+        .pruner(&include_patterns, &exclude_patterns)
+        .map_err(|(g, m)| {
+            let span = s
+                .exclude
+                .iter()
+                .find(|e| *e.get_ref() == g)
+                .map_or(section.clone(), |e| e.span());
+            ctx.at(span, format!("exclude glob {g:?}: {m}"), GLOB_HINT)
+        })?;
     Ok(SourcesPlan {
         root,
         root_written,
@@ -430,7 +470,7 @@ pub(crate) fn config(
 ) -> Result<ConfigPlan, ManifestError> {
     let default = RawConfig::default();
     let c = raw.map_or(&default, |r| r.get_ref());
-    let (set, patterns) = compile_spanned(ctx, &c.files, "config")?;
+    let (set, patterns) = compile_spanned_set(ctx, &c.files, "config")?;
     let mut globs = Vec::new();
     for (g, pattern) in c.files.iter().zip(&patterns) {
         let base = literal_prefix(pattern);
@@ -451,7 +491,7 @@ pub(crate) fn config(
         }
         globs.push(ConfigGlob {
             pattern: pattern.clone(),
-            set: compile_each([pattern.as_str()]).map_err(|(_, m)| {
+            set: ctx.globs.globs([pattern.as_str()]).map_err(|(_, m)| {
                 ctx.at(g.span(), format!("config glob {pattern:?}: {m}"), GLOB_HINT)
             })?,
             base,

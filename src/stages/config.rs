@@ -100,8 +100,8 @@ pub(crate) fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
                 skip: skip.clone(),
                 inputs: WatchInputs::Globs {
                     base: plan.project_dir.clone(),
-                    include: g.set.clone(),
-                    exclude: globset::GlobSet::empty(),
+                    include: std::sync::Arc::new(g.set.clone()),
+                    exclude: std::sync::Arc::new(globset::GlobSet::empty()),
                 },
             }
         })

@@ -134,8 +134,8 @@ pub(crate) fn watch_roots(plan: &Plan) -> Vec<WatchRoot> {
         skip: skipped_dirs(plan),
         inputs: WatchInputs::Globs {
             base: s.root.clone(),
-            include: s.include.clone(),
-            exclude: s.exclude.clone(),
+            include: std::sync::Arc::new(s.include.clone()),
+            exclude: std::sync::Arc::new(s.exclude.clone()),
         },
     }]
 }

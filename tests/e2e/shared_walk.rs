@@ -207,3 +207,157 @@ fn a_shared_walk_writes_the_bytes_a_single_function_project_writes() {
     assert_success(&single.run(&[]));
     assert_eq!(p.zip_bytes("a"), single.zip_bytes("a"));
 }
+
+/// Five functions whose globs overlap, come in different orders, negate
+/// classes and exclude each other's files: the globs they share are
+/// compiled once per load and matched across artifacts, and each
+/// function's zip and package-data warning is exactly what it gets as the
+/// only function of a project.
+#[test]
+fn functions_sharing_globs_select_what_each_selects_alone() {
+    let functions: [(&str, &str, &str); 5] = [
+        (
+            "f1",
+            r#"["f1/**/*.py", "shared/**/*.py"]"#,
+            r#"["shared/tests/**"]"#,
+        ),
+        (
+            "f2",
+            r#"["shared/**/*.py", "f2/**/*"]"#,
+            r#"["**/*_test.py"]"#,
+        ),
+        (
+            "f3",
+            r#"["shared/**/*.py", "f3/*.py", "f3/[!x]*/*.py"]"#,
+            "[]",
+        ),
+        (
+            "f4",
+            r#"["**/*.py"]"#,
+            r#"["f1/**", "f2/**", "f3/**", "shared/[!u]*.py"]"#,
+        ),
+        (
+            "f5",
+            r#"["f5/**/*.py", "shared/*.py"]"#,
+            r#"["shared/tests/**"]"#,
+        ),
+    ];
+    let files = [
+        "f1/__init__.py",
+        "f1/app.py",
+        "f1/h/x.py",
+        "f2/__init__.py",
+        "f2/app.py",
+        "f2/app_test.py",
+        "f2/data.txt",
+        "f3/__init__.py",
+        "f3/app.py",
+        "f3/a/m.py",
+        "f3/x1/m.py",
+        "f4/__init__.py",
+        "f4/app.py",
+        "f5/__init__.py",
+        "f5/app.py",
+        "f5/templates/t.html",
+        "shared/__init__.py",
+        "shared/util.py",
+        "shared/db_test.py",
+        "shared/tests/t.py",
+    ];
+    let write_sources = |p: &TestProject| {
+        for f in files {
+            let text = if f.ends_with("/app.py") {
+                "def handler(event, context):\n    return 1\n"
+            } else {
+                ""
+            };
+            p.write(&format!("src/{f}"), text);
+        }
+    };
+    let mut manifest = String::from(
+        "[defaults]\nruntime = \"python3.12\"\narchitecture = \"x86_64\"\nsources = { root = \"src\" }\n",
+    );
+    for (name, include, exclude) in functions {
+        manifest += &format!(
+            "\n[functions.{name}]\nhandler = \"{name}.app.handler\"\nsources = {{ include = {include}, exclude = {exclude} }}\n"
+        );
+    }
+    let ws = TestProject::empty();
+    ws.write("lambda.toml", &manifest);
+    write_sources(&ws);
+    let ws_json = ws.build_json();
+    // The package-data warning lists the files no glob matched: each
+    // artifact's own, in --json (the terminal shows a repeated one once).
+    let warned = |json: &serde_json::Value, name: &str| {
+        // A workspace lists its artifacts; a single function is the top.
+        let artifact = match json["artifacts"].as_array() {
+            Some(all) => all.iter().find(|a| a["name"] == name),
+            None => (json["name"] == name).then_some(json),
+        }
+        .unwrap_or_else(|| panic!("{name} not built: {json}"));
+        artifact["warnings"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|w| w.as_str().unwrap().contains("f5/templates/t.html"))
+        })
+    };
+
+    let expected: [&[&str]; 5] = [
+        &[
+            "f1/__init__.py",
+            "f1/app.py",
+            "f1/h/x.py",
+            "shared/__init__.py",
+            "shared/db_test.py",
+            "shared/util.py",
+        ],
+        &[
+            "f2/__init__.py",
+            "f2/app.py",
+            "f2/data.txt",
+            "shared/__init__.py",
+            "shared/tests/t.py",
+            "shared/util.py",
+        ],
+        &[
+            "f3/__init__.py",
+            "f3/a/m.py",
+            "f3/app.py",
+            "shared/__init__.py",
+            "shared/db_test.py",
+            "shared/tests/t.py",
+            "shared/util.py",
+        ],
+        &[
+            "f4/__init__.py",
+            "f4/app.py",
+            "f5/__init__.py",
+            "f5/app.py",
+            "shared/tests/t.py",
+            "shared/util.py",
+        ],
+        &[
+            "f5/__init__.py",
+            "f5/app.py",
+            "shared/__init__.py",
+            "shared/db_test.py",
+            "shared/util.py",
+        ],
+    ];
+    for ((name, include, exclude), expected) in functions.iter().zip(expected) {
+        assert_eq!(entry_names(&ws.zip_path(name)), expected, "{name}");
+        let alone = TestProject::empty();
+        alone.write(
+            "lambda.toml",
+            &format!(
+                "[function]\nname = \"{name}\"\nhandler = \"{name}.app.handler\"\nruntime = \"python3.12\"\narchitecture = \"x86_64\"\n\n[sources]\nroot = \"src\"\ninclude = {include}\nexclude = {exclude}\n"
+            ),
+        );
+        write_sources(&alone);
+        let alone_json = alone.build_json();
+        assert_eq!(ws.zip_bytes(name), alone.zip_bytes(name), "{name}");
+        // f4 packages f5/__init__.py too, and leaves the template out.
+        let warns = matches!(*name, "f4" | "f5");
+        assert_eq!(warned(&ws_json, name), warns, "{name}: {ws_json}");
+        assert_eq!(warned(&alone_json, name), warns, "{name}: {alone_json}");
+    }
+}

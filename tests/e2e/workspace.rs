@@ -983,3 +983,22 @@ fn a_warning_two_artifacts_share_is_printed_once_and_kept_in_each_outcome() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.matches(warning).count() <= 1, "{stderr}");
 }
+
+#[test]
+fn a_glob_shared_by_functions_is_an_error_where_each_writes_it() {
+    // The globs of a load are compiled once each; the error still points
+    // at the function at fault, in its own column.
+    let manifest = |b_include: &str| {
+        format!(
+            "[defaults]\nruntime = \"python3.12\"\n\n\
+             [functions.a]\nhandler = \"a.handler\"\nsources = {{ include = [\"shared/**/*.py\", \"*.py\"] }}\n\n\
+             [functions.b]\nhandler = \"b.handler\"\nsources = {{ include = {b_include} }}\n"
+        )
+    };
+    let err = manifest_error(&manifest(r#"["*.py", "shared/**/*.py", "b/[z"]"#));
+    assert!(err.contains("lambda.toml:10:50:"), "{err}");
+    assert!(err.contains("include glob \"b/[z\""), "{err}");
+    let err = manifest_error(&manifest(r#"["../shared/**/*.py", "shared/**/*.py"]"#));
+    assert!(err.contains("lambda.toml:10:24:"), "{err}");
+    assert!(err.contains("outside the root"), "{err}");
+}

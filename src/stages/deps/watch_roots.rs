@@ -72,7 +72,7 @@ pub(crate) fn watch_roots(plan: &Plan) -> Vec<crate::watch_root::WatchRoot> {
             if let Some(g) = glob.and_then(|g| globset::Glob::new(g).ok()) {
                 b.add(g);
             }
-            b.build().unwrap_or_else(|_| globset::GlobSet::empty())
+            std::sync::Arc::new(b.build().unwrap_or_else(|_| globset::GlobSet::empty()))
         };
         for dir in lockfile::local_paths(l).unwrap_or_default() {
             let dir = normalize(&dir);
