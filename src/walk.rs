@@ -16,7 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::exclusions::{
-    IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, excluded_by_default, excluded_from_trees, is_virtualenv,
+    IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, VIRTUALENV_MARKER, excluded_by_default,
+    excluded_from_trees, is_virtualenv,
 };
 
 use walkdir::WalkDir;
@@ -390,7 +391,30 @@ impl Listing {
             None => (IgnoreStack::default(), None),
         };
         let ignores = RefCell::new(stack);
-        let ignore_error: RefCell<Option<WalkError>> = RefCell::new(None);
+        // A directory's ignore files could not be read: (its depth, why).
+        let ignore_error: RefCell<Option<(usize, WalkError)>> = RefCell::new(None);
+        // A directory's ignore files and virtualenv marker are probed (as
+        // before: opened, stat'ed) only when its listing holds a name that
+        // may be one of them. Walkdir reads a directory whole and, sorted by
+        // `probed_first`, yields those names first: its first entry tells.
+        // The directory (its depth) whose first entry is yet to come.
+        let unprobed: Cell<Option<usize>> = Cell::new(None);
+        // Probes the directory `path` at `depth`: true for a virtualenv,
+        // else its ignore files are in force for what it holds.
+        let probe = |depth: usize, path: &Path| -> bool {
+            if is_virtualenv(path) {
+                return true;
+            }
+            match read_ignores(path) {
+                Ok(Some(m)) => ignores.borrow_mut().push(depth, m),
+                Ok(None) => {}
+                Err(err) => *ignore_error.borrow_mut() = Some((depth, err)),
+            }
+            false
+        };
+        // The virtualenv (its depth) whose first entry the filter let
+        // through: the main loop takes the directory out and skips the rest.
+        let virtualenv: Cell<Option<usize>> = Cell::new(None);
         let last_ignored = Cell::new(false);
         // The name (and its UTF-8-ness) of the entry the filter let through.
         let last_name: RefCell<(String, bool)> = RefCell::new((String::new(), true));
@@ -398,78 +422,82 @@ impl Listing {
         // it is UTF-8, and whether they lie in an output's directory.
         let parents: RefCell<Vec<(String, bool, bool)>> = RefCell::new(Vec::new());
         let reads_ignores = key.ignores_from.is_some();
-        let walker = WalkDir::new(dir)
-            .follow_links(true)
-            .into_iter()
-            .filter_entry(|e| {
-                last_ignored.set(false);
-                let is_dir = e.file_type().is_dir();
-                let depth = e.depth();
-                let mut parents = parents.borrow_mut();
-                // Deeper levels belong to a finished subtree.
-                parents.truncate(depth);
-                let (name, utf8) = match depth.checked_sub(1).and_then(|d| parents.get(d)) {
-                    Some((parent, parent_utf8, _)) if names_from_parent => {
-                        let own = e.file_name();
-                        let mut name = String::with_capacity(parent.len() + 1 + own.len());
-                        if !parent.is_empty() {
-                            name.push_str(parent);
-                            name.push('/');
-                        }
-                        name.push_str(&own.to_string_lossy());
-                        (name, *parent_utf8 && own.to_str().is_some())
+        let mut walkdir = WalkDir::new(dir).follow_links(true);
+        if reads_ignores {
+            walkdir = walkdir
+                .sort_by(|a, b| probed_first(a.file_name()).cmp(&probed_first(b.file_name())));
+        }
+        let mut walker = walkdir.into_iter().filter_entry(|e| {
+            last_ignored.set(false);
+            let is_dir = e.file_type().is_dir();
+            let depth = e.depth();
+            if let Some(d) = unprobed.take()
+                && depth == d + 1
+                && probed_first(e.file_name()) == 0
+                && probe(d, e.path().parent().expect("below its directory"))
+            {
+                virtualenv.set(Some(d));
+                return true;
+            }
+            let mut parents = parents.borrow_mut();
+            // Deeper levels belong to a finished subtree.
+            parents.truncate(depth);
+            let (name, utf8) = match depth.checked_sub(1).and_then(|d| parents.get(d)) {
+                Some((parent, parent_utf8, _)) if names_from_parent => {
+                    let own = e.file_name();
+                    let mut name = String::with_capacity(parent.len() + 1 + own.len());
+                    if !parent.is_empty() {
+                        name.push_str(parent);
+                        name.push('/');
                     }
-                    _ => rel_name(e.path()),
-                };
-                // Let the entry through: the main loop takes its name, its
-                // entries find it among their parents.
-                let pass = |parents: &mut Vec<(String, bool, bool)>, name: String, in_out_dir| {
-                    if is_dir {
-                        parents.push((name.clone(), utf8, in_out_dir));
-                    }
-                    *last_name.borrow_mut() = (name, utf8);
-                    true
-                };
-                if depth == 0 {
-                    return pass(&mut parents, name, false);
+                    name.push_str(&own.to_string_lossy());
+                    (name, *parent_utf8 && own.to_str().is_some())
                 }
-                if is_dir
-                    && (e.file_name().to_str().is_some_and(|n| {
-                        PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
-                    }) || key.skip.iter().any(|s| s == e.path())
-                        || prune(&name)
-                        || (reads_ignores && is_virtualenv(e.path())))
-                {
+                _ => rel_name(e.path()),
+            };
+            // Let the entry through: the main loop takes its name, its
+            // entries find it among their parents.
+            let pass = |parents: &mut Vec<(String, bool, bool)>, name: String, in_out_dir| {
+                if is_dir {
+                    parents.push((name.clone(), utf8, in_out_dir));
+                }
+                *last_name.borrow_mut() = (name, utf8);
+                true
+            };
+            if depth == 0 {
+                return pass(&mut parents, name, false);
+            }
+            // (A virtualenv is pruned once its first entry is read.)
+            if is_dir
+                && (e.file_name().to_str().is_some_and(|n| {
+                    PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
+                }) || key.skip.iter().any(|s| s == e.path())
+                    || prune(&name))
+            {
+                return false;
+            }
+            if !reads_ignores {
+                return pass(&mut parents, name, false);
+            }
+            // An output's directory is walked whatever the ignore files
+            // say: a selected file there is an error, not silently
+            // dropped. Its entries are marked for the other walks.
+            let in_out_dir = parents.get(depth - 1).is_some_and(|p| p.2)
+                || out_dirs.iter().any(|(d, p)| *d == depth && e.path() == *p);
+            let mut stack = ignores.borrow_mut();
+            // Levels at this depth or deeper belong to a finished subtree.
+            stack.levels.retain(|(d, _)| *d < depth);
+            if stack.ignored(e.path(), is_dir, depth) {
+                if !in_out_dir {
                     return false;
                 }
-                if !reads_ignores {
-                    return pass(&mut parents, name, false);
-                }
-                // An output's directory is walked whatever the ignore files
-                // say: a selected file there is an error, not silently
-                // dropped. Its entries are marked for the other walks.
-                let in_out_dir = parents.get(depth - 1).is_some_and(|p| p.2)
-                    || out_dirs.iter().any(|(d, p)| *d == depth && e.path() == *p);
-                let mut stack = ignores.borrow_mut();
-                // Levels at this depth or deeper belong to a finished subtree.
-                stack.levels.retain(|(d, _)| *d < depth);
-                if stack.ignored(e.path(), is_dir, depth) {
-                    if !in_out_dir {
-                        return false;
-                    }
-                    last_ignored.set(true);
-                }
-                if is_dir {
-                    match read_ignores(e.path()) {
-                        Ok(Some(m)) => stack.push(depth, m),
-                        Ok(None) => {}
-                        Err(err) => {
-                            ignore_error.borrow_mut().get_or_insert(err);
-                        }
-                    }
-                }
-                pass(&mut parents, name, in_out_dir)
-            });
+                last_ignored.set(true);
+            }
+            if is_dir {
+                unprobed.set(Some(depth));
+            }
+            pass(&mut parents, name, in_out_dir)
+        });
         let mut items: Vec<Item> = Vec::new();
         // The directories still open: (depth, index, an in-root symlink).
         let mut open: Vec<(usize, usize, bool)> = Vec::new();
@@ -482,7 +510,27 @@ impl Listing {
                 }
             }
         };
-        for item in walker {
+        // A virtualenv found on its first entry leaves the listing again
+        // (its directory was the last item: nothing of it is listed).
+        let take_out =
+            |open: &mut Vec<(usize, usize, bool)>, items: &mut Vec<Item>, depth: usize| {
+                while let Some((_, i, _)) = open.pop_if(|(d, _, _)| *d >= depth) {
+                    items.truncate(i);
+                }
+            };
+        // A directory's ignore files that could not be read: its item's
+        // error (the directory is still open).
+        let attach_ignore_error = |open: &[(usize, usize, bool)], items: &mut [Item]| {
+            let Some((depth, err)) = ignore_error.borrow_mut().take() else {
+                return;
+            };
+            if let Some((_, i, _)) = open.iter().rev().find(|(d, _, _)| *d == depth)
+                && let Kind::Dir { ignore_error, .. } = &mut items[*i].kind
+            {
+                *ignore_error = Some(err);
+            }
+        };
+        while let Some(item) = walker.next() {
             let entry = match item {
                 Ok(entry) => entry,
                 Err(e) => {
@@ -490,6 +538,24 @@ impl Listing {
                         .path()
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|| dir.to_path_buf());
+                    // The directory to probe (the last item) met an error
+                    // first: its first entry, or its own (it cannot be
+                    // listed, so probe it as if it held every name).
+                    if let Some(d) = unprobed.take()
+                        && let Some(&(_, at, _)) = open.last()
+                    {
+                        let own = e.depth() == d && path == items[at].path;
+                        let first = e.depth() == d + 1
+                            && path.file_name().is_some_and(|n| probed_first(n) == 0);
+                        if (own || first) && probe(d, &items[at].path.clone()) {
+                            take_out(&mut open, &mut items, d);
+                            if first {
+                                walker.skip_current_dir();
+                            }
+                            continue;
+                        }
+                    }
+                    attach_ignore_error(&open, &mut items);
                     let problem = classify(&path, &e);
                     if matches!(problem, Problem::Vanished) {
                         // Gone since its directory was read: not an input any more.
@@ -515,6 +581,17 @@ impl Listing {
                     continue;
                 }
             };
+            if let Some(d) = virtualenv.take() {
+                // The first entry of a virtualenv: skip it (walkdir has
+                // entered it when it is a directory) and the rest.
+                take_out(&mut open, &mut items, d);
+                if entry.file_type().is_dir() {
+                    walker.skip_current_dir();
+                }
+                walker.skip_current_dir();
+                continue;
+            }
+            attach_ignore_error(&open, &mut items);
             let depth = entry.depth();
             close(&mut open, &mut items, depth);
             let ignored = last_ignored.replace(false);
@@ -540,7 +617,7 @@ impl Listing {
                     kind: Kind::Dir {
                         end: 0,
                         escapes,
-                        ignore_error: ignore_error.borrow_mut().take(),
+                        ignore_error: None,
                     },
                 });
                 continue;
@@ -567,6 +644,7 @@ impl Listing {
                 ignored,
             });
         }
+        attach_ignore_error(&open, &mut items);
         close(&mut open, &mut items, 0);
         Listing { above, items }
     }
@@ -896,6 +974,14 @@ impl IgnoreStack {
         }
         false
     }
+}
+
+/// 0 for a name that may be an ignore file or the virtualenv marker (in
+/// any case: a case-insensitive file system opens it by such a name), 1
+/// for the others: the sort that lists those names first.
+fn probed_first(name: &std::ffi::OsStr) -> u8 {
+    let may_be = |n: &str| name.as_encoded_bytes().eq_ignore_ascii_case(n.as_bytes());
+    u8::from(!(IGNORE_FILES.iter().any(|f| may_be(f)) || may_be(VIRTUALENV_MARKER)))
 }
 
 /// `dir`'s own ignore files as one matcher (later files win), if any.
@@ -1318,5 +1404,80 @@ mod tests {
         );
         let ok = files(&walk, |n| n == "ok.py", |_| false).unwrap();
         assert_eq!(ok.len(), 1);
+    }
+    /// Ignore files and the virtualenv marker are probed only where a
+    /// directory lists such a name: what that decides must not change. An
+    /// ignore file deep down applies to its own subtree (itself included),
+    /// a virtualenv is pruned whatever its marker is (a file, a broken
+    /// link, a directory), and a name that only differs in case is read as
+    /// the file system says (here: not at all).
+    #[test]
+    fn ignore_files_and_virtualenvs_are_found_in_nested_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in [
+            "a.py",
+            "pkg/m.py",
+            "pkg/deep/er/x.py",
+            "pkg/deep/er/y.py",
+            "pkg/deep/z.py",
+            "pkg/venv/lib/s.py",
+            "pkg/venv/pyvenv.cfg",
+            "pkg/linkvenv/lib/s.py",
+            "pkg/dirvenv/pyvenv.cfg/c.py",
+            "pkg/dirvenv/lib/s.py",
+            "pkg/cased/PYVENV.CFG",
+            "pkg/cased/k.py",
+            "pkg/cased/.GitIgnore",
+            "pkg/lb/.lbuildignore",
+            "pkg/lb/w.py",
+            "pkg/lb/v.py",
+        ] {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        std::os::unix::fs::symlink("nowhere", root.join("pkg/linkvenv/pyvenv.cfg")).unwrap();
+        fs_err::write(root.join("pkg/deep/er/.gitignore"), "x.py\n.gitignore\n").unwrap();
+        fs_err::write(root.join("pkg/cased/.GitIgnore"), "k.py\n").unwrap();
+        fs_err::write(root.join("pkg/lb/.lbuildignore"), "w.py\n").unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let names: Vec<_> = files(&walk, |_| true, |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.py",
+                "pkg/cased/.GitIgnore",
+                "pkg/cased/PYVENV.CFG",
+                "pkg/cased/k.py",
+                "pkg/deep/er/y.py",
+                "pkg/deep/z.py",
+                "pkg/lb/.lbuildignore",
+                "pkg/lb/v.py",
+                "pkg/m.py"
+            ]
+        );
+        // Shared: one listing, the same view.
+        let listings = Listings::default();
+        let prune: Prune = std::sync::Arc::new(|_: &str| false);
+        listings.register(&walk, prune.clone());
+        let shared: Vec<_> = listings
+            .files(&walk, |_| true, |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(shared, names);
     }
 }
