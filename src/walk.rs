@@ -539,15 +539,17 @@ impl Listing {
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|| dir.to_path_buf());
                     // The directory to probe (the last item) met an error
-                    // first: its first entry, or its own (it cannot be
-                    // listed, so probe it as if it held every name).
+                    // first: its own (it cannot be listed), or its first
+                    // entry's, or one reading its list (walkdir sorts those
+                    // first; the names are unknown): probe it as before.
                     if let Some(d) = unprobed.take()
                         && let Some(&(_, at, _)) = open.last()
                     {
                         let own = e.depth() == d && path == items[at].path;
                         let first = e.depth() == d + 1
-                            && path.file_name().is_some_and(|n| probed_first(n) == 0);
-                        if (own || first) && probe(d, &items[at].path.clone()) {
+                            && e.path()
+                                .is_none_or(|p| p.file_name().is_none_or(|n| probed_first(n) == 0));
+                        if (own || first) && probe(d, &items[at].path) {
                             take_out(&mut open, &mut items, d);
                             if first {
                                 walker.skip_current_dir();
@@ -1479,5 +1481,40 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(shared, names);
+    }
+    /// An ignore file that is a link is probed like any other: a broken one
+    /// is no ignore file (and no error unless kept), one that loops fails
+    /// the walks entering its directory only, naming it.
+    #[test]
+    fn an_ignore_file_that_is_a_link_fails_only_the_walks_entering_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in ["broken/a.py", "looped/b.py", "c.py"] {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        std::os::unix::fs::symlink("nowhere", root.join("broken/.gitignore")).unwrap();
+        std::os::unix::fs::symlink(".lbuildignore", root.join("looped/.lbuildignore")).unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let py = |n: &str| n.ends_with(".py");
+        let names: Vec<_> = files(&walk, py, |d| d == "looped")
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["broken/a.py", "c.py"]);
+        let err = files(&walk, py, |_| false).unwrap_err();
+        assert!(
+            matches!(&err, WalkError::Unreadable { path, .. } if path.ends_with("looped/.lbuildignore")),
+            "{err}"
+        );
     }
 }
