@@ -12,6 +12,13 @@
 //! directory, and the problems it reaches). [`Listings`] lets the sources
 //! walks of one build share the listing of their root: it is read once,
 //! pruning only what every member prunes, instead of once per artifact.
+//!
+//! The listing does the per-path work once so that a filter (run per
+//! artifact) compares paths only at the output's depth: each item carries
+//! its name, depth,
+//! UTF-8-ness and default exclusion, and a directory the index after its
+//! descendants. A project walk probes a directory's ignore files and
+//! virtualenv marker only when the directory lists such a name.
 
 use std::path::{Path, PathBuf};
 
@@ -163,7 +170,7 @@ fn out_dir_of<'a>(walk: &Walk<'a>) -> Option<&'a Path> {
 
 /// What a listing depends on besides the artifacts' own globs: walks with
 /// the same key may share one listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct ListingKey {
     dir: PathBuf,
     names_from: PathBuf,
@@ -173,6 +180,15 @@ struct ListingKey {
 }
 
 impl ListingKey {
+    /// Whether `walk` has this key (without copying its paths).
+    fn is_of(&self, walk: &Walk) -> bool {
+        self.dir == walk.dir
+            && self.names_from == walk.names_from
+            && self.root == walk.root
+            && self.skip == walk.skip
+            && self.ignores_from.as_deref() == walk.ignores_from
+    }
+
     fn of(walk: &Walk) -> ListingKey {
         ListingKey {
             dir: walk.dir.to_path_buf(),
@@ -224,16 +240,15 @@ impl Listings {
     /// key. A walk registered after that listing was read gets one of its
     /// own (the shared one may have pruned what it needs).
     pub(crate) fn register(&self, walk: &Walk, prune: Prune) {
-        let key = ListingKey::of(walk);
         let output = walk.output.map(Path::to_path_buf);
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let at = shared.iter().position(|s| s.key == key);
+        let at = shared.iter().position(|s| s.key.is_of(walk));
         let entry = match at {
             Some(i) if shared[i].listing.get().is_none() => &mut shared[i],
             Some(_) => return,
             None => {
                 shared.push(std::sync::Arc::new(Shared {
-                    key,
+                    key: ListingKey::of(walk),
                     outputs: std::collections::HashSet::new(),
                     prunes: Vec::new(),
                     out_dirs: Vec::new(),
@@ -265,12 +280,11 @@ impl Listings {
         keep: impl FnMut(&str) -> bool,
         prune_dir: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, PathBuf)>, WalkError> {
-        let key = ListingKey::of(walk);
         let output = walk.output.map(Path::to_path_buf);
         let shared = {
             let all = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             all.iter()
-                .find(|s| s.key == key && s.outputs.contains(&output))
+                .find(|s| s.key.is_of(walk) && s.outputs.contains(&output))
                 .cloned()
         };
         let Some(shared) = shared else {
@@ -305,7 +319,7 @@ struct Listing {
 struct Item {
     path: PathBuf,
     /// Relative to `names_from`, '/'-separated (lossy: the UTF-8 check is
-    /// the filter's, for the files it keeps).
+    /// the filter's, for the files it keeps, by `utf8`).
     name: String,
     /// Whether `name` is the path's own (its relative part is UTF-8), not
     /// a lossy stand-in.
