@@ -861,7 +861,9 @@ impl Listing {
                 }
             }
         }
-        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        // Names kept are UTF-8 and one per path, so distinct: an unstable
+        // sort gives the one order.
+        out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         if !via_link.is_empty() {
             out = once_per_file(out, via_link);
         }
