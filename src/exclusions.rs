@@ -45,10 +45,13 @@ pub(crate) const TOOL_DIRS: &[&str] = &[
 /// is never read: it differs per machine.
 pub(crate) const IGNORE_FILES: &[&str] = &[".gitignore", ".lbuildignore"];
 
+/// The file that marks a virtual environment (see [`is_virtualenv`]).
+pub(crate) const VIRTUALENV_MARKER: &str = "pyvenv.cfg";
+
 /// A directory holding `pyvenv.cfg` is a virtual environment (`python -m
 /// venv`, virtualenv, uv, poetry): host binaries, never Lambda code.
 pub(crate) fn is_virtualenv(dir: &Path) -> bool {
-    fs_err::symlink_metadata(dir.join("pyvenv.cfg")).is_ok()
+    fs_err::symlink_metadata(dir.join(VIRTUALENV_MARKER)).is_ok()
 }
 
 /// True for files that never enter a zip from the project: byte-code,

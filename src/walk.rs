@@ -12,11 +12,19 @@
 //! directory, and the problems it reaches). [`Listings`] lets the sources
 //! walks of one build share the listing of their root: it is read once,
 //! pruning only what every member prunes, instead of once per artifact.
+//!
+//! The listing does the per-path work once so that a filter (run per
+//! artifact) compares paths only at the output's depth: each item carries
+//! its name, depth,
+//! UTF-8-ness and default exclusion, and a directory the index after its
+//! descendants. A project walk probes a directory's ignore files and
+//! virtualenv marker only when the directory lists such a name.
 
 use std::path::{Path, PathBuf};
 
 use crate::exclusions::{
-    IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, excluded_by_default, excluded_from_trees, is_virtualenv,
+    IGNORE_FILES, PRUNED_DIRS, TOOL_DIRS, VIRTUALENV_MARKER, excluded_by_default,
+    excluded_from_trees, is_virtualenv,
 };
 
 use walkdir::WalkDir;
@@ -148,8 +156,8 @@ fn walk_files(
         .map(Path::to_path_buf)
         .into_iter()
         .collect();
-    let listing = Listing::read(&key, &prune_dir, &out_dirs);
-    listing.filter(walk, keep, prune_dir, excluded)
+    let listing = Listing::read(&key, &prune_dir, &out_dirs, excluded);
+    listing.filter(walk, keep, prune_dir)
 }
 
 /// The output's directory when it lies strictly below the walk's start:
@@ -162,7 +170,7 @@ fn out_dir_of<'a>(walk: &Walk<'a>) -> Option<&'a Path> {
 
 /// What a listing depends on besides the artifacts' own globs: walks with
 /// the same key may share one listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct ListingKey {
     dir: PathBuf,
     names_from: PathBuf,
@@ -172,6 +180,15 @@ struct ListingKey {
 }
 
 impl ListingKey {
+    /// Whether `walk` has this key (without copying its paths).
+    fn is_of(&self, walk: &Walk) -> bool {
+        self.dir == walk.dir
+            && self.names_from == walk.names_from
+            && self.root == walk.root
+            && self.skip == walk.skip
+            && self.ignores_from.as_deref() == walk.ignores_from
+    }
+
     fn of(walk: &Walk) -> ListingKey {
         ListingKey {
             dir: walk.dir.to_path_buf(),
@@ -208,9 +225,12 @@ const _: () = {
 /// One shared listing: who shares it, and the listing once read.
 struct Shared {
     key: ListingKey,
-    /// The members' outputs: a walk is a member when its output is one.
-    outputs: Vec<Option<PathBuf>>,
+    /// The members' outputs: a walk is a member when its output is one (a
+    /// set: every member looks itself up).
+    outputs: std::collections::HashSet<Option<PathBuf>>,
     prunes: Vec<Prune>,
+    /// The members' output directories below the root, each once (members
+    /// often share one).
     out_dirs: Vec<PathBuf>,
     listing: std::sync::OnceLock<Listing>,
 }
@@ -220,17 +240,16 @@ impl Listings {
     /// key. A walk registered after that listing was read gets one of its
     /// own (the shared one may have pruned what it needs).
     pub(crate) fn register(&self, walk: &Walk, prune: Prune) {
-        let key = ListingKey::of(walk);
         let output = walk.output.map(Path::to_path_buf);
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let at = shared.iter().position(|s| s.key == key);
+        let at = shared.iter().position(|s| s.key.is_of(walk));
         let entry = match at {
             Some(i) if shared[i].listing.get().is_none() => &mut shared[i],
             Some(_) => return,
             None => {
                 shared.push(std::sync::Arc::new(Shared {
-                    key,
-                    outputs: Vec::new(),
+                    key: ListingKey::of(walk),
+                    outputs: std::collections::HashSet::new(),
                     prunes: Vec::new(),
                     out_dirs: Vec::new(),
                     listing: std::sync::OnceLock::new(),
@@ -242,14 +261,15 @@ impl Listings {
         let Some(entry) = std::sync::Arc::get_mut(entry) else {
             return;
         };
-        if entry.outputs.contains(&output) {
+        if !entry.outputs.insert(output) {
             return;
         }
-        entry.outputs.push(output);
         entry.prunes.push(prune);
-        entry
-            .out_dirs
-            .extend(out_dir_of(walk).map(Path::to_path_buf));
+        if let Some(d) = out_dir_of(walk)
+            && !entry.out_dirs.iter().any(|o| o == d)
+        {
+            entry.out_dirs.push(d.to_path_buf());
+        }
     }
 
     /// [`files`] from the shared listing when `walk` was registered, else
@@ -260,12 +280,11 @@ impl Listings {
         keep: impl FnMut(&str) -> bool,
         prune_dir: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, PathBuf)>, WalkError> {
-        let key = ListingKey::of(walk);
         let output = walk.output.map(Path::to_path_buf);
         let shared = {
             let all = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             all.iter()
-                .find(|s| s.key == key && s.outputs.contains(&output))
+                .find(|s| s.key.is_of(walk) && s.outputs.contains(&output))
                 .cloned()
         };
         let Some(shared) = shared else {
@@ -276,9 +295,9 @@ impl Listings {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // A directory is left out only when every member prunes it.
             let union = |rel: &str| shared.prunes.iter().all(|p| p(rel));
-            Listing::read(&shared.key, &union, &shared.out_dirs)
+            Listing::read(&shared.key, &union, &shared.out_dirs, excluded_by_default)
         });
-        listing.filter(walk, keep, prune_dir, excluded_by_default)
+        listing.filter(walk, keep, prune_dir)
     }
 
     /// How many listings this build has read.
@@ -300,8 +319,15 @@ struct Listing {
 struct Item {
     path: PathBuf,
     /// Relative to `names_from`, '/'-separated (lossy: the UTF-8 check is
-    /// the filter's, for the files it keeps).
+    /// the filter's, for the files it keeps, by `utf8`).
     name: String,
+    /// Whether `name` is the path's own (its relative part is UTF-8), not
+    /// a lossy stand-in.
+    utf8: bool,
+    /// Below the walk's start (0 for the start itself): how many components
+    /// the path has beyond `dir`'s, so the filter compares a path with the
+    /// output's (or its directory) only at their depth.
+    depth: usize,
     /// The project's ignore files leave it out: listed only because it lies
     /// in a member's output directory, where nothing is ignored.
     ignored: bool,
@@ -310,6 +336,8 @@ struct Item {
 
 enum Kind {
     File {
+        /// The listing's default exclusions leave it out, whatever the globs.
+        excluded: bool,
         /// A symlink's resolved target (or why it does not resolve).
         link: Option<Result<PathBuf, std::io::Error>>,
         /// The file it is, when reached below an in-root directory symlink.
@@ -324,7 +352,12 @@ enum Kind {
         ignore_error: Option<WalkError>,
     },
     /// An entry the walk could not read.
-    Problem { problem: Problem, is_dir: bool },
+    Problem {
+        problem: Problem,
+        is_dir: bool,
+        /// As [`Kind::File`]'s.
+        excluded: bool,
+    },
 }
 
 impl Listing {
@@ -333,15 +366,32 @@ impl Listing {
     /// virtualenvs, ignored entries outside `out_dirs`, `key.skip`) and the
     /// directories `prune` names. Problems are recorded where they occur,
     /// not returned: only a walk reaching them fails.
-    fn read(key: &ListingKey, prune: &dyn Fn(&str) -> bool, out_dirs: &[PathBuf]) -> Listing {
+    fn read(
+        key: &ListingKey,
+        prune: &dyn Fn(&str) -> bool,
+        out_dirs: &[PathBuf],
+        excluded: fn(&str) -> bool,
+    ) -> Listing {
         use std::cell::{Cell, RefCell};
-        let rel_name = |path: &Path| -> String {
-            path.strip_prefix(&key.names_from)
-                .unwrap_or(path)
+        // The name of a path, and whether it is UTF-8 (not lossy).
+        let rel_name = |path: &Path| -> (String, bool) {
+            let rel = path.strip_prefix(&key.names_from).unwrap_or(path);
+            let name = rel
                 .to_string_lossy()
-                .replace(std::path::MAIN_SEPARATOR, "/")
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            (name, rel.to_str().is_some())
         };
         let dir = key.dir.as_path();
+        // When `names_from` holds `dir`, an entry's name is its parent's and
+        // its own file name (what stripping the prefix from its path gives,
+        // without iterating the path's components per entry).
+        let names_from_parent = dir.starts_with(&key.names_from);
+        // An output's directory is met at one depth below `dir` only.
+        let base = dir.components().count();
+        let out_dirs: Vec<(usize, &Path)> = out_dirs
+            .iter()
+            .map(|d| (d.components().count().saturating_sub(base), d.as_path()))
+            .collect();
         let (stack, above) = match &key.ignores_from {
             Some(project) => match IgnoreStack::above(project, dir) {
                 Ok(s) => (s, None),
@@ -355,54 +405,113 @@ impl Listing {
             None => (IgnoreStack::default(), None),
         };
         let ignores = RefCell::new(stack);
-        let ignore_error: RefCell<Option<WalkError>> = RefCell::new(None);
+        // A directory's ignore files could not be read: (its depth, why).
+        let ignore_error: RefCell<Option<(usize, WalkError)>> = RefCell::new(None);
+        // A directory's ignore files and virtualenv marker are probed (as
+        // before: opened, stat'ed) only when its listing holds a name that
+        // may be one of them. Walkdir reads a directory whole and, sorted by
+        // `probed_first`, yields those names first: its first entry tells.
+        // The directory (its depth) whose first entry is yet to come.
+        let unprobed: Cell<Option<usize>> = Cell::new(None);
+        // Probes the directory `path` at `depth`: true for a virtualenv,
+        // else its ignore files are in force for what it holds.
+        let probe = |depth: usize, path: &Path| -> bool {
+            if is_virtualenv(path) {
+                return true;
+            }
+            match read_ignores(path) {
+                Ok(Some(m)) => ignores.borrow_mut().push(depth, m),
+                Ok(None) => {}
+                Err(err) => *ignore_error.borrow_mut() = Some((depth, err)),
+            }
+            false
+        };
+        // The virtualenv (its depth) whose first entry the filter let
+        // through: the main loop takes the directory out and skips the rest.
+        let virtualenv: Cell<Option<usize>> = Cell::new(None);
         let last_ignored = Cell::new(false);
+        // The name (and its UTF-8-ness) of the entry the filter let through.
+        let last_name: RefCell<(String, bool)> = RefCell::new((String::new(), true));
+        // The directories the walk is in, one per depth: their name, whether
+        // it is UTF-8, and whether they lie in an output's directory.
+        let parents: RefCell<Vec<(String, bool, bool)>> = RefCell::new(Vec::new());
         let reads_ignores = key.ignores_from.is_some();
-        let walker = WalkDir::new(dir)
-            .follow_links(true)
-            .into_iter()
-            .filter_entry(|e| {
-                last_ignored.set(false);
-                let is_dir = e.file_type().is_dir();
-                if e.depth() == 0 {
-                    return true;
+        let mut walkdir = WalkDir::new(dir).follow_links(true);
+        if reads_ignores {
+            walkdir = walkdir
+                .sort_by(|a, b| probed_first(a.file_name()).cmp(&probed_first(b.file_name())));
+        }
+        let mut walker = walkdir.into_iter().filter_entry(|e| {
+            last_ignored.set(false);
+            let is_dir = e.file_type().is_dir();
+            let depth = e.depth();
+            if let Some(d) = unprobed.take()
+                && depth == d + 1
+                && probed_first(e.file_name()) == 0
+                && probe(d, e.path().parent().expect("below its directory"))
+            {
+                virtualenv.set(Some(d));
+                return true;
+            }
+            let mut parents = parents.borrow_mut();
+            // Deeper levels belong to a finished subtree.
+            parents.truncate(depth);
+            let (name, utf8) = match depth.checked_sub(1).and_then(|d| parents.get(d)) {
+                Some((parent, parent_utf8, _)) if names_from_parent => {
+                    let own = e.file_name();
+                    let mut name = String::with_capacity(parent.len() + 1 + own.len());
+                    if !parent.is_empty() {
+                        name.push_str(parent);
+                        name.push('/');
+                    }
+                    name.push_str(&own.to_string_lossy());
+                    (name, *parent_utf8 && own.to_str().is_some())
                 }
-                if is_dir
-                    && (e.file_name().to_str().is_some_and(|n| {
-                        PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
-                    }) || key.skip.iter().any(|s| s == e.path())
-                        || prune(&rel_name(e.path()))
-                        || (reads_ignores && is_virtualenv(e.path())))
-                {
+                _ => rel_name(e.path()),
+            };
+            // Let the entry through: the main loop takes its name, its
+            // entries find it among their parents.
+            let pass = |parents: &mut Vec<(String, bool, bool)>, name: String, in_out_dir| {
+                if is_dir {
+                    parents.push((name.clone(), utf8, in_out_dir));
+                }
+                *last_name.borrow_mut() = (name, utf8);
+                true
+            };
+            if depth == 0 {
+                return pass(&mut parents, name, false);
+            }
+            // (A virtualenv is pruned once its first entry is read.)
+            if is_dir
+                && (e.file_name().to_str().is_some_and(|n| {
+                    PRUNED_DIRS.contains(&n) || (reads_ignores && TOOL_DIRS.contains(&n))
+                }) || key.skip.iter().any(|s| s == e.path())
+                    || prune(&name))
+            {
+                return false;
+            }
+            if !reads_ignores {
+                return pass(&mut parents, name, false);
+            }
+            // An output's directory is walked whatever the ignore files
+            // say: a selected file there is an error, not silently
+            // dropped. Its entries are marked for the other walks.
+            let in_out_dir = parents.get(depth - 1).is_some_and(|p| p.2)
+                || out_dirs.iter().any(|(d, p)| *d == depth && e.path() == *p);
+            let mut stack = ignores.borrow_mut();
+            // Levels at this depth or deeper belong to a finished subtree.
+            stack.levels.retain(|(d, _)| *d < depth);
+            if stack.ignored(e.path(), is_dir, depth) {
+                if !in_out_dir {
                     return false;
                 }
-                if !reads_ignores {
-                    return true;
-                }
-                // An output's directory is walked whatever the ignore files
-                // say: a selected file there is an error, not silently
-                // dropped. Its entries are marked for the other walks.
-                let in_out_dir = out_dirs.iter().any(|d| e.path().starts_with(d));
-                let mut stack = ignores.borrow_mut();
-                // Levels at this depth or deeper belong to a finished subtree.
-                stack.levels.retain(|(d, _)| *d < e.depth());
-                if stack.ignored(e.path(), is_dir, e.depth()) {
-                    if !in_out_dir {
-                        return false;
-                    }
-                    last_ignored.set(true);
-                }
-                if is_dir {
-                    match read_ignores(e.path()) {
-                        Ok(Some(m)) => stack.push(e.depth(), m),
-                        Ok(None) => {}
-                        Err(err) => {
-                            ignore_error.borrow_mut().get_or_insert(err);
-                        }
-                    }
-                }
-                true
-            });
+                last_ignored.set(true);
+            }
+            if is_dir {
+                unprobed.set(Some(depth));
+            }
+            pass(&mut parents, name, in_out_dir)
+        });
         let mut items: Vec<Item> = Vec::new();
         // The directories still open: (depth, index, an in-root symlink).
         let mut open: Vec<(usize, usize, bool)> = Vec::new();
@@ -415,7 +524,27 @@ impl Listing {
                 }
             }
         };
-        for item in walker {
+        // A virtualenv found on its first entry leaves the listing again
+        // (its directory was the last item: nothing of it is listed).
+        let take_out =
+            |open: &mut Vec<(usize, usize, bool)>, items: &mut Vec<Item>, depth: usize| {
+                while let Some((_, i, _)) = open.pop_if(|(d, _, _)| *d >= depth) {
+                    items.truncate(i);
+                }
+            };
+        // A directory's ignore files that could not be read: its item's
+        // error (the directory is still open).
+        let attach_ignore_error = |open: &[(usize, usize, bool)], items: &mut [Item]| {
+            let Some((depth, err)) = ignore_error.borrow_mut().take() else {
+                return;
+            };
+            if let Some((_, i, _)) = open.iter().rev().find(|(d, _, _)| *d == depth)
+                && let Kind::Dir { ignore_error, .. } = &mut items[*i].kind
+            {
+                *ignore_error = Some(err);
+            }
+        };
+        while let Some(item) = walker.next() {
             let entry = match item {
                 Ok(entry) => entry,
                 Err(e) => {
@@ -423,6 +552,26 @@ impl Listing {
                         .path()
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|| dir.to_path_buf());
+                    // The directory to probe (the last item) met an error
+                    // first: its own (it cannot be listed), or its first
+                    // entry's, or one reading its list (walkdir sorts those
+                    // first; the names are unknown): probe it as before.
+                    if let Some(d) = unprobed.take()
+                        && let Some(&(_, at, _)) = open.last()
+                    {
+                        let own = e.depth() == d && path == items[at].path;
+                        let first = e.depth() == d + 1
+                            && e.path()
+                                .is_none_or(|p| p.file_name().is_none_or(|n| probed_first(n) == 0));
+                        if (own || first) && probe(d, &items[at].path) {
+                            take_out(&mut open, &mut items, d);
+                            if first {
+                                walker.skip_current_dir();
+                            }
+                            continue;
+                        }
+                    }
+                    attach_ignore_error(&open, &mut items);
                     let problem = classify(&path, &e);
                     if matches!(problem, Problem::Vanished) {
                         // Gone since its directory was read: not an input any more.
@@ -432,56 +581,86 @@ impl Listing {
                     let ignored =
                         reads_ignores && ignores.borrow().ignored(&path, false, e.depth().max(1));
                     let is_dir = e.loop_ancestor().is_some() || path.is_dir();
+                    let (name, utf8) = rel_name(&path);
                     items.push(Item {
-                        name: rel_name(&path),
+                        kind: Kind::Problem {
+                            problem,
+                            is_dir,
+                            excluded: excluded(&name),
+                        },
+                        name,
+                        utf8,
+                        depth: e.depth(),
                         path,
                         ignored,
-                        kind: Kind::Problem { problem, is_dir },
                     });
                     continue;
                 }
             };
-            close(&mut open, &mut items, entry.depth());
-            let path = entry.path().to_path_buf();
+            if let Some(d) = virtualenv.take() {
+                // The first entry of a virtualenv: skip it (walkdir has
+                // entered it when it is a directory) and the rest.
+                take_out(&mut open, &mut items, d);
+                if entry.file_type().is_dir() {
+                    walker.skip_current_dir();
+                }
+                walker.skip_current_dir();
+                continue;
+            }
+            attach_ignore_error(&open, &mut items);
+            let depth = entry.depth();
+            close(&mut open, &mut items, depth);
             let ignored = last_ignored.replace(false);
-            if entry.file_type().is_dir() {
+            let (name, utf8) = last_name.take();
+            let (file_type, is_symlink) = (entry.file_type(), entry.path_is_symlink());
+            let path = entry.into_path();
+            if file_type.is_dir() {
                 let mut escapes = None;
                 let mut linked = false;
-                if entry.path_is_symlink() {
+                if is_symlink {
                     match path.canonicalize() {
                         Ok(target) if !target.starts_with(&key.root) => escapes = Some(target),
                         _ => linked = true,
                     }
                 }
-                open.push((entry.depth(), items.len(), linked));
+                open.push((depth, items.len(), linked));
                 items.push(Item {
-                    name: rel_name(&path),
                     path,
+                    name,
+                    utf8,
+                    depth,
                     ignored,
                     kind: Kind::Dir {
                         end: 0,
                         escapes,
-                        ignore_error: ignore_error.borrow_mut().take(),
+                        ignore_error: None,
                     },
                 });
                 continue;
             }
-            if !entry.file_type().is_file() {
+            if !file_type.is_file() {
                 continue;
             }
-            let link = entry.path_is_symlink().then(|| path.canonicalize());
+            let link = is_symlink.then(|| path.canonicalize());
             let real = open
                 .iter()
                 .any(|(_, _, linked)| *linked)
                 .then(|| path.canonicalize().ok())
                 .flatten();
             items.push(Item {
-                name: rel_name(&path),
+                kind: Kind::File {
+                    excluded: excluded(&name),
+                    link,
+                    real,
+                },
                 path,
+                name,
+                utf8,
+                depth,
                 ignored,
-                kind: Kind::File { link, real },
             });
         }
+        attach_ignore_error(&open, &mut items);
         close(&mut open, &mut items, 0);
         Listing { above, items }
     }
@@ -489,33 +668,62 @@ impl Listing {
     /// The files of the listing one walk keeps: its own prune, ignored
     /// entries outside its output directory left out, its globs (`keep`),
     /// and the problems it reaches (see [`files`]).
+    ///
+    /// Runs once per artifact over a shared listing, so it compares no
+    /// paths per item: where a path test is needed (the output, its
+    /// directory, an escaping link) it is settled by depth and the item's
+    /// place in the tree (a directory's descendants are the items up to its
+    /// `end`).
     fn filter(
         &self,
         walk: &Walk,
         mut keep: impl FnMut(&str) -> bool,
         prune_dir: impl Fn(&str) -> bool,
-        excluded: fn(&str) -> bool,
     ) -> Result<Vec<(String, PathBuf)>, WalkError> {
         if let Some(e) = &self.above {
             return Err(e.duplicate());
         }
         let (root, output) = (walk.root, walk.output);
         let out_dir = out_dir_of(walk);
-        let in_out_dir = |p: &Path| out_dir.is_some_and(|d| p.starts_with(d));
+        // How deep below `walk.dir` a path lies (every item's path starts
+        // with it, one component per level).
+        let base = walk.dir.components().count();
+        let depth_of = |p: &Path| p.components().count().checked_sub(base);
+        let out_dir_depth = out_dir.and_then(depth_of);
+        // The output can be an item only when it lies below the walk's start.
+        let output_at = output
+            .filter(|o| o.starts_with(walk.dir))
+            .and_then(|o| Some((o, depth_of(o)?)));
+        // The items in the output's directory (itself included), once met:
+        // what `path.starts_with(out_dir)` says, by position.
+        let mut out_items: Option<std::ops::Range<usize>> = None;
         let mut out = Vec::new();
-        // Symlinked directories that lead outside the root: an error only
-        // if a file below them is kept.
-        let mut escaping: Vec<(&Path, &Path)> = Vec::new();
+        // Symlinked directories that lead outside the root (their items, the
+        // link, its target): an error only if a file below them is kept.
+        let mut escaping: Vec<(std::ops::Range<usize>, &Path, &Path)> = Vec::new();
         // Files reached below a symlinked directory inside the walk, with
         // the file they resolve to: packaged once, under their real name
         // when the walk reaches that too.
         let mut via_link: Vec<(String, PathBuf)> = Vec::new();
         let mut i = 0;
         while i < self.items.len() {
-            let item = &self.items[i];
+            let at = i;
+            let item = &self.items[at];
             i += 1;
             let path = item.path.as_path();
             let name = item.name.as_str();
+            if out_items.is_none()
+                && Some(item.depth) == out_dir_depth
+                && !matches!(item.kind, Kind::Problem { .. })
+                && out_dir == Some(path)
+            {
+                let end = match item.kind {
+                    Kind::Dir { end, .. } => end,
+                    _ => at + 1,
+                };
+                out_items = Some(at..end);
+            }
+            let in_out_dir = out_items.as_ref().is_some_and(|r| r.contains(&at));
             match &item.kind {
                 Kind::Dir {
                     end,
@@ -523,8 +731,8 @@ impl Listing {
                     ignore_error,
                 } => {
                     // The walk's own directory (the first item) is never pruned.
-                    let top = i == 1;
-                    if !top && ((item.ignored && !in_out_dir(path)) || prune_dir(name)) {
+                    let top = at == 0;
+                    if !top && ((item.ignored && !in_out_dir) || prune_dir(name)) {
                         i = *end;
                         continue;
                     }
@@ -532,15 +740,19 @@ impl Listing {
                         return Err(e.duplicate());
                     }
                     if let Some(target) = escapes {
-                        escaping.push((path, target));
+                        escaping.push((at..*end, path, target));
                     }
                 }
-                Kind::Problem { problem, is_dir } => {
+                Kind::Problem {
+                    problem,
+                    is_dir,
+                    excluded,
+                } => {
                     // A directory this walk prunes is one it never enters.
                     if *is_dir && prune_dir(name) {
                         continue;
                     }
-                    let packaged = !item.ignored && !excluded(name) && keep(name);
+                    let packaged = !item.ignored && !excluded && keep(name);
                     let path = path.to_path_buf();
                     match problem {
                         Problem::Vanished => {}
@@ -577,20 +789,27 @@ impl Listing {
                         }
                     }
                 }
-                Kind::File { link, real } => {
-                    if item.ignored && !in_out_dir(path) {
+                Kind::File {
+                    excluded,
+                    link,
+                    real,
+                } => {
+                    if item.ignored && !in_out_dir {
                         continue;
                     }
-                    if excluded(name) || !keep(name) || Some(path) == output {
+                    if *excluded || !keep(name) {
+                        continue;
+                    }
+                    if output_at.is_some_and(|(o, d)| d == item.depth && o == path) {
                         continue;
                     }
                     if let Some(out_dir) = out_dir
-                        && path.starts_with(out_dir)
+                        && in_out_dir
                     {
                         // lbuild's temporary zips beside the output are not
                         // sources, nor the SBOMs and provenance statements
                         // it writes there.
-                        let temp = path.parent() == Some(out_dir)
+                        let temp = Some(item.depth) == out_dir_depth.map(|d| d + 1)
                             && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                                 n.starts_with(".lbuild-")
                                     || n.ends_with(".cdx.json")
@@ -621,7 +840,8 @@ impl Listing {
                         }
                         _ => {}
                     }
-                    if let Some((link, target)) = escaping.iter().find(|(l, _)| path.starts_with(l))
+                    if let Some((_, link, target)) =
+                        escaping.iter().find(|(items, _, _)| items.contains(&at))
                     {
                         return Err(WalkError::SymlinkEscapes {
                             link: link.to_path_buf(),
@@ -629,12 +849,7 @@ impl Listing {
                             target: target.to_path_buf(),
                         });
                     }
-                    if path
-                        .strip_prefix(walk.names_from)
-                        .unwrap_or(path)
-                        .to_str()
-                        .is_none()
-                    {
+                    if !item.utf8 {
                         return Err(WalkError::NonUtf8 {
                             path: path.to_path_buf(),
                         });
@@ -646,7 +861,9 @@ impl Listing {
                 }
             }
         }
-        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        // Names kept are UTF-8 and one per path, so distinct: an unstable
+        // sort gives the one order.
+        out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         if !via_link.is_empty() {
             out = once_per_file(out, via_link);
         }
@@ -775,6 +992,14 @@ impl IgnoreStack {
         }
         false
     }
+}
+
+/// 0 for a name that may be an ignore file or the virtualenv marker (in
+/// any case: a case-insensitive file system opens it by such a name), 1
+/// for the others: the sort that lists those names first.
+fn probed_first(name: &std::ffi::OsStr) -> u8 {
+    let may_be = |n: &str| name.as_encoded_bytes().eq_ignore_ascii_case(n.as_bytes());
+    u8::from(!(IGNORE_FILES.iter().any(|f| may_be(f)) || may_be(VIRTUALENV_MARKER)))
 }
 
 /// `dir`'s own ignore files as one matcher (later files win), if any.
@@ -1079,5 +1304,233 @@ mod tests {
             ["a/x.py", "shared/s.py"]
         );
         assert_eq!(listings.reads(), 1);
+    }
+    /// The filter settles path tests by position and depth: a directory
+    /// whose name shares a byte prefix with the output's directory (or an
+    /// escaping link's) is not in it, the output is left out only where it
+    /// lies, and names are the relative paths whatever `names_from` is.
+    #[test]
+    fn path_tests_by_position_match_the_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in [
+            "a.py",
+            "dist2/b.py",
+            "distx.py",
+            "dist/.lbuild-tmp.zip",
+            "dist/out.zip",
+            "dist/sub/.lbuild-x.py",
+            "sub/dist/c.py",
+            "sub/out.zip",
+            "ext2/e.py",
+        ] {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("o.py"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("ext")).unwrap();
+        let output = root.join("dist/out.zip");
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: Some(&output),
+            ignores_from: Some(&root),
+        };
+        let names = |r: Result<Vec<(String, PathBuf)>, WalkError>| -> Vec<String> {
+            r.unwrap().into_iter().map(|(n, _)| n).collect()
+        };
+        let not_ext = |n: &str| !n.starts_with("ext/");
+        let all = names(files(
+            &walk,
+            |n| not_ext(n) && !n.starts_with("dist/"),
+            |_| false,
+        ));
+        assert_eq!(
+            all,
+            [
+                "a.py",
+                "dist2/b.py",
+                "distx.py",
+                "ext2/e.py",
+                "sub/dist/c.py",
+                "sub/out.zip"
+            ]
+        );
+        // In the output's directory: a temporary beside the output is
+        // skipped, the output itself too, one a level further down is not.
+        let err = files(&walk, not_ext, |_| false).unwrap_err();
+        assert!(
+            matches!(&err, WalkError::InOutputDir { path, .. } if path.ends_with("dist/sub/.lbuild-x.py")),
+            "{err}"
+        );
+        let top = |n: &str| not_ext(n) && !n.starts_with("dist/sub/");
+        assert!(names(files(&walk, top, |_| false)).contains(&"a.py".to_string()));
+        // Only what lies below the escaping link reaches it.
+        let below_ext = |n: &str| !n.starts_with("dist/sub/");
+        let err = files(&walk, below_ext, |_| false).unwrap_err();
+        assert!(matches!(err, WalkError::SymlinkEscapes { .. }), "{err}");
+        // Names relative to an ancestor of the start, and to a directory
+        // that does not hold it (the whole path).
+        let sub = root.join("sub");
+        let from_root = Walk {
+            dir: &sub,
+            output: None,
+            ..walk
+        };
+        assert_eq!(
+            names(files(&from_root, |_| true, |_| false)),
+            ["sub/dist/c.py", "sub/out.zip"]
+        );
+        let elsewhere = Walk {
+            names_from: outside.path(),
+            ..from_root
+        };
+        let full = |f: &str| sub.join(f).to_str().unwrap().to_string();
+        assert_eq!(
+            names(files(&elsewhere, |_| true, |_| false)),
+            [full("dist/c.py"), full("out.zip")]
+        );
+    }
+
+    /// A name that is not UTF-8 fails the walk that keeps it, also below a
+    /// directory whose own name is not UTF-8 (names are built per level).
+    #[test]
+    fn a_non_utf8_name_fails_only_the_walk_that_keeps_it() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        fs_err::create_dir(root.join(bad)).unwrap();
+        fs_err::write(root.join(bad).join("x.py"), "").unwrap();
+        fs_err::write(root.join("ok.py"), "").unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let err = files(&walk, |_| true, |_| false).unwrap_err();
+        assert!(
+            matches!(&err, WalkError::NonUtf8 { path } if path.ends_with("x.py")),
+            "{err}"
+        );
+        let ok = files(&walk, |n| n == "ok.py", |_| false).unwrap();
+        assert_eq!(ok.len(), 1);
+    }
+    /// Ignore files and the virtualenv marker are probed only where a
+    /// directory lists such a name: what that decides must not change. An
+    /// ignore file deep down applies to its own subtree (itself included),
+    /// a virtualenv is pruned whatever its marker is (a file, a broken
+    /// link, a directory), and a name that only differs in case is read as
+    /// the file system says (here: not at all).
+    #[test]
+    fn ignore_files_and_virtualenvs_are_found_in_nested_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in [
+            "a.py",
+            "pkg/m.py",
+            "pkg/deep/er/x.py",
+            "pkg/deep/er/y.py",
+            "pkg/deep/z.py",
+            "pkg/venv/lib/s.py",
+            "pkg/venv/pyvenv.cfg",
+            "pkg/linkvenv/lib/s.py",
+            "pkg/dirvenv/pyvenv.cfg/c.py",
+            "pkg/dirvenv/lib/s.py",
+            "pkg/cased/PYVENV.CFG",
+            "pkg/cased/k.py",
+            "pkg/cased/.GitIgnore",
+            "pkg/lb/.lbuildignore",
+            "pkg/lb/w.py",
+            "pkg/lb/v.py",
+        ] {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        std::os::unix::fs::symlink("nowhere", root.join("pkg/linkvenv/pyvenv.cfg")).unwrap();
+        fs_err::write(root.join("pkg/deep/er/.gitignore"), "x.py\n.gitignore\n").unwrap();
+        fs_err::write(root.join("pkg/cased/.GitIgnore"), "k.py\n").unwrap();
+        fs_err::write(root.join("pkg/lb/.lbuildignore"), "w.py\n").unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let names: Vec<_> = files(&walk, |_| true, |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.py",
+                "pkg/cased/.GitIgnore",
+                "pkg/cased/PYVENV.CFG",
+                "pkg/cased/k.py",
+                "pkg/deep/er/y.py",
+                "pkg/deep/z.py",
+                "pkg/lb/.lbuildignore",
+                "pkg/lb/v.py",
+                "pkg/m.py"
+            ]
+        );
+        // Shared: one listing, the same view.
+        let listings = Listings::default();
+        let prune: Prune = std::sync::Arc::new(|_: &str| false);
+        listings.register(&walk, prune.clone());
+        let shared: Vec<_> = listings
+            .files(&walk, |_| true, |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(shared, names);
+    }
+    /// An ignore file that is a link is probed like any other: a broken one
+    /// is no ignore file (and no error unless kept), one that loops fails
+    /// the walks entering its directory only, naming it.
+    #[test]
+    fn an_ignore_file_that_is_a_link_fails_only_the_walks_entering_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in ["broken/a.py", "looped/b.py", "c.py"] {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        std::os::unix::fs::symlink("nowhere", root.join("broken/.gitignore")).unwrap();
+        std::os::unix::fs::symlink(".lbuildignore", root.join("looped/.lbuildignore")).unwrap();
+        let walk = Walk {
+            dir: &root,
+            names_from: &root,
+            root: &root,
+            skip: &[],
+            output: None,
+            ignores_from: Some(&root),
+        };
+        let py = |n: &str| n.ends_with(".py");
+        let names: Vec<_> = files(&walk, py, |d| d == "looped")
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["broken/a.py", "c.py"]);
+        let err = files(&walk, py, |_| false).unwrap_err();
+        assert!(
+            matches!(&err, WalkError::Unreadable { path, .. } if path.ends_with("looped/.lbuildignore")),
+            "{err}"
+        );
     }
 }
