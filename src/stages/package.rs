@@ -209,6 +209,7 @@ pub(crate) fn build(
         &plan.cache_dir,
         cache.packed_lookup(
             &plan.store_file,
+            &settings.id(),
             &entries
                 .iter()
                 .map(|e| (e.hash, e.executable))
