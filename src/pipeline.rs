@@ -313,12 +313,13 @@ impl OpenCache {
     }
 
     /// Publishes the build's zips ([`Outputs::publish`]), recording each in
-    /// the open cache, and says once if a record could not be written.
+    /// the open cache, commits the build's records (one transaction: see
+    /// `Cache::reading`), and says once if a record could not be written.
     fn publish(&self, outputs: &Outputs, reporter: &Reporter) -> Vec<(std::path::PathBuf, Error)> {
         let cache = self.open.as_ref().map(|(_, c)| c);
         let failed = outputs.publish(cache, reporter);
         if let Some((dir, cache)) = &self.open
-            && let Some(why) = cache.take_write_failure()
+            && let Some(why) = cache.commit_writes()
         {
             reporter.warn(format!(
                 "could not write to the cache in {} ({why}); the zips are correct, the next build may be slower",
