@@ -313,9 +313,9 @@ impl Cache {
             .map_err(open_err)?;
         // No checkpoint in the middle of a build: `Drop` checkpoints once
         // at its end, and one on the way (SQLite's default, at 1,000 pages
-        // of WAL, which a cold workspace of 40 functions passes) copies
-        // pages that later artifacts write again, with two fsyncs. The cap
-        // bounds the WAL of a build that writes more than 64 MiB.
+        // of WAL: a cold workspace of 80 functions writes ~870) copies
+        // pages that are then checkpointed again, with two more fsyncs.
+        // The cap bounds the WAL of a build that writes more than 64 MiB.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)
             .map_err(open_err)?;
         // Closing does not checkpoint (that would create and delete the WAL
