@@ -11,7 +11,7 @@ use crate::cache::Cache;
 use crate::context::BuildContext;
 use crate::manifest::{LimitMode, Plan, Workspace};
 use crate::report::Reporter;
-use crate::stages::package::{Input, OutputDirs, ZipInfo};
+use crate::stages::package::{Input, Outputs, ZipInfo};
 use crate::stages::{StageReport, Status, config, deps, package, sources};
 
 use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};
@@ -25,10 +25,15 @@ pub(crate) fn build(cx: &BuildContext, plan: &Plan) -> crate::Result<BuildOutcom
     prepare_cache_dir(plan)?;
     let _lock = crate::lock::acquire(&plan.cache_dir, &plan.project_dir, cx.reporter)?;
     let _store = cx.store.shared();
-    let dirs = OutputDirs::default();
-    let built = build_healing(cx, &mut OpenCache::default(), plan, &[], &dirs);
-    dirs.sync(cx.reporter);
-    built
+    let outputs = Outputs::default();
+    let mut open = OpenCache::default();
+    let built = build_healing(cx, &mut open, plan, &[], &outputs);
+    let failed = open.publish(&outputs, cx.reporter);
+    let built = built?;
+    match failed.into_iter().next() {
+        Some((_, error)) => Err(error),
+        None => Ok(built),
+    }
 }
 
 /// One artifact under the lock, retried once from scratch when the cache
@@ -40,20 +45,20 @@ fn build_healing(
     open: &mut OpenCache,
     plan: &Plan,
     layers: &[(String, u64)],
-    dirs: &OutputDirs,
+    outputs: &Outputs,
 ) -> crate::Result<BuildOutcome> {
     let started = Instant::now();
     let reporter = cx.reporter;
     let held = reporter.holding_warnings();
     let cx = &cx.with_reporter(&held);
-    let result = match build_locked(cx, open, plan, started, layers, dirs) {
+    let result = match build_locked(cx, open, plan, started, layers, outputs) {
         Err(Error::Cache(e)) if e.is_corrupt() => {
             open.close();
             Cache::move_aside(&plan.cache_dir)
                 .map_err(Error::from)
                 .and_then(|aside| {
                     warn_corrupt(&held, &e.to_string(), &aside);
-                    build_locked(cx, open, plan, started, layers, dirs)
+                    build_locked(cx, open, plan, started, layers, outputs)
                 })
         }
         other => other,
@@ -78,6 +83,9 @@ fn build_healing(
 /// time under one lock and on one cache, so that whatever one artifact
 /// compressed the next copies. A failed artifact is reported with its name
 /// and the others still build; a function whose layer failed is not built.
+/// The zips are moved into place together when every artifact is done
+/// ([`Outputs::publish`]); a layer whose zip could not be fails the
+/// functions that use it too (their own zips are in place).
 pub(crate) fn build_workspace(
     cx: &BuildContext,
     ws: &Workspace,
@@ -97,9 +105,9 @@ pub(crate) fn build_workspace(
         ..cx.clone()
     };
     let mut open = OpenCache::default();
-    let dirs = OutputDirs::default();
+    let outputs = Outputs::default();
     let mut results: Vec<ArtifactResult> = Vec::new();
-    for plan in selected {
+    for &plan in &selected {
         let mut layers = Vec::new();
         let mut missing = None;
         for layer in ws.layers_of(plan) {
@@ -121,7 +129,7 @@ pub(crate) fn build_workspace(
                 ),
                 hint: "fix the layer's error above".into(),
             }),
-            None => build_healing(cx, &mut open, plan, &layers, &dirs),
+            None => build_healing(cx, &mut open, plan, &layers, &outputs),
         };
         results.push(match result {
             Ok(o) => ArtifactResult::Built(o),
@@ -132,12 +140,68 @@ pub(crate) fn build_workspace(
             },
         });
     }
-    dirs.sync(cx.reporter);
+    for (out, error) in open.publish(&outputs, cx.reporter) {
+        unpublished(&selected, ws, &mut results, &out, error, cx.reporter);
+    }
     Ok(WorkspaceOutcome {
         single: ws.single,
         artifacts: results,
         ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The artifact whose zip at `out` could not be moved into place fails with
+/// `error`, and so do the functions using it if it is a layer (as they
+/// would had the layer failed before they were built).
+fn unpublished(
+    selected: &[&Plan],
+    ws: &Workspace,
+    results: &mut [ArtifactResult],
+    out: &std::path::Path,
+    error: Error,
+    reporter: &Reporter,
+) {
+    let Some(i) = selected.iter().position(|p| p.output.path == out) else {
+        return;
+    };
+    let artifact = selected[i];
+    match &results[i] {
+        ArtifactResult::Built(_) => {
+            results[i] = ArtifactResult::Failed {
+                name: artifact.name.clone(),
+                kind: artifact.kind.label(),
+                error,
+            };
+        }
+        // It failed after its zip was written: its first error stays its
+        // outcome, this one is said too.
+        ArtifactResult::Failed { .. } => reporter.warn(format!(
+            "{} {}: {error}",
+            artifact.kind.label(),
+            artifact.name
+        )),
+    }
+    if !artifact.is_layer() {
+        return;
+    }
+    for (plan, result) in selected.iter().zip(results.iter_mut()) {
+        if matches!(result, ArtifactResult::Built(_))
+            && ws.layers_of(plan).iter().any(|l| l.name == artifact.name)
+        {
+            *result = ArtifactResult::Failed {
+                name: plan.name.clone(),
+                kind: plan.kind.label(),
+                error: Error::Input {
+                    message: format!(
+                        "function {:?} was built but its layer {:?} failed: its zip is in \
+                         place, the layer's is not",
+                        plan.name, artifact.name
+                    ),
+                    hint: "fix the layer's error above".into(),
+                },
+            };
+        }
+    }
 }
 
 /// Lambda's quotas for one artifact: over the unzipped limit (with its
@@ -248,6 +312,23 @@ impl OpenCache {
         Ok(&mut self.open.as_mut().expect("opened above").1)
     }
 
+    /// Publishes the build's zips ([`Outputs::publish`]), recording each in
+    /// the open cache, commits the build's records (one transaction: see
+    /// `Cache::reading`), and says once if a record could not be written.
+    fn publish(&self, outputs: &Outputs, reporter: &Reporter) -> Vec<(std::path::PathBuf, Error)> {
+        let cache = self.open.as_ref().map(|(_, c)| c);
+        let failed = outputs.publish(cache, reporter);
+        if let Some((dir, cache)) = &self.open
+            && let Some(why) = cache.commit_writes()
+        {
+            reporter.warn(format!(
+                "could not write to the cache in {} ({why}); the zips are correct, the next build may be slower",
+                dir.display()
+            ));
+        }
+        failed
+    }
+
     /// Closes the database (before it is moved aside).
     fn close(&mut self) {
         self.open = None;
@@ -264,7 +345,7 @@ fn build_locked(
     plan: &Plan,
     started: Instant,
     layers: &[(String, u64)],
-    dirs: &OutputDirs,
+    outputs: &Outputs,
 ) -> crate::Result<BuildOutcome> {
     let reporter = cx.reporter;
     let cache = open.get(plan, reporter)?;
@@ -355,7 +436,7 @@ fn build_locked(
                     entries: &cfg,
                 },
             ];
-            let built = package::build(plan, cache, cx, key, &inputs, tree_zip.as_ref(), dirs)?;
+            let built = package::build(plan, cache, cx, key, &inputs, tree_zip.as_ref(), outputs)?;
             if let Some(k) = keep.filter(|_| !tree_entries.is_empty()) {
                 deps::keep_tree_zip(
                     plan,
@@ -451,5 +532,83 @@ fn outcome(plan: &Plan, zip: ZipInfo, stages: Vec<StageReport>, started: Instant
         entries: zip.entries,
         stages,
         ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer whose zip could not be moved into place fails, and so do the
+    /// functions using it; a function without that layer stays built.
+    #[test]
+    fn a_layer_that_could_not_be_published_fails_its_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        };
+        write("requirements.txt", "");
+        write("src/a/app.py", "def handler(e, c):\n    return 1\n");
+        write("src/b/app.py", "def handler(e, c):\n    return 2\n");
+        write(
+            "lambda.toml",
+            "[defaults]\nruntime = \"python3.12\"\nsources = { root = \"src\" }\n\n\
+             [layers.common]\nrequirements = \"requirements.txt\"\n\n\
+             [functions.a]\nhandler = \"a.app.handler\"\nlayers = [\"common\"]\n\n\
+             [functions.b]\nhandler = \"b.app.handler\"\n",
+        );
+        let ws = crate::manifest::load_workspace(&dir.path().join("lambda.toml")).unwrap();
+        let selected = ws.select(&[]).unwrap();
+        let built = |plan: &Plan| {
+            ArtifactResult::Built(BuildOutcome {
+                function: plan.name.clone(),
+                name: plan.name.clone(),
+                kind: plan.kind.label(),
+                unzipped_size: 0,
+                warnings: Vec::new(),
+                zip: plan.output.path.clone(),
+                sha256: String::new(),
+                code_sha256: String::new(),
+                size: 0,
+                entries: 0,
+                stages: Vec::new(),
+                ms: 0,
+            })
+        };
+        let mut results: Vec<ArtifactResult> = selected.iter().map(|p| built(p)).collect();
+        let layer = selected.iter().find(|p| p.is_layer()).unwrap();
+        let error = Error::Input {
+            message: "cannot move the new zip into place".into(),
+            hint: String::new(),
+        };
+        let reporter = Reporter::new(crate::report::Mode::Quiet, false);
+        unpublished(
+            &selected,
+            &ws,
+            &mut results,
+            &layer.output.path,
+            error,
+            &reporter,
+        );
+        let outcome: Vec<(&str, Option<String>)> = results
+            .iter()
+            .map(|r| match r {
+                ArtifactResult::Built(o) => (o.name.as_str(), None),
+                ArtifactResult::Failed { name, error, .. } => {
+                    (name.as_str(), Some(error.to_string()))
+                }
+            })
+            .collect();
+        assert_eq!(outcome.len(), 3);
+        for (name, error) in outcome {
+            match name {
+                "common" => assert!(error.unwrap().contains("into place")),
+                "a" => assert!(error.unwrap().contains("its layer \"common\" failed")),
+                "b" => assert_eq!(error, None),
+                other => panic!("{other}"),
+            }
+        }
     }
 }

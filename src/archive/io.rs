@@ -88,12 +88,50 @@ pub(super) struct HashingWriter<'a> {
     /// Logical length of the file.
     len: u64,
     /// Running hash of every byte, while they were only ever appended.
-    sha: Option<BackgroundSha>,
+    sha: Option<RunningSha>,
     /// Set once the zip is abandoned (a write failed, or the caller gave
     /// up): every later write, flush and seek is a no-op that succeeds, so
     /// the zip writer's destructor, which finishes an unfinished archive,
     /// neither writes more nor prints its own error to stderr.
     discard: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+/// The running SHA-256 of the zip: on the writer's thread until its first
+/// full buffer, then on a helper thread. Most zips of a workspace are a few
+/// kilobytes: a thread started and joined for each cost more than hashing
+/// them where they are.
+enum RunningSha {
+    Here(Sha256),
+    Helper(BackgroundSha),
+}
+
+impl RunningSha {
+    /// Hashes `chunk`, on the helper thread if `full` (started then, from
+    /// the hash so far); false if the helper is gone.
+    fn add(&mut self, chunk: Vec<u8>, full: bool) -> Option<Vec<u8>> {
+        if let RunningSha::Here(h) = self
+            && full
+        {
+            *self = RunningSha::Helper(BackgroundSha::start(std::mem::take(h)));
+        }
+        match self {
+            RunningSha::Here(h) => {
+                h.update(&chunk);
+                Some(chunk)
+            }
+            RunningSha::Helper(sha) => {
+                let spare = sha.buffer();
+                sha.send(chunk).then_some(spare)
+            }
+        }
+    }
+
+    fn finish(self) -> Option<[u8; 32]> {
+        match self {
+            RunningSha::Here(h) => Some(h.finalize().into()),
+            RunningSha::Helper(sha) => sha.finish(),
+        }
+    }
 }
 
 /// SHA-256 on a helper thread, fed the buffers the writer flushes (a
@@ -105,11 +143,11 @@ struct BackgroundSha {
 }
 
 impl BackgroundSha {
-    fn start() -> Self {
+    /// Continues `h` on a new thread.
+    fn start(mut h: Sha256) -> Self {
         let (chunks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let (back, spare) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut h = Sha256::new();
             for chunk in rx {
                 h.update(&chunk);
                 let _ = back.send(chunk);
@@ -156,7 +194,7 @@ impl<'a> HashingWriter<'a> {
             buf: Vec::with_capacity(Self::CAPACITY),
             pos,
             len,
-            sha: (pos == 0 && len == 0).then(BackgroundSha::start),
+            sha: (pos == 0 && len == 0).then(|| RunningSha::Here(Sha256::new())),
             discard: Default::default(),
         })
     }
@@ -172,7 +210,8 @@ impl<'a> HashingWriter<'a> {
         out.write_all(data).inspect_err(|_| self.discard.set(true))
     }
 
-    fn flush_buf(&mut self) -> std::io::Result<()> {
+    /// Writes the buffer out; `full`: it is full (more is coming).
+    fn flush_buf(&mut self, full: bool) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -180,14 +219,15 @@ impl<'a> HashingWriter<'a> {
         let written = self.write_out(&buf);
         self.buf = buf;
         written?;
-        match &self.sha {
-            Some(sha) => {
-                let full = std::mem::replace(&mut self.buf, sha.buffer());
-                if !sha.send(full) {
-                    self.sha = None;
-                }
+        if let Some(sha) = &mut self.sha {
+            match sha.add(std::mem::take(&mut self.buf), full) {
+                Some(spare) => self.buf = spare,
+                None => self.sha = None,
             }
-            None => self.buf.clear(),
+        }
+        self.buf.clear();
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(Self::CAPACITY);
         }
         Ok(())
     }
@@ -206,12 +246,12 @@ impl Write for HashingWriter<'_> {
             return Ok(data.len());
         }
         if self.buf.len() + data.len() > Self::CAPACITY {
-            self.flush_buf()?;
+            self.flush_buf(true)?;
         }
         if data.len() >= Self::CAPACITY {
             self.write_out(data)?;
-            if let Some(sha) = &self.sha
-                && !sha.send(data.to_vec())
+            if let Some(sha) = &mut self.sha
+                && sha.add(data.to_vec(), true).is_none()
             {
                 self.sha = None;
             }
@@ -227,7 +267,7 @@ impl Write for HashingWriter<'_> {
         if self.discard.get() {
             return Ok(());
         }
-        self.flush_buf()?;
+        self.flush_buf(false)?;
         self.out.flush()
     }
 }
@@ -246,7 +286,7 @@ impl Seek for HashingWriter<'_> {
             self.pos = target.unwrap_or(self.pos);
             return Ok(self.pos);
         }
-        self.flush_buf()?;
+        self.flush_buf(false)?;
         self.sha = None;
         self.pos = self.out.seek(to)?;
         Ok(self.pos)
@@ -385,5 +425,46 @@ mod tests {
         r.seek(SeekFrom::Start(0)).unwrap();
         r.read_to_end(&mut all).unwrap();
         assert_eq!(all, data);
+    }
+
+    /// The running SHA-256 is the file's whether the zip stays under one
+    /// buffer (hashed on the writer's thread) or grows past it (continued
+    /// on the helper thread), by small writes or one larger than a buffer.
+    #[test]
+    fn the_running_hash_is_the_files_small_or_large() {
+        use sha2::Digest;
+        let chunk = |n: usize, seed: u8| -> Vec<u8> {
+            (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        };
+        let cap = HashingWriter::CAPACITY;
+        let cases: Vec<Vec<Vec<u8>>> = vec![
+            vec![chunk(100, 1), chunk(5000, 2)],
+            (0..40).map(|k| chunk(cap / 16, k)).collect(),
+            vec![
+                chunk(7, 3),
+                chunk(cap + 17, 4),
+                chunk(300, 5),
+                chunk(cap, 6),
+            ],
+        ];
+        for (k, writes) in cases.iter().enumerate() {
+            let file = tempfile::tempfile().unwrap();
+            let mut w = HashingWriter::new(&file).unwrap();
+            for data in writes {
+                w.write_all(data).unwrap();
+            }
+            w.flush().unwrap();
+            let (sha, len) = w.finish().expect("appended in order");
+            let mut bytes = Vec::new();
+            let mut f = &file;
+            f.seek(SeekFrom::Start(0)).unwrap();
+            f.read_to_end(&mut bytes).unwrap();
+            assert_eq!(len, bytes.len() as u64, "case {k}");
+            assert_eq!(
+                sha,
+                <[u8; 32]>::from(sha2::Sha256::digest(&bytes)),
+                "case {k}"
+            );
+        }
     }
 }

@@ -89,10 +89,7 @@ pub(crate) fn verify_tree_zip(
         return Err(None);
     }
     drop(zip);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len().max(1));
+    let workers = super::cores().min(files.len().max(1));
     // (index, raw digest) of the entries a worker checked, or the failure.
     type Checked = Result<Vec<(usize, Hash)>, Option<String>>;
     let check = |k: usize| -> Checked {

@@ -25,6 +25,12 @@ use crate::entry::Entry;
 /// Uncompressed bytes that may be read and compressed ahead of the writer.
 const IN_FLIGHT_BUDGET: u64 = 48 * 1024 * 1024;
 
+/// Below this many bytes to compress, the writer compresses them itself:
+/// starting and joining worker threads (~50 µs each) would cost more than
+/// they save (libdeflate does ~100 MB/s at level 6). A function of a
+/// workspace built over a warm store compresses only its few small files.
+const INLINE_MAX: u64 = 64 * 1024;
+
 /// What an entry costs of the in-flight budget: its bytes in memory.
 fn budget_cost(size: u64) -> u64 {
     size.min(STREAM_THRESHOLD)
@@ -143,10 +149,12 @@ pub(crate) fn write_zip(
         ..WriteReport::default()
     };
     let pipeline = Pipeline::new(entries, &jobs);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(jobs.len().max(1));
+    let inline = jobs.iter().map(|&i| entries[i].size).sum::<u64>() < INLINE_MAX;
+    let threads = if inline {
+        0
+    } else {
+        super::cores().min(jobs.len())
+    };
 
     let written = std::thread::scope(|scope| -> Result<(), ArchiveError> {
         for _ in 0..threads {
@@ -206,6 +214,9 @@ pub(crate) fn write_zip(
                                 }
                                 other => other?,
                             }
+                        }
+                        None if inline => {
+                            ready_or_compress(chain, e, settings, &settings_id, &mut buf)?
                         }
                         None => pipeline.take(i)?,
                     };

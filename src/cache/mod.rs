@@ -311,6 +311,13 @@ impl Cache {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
+        // No checkpoint in the middle of a build: `Drop` checkpoints once
+        // at its end, and one on the way (SQLite's default, at 1,000 pages
+        // of WAL: a cold workspace of 80 functions writes ~870) copies
+        // pages that are then checkpointed again, with two more fsyncs.
+        // The cap bounds the WAL of a build that writes more than 64 MiB.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+            .map_err(open_err)?;
         // Closing does not checkpoint (that would create and delete the WAL
         // and shm files in every no-op): `Drop` empties the WAL instead,
         // and only when this build wrote to it.
@@ -375,10 +382,16 @@ impl Cache {
     /// every statement takes and drops SQLite's locks on the WAL index (an
     /// `fcntl` pair, and a write lock attempt for an UPDATE that matches
     /// nothing): ~27 a cached artifact. Held until [`Cache::commit`] (at
-    /// the end of each artifact, through [`Cache::take_write_failure`],
-    /// and when the cache is closed), a no-op build reads one snapshot
-    /// from its first lookup to its end, and an artifact that ran commits
-    /// its records once, not once a record.
+    /// the end of the build, through [`Cache::commit_writes`], and when
+    /// the cache is closed), a no-op build reads one snapshot from its
+    /// first lookup to its end, and a build that ran commits its records
+    /// once, not once a record nor once an artifact: SQLite writes every
+    /// page a transaction dirtied to the WAL, and the artifacts of a cold
+    /// workspace dirty mostly the same pages (the reuse index's), so one
+    /// commit per artifact wrote five times the pages. Its zips are put in
+    /// place at the end of the build too (`package::Outputs`): a build
+    /// killed before then leaves neither zips nor records, and the next
+    /// one does the work again.
     ///
     /// One snapshot for a whole build is sound because nothing else writes
     /// this database meanwhile: every command that opens it (build, watch's
@@ -475,14 +488,21 @@ impl Cache {
         }
     }
 
-    /// Commits what was written so far, if anything (an artifact's
-    /// records, see [`Cache::reading`]), and returns the first write that
-    /// failed during this build, if any.
-    pub(crate) fn take_write_failure(&self) -> Option<String> {
-        // A snapshot that only read stays open for the next artifact.
+    /// Commits what was written so far, if anything (the build's records,
+    /// see [`Cache::reading`]), and returns the first write that failed
+    /// since [`Cache::take_write_failure`], if any.
+    pub(crate) fn commit_writes(&self) -> Option<String> {
+        // A snapshot that only read stays open (a watch's next build
+        // opens the cache again).
         if self.written.get() {
             self.commit();
         }
+        self.take_write_failure()
+    }
+
+    /// The first write that failed since the last call, if any (committed
+    /// or not: see [`Cache::commit_writes`]).
+    pub(crate) fn take_write_failure(&self) -> Option<String> {
         self.write_failure.borrow_mut().take()
     }
 
@@ -675,8 +695,8 @@ mod tests {
 
     /// What a workspace's cached artifacts ask the cache (their files'
     /// fingerprints, stage records, last inputs) is read in one read
-    /// transaction, and writes nothing; a write ends the snapshot, and the
-    /// next lookup sees it.
+    /// transaction, and writes nothing; the records of artifacts that ran
+    /// are committed once, at the build's end, and the next build sees them.
     #[test]
     fn a_no_op_builds_lookups_share_one_read_transaction_and_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -730,25 +750,29 @@ mod tests {
         );
         assert!(!cache.conn.is_autocommit(), "the snapshot is held");
         assert_eq!(version(), before, "a no-op wrote to the cache");
-        // The end of an artifact that only read keeps the snapshot.
-        assert_eq!(cache.take_write_failure(), None);
+        // The end of a build that only read commits nothing.
+        assert_eq!(cache.commit_writes(), None);
         assert!(!cache.conn.is_autocommit(), "the snapshot is held");
 
-        // An artifact that ran writes its records in the same transaction
-        // (read back at once), committed together at its end.
-        cache.record_stage("package", &key(1), "{}");
-        cache.record_last_inputs("function f1", "package", &key(1), "{}");
-        assert_eq!(
-            cache.stage_output("package", &key(1)).unwrap().as_deref(),
-            Some("{}")
-        );
-        assert_eq!(version(), before, "committed before the artifact's end");
+        // Artifacts that ran write their records in the same transaction
+        // (read back at once), committed together at the build's end.
+        for n in 1..3 {
+            cache.record_stage("package", &key(n), "{}");
+            cache.record_last_inputs(&format!("function f{n}"), "package", &key(n), "{}");
+            assert_eq!(
+                cache.stage_output("package", &key(n)).unwrap().as_deref(),
+                Some("{}")
+            );
+            // An artifact's end.
+            assert_eq!(cache.take_write_failure(), None);
+        }
+        assert_eq!(version(), before, "committed before the build's end");
         assert_eq!(cache.reads() - reads, 1);
-        assert_eq!(cache.take_write_failure(), None);
+        assert_eq!(cache.commit_writes(), None);
         assert!(cache.conn.is_autocommit());
-        assert_ne!(version(), before, "not committed at the artifact's end");
+        assert_ne!(version(), before, "not committed at the build's end");
         assert!(cache.stage_output("package", &key(1)).unwrap().is_some());
-        assert_eq!(cache.reads() - reads, 2, "the next artifact's snapshot");
+        assert_eq!(cache.reads() - reads, 2, "the next build's snapshot");
         drop(cache);
         // A record last used over an hour ago is marked used again.
         let cache = Cache::open(&db).unwrap();

@@ -10,19 +10,24 @@ use rusqlite::params;
 use super::{Cache, CacheError, Hash};
 
 impl Cache {
-    /// The reuse stores' index for one build: every entry of `own` (this
-    /// artifact's store), then, for each of `wanted` that `own` lacks, a
-    /// row of any other store (by the content index). A workspace's five
-    /// stores are not all read when one function changes a file.
+    /// The reuse stores' index for one build, for entries compressed with
+    /// `settings` (the only ones the writer can copy): every such entry of
+    /// `own` (this artifact's store), then, for each of `wanted` that `own`
+    /// lacks, a row of any other store (by the content index). A
+    /// workspace's five stores are not all read when one function changes
+    /// a file.
     ///
-    /// One row per content and archive settings, of one store (the last
-    /// by name; its bytes are checked when copied, like any store's): the
-    /// writer uses one record per content anyway, and 80 functions sharing
-    /// 31 files would otherwise read 31 rows from each of the other 79
-    /// stores per function, a cold workspace build quadratic in its size.
+    /// One row per content, of one store (the first the content index
+    /// gives; its bytes are checked when copied, like any store's): the
+    /// writer uses one record per content anyway. The lookup stops at that
+    /// row: 80 functions sharing 31 files would otherwise read every
+    /// store's row of each shared file per function (once 31 rows from
+    /// each of the other 79 stores, later every row to pick the last
+    /// store by name), a cold workspace build quadratic in its size.
     pub(crate) fn packed_lookup(
         &self,
         own: &str,
+        settings: &Hash,
         wanted: &[(Hash, bool)],
     ) -> Result<Vec<PackedEntry>, CacheError> {
         fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<PackedEntry>> {
@@ -38,11 +43,12 @@ impl Cache {
             })())
         }
         self.reading()?;
+        let settings = settings.as_bytes().as_slice();
         let mut rows: Vec<PackedEntry> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1",
+                "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE store = ?1 AND settings = ?2",
             )?;
-            stmt.query_map(params![own], row)?
+            stmt.query_map(params![own, settings], row)?
                 .filter_map(|r| r.ok().flatten())
                 .collect()
         };
@@ -50,13 +56,19 @@ impl Cache {
             .iter()
             .map(|p| (p.content_hash, p.executable))
             .collect();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT MAX(store), name, content_hash, executable, settings, raw_hash FROM packed WHERE content_hash = ?1 AND executable = ?2 AND store != ?3 GROUP BY settings",
-        )?;
-        for (hash, exec) in wanted.iter().filter(|w| !have.contains(w)) {
+        let mut stmt = self.conn.prepare_cached(OTHER_STORE_ROW)?;
+        let mut seen = std::collections::HashSet::new();
+        for w in wanted.iter().filter(|w| !have.contains(w)) {
+            if !seen.insert(*w) {
+                continue;
+            }
+            let (hash, exec) = w;
             rows.extend(
-                stmt.query_map(params![hash.as_bytes().as_slice(), exec, own], row)?
-                    .filter_map(|r| r.ok().flatten()),
+                stmt.query_map(
+                    params![hash.as_bytes().as_slice(), exec, settings, own],
+                    row,
+                )?
+                .filter_map(|r| r.ok().flatten()),
             );
         }
         Ok(rows)
@@ -129,6 +141,10 @@ impl Cache {
         })
     }
 }
+
+/// Another store's row of one content (hash, executable bit) and archive
+/// settings: the first the content index gives, the lookup stopping there.
+const OTHER_STORE_ROW: &str = "SELECT store, name, content_hash, executable, settings, raw_hash FROM packed WHERE content_hash = ?1 AND executable = ?2 AND settings = ?3 AND store != ?4 LIMIT 1";
 
 /// One entry of the reuse store.
 #[derive(Debug, Clone)]
@@ -204,7 +220,8 @@ mod tests {
     }
 
     /// A file every function shares is found in one other store, not in
-    /// each (per archive settings); a store's own rows all come back.
+    /// each, and only for the archive settings asked; a store's own rows
+    /// (of those settings) all come back.
     #[test]
     fn another_stores_copy_of_a_shared_entry_is_looked_up_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -217,6 +234,7 @@ mod tests {
             settings: Hash::from_bytes([settings; 32]),
             raw_hash: Hash::from_bytes([content ^ settings; 32]),
         };
+        let (six, nine) = (Hash::from_bytes([6; 32]), Hash::from_bytes([9; 32]));
         for n in 0..20 {
             let level = if n == 3 { 9 } else { 6 };
             let entries = [
@@ -225,52 +243,100 @@ mod tests {
             ];
             cache.replace_packed(&format!("store-f{n:02}.zip"), &entries);
         }
+        let shared = (Hash::from_bytes([1; 32]), false);
+        let found = |rows: Vec<PackedEntry>| -> Vec<(String, String, u8)> {
+            let mut found: Vec<_> = rows
+                .iter()
+                .map(|r| (r.store.clone(), r.name.clone(), r.raw_hash.as_bytes()[0]))
+                .collect();
+            found.sort();
+            found
+        };
         let rows = cache
             .packed_lookup(
                 "store-f00.zip",
-                &[
-                    (Hash::from_bytes([1; 32]), false),
-                    (Hash::from_bytes([7; 32]), false),
-                ],
+                &six,
+                &[shared, (Hash::from_bytes([7; 32]), false)],
             )
             .unwrap();
-        let mut found: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| (r.store.clone(), r.name.clone()))
-            .collect();
-        found.sort();
         // Its own two rows; nothing more for what it already holds.
         assert_eq!(
-            found,
+            found(rows),
             [
-                ("store-f00.zip".to_string(), "own0.py".to_string()),
-                ("store-f00.zip".to_string(), "shared.py".to_string()),
+                ("store-f00.zip".into(), "own0.py".into(), 100 ^ 6),
+                ("store-f00.zip".into(), "shared.py".into(), 1 ^ 6),
             ]
         );
-        // A store without the shared file: one copy per settings.
-        cache.replace_packed("store-new.zip", &[entry("x.py", 50, 6)]);
+        // Its own row of other settings does not count: another store's
+        // copy with the settings asked is found.
         let rows = cache
-            .packed_lookup("store-new.zip", &[(Hash::from_bytes([1; 32]), false)])
+            .packed_lookup("store-f00.zip", &nine, &[shared])
             .unwrap();
-        let mut others: Vec<(String, u8, u8)> = rows
-            .iter()
-            .filter(|r| r.store != "store-new.zip")
-            .map(|r| {
-                (
-                    r.store.clone(),
-                    r.settings.as_bytes()[0],
-                    r.raw_hash.as_bytes()[0],
-                )
-            })
-            .collect();
-        others.sort();
         assert_eq!(
-            others,
-            [
-                ("store-f03.zip".to_string(), 9, 1 ^ 9),
-                ("store-f19.zip".to_string(), 6, 1 ^ 6),
-            ],
-            "one row per settings, each from the store that holds it"
+            found(rows),
+            [("store-f03.zip".into(), "shared.py".into(), 1 ^ 9)]
         );
+        // A store without the shared file: one copy, of the settings
+        // asked, from one of the 19 stores that hold it (asked twice).
+        cache.replace_packed("store-new.zip", &[entry("x.py", 50, 6)]);
+        let rows = found(
+            cache
+                .packed_lookup("store-new.zip", &six, &[shared, shared])
+                .unwrap(),
+        );
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[1], ("store-new.zip".into(), "x.py".into(), 50 ^ 6));
+        assert_eq!((rows[0].1.as_str(), rows[0].2), ("shared.py", 1 ^ 6));
+        assert!(rows[0].0 != "store-f03.zip", "{rows:?}");
+    }
+
+    /// The lookup of a shared file's copy costs the same whatever the
+    /// number of stores holding it: a cold workspace build is linear in
+    /// its functions, not quadratic.
+    #[test]
+    fn looking_up_a_shared_entry_does_not_read_every_store_holding_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let settings = Hash::from_bytes([6; 32]);
+        let shared: Vec<(Hash, bool)> = (0..31u8)
+            .map(|c| (Hash::from_bytes([c; 32]), false))
+            .collect();
+        let mut steps = Vec::new();
+        let mut stores = 0;
+        for total in [5, 200] {
+            while stores < total {
+                let entries: Vec<PackedEntry> = shared
+                    .iter()
+                    .map(|(hash, _)| PackedEntry {
+                        store: String::new(),
+                        name: format!("shared/{}.py", hash.as_bytes()[0]),
+                        content_hash: *hash,
+                        executable: false,
+                        settings,
+                        raw_hash: Hash::from_bytes([hash.as_bytes()[0] ^ 0x55; 32]),
+                    })
+                    .collect();
+                cache.replace_packed(&format!("store-f{stores:03}.zip"), &entries);
+                stores += 1;
+            }
+            let before = vm_steps(&cache);
+            let rows = cache
+                .packed_lookup("store-new.zip", &settings, &shared)
+                .unwrap();
+            assert_eq!(rows.len(), shared.len());
+            steps.push(vm_steps(&cache) - before);
+        }
+        assert!(steps[0] > 0, "the statement was not found: {steps:?}");
+        assert_eq!(steps[0], steps[1], "5 stores, then 200: {steps:?}");
+    }
+
+    /// Virtual-machine steps the other-store lookup has run so far (the
+    /// connection caches the statement, so this is the one the lookup ran).
+    fn vm_steps(cache: &Cache) -> i32 {
+        cache
+            .conn
+            .prepare_cached(OTHER_STORE_ROW)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::VmStep)
     }
 }

@@ -417,7 +417,7 @@ pub(super) fn try_keep_tree_zip(
     }
     let wanted: Vec<(Hash, bool)> = entries.iter().map(|e| (e.hash, e.executable)).collect();
     let packed = cache
-        .packed_lookup(&plan.store_file, &wanted)
+        .packed_lookup(&plan.store_file, &settings.id(), &wanted)
         .map_err(|e| e.to_string())?;
     let reuse =
         crate::archive::ReuseStore::new(&plan.cache_dir, packed, &settings, &plan.store_file);
