@@ -303,15 +303,22 @@ def measure(exe: Path, ws: Workspace, n_runs: int, measures: list[str], cpus: in
     # run on its own copy of dist/ (moved aside while the other runs).
     lb_dist, mk_dist = ws.root / ".dist-lbuild", ws.root / ".dist-make"
 
+    # Whose dist/ is in place: a workspace comes from lbuild's warm-up.
+    owner = ["lbuild"]
+
     def as_tool(tool: str) -> None:
-        """Puts that tool's dist/ in place."""
+        """Puts that tool's dist/ in place (nothing to do when it is: the
+        same tool twice in a row must not hand its dist/ to the other)."""
+        if owner[0] == tool:
+            return
         mine, other = (lb_dist, mk_dist) if tool == "lbuild" else (mk_dist, lb_dist)
         d = ws.root / "dist"
+        bench.rm(other)
         if d.exists():
-            bench.rm(other)
             d.rename(other)
         if mine.exists():
             mine.rename(d)
+        owner[0] = tool
 
     def lb_cold(store: bool) -> None:
         as_tool("lbuild")
