@@ -74,7 +74,10 @@ pub(crate) struct HashStats {
 /// artifact whose zip is written fails "changed while the zip was being
 /// written" (the writer checks every file's bytes against its hash),
 /// which `watch` retries and a one-shot build reports.
-pub(crate) type Settled = HashMap<PathBuf, SettledFile>;
+///
+/// Keyed by the path's bytes: hashing a `Path` walks its components, and
+/// this map is asked once per file per artifact.
+pub(crate) type Settled = HashMap<std::ffi::OsString, SettledFile>;
 
 /// What [`Settled`] keeps of a file.
 #[derive(Debug, Clone, Copy)]
@@ -98,8 +101,10 @@ impl Cache {
         };
         // What this build already settled is neither stat'ed nor asked
         // again (see `Settled`).
-        let settled: Vec<Option<SettledFile>> =
-            paths.iter().map(|p| self.settled.get(p).copied()).collect();
+        let settled: Vec<Option<SettledFile>> = paths
+            .iter()
+            .map(|p| self.settled.get(p.as_os_str()).copied())
+            .collect();
         let mut metas: Vec<Option<std::fs::Metadata>> = Vec::with_capacity(paths.len());
         for (p, was) in paths.iter().zip(&settled) {
             metas.push(match was {
@@ -111,7 +116,8 @@ impl Cache {
             });
         }
         let stats_now: Vec<Option<Stat>> = metas.iter().map(|m| m.as_ref().map(Stat::of)).collect();
-        let mut known: HashMap<String, (Stat, Hash, i64)> = HashMap::new();
+        // The recorded fingerprint of each file not settled, by position.
+        let mut known: Vec<Option<(Stat, Hash, i64)>> = vec![None; paths.len()];
         if settled.iter().any(Option::is_none) {
             // In the build's read transaction (see `Cache::reading`):
             // outside one, every query takes and drops SQLite's locks.
@@ -119,9 +125,12 @@ impl Cache {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT size, mtime_ns, ino, ctime_ns, hash, recorded_ns FROM files WHERE path = ?1",
             )?;
-            for (p, _) in paths.iter().zip(&settled).filter(|(_, s)| s.is_none()) {
-                let key = p.to_string_lossy().into_owned();
-                let row = stmt.query_row(params![key], |r| {
+            for (i, p) in paths
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| settled[*i].is_none())
+            {
+                let row = stmt.query_row(params![p.to_string_lossy()], |r| {
                     Ok((
                         Stat {
                             size: r.get::<_, i64>(0)? as u64,
@@ -129,21 +138,19 @@ impl Cache {
                             ino: r.get::<_, i64>(2)? as u64,
                             ctime_ns: r.get(3)?,
                         },
-                        r.get::<_, Vec<u8>>(4)?,
+                        r.get_ref(4)?.as_blob().map(crate::entry::hash_from_slice)?,
                         r.get::<_, i64>(5)?,
                     ))
                 });
-                if let Ok((stat, hash, recorded)) = row
-                    && let Ok(hash) = crate::entry::hash_from_slice(&hash).ok_or(())
-                {
-                    known.insert(key, (stat, hash, recorded));
+                if let Ok((stat, Some(hash), recorded)) = row {
+                    known[i] = Some((stat, hash, recorded));
                 }
             }
         }
 
         let mut results: Vec<Option<FileHash>> = vec![None; paths.len()];
         let mut to_hash: Vec<usize> = Vec::new();
-        for (i, p) in paths.iter().enumerate() {
+        for i in 0..paths.len() {
             let (Some(stat), Some(meta)) = (stats_now[i], &metas[i]) else {
                 results[i] = settled[i].map(|f| FileHash {
                     hash: f.hash,
@@ -153,12 +160,11 @@ impl Cache {
                 continue;
             };
             let executable = meta.mode() & 0o111 != 0;
-            let key = p.to_string_lossy();
-            let hash = match known.get(key.as_ref()) {
+            let hash = match known[i] {
                 Some((old, hash, recorded))
-                    if *old == stat && stat.mtime_ns < recorded - RACY_WINDOW_NS =>
+                    if old == stat && stat.mtime_ns < recorded - RACY_WINDOW_NS =>
                 {
-                    *hash
+                    hash
                 }
                 _ => {
                     to_hash.push(i);
@@ -212,7 +218,7 @@ impl Cache {
                 && stat.mtime_ns < started - RACY_WINDOW_NS
             {
                 self.settled.insert(
-                    p.clone(),
+                    p.as_os_str().to_owned(),
                     SettledFile {
                         hash: r.hash,
                         size: r.size,

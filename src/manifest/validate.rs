@@ -41,6 +41,10 @@ pub(crate) struct Ctx<'a> {
     /// Globs compiled during this load: a workspace's artifacts repeat
     /// theirs, compiled once (each error still placed by the artifact).
     globs: Interner,
+    /// Where each line of `text` starts: every artifact places its output
+    /// (`Position`), and counting lines from the top each time is
+    /// quadratic in a workspace's manifest.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -59,6 +63,7 @@ impl<'a> Ctx<'a> {
             env,
             canonical: Default::default(),
             globs: Interner::default(),
+            line_starts: Default::default(),
         })
     }
 
@@ -90,7 +95,22 @@ impl<'a> Ctx<'a> {
     }
 
     fn position(&self, span: &Range<usize>) -> Position {
-        Position::of(self.text, span.start)
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let offset = span.start.min(self.text.len());
+        // The last line starting at or before `offset`.
+        let line = starts.partition_point(|&s| s <= offset);
+        let start = starts[line - 1];
+        // The same as `Position::of` (columns in characters), for the one
+        // line only.
+        let column = self.text.get(start..offset).map_or_else(
+            || Position::of(self.text, offset).column,
+            |l| l.chars().count() + 1,
+        );
+        Position { line, column }
     }
 
     /// The manifest's text.
@@ -897,6 +917,23 @@ fn file_kind(m: &std::fs::Metadata) -> &'static str {
 mod tests {
     use super::super::{load_with_env, parse};
     use super::*;
+
+    #[test]
+    fn positions_from_the_line_index_are_those_counted_from_the_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[functions.a]\nhandler = \"é.h\"\n\n  x = 1\nlast";
+        let path = dir.path().join("lambda.toml");
+        let ctx = Ctx::new(&path, text, Env::default()).unwrap();
+        for offset in 0..=text.len() + 2 {
+            if text.is_char_boundary(offset.min(text.len())) {
+                assert_eq!(
+                    ctx.position(&(offset..offset)),
+                    Position::of(text, offset),
+                    "offset {offset}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_load_asks_the_filesystem_once_per_path() {
