@@ -1105,6 +1105,19 @@ fn classify_io(path: &Path, io: &std::io::Error) -> Problem {
 mod tests {
     use super::*;
 
+    /// A temp directory (kept alive by the first value) holding an empty
+    /// file at each of `files`, and its canonical path.
+    fn tree(files: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in files {
+            let p = root.join(f);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, "").unwrap();
+        }
+        (d, root)
+    }
+
     #[test]
     fn default_exclusions() {
         assert!(excluded_by_default("pkg/__pycache__/a.cpython-312.pyc"));
@@ -1132,18 +1145,12 @@ mod tests {
     #[test]
     fn tool_dirs_and_virtualenvs_are_pruned_only_from_project_walks() {
         // A wheel may ship node_modules/ assets: installed trees keep them.
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        for f in [
+        let (_dir, root) = tree(&[
             "a.py",
             "node_modules/x/i.js",
             "env/pyvenv.cfg",
             "env/lib/s.py",
-        ] {
-            let p = root.join(f);
-            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-            fs_err::write(p, "").unwrap();
-        }
+        ]);
         let names = |ignores_from: Option<&Path>| -> Vec<String> {
             let walk = Walk {
                 dir: &root,
@@ -1248,13 +1255,7 @@ mod tests {
     /// `Listings`, they read the root once and see what their own walks see.
     #[test]
     fn walks_of_one_root_share_one_listing_and_keep_their_own_view() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        for f in ["a/x.py", "b/y.py", "shared/s.py", "b/deep/z.py"] {
-            let p = root.join(f);
-            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-            fs_err::write(p, "").unwrap();
-        }
+        let (_dir, root) = tree(&["a/x.py", "b/y.py", "shared/s.py", "b/deep/z.py"]);
         // Only b's globs reach these: a's walk never fails on them.
         std::os::unix::fs::symlink("missing.py", root.join("b/gone.py")).unwrap();
         let outside = tempfile::tempdir().unwrap();
@@ -1305,15 +1306,14 @@ mod tests {
         );
         assert_eq!(listings.reads(), 1);
     }
+
     /// The filter settles path tests by position and depth: a directory
     /// whose name shares a byte prefix with the output's directory (or an
     /// escaping link's) is not in it, the output is left out only where it
     /// lies, and names are the relative paths whatever `names_from` is.
     #[test]
     fn path_tests_by_position_match_the_paths() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        for f in [
+        let (_dir, root) = tree(&[
             "a.py",
             "dist2/b.py",
             "distx.py",
@@ -1323,11 +1323,7 @@ mod tests {
             "sub/dist/c.py",
             "sub/out.zip",
             "ext2/e.py",
-        ] {
-            let p = root.join(f);
-            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-            fs_err::write(p, "").unwrap();
-        }
+        ]);
         let outside = tempfile::tempdir().unwrap();
         fs_err::write(outside.path().join("o.py"), "").unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("ext")).unwrap();
@@ -1423,6 +1419,7 @@ mod tests {
         let ok = files(&walk, |n| n == "ok.py", |_| false).unwrap();
         assert_eq!(ok.len(), 1);
     }
+
     /// Ignore files and the virtualenv marker are probed only where a
     /// directory lists such a name: what that decides must not change. An
     /// ignore file deep down applies to its own subtree (itself included),
@@ -1431,9 +1428,7 @@ mod tests {
     /// the file system says (here: not at all).
     #[test]
     fn ignore_files_and_virtualenvs_are_found_in_nested_directories() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        for f in [
+        let (_dir, root) = tree(&[
             "a.py",
             "pkg/m.py",
             "pkg/deep/er/x.py",
@@ -1450,11 +1445,7 @@ mod tests {
             "pkg/lb/.lbuildignore",
             "pkg/lb/w.py",
             "pkg/lb/v.py",
-        ] {
-            let p = root.join(f);
-            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-            fs_err::write(p, "").unwrap();
-        }
+        ]);
         std::os::unix::fs::symlink("nowhere", root.join("pkg/linkvenv/pyvenv.cfg")).unwrap();
         fs_err::write(root.join("pkg/deep/er/.gitignore"), "x.py\n.gitignore\n").unwrap();
         fs_err::write(root.join("pkg/cased/.GitIgnore"), "k.py\n").unwrap();
@@ -1498,18 +1489,13 @@ mod tests {
             .collect();
         assert_eq!(shared, names);
     }
+
     /// An ignore file that is a link is probed like any other: a broken one
     /// is no ignore file (and no error unless kept), one that loops fails
     /// the walks entering its directory only, naming it.
     #[test]
     fn an_ignore_file_that_is_a_link_fails_only_the_walks_entering_it() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        for f in ["broken/a.py", "looped/b.py", "c.py"] {
-            let p = root.join(f);
-            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-            fs_err::write(p, "").unwrap();
-        }
+        let (_dir, root) = tree(&["broken/a.py", "looped/b.py", "c.py"]);
         std::os::unix::fs::symlink("nowhere", root.join("broken/.gitignore")).unwrap();
         std::os::unix::fs::symlink(".lbuildignore", root.join("looped/.lbuildignore")).unwrap();
         let walk = Walk {
