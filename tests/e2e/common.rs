@@ -30,8 +30,10 @@ pub(crate) fn lbuild_bin() -> PathBuf {
 /// A command with a scrubbed environment: no user config, fixed locale and
 /// time zone, no SOURCE_DATE_EPOCH, no cache dir override.
 pub(crate) fn hermetic(cmd: &mut Command) -> &mut Command {
-    // Never the user's machine store (a TestProject sets its own).
-    let store = std::env::temp_dir().join(format!("lbuild-test-store-{}", std::process::id()));
+    // Never the user's machine store (a TestProject sets its own); under
+    // cargo's scratch directory for tests, not left in the system's /tmp.
+    let store = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("lbuild-test-store-{}", std::process::id()));
     cmd.env_remove("SOURCE_DATE_EPOCH")
         .env_remove("LBUILD_CACHE_DIR")
         .env_remove("LBUILD_REMOTE_CACHE")
