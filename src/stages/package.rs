@@ -513,9 +513,11 @@ struct Pending {
 }
 
 impl Outputs {
-    /// Before the first temp file of this build in `dir`: removes the temp
-    /// zips of dead builds there.
-    fn prepare(&self, dir: &Path) {
+    /// Before the first temp file of this build in `dir`, and for an
+    /// output found already in place: removes the temp zips of dead
+    /// builds there (a build killed before it published, followed by a
+    /// build with nothing to write, would otherwise leave them forever).
+    pub(crate) fn prepare(&self, dir: &Path) {
         let first = lock(&self.prepared).insert(dir.to_path_buf());
         if first {
             remove_dead_temp_files(dir);
