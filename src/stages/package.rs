@@ -253,7 +253,7 @@ pub(crate) fn build(
         // written: name it, with the OS's words, not the zip crate's.
         archive::ArchiveError::Write(io)
         | archive::ArchiveError::Zip(zip::result::ZipError::Io(io)) => {
-            Error::io("cannot write the new zip", tmp.path())(io)
+            Error::io(crate::error::WRITE_ZIP, tmp.path())(io)
         }
         archive::ArchiveError::DamagedTree { path } => {
             // Its key directory goes: the next build fetches or installs
@@ -562,7 +562,7 @@ impl Outputs {
                 |p| match std::fs::File::open(&p.tmp).and_then(|f| f.sync_all()) {
                     Ok(()) => Some(p),
                     Err(e) => {
-                        let error = Error::io("cannot write the new zip", p.tmp.to_path_buf())(e);
+                        let error = Error::io(crate::error::WRITE_ZIP, p.tmp.to_path_buf())(e);
                         failed.push((p.info.path.clone(), error));
                         None
                     }
