@@ -67,6 +67,10 @@ pub enum Error {
     },
 }
 
+/// The context of a zip that could not be written to its temp file (or
+/// flushed): its hint says why a build needs room for all its zips.
+pub(crate) const WRITE_ZIP: &str = "cannot write the new zip";
+
 impl Error {
     /// A build stopped because an input changed while its zip was being
     /// written: running it again is the fix (`lbuild watch` does).
@@ -122,6 +126,24 @@ impl Error {
             Error::ArtifactsFailed { .. } => None,
             Error::SyntaxErrors { .. } => {
                 Some("fix the lines above; they are what Lambda would fail to import".into())
+            }
+            Error::Io {
+                context,
+                path,
+                source,
+            } if source.kind() == std::io::ErrorKind::StorageFull => {
+                let dir = path.parent().unwrap_or(path).display();
+                Some(if *context == WRITE_ZIP {
+                    // Since the zips are published together, a rebuild of
+                    // every function needs room for every new zip at once.
+                    format!(
+                        "free space in {dir}: a build keeps each new zip beside its output until \
+                         its last artifact is done, so it needs room for all of them (an \
+                         artifact that failed keeps its last zip)"
+                    )
+                } else {
+                    format!("free space in {dir}")
+                })
             }
             Error::Io { .. } => None,
         }
@@ -190,3 +212,23 @@ fn without_path(e: std::io::Error) -> std::io::Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_says_where_to_free_space_and_why_a_build_needs_room_for_every_zip() {
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let zip = Error::io(WRITE_ZIP, "/out/dist/.lbuild-a.zip-1-x.tmp")(full());
+        let hint = zip.hint().unwrap();
+        assert!(hint.starts_with("free space in /out/dist:"), "{hint}");
+        assert!(hint.contains("room for all of them"), "{hint}");
+        let other = Error::io("cannot write", "/c/.lbuild/x")(full());
+        assert_eq!(other.hint().as_deref(), Some("free space in /c/.lbuild"));
+        let denied = Error::io(WRITE_ZIP, "/out/a.zip")(std::io::Error::from(
+            std::io::ErrorKind::PermissionDenied,
+        ));
+        assert_eq!(denied.hint(), None);
+    }
+}

@@ -362,6 +362,14 @@ fn build_locked(
     let warnings;
     let (zip, pkg_report) = match package::cached(plan, cache, &key)? {
         Some(found) => {
+            // Its directory is cleaned of dead builds' temp zips as if
+            // this build had written there.
+            outputs.prepare(
+                plan.output
+                    .path
+                    .parent()
+                    .unwrap_or(std::path::Path::new(".")),
+            );
             warnings = check_limits(
                 plan,
                 Some(found.0.size),

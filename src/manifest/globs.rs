@@ -329,14 +329,10 @@ impl Pruner {
 
 /// The glob of the directories `g` covers entirely, if any.
 fn pruned_dir_glob(g: &str) -> Option<&str> {
-    let mut dir = g;
-    while let Some(p) = dir
-        .strip_suffix("/**/*")
-        .or_else(|| dir.strip_suffix("/**"))
-    {
-        dir = p;
-    }
-    if dir != g {
+    // Once: `x/**/*/**` covers every directory below `x`, not `x` itself
+    // (it leaves `x/a.py` alone), so what is left is a directory glob,
+    // not another glob to strip.
+    if let Some(dir) = g.strip_suffix("/**/*").or_else(|| g.strip_suffix("/**")) {
         return Some(dir);
     }
     if g == "**" || g == "**/*" {
@@ -546,6 +542,12 @@ mod tests {
             assert!(!p.prunes(dir), "{dir}");
         }
         assert!(pruner(&["**"]).prunes("anything/below"));
+        // Only what lies in a subdirectory of x: x's own files stay.
+        let p = pruner(&["x/**/*/**", "y/*/**"]);
+        for dir in ["x/a", "x/a/b", "y/a"] {
+            assert!(p.prunes(dir), "{dir}");
+        }
+        assert!(!p.prunes("x") && !p.prunes("y"));
         assert!(!pruner(&["*.py", "**/*.pyc"]).prunes("pkg"));
         assert!(!pruner(&[]).prunes(""));
     }
@@ -618,6 +620,72 @@ mod tests {
             assert!(pruner(&[g]).prunes(dir), "{g}");
             for below in ["f", "d/f", "d/e/.hidden"] {
                 assert!(set.is_match(format!("{dir}/{below}")), "{g} {below}");
+            }
+        }
+    }
+
+    /// Globs and names made of the pieces that have a meaning in a glob
+    /// (deterministic xorshift): the text-decided matches equal globset's,
+    /// an include never prunes a directory above a name it matches, and a
+    /// `DIR/**`-shaped exclude never prunes one above a name it does not.
+    #[test]
+    fn made_up_globs_match_and_prune_as_globset_matches() {
+        let pieces = [
+            "fn0", "fn0x", "a", "/", "/", "**", "*", ".py", "?", "[a-f]", "[!x]", "{a,fn0}", ".",
+            "x", "é", "\\*", "]", "}", ",", "!", "-", "**/", "/**", "/**/*", "/**/*/**",
+        ];
+        let name_pieces = [
+            "fn0", "fn0x", "a", "/", "/", "x", ".py", ".", "é", "*", "]", "}", ",", "!", "b",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let made = |from: &[&str], rnd: &mut dyn FnMut(usize) -> usize| {
+            let k = 1 + rnd(6);
+            (0..k).map(|_| from[rnd(from.len())]).collect::<String>()
+        };
+        // Names as a walk makes them: no empty segment.
+        let names: Vec<String> = (0..400)
+            .map(|_| made(&name_pieces, &mut rnd))
+            .filter(|n| !n.split('/').any(str::is_empty))
+            .collect();
+        let dirs_above = |n: &str| {
+            let segs: Vec<&str> = n.split('/').collect();
+            (1..segs.len())
+                .map(|k| segs[..k].join("/"))
+                .collect::<Vec<_>>()
+        };
+        for _ in 0..3000 {
+            let g = made(&pieces, &mut rnd);
+            if g.contains("//") {
+                continue;
+            }
+            let Ok(globs) = Interner::default().globs([g.as_str()]) else {
+                continue;
+            };
+            let set = compile_each([g.as_str()]).unwrap();
+            let include = Pruner::from_globs(std::slice::from_ref(&g), &[]).unwrap();
+            let exclude = (g.ends_with("/**") || g.ends_with("/**/*"))
+                .then(|| Pruner::from_excludes(std::slice::from_ref(&g)).unwrap());
+            for n in &names {
+                let matched = set.is_match(n);
+                assert_eq!(globs.is_match(n), matched, "{g:?} on {n:?}");
+                for d in dirs_above(n) {
+                    assert!(
+                        !(matched && include.prunes(&d)),
+                        "include {g:?} prunes {d:?} above {n:?}"
+                    );
+                    if let Some(p) = &exclude {
+                        assert!(
+                            matched || !p.prunes(&d),
+                            "exclude {g:?} prunes {d:?} above {n:?}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -253,7 +253,7 @@ pub(crate) fn build(
         // written: name it, with the OS's words, not the zip crate's.
         archive::ArchiveError::Write(io)
         | archive::ArchiveError::Zip(zip::result::ZipError::Io(io)) => {
-            Error::io("cannot write the new zip", tmp.path())(io)
+            Error::io(crate::error::WRITE_ZIP, tmp.path())(io)
         }
         archive::ArchiveError::DamagedTree { path } => {
             // Its key directory goes: the next build fetches or installs
@@ -513,9 +513,11 @@ struct Pending {
 }
 
 impl Outputs {
-    /// Before the first temp file of this build in `dir`: removes the temp
-    /// zips of dead builds there.
-    fn prepare(&self, dir: &Path) {
+    /// Before the first temp file of this build in `dir`, and for an
+    /// output found already in place: removes the temp zips of dead
+    /// builds there (a build killed before it published, followed by a
+    /// build with nothing to write, would otherwise leave them forever).
+    pub(crate) fn prepare(&self, dir: &Path) {
         let first = lock(&self.prepared).insert(dir.to_path_buf());
         if first {
             remove_dead_temp_files(dir);
@@ -560,7 +562,7 @@ impl Outputs {
                 |p| match std::fs::File::open(&p.tmp).and_then(|f| f.sync_all()) {
                     Ok(()) => Some(p),
                     Err(e) => {
-                        let error = Error::io("cannot write the new zip", p.tmp.to_path_buf())(e);
+                        let error = Error::io(crate::error::WRITE_ZIP, p.tmp.to_path_buf())(e);
                         failed.push((p.info.path.clone(), error));
                         None
                     }
@@ -625,16 +627,22 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// temp file of a live process is never touched: it may be another build
 /// of the same project, with another cache directory and so another lock,
 /// writing its zip right now.
+///
+/// One named after this process is a dead build's too: this build has
+/// no temp file in `dir` yet (see [`Outputs::prepare`]), and a build in a
+/// container is often the same low pid every run (pid 1 as the
+/// entrypoint), so its killed predecessor's temp files carry its own pid.
 fn remove_dead_temp_files(dir: &Path) {
     let Ok(read) = fs_err::read_dir(dir) else {
         return;
     };
+    let me = std::process::id();
     for entry in read.flatten() {
         let name = entry.file_name();
         let Some(pid) = temp_file_pid(&name.to_string_lossy()) else {
             continue;
         };
-        if !crate::process::process_alive(pid) {
+        if pid == me || !crate::process::process_alive(pid) {
             let _ = fs_err::remove_file(entry.path());
         }
     }
@@ -894,6 +902,30 @@ mod tests {
         }
         // Published once: a second call has nothing left to do.
         assert!(outputs.publish(Some(&cache), &reporter).is_empty());
+    }
+
+    /// A killed build in a container left temp zips under the pid the
+    /// next build runs as (pid 1 again): they are a dead build's, removed;
+    /// a live process's stay.
+    #[test]
+    fn temp_files_under_this_process_pid_are_a_dead_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = format!(".lbuild-a.zip-{}-AbC1.tmp", std::process::id());
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let theirs = format!(".lbuild-b.zip-{}-XyZ2.tmp", live.id());
+        fs_err::write(dir.path().join(&mine), "partial").unwrap();
+        fs_err::write(dir.path().join(&theirs), "being written").unwrap();
+        Outputs::default().prepare(dir.path());
+        let left: Vec<_> = fs_err::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        live.kill().unwrap();
+        live.wait().unwrap();
+        assert_eq!(left, [theirs]);
     }
 
     #[test]

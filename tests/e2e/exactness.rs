@@ -55,6 +55,26 @@ fn exclude_globs_that_cover_a_directory_prune_it() {
 }
 
 #[test]
+fn an_exclude_of_everything_in_subdirectories_keeps_the_files_above_them() {
+    // Regression: `tests/**/*/**` (only what lies in a subdirectory of
+    // tests) pruned tests itself, dropping tests/top.py, which it does not
+    // match.
+    let p = TestProject::hello();
+    p.write(
+        "lambda.toml",
+        &with_sources("exclude = [\"tests/**/*/**\"]"),
+    );
+    p.write("tests/top.py", "x = 1\n");
+    p.write("tests/a/mid.py", "x = 2\n");
+    p.write("tests/a/b/c.py", "x = 3\n");
+    p.build_json();
+    assert_eq!(
+        entry_names(&p.zip_path("hello")),
+        ["app.py", "config/settings.json", "tests/top.py", "util.py"]
+    );
+}
+
+#[test]
 fn include_globs_prune_directories_they_cannot_reach() {
     // A directory outside every include's literal prefix is never entered
     // (in a workspace: the other functions' directories): a loop inside

@@ -381,6 +381,30 @@ fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
     assert_eq!(names, [".lbuild-other.zip-def456.tmp", "hello.zip"]);
 }
 
+/// A build killed after its zips were written but before they were
+/// published leaves temp files; the next build may have nothing to write
+/// (the inputs went back to what the zip in place was built from, or the
+/// killed build's work was not needed): its no-op removes them all the same.
+#[test]
+fn temp_zip_left_by_a_killed_build_is_cleaned_up_by_a_no_op() {
+    let p = TestProject::hello();
+    p.build_json();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    p.write(
+        &format!("dist/.lbuild-hello.zip-{dead_pid}-abc123.tmp"),
+        "partial",
+    );
+    let json = p.build_json();
+    assert_eq!(status_of(&json, "package"), "cached", "{json}");
+    let names: Vec<_> = std::fs::read_dir(p.path().join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["hello.zip"]);
+}
+
 #[test]
 fn verbose_explains_what_each_key_is_made_of() {
     let p = TestProject::hello();
