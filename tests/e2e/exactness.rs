@@ -11,21 +11,27 @@ fn with_sources(extra: &str) -> String {
     HELLO_MANIFEST.replace("[config]", &format!("[sources]\n{extra}\n\n[config]"))
 }
 
-#[test]
-fn exclude_globs_that_do_not_cover_a_directory_do_not_prune_it() {
-    // Regression: pruning probed made-up paths, and `tests/*` with
-    // `tests/*/*.*` left out tests/a/b/c.py, which matches neither.
+/// What the hello project packages with `exclude` and a tests/ tree
+/// three levels deep.
+fn packaged_with_tests_excluding(exclude: &str) -> Vec<String> {
     let p = TestProject::hello();
     p.write(
         "lambda.toml",
-        &with_sources("exclude = [\"tests/*\", \"tests/*/*.*\"]"),
+        &with_sources(&format!("exclude = {exclude}")),
     );
     p.write("tests/top.py", "x = 1\n");
     p.write("tests/a/mid.py", "x = 2\n");
     p.write("tests/a/b/c.py", "x = 3\n");
     p.build_json();
+    entry_names(&p.zip_path("hello"))
+}
+
+#[test]
+fn exclude_globs_that_do_not_cover_a_directory_do_not_prune_it() {
+    // Regression: pruning probed made-up paths, and `tests/*` with
+    // `tests/*/*.*` left out tests/a/b/c.py, which matches neither.
     assert_eq!(
-        entry_names(&p.zip_path("hello")),
+        packaged_with_tests_excluding("[\"tests/*\", \"tests/*/*.*\"]"),
         [
             "app.py",
             "config/settings.json",
@@ -59,17 +65,8 @@ fn an_exclude_of_everything_in_subdirectories_keeps_the_files_above_them() {
     // Regression: `tests/**/*/**` (only what lies in a subdirectory of
     // tests) pruned tests itself, dropping tests/top.py, which it does not
     // match.
-    let p = TestProject::hello();
-    p.write(
-        "lambda.toml",
-        &with_sources("exclude = [\"tests/**/*/**\"]"),
-    );
-    p.write("tests/top.py", "x = 1\n");
-    p.write("tests/a/mid.py", "x = 2\n");
-    p.write("tests/a/b/c.py", "x = 3\n");
-    p.build_json();
     assert_eq!(
-        entry_names(&p.zip_path("hello")),
+        packaged_with_tests_excluding("[\"tests/**/*/**\"]"),
         ["app.py", "config/settings.json", "tests/top.py", "util.py"]
     );
 }

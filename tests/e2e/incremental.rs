@@ -362,23 +362,35 @@ fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
     let p = TestProject::hello();
     // Temp files carry their writer's pid: one whose process is gone is
     // a leftover (a live writer's is left alone, see safety.rs).
-    let mut dead = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
-    dead.wait().unwrap();
     p.write(
-        &format!("dist/.lbuild-hello.zip-{dead_pid}-abc123.tmp"),
+        &format!("dist/.lbuild-hello.zip-{}-abc123.tmp", dead_pid()),
         "partial",
     );
     // Another function's temp file in a shared output dir is not ours.
     p.write("dist/.lbuild-other.zip-def456.tmp", "busy");
     p.build_json();
-    let names: Vec<_> = std::fs::read_dir(p.path().join("dist"))
+    assert_eq!(
+        dir_names(&p.path().join("dist")),
+        [".lbuild-other.zip-def456.tmp", "hello.zip"]
+    );
+}
+
+/// The pid of a process that has exited.
+fn dead_pid() -> u32 {
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    pid
+}
+
+/// The names in `dir`, sorted.
+fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    let mut names = names;
     names.sort();
-    assert_eq!(names, [".lbuild-other.zip-def456.tmp", "hello.zip"]);
+    names
 }
 
 /// A build killed after its zips were written but before they were
@@ -389,20 +401,13 @@ fn temp_zip_left_by_a_killed_build_is_cleaned_up() {
 fn temp_zip_left_by_a_killed_build_is_cleaned_up_by_a_no_op() {
     let p = TestProject::hello();
     p.build_json();
-    let mut dead = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
-    dead.wait().unwrap();
     p.write(
-        &format!("dist/.lbuild-hello.zip-{dead_pid}-abc123.tmp"),
+        &format!("dist/.lbuild-hello.zip-{}-abc123.tmp", dead_pid()),
         "partial",
     );
     let json = p.build_json();
     assert_eq!(status_of(&json, "package"), "cached", "{json}");
-    let names: Vec<_> = std::fs::read_dir(p.path().join("dist"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names, ["hello.zip"]);
+    assert_eq!(dir_names(&p.path().join("dist")), ["hello.zip"]);
 }
 
 #[test]
