@@ -1105,6 +1105,19 @@ fn classify_io(path: &Path, io: &std::io::Error) -> Problem {
 mod tests {
     use super::*;
 
+    /// The project's own walk of `root` (its ignore files read), writing
+    /// `output`.
+    fn project_walk<'a>(root: &'a Path, output: Option<&'a Path>) -> Walk<'a> {
+        Walk {
+            dir: root,
+            names_from: root,
+            root,
+            skip: &[],
+            output,
+            ignores_from: Some(root),
+        }
+    }
+
     /// A temp directory (kept alive by the first value) holding an empty
     /// file at each of `files`, and its canonical path.
     fn tree(files: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -1189,14 +1202,7 @@ mod tests {
             fs_err::write(root.join(dir).join("x.py"), "").unwrap();
         }
         fs_err::write(root.join("e/.gitignore"), "x.py\n").unwrap();
-        let walk = Walk {
-            dir: &root,
-            names_from: &root,
-            root: &root,
-            skip: &[],
-            output: None,
-            ignores_from: Some(&root),
-        };
+        let walk = project_walk(&root, None);
         let names: Vec<_> = files(&walk, |n| n.ends_with(".py"), |_| false)
             .unwrap()
             .into_iter()
@@ -1328,14 +1334,7 @@ mod tests {
         fs_err::write(outside.path().join("o.py"), "").unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("ext")).unwrap();
         let output = root.join("dist/out.zip");
-        let walk = Walk {
-            dir: &root,
-            names_from: &root,
-            root: &root,
-            skip: &[],
-            output: Some(&output),
-            ignores_from: Some(&root),
-        };
+        let walk = project_walk(&root, Some(&output));
         let names = |r: Result<Vec<(String, PathBuf)>, WalkError>| -> Vec<String> {
             r.unwrap().into_iter().map(|(n, _)| n).collect()
         };
@@ -1403,14 +1402,7 @@ mod tests {
         fs_err::create_dir(root.join(bad)).unwrap();
         fs_err::write(root.join(bad).join("x.py"), "").unwrap();
         fs_err::write(root.join("ok.py"), "").unwrap();
-        let walk = Walk {
-            dir: &root,
-            names_from: &root,
-            root: &root,
-            skip: &[],
-            output: None,
-            ignores_from: Some(&root),
-        };
+        let walk = project_walk(&root, None);
         let err = files(&walk, |_| true, |_| false).unwrap_err();
         assert!(
             matches!(&err, WalkError::NonUtf8 { path } if path.ends_with("x.py")),
@@ -1450,14 +1442,7 @@ mod tests {
         fs_err::write(root.join("pkg/deep/er/.gitignore"), "x.py\n.gitignore\n").unwrap();
         fs_err::write(root.join("pkg/cased/.GitIgnore"), "k.py\n").unwrap();
         fs_err::write(root.join("pkg/lb/.lbuildignore"), "w.py\n").unwrap();
-        let walk = Walk {
-            dir: &root,
-            names_from: &root,
-            root: &root,
-            skip: &[],
-            output: None,
-            ignores_from: Some(&root),
-        };
+        let walk = project_walk(&root, None);
         let names: Vec<_> = files(&walk, |_| true, |_| false)
             .unwrap()
             .into_iter()
@@ -1498,14 +1483,7 @@ mod tests {
         let (_dir, root) = tree(&["broken/a.py", "looped/b.py", "c.py"]);
         std::os::unix::fs::symlink("nowhere", root.join("broken/.gitignore")).unwrap();
         std::os::unix::fs::symlink(".lbuildignore", root.join("looped/.lbuildignore")).unwrap();
-        let walk = Walk {
-            dir: &root,
-            names_from: &root,
-            root: &root,
-            skip: &[],
-            output: None,
-            ignores_from: Some(&root),
-        };
+        let walk = project_walk(&root, None);
         let py = |n: &str| n.ends_with(".py");
         let names: Vec<_> = files(&walk, py, |d| d == "looped")
             .unwrap()
