@@ -139,7 +139,7 @@ fn deflate_into_mini_zip(e: &Entry, settings: &Settings) -> Result<Option<File>,
         source,
     };
     let input = File::open(&e.path).map_err(read_err)?;
-    let threads = super::cores();
+    let threads = crate::process::cores();
     let blank = BodyFacts {
         deflated: true,
         crc: 0,

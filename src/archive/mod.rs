@@ -39,14 +39,6 @@ pub(crate) use sources::{Compressed, EntrySource, Found, ReuseStore, SourceKind,
 pub(crate) use verify::verify_tree_zip;
 pub(crate) use write::{ENTRIES_DONE, write_zip};
 
-/// The cores this process may use (its CPU affinity and cgroup quota),
-/// read once: the standard library reads them from `/proc` and `/sys` on
-/// every call, and a workspace's artifacts each ask.
-pub(crate) fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("cannot read {path}: {source}")]

@@ -89,7 +89,7 @@ pub(crate) fn verify_tree_zip(
         return Err(None);
     }
     drop(zip);
-    let workers = super::cores().min(files.len().max(1));
+    let workers = crate::process::cores().min(files.len().max(1));
     // (index, raw digest) of the entries a worker checked, or the failure.
     type Checked = Result<Vec<(usize, Hash)>, Option<String>>;
     let check = |k: usize| -> Checked {

@@ -153,7 +153,7 @@ pub(crate) fn write_zip(
     let threads = if inline {
         0
     } else {
-        super::cores().min(jobs.len())
+        crate::process::cores().min(jobs.len())
     };
 
     let written = std::thread::scope(|scope| -> Result<(), ArchiveError> {

@@ -239,10 +239,7 @@ fn hash_in_parallel(paths: &[PathBuf], which: &[usize]) -> Result<Vec<Hash>, Cac
     if which.is_empty() {
         return Ok(Vec::new());
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(which.len());
+    let threads = crate::process::cores().min(which.len());
     if threads == 1 {
         // One file (an edited module): no thread to start.
         return which
