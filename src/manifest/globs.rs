@@ -21,7 +21,9 @@ pub(crate) fn compile_globs(globs: &[String]) -> Result<GlobSet, (String, String
     compile_each(globs.iter().map(String::as_str)).map_err(|(i, m)| (globs[i].clone(), m))
 }
 
-/// [`compile_globs`], the error giving the index of the glob at fault.
+/// [`compile_globs`], the error giving the index of the glob at fault:
+/// what [`Globs`] must match like (the tests hold them to it).
+#[cfg(test)]
 pub(crate) fn compile_each<'a>(
     globs: impl IntoIterator<Item = &'a str>,
 ) -> Result<GlobSet, (usize, String)> {
@@ -160,24 +162,23 @@ impl crate::watch_root::NameMatcher for Globs {
     }
 }
 
-/// A compiled glob list, or the glob at fault (its index or text) and why.
-type Compiled<T, At> = Result<T, (At, String)>;
+/// A compiled pruner, or the glob at fault and why.
+type CompiledPruner = Result<Pruner, (String, String)>;
 type IncludesExcludes = (Vec<String>, Vec<String>);
 
 /// What one manifest load compiled, by glob text (the options are the
-/// same for every glob the manifest holds): each distinct glob, glob list
-/// and exclude/include pair is compiled once however many artifacts
-/// write it. Errors are kept as the glob's own (index, message), so each
+/// same for every glob the manifest holds): each distinct glob and
+/// include/exclude pair is compiled once however many artifacts write it. Errors are kept as the glob's own (index, message), so each
 /// artifact still points at its own position.
 #[derive(Default)]
 pub(crate) struct Interner {
     patterns: RefCell<HashMap<String, Result<Arc<Pattern>, String>>>,
-    sets: RefCell<HashMap<Vec<String>, Compiled<GlobSet, usize>>>,
-    pruners: RefCell<HashMap<IncludesExcludes, Compiled<Pruner, String>>>,
+    pruners: RefCell<HashMap<IncludesExcludes, CompiledPruner>>,
 }
 
 impl Interner {
-    /// [`compile_each`] as [`Globs`], each glob compiled once per load.
+    /// The globs as [`Globs`], each compiled once per load; an error gives
+    /// the index of the glob at fault.
     pub(crate) fn globs<'a>(
         &self,
         globs: impl IntoIterator<Item = &'a str>,
@@ -191,16 +192,6 @@ impl Interner {
             out.push(compiled.clone().map_err(|m| (i, m))?);
         }
         Ok(Globs(out))
-    }
-
-    /// [`compile_each`], once per distinct list per load (a clone shares
-    /// the compiled regexes).
-    pub(crate) fn set(&self, globs: &[String]) -> Result<GlobSet, (usize, String)> {
-        self.sets
-            .borrow_mut()
-            .entry(globs.to_vec())
-            .or_insert_with(|| compile_each(globs.iter().map(String::as_str)))
-            .clone()
     }
 
     /// [`Pruner::from_globs`], once per distinct pair per load.
@@ -504,10 +495,8 @@ mod tests {
         let bad = interner.globs(["a/*.py", "b/[z"]).unwrap_err();
         assert_eq!(bad.0, 1);
         assert_eq!(bad, compile_each(["a/*.py", "b/[z"]).unwrap_err());
-        // Sets and pruners too.
+        // Pruners too.
         let list = vec!["x/**".to_string(), "*.txt".to_string()];
-        let s1 = interner.set(&list).unwrap();
-        assert!(s1.is_match("a.txt") && !s1.is_match("a.py"));
         let p1 = interner.pruner(&list, &list).unwrap();
         let p2 = interner.pruner(&list, &list).unwrap();
         assert!(Arc::ptr_eq(&p1.dirs, &p2.dirs));

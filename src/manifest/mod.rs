@@ -17,8 +17,6 @@ pub(crate) mod workspace;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use globset::GlobSet;
-
 pub(crate) use globs::Globs;
 pub(crate) use globs::Pruner;
 pub use raw::Architecture;
@@ -249,8 +247,6 @@ pub struct ConfigPlan {
     pub patterns: Vec<String>,
     /// Each glob compiled, in the order written.
     pub globs: Vec<ConfigGlob>,
-    /// All of them in one set.
-    pub set: GlobSet,
     /// A glob matching no file is an error (`[config] required`, default
     /// true), else a warning.
     pub required: bool,

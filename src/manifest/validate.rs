@@ -402,20 +402,6 @@ fn compile_spanned(
     Ok((compiled, patterns))
 }
 
-/// [`compile_spanned`] as one set (each distinct list once per load).
-fn compile_spanned_set(
-    ctx: &Ctx,
-    globs: &[Spanned<String>],
-    what: &str,
-) -> Result<(globset::GlobSet, Vec<String>), ManifestError> {
-    let patterns = texts(globs);
-    let set = ctx
-        .globs
-        .set(&patterns)
-        .map_err(|(i, m)| glob_error(ctx, globs, what, i, &m))?;
-    Ok((set, patterns))
-}
-
 const OUTSIDE_HINT: &str = "keep it inside the directory of lambda.toml (a cloned repository must not be able to package your home directory); to package files from outside the project on purpose, set allow_outside_project = true in this section";
 
 pub(crate) fn sources(
@@ -490,7 +476,8 @@ pub(crate) fn config(
 ) -> Result<ConfigPlan, ManifestError> {
     let default = RawConfig::default();
     let c = raw.map_or(&default, |r| r.get_ref());
-    let (set, patterns) = compile_spanned_set(ctx, &c.files, "config")?;
+    // Every glob checked first, the first at fault reported.
+    let (_, patterns) = compile_spanned(ctx, &c.files, "config")?;
     let mut globs = Vec::new();
     for (g, pattern) in c.files.iter().zip(&patterns) {
         let base = literal_prefix(pattern);
@@ -522,7 +509,6 @@ pub(crate) fn config(
     Ok(ConfigPlan {
         patterns,
         globs,
-        set,
         required: c.required.unwrap_or(true),
     })
 }
