@@ -11,7 +11,8 @@ use crate::cache::Cache;
 use crate::context::BuildContext;
 use crate::manifest::{LimitMode, Plan, Workspace};
 use crate::report::Reporter;
-use crate::stages::package::{Input, Outputs, ZipInfo};
+use crate::stages::outputs::Outputs;
+use crate::stages::package::{Input, ZipInfo};
 use crate::stages::{StageReport, Status, config, deps, package, sources};
 
 use crate::outcome::{ArtifactResult, BuildOutcome, WorkspaceOutcome};

@@ -389,7 +389,7 @@ impl Cache {
     /// page a transaction dirtied to the WAL, and the artifacts of a cold
     /// workspace dirty mostly the same pages (the reuse index's), so one
     /// commit per artifact wrote five times the pages. Its zips are put in
-    /// place at the end of the build too (`package::Outputs`): a build
+    /// place at the end of the build too (`stages::outputs::Outputs`): a build
     /// killed before then leaves neither zips nor records, and the next
     /// one does the work again.
     ///

@@ -7,6 +7,7 @@
 
 pub(crate) mod config;
 pub(crate) mod deps;
+pub(crate) mod outputs;
 pub(crate) mod package;
 pub(crate) mod sources;
 
